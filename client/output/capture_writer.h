@@ -1,0 +1,89 @@
+#pragma once
+// Capture file encoders used by capctl. How data flows: the stream reader calls AddInterface for
+// each InterfaceDescription, WritePacket for each record of a PacketBatch, Flush after each batch
+// (one write() to the sink per flush, so a FIFO reader sees packets promptly), WriteStatistics
+// and Close at the end. Encoders build blocks in memory; a ByteSink does the I/O.
+//
+// Thread-safety: none; one thread owns a writer.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace capd::client {
+
+// Where encoded bytes go: a file, stdout, a FIFO. Write() writes everything or fails; a reader
+// that went away (EPIPE) is StatusCode::kUnavailable so the caller can end quietly.
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual Status Write(std::string_view bytes) = 0;
+};
+
+// Writes to a file descriptor it owns (or borrows, for stdout). Raises a pipe's buffer to 1 MiB.
+class FdSink : public ByteSink {
+ public:
+  static StatusOr<std::unique_ptr<FdSink>> OpenFile(const std::string& path);  // create/truncate
+  static std::unique_ptr<FdSink> Stdout();
+  // Takes ownership of fd (already open for writing, e.g. a FIFO).
+  static std::unique_ptr<FdSink> Adopt(int fd, std::string name);
+  ~FdSink() override;
+  Status Write(std::string_view bytes) override;
+
+ private:
+  FdSink(int fd, bool owned, std::string name);
+  int fd_;
+  bool owned_;
+  std::string name_;
+};
+
+struct InterfaceInfo {
+  std::string name;         // if_name
+  std::string description;  // if_description
+  std::string filter;       // if_filter (the kernel filter applied), may be empty
+  std::string os;           // if_os, may be empty
+  uint16_t link_type = 1;   // LINKTYPE_*
+  uint32_t snaplen = 262144;
+};
+
+// Counters for one interface, written as a pcapng Interface Statistics Block.
+struct InterfaceCounters {
+  uint64_t start_ns = 0;         // isb_starttime
+  uint64_t end_ns = 0;           // isb_endtime and the block's timestamp
+  uint64_t received = 0;         // isb_ifrecv
+  uint64_t interface_drops = 0;  // isb_ifdrop
+  uint64_t kernel_drops = 0;     // isb_osdrop
+  uint64_t delivered = 0;        // isb_usrdeliv: packets written to this file for the interface
+  uint64_t agent_drops = 0;      // no standard option: written as an opt_comment
+};
+
+enum class FileFormat { kPcapng, kPcap };
+
+class CaptureWriter {
+ public:
+  virtual ~CaptureWriter() = default;
+  // Interfaces are numbered in the order they are added, from 0.
+  virtual Status AddInterface(const InterfaceInfo& info) = 0;
+  // data.size() is the captured length; original_length >= data.size().
+  virtual Status WritePacket(uint32_t interface_index, uint64_t timestamp_ns,
+                             uint32_t original_length, std::span<const uint8_t> data) = 0;
+  // pcapng: an Interface Statistics Block. pcap has no place for it: ignored.
+  virtual Status WriteStatistics(uint32_t interface_index, const InterfaceCounters& counters) = 0;
+  // Hands everything buffered to the sink in one write.
+  virtual Status Flush() = 0;
+};
+
+// application: the shb_userappl text, e.g. "capctl 0.1.0". The header (pcapng SHB; pcap file
+// header) is buffered at once and written on the first Flush.
+std::unique_ptr<CaptureWriter> MakePcapngWriter(std::unique_ptr<ByteSink> sink,
+                                                std::string application);
+// pcap with the nanosecond magic (0xa1b23c4d). A pcap file has one link type and snaplen: they
+// come from the first interface; adding a second one with another link type is kInvalidArgument.
+// The file header is written when the first interface is added.
+std::unique_ptr<CaptureWriter> MakePcapWriter(std::unique_ptr<ByteSink> sink);
+
+}  // namespace capd::client

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The one list of capd's build and test dependencies (Debian 12 packages).
+# Used by the README's set-up commands and by .ci/run.
+set -euo pipefail
+
+BUILD_PACKAGES=(
+  build-essential cmake pkg-config
+  libpcap-dev libtins-dev libboost-dev
+  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
+  libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev
+)
+# Tools the tests use as independent readers and to build test networks.
+TEST_PACKAGES=(tcpdump tshark wireshark-common iproute2 netsniff-ng procps)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+export DEBIAN_FRONTEND=noninteractive
+# tshark asks whether non-root users may capture; answer "no" without a prompt.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+$SUDO apt-get update
+$SUDO apt-get install -y --no-install-recommends "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
