@@ -31,6 +31,10 @@ class FdSink : public ByteSink {
   static std::unique_ptr<FdSink> Stdout();
   // Takes ownership of fd (already open for writing, e.g. a FIFO).
   static std::unique_ptr<FdSink> Adopt(int fd, std::string name);
+  // Not copyable: a copy would close the same fd twice. Added to the original contract for that
+  // reason only; FdSinks are handed around as unique_ptr.
+  FdSink(const FdSink&) = delete;
+  FdSink& operator=(const FdSink&) = delete;
   ~FdSink() override;
   Status Write(std::string_view bytes) override;
 

@@ -1,0 +1,126 @@
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "client/output/capture_writer.h"
+
+namespace capd::client {
+namespace {
+
+// A FIFO reader (Wireshark, tshark) drains in bursts; the default 64 KiB pipe buffer makes a
+// writer block on every batch. 1 MiB is the default /proc/sys/fs/pipe-max-size, so an
+// unprivileged process can usually get it.
+constexpr int kPipeBufferBytes = 1 << 20;
+
+void RaisePipeBuffer(int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) return;
+  // Never shrink a buffer someone already made larger. Failure (EPERM above pipe-max-size,
+  // EBUSY when the pipe holds more than the new size) only costs throughput: ignored.
+  const int current = ::fcntl(fd, F_GETPIPE_SZ);
+  if (current >= kPipeBufferBytes) return;
+  (void)::fcntl(fd, F_SETPIPE_SZ, kPipeBufferBytes);
+}
+
+// open() failures caused by the path the user gave, as opposed to the system failing.
+bool IsPathError(int err) {
+  switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+    case EISDIR:
+    case EACCES:
+    case EPERM:
+    case EROFS:
+    case ELOOP:
+    case ENAMETOOLONG:
+    case ETXTBSY:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Waits until a non-blocking fd (a FIFO or stdout inherited with O_NONBLOCK) accepts bytes.
+// Returns errno on failure, 0 when writable (or when the next write() will report the error).
+int WaitWritable(int fd) {
+  struct pollfd pfd = {.fd = fd, .events = POLLOUT, .revents = 0};
+  while (::poll(&pfd, 1, -1) < 0) {
+    if (errno != EINTR) return errno;
+  }
+  return 0;
+}
+
+}  // namespace
+
+FdSink::FdSink(int fd, bool owned, std::string name)
+    : fd_(fd), owned_(owned), name_(std::move(name)) {}
+
+FdSink::~FdSink() {
+  // close() errors cannot be reported from here; on Linux the fd is released even on EINTR, so
+  // it must not be retried.
+  if (owned_ && fd_ >= 0) ::close(fd_);
+}
+
+StatusOr<std::unique_ptr<FdSink>> FdSink::OpenFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int err = errno;
+    std::string message = "open(" + path + "): " + std::strerror(err);
+    return IsPathError(err) ? InvalidArgument(std::move(message)) : Internal(std::move(message));
+  }
+  // Owned from here: a path naming an existing FIFO is opened like a file, then tuned as a pipe.
+  std::unique_ptr<FdSink> sink(new FdSink(fd, /*owned=*/true, path));
+  RaisePipeBuffer(fd);
+  return sink;
+}
+
+std::unique_ptr<FdSink> FdSink::Stdout() {
+  RaisePipeBuffer(STDOUT_FILENO);
+  return std::unique_ptr<FdSink>(new FdSink(STDOUT_FILENO, /*owned=*/false, "stdout"));
+}
+
+std::unique_ptr<FdSink> FdSink::Adopt(int fd, std::string name) {
+  std::unique_ptr<FdSink> sink(new FdSink(fd, /*owned=*/true, std::move(name)));
+  RaisePipeBuffer(fd);
+  return sink;
+}
+
+Status FdSink::Write(std::string_view bytes) {
+  const char* p = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    const ssize_t n = ::write(fd_, p, left);
+    if (n > 0) {
+      p += n;
+      left -= static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) {
+      // write() of a non-zero count returning 0 would make this loop spin forever.
+      return Internal("write(" + name_ + "): wrote nothing");
+    }
+    const int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      // The contract is "writes everything or fails", so a non-blocking fd is waited on.
+      if (const int poll_err = WaitWritable(fd_); poll_err != 0) {
+        return Internal("poll(" + name_ + "): " + std::strerror(poll_err));
+      }
+      continue;
+    }
+    // SIGPIPE is ignored by the process, so a reader that closed its end shows up as EPIPE.
+    if (err == EPIPE) return Unavailable("reader of " + name_ + " went away");
+    return Internal("write(" + name_ + "): " + std::strerror(err));
+  }
+  return Status::Ok();
+}
+
+}  // namespace capd::client
