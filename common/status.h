@@ -34,7 +34,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
@@ -43,8 +45,8 @@ inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std
 template <typename T>
 class [[nodiscard]] StatusOr {
  public:
-  StatusOr(T value) : v_(std::move(value)) {}             // NOLINT(google-explicit-constructor)
-  StatusOr(Status status) : v_(std::move(status)) {}      // NOLINT(google-explicit-constructor)
+  StatusOr(T value) : v_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
+  StatusOr(Status status) : v_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   const Status& status() const {
@@ -63,8 +65,8 @@ class [[nodiscard]] StatusOr {
 
 }  // namespace capd
 
-#define CAPD_RETURN_IF_ERROR(expr)          \
-  do {                                      \
-    ::capd::Status capd_status_ = (expr);   \
+#define CAPD_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::capd::Status capd_status_ = (expr);        \
     if (!capd_status_.ok()) return capd_status_; \
   } while (false)

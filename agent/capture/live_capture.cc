@@ -1,0 +1,121 @@
+#include "agent/capture/live_capture.h"
+
+#include <spdlog/spdlog.h>
+
+namespace capd::agent {
+namespace {
+
+std::string Describe(const char* call, const std::string& interface, const std::string& text) {
+  return std::string(call) + "(" + interface + "): " + text;
+}
+
+// pcap_activate's error codes to statuses a client can act on.
+Status ActivateError(int rc, pcap_t* handle, const std::string& interface) {
+  const std::string text = pcap_geterr(handle);
+  switch (rc) {
+    case PCAP_ERROR_NO_SUCH_DEVICE:
+      return NotFound("no such interface: " + interface + " (" + text + ")");
+    case PCAP_ERROR_PERM_DENIED:
+      return {
+          StatusCode::kFailedPrecondition,
+          Describe("pcap_activate", interface,
+                   "permission denied: " + text + " (capd needs CAP_NET_RAW and CAP_NET_ADMIN)")};
+    case PCAP_ERROR_IFACE_NOT_UP:
+      return {StatusCode::kFailedPrecondition, "interface " + interface + " is down"};
+    default:
+      return Internal(
+          Describe("pcap_activate", interface, pcap_statustostr(rc) + std::string(": ") + text));
+  }
+}
+
+uint64_t WrappingDelta(u_int now, u_int before) {
+  return static_cast<uint32_t>(static_cast<uint32_t>(now) - static_cast<uint32_t>(before));
+}
+
+}  // namespace
+
+uint16_t DatalinkToLinktype(int dlt) {
+  // pcap/dlt.h: on Linux DLT_RAW is 12 (14 on OpenBSD) but files carry LINKTYPE_RAW (101).
+  // Values 104 and up, and 0-10, are the same in both spaces.
+  if (dlt == DLT_RAW) return 101;
+  return static_cast<uint16_t>(dlt);
+}
+
+StatusOr<std::unique_ptr<LiveCapture>> LiveCapture::Open(const LiveCaptureConfig& config) {
+  char errbuf[PCAP_ERRBUF_SIZE] = {};
+  pcap_t* raw = pcap_create(config.interface.c_str(), errbuf);
+  if (raw == nullptr) return Internal(Describe("pcap_create", config.interface, errbuf));
+  std::unique_ptr<LiveCapture> capture(new LiveCapture(raw, config.interface));
+
+  auto check = [&](int rc, const char* call) -> Status {
+    if (rc == 0) return Status::Ok();
+    return Internal(Describe(call, config.interface, pcap_geterr(raw)));
+  };
+  CAPD_RETURN_IF_ERROR(check(pcap_set_snaplen(raw, config.snaplen), "pcap_set_snaplen"));
+  CAPD_RETURN_IF_ERROR(
+      check(pcap_set_promisc(raw, config.promiscuous ? 1 : 0), "pcap_set_promisc"));
+  CAPD_RETURN_IF_ERROR(check(pcap_set_timeout(raw, config.block_timeout_ms), "pcap_set_timeout"));
+  CAPD_RETURN_IF_ERROR(
+      check(pcap_set_buffer_size(raw, config.buffer_bytes), "pcap_set_buffer_size"));
+  // Not immediate mode: it falls back to fixed 64 KiB slots, a small ring and per-packet wakeups.
+  CAPD_RETURN_IF_ERROR(check(pcap_set_immediate_mode(raw, 0), "pcap_set_immediate_mode"));
+  CAPD_RETURN_IF_ERROR(check(pcap_set_tstamp_precision(raw, PCAP_TSTAMP_PRECISION_NANO),
+                             "pcap_set_tstamp_precision"));
+
+  const int rc = pcap_activate(raw);
+  if (rc < 0) return ActivateError(rc, raw, config.interface);
+  if (rc > 0) {
+    spdlog::warn("pcap_activate({}): {}: {}", config.interface, pcap_statustostr(rc),
+                 pcap_geterr(raw));
+  }
+  if (pcap_setnonblock(raw, 1, errbuf) != 0) {
+    return Internal(Describe("pcap_setnonblock", config.interface, errbuf));
+  }
+  capture->fd_ = pcap_get_selectable_fd(raw);
+  if (capture->fd_ < 0) {
+    return Internal(Describe("pcap_get_selectable_fd", config.interface, "no selectable fd"));
+  }
+  capture->datalink_ = pcap_datalink(raw);
+  capture->snaplen_ = pcap_snapshot(raw);
+  return capture;
+}
+
+LiveCapture::LiveCapture(pcap_t* handle, std::string interface)
+    : handle_(handle), interface_(std::move(interface)) {}
+
+LiveCapture::~LiveCapture() { pcap_close(handle_); }
+
+uint16_t LiveCapture::linktype() const { return DatalinkToLinktype(datalink_); }
+
+Status LiveCapture::SetFilter(const std::string& expression) {
+  bpf_program program{};
+  if (pcap_compile(handle_, &program, expression.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
+    return InvalidArgument("filter '" + expression + "': " + pcap_geterr(handle_));
+  }
+  const int rc = pcap_setfilter(handle_, &program);
+  pcap_freecode(&program);
+  if (rc != 0) return Internal(Describe("pcap_setfilter", interface_, pcap_geterr(handle_)));
+  return Status::Ok();
+}
+
+RecvStatus LiveCapture::Dispatch(int max_packets, PacketCallback callback, void* context) {
+  const int n = pcap_dispatch(handle_, max_packets, callback, static_cast<u_char*>(context));
+  if (n > 0) return RecvStatus::kOk;
+  if (n == 0 || n == PCAP_ERROR_BREAK) return RecvStatus::kWouldBlock;
+  error_ = Describe("pcap_dispatch", interface_, pcap_geterr(handle_));
+  return RecvStatus::kError;
+}
+
+StatusOr<CaptureCounters> LiveCapture::Stats() {
+  pcap_stat now{};
+  if (pcap_stats(handle_, &now) != 0) {
+    return Internal(Describe("pcap_stats", interface_, pcap_geterr(handle_)));
+  }
+  totals_.received += WrappingDelta(now.ps_recv, last_raw_.ps_recv);
+  totals_.kernel_drops += WrappingDelta(now.ps_drop, last_raw_.ps_drop);
+  totals_.interface_drops += WrappingDelta(now.ps_ifdrop, last_raw_.ps_ifdrop);
+  last_raw_ = now;
+  return totals_;
+}
+
+}  // namespace capd::agent

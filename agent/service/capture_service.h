@@ -1,0 +1,56 @@
+#pragma once
+// The capd.v1.Capture gRPC service (callback API).
+//
+// Every Stream call becomes a StreamReactor with its own capture thread; the service keeps a
+// registry of them so that shutdown can end each with a reason and wait until all are gone.
+
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
+#include <set>
+
+#include "agent/service/stream_reactor.h"
+#include "agent/stream/capture_loop.h"
+#include "proto/capture.grpc.pb.h"
+
+namespace capd::agent {
+
+struct ServiceOptions {
+  AgentIdentity identity;
+  std::string version;
+  // Per-stream bound on messages waiting for a slow client (DESIGN.md: tens of MiB).
+  size_t max_queue_bytes = 32 * 1024 * 1024;
+};
+
+class CaptureService final : public v1::Capture::CallbackService {
+ public:
+  explicit CaptureService(ServiceOptions options);
+
+  grpc::ServerUnaryReactor* ListInterfaces(grpc::CallbackServerContext* context,
+                                           const v1::ListInterfacesRequest* request,
+                                           v1::ListInterfacesResponse* response) override;
+  grpc::ServerWriteReactor<v1::StreamResponse>* Stream(grpc::CallbackServerContext* context,
+                                                       const v1::StreamRequest* request) override;
+
+  // The agent's listening port is known only once the server is bound: streams are refused as
+  // UNAVAILABLE until this is called, so no capture ever runs without its own-traffic exclusion.
+  void SetListeningPort(uint16_t port);
+
+  // Refuses new streams and asks every running one to end with AGENT_SHUTDOWN.
+  void BeginShutdown();
+  // Blocks until every stream's reactor is gone (their capture threads have returned), or the
+  // timeout passes. Returns true if all are gone.
+  bool WaitForStreams(std::chrono::milliseconds timeout);
+
+ private:
+  void Forget(StreamReactor* reactor);
+
+  ServiceOptions options_;  // identity.own_traffic guarded by mu_ until ready_
+  std::mutex mu_;
+  std::condition_variable all_gone_;
+  std::set<StreamReactor*> streams_;
+  bool ready_ = false;
+  bool shutting_down_ = false;
+};
+
+}  // namespace capd::agent

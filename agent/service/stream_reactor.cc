@@ -1,0 +1,129 @@
+#include "agent/service/stream_reactor.h"
+
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include "agent/service/status_mapping.h"
+
+namespace capd::agent {
+namespace {
+// Recycled messages kept per stream: enough to cover the queue in steady state.
+constexpr size_t kMaxFreeMessages = 16;
+}  // namespace
+
+StreamReactor::StreamReactor(const v1::StreamRequest& request, const AgentIdentity& identity,
+                             size_t max_queue_bytes, std::string peer, OnDestroyed on_destroyed)
+    : identity_(identity),
+      max_queue_bytes_(max_queue_bytes),
+      peer_(std::move(peer)),
+      on_destroyed_(std::move(on_destroyed)) {
+  // Detached: the thread holds a reference and the last reference deletes the reactor, so
+  // nothing ever has to block in a reaction to join it.
+  std::thread(&StreamReactor::CaptureThreadMain, this, request).detach();
+}
+
+StreamReactor::~StreamReactor() {
+  if (on_destroyed_) on_destroyed_(this);
+}
+
+void StreamReactor::CaptureThreadMain(v1::StreamRequest request) {
+  CaptureLoop loop(request, identity_, *this, stop_);
+  auto ended = loop.Run();
+  if (!ended.ok()) {
+    spdlog::info("stream from {} refused: {}", peer_, ended.status().message());
+    FinishAfterQueue(ToGrpcStatus(ended.status()));
+  } else {
+    auto message = NewMessage();
+    *message->mutable_end() = ended.value();
+    Send(std::move(message), /*droppable=*/false);
+    FinishAfterQueue(grpc::Status::OK);
+  }
+  ReleaseReference();
+}
+
+bool StreamReactor::Send(std::unique_ptr<v1::StreamResponse> message, bool droppable) {
+  const size_t size = message->ByteSizeLong();
+  std::lock_guard lock(mu_);
+  if (cancelled_ || finish_called_) return true;  // nobody to count drops for any more
+  if (droppable && queued_bytes_ + size > max_queue_bytes_) {
+    if (free_.size() < kMaxFreeMessages) free_.push_back(std::move(message));
+    return false;
+  }
+  queued_bytes_ += size;
+  queue_.push_back({std::move(message), size});
+  if (!in_flight_) StartNextWriteLocked();
+  return true;
+}
+
+std::unique_ptr<v1::StreamResponse> StreamReactor::NewMessage() {
+  {
+    std::lock_guard lock(mu_);
+    if (!free_.empty()) {
+      auto message = std::move(free_.back());
+      free_.pop_back();
+      return message;
+    }
+  }
+  return std::make_unique<v1::StreamResponse>();
+}
+
+void StreamReactor::StartNextWriteLocked() {
+  if (queue_.empty() || cancelled_) return;
+  in_flight_ = std::move(queue_.front().message);
+  queued_bytes_ -= queue_.front().bytes;
+  queue_.pop_front();
+  StartWrite(in_flight_.get());
+}
+
+void StreamReactor::OnWriteDone(bool ok) {
+  std::lock_guard lock(mu_);
+  if (in_flight_ && in_flight_->has_packets() && free_.size() < kMaxFreeMessages) {
+    free_.push_back(std::move(in_flight_));
+  }
+  in_flight_.reset();
+  if (!ok) {
+    // The client is gone or the call was cancelled: stop capturing for it.
+    cancelled_ = true;
+    queue_.clear();
+    queued_bytes_ = 0;
+    stop_.Request(v1::StreamEnd::CLIENT_CANCELLED);
+  } else {
+    StartNextWriteLocked();
+  }
+  MaybeFinishLocked();
+}
+
+void StreamReactor::OnCancel() {
+  stop_.Request(v1::StreamEnd::CLIENT_CANCELLED);
+  std::lock_guard lock(mu_);
+  cancelled_ = true;
+  queue_.clear();
+  queued_bytes_ = 0;
+  MaybeFinishLocked();
+}
+
+void StreamReactor::FinishAfterQueue(grpc::Status status) {
+  std::lock_guard lock(mu_);
+  if (!finish_status_) finish_status_ = std::move(status);
+  MaybeFinishLocked();
+}
+
+void StreamReactor::MaybeFinishLocked() {
+  if (finish_called_ || in_flight_) return;
+  if (cancelled_) {
+    finish_called_ = true;
+    Finish(grpc::Status::CANCELLED);
+  } else if (finish_status_ && queue_.empty()) {
+    finish_called_ = true;
+    Finish(*finish_status_);
+  }
+}
+
+void StreamReactor::OnDone() { ReleaseReference(); }
+
+void StreamReactor::ReleaseReference() {
+  if (references_.fetch_sub(1) == 1) delete this;
+}
+
+}  // namespace capd::agent

@@ -1,0 +1,86 @@
+#pragma once
+// One Stream call: a gRPC write reactor fed by its own capture thread.
+//
+// How data flows: the capture thread (CaptureLoop::Run) calls Send(); messages wait in a queue
+// bounded in bytes; one write is in flight at a time, the next started from OnWriteDone or, when
+// the writer is idle, from Send. A full queue drops the incoming packet batch whole (tail drop)
+// and the loop counts it: a client that stops reading costs at most the bound in memory and
+// never slows the capture. Nothing here blocks inside a reaction (grpc/grpc#36609).
+//
+// Lifetime: the object deletes itself once both gRPC is done with it (OnDone) and its capture
+// thread has returned. The registry in CaptureService sees it from construction to deletion.
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "agent/stream/capture_loop.h"
+#include "agent/stream/stop_signal.h"
+#include "agent/stream/stream_sink.h"
+#include "proto/capture.grpc.pb.h"
+
+namespace capd::agent {
+
+class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, public StreamSink {
+ public:
+  // Called from the destructor, so the registry can forget the stream.
+  using OnDestroyed = std::function<void(StreamReactor*)>;
+
+  // Starts the capture thread. max_queue_bytes bounds the messages waiting for the client.
+  StreamReactor(const v1::StreamRequest& request, const AgentIdentity& identity,
+                size_t max_queue_bytes, std::string peer, OnDestroyed on_destroyed);
+  ~StreamReactor() override;
+
+  // Ends the stream with `reason` (e.g. agent shutdown): the capture thread sends what it has,
+  // the statistics and the end, then the call finishes. Thread-safe.
+  void RequestStop(v1::StreamEnd::Reason reason) { stop_.Request(reason); }
+
+  // StreamSink (capture thread)
+  bool Send(std::unique_ptr<v1::StreamResponse> message, bool droppable) override;
+  std::unique_ptr<v1::StreamResponse> NewMessage() override;
+
+  // grpc::ServerWriteReactor (gRPC's callback threads)
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  void CaptureThreadMain(v1::StreamRequest request);
+  // Finishes the call with `status` once everything queued before it has been written.
+  void FinishAfterQueue(grpc::Status status);
+  // Both require mu_ held.
+  void StartNextWriteLocked();
+  void MaybeFinishLocked();
+  void ReleaseReference();
+
+  const AgentIdentity identity_;
+  const size_t max_queue_bytes_;
+  const std::string peer_;
+  OnDestroyed on_destroyed_;
+  StopSignal stop_;
+
+  std::mutex mu_;
+  struct Queued {
+    std::unique_ptr<v1::StreamResponse> message;
+    size_t bytes;  // its ByteSizeLong(), computed once
+  };
+  std::deque<Queued> queue_;
+  size_t queued_bytes_ = 0;
+  std::unique_ptr<v1::StreamResponse> in_flight_;
+  std::vector<std::unique_ptr<v1::StreamResponse>> free_;  // recycled batch messages
+  std::optional<grpc::Status> finish_status_;
+  bool cancelled_ = false;
+  bool finish_called_ = false;
+
+  // One reference for gRPC (released in OnDone), one for the capture thread.
+  std::atomic<int> references_{2};
+};
+
+}  // namespace capd::agent

@@ -1,0 +1,33 @@
+#include "agent/stream/batch_builder.h"
+
+namespace capd::agent {
+
+void BatchBuilder::Start(std::unique_ptr<v1::StreamResponse> message) {
+  message_ = std::move(message);
+  // mutable_packets() keeps the existing PacketBatch when the message last carried one; Clear()
+  // on it keeps the blob's and the arrays' capacity (protobuf 3.21 ClearToEmpty / RepeatedField).
+  batch_ = message_->mutable_packets();
+  batch_->Clear();
+  packets_ = 0;
+  bytes_ = 0;
+}
+
+void BatchBuilder::Append(uint32_t interface_index, uint64_t timestamp_ns, uint32_t original_length,
+                          const uint8_t* data, uint32_t captured_length) {
+  batch_->mutable_data()->append(reinterpret_cast<const char*>(data), captured_length);
+  batch_->add_interface_index(interface_index);
+  batch_->add_timestamp_ns(timestamp_ns);
+  batch_->add_original_length(original_length);
+  batch_->add_captured_length(captured_length);
+  ++packets_;
+  bytes_ += captured_length;
+}
+
+std::unique_ptr<v1::StreamResponse> BatchBuilder::Finish() {
+  batch_ = nullptr;
+  packets_ = 0;
+  bytes_ = 0;
+  return std::move(message_);
+}
+
+}  // namespace capd::agent

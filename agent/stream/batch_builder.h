@@ -1,0 +1,45 @@
+#pragma once
+// Packs packet records into one PacketBatch message: the bytes of all packets in one `data` blob
+// and the per-packet metadata in packed arrays (DESIGN.md "Encode as a blob": 7-15 ns per packet).
+//
+// Messages are recycled: Start() takes a message that may have carried an earlier batch and
+// clears it without giving back the capacity of its blob and arrays, so a warmed-up stream
+// allocates nothing per packet.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "proto/capture.pb.h"
+
+namespace capd::agent {
+
+class BatchBuilder {
+ public:
+  // Flush rule (DESIGN.md): messages of at most ~256 KiB or 1024 packets keep gRPC's per-message
+  // cost low and stay far below the client's default 4 MiB receive limit.
+  static constexpr size_t kMaxPackets = 1024;
+  static constexpr size_t kMaxBytes = 256 * 1024;
+
+  // Begins a batch in `message` (a fresh or recycled StreamResponse).
+  void Start(std::unique_ptr<v1::StreamResponse> message);
+  bool started() const { return message_ != nullptr; }
+
+  void Append(uint32_t interface_index, uint64_t timestamp_ns, uint32_t original_length,
+              const uint8_t* data, uint32_t captured_length);
+
+  bool empty() const { return packets_ == 0; }
+  bool full() const { return packets_ >= kMaxPackets || bytes_ >= kMaxBytes; }
+  size_t packet_count() const { return packets_; }
+
+  // Hands the batch over; the builder is not started afterwards.
+  std::unique_ptr<v1::StreamResponse> Finish();
+
+ private:
+  std::unique_ptr<v1::StreamResponse> message_;
+  v1::PacketBatch* batch_ = nullptr;
+  size_t packets_ = 0;
+  size_t bytes_ = 0;
+};
+
+}  // namespace capd::agent

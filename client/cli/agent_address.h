@@ -1,0 +1,25 @@
+#pragma once
+// Agent addresses as users write them: HOST:PORT[/IFACE], [IPv6]:PORT[/IFACE],
+// ssh://[user@]host[:port][/IFACE] and ssm://i-xxxx[/IFACE] (the last two are transports).
+
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace capd::client {
+
+struct AgentAddress {
+  enum class Transport { kDirect, kSsh, kSsm };
+  Transport transport = Transport::kDirect;
+  std::string target;     // gRPC target for kDirect ("127.0.0.1:50051"), else the ssh/ssm host
+  std::string interface;  // empty: the request names none (the agent's default interface)
+  std::string text;       // as given, for messages
+};
+
+constexpr std::string_view kDefaultAgent = "127.0.0.1:50051";
+
+// kInvalidArgument with a message naming the address when it cannot be parsed.
+StatusOr<AgentAddress> ParseAgentAddress(std::string_view text);
+
+}  // namespace capd::client

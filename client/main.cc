@@ -1,0 +1,34 @@
+// capctl: the capd client. Parses the command line and runs one command; the work lives in
+// cli/, stream/ and output/.
+
+#include <cstdio>
+
+#include "client/cli/options.h"
+#include "client/stream/signal_watcher.h"
+#include "client/stream/stream_command.h"
+
+#ifndef CAPD_VERSION
+#define CAPD_VERSION "0.0.0"
+#endif
+
+int main(int argc, char** argv) {
+  capd::client::BlockTerminationSignals();  // before gRPC starts any thread
+  auto line = capd::client::ParseCommandLine(argc, argv);
+  if (!line.ok()) {
+    std::fprintf(stderr, "capctl: %s\n%s", line.status().message().c_str(), capd::client::kUsage);
+    return 2;
+  }
+  switch (line->command) {
+    case capd::client::CommandLine::Command::kHelp:
+      std::fputs(capd::client::kUsage, stdout);
+      return 0;
+    case capd::client::CommandLine::Command::kVersion:
+      std::printf("capctl %s\n", CAPD_VERSION);
+      return 0;
+    case capd::client::CommandLine::Command::kInterfaces:
+      return capd::client::RunInterfacesCommand(line->interfaces);
+    case capd::client::CommandLine::Command::kStream:
+      return capd::client::RunStreamCommand(line->stream);
+  }
+  return 1;
+}

@@ -1,0 +1,41 @@
+#include <cstdio>
+
+#include "client/stream/agent_channel.h"
+#include "client/stream/stream_command.h"
+#include "proto/capture.grpc.pb.h"
+
+namespace capd::client {
+
+int RunInterfacesCommand(const InterfacesOptions& options) {
+  auto channel = ConnectToAgent(options.agent);
+  if (!channel.ok()) {
+    std::fprintf(stderr, "capctl: %s\n", channel.status().message().c_str());
+    return 1;
+  }
+  auto stub = v1::Capture::NewStub(channel.value());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::ListInterfacesResponse response;
+  const grpc::Status status = stub->ListInterfaces(&context, {}, &response);
+  if (!status.ok()) {
+    std::fprintf(stderr, "capctl: agent %s: %s\n", options.agent.target.c_str(),
+                 status.error_message().c_str());
+    return 1;
+  }
+  std::printf("agent %s (capd %s) at %s\n", response.agent_name().c_str(),
+              response.agent_version().c_str(), options.agent.target.c_str());
+  for (const v1::NetworkInterface& i : response.interfaces()) {
+    std::string addresses;
+    for (const std::string& a : i.addresses()) addresses += (addresses.empty() ? "" : ", ") + a;
+    std::printf("%c %-16s %-8s %s%s\n", i.name() == response.default_interface() ? '*' : ' ',
+                i.name().c_str(), i.up() ? (i.running() ? "up" : "no-link") : "down",
+                addresses.c_str(),
+                i.description().empty() ? "" : (" (" + i.description() + ")").c_str());
+  }
+  if (!response.default_interface().empty()) {
+    std::printf("* default-route interface, used when -i is not given\n");
+  }
+  return 0;
+}
+
+}  // namespace capd::client

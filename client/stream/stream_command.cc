@@ -1,0 +1,343 @@
+#include "client/stream/stream_command.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <span>
+#include <string>
+
+#include "client/stream/agent_channel.h"
+#include "client/stream/output_target.h"
+#include "client/stream/signal_watcher.h"
+#include "filters/bpf_filter.h"
+#include "proto/capture.grpc.pb.h"
+
+#ifndef CAPD_VERSION
+#define CAPD_VERSION "0.0.0"
+#endif
+
+namespace capd::client {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int ExitCodeFor(StatusCode code) {
+  return code == StatusCode::kInvalidArgument || code == StatusCode::kNotFound ? 2 : 1;
+}
+
+int ExitCodeFor(grpc::StatusCode code) {
+  return code == grpc::StatusCode::INVALID_ARGUMENT || code == grpc::StatusCode::NOT_FOUND ? 2 : 1;
+}
+
+int Fail(const Status& status) {
+  std::fprintf(stderr, "capctl: %s\n", status.message().c_str());
+  return ExitCodeFor(status.code());
+}
+
+std::string ReasonText(v1::StreamEnd::Reason reason) {
+  switch (reason) {
+    case v1::StreamEnd::COUNT_REACHED:
+      return "packet count reached";
+    case v1::StreamEnd::DURATION_REACHED:
+      return "duration reached";
+    case v1::StreamEnd::AGENT_SHUTDOWN:
+      return "the agent is shutting down";
+    case v1::StreamEnd::CAPTURE_ERROR:
+      return "capture error";
+    case v1::StreamEnd::CLIENT_CANCELLED:
+      return "cancelled";
+    default:
+      return "unknown reason";
+  }
+}
+
+// Per interface of the stream: what goes into its statistics block and the summary.
+struct InterfaceState {
+  uint32_t file_index = 0;
+  std::string name;
+  uint64_t start_ns = 0;
+  v1::InterfaceStatistics latest;  // the agent's last statistics for it
+  uint64_t last_statistics_ns = 0;
+  uint64_t written = 0;
+};
+
+// dumpcap-like one-line progress on a terminal, rewritten in place at most twice a second.
+class LiveStatusLine {
+ public:
+  explicit LiveStatusLine(bool enabled) : enabled_(enabled) {}
+  void Update(uint64_t packets, uint64_t drops) {
+    if (!enabled_) return;
+    const Clock::time_point now = Clock::now();
+    if (now - last_ < std::chrono::milliseconds(500)) return;
+    const double seconds = std::chrono::duration<double>(now - last_).count();
+    const double rate = last_packets_ <= packets ? (packets - last_packets_) / seconds : 0;
+    std::fprintf(stderr, "\rPackets: %llu  dropped: %llu  rate: %.0f pkt/s   ",
+                 static_cast<unsigned long long>(packets), static_cast<unsigned long long>(drops),
+                 rate);
+    last_ = now;
+    last_packets_ = packets;
+    shown_ = true;
+  }
+  void End() {
+    if (shown_) std::fputc('\n', stderr);
+  }
+
+ private:
+  bool enabled_;
+  bool shown_ = false;
+  Clock::time_point last_ = Clock::now();
+  uint64_t last_packets_ = 0;
+};
+
+class StreamRun {
+ public:
+  StreamRun(const StreamOptions& options, OutputTarget output)
+      : options_(options), output_(std::move(output)) {
+    writer_ = options.format == FileFormat::kPcap
+                  ? MakePcapWriter(std::move(output_.sink))
+                  : MakePcapngWriter(std::move(output_.sink), "capctl " CAPD_VERSION);
+  }
+
+  int Run(const std::shared_ptr<grpc::Channel>& channel);
+  void Interrupt() {
+    interrupted_.store(true);
+    context_.TryCancel();
+  }
+
+ private:
+  Status OnInterface(const v1::InterfaceDescription& description);
+  Status OnPackets(const v1::PacketBatch& batch);
+  void OnStatistics(const v1::Statistics& statistics);
+  void WriteStatisticsBlocks();
+  void PrintSummary(const std::string& ending);
+  uint64_t TotalDrops() const;
+
+  const StreamOptions& options_;
+  OutputTarget output_;
+  std::unique_ptr<CaptureWriter> writer_;
+  grpc::ClientContext context_;
+  std::atomic<bool> interrupted_{false};
+  std::map<uint32_t, InterfaceState> interfaces_;  // by the stream's interface index
+  uint64_t written_ = 0;
+};
+
+Status StreamRun::OnInterface(const v1::InterfaceDescription& d) {
+  InterfaceInfo info;
+  info.name = d.name();
+  info.description = d.description();
+  info.filter = d.filter();
+  info.os = d.os();
+  info.link_type = static_cast<uint16_t>(d.link_type());
+  info.snaplen = d.snaplen();
+  CAPD_RETURN_IF_ERROR(writer_->AddInterface(info));
+  InterfaceState state;
+  state.file_index = static_cast<uint32_t>(interfaces_.size());
+  state.name = d.name();
+  state.start_ns = d.capture_start_ns();
+  interfaces_[d.index()] = state;
+  // The header reaches the reader before any packet: Wireshark shows the interface at once.
+  CAPD_RETURN_IF_ERROR(writer_->Flush());
+  std::fprintf(stderr, "capctl: capturing on %s (agent %s, link type %u, snaplen %u)\n",
+               d.name().c_str(), d.agent_name().c_str(), d.link_type(), d.snaplen());
+  return Status::Ok();
+}
+
+Status StreamRun::OnPackets(const v1::PacketBatch& batch) {
+  const int n = batch.timestamp_ns_size();
+  if (batch.interface_index_size() != n || batch.original_length_size() != n ||
+      batch.captured_length_size() != n) {
+    return Internal("agent sent a malformed batch (array lengths differ)");
+  }
+  const auto* data = reinterpret_cast<const uint8_t*>(batch.data().data());
+  const size_t size = batch.data().size();
+  size_t offset = 0;
+  for (int i = 0; i < n; ++i) {
+    const uint32_t caplen = batch.captured_length(i);
+    if (caplen > size - offset) return Internal("agent sent a malformed batch (data too short)");
+    auto it = interfaces_.find(batch.interface_index(i));
+    if (it == interfaces_.end()) return Internal("agent sent a packet for an undeclared interface");
+    CAPD_RETURN_IF_ERROR(writer_->WritePacket(it->second.file_index, batch.timestamp_ns(i),
+                                              batch.original_length(i),
+                                              std::span<const uint8_t>(data + offset, caplen)));
+    offset += caplen;
+    ++it->second.written;
+  }
+  written_ += n;
+  return writer_->Flush();
+}
+
+void StreamRun::OnStatistics(const v1::Statistics& statistics) {
+  for (const v1::InterfaceStatistics& s : statistics.interfaces()) {
+    auto it = interfaces_.find(s.interface_index());
+    if (it == interfaces_.end()) continue;
+    it->second.latest = s;
+    it->second.last_statistics_ns = statistics.timestamp_ns();
+  }
+}
+
+uint64_t StreamRun::TotalDrops() const {
+  uint64_t drops = 0;
+  for (const auto& [index, state] : interfaces_) {
+    drops +=
+        state.latest.kernel_drops() + state.latest.interface_drops() + state.latest.agent_drops();
+  }
+  return drops;
+}
+
+void StreamRun::WriteStatisticsBlocks() {
+  for (const auto& [index, state] : interfaces_) {
+    InterfaceCounters counters;
+    counters.start_ns = state.start_ns;
+    counters.end_ns = state.last_statistics_ns != 0 ? state.last_statistics_ns : state.start_ns;
+    counters.received = state.latest.packets_received();
+    counters.interface_drops = state.latest.interface_drops();
+    counters.kernel_drops = state.latest.kernel_drops();
+    counters.agent_drops = state.latest.agent_drops();
+    counters.delivered = state.written;
+    if (!writer_->WriteStatistics(state.file_index, counters).ok()) return;
+  }
+  (void)writer_->Flush();  // the reader may be gone already; the summary says what was written
+}
+
+void StreamRun::PrintSummary(const std::string& ending) {
+  uint64_t kernel = 0, interface = 0, agent = 0;
+  for (const auto& [index, state] : interfaces_) {
+    kernel += state.latest.kernel_drops();
+    interface += state.latest.interface_drops();
+    agent += state.latest.agent_drops();
+  }
+  std::fprintf(stderr,
+               "capctl: %llu packets written to %s; dropped: %llu by kernel, %llu by interface, "
+               "%llu by agent (%s)\n",
+               static_cast<unsigned long long>(written_), output_.name.c_str(),
+               static_cast<unsigned long long>(kernel), static_cast<unsigned long long>(interface),
+               static_cast<unsigned long long>(agent), ending.c_str());
+}
+
+int StreamRun::Run(const std::shared_ptr<grpc::Channel>& channel) {
+  v1::StreamRequest request;
+  request.set_interface(options_.interface);
+  request.set_filter(options_.filter);
+  request.set_snaplen(options_.snaplen);
+  request.set_max_packets(options_.count);
+  request.set_duration_ms(options_.duration_ms);
+  request.set_no_promiscuous(!options_.promiscuous);
+
+  auto stub = v1::Capture::NewStub(channel);
+  auto reader = stub->Stream(&context_, request);
+  LiveStatusLine status_line(!output_.is_stream && isatty(STDERR_FILENO));
+  v1::StreamResponse response;
+  std::optional<v1::StreamEnd> end;
+  Status local_error;
+  bool reader_gone = false;
+  while (reader->Read(&response)) {
+    Status step;
+    switch (response.payload_case()) {
+      case v1::StreamResponse::kInterface:
+        step = OnInterface(response.interface());
+        break;
+      case v1::StreamResponse::kPackets:
+        step = OnPackets(response.packets());
+        break;
+      case v1::StreamResponse::kStatistics:
+        OnStatistics(response.statistics());
+        break;
+      case v1::StreamResponse::kEnd:
+        end = response.end();
+        break;
+      default:
+        break;  // a newer agent's message kind: ignore it
+    }
+    if (!step.ok()) {
+      if (step.code() == StatusCode::kUnavailable && output_.is_stream) {
+        reader_gone = true;  // Wireshark closed, `head` had enough: a normal way to stop
+      } else {
+        local_error = step;
+      }
+      context_.TryCancel();
+      break;
+    }
+    status_line.Update(written_, TotalDrops());
+  }
+  const grpc::Status status = reader->Finish();
+  status_line.End();
+
+  if (!local_error.ok()) {
+    WriteStatisticsBlocks();
+    PrintSummary("stopped: " + local_error.message());
+    return 1;
+  }
+  if (reader_gone) {
+    PrintSummary("the reader of " + output_.name + " went away");
+    return 0;
+  }
+  if (interrupted_.load()) {
+    WriteStatisticsBlocks();
+    PrintSummary("interrupted");
+    return 0;
+  }
+  if (!status.ok()) {
+    if (interfaces_.empty()) {  // refused before the capture started
+      std::fprintf(stderr, "capctl: agent %s refused the stream: %s\n",
+                   options_.agents[0].target.c_str(), status.error_message().c_str());
+      return ExitCodeFor(status.error_code());
+    }
+    WriteStatisticsBlocks();
+    PrintSummary("lost the agent: " + status.error_message());
+    return 1;
+  }
+  WriteStatisticsBlocks();
+  if (!end) {
+    PrintSummary("the agent ended the stream without a reason");
+    return 1;
+  }
+  std::string ending = ReasonText(end->reason());
+  if (!end->message().empty()) ending += ": " + end->message();
+  PrintSummary(ending);
+  const bool normal = end->reason() == v1::StreamEnd::COUNT_REACHED ||
+                      end->reason() == v1::StreamEnd::DURATION_REACHED;
+  return normal ? 0 : 1;
+}
+
+}  // namespace
+
+int RunStreamCommand(const StreamOptions& options) {
+  // Fail before connecting on a filter that compiles for no usual link type; the agent checks
+  // again against the capture's real one.
+  if (Status filter = filters::PrecheckFilter(options.filter); !filter.ok()) return Fail(filter);
+
+  std::mutex mu;
+  StreamRun* active = nullptr;
+  SignalWatcher watcher([&](int) {
+    std::lock_guard lock(mu);
+    if (active != nullptr) {
+      active->Interrupt();
+    } else {
+      // Still connecting or waiting for a FIFO reader: nothing to complete.
+      std::fputs("capctl: interrupted\n", stderr);
+      std::_Exit(0);
+    }
+  });
+
+  // Connect first: an unreachable agent should not leave an empty file behind.
+  auto channel = ConnectToAgent(options.agents[0]);
+  if (!channel.ok()) return Fail(channel.status());
+  auto output = OpenOutputTarget(options);
+  if (!output.ok()) return Fail(output.status());
+
+  StreamRun run(options, std::move(output.value()));
+  {
+    std::lock_guard lock(mu);
+    active = &run;
+  }
+  const int code = run.Run(channel.value());
+  std::lock_guard lock(mu);
+  active = nullptr;
+  return code;
+}
+
+}  // namespace capd::client

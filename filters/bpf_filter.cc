@@ -1,0 +1,97 @@
+#include "filters/bpf_filter.h"
+
+#include <memory>
+#include <mutex>
+#include <utility>
+
+namespace capd::filters {
+namespace {
+
+// libpcap 1.10's pcap_compile() is documented thread-safe, but older releases shared parser state
+// and the cost of a lock here is nothing (control plane only): serialize to be safe everywhere.
+std::mutex& CompileMutex() {
+  static std::mutex mu;
+  return mu;
+}
+
+struct DeadHandleCloser {
+  void operator()(pcap_t* p) const { pcap_close(p); }
+};
+
+}  // namespace
+
+CompiledFilter::CompiledFilter(CompiledFilter&& other) noexcept
+    : program_(std::exchange(other.program_, bpf_program{0, nullptr})) {}
+
+CompiledFilter& CompiledFilter::operator=(CompiledFilter&& other) noexcept {
+  if (this != &other) {
+    pcap_freecode(&program_);
+    program_ = std::exchange(other.program_, bpf_program{0, nullptr});
+  }
+  return *this;
+}
+
+CompiledFilter::~CompiledFilter() { pcap_freecode(&program_); }
+
+bool CompiledFilter::Matches(const uint8_t* data, uint32_t captured_length,
+                             uint32_t original_length) const {
+  if (program_.bf_insns == nullptr) return true;
+  return bpf_filter(program_.bf_insns, data, original_length, captured_length) != 0;
+}
+
+StatusOr<CompiledFilter> Compile(std::string_view expression, int link_type, int snaplen) {
+  std::unique_ptr<pcap_t, DeadHandleCloser> dead(pcap_open_dead(link_type, snaplen));
+  if (!dead) return Internal("pcap_open_dead(link type " + std::to_string(link_type) + ") failed");
+  const std::string text(expression);
+  CompiledFilter filter;
+  std::lock_guard lock(CompileMutex());
+  if (pcap_compile(dead.get(), filter.mutable_program(), text.c_str(), /*optimize=*/1,
+                   PCAP_NETMASK_UNKNOWN) != 0) {
+    return InvalidArgument("filter '" + text + "': " + pcap_geterr(dead.get()));
+  }
+  return filter;
+}
+
+std::string OwnTrafficExpression(const OwnTraffic& own) {
+  std::string out;
+  for (uint16_t port : own.tcp_ports) {
+    if (!out.empty()) out += " or ";
+    out += "tcp port " + std::to_string(port);
+  }
+  return out;
+}
+
+StatusOr<ComposedFilter> ComposeCaptureFilter(std::string_view user_filter, const OwnTraffic& own,
+                                              int link_type, int snaplen) {
+  if (!user_filter.empty()) {
+    auto user = Compile(user_filter, link_type, snaplen);
+    if (!user.ok()) return user.status();
+  }
+  const std::string exclusion = OwnTrafficExpression(own);
+  // A link type without TCP/IP (e.g. usbmon) cannot carry the agent's traffic: nothing to exclude.
+  const bool can_exclude = !exclusion.empty() && Compile(exclusion, link_type, snaplen).ok();
+  ComposedFilter composed{std::string(user_filter), can_exclude};
+  if (can_exclude) {
+    composed.expression = "not (" + exclusion + ")";
+    if (!user_filter.empty()) composed.expression += " and (" + std::string(user_filter) + ")";
+  }
+  // Both parts compiled alone; the composition must compile too, but check rather than assume.
+  auto whole = Compile(composed.expression, link_type, snaplen);
+  if (!whole.ok()) return whole.status();
+  return composed;
+}
+
+Status PrecheckFilter(std::string_view user_filter) {
+  if (user_filter.empty()) return Status::Ok();
+  static constexpr int kCommonLinkTypes[] = {DLT_EN10MB, DLT_LINUX_SLL2,       DLT_LINUX_SLL,
+                                             DLT_RAW,    DLT_IEEE802_11_RADIO, DLT_NULL};
+  Status first_error;
+  for (int link_type : kCommonLinkTypes) {
+    auto compiled = Compile(user_filter, link_type, 262144);
+    if (compiled.ok()) return Status::Ok();
+    if (first_error.ok()) first_error = compiled.status();
+  }
+  return first_error;
+}
+
+}  // namespace capd::filters

@@ -1,0 +1,68 @@
+#pragma once
+// BPF composition and validation, shared by capd and capctl.
+//
+// How data flows: the agent receives a user filter, compiles it on its own against the capture's
+// link type (refusing it with libpcap's message if it does not compile), then composes the kernel
+// filter `not (<own traffic>) and (<user filter>)`. Because the user text compiled on its own, it
+// cannot escape its parentheses. The exclusion comes first on purpose: libpcap's `vlan`, `mpls`
+// and `pppoes` keywords shift the offsets of every test that follows them, so an exclusion placed
+// after a user's `vlan` would look for TCP ports at the wrong offsets.
+
+#include <pcap/pcap.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace capd::filters {
+
+// A compiled BPF program; move-only owner of the bpf_program's instructions.
+class CompiledFilter {
+ public:
+  CompiledFilter() = default;
+  CompiledFilter(CompiledFilter&& other) noexcept;
+  CompiledFilter& operator=(CompiledFilter&& other) noexcept;
+  CompiledFilter(const CompiledFilter&) = delete;
+  CompiledFilter& operator=(const CompiledFilter&) = delete;
+  ~CompiledFilter();
+
+  const bpf_program* program() const { return &program_; }
+  bpf_program* mutable_program() { return &program_; }
+  size_t instruction_count() const { return program_.bf_len; }
+  // True if the packet (captured bytes, original length) passes the filter.
+  bool Matches(const uint8_t* data, uint32_t captured_length, uint32_t original_length) const;
+
+ private:
+  bpf_program program_{0, nullptr};
+};
+
+// Compiles `expression` for `link_type` (a DLT_ value) without a live handle. Thread-safe.
+// An expression that does not compile is kInvalidArgument: "filter '<text>': <libpcap's message>".
+StatusOr<CompiledFilter> Compile(std::string_view expression, int link_type, int snaplen);
+
+// The traffic the agent must never capture: its own control connections.
+struct OwnTraffic {
+  std::vector<uint16_t> tcp_ports;  // the agent's listening ports: every connection to or from them
+};
+
+// "tcp port 50051 or tcp port 50052"; empty when there is nothing to exclude.
+std::string OwnTrafficExpression(const OwnTraffic& own);
+
+struct ComposedFilter {
+  std::string expression;     // what goes to the kernel; empty means capture everything
+  bool excludes_own_traffic;  // false when the link type carries no TCP/IP (nothing to exclude)
+};
+
+// Validates user_filter alone, then composes it with the exclusion of `own`.
+StatusOr<ComposedFilter> ComposeCaptureFilter(std::string_view user_filter, const OwnTraffic& own,
+                                              int link_type, int snaplen);
+
+// For a client that does not know the capture's link type yet: kInvalidArgument only when the
+// filter compiles for none of the link types a capd capture commonly has (Ethernet, Linux cooked
+// v1/v2, raw IP, 802.11 radiotap, BSD loopback). Never stricter than the agent's own check.
+Status PrecheckFilter(std::string_view user_filter);
+
+}  // namespace capd::filters
