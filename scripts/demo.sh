@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The README's first command: install dependencies, build, start capd on loopback, capture from
+# the default-route interface through the agent into capture.pcapng, and show what was captured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+bash scripts/build.sh
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+PORT="${CAPD_PORT:-50051}"
+OUT="${OUT:-capture.pcapng}"
+
+$SUDO ./build/agent/capd --listen "127.0.0.1:${PORT}" &
+CAPD_PID=$!
+trap '$SUDO kill "$CAPD_PID" 2>/dev/null || true; wait "$CAPD_PID" 2>/dev/null || true' EXIT
+
+./build/client/capctl interfaces --agent "127.0.0.1:${PORT}"
+# Make a little traffic on the default interface so a quiet machine still shows packets.
+( for _ in 1 2 3 4 5; do getent ahosts deb.debian.org >/dev/null 2>&1 || true; sleep 1; done ) &
+./build/client/capctl stream --agent "127.0.0.1:${PORT}" -c 50 --duration 10 -w "$OUT"
+wait || true
+echo
+capinfos "$OUT" | grep -E 'File type|Number of packets|Number of interfaces|precision' || true
+tshark -r "$OUT" 2>/dev/null | head -20 || true
+echo "Open it in Wireshark: wireshark $OUT"

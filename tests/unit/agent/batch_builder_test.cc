@@ -1,0 +1,101 @@
+#include "agent/stream/batch_builder.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace capd::agent {
+namespace {
+
+struct Record {
+  uint32_t interface_index;
+  uint64_t timestamp_ns;
+  uint32_t original_length;
+  std::string bytes;
+};
+
+// Decodes a batch by the contract in proto/capture.proto, from its serialized form.
+std::vector<Record> DecodeWire(const std::string& wire) {
+  v1::StreamResponse response;
+  EXPECT_TRUE(response.ParseFromString(wire));
+  EXPECT_TRUE(response.has_packets());
+  const v1::PacketBatch& batch = response.packets();
+  std::vector<Record> out;
+  size_t offset = 0;
+  for (int i = 0; i < batch.captured_length_size(); ++i) {
+    out.push_back({batch.interface_index(i), batch.timestamp_ns(i), batch.original_length(i),
+                   batch.data().substr(offset, batch.captured_length(i))});
+    offset += batch.captured_length(i);
+  }
+  EXPECT_EQ(offset, batch.data().size());
+  return out;
+}
+
+TEST(BatchBuilderTest, RoundTripsRecordsThroughTheWire) {
+  const std::vector<Record> in = {{0, 1700000000123456789ULL, 60, std::string("\x01\x02\x03", 3)},
+                                  {0, 1700000000123456790ULL, 1514, std::string(96, 'x')},
+                                  {1, 18446744073709551615ULL, 1, std::string("\0", 1)},
+                                  {0, 5, 0, ""}};
+  BatchBuilder builder;
+  builder.Start(std::make_unique<v1::StreamResponse>());
+  for (const Record& r : in) {
+    builder.Append(r.interface_index, r.timestamp_ns, r.original_length,
+                   reinterpret_cast<const uint8_t*>(r.bytes.data()),
+                   static_cast<uint32_t>(r.bytes.size()));
+  }
+  EXPECT_EQ(builder.packet_count(), in.size());
+  const std::string wire = builder.Finish()->SerializeAsString();
+  const std::vector<Record> out = DecodeWire(wire);
+  ASSERT_EQ(out.size(), in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    EXPECT_EQ(out[i].interface_index, in[i].interface_index) << i;
+    EXPECT_EQ(out[i].timestamp_ns, in[i].timestamp_ns) << i;
+    EXPECT_EQ(out[i].original_length, in[i].original_length) << i;
+    EXPECT_EQ(out[i].bytes, in[i].bytes) << i;
+  }
+  EXPECT_FALSE(builder.started());
+}
+
+TEST(BatchBuilderTest, FullAtPacketOrByteLimit) {
+  BatchBuilder builder;
+  builder.Start(std::make_unique<v1::StreamResponse>());
+  const std::vector<uint8_t> small(64, 0xab);
+  for (size_t i = 0; i + 1 < BatchBuilder::kMaxPackets; ++i) {
+    builder.Append(0, i, 64, small.data(), 64);
+    ASSERT_FALSE(builder.full()) << i;
+  }
+  builder.Append(0, 0, 64, small.data(), 64);
+  EXPECT_TRUE(builder.full());
+
+  builder.Start(builder.Finish());
+  const std::vector<uint8_t> jumbo(BatchBuilder::kMaxBytes, 0xcd);
+  builder.Append(0, 0, jumbo.size(), jumbo.data(), static_cast<uint32_t>(jumbo.size()));
+  EXPECT_TRUE(builder.full());
+}
+
+TEST(BatchBuilderTest, RecycledMessageStartsEmptyAndKeepsCapacity) {
+  BatchBuilder builder;
+  builder.Start(std::make_unique<v1::StreamResponse>());
+  const std::vector<uint8_t> bytes(1000, 1);
+  for (int i = 0; i < 100; ++i) builder.Append(0, i, 1000, bytes.data(), 1000);
+  std::unique_ptr<v1::StreamResponse> used = builder.Finish();
+  const size_t capacity = used->packets().data().capacity();
+
+  builder.Start(std::move(used));
+  builder.Append(0, 42, 3, bytes.data(), 3);
+  std::unique_ptr<v1::StreamResponse> again = builder.Finish();
+  EXPECT_EQ(again->packets().timestamp_ns_size(), 1);
+  EXPECT_EQ(again->packets().data().size(), 3u);
+  EXPECT_GE(again->packets().data().capacity(), capacity);
+
+  // A message that last carried something else becomes a packet batch.
+  auto control = std::make_unique<v1::StreamResponse>();
+  control->mutable_end()->set_reason(v1::StreamEnd::COUNT_REACHED);
+  builder.Start(std::move(control));
+  builder.Append(0, 1, 3, bytes.data(), 3);
+  EXPECT_TRUE(builder.Finish()->has_packets());
+}
+
+}  // namespace
+}  // namespace capd::agent
