@@ -9,6 +9,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <utility>
 
 #include "client/stream/agent_channel.h"
 #include "client/stream/output_target.h"
@@ -62,7 +63,8 @@ struct InterfaceState {
   uint64_t start_ns = 0;
   v1::InterfaceStatistics latest;  // the agent's last statistics for it
   uint64_t last_statistics_ns = 0;
-  uint64_t written = 0;
+  uint64_t written = 0;    // packets the sink accepted
+  uint64_t unflushed = 0;  // packets encoded but not yet flushed
 };
 
 // dumpcap-like one-line progress on a terminal, rewritten in place at most twice a second.
@@ -164,10 +166,13 @@ Status StreamRun::OnPackets(const v1::PacketBatch& batch) {
                                               batch.original_length(i),
                                               std::span<const uint8_t>(data + offset, caplen)));
     offset += caplen;
-    ++it->second.written;
+    ++it->second.unflushed;
   }
+  // Count only what reached the sink: after a failed write the summary must not overstate.
+  CAPD_RETURN_IF_ERROR(writer_->Flush());
+  for (auto& [index, state] : interfaces_) state.written += std::exchange(state.unflushed, 0);
   written_ += n;
-  return writer_->Flush();
+  return Status::Ok();
 }
 
 void StreamRun::OnStatistics(const v1::Statistics& statistics) {
