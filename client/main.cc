@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "client/cli/options.h"
+#include "client/offline/decap_command.h"
 #include "client/stream/signal_watcher.h"
 #include "client/stream/stream_command.h"
 
@@ -29,6 +30,8 @@ int main(int argc, char** argv) {
       return capd::client::RunInterfacesCommand(line->interfaces);
     case capd::client::CommandLine::Command::kStream:
       return capd::client::RunStreamCommand(line->stream);
+    case capd::client::CommandLine::Command::kDecapFile:
+      return capd::client::RunDecapFileCommand(line->decap_file);
   }
   return 1;
 }

@@ -62,7 +62,7 @@ std::string OwnTrafficExpression(const OwnTraffic& own) {
 }
 
 StatusOr<ComposedFilter> ComposeCaptureFilter(std::string_view user_filter, const OwnTraffic& own,
-                                              int link_type, int snaplen) {
+                                              int link_type, int snaplen, std::string_view scope) {
   if (!user_filter.empty()) {
     auto user = Compile(user_filter, link_type, snaplen);
     if (!user.ok()) return user.status();
@@ -70,11 +70,17 @@ StatusOr<ComposedFilter> ComposeCaptureFilter(std::string_view user_filter, cons
   const std::string exclusion = OwnTrafficExpression(own);
   // A link type without TCP/IP (e.g. usbmon) cannot carry the agent's traffic: nothing to exclude.
   const bool can_exclude = !exclusion.empty() && Compile(exclusion, link_type, snaplen).ok();
-  ComposedFilter composed{std::string(user_filter), can_exclude};
-  if (can_exclude) {
-    composed.expression = "not (" + exclusion + ")";
-    if (!user_filter.empty()) composed.expression += " and (" + std::string(user_filter) + ")";
-  }
+  ComposedFilter composed{{}, can_exclude};
+  auto add = [&composed](std::string_view part, bool negate) {
+    if (part.empty()) return;
+    if (!composed.expression.empty()) composed.expression += " and ";
+    composed.expression += (negate ? "not (" : "(") + std::string(part) + ")";
+  };
+  if (can_exclude) add(exclusion, /*negate=*/true);
+  add(scope, false);
+  add(user_filter, false);
+  // A lone user filter stays as written (what tcpdump users expect to see in if_filter).
+  if (!can_exclude && scope.empty()) composed.expression = std::string(user_filter);
   // Both parts compiled alone; the composition must compile too, but check rather than assume.
   auto whole = Compile(composed.expression, link_type, snaplen);
   if (!whole.ok()) return whole.status();

@@ -56,9 +56,12 @@ struct ComposedFilter {
   bool excludes_own_traffic;  // false when the link type carries no TCP/IP (nothing to exclude)
 };
 
-// Validates user_filter alone, then composes it with the exclusion of `own`.
+// Validates user_filter alone, then composes it with the exclusion of `own`:
+// `not (own) and (scope) and (user)`. scope is the agent's own restriction (in mirror-target
+// mode, the tunnel's UDP ports); empty parts are left out.
 StatusOr<ComposedFilter> ComposeCaptureFilter(std::string_view user_filter, const OwnTraffic& own,
-                                              int link_type, int snaplen);
+                                              int link_type, int snaplen,
+                                              std::string_view scope = {});
 
 // For a client that does not know the capture's link type yet: kInvalidArgument only when the
 // filter compiles for none of the link types a capd capture commonly has (Ethernet, Linux cooked

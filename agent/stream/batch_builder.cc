@@ -23,6 +23,13 @@ void BatchBuilder::Append(uint32_t interface_index, uint64_t timestamp_ns, uint3
   bytes_ += captured_length;
 }
 
+void BatchBuilder::CommentLast(std::string_view comment) {
+  if (packets_ == 0 || comment.empty()) return;
+  batch_->add_comment_packet(static_cast<uint32_t>(packets_ - 1));
+  batch_->add_comment(comment.data(), comment.size());
+  bytes_ += comment.size();
+}
+
 std::unique_ptr<v1::StreamResponse> BatchBuilder::Finish() {
   batch_ = nullptr;
   packets_ = 0;

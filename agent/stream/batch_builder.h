@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string_view>
 
 #include "proto/capture.pb.h"
 
@@ -27,6 +28,9 @@ class BatchBuilder {
 
   void Append(uint32_t interface_index, uint64_t timestamp_ns, uint32_t original_length,
               const uint8_t* data, uint32_t captured_length);
+
+  // Attaches a comment to the packet appended last (sparse: most packets have none).
+  void CommentLast(std::string_view comment);
 
   bool empty() const { return packets_ == 0; }
   bool full() const { return packets_ >= kMaxPackets || bytes_ >= kMaxBytes; }

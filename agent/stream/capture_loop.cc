@@ -6,16 +6,21 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 
 #include "agent/capture/interfaces.h"
 #include "agent/capture/live_capture.h"
 #include "agent/stream/batch_builder.h"
+#include "pipeline/mirror_stage.h"
 
 namespace capd::agent {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr uint32_t kDefaultSnaplen = 262144;  // tcpdump's default since 4.99
+constexpr size_t kMaxVnis = 4096;
+
+using AnnounceFn = std::function<void(const pipeline::InnerInterface&)>;
 
 uint64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -23,35 +28,96 @@ uint64_t NowNs() {
       .count();
 }
 
-// State the per-packet callback needs; lives on the capture thread's stack.
-struct PacketContext {
-  BatchBuilder batch;
-  StreamSink* sink = nullptr;
-  uint64_t captured = 0;     // packets read from the ring
-  uint64_t sent = 0;         // packets in batches the sink accepted
-  uint64_t agent_drops = 0;  // packets in batches the sink refused (its queue was full)
+// The per-packet path and its counters; lives on the capture thread's stack.
+class PacketPath {
+ public:
+  PacketPath(StreamSink& sink, pipeline::MirrorStage* mirror, AnnounceFn announce)
+      : sink_(sink), mirror_(mirror), announce_(std::move(announce)) {}
+
+  static void OnPacket(u_char* user, const pcap_pkthdr* header, const u_char* data) {
+    reinterpret_cast<PacketPath*>(user)->Handle(*header, data);
+  }
 
   void FlushBatch() {
-    if (!batch.started() || batch.empty()) return;
-    const size_t n = batch.packet_count();
-    if (sink->Send(batch.Finish(), /*droppable=*/true)) {
-      sent += n;
+    if (!batch_.started() || batch_.empty()) return;
+    const size_t n = batch_.packet_count();
+    if (sink_.Send(batch_.Finish(), /*droppable=*/true)) {
+      sent_ += n;
     } else {
-      agent_drops += n;
+      agent_drops_ += n;
     }
   }
 
-  static void OnPacket(u_char* user, const pcap_pkthdr* header, const u_char* data) {
-    auto* self = reinterpret_cast<PacketContext*>(user);
-    if (!self->batch.started()) self->batch.Start(self->sink->NewMessage());
+  uint64_t captured() const { return captured_; }        // packets read from the ring
+  uint64_t delivered() const { return delivered_; }      // packets put into batches
+  uint64_t sent() const { return sent_; }                // in batches the sink accepted
+  uint64_t agent_drops() const { return agent_drops_; }  // in batches the sink refused
+
+ private:
+  void Handle(const pcap_pkthdr& header, const uint8_t* data) {
+    ++captured_;
     // PCAP_TSTAMP_PRECISION_NANO: tv_usec carries nanoseconds.
-    const uint64_t ts = static_cast<uint64_t>(header->ts.tv_sec) * 1'000'000'000ULL +
-                        static_cast<uint64_t>(header->ts.tv_usec);
-    self->batch.Append(0, ts, header->len, data, header->caplen);
-    ++self->captured;
-    if (self->batch.full()) self->FlushBatch();
+    const uint64_t ts = static_cast<uint64_t>(header.ts.tv_sec) * 1'000'000'000ULL +
+                        static_cast<uint64_t>(header.ts.tv_usec);
+    if (mirror_ == nullptr) {
+      Append(0, ts, header.len, data, header.caplen, {});
+      return;
+    }
+    pipeline::InnerPacket inner;
+    if (mirror_->Process(data, header.caplen, header.len, inner) != pipeline::Verdict::kContinue) {
+      return;
+    }
+    if (inner.new_interface) {
+      // The description must reach the client before the first packet filed under it.
+      FlushBatch();
+      announce_(*inner.interface);
+    }
+    // The inner frame keeps the outer packet's kernel timestamp.
+    Append(inner.interface->index, ts, inner.original_length, inner.data, inner.captured_length,
+           inner.comment);
   }
+
+  void Append(uint32_t interface_index, uint64_t ts, uint32_t original_length, const uint8_t* data,
+              uint32_t captured_length, std::string_view comment) {
+    if (!batch_.started()) batch_.Start(sink_.NewMessage());
+    batch_.Append(interface_index, ts, original_length, data, captured_length);
+    batch_.CommentLast(comment);
+    ++delivered_;
+    if (batch_.full()) FlushBatch();
+  }
+
+  StreamSink& sink_;
+  pipeline::MirrorStage* mirror_;
+  AnnounceFn announce_;
+  BatchBuilder batch_;
+  uint64_t captured_ = 0;
+  uint64_t delivered_ = 0;
+  uint64_t sent_ = 0;
+  uint64_t agent_drops_ = 0;
 };
+
+StatusOr<decap::Config> DecapConfigFrom(const v1::Decapsulation& d) {
+  decap::Config config;
+  switch (d.mode()) {
+    case v1::Decapsulation::VXLAN:
+      config.mode = decap::Mode::kVxlan;
+      break;
+    case v1::Decapsulation::GENEVE:
+      config.mode = decap::Mode::kGeneve;
+      break;
+    case v1::Decapsulation::AUTO:
+      config.mode = decap::Mode::kAuto;
+      break;
+    default:
+      return InvalidArgument("unknown decapsulation mode " + std::to_string(d.mode()));
+  }
+  if (d.vxlan_port() > 65535 || d.geneve_port() > 65535) {
+    return InvalidArgument("tunnel ports must be 1..65535");
+  }
+  if (d.vxlan_port() != 0) config.vxlan_port = static_cast<uint16_t>(d.vxlan_port());
+  if (d.geneve_port() != 0) config.geneve_port = static_cast<uint16_t>(d.geneve_port());
+  return config;
+}
 
 }  // namespace
 
@@ -59,6 +125,12 @@ Status ValidateStreamRequest(const v1::StreamRequest& request) {
   if (request.snaplen() > kDefaultSnaplen) {
     return InvalidArgument("snaplen " + std::to_string(request.snaplen()) +
                            " is out of range: 1..262144 (0 means 262144)");
+  }
+  if (request.decap().vnis_size() > static_cast<int>(kMaxVnis)) {
+    return InvalidArgument("at most " + std::to_string(kMaxVnis) + " VNIs can be selected");
+  }
+  for (uint32_t vni : request.decap().vnis()) {
+    if (vni > 0xFFFFFF) return InvalidArgument("VNI " + std::to_string(vni) + " is not 24-bit");
   }
   if (request.interface().find('/') != std::string::npos || request.interface().size() > 64) {
     return InvalidArgument("interface name '" + request.interface() + "' is not valid");
@@ -85,31 +157,68 @@ StatusOr<v1::StreamEnd> CaptureLoop::Run() {
   auto opened = LiveCapture::Open(config);
   if (!opened.ok()) return opened.status();
   LiveCapture& capture = *opened.value();
+  const bool mirror_mode = request_.decap().mode() != v1::Decapsulation::NONE;
+  std::unique_ptr<pipeline::MirrorStage> mirror;
+  std::string scope;
+  if (mirror_mode) {
+    auto decap_config = DecapConfigFrom(request_.decap());
+    if (!decap_config.ok()) return decap_config.status();
+    pipeline::MirrorOptions mirror_options;
+    mirror_options.decap = decap_config.value();
+    mirror_options.vnis.assign(request_.decap().vnis().begin(), request_.decap().vnis().end());
+    mirror_options.inner_filter = request_.decap().inner_filter();
+    auto stage = pipeline::MirrorStage::Create(mirror_options, capture.linktype(),
+                                               capture.interface(), /*first_index=*/1);
+    if (!stage.ok()) return stage.status();
+    mirror = std::move(stage.value());
+    scope = pipeline::MirrorStage::TunnelScope(mirror_options.decap);
+  }
   auto composed = filters::ComposeCaptureFilter(request_.filter(), identity_.own_traffic,
-                                                capture.datalink(), capture.snaplen());
+                                                capture.datalink(), capture.snaplen(), scope);
   if (!composed.ok()) return composed.status();
   CAPD_RETURN_IF_ERROR(capture.SetFilter(composed->expression));
-  spdlog::info("stream on {}: link type {}, snaplen {}, filter '{}'", capture.interface(),
-               capture.linktype(), capture.snaplen(), composed->expression);
+  spdlog::info("stream on {}: link type {}, snaplen {}, filter '{}'{}", capture.interface(),
+               capture.linktype(), capture.snaplen(), composed->expression,
+               mirror_mode ? ", decapsulating" : "");
 
-  // The interface description goes first: the client writes its file header from it.
+  // The capture interface is described first: the client writes its file header from it. In
+  // mirror-target mode no packet is filed under it; its statistics carry the kernel's counters.
+  const uint64_t capture_start_ns = NowNs();
   {
     auto message = sink_.NewMessage();
     v1::InterfaceDescription* d = message->mutable_interface();
     d->set_index(0);
     d->set_name(capture.interface());
-    d->set_description(capture.interface() + " on capd agent " + identity_.name);
+    d->set_description(
+        capture.interface() + " on capd agent " + identity_.name +
+        (mirror_mode ? " (tunnel packets; inner frames on the decap interfaces)" : ""));
     d->set_link_type(capture.linktype());
     d->set_snaplen(static_cast<uint32_t>(capture.snaplen()));
     d->set_filter(composed->expression);
     d->set_agent_name(identity_.name);
     d->set_os(identity_.os);
-    d->set_capture_start_ns(NowNs());
+    d->set_capture_start_ns(capture_start_ns);
     sink_.Send(std::move(message), /*droppable=*/false);
   }
+  auto announce = [&](const pipeline::InnerInterface& inner) {
+    auto message = sink_.NewMessage();
+    v1::InterfaceDescription* d = message->mutable_interface();
+    d->set_index(inner.index);
+    d->set_name(inner.name);
+    d->set_description(inner.description + " (capd agent " + identity_.name + ")");
+    d->set_link_type(inner.link_type);
+    d->set_snaplen(static_cast<uint32_t>(capture.snaplen()));
+    d->set_filter(request_.decap().inner_filter());
+    d->set_agent_name(identity_.name);
+    d->set_os(identity_.os);
+    d->set_capture_start_ns(capture_start_ns);
+    d->set_encapsulation(decap::EncapsulationName(inner.encapsulation));
+    d->set_vni(inner.vni);
+    d->set_capture_interface_index(0);
+    sink_.Send(std::move(message), /*droppable=*/false);
+  };
 
-  PacketContext context;
-  context.sink = &sink_;
+  PacketPath path(sink_, mirror.get(), announce);
   CaptureLimits limits;
   limits.max_packets = request_.max_packets();
   limits.duration = std::chrono::milliseconds(request_.duration_ms());
@@ -131,9 +240,19 @@ StatusOr<v1::StreamEnd> CaptureLoop::Run() {
       i->set_kernel_drops(counters->kernel_drops);
       i->set_interface_drops(counters->interface_drops);
     }
-    i->set_packets_captured(context.captured);
-    i->set_agent_drops(context.agent_drops);
-    i->set_packets_sent(context.sent);
+    i->set_packets_captured(path.captured());
+    i->set_agent_drops(path.agent_drops());
+    i->set_packets_sent(path.sent());
+    if (mirror) {
+      for (const auto& [reason, count] : mirror->Counters())
+        (*i->mutable_decap_outcomes())[reason] = count;
+      for (const auto& inner : mirror->interfaces()) {
+        v1::InterfaceStatistics* v = s->add_interfaces();
+        v->set_interface_index(inner->index);
+        v->set_packets_received(inner->packets);
+        v->set_packets_captured(inner->packets);
+      }
+    }
     sink_.Send(std::move(message), /*droppable=*/false);
   };
 
@@ -143,9 +262,9 @@ StatusOr<v1::StreamEnd> CaptureLoop::Run() {
       end.set_reason(stop_.reason());
       break;
     }
-    if (limits.max_packets != 0 && context.captured >= limits.max_packets) {
+    if (limits.max_packets != 0 && path.delivered() >= limits.max_packets) {
       end.set_reason(v1::StreamEnd::COUNT_REACHED);
-      end.set_message(std::to_string(context.captured) + " packets captured");
+      end.set_message(std::to_string(path.delivered()) + " packets captured");
       break;
     }
     const Clock::time_point now = Clock::now();
@@ -164,9 +283,9 @@ StatusOr<v1::StreamEnd> CaptureLoop::Run() {
     const int remaining =
         limits.max_packets == 0
             ? -1
-            : static_cast<int>(std::min<uint64_t>(limits.max_packets - context.captured, 1 << 20));
+            : static_cast<int>(std::min<uint64_t>(limits.max_packets - path.delivered(), 1 << 20));
     const RecvStatus status =
-        capture.Dispatch(remaining, &PacketContext::OnPacket, reinterpret_cast<u_char*>(&context));
+        capture.Dispatch(remaining, &PacketPath::OnPacket, reinterpret_cast<u_char*>(&path));
     if (status == RecvStatus::kError) {
       end.set_reason(v1::StreamEnd::CAPTURE_ERROR);
       end.set_message(capture.error());
@@ -176,7 +295,7 @@ StatusOr<v1::StreamEnd> CaptureLoop::Run() {
     if (status == RecvStatus::kOk) {
       continue;  // maybe more is ready; the limits are checked at the top
     }
-    context.FlushBatch();
+    path.FlushBatch();
 
     const Clock::time_point wake = std::min(next_statistics, deadline);
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
@@ -189,7 +308,7 @@ StatusOr<v1::StreamEnd> CaptureLoop::Run() {
     }
     if ((fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
       // An interface that disappears (ip link del) reports POLLERR; dispatch gets the error text.
-      if (capture.Dispatch(-1, &PacketContext::OnPacket, reinterpret_cast<u_char*>(&context)) ==
+      if (capture.Dispatch(-1, &PacketPath::OnPacket, reinterpret_cast<u_char*>(&path)) ==
           RecvStatus::kError) {
         end.set_reason(v1::StreamEnd::CAPTURE_ERROR);
         end.set_message(capture.error());
@@ -197,11 +316,11 @@ StatusOr<v1::StreamEnd> CaptureLoop::Run() {
       }
     }
   }
-  context.FlushBatch();
+  path.FlushBatch();
   send_statistics();
   spdlog::info("stream on {} ended ({}): {} captured, {} sent, {} agent drops, {:.1f} s",
-               capture.interface(), v1::StreamEnd::Reason_Name(end.reason()), context.captured,
-               context.sent, context.agent_drops, (NowNs() - started_ns) / 1e9);
+               capture.interface(), v1::StreamEnd::Reason_Name(end.reason()), path.captured(),
+               path.sent(), path.agent_drops(), (NowNs() - started_ns) / 1e9);
   return end;
 }
 

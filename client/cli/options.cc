@@ -2,6 +2,7 @@
 
 #include <getopt.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -13,7 +14,10 @@ const char kUsage[] =
     "usage: capctl interfaces [--agent A]\n"
     "       capctl stream [--agent A] [-i IFACE] [-f FILTER] [-c COUNT] [--duration SEC]\n"
     "                     [-s SNAPLEN] [-p] [-w FILE|-] [--fifo PATH] [--format pcapng|pcap]\n"
-    "                     [FILTER WORDS...]\n"
+    "                     [--decap vxlan|geneve|auto] [--vxlan-port N] [--geneve-port N]\n"
+    "                     [--vni N[,N...]] [--inner-filter FILTER] [FILTER WORDS...]\n"
+    "       capctl decap IN.pcap[ng] -w OUT|- [--decap vxlan|geneve|auto] [--vxlan-port N]\n"
+    "                     [--geneve-port N] [--vni N[,N...]] [--inner-filter FILTER]\n"
     "  --agent A       HOST:PORT[/IFACE] of a capd agent (default $CAPD_AGENT or 127.0.0.1:50051)\n"
     "  -i IFACE        interface to capture on (default: the agent's default-route interface)\n"
     "  -f FILTER       capture filter in BPF syntax, as for tcpdump\n"
@@ -24,6 +28,10 @@ const char kUsage[] =
     "  -w FILE|-       write to FILE, or to stdout with '-' (e.g. | wireshark -k -i -)\n"
     "  --fifo PATH     create the FIFO PATH if needed and write to it (Wireshark: -k -i PATH)\n"
     "  --format F      pcapng (default) or pcap (nanosecond timestamps)\n"
+    "  --decap MODE    mirror target: strip VXLAN (UDP 4789), Geneve (UDP 6081) or both; the\n"
+    "                  output has one interface per VNI; -f then filters the outer packets\n"
+    "  --vni LIST      keep only these VNIs (mirror sessions)\n"
+    "  --inner-filter F  BPF filter on the decapsulated frames\n"
     "exit status: 0 done, 2 bad arguments or a request the agent refused, 1 anything else\n";
 
 namespace {
@@ -42,6 +50,78 @@ StatusOr<AgentAddress> DefaultAgent() {
   return ParseAgentAddress(env != nullptr && *env != '\0' ? env : kDefaultAgent);
 }
 
+enum DecapFlag { kDecap = 2000, kVxlanPort, kGenevePort, kVni, kInnerFilter };
+#define CAPD_DECAP_LONG_OPTIONS                                 \
+  {"decap", required_argument, nullptr, kDecap},                \
+      {"vxlan-port", required_argument, nullptr, kVxlanPort},   \
+      {"geneve-port", required_argument, nullptr, kGenevePort}, \
+      {"vni", required_argument, nullptr, kVni}, {              \
+    "inner-filter", required_argument, nullptr, kInnerFilter    \
+  }
+
+Status ParsePort(const char* flag, const char* text, uint16_t& out) {
+  uint32_t port = 0;
+  if (!ParseUnsigned(text, port) || port == 0 || port > 65535) {
+    return Bad(std::string(flag) + " takes a UDP port 1..65535, not '" + text + "'");
+  }
+  out = static_cast<uint16_t>(port);
+  return Status::Ok();
+}
+
+// Handles one of the --decap family of flags; false if `c` is not one of them.
+bool ParseDecapFlag(int c, const char* arg, DecapOptions& out, Status& status) {
+  switch (c) {
+    case kDecap:
+      if (std::strcmp(arg, "vxlan") == 0) {
+        out.mode = DecapOptions::Mode::kVxlan;
+      } else if (std::strcmp(arg, "geneve") == 0) {
+        out.mode = DecapOptions::Mode::kGeneve;
+      } else if (std::strcmp(arg, "auto") == 0) {
+        out.mode = DecapOptions::Mode::kAuto;
+      } else {
+        status = Bad(std::string("--decap takes vxlan, geneve or auto, not '") + arg + "'");
+      }
+      return true;
+    case kVxlanPort:
+      status = ParsePort("--vxlan-port", arg, out.vxlan_port);
+      return true;
+    case kGenevePort:
+      status = ParsePort("--geneve-port", arg, out.geneve_port);
+      return true;
+    case kVni: {
+      std::string list = arg;
+      size_t start = 0;
+      while (start <= list.size()) {
+        const size_t comma = std::min(list.find(',', start), list.size());
+        const std::string item = list.substr(start, comma - start);
+        uint32_t vni = 0;
+        if (!ParseUnsigned(item.c_str(), vni) || vni > 0xFFFFFF) {
+          status = Bad("--vni takes VNIs 0..16777215 separated by commas, not '" + item + "'");
+          return true;
+        }
+        out.vnis.push_back(vni);
+        start = comma + 1;
+      }
+      return true;
+    }
+    case kInnerFilter:
+      out.inner_filter = arg;
+      return true;
+    default:
+      return false;
+  }
+}
+
+// --vni and --inner-filter mean nothing without decapsulation: say so rather than ignore them.
+Status CheckDecap(const DecapOptions& decap) {
+  if (decap.mode == DecapOptions::Mode::kNone &&
+      (!decap.vnis.empty() || !decap.inner_filter.empty())) {
+    return Bad(
+        "--vni and --inner-filter select decapsulated frames: add --decap vxlan|geneve|auto");
+  }
+  return Status::Ok();
+}
+
 Status ParseStream(int argc, char** argv, StreamOptions& out) {
   enum { kAgent = 1000, kDuration, kFifo, kFormat };
   static const option kOptions[] = {{"agent", required_argument, nullptr, kAgent},
@@ -54,6 +134,7 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
                                     {"write", required_argument, nullptr, 'w'},
                                     {"fifo", required_argument, nullptr, kFifo},
                                     {"format", required_argument, nullptr, kFormat},
+                                    CAPD_DECAP_LONG_OPTIONS,
                                     {nullptr, 0, nullptr, 0}};
   bool filter_given = false;
   int c;
@@ -112,10 +193,17 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
           return Bad(std::string("--format takes pcapng or pcap, not '") + optarg + "'");
         }
         break;
-      default:
+      default: {
+        Status decap_status;
+        if (ParseDecapFlag(c, optarg, out.decap, decap_status)) {
+          CAPD_RETURN_IF_ERROR(decap_status);
+          break;
+        }
         return Bad(std::string("unknown or incomplete option '") + argv[optind - 1] + "'");
+      }
     }
   }
+  CAPD_RETURN_IF_ERROR(CheckDecap(out.decap));
   if (optind < argc) {
     if (filter_given) return Bad("give the filter either with -f or as words, not both");
     for (int i = optind; i < argc; ++i) {
@@ -140,6 +228,36 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
                "--agent 127.0.0.1:50051");
   }
   if (out.interface.empty()) out.interface = out.agents[0].interface;
+  return Status::Ok();
+}
+
+Status ParseDecapFile(int argc, char** argv, DecapFileOptions& out) {
+  enum { kFormat = 1000 };
+  static const option kOptions[] = {{"write", required_argument, nullptr, 'w'},
+                                    {"format", required_argument, nullptr, kFormat},
+                                    CAPD_DECAP_LONG_OPTIONS,
+                                    {nullptr, 0, nullptr, 0}};
+  out.decap.mode = DecapOptions::Mode::kAuto;
+  int c;
+  while ((c = getopt_long(argc, argv, "w:", kOptions, nullptr)) != -1) {
+    Status status;
+    if (c == 'w') {
+      out.write_path = optarg;
+    } else if (c == kFormat && std::strcmp(optarg, "pcapng") == 0) {
+      out.format = FileFormat::kPcapng;
+    } else if (c == kFormat && std::strcmp(optarg, "pcap") == 0) {
+      out.format = FileFormat::kPcap;
+    } else if (c == kFormat) {
+      return Bad(std::string("--format takes pcapng or pcap, not '") + optarg + "'");
+    } else if (ParseDecapFlag(c, optarg, out.decap, status)) {
+      CAPD_RETURN_IF_ERROR(status);
+    } else {
+      return Bad(std::string("unknown or incomplete option '") + argv[optind - 1] + "'");
+    }
+  }
+  if (optind != argc - 1) return Bad("decap takes one input file: capctl decap IN.pcap -w OUT");
+  out.input = argv[optind];
+  if (out.write_path.empty()) return Bad("decap needs -w OUT (or -w - for stdout)");
   return Status::Ok();
 }
 
@@ -186,6 +304,9 @@ StatusOr<CommandLine> ParseCommandLine(int argc, char** argv) {
   } else if (command == "stream") {
     line.command = CommandLine::Command::kStream;
     CAPD_RETURN_IF_ERROR(ParseStream(argc - 1, argv + 1, line.stream));
+  } else if (command == "decap") {
+    line.command = CommandLine::Command::kDecapFile;
+    CAPD_RETURN_IF_ERROR(ParseDecapFile(argc - 1, argv + 1, line.decap_file));
   } else {
     return Bad("unknown command '" + command + "'");
   }

@@ -12,6 +12,24 @@
 
 namespace capd::client {
 
+// Mirror-target mode (--decap), shared by `stream` and the offline `decap` command.
+struct DecapOptions {
+  enum class Mode { kNone, kVxlan, kGeneve, kAuto };
+  Mode mode = Mode::kNone;
+  uint16_t vxlan_port = 4789;
+  uint16_t geneve_port = 6081;
+  std::vector<uint32_t> vnis;  // empty: all
+  std::string inner_filter;
+};
+
+// `capctl decap IN -w OUT`: the same decapsulation on a capture file someone already has.
+struct DecapFileOptions {
+  std::string input;
+  std::string write_path;  // "-" for stdout
+  DecapOptions decap;      // mode defaults to auto here
+  FileFormat format = FileFormat::kPcapng;
+};
+
 struct StreamOptions {
   std::vector<AgentAddress> agents;
   std::string interface;     // -i; overrides the agent address's /IFACE
@@ -23,6 +41,7 @@ struct StreamOptions {
   std::string write_path;    // -w FILE, or "-" for stdout
   std::string fifo_path;     // --fifo PATH
   FileFormat format = FileFormat::kPcapng;
+  DecapOptions decap;
 };
 
 struct InterfacesOptions {
@@ -30,9 +49,10 @@ struct InterfacesOptions {
 };
 
 struct CommandLine {
-  enum class Command { kHelp, kVersion, kInterfaces, kStream };
+  enum class Command { kHelp, kVersion, kInterfaces, kStream, kDecapFile };
   Command command = Command::kHelp;
   StreamOptions stream;
+  DecapFileOptions decap_file;
   InterfacesOptions interfaces;
 };
 

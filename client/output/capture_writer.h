@@ -63,6 +63,7 @@ struct InterfaceCounters {
   uint64_t kernel_drops = 0;     // isb_osdrop
   uint64_t delivered = 0;        // isb_usrdeliv: packets written to this file for the interface
   uint64_t agent_drops = 0;      // no standard option: written as an opt_comment
+  std::string comment;           // more counters without a standard option (decapsulation)
 };
 
 enum class FileFormat { kPcapng, kPcap };
@@ -73,8 +74,14 @@ class CaptureWriter {
   // Interfaces are numbered in the order they are added, from 0.
   virtual Status AddInterface(const InterfaceInfo& info) = 0;
   // data.size() is the captured length; original_length >= data.size().
+  // comment: pcapng opt_comment on the packet (e.g. AWS Geneve options); pcap drops it.
   virtual Status WritePacket(uint32_t interface_index, uint64_t timestamp_ns,
-                             uint32_t original_length, std::span<const uint8_t> data) = 0;
+                             uint32_t original_length, std::span<const uint8_t> data,
+                             std::string_view comment) = 0;
+  Status WritePacket(uint32_t interface_index, uint64_t timestamp_ns, uint32_t original_length,
+                     std::span<const uint8_t> data) {
+    return WritePacket(interface_index, timestamp_ns, original_length, data, {});
+  }
   // pcapng: an Interface Statistics Block. pcap has no place for it: ignored.
   virtual Status WriteStatistics(uint32_t interface_index, const InterfaceCounters& counters) = 0;
   // Hands everything buffered to the sink in one write.

@@ -44,8 +44,10 @@ class PcapWriter final : public CaptureWriter {
     return Status::Ok();
   }
 
+  using CaptureWriter::WritePacket;
+  // pcap records have no options: a comment is not kept.
   Status WritePacket(uint32_t interface_index, uint64_t timestamp_ns, uint32_t original_length,
-                     std::span<const uint8_t> data) override {
+                     std::span<const uint8_t> data, std::string_view /*comment*/) override {
     if (interface_index >= interface_count_) {
       return InvalidArgument("unknown interface index " + std::to_string(interface_index) + " (" +
                              std::to_string(interface_count_) + " interfaces added)");

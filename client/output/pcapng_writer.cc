@@ -84,8 +84,9 @@ class PcapngWriter final : public CaptureWriter {
     return Status::Ok();
   }
 
+  using CaptureWriter::WritePacket;
   Status WritePacket(uint32_t interface_index, uint64_t timestamp_ns, uint32_t original_length,
-                     std::span<const uint8_t> data) override {
+                     std::span<const uint8_t> data, std::string_view comment) override {
     CAPD_RETURN_IF_ERROR(CheckInterface(interface_index));
     CAPD_RETURN_IF_ERROR(internal::CheckPacketLengths(original_length, data.size()));
     const uint32_t captured = internal::CapturedLength(data.size(), snaplens_[interface_index]);
@@ -96,6 +97,10 @@ class PcapngWriter final : public CaptureWriter {
     AppendHost<uint32_t>(buffer_, original_length);
     internal::AppendBytes(buffer_, data.first(captured));
     buffer_.append(internal::PaddingTo4(captured), '\0');
+    if (!comment.empty()) {
+      AppendOption(kOptComment, comment);
+      AppendEndOfOptions();
+    }
     EndBlock(start);
     return Status::Ok();
   }
@@ -116,6 +121,7 @@ class PcapngWriter final : public CaptureWriter {
       // so they go where Wireshark shows them to a person: a comment.
       AppendOption(kOptComment, "agent queue drops: " + std::to_string(counters.agent_drops));
     }
+    AppendStringOption(kOptComment, counters.comment);
     AppendEndOfOptions();
     EndBlock(start);
     return Status::Ok();

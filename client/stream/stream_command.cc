@@ -56,6 +56,15 @@ std::string ReasonText(v1::StreamEnd::Reason reason) {
   }
 }
 
+// "tunnel packets: 120 decapsulated, 2 malformed, 5 vni_not_selected"; empty when none.
+std::string DecapOutcomesText(const std::map<std::string, uint64_t>& outcomes) {
+  std::string text;
+  for (const auto& [reason, count] : outcomes) {
+    text += (text.empty() ? "tunnel packets: " : ", ") + std::to_string(count) + " " + reason;
+  }
+  return text;
+}
+
 // Per interface of the stream: what goes into its statistics block and the summary.
 struct InterfaceState {
   uint32_t file_index = 0;
@@ -63,6 +72,8 @@ struct InterfaceState {
   uint64_t start_ns = 0;
   v1::InterfaceStatistics latest;  // the agent's last statistics for it
   uint64_t last_statistics_ns = 0;
+  bool in_file = true;  // false: a mirror capture interface left out of a pcap file
+  std::map<std::string, uint64_t> decap_outcomes;
   uint64_t written = 0;    // packets the sink accepted
   uint64_t unflushed = 0;  // packets encoded but not yet flushed
 };
@@ -124,10 +135,24 @@ class StreamRun {
   grpc::ClientContext context_;
   std::atomic<bool> interrupted_{false};
   std::map<uint32_t, InterfaceState> interfaces_;  // by the stream's interface index
+  uint32_t next_file_index_ = 0;
   uint64_t written_ = 0;
 };
 
 Status StreamRun::OnInterface(const v1::InterfaceDescription& d) {
+  InterfaceState state;
+  state.name = d.name();
+  state.start_ns = d.capture_start_ns();
+  // In mirror-target mode the capture interface carries no packets of its own; a pcap file
+  // holds one link type, that of the inner frames, so it is left out there.
+  if (options_.format == FileFormat::kPcap && options_.decap.mode != DecapOptions::Mode::kNone &&
+      d.encapsulation().empty()) {
+    state.in_file = false;
+    interfaces_[d.index()] = state;
+    std::fprintf(stderr, "capctl: capturing on %s (agent %s, decapsulating)\n", d.name().c_str(),
+                 d.agent_name().c_str());
+    return Status::Ok();
+  }
   InterfaceInfo info;
   info.name = d.name();
   info.description = d.description();
@@ -136,15 +161,17 @@ Status StreamRun::OnInterface(const v1::InterfaceDescription& d) {
   info.link_type = static_cast<uint16_t>(d.link_type());
   info.snaplen = d.snaplen();
   CAPD_RETURN_IF_ERROR(writer_->AddInterface(info));
-  InterfaceState state;
-  state.file_index = static_cast<uint32_t>(interfaces_.size());
-  state.name = d.name();
-  state.start_ns = d.capture_start_ns();
+  state.file_index = next_file_index_++;
   interfaces_[d.index()] = state;
   // The header reaches the reader before any packet: Wireshark shows the interface at once.
   CAPD_RETURN_IF_ERROR(writer_->Flush());
-  std::fprintf(stderr, "capctl: capturing on %s (agent %s, link type %u, snaplen %u)\n",
-               d.name().c_str(), d.agent_name().c_str(), d.link_type(), d.snaplen());
+  if (d.encapsulation().empty()) {
+    std::fprintf(stderr, "capctl: capturing on %s (agent %s, link type %u, snaplen %u)\n",
+                 d.name().c_str(), d.agent_name().c_str(), d.link_type(), d.snaplen());
+  } else {
+    std::fprintf(stderr, "capctl: new interface %s: %s\n", d.name().c_str(),
+                 d.description().c_str());
+  }
   return Status::Ok();
 }
 
@@ -156,15 +183,26 @@ Status StreamRun::OnPackets(const v1::PacketBatch& batch) {
   }
   const auto* data = reinterpret_cast<const uint8_t*>(batch.data().data());
   const size_t size = batch.data().size();
+  if (batch.comment_packet_size() != batch.comment_size()) {
+    return Internal("agent sent a malformed batch (comment arrays differ)");
+  }
   size_t offset = 0;
+  int next_comment = 0;
   for (int i = 0; i < n; ++i) {
     const uint32_t caplen = batch.captured_length(i);
+    std::string_view comment;
+    if (next_comment < batch.comment_size() &&
+        batch.comment_packet(next_comment) == static_cast<uint32_t>(i)) {
+      comment = batch.comment(next_comment++);
+    }
     if (caplen > size - offset) return Internal("agent sent a malformed batch (data too short)");
     auto it = interfaces_.find(batch.interface_index(i));
-    if (it == interfaces_.end()) return Internal("agent sent a packet for an undeclared interface");
-    CAPD_RETURN_IF_ERROR(writer_->WritePacket(it->second.file_index, batch.timestamp_ns(i),
-                                              batch.original_length(i),
-                                              std::span<const uint8_t>(data + offset, caplen)));
+    if (it == interfaces_.end() || !it->second.in_file) {
+      return Internal("agent sent a packet for an undeclared interface");
+    }
+    CAPD_RETURN_IF_ERROR(
+        writer_->WritePacket(it->second.file_index, batch.timestamp_ns(i), batch.original_length(i),
+                             std::span<const uint8_t>(data + offset, caplen), comment));
     offset += caplen;
     ++it->second.unflushed;
   }
@@ -181,6 +219,9 @@ void StreamRun::OnStatistics(const v1::Statistics& statistics) {
     if (it == interfaces_.end()) continue;
     it->second.latest = s;
     it->second.last_statistics_ns = statistics.timestamp_ns();
+    it->second.decap_outcomes.clear();
+    for (const auto& [reason, count] : s.decap_outcomes())
+      it->second.decap_outcomes[reason] = count;
   }
 }
 
@@ -203,6 +244,8 @@ void StreamRun::WriteStatisticsBlocks() {
     counters.kernel_drops = state.latest.kernel_drops();
     counters.agent_drops = state.latest.agent_drops();
     counters.delivered = state.written;
+    counters.comment = DecapOutcomesText(state.decap_outcomes);
+    if (!state.in_file) continue;
     if (!writer_->WriteStatistics(state.file_index, counters).ok()) return;
   }
   (void)writer_->Flush();  // the reader may be gone already; the summary says what was written
@@ -215,12 +258,16 @@ void StreamRun::PrintSummary(const std::string& ending) {
     interface += state.latest.interface_drops();
     agent += state.latest.agent_drops();
   }
+  std::string decap;
+  for (const auto& [index, state] : interfaces_) {
+    if (!state.decap_outcomes.empty()) decap += "; " + DecapOutcomesText(state.decap_outcomes);
+  }
   std::fprintf(stderr,
                "capctl: %llu packets written to %s; dropped: %llu by kernel, %llu by interface, "
-               "%llu by agent (%s)\n",
+               "%llu by agent%s (%s)\n",
                static_cast<unsigned long long>(written_), output_.name.c_str(),
                static_cast<unsigned long long>(kernel), static_cast<unsigned long long>(interface),
-               static_cast<unsigned long long>(agent), ending.c_str());
+               static_cast<unsigned long long>(agent), decap.c_str(), ending.c_str());
 }
 
 int StreamRun::Run(const std::shared_ptr<grpc::Channel>& channel) {
@@ -231,6 +278,16 @@ int StreamRun::Run(const std::shared_ptr<grpc::Channel>& channel) {
   request.set_max_packets(options_.count);
   request.set_duration_ms(options_.duration_ms);
   request.set_no_promiscuous(!options_.promiscuous);
+  if (options_.decap.mode != DecapOptions::Mode::kNone) {
+    v1::Decapsulation* d = request.mutable_decap();
+    d->set_mode(options_.decap.mode == DecapOptions::Mode::kVxlan    ? v1::Decapsulation::VXLAN
+                : options_.decap.mode == DecapOptions::Mode::kGeneve ? v1::Decapsulation::GENEVE
+                                                                     : v1::Decapsulation::AUTO);
+    d->set_vxlan_port(options_.decap.vxlan_port);
+    d->set_geneve_port(options_.decap.geneve_port);
+    for (uint32_t vni : options_.decap.vnis) d->add_vnis(vni);
+    d->set_inner_filter(options_.decap.inner_filter);
+  }
 
   auto stub = v1::Capture::NewStub(channel);
   auto reader = stub->Stream(&context_, request);
