@@ -18,8 +18,9 @@ trap '$SUDO kill "$CAPD_PID" 2>/dev/null || true; wait "$CAPD_PID" 2>/dev/null |
 ./build/client/capctl interfaces --agent "127.0.0.1:${PORT}"
 # Make a little traffic on the default interface so a quiet machine still shows packets.
 ( for _ in 1 2 3 4 5; do getent ahosts deb.debian.org >/dev/null 2>&1 || true; sleep 1; done ) &
+TRAFFIC_PID=$!
 ./build/client/capctl stream --agent "127.0.0.1:${PORT}" -c 50 --duration 10 -w "$OUT"
-wait || true
+wait "$TRAFFIC_PID" || true
 echo
 capinfos "$OUT" | grep -E 'File type|Number of packets|Number of interfaces|precision' || true
 tshark -r "$OUT" 2>/dev/null | head -20 || true
