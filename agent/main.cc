@@ -2,6 +2,7 @@
 // else lives in capture/, stream/ and service/.
 
 #include <getopt.h>
+#include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
@@ -11,10 +12,14 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "agent/capture/interfaces.h"
+#include "agent/security/access.h"
+#include "agent/security/privileges.h"
 #include "agent/service/capture_service.h"
 
 #ifndef CAPD_VERSION
@@ -24,17 +29,54 @@
 namespace {
 
 constexpr char kUsage[] =
-    "usage: capd [--listen ADDRESS:PORT] [--name NAME] [--log-level LEVEL] [--version]\n"
-    "  --listen ADDRESS:PORT  where clients connect (default 127.0.0.1:50051)\n"
+    "usage: capd [--listen ADDRESS:PORT] [--name NAME] [--user USER] [--max-streams N]\n"
+    "            [--max-queue-bytes SIZE] [--tls-cert F --tls-key F [--tls-client-ca F]]\n"
+    "            [--auth-token-file F] [--log-level LEVEL] [--version]\n"
+    "  --listen ADDRESS:PORT  where clients connect (default 127.0.0.1:50051); any address\n"
+    "                         other than loopback requires TLS\n"
     "  --name NAME            this agent's name in capture files (default: the host name)\n"
+    "  --user USER            after start-up run as USER with only CAP_NET_RAW and\n"
+    "                         CAP_NET_ADMIN\n"
+    "  --max-streams N        streams served at once (default 16)\n"
+    "  --max-queue-bytes SIZE per-stream queue for a slow client, e.g. 32M (default 32M)\n"
+    "  --tls-cert F, --tls-key F   serve TLS with this certificate chain and key (PEM)\n"
+    "  --tls-client-ca F      require client certificates signed by this CA (mutual TLS)\n"
+    "  --auth-token-file F    require this bearer token from clients (capctl --token-file)\n"
     "  --log-level LEVEL      trace, debug, info, warn, error or off (default info)\n"
     "  --version              print the version and exit\n";
 
+capd::agent::AccessOptions DefaultAccess() {
+  capd::agent::AccessOptions access;
+  access.listen = "127.0.0.1:50051";
+  return access;
+}
+
 struct Flags {
-  std::string listen = "127.0.0.1:50051";
+  capd::agent::AccessOptions access = DefaultAccess();
   std::string name;
+  std::string user;
   std::string log_level = "info";
+  size_t max_streams = 16;
+  size_t max_queue_bytes = 32 * 1024 * 1024;
 };
+
+// "32M", "512k", "1G" (powers of 1024) or plain bytes.
+bool ParseSize(const char* text, size_t& out) {
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long value = std::strtoull(text, &end, 10);
+  if (end == text || errno != 0) return false;
+  unsigned long long scale = 1;
+  if (*end == 'k' || *end == 'K')
+    scale = 1ULL << 10, ++end;
+  else if (*end == 'm' || *end == 'M')
+    scale = 1ULL << 20, ++end;
+  else if (*end == 'g' || *end == 'G')
+    scale = 1ULL << 30, ++end;
+  if (*end != '\0' || value > (1ULL << 40) / scale) return false;
+  out = static_cast<size_t>(value * scale);
+  return true;
+}
 
 // Exit code 2 with one line for bad arguments, as capctl does.
 [[noreturn]] void Usage(const std::string& problem) {
@@ -43,8 +85,16 @@ struct Flags {
 }
 
 Flags ParseFlags(int argc, char** argv) {
+  enum { kUser = 1000, kMaxStreams, kMaxQueue, kTlsCert, kTlsKey, kTlsClientCa, kToken };
   static const option kOptions[] = {{"listen", required_argument, nullptr, 'l'},
                                     {"name", required_argument, nullptr, 'n'},
+                                    {"user", required_argument, nullptr, kUser},
+                                    {"max-streams", required_argument, nullptr, kMaxStreams},
+                                    {"max-queue-bytes", required_argument, nullptr, kMaxQueue},
+                                    {"tls-cert", required_argument, nullptr, kTlsCert},
+                                    {"tls-key", required_argument, nullptr, kTlsKey},
+                                    {"tls-client-ca", required_argument, nullptr, kTlsClientCa},
+                                    {"auth-token-file", required_argument, nullptr, kToken},
                                     {"log-level", required_argument, nullptr, 'L'},
                                     {"version", no_argument, nullptr, 'V'},
                                     {"help", no_argument, nullptr, 'h'},
@@ -55,7 +105,33 @@ Flags ParseFlags(int argc, char** argv) {
   while ((c = getopt_long(argc, argv, "h", kOptions, nullptr)) != -1) {
     switch (c) {
       case 'l':
-        flags.listen = optarg;
+        flags.access.listen = optarg;
+        break;
+      case kUser:
+        flags.user = optarg;
+        break;
+      case kMaxStreams: {
+        size_t n = 0;
+        if (!ParseSize(optarg, n) || n == 0 || n > 1024) Usage("--max-streams takes 1..1024");
+        flags.max_streams = n;
+        break;
+      }
+      case kMaxQueue:
+        if (!ParseSize(optarg, flags.max_queue_bytes) || flags.max_queue_bytes < (1 << 20)) {
+          Usage("--max-queue-bytes takes a size of at least 1M, e.g. 32M");
+        }
+        break;
+      case kTlsCert:
+        flags.access.tls_cert_file = optarg;
+        break;
+      case kTlsKey:
+        flags.access.tls_key_file = optarg;
+        break;
+      case kTlsClientCa:
+        flags.access.tls_client_ca_file = optarg;
+        break;
+      case kToken:
+        flags.access.token_file = optarg;
         break;
       case 'n':
         flags.name = optarg;
@@ -82,6 +158,14 @@ Flags ParseFlags(int argc, char** argv) {
   return flags;
 }
 
+// gRPC's log lines go through capd's logger, at the matching level.
+void GrpcLogToSpdlog(gpr_log_func_args* args) {
+  const auto level = args->severity == GPR_LOG_SEVERITY_ERROR  ? spdlog::level::err
+                     : args->severity == GPR_LOG_SEVERITY_INFO ? spdlog::level::info
+                                                               : spdlog::level::debug;
+  spdlog::log(level, "grpc: {}", args->message);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -93,18 +177,45 @@ int main(int argc, char** argv) {
     Usage("unknown log level '" + flags.log_level + "'");
   }
   spdlog::set_level(level);
+  gpr_set_log_function(GrpcLogToSpdlog);
   // A client that goes away must surface as an error on write, not kill the agent.
   signal(SIGPIPE, SIG_IGN);
 
+  // Everything that needs root or reads protected files happens before privileges drop, and
+  // privileges drop before gRPC starts any thread (capabilities are per thread).
+  auto credentials = capd::agent::MakeServerCredentials(flags.access);
+  if (!credentials.ok()) {
+    spdlog::error("{}", credentials.status().message());
+    return 2;
+  }
   capd::agent::ServiceOptions options;
   options.identity.name = flags.name;
   options.identity.os = capd::agent::OperatingSystemDescription();
   options.version = CAPD_VERSION;
+  options.max_streams = flags.max_streams;
+  options.max_queue_bytes = flags.max_queue_bytes;
+  if (!flags.access.token_file.empty()) {
+    auto token = capd::agent::TokenCheck::FromFile(flags.access.token_file);
+    if (!token.ok()) {
+      spdlog::error("{}", token.status().message());
+      return 2;
+    }
+    options.token = std::move(token.value());
+  }
+  if (!flags.user.empty()) {
+    if (capd::Status dropped = capd::agent::DropPrivileges(flags.user); !dropped.ok()) {
+      spdlog::error("{}", dropped.message());
+      return dropped.code() == capd::StatusCode::kInvalidArgument ? 2 : 1;
+    }
+    spdlog::info("running as {} ({})", flags.user, capd::agent::DescribeCredentials());
+  } else if (geteuid() == 0) {
+    spdlog::info("running as root; --user USER keeps only CAP_NET_RAW and CAP_NET_ADMIN");
+  }
   capd::agent::CaptureService service(options);
 
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(flags.access.listen, credentials.value(), &bound_port);
   builder.RegisterService(&service);
   // Dead peers are noticed by keepalive (a live client that stops reading is the queue's job).
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
@@ -112,12 +223,15 @@ int main(int argc, char** argv) {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound_port == 0) {
-    spdlog::error("cannot listen on {} (address in use, or not an address:port?)", flags.listen);
+    spdlog::error("cannot listen on {} (address in use, or not an address:port?)",
+                  flags.access.listen);
     return 1;
   }
   service.SetListeningPort(static_cast<uint16_t>(bound_port));
-  const std::string host = flags.listen.substr(0, flags.listen.rfind(':'));
-  spdlog::info("capd {} '{}' listening on {}:{}", CAPD_VERSION, flags.name, host, bound_port);
+  const std::string host = flags.access.listen.substr(0, flags.access.listen.rfind(':'));
+  spdlog::info("capd {} '{}' listening on {}:{}{}{}", CAPD_VERSION, flags.name, host, bound_port,
+               flags.access.tls_cert_file.empty() ? "" : " (TLS)",
+               flags.access.token_file.empty() ? "" : " (token required)");
 
   boost::asio::io_context io;
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);

@@ -1,7 +1,10 @@
 // capctl: the capd client. Parses the command line and runs one command; the work lives in
 // cli/, stream/ and output/.
 
+#include <grpc/support/log.h>
+
 #include <cstdio>
+#include <cstdlib>
 
 #include "client/cli/options.h"
 #include "client/offline/decap_command.h"
@@ -12,8 +15,15 @@
 #define CAPD_VERSION "0.0.0"
 #endif
 
+namespace {
+// gRPC's own log lines (e.g. a TLS handshake failing) repeat what capctl says in one line;
+// CAPCTL_GRPC_LOG=1 shows them when debugging.
+void DropGrpcLog(gpr_log_func_args*) {}
+}  // namespace
+
 int main(int argc, char** argv) {
   capd::client::BlockTerminationSignals();  // before gRPC starts any thread
+  if (std::getenv("CAPCTL_GRPC_LOG") == nullptr) gpr_set_log_function(DropGrpcLog);
   auto line = capd::client::ParseCommandLine(argc, argv);
   if (!line.ok()) {
     std::fprintf(stderr, "capctl: %s\n%s", line.status().message().c_str(), capd::client::kUsage);

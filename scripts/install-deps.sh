@@ -7,7 +7,7 @@ BUILD_PACKAGES=(
   build-essential cmake pkg-config
   libpcap-dev libtins-dev libboost-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
-  libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev
+  libspdlog-dev libfmt-dev libcap-dev googletest libgtest-dev libgmock-dev
 )
 # Tools the tests use as independent readers and to build test networks.
 TEST_PACKAGES=(tcpdump tshark wireshark-common iproute2 netsniff-ng procps)

@@ -23,6 +23,10 @@ grpc::ServerUnaryReactor* CaptureService::ListInterfaces(grpc::CallbackServerCon
                                                          const v1::ListInterfacesRequest*,
                                                          v1::ListInterfacesResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (grpc::Status allowed = Authorize(*context); !allowed.ok()) {
+    reactor->Finish(allowed);
+    return reactor;
+  }
   auto interfaces = ListCaptureInterfaces();
   if (!interfaces.ok()) {
     reactor->Finish(ToGrpcStatus(interfaces.status()));
@@ -48,6 +52,10 @@ grpc::ServerUnaryReactor* CaptureService::ListInterfaces(grpc::CallbackServerCon
 
 grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
     grpc::CallbackServerContext* context, const v1::StreamRequest* request) {
+  if (grpc::Status allowed = Authorize(*context); !allowed.ok()) {
+    spdlog::warn("refused a stream from {}: {}", context->peer(), allowed.error_message());
+    return new RefusedStream(allowed);
+  }
   if (Status valid = ValidateStreamRequest(*request); !valid.ok()) {
     return new RefusedStream(ToGrpcStatus(valid));
   }
@@ -56,13 +64,22 @@ grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
     return new RefusedStream({grpc::StatusCode::UNAVAILABLE,
                               shutting_down_ ? "capd is shutting down" : "capd is starting"});
   }
+  if (streams_.size() >= options_.max_streams) {
+    return new RefusedStream({grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              "capd already serves " + std::to_string(streams_.size()) +
+                                  " streams, its limit (--max-streams)"});
+  }
   spdlog::info("stream from {}: interface '{}', filter '{}', count {}, duration {} ms",
                context->peer(), request->interface(), request->filter(), request->max_packets(),
                request->duration_ms());
-  auto* reactor = new StreamReactor(*request, options_.identity, options_.max_queue_bytes,
-                                    context->peer(), [this](StreamReactor* gone) { Forget(gone); });
+  auto* reactor = new StreamReactor(*request, options_.identity, options_.max_queue_bytes, context,
+                                    [this](StreamReactor* gone) { Forget(gone); });
   streams_.insert(reactor);
   return reactor;
+}
+
+grpc::Status CaptureService::Authorize(const grpc::CallbackServerContext& context) const {
+  return options_.token ? options_.token->Check(context) : grpc::Status::OK;
 }
 
 void CaptureService::Forget(StreamReactor* reactor) {

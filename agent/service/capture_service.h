@@ -7,8 +7,10 @@
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
+#include <optional>
 #include <set>
 
+#include "agent/security/access.h"
 #include "agent/service/stream_reactor.h"
 #include "agent/stream/capture_loop.h"
 #include "proto/capture.grpc.pb.h"
@@ -20,6 +22,9 @@ struct ServiceOptions {
   std::string version;
   // Per-stream bound on messages waiting for a slow client (DESIGN.md: tens of MiB).
   size_t max_queue_bytes = 32 * 1024 * 1024;
+  // Each stream holds a capture ring (32 MiB) and a thread: bound how many run at once.
+  size_t max_streams = 16;
+  std::optional<TokenCheck> token;  // set: every call must carry it
 };
 
 class CaptureService final : public v1::Capture::CallbackService {
@@ -44,6 +49,7 @@ class CaptureService final : public v1::Capture::CallbackService {
 
  private:
   void Forget(StreamReactor* reactor);
+  grpc::Status Authorize(const grpc::CallbackServerContext& context) const;
 
   ServiceOptions options_;  // identity.own_traffic guarded by mu_ until ready_
   std::mutex mu_;

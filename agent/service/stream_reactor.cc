@@ -10,13 +10,18 @@ namespace capd::agent {
 namespace {
 // Recycled messages kept per stream: enough to cover the queue in steady state.
 constexpr size_t kMaxFreeMessages = 16;
+// Long enough for a reader paused by a person (a Wireshark dialog), short enough that a dead
+// reader does not hold a capture ring for long.
+constexpr std::chrono::seconds kStalledWriteTimeout{60};
 }  // namespace
 
 StreamReactor::StreamReactor(const v1::StreamRequest& request, const AgentIdentity& identity,
-                             size_t max_queue_bytes, std::string peer, OnDestroyed on_destroyed)
+                             size_t max_queue_bytes, grpc::CallbackServerContext* context,
+                             OnDestroyed on_destroyed)
     : identity_(identity),
       max_queue_bytes_(max_queue_bytes),
-      peer_(std::move(peer)),
+      context_(context),
+      peer_(context->peer()),
       on_destroyed_(std::move(on_destroyed)) {
   // Detached: the thread holds a reference and the last reference deletes the reactor, so
   // nothing ever has to block in a reaction to join it.
@@ -46,6 +51,13 @@ bool StreamReactor::Send(std::unique_ptr<v1::StreamResponse> message, bool dropp
   const size_t size = message->ByteSizeLong();
   std::lock_guard lock(mu_);
   if (cancelled_ || finish_called_) return true;  // nobody to count drops for any more
+  if (in_flight_ && std::chrono::steady_clock::now() - in_flight_since_ > kStalledWriteTimeout) {
+    spdlog::warn("stream to {}: the client has read nothing for {} s; ending it", peer_,
+                 kStalledWriteTimeout.count());
+    stop_.Request(v1::StreamEnd::CLIENT_STALLED);
+    context_->TryCancel();  // OnCancel and OnWriteDone(false) follow and finish the call
+    return false;
+  }
   if (droppable && queued_bytes_ + size > max_queue_bytes_) {
     if (free_.size() < kMaxFreeMessages) free_.push_back(std::move(message));
     return false;
@@ -73,6 +85,7 @@ void StreamReactor::StartNextWriteLocked() {
   in_flight_ = std::move(queue_.front().message);
   queued_bytes_ -= queue_.front().bytes;
   queue_.pop_front();
+  in_flight_since_ = std::chrono::steady_clock::now();
   StartWrite(in_flight_.get());
 }
 

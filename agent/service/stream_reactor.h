@@ -7,12 +7,16 @@
 // and the loop counts it: a client that stops reading costs at most the bound in memory and
 // never slows the capture. Nothing here blocks inside a reaction (grpc/grpc#36609).
 //
+// A client that is alive but reads nothing (keepalive does not notice it) would keep a capture
+// running for nobody: a write in flight for longer than kStalledWriteTimeout cancels the call.
+//
 // Lifetime: the object deletes itself once both gRPC is done with it (OnDone) and its capture
 // thread has returned. The registry in CaptureService sees it from construction to deletion.
 
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -35,7 +39,8 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
 
   // Starts the capture thread. max_queue_bytes bounds the messages waiting for the client.
   StreamReactor(const v1::StreamRequest& request, const AgentIdentity& identity,
-                size_t max_queue_bytes, std::string peer, OnDestroyed on_destroyed);
+                size_t max_queue_bytes, grpc::CallbackServerContext* context,
+                OnDestroyed on_destroyed);
   ~StreamReactor() override;
 
   // Ends the stream with `reason` (e.g. agent shutdown): the capture thread sends what it has,
@@ -62,6 +67,7 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
 
   const AgentIdentity identity_;
   const size_t max_queue_bytes_;
+  grpc::CallbackServerContext* const context_;  // valid until OnDone
   const std::string peer_;
   OnDestroyed on_destroyed_;
   StopSignal stop_;
@@ -74,6 +80,7 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   std::deque<Queued> queue_;
   size_t queued_bytes_ = 0;
   std::unique_ptr<v1::StreamResponse> in_flight_;
+  std::chrono::steady_clock::time_point in_flight_since_;
   std::vector<std::unique_ptr<v1::StreamResponse>> free_;  // recycled batch messages
   std::optional<grpc::Status> finish_status_;
   bool cancelled_ = false;

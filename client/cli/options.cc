@@ -11,8 +11,9 @@
 namespace capd::client {
 
 const char kUsage[] =
-    "usage: capctl interfaces [--agent A]\n"
-    "       capctl stream [--agent A] [-i IFACE] [-f FILTER] [-c COUNT] [--duration SEC]\n"
+    "usage: capctl interfaces [--agent A] [connection options]\n"
+    "       capctl stream [--agent A] [connection options] [-i IFACE] [-f FILTER] [-c COUNT] "
+    "[--duration SEC]\n"
     "                     [-s SNAPLEN] [-p] [-w FILE|-] [--fifo PATH] [--format pcapng|pcap]\n"
     "                     [--decap vxlan|geneve|auto] [--vxlan-port N] [--geneve-port N]\n"
     "                     [--vni N[,N...]] [--inner-filter FILTER] [FILTER WORDS...]\n"
@@ -32,6 +33,10 @@ const char kUsage[] =
     "                  output has one interface per VNI; -f then filters the outer packets\n"
     "  --vni LIST      keep only these VNIs (mirror sessions)\n"
     "  --inner-filter F  BPF filter on the decapsulated frames\n"
+    "  --tls-ca F      verify the agent's TLS certificate with this CA (enables TLS)\n"
+    "  --tls-cert F --tls-key F  client certificate for mutual TLS\n"
+    "  --tls-server-name N  the name in the agent's certificate, if not the address\n"
+    "  --token-file F  send the bearer token in F (capd --auth-token-file)\n"
     "exit status: 0 done, 2 bad arguments or a request the agent refused, 1 anything else\n";
 
 namespace {
@@ -112,6 +117,45 @@ bool ParseDecapFlag(int c, const char* arg, DecapOptions& out, Status& status) {
   }
 }
 
+enum ConnectionFlag { kTlsCa = 3000, kTlsCert, kTlsKey, kTlsServerName, kTokenFile };
+#define CAPD_CONNECTION_LONG_OPTIONS                                     \
+  {"tls-ca", required_argument, nullptr, kTlsCa},                        \
+      {"tls-cert", required_argument, nullptr, kTlsCert},                \
+      {"tls-key", required_argument, nullptr, kTlsKey},                  \
+      {"tls-server-name", required_argument, nullptr, kTlsServerName}, { \
+    "token-file", required_argument, nullptr, kTokenFile                 \
+  }
+
+// Handles one of the connection flags; false if `c` is not one of them.
+bool ParseConnectionFlag(int c, const char* arg, ConnectionOptions& out) {
+  switch (c) {
+    case kTlsCa:
+      out.tls_ca_file = arg;
+      return true;
+    case kTlsCert:
+      out.tls_cert_file = arg;
+      return true;
+    case kTlsKey:
+      out.tls_key_file = arg;
+      return true;
+    case kTlsServerName:
+      out.tls_server_name = arg;
+      return true;
+    case kTokenFile:
+      out.token_file = arg;
+      return true;
+    default:
+      return false;
+  }
+}
+
+Status CheckConnection(const ConnectionOptions& c) {
+  if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
+    return Bad("--tls-cert and --tls-key go together");
+  }
+  return Status::Ok();
+}
+
 // --vni and --inner-filter mean nothing without decapsulation: say so rather than ignore them.
 Status CheckDecap(const DecapOptions& decap) {
   if (decap.mode == DecapOptions::Mode::kNone &&
@@ -135,6 +179,7 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
                                     {"fifo", required_argument, nullptr, kFifo},
                                     {"format", required_argument, nullptr, kFormat},
                                     CAPD_DECAP_LONG_OPTIONS,
+                                    CAPD_CONNECTION_LONG_OPTIONS,
                                     {nullptr, 0, nullptr, 0}};
   bool filter_given = false;
   int c;
@@ -199,11 +244,13 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
           CAPD_RETURN_IF_ERROR(decap_status);
           break;
         }
+        if (ParseConnectionFlag(c, optarg, out.connection)) break;
         return Bad(std::string("unknown or incomplete option '") + argv[optind - 1] + "'");
       }
     }
   }
   CAPD_RETURN_IF_ERROR(CheckDecap(out.decap));
+  CAPD_RETURN_IF_ERROR(CheckConnection(out.connection));
   if (optind < argc) {
     if (filter_given) return Bad("give the filter either with -f or as words, not both");
     for (int i = optind; i < argc; ++i) {
@@ -263,18 +310,22 @@ Status ParseDecapFile(int argc, char** argv, DecapFileOptions& out) {
 
 Status ParseInterfaces(int argc, char** argv, InterfacesOptions& out) {
   static const option kOptions[] = {{"agent", required_argument, nullptr, 'a'},
+                                    CAPD_CONNECTION_LONG_OPTIONS,
                                     {nullptr, 0, nullptr, 0}};
   bool given = false;
   int c;
   while ((c = getopt_long(argc, argv, "+", kOptions, nullptr)) != -1) {
-    if (c != 'a')
+    if (ParseConnectionFlag(c, optarg, out.connection)) continue;
+    if (c != 'a') {
       return Bad(std::string("unknown or incomplete option '") + argv[optind - 1] + "'");
+    }
     auto agent = ParseAgentAddress(optarg);
     if (!agent.ok()) return agent.status();
     out.agent = std::move(agent.value());
     given = true;
   }
   if (optind < argc) return Bad(std::string("unexpected argument '") + argv[optind] + "'");
+  CAPD_RETURN_IF_ERROR(CheckConnection(out.connection));
   if (!given) {
     auto agent = DefaultAgent();
     if (!agent.ok()) return agent.status();

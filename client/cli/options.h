@@ -12,6 +12,17 @@
 
 namespace capd::client {
 
+// How to reach an agent securely (capd --tls-cert/--tls-client-ca/--auth-token-file).
+struct ConnectionOptions {
+  std::string tls_ca_file;    // verify the agent's certificate with this CA; enables TLS
+  std::string tls_cert_file;  // present this client certificate (mutual TLS); enables TLS
+  std::string tls_key_file;
+  std::string tls_server_name;  // the name in the agent's certificate, when it differs from the
+                                // address (e.g. through an ssh -L forward to 127.0.0.1)
+  std::string token_file;       // send "authorization: Bearer <token>"
+  bool tls() const { return !tls_ca_file.empty() || !tls_cert_file.empty(); }
+};
+
 // Mirror-target mode (--decap), shared by `stream` and the offline `decap` command.
 struct DecapOptions {
   enum class Mode { kNone, kVxlan, kGeneve, kAuto };
@@ -32,6 +43,7 @@ struct DecapFileOptions {
 
 struct StreamOptions {
   std::vector<AgentAddress> agents;
+  ConnectionOptions connection;
   std::string interface;     // -i; overrides the agent address's /IFACE
   std::string filter;        // -f, or the words after the options (as tcpdump takes them)
   uint64_t count = 0;        // -c; 0: no limit
@@ -46,6 +58,7 @@ struct StreamOptions {
 
 struct InterfacesOptions {
   AgentAddress agent;
+  ConnectionOptions connection;
 };
 
 struct CommandLine {

@@ -1,8 +1,90 @@
 #include "client/stream/agent_channel.h"
 
-namespace capd::client {
+#include <fstream>
+#include <sstream>
 
-StatusOr<std::shared_ptr<grpc::Channel>> ConnectToAgent(const AgentAddress& agent) {
+#include "proto/capture.grpc.pb.h"
+
+namespace capd::client {
+namespace {
+
+StatusOr<std::string> ReadFile(const std::string& flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return InvalidArgument(flag + " " + path + ": cannot read it");
+  std::ostringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+// gRPC reports a bad PEM file only later, as an unhelpful connection failure: check up front.
+StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {
+  auto content = ReadFile(flag, path);
+  if (content.ok() && content.value().find("-----BEGIN ") == std::string::npos) {
+    return InvalidArgument(flag + " " + path + ": not a PEM file");
+  }
+  return content;
+}
+
+StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(const ConnectionOptions& o) {
+  if (!o.tls()) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  if (!o.tls_ca_file.empty()) {
+    auto ca = ReadPem("--tls-ca", o.tls_ca_file);
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = ca.value();
+  }
+  if (!o.tls_cert_file.empty()) {
+    auto cert = ReadPem("--tls-cert", o.tls_cert_file);
+    if (!cert.ok()) return cert.status();
+    auto key = ReadPem("--tls-key", o.tls_key_file);
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = cert.value();
+    ssl.pem_private_key = key.value();
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+// gRPC's channel states carry no reason; one quick call does, e.g. "Ssl handshake failed".
+std::string WhyUnreachable(const std::shared_ptr<grpc::Channel>& channel, bool tls) {
+  auto stub = v1::Capture::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  v1::ListInterfacesResponse response;
+  const grpc::Status status = stub->ListInterfaces(&context, {}, &response);
+  std::string why = status.ok() ? "connection failed" : status.error_message();
+  const bool handshake = why.find("andshake") != std::string::npos ||
+                         why.find("SSL") != std::string::npos ||
+                         why.find("TLS") != std::string::npos;
+  if (tls && handshake) {
+    why +=
+        " (TLS: is the agent's certificate signed by --tls-ca, does it name this address "
+        "(--tls-server-name), and does the agent require a client certificate "
+        "(--tls-cert/--tls-key)?)";
+  } else if (!tls) {
+    why += " (is capd running and listening there? if it serves TLS, add --tls-ca)";
+  }
+  return why;
+}
+
+}  // namespace
+
+StatusOr<AgentConnection> AgentConnection::Connect(const AgentAddress& agent,
+                                                   const ConnectionOptions& options) {
+  auto credentials = MakeCredentials(options);
+  if (!credentials.ok()) return credentials.status();
+  std::string token;
+  if (!options.token_file.empty()) {
+    auto content = ReadFile("--token-file", options.token_file);
+    if (!content.ok()) return content.status();
+    token = content.value();
+    const auto first = token.find_first_not_of(" \t\r\n");
+    const auto last = token.find_last_not_of(" \t\r\n");
+    if (first == std::string::npos) {
+      return InvalidArgument("--token-file " + options.token_file + ": no token in it");
+    }
+    token = token.substr(first, last - first + 1);
+  }
+
   grpc::ChannelArguments args;
   // Batches are at most ~512 KiB (agent/stream/batch_builder.h); leave ample headroom.
   args.SetMaxReceiveMessageSize(64 * 1024 * 1024);
@@ -11,15 +93,19 @@ StatusOr<std::shared_ptr<grpc::Channel>> ConnectToAgent(const AgentAddress& agen
   // Fail fast when the agent is down instead of gRPC's default reconnect backoff.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  auto channel = grpc::CreateCustomChannel(agent.target, grpc::InsecureChannelCredentials(), args);
+  if (!options.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  auto channel = grpc::CreateCustomChannel(agent.target, credentials.value(), args);
+
   // Wait for READY, but give up at the first failed attempt (connection refused, no route, name
-  // not resolved): retrying a refused connection for the whole timeout only delays the message.
+  // not resolved, TLS handshake): retrying for the whole timeout only delays the message.
   const auto deadline = std::chrono::system_clock::now() + kConnectTimeout;
   grpc_connectivity_state state = channel->GetState(/*try_to_connect=*/true);
   while (state != GRPC_CHANNEL_READY) {
     if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
-      return Unavailable("cannot reach agent at " + agent.target +
-                         ": connection failed (is capd running and listening there?)");
+      return Unavailable("cannot reach agent at " + agent.target + ": " +
+                         WhyUnreachable(channel, options.tls()));
     }
     if (!channel->WaitForStateChange(state, deadline)) {
       return Unavailable("cannot reach agent at " + agent.target + " within " +
@@ -27,7 +113,24 @@ StatusOr<std::shared_ptr<grpc::Channel>> ConnectToAgent(const AgentAddress& agen
     }
     state = channel->GetState(/*try_to_connect=*/true);
   }
-  return channel;
+  return AgentConnection(std::move(channel), std::move(token));
+}
+
+void AgentConnection::Prepare(grpc::ClientContext& context) const {
+  if (!token_.empty()) context.AddMetadata("authorization", "Bearer " + token_);
+}
+
+std::string DescribeRefusal(const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "not authenticated: " + status.error_message();
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "permission denied: " + status.error_message();
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "too busy: " + status.error_message();
+    default:
+      return status.error_message();
+  }
 }
 
 }  // namespace capd::client

@@ -1,20 +1,40 @@
 #pragma once
-// Connecting to an agent: one gRPC channel, with a bounded wait so an unreachable agent is a
-// clear message within seconds rather than a hang.
+// Connecting to an agent: one gRPC channel (plain or TLS), the token every call carries, and a
+// bounded wait so an unreachable agent is a clear message within seconds rather than a hang.
 
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
 #include <memory>
+#include <string>
 
 #include "client/cli/agent_address.h"
+#include "client/cli/options.h"
 #include "common/status.h"
 
 namespace capd::client {
 
 constexpr std::chrono::seconds kConnectTimeout{5};
 
-// kUnavailable "cannot reach agent at A within 5 s (...)" when the channel does not connect.
-StatusOr<std::shared_ptr<grpc::Channel>> ConnectToAgent(const AgentAddress& agent);
+class AgentConnection {
+ public:
+  // Reads the TLS and token files, connects, and waits until the channel is ready.
+  // kInvalidArgument for an unreadable file; kUnavailable "cannot reach agent at A: <why>".
+  static StatusOr<AgentConnection> Connect(const AgentAddress& agent,
+                                           const ConnectionOptions& options);
+
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  // Adds what every call must carry (the bearer token). Call on each ClientContext.
+  void Prepare(grpc::ClientContext& context) const;
+
+ private:
+  AgentConnection(std::shared_ptr<grpc::Channel> channel, std::string token)
+      : channel_(std::move(channel)), token_(std::move(token)) {}
+  std::shared_ptr<grpc::Channel> channel_;
+  std::string token_;
+};
+
+// "refused the stream: not authenticated: <agent's message>" and the like, for a gRPC status.
+std::string DescribeRefusal(const grpc::Status& status);
 
 }  // namespace capd::client

@@ -7,19 +7,20 @@
 namespace capd::client {
 
 int RunInterfacesCommand(const InterfacesOptions& options) {
-  auto channel = ConnectToAgent(options.agent);
-  if (!channel.ok()) {
-    std::fprintf(stderr, "capctl: %s\n", channel.status().message().c_str());
-    return 1;
+  auto connection = AgentConnection::Connect(options.agent, options.connection);
+  if (!connection.ok()) {
+    std::fprintf(stderr, "capctl: %s\n", connection.status().message().c_str());
+    return connection.status().code() == StatusCode::kInvalidArgument ? 2 : 1;
   }
-  auto stub = v1::Capture::NewStub(channel.value());
+  auto stub = v1::Capture::NewStub(connection->channel());
   grpc::ClientContext context;
+  connection->Prepare(context);
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   v1::ListInterfacesResponse response;
   const grpc::Status status = stub->ListInterfaces(&context, {}, &response);
   if (!status.ok()) {
-    std::fprintf(stderr, "capctl: agent %s: %s\n", options.agent.target.c_str(),
-                 status.error_message().c_str());
+    std::fprintf(stderr, "capctl: agent %s refused: %s\n", options.agent.target.c_str(),
+                 DescribeRefusal(status).c_str());
     return 1;
   }
   std::printf("agent %s (capd %s) at %s\n", response.agent_name().c_str(),

@@ -115,7 +115,7 @@ class StreamRun {
                   : MakePcapngWriter(std::move(output_.sink), "capctl " CAPD_VERSION);
   }
 
-  int Run(const std::shared_ptr<grpc::Channel>& channel);
+  int Run(const AgentConnection& connection);
   void Interrupt() {
     interrupted_.store(true);
     context_.TryCancel();
@@ -270,11 +270,12 @@ void StreamRun::PrintSummary(const std::string& ending) {
                static_cast<unsigned long long>(agent), decap.c_str(), ending.c_str());
 }
 
-int StreamRun::Run(const std::shared_ptr<grpc::Channel>& channel) {
+int StreamRun::Run(const AgentConnection& connection) {
   v1::StreamRequest request;
   request.set_interface(options_.interface);
   request.set_filter(options_.filter);
-  request.set_snaplen(options_.snaplen);
+  // tcpdump's -s 0 means the largest snaplen; the agent takes only 1..262144.
+  if (options_.snaplen != 0) request.set_snaplen(options_.snaplen);
   request.set_max_packets(options_.count);
   request.set_duration_ms(options_.duration_ms);
   request.set_no_promiscuous(!options_.promiscuous);
@@ -289,7 +290,8 @@ int StreamRun::Run(const std::shared_ptr<grpc::Channel>& channel) {
     d->set_inner_filter(options_.decap.inner_filter);
   }
 
-  auto stub = v1::Capture::NewStub(channel);
+  auto stub = v1::Capture::NewStub(connection.channel());
+  connection.Prepare(context_);
   auto reader = stub->Stream(&context_, request);
   LiveStatusLine status_line(!output_.is_stream && isatty(STDERR_FILENO));
   v1::StreamResponse response;
@@ -345,11 +347,11 @@ int StreamRun::Run(const std::shared_ptr<grpc::Channel>& channel) {
   if (!status.ok()) {
     if (interfaces_.empty()) {  // refused before the capture started
       std::fprintf(stderr, "capctl: agent %s refused the stream: %s\n",
-                   options_.agents[0].target.c_str(), status.error_message().c_str());
+                   options_.agents[0].target.c_str(), DescribeRefusal(status).c_str());
       return ExitCodeFor(status.error_code());
     }
     WriteStatisticsBlocks();
-    PrintSummary("lost the agent: " + status.error_message());
+    PrintSummary("agent went away: " + status.error_message());
     return 1;
   }
   WriteStatisticsBlocks();
@@ -386,8 +388,8 @@ int RunStreamCommand(const StreamOptions& options) {
   });
 
   // Connect first: an unreachable agent should not leave an empty file behind.
-  auto channel = ConnectToAgent(options.agents[0]);
-  if (!channel.ok()) return Fail(channel.status());
+  auto connection = AgentConnection::Connect(options.agents[0], options.connection);
+  if (!connection.ok()) return Fail(connection.status());
   auto output = OpenOutputTarget(options);
   if (!output.ok()) return Fail(output.status());
 
@@ -396,7 +398,7 @@ int RunStreamCommand(const StreamOptions& options) {
     std::lock_guard lock(mu);
     active = &run;
   }
-  const int code = run.Run(channel.value());
+  const int code = run.Run(connection.value());
   std::lock_guard lock(mu);
   active = nullptr;
   return code;

@@ -1,0 +1,102 @@
+#include "agent/security/privileges.h"
+
+#include <grp.h>
+#include <linux/capability.h>
+#include <pwd.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+namespace capd::agent {
+namespace {
+
+constexpr cap_value_t kKeptCapabilities[] = {CAP_NET_RAW, CAP_NET_ADMIN};
+
+Status Errno(const std::string& call) {
+  return {StatusCode::kFailedPrecondition, call + ": " + std::strerror(errno)};
+}
+
+struct CapFree {
+  void operator()(void* p) const { cap_free(p); }
+};
+
+bool Kept(cap_value_t cap) {
+  for (cap_value_t kept : kKeptCapabilities) {
+    if (cap == kept) return true;
+  }
+  return false;
+}
+
+// Permitted and effective = the kept capabilities; inheritable empty.
+Status SetKeptCapabilities() {
+  std::unique_ptr<_cap_struct, CapFree> caps(cap_init());
+  if (!caps) return Errno("cap_init");
+  const int n = static_cast<int>(std::size(kKeptCapabilities));
+  if (cap_set_flag(caps.get(), CAP_PERMITTED, n, kKeptCapabilities, CAP_SET) != 0 ||
+      cap_set_flag(caps.get(), CAP_EFFECTIVE, n, kKeptCapabilities, CAP_SET) != 0) {
+    return Errno("cap_set_flag");
+  }
+  if (cap_set_proc(caps.get()) != 0) return Errno("cap_set_proc(cap_net_raw,cap_net_admin=ep)");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status DropPrivileges(const std::string& user) {
+  errno = 0;
+  const passwd* pw = getpwnam(user.c_str());
+  if (pw == nullptr) {
+    return InvalidArgument("--user " + user + ": no such user" +
+                           (errno != 0 ? std::string(" (") + std::strerror(errno) + ")" : ""));
+  }
+  const uid_t uid = pw->pw_uid;
+  const gid_t gid = pw->pw_gid;
+  const bool switching = getuid() != uid || geteuid() != uid;
+  if (switching && geteuid() != 0) {
+    return {StatusCode::kFailedPrecondition,
+            "--user " + user + ": capd must start as root to switch users (or start it as " + user +
+                " with CAP_NET_RAW and CAP_NET_ADMIN, as the systemd unit does)"};
+  }
+  // Keep the permitted set across setuid(); the bounding set shrinks first, which needs
+  // CAP_SETPCAP that we are about to lose.
+  if (switching && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return Errno("prctl(PR_SET_KEEPCAPS)");
+  for (cap_value_t cap = 0; cap <= CAP_LAST_CAP; ++cap) {
+    if (Kept(cap) || !CAP_IS_SUPPORTED(cap)) continue;
+    // Without CAP_SETPCAP (a non-root start) the bounding set cannot change; the permitted set
+    // below is what counts then.
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EPERM && errno != EINVAL) {
+      return Errno("prctl(PR_CAPBSET_DROP, " + std::to_string(cap) + ")");
+    }
+  }
+  if (switching) {
+    if (setgroups(0, nullptr) != 0) return Errno("setgroups");
+    if (setresgid(gid, gid, gid) != 0) return Errno("setresgid(" + std::to_string(gid) + ")");
+    if (setresuid(uid, uid, uid) != 0) return Errno("setresuid(" + std::to_string(uid) + ")");
+    if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) return Errno("prctl(PR_SET_KEEPCAPS, 0)");
+  }
+  CAPD_RETURN_IF_ERROR(SetKeptCapabilities());
+  // Nothing capd executes may regain privileges (it executes nothing today; this keeps it so).
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Errno("prctl(PR_SET_NO_NEW_PRIVS)");
+  // Ambient capabilities (systemd's AmbientCapabilities=) would pass to children: capd has none.
+  if (CAP_AMBIENT_SUPPORTED() && cap_reset_ambient() != 0) return Errno("cap_reset_ambient");
+  if (setuid(0) == 0 && uid != 0) {
+    return {StatusCode::kInternal, "privileges were not dropped: setuid(0) still succeeds"};
+  }
+  return Status::Ok();
+}
+
+std::string DescribeCredentials() {
+  std::unique_ptr<_cap_struct, CapFree> caps(cap_get_proc());
+  std::string text = "uid " + std::to_string(geteuid()) + ", gid " + std::to_string(getegid());
+  if (caps) {
+    std::unique_ptr<char, CapFree> caps_text(cap_to_text(caps.get(), nullptr));
+    if (caps_text) text += ", capabilities " + std::string(caps_text.get());
+  }
+  return text;
+}
+
+}  // namespace capd::agent

@@ -1,0 +1,25 @@
+#pragma once
+// Least privilege for capd: after start-up it runs as an unprivileged user and keeps only the
+// two capabilities a new capture needs (CAP_NET_RAW to open packet sockets, CAP_NET_ADMIN for
+// promiscuous mode and ring set-up), as tcpdump -Z does after opening its device. capd opens a
+// capture per request, long after start-up, so the capabilities stay in the permitted and
+// effective sets; everything else is gone from the bounding set too, and no_new_privs is set.
+//
+// Must run before any thread starts: capabilities and keep-caps are per thread on Linux, and
+// threads started later inherit the caller's sets.
+
+#include <string>
+
+#include "common/status.h"
+
+namespace capd::agent {
+
+// Switches to `user` (its uid and primary gid, no supplementary groups) keeping only
+// CAP_NET_RAW and CAP_NET_ADMIN. Already running as that user (systemd's User= with
+// AmbientCapabilities=): only trims the capability sets. Errors name the failing call.
+Status DropPrivileges(const std::string& user);
+
+// "uid 65534, capabilities cap_net_admin,cap_net_raw=ep": what the process runs with now.
+std::string DescribeCredentials();
+
+}  // namespace capd::agent
