@@ -12,9 +12,11 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 
 #include "agent/capture/interfaces.h"
@@ -42,6 +44,8 @@ constexpr char kUsage[] =
     "  --tls-cert F, --tls-key F   serve TLS with this certificate chain and key (PEM)\n"
     "  --tls-client-ca F      require client certificates signed by this CA (mutual TLS)\n"
     "  --auth-token-file F    require this bearer token from clients (capctl --token-file)\n"
+    "  --no-carrier-exclusion capture the connections of local relays (sshd, the SSM worker,\n"
+    "                         socat) that carry capd's streams; excluded by default\n"
     "  --log-level LEVEL      trace, debug, info, warn, error or off (default info)\n"
     "  --version              print the version and exit\n";
 
@@ -58,6 +62,7 @@ struct Flags {
   std::string log_level = "info";
   size_t max_streams = 16;
   size_t max_queue_bytes = 32 * 1024 * 1024;
+  bool carrier_exclusion = true;
 };
 
 // "32M", "512k", "1G" (powers of 1024) or plain bytes.
@@ -85,7 +90,16 @@ bool ParseSize(const char* text, size_t& out) {
 }
 
 Flags ParseFlags(int argc, char** argv) {
-  enum { kUser = 1000, kMaxStreams, kMaxQueue, kTlsCert, kTlsKey, kTlsClientCa, kToken };
+  enum {
+    kUser = 1000,
+    kMaxStreams,
+    kMaxQueue,
+    kTlsCert,
+    kTlsKey,
+    kTlsClientCa,
+    kToken,
+    kNoCarrier
+  };
   static const option kOptions[] = {{"listen", required_argument, nullptr, 'l'},
                                     {"name", required_argument, nullptr, 'n'},
                                     {"user", required_argument, nullptr, kUser},
@@ -95,6 +109,7 @@ Flags ParseFlags(int argc, char** argv) {
                                     {"tls-key", required_argument, nullptr, kTlsKey},
                                     {"tls-client-ca", required_argument, nullptr, kTlsClientCa},
                                     {"auth-token-file", required_argument, nullptr, kToken},
+                                    {"no-carrier-exclusion", no_argument, nullptr, kNoCarrier},
                                     {"log-level", required_argument, nullptr, 'L'},
                                     {"version", no_argument, nullptr, 'V'},
                                     {"help", no_argument, nullptr, 'h'},
@@ -132,6 +147,9 @@ Flags ParseFlags(int argc, char** argv) {
         break;
       case kToken:
         flags.access.token_file = optarg;
+        break;
+      case kNoCarrier:
+        flags.carrier_exclusion = false;
         break;
       case 'n':
         flags.name = optarg;
@@ -194,6 +212,9 @@ int main(int argc, char** argv) {
   options.version = CAPD_VERSION;
   options.max_streams = flags.max_streams;
   options.max_queue_bytes = flags.max_queue_bytes;
+  if (flags.carrier_exclusion) {
+    options.identity.carriers = std::make_shared<capd::agent::CarrierTracker>();
+  }
   if (!flags.access.token_file.empty()) {
     auto token = capd::agent::TokenCheck::FromFile(flags.access.token_file);
     if (!token.ok()) {
@@ -234,10 +255,21 @@ int main(int argc, char** argv) {
                flags.access.token_file.empty() ? "" : " (token required)");
 
   boost::asio::io_context io;
+  // Relays come and go with clients; keep the carrier set current for running captures.
+  boost::asio::steady_timer carrier_timer(io);
+  std::function<void()> refresh_carriers = [&] {
+    if (options.identity.carriers) options.identity.carriers->Refresh(bound_port);
+    carrier_timer.expires_after(std::chrono::seconds(2));
+    carrier_timer.async_wait([&](const boost::system::error_code& error) {
+      if (!error) refresh_carriers();
+    });
+  };
+  if (options.identity.carriers) refresh_carriers();
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int signal_number) {
     spdlog::info("{}: ending all streams", strsignal(signal_number));
     service.BeginShutdown();
+    carrier_timer.cancel();
   });
   io.run();
 

@@ -58,6 +58,7 @@ std::string OwnTrafficExpression(const OwnTraffic& own) {
     if (!out.empty()) out += " or ";
     out += "tcp port " + std::to_string(port);
   }
+  if (!own.carriers.empty()) out += (out.empty() ? "(" : " or (") + own.carriers + ")";
   return out;
 }
 

@@ -46,9 +46,10 @@ StatusOr<CompiledFilter> Compile(std::string_view expression, int link_type, int
 // The traffic the agent must never capture: its own control connections.
 struct OwnTraffic {
   std::vector<uint16_t> tcp_ports;  // the agent's listening ports: every connection to or from them
+  std::string carriers;             // BPF for the relays' connections (agent/carrier/), or empty
 };
 
-// "tcp port 50051 or tcp port 50052"; empty when there is nothing to exclude.
+// "tcp port 50051 or tcp port 50052 or (<carriers>)"; empty when there is nothing to exclude.
 std::string OwnTrafficExpression(const OwnTraffic& own);
 
 struct ComposedFilter {

@@ -199,8 +199,24 @@ StatusOr<v1::StreamEnd> CaptureLoop::Run() {
     mirror = std::move(stage.value());
     scope = pipeline::MirrorStage::TunnelScope(mirror_options.decap);
   }
-  auto composed = filters::ComposeCaptureFilter(request_.filter(), identity_.own_traffic,
-                                                capture.datalink(), capture.snaplen(), scope);
+  // The own-traffic exclusion includes the carriers of capd's streams, which change as clients
+  // come and go: the kernel filter is recomposed whenever the tracker's set changes.
+  std::shared_ptr<const CarrierSnapshot> carriers;
+  auto compose = [&]() {
+    filters::OwnTraffic own = identity_.own_traffic;
+    if (identity_.carriers) {
+      carriers = identity_.carriers->Snapshot();
+      own.carriers = carriers->expression;
+    }
+    return filters::ComposeCaptureFilter(request_.filter(), own, capture.datalink(),
+                                         capture.snaplen(), scope);
+  };
+  if (identity_.carriers) {
+    // This stream's own relay (sshd, the SSM worker) is known only now that it has connected.
+    identity_.carriers->Refresh(
+        identity_.own_traffic.tcp_ports.empty() ? 0 : identity_.own_traffic.tcp_ports.front());
+  }
+  auto composed = compose();
   if (!composed.ok()) return composed.status();
   CAPD_RETURN_IF_ERROR(capture.SetFilter(composed->expression));
   spdlog::info("stream on {}: link type {}, snaplen {}, filter '{}'{}", capture.interface(),
@@ -266,6 +282,11 @@ StatusOr<v1::StreamEnd> CaptureLoop::Run() {
       i->set_kernel_drops(counters->kernel_drops);
       i->set_interface_drops(counters->interface_drops);
     }
+    if (carriers) {
+      for (const CarrierConnection& c : carriers->connections)
+        s->add_excluded_carriers(c.Describe());
+      s->set_carrier_unreadable_processes(carriers->unreadable_processes);
+    }
     i->set_packets_captured(path.captured());
     i->set_agent_drops(path.agent_drops());
     i->set_packets_sent(path.sent());
@@ -298,6 +319,17 @@ StatusOr<v1::StreamEnd> CaptureLoop::Run() {
       end.set_reason(v1::StreamEnd::DURATION_REACHED);
       end.set_message("duration of " + std::to_string(limits.duration.count()) + " ms reached");
       break;
+    }
+    if (carriers && identity_.carriers->generation() != carriers->generation) {
+      auto recomposed = compose();
+      if (recomposed.ok() && capture.SetFilter(recomposed->expression).ok()) {
+        spdlog::info("stream on {}: carriers changed, filter now '{}'", capture.interface(),
+                     recomposed->expression);
+      } else {
+        spdlog::warn("stream on {}: could not update the carrier exclusion: {}",
+                     capture.interface(),
+                     recomposed.ok() ? capture.error() : recomposed.status().message());
+      }
     }
     if (now >= next_statistics) {
       send_statistics();

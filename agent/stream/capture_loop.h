@@ -11,8 +11,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "agent/carrier/carrier_tracker.h"
 #include "agent/stream/stop_signal.h"
 #include "agent/stream/stream_sink.h"
 #include "common/status.h"
@@ -25,7 +27,8 @@ namespace capd::agent {
 struct AgentIdentity {
   std::string name;
   std::string os;
-  filters::OwnTraffic own_traffic;
+  filters::OwnTraffic own_traffic;  // the listening port; carriers are added from `carriers`
+  std::shared_ptr<CarrierTracker> carriers;  // null: carrier exclusion turned off
 };
 
 struct CaptureLimits {

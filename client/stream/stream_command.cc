@@ -136,6 +136,7 @@ class StreamRun {
   std::atomic<bool> interrupted_{false};
   std::map<uint32_t, InterfaceState> interfaces_;  // by the stream's interface index
   uint32_t next_file_index_ = 0;
+  std::string excluded_carriers_;
   uint64_t written_ = 0;
 };
 
@@ -214,6 +215,18 @@ Status StreamRun::OnPackets(const v1::PacketBatch& batch) {
 }
 
 void StreamRun::OnStatistics(const v1::Statistics& statistics) {
+  // Say what the agent leaves out of the capture because it carries this very stream.
+  std::string carriers;
+  for (const std::string& c : statistics.excluded_carriers()) {
+    carriers += (carriers.empty() ? "" : "; ") + c;
+  }
+  if (carriers != excluded_carriers_) {
+    excluded_carriers_ = carriers;
+    if (!carriers.empty()) {
+      std::fprintf(stderr, "capctl: the agent excludes the connections carrying this stream: %s\n",
+                   carriers.c_str());
+    }
+  }
   for (const v1::InterfaceStatistics& s : statistics.interfaces()) {
     auto it = interfaces_.find(s.interface_index());
     if (it == interfaces_.end()) continue;
