@@ -19,7 +19,8 @@ const char kUsage[] =
     "                     [--vni N[,N...]] [--inner-filter FILTER] [FILTER WORDS...]\n"
     "       capctl decap IN.pcap[ng] -w OUT|- [--decap vxlan|geneve|auto] [--vxlan-port N]\n"
     "                     [--geneve-port N] [--vni N[,N...]] [--inner-filter FILTER]\n"
-    "  --agent A       HOST:PORT[/IFACE] of a capd agent (default $CAPD_AGENT or 127.0.0.1:50051)\n"
+    "  --agent A       HOST:PORT[/IFACE], ssh://[user@]host[:port][/IFACE] or\n"
+    "                  ssm://i-xxxx[/IFACE] (default $CAPD_AGENT or 127.0.0.1:50051)\n"
     "  -i IFACE        interface to capture on (default: the agent's default-route interface)\n"
     "  -f FILTER       capture filter in BPF syntax, as for tcpdump\n"
     "  -c COUNT        stop after COUNT packets\n"
@@ -37,6 +38,7 @@ const char kUsage[] =
     "  --tls-cert F --tls-key F  client certificate for mutual TLS\n"
     "  --tls-server-name N  the name in the agent's certificate, if not the address\n"
     "  --token-file F  send the bearer token in F (capd --auth-token-file)\n"
+    "  --remote-port N ssh:// and ssm://: the agent's port on the instance (default 50051)\n"
     "exit status: 0 done, 2 bad arguments or a request the agent refused, 1 anything else\n";
 
 namespace {
@@ -117,7 +119,7 @@ bool ParseDecapFlag(int c, const char* arg, DecapOptions& out, Status& status) {
   }
 }
 
-enum ConnectionFlag { kTlsCa = 3000, kTlsCert, kTlsKey, kTlsServerName, kTokenFile };
+enum ConnectionFlag { kTlsCa = 3000, kTlsCert, kTlsKey, kTlsServerName, kTokenFile, kRemotePort };
 #define CAPD_CONNECTION_LONG_OPTIONS                                     \
   {"tls-ca", required_argument, nullptr, kTlsCa},                        \
       {"tls-cert", required_argument, nullptr, kTlsCert},                \
@@ -127,8 +129,11 @@ enum ConnectionFlag { kTlsCa = 3000, kTlsCert, kTlsKey, kTlsServerName, kTokenFi
   }
 
 // Handles one of the connection flags; false if `c` is not one of them.
-bool ParseConnectionFlag(int c, const char* arg, ConnectionOptions& out) {
+bool ParseConnectionFlag(int c, const char* arg, ConnectionOptions& out, Status& status) {
   switch (c) {
+    case kRemotePort:
+      status = ParsePort("--remote-port", arg, out.remote_port);
+      return true;
     case kTlsCa:
       out.tls_ca_file = arg;
       return true;
@@ -244,7 +249,10 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
           CAPD_RETURN_IF_ERROR(decap_status);
           break;
         }
-        if (ParseConnectionFlag(c, optarg, out.connection)) break;
+        if (ParseConnectionFlag(c, optarg, out.connection, decap_status)) {
+          CAPD_RETURN_IF_ERROR(decap_status);
+          break;
+        }
         return Bad(std::string("unknown or incomplete option '") + argv[optind - 1] + "'");
       }
     }
@@ -268,12 +276,6 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
   }
   if (out.agents.size() > 1)
     return Bad("streaming from several agents at once is not supported yet");
-  if (out.agents[0].transport != AgentAddress::Transport::kDirect) {
-    return Bad("agent '" + out.agents[0].text +
-               "': ssh:// and ssm:// transports are not supported " +
-               "yet; forward the port yourself (ssh -L 50051:127.0.0.1:50051 host) and use " +
-               "--agent 127.0.0.1:50051");
-  }
   if (out.interface.empty()) out.interface = out.agents[0].interface;
   return Status::Ok();
 }
@@ -315,7 +317,11 @@ Status ParseInterfaces(int argc, char** argv, InterfacesOptions& out) {
   bool given = false;
   int c;
   while ((c = getopt_long(argc, argv, "+", kOptions, nullptr)) != -1) {
-    if (ParseConnectionFlag(c, optarg, out.connection)) continue;
+    Status status;
+    if (ParseConnectionFlag(c, optarg, out.connection, status)) {
+      CAPD_RETURN_IF_ERROR(status);
+      continue;
+    }
     if (c != 'a') {
       return Bad(std::string("unknown or incomplete option '") + argv[optind - 1] + "'");
     }
@@ -330,9 +336,6 @@ Status ParseInterfaces(int argc, char** argv, InterfacesOptions& out) {
     auto agent = DefaultAgent();
     if (!agent.ok()) return agent.status();
     out.agent = std::move(agent.value());
-  }
-  if (out.agent.transport != AgentAddress::Transport::kDirect) {
-    return Bad("ssh:// and ssm:// transports are not supported yet");
   }
   return Status::Ok();
 }

@@ -17,9 +17,10 @@ struct ConnectionOptions {
   std::string tls_ca_file;    // verify the agent's certificate with this CA; enables TLS
   std::string tls_cert_file;  // present this client certificate (mutual TLS); enables TLS
   std::string tls_key_file;
-  std::string tls_server_name;  // the name in the agent's certificate, when it differs from the
-                                // address (e.g. through an ssh -L forward to 127.0.0.1)
-  std::string token_file;       // send "authorization: Bearer <token>"
+  std::string tls_server_name;   // the name in the agent's certificate, when it differs from the
+                                 // address (e.g. through an ssh -L forward to 127.0.0.1)
+  std::string token_file;        // send "authorization: Bearer <token>"
+  uint16_t remote_port = 50051;  // ssh:// and ssm://: the agent's port on the instance's loopback
   bool tls() const { return !tls_ca_file.empty() || !tls_cert_file.empty(); }
 };
 

@@ -96,7 +96,16 @@ StatusOr<AgentConnection> AgentConnection::Connect(const AgentAddress& agent,
   if (!options.tls_server_name.empty()) {
     args.SetSslTargetNameOverride(options.tls_server_name);
   }
-  auto channel = grpc::CreateCustomChannel(agent.target, credentials.value(), args);
+  std::unique_ptr<Tunnel> tunnel;
+  std::string target = agent.target;
+  if (agent.transport != AgentAddress::Transport::kDirect) {
+    // Long enough for a person to answer ssh's password or host-key prompt.
+    auto opened = Tunnel::Open(agent, options.remote_port, std::chrono::seconds(60));
+    if (!opened.ok()) return opened.status();
+    tunnel = std::move(opened.value());
+    target = tunnel->local_target();
+  }
+  auto channel = grpc::CreateCustomChannel(target, credentials.value(), args);
 
   // Wait for READY, but give up at the first failed attempt (connection refused, no route, name
   // not resolved, TLS handshake): retrying for the whole timeout only delays the message.
@@ -104,16 +113,16 @@ StatusOr<AgentConnection> AgentConnection::Connect(const AgentAddress& agent,
   grpc_connectivity_state state = channel->GetState(/*try_to_connect=*/true);
   while (state != GRPC_CHANNEL_READY) {
     if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
-      return Unavailable("cannot reach agent at " + agent.target + ": " +
+      return Unavailable("cannot reach agent at " + agent.text + ": " +
                          WhyUnreachable(channel, options.tls()));
     }
     if (!channel->WaitForStateChange(state, deadline)) {
-      return Unavailable("cannot reach agent at " + agent.target + " within " +
+      return Unavailable("cannot reach agent at " + agent.text + " within " +
                          std::to_string(kConnectTimeout.count()) + " s (no answer)");
     }
     state = channel->GetState(/*try_to_connect=*/true);
   }
-  return AgentConnection(std::move(channel), std::move(token));
+  return AgentConnection(std::move(channel), std::move(token), std::move(tunnel));
 }
 
 void AgentConnection::Prepare(grpc::ClientContext& context) const {

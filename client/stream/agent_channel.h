@@ -10,6 +10,7 @@
 
 #include "client/cli/agent_address.h"
 #include "client/cli/options.h"
+#include "client/transport/tunnel.h"
 #include "common/status.h"
 
 namespace capd::client {
@@ -18,8 +19,9 @@ constexpr std::chrono::seconds kConnectTimeout{5};
 
 class AgentConnection {
  public:
-  // Reads the TLS and token files, connects, and waits until the channel is ready.
-  // kInvalidArgument for an unreadable file; kUnavailable "cannot reach agent at A: <why>".
+  // Reads the TLS and token files, opens the ssh/SSM forward for ssh:// and ssm:// agents,
+  // connects, and waits until the channel is ready. kInvalidArgument for an unreadable file;
+  // kUnavailable "cannot reach agent at A: <why>" (or the forward's own failure).
   static StatusOr<AgentConnection> Connect(const AgentAddress& agent,
                                            const ConnectionOptions& options);
 
@@ -28,8 +30,10 @@ class AgentConnection {
   void Prepare(grpc::ClientContext& context) const;
 
  private:
-  AgentConnection(std::shared_ptr<grpc::Channel> channel, std::string token)
-      : channel_(std::move(channel)), token_(std::move(token)) {}
+  AgentConnection(std::shared_ptr<grpc::Channel> channel, std::string token,
+                  std::unique_ptr<Tunnel> tunnel)
+      : tunnel_(std::move(tunnel)), channel_(std::move(channel)), token_(std::move(token)) {}
+  std::unique_ptr<Tunnel> tunnel_;  // declared first: torn down after the channel
   std::shared_ptr<grpc::Channel> channel_;
   std::string token_;
 };
