@@ -29,6 +29,7 @@ const char kUsage[] =
     "  -p              do not put the interface into promiscuous mode\n"
     "  -w FILE|-       write to FILE, or to stdout with '-' (e.g. | wireshark -k -i -)\n"
     "  --fifo PATH     create the FIFO PATH if needed and write to it (Wireshark: -k -i PATH)\n"
+    "  --wireshark     start Wireshark ($WIRESHARK or wireshark) on a private FIFO\n"
     "  --format F      pcapng (default) or pcap (nanosecond timestamps)\n"
     "  --decap MODE    mirror target: strip VXLAN (UDP 4789), Geneve (UDP 6081) or both; the\n"
     "                  output has one interface per VNI; -f then filters the outer packets\n"
@@ -172,7 +173,7 @@ Status CheckDecap(const DecapOptions& decap) {
 }
 
 Status ParseStream(int argc, char** argv, StreamOptions& out) {
-  enum { kAgent = 1000, kDuration, kFifo, kFormat };
+  enum { kAgent = 1000, kDuration, kFifo, kFormat, kWireshark };
   static const option kOptions[] = {{"agent", required_argument, nullptr, kAgent},
                                     {"interface", required_argument, nullptr, 'i'},
                                     {"filter", required_argument, nullptr, 'f'},
@@ -182,6 +183,7 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
                                     {"no-promiscuous-mode", no_argument, nullptr, 'p'},
                                     {"write", required_argument, nullptr, 'w'},
                                     {"fifo", required_argument, nullptr, kFifo},
+                                    {"wireshark", no_argument, nullptr, kWireshark},
                                     {"format", required_argument, nullptr, kFormat},
                                     CAPD_DECAP_LONG_OPTIONS,
                                     CAPD_CONNECTION_LONG_OPTIONS,
@@ -234,6 +236,9 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
       case kFifo:
         out.fifo_path = optarg;
         break;
+      case kWireshark:
+        out.wireshark = true;
+        break;
       case kFormat:
         if (std::strcmp(optarg, "pcapng") == 0) {
           out.format = FileFormat::kPcapng;
@@ -266,8 +271,8 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
       out.filter += argv[i];
     }
   }
-  if (!out.write_path.empty() && !out.fifo_path.empty()) {
-    return Bad("-w and --fifo are alternatives: give one");
+  if ((!out.write_path.empty()) + (!out.fifo_path.empty()) + out.wireshark > 1) {
+    return Bad("-w, --fifo and --wireshark are alternatives: give one");
   }
   if (out.agents.empty()) {
     auto agent = DefaultAgent();

@@ -53,6 +53,7 @@ struct StreamOptions {
   bool promiscuous = true;   // -p turns it off, as in tcpdump
   std::string write_path;    // -w FILE, or "-" for stdout
   std::string fifo_path;     // --fifo PATH
+  bool wireshark = false;    // --wireshark: a private FIFO read by a Wireshark capctl starts
   FileFormat format = FileFormat::kPcapng;
   DecapOptions decap;
 };

@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 namespace capd::client {
 namespace {
 
-StatusOr<OutputTarget> OpenFifo(const std::string& path) {
+StatusOr<OutputTarget> OpenFifo(const std::string& path, const std::function<bool()>& give_up) {
   struct stat st {};
   if (stat(path.c_str(), &st) == 0) {
     if (!S_ISFIFO(st.st_mode)) {
@@ -19,15 +21,27 @@ StatusOr<OutputTarget> OpenFifo(const std::string& path) {
   } else if (mkfifo(path.c_str(), 0600) != 0) {
     return Internal("mkfifo(" + path + "): " + std::strerror(errno));
   }
-  const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);  // waits for a reader
-  if (fd < 0) return Internal("open(" + path + "): " + std::strerror(errno));
+  // A non-blocking open fails with ENXIO until a reader has the FIFO open; polling it (instead
+  // of one blocking open) lets capctl give up when the reader it started has exited.
+  int fd = -1;
+  while ((fd = open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+    if (errno != ENXIO && errno != EINTR) {
+      return Internal("open(" + path + "): " + std::strerror(errno));
+    }
+    if (give_up && give_up())
+      return Unavailable("the reader of " + path + " exited before opening it");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // Writes block from here on: the stream's pace is the reader's (the agent's queue absorbs it).
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   return OutputTarget{FdSink::Adopt(fd, "FIFO " + path), "FIFO " + path, true};
 }
 
 }  // namespace
 
-StatusOr<OutputTarget> OpenOutputTarget(const StreamOptions& options) {
-  if (!options.fifo_path.empty()) return OpenFifo(options.fifo_path);
+StatusOr<OutputTarget> OpenOutputTarget(const StreamOptions& options,
+                                        const std::function<bool()>& give_up) {
+  if (!options.fifo_path.empty()) return OpenFifo(options.fifo_path, give_up);
   if (options.write_path.empty() || options.write_path == "-") {
     if (options.write_path.empty() && isatty(STDOUT_FILENO)) {
       return InvalidArgument(

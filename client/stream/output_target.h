@@ -1,6 +1,7 @@
 #pragma once
 // Opens where a capture goes: a file, stdout or a FIFO (made if missing), as a ByteSink.
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -16,9 +17,11 @@ struct OutputTarget {
   bool is_stream = false;  // stdout or a FIFO: a reader may go away (not an error)
 };
 
-// For a FIFO this blocks until a reader opens it (Wireshark's "-k -i PATH").
+// For a FIFO this blocks until a reader opens it (Wireshark's "-k -i PATH"), or until give_up()
+// (polled every 50 ms, may be empty) returns true.
 // kInvalidArgument when stdout is a terminal and no -w/--fifo was given: a binary capture on a
 // terminal helps nobody.
-StatusOr<OutputTarget> OpenOutputTarget(const StreamOptions& options);
+StatusOr<OutputTarget> OpenOutputTarget(const StreamOptions& options,
+                                        const std::function<bool()>& give_up = {});
 
 }  // namespace capd::client

@@ -14,6 +14,7 @@
 #include "client/stream/agent_channel.h"
 #include "client/stream/output_target.h"
 #include "client/stream/signal_watcher.h"
+#include "client/stream/wireshark_viewer.h"
 #include "filters/bpf_filter.h"
 #include "proto/capture.grpc.pb.h"
 
@@ -403,7 +404,15 @@ int RunStreamCommand(const StreamOptions& options) {
   // Connect first: an unreachable agent should not leave an empty file behind.
   auto connection = AgentConnection::Connect(options.agents[0], options.connection);
   if (!connection.ok()) return Fail(connection.status());
-  auto output = OpenOutputTarget(options);
+  std::unique_ptr<WiresharkViewer> viewer;
+  StreamOptions effective = options;
+  if (options.wireshark) {
+    auto started = WiresharkViewer::Start();
+    if (!started.ok()) return Fail(started.status());
+    viewer = std::move(started.value());
+    effective.fifo_path = viewer->fifo_path();
+  }
+  auto output = OpenOutputTarget(effective, [&viewer] { return viewer && viewer->Exited(); });
   if (!output.ok()) return Fail(output.status());
 
   StreamRun run(options, std::move(output.value()));
