@@ -19,6 +19,11 @@ const char kUsage[] =
     "                     [--vni N[,N...]] [--inner-filter FILTER] [FILTER WORDS...]\n"
     "       capctl decap IN.pcap[ng] -w OUT|- [--decap vxlan|geneve|auto] [--vxlan-port N]\n"
     "                     [--geneve-port N] [--vni N[,N...]] [--inner-filter FILTER]\n"
+    "       capctl stream ... -w PATH [--rotate-size SIZE] [--rotate-seconds SEC]\n"
+    "                     [--rotate-files N] [--post-rotate CMD] [--min-free SIZE]\n"
+    "       capctl record start --name NAME [-i IFACE] [-f FILTER] [--decap ...]\n"
+    "                     [--rotate-size SIZE] [--rotate-seconds SEC] [--rotate-files N]\n"
+    "       capctl record stop NAME | record list | record fetch NAME [--out DIR]\n"
     "  --agent A       HOST:PORT[/IFACE], ssh://[user@]host[:port][/IFACE] or\n"
     "                  ssm://i-xxxx[/IFACE] (default $CAPD_AGENT or 127.0.0.1:50051)\n"
     "  -i IFACE        interface to capture on (default: the agent's default-route interface)\n"
@@ -35,6 +40,13 @@ const char kUsage[] =
     "                  output has one interface per VNI; -f then filters the outer packets\n"
     "  --vni LIST      keep only these VNIs (mirror sessions)\n"
     "  --inner-filter F  BPF filter on the decapsulated frames\n"
+    "  --rotate-size SIZE  start a new file before one would exceed SIZE bytes (k, M, G:\n"
+    "                  powers of 1000); files are PATH_NNNNN_YYYYmmddHHMMSS.pcapng\n"
+    "  --rotate-seconds SEC  start a new file every SEC seconds since midnight UTC\n"
+    "  --rotate-files N  keep only the newest N files\n"
+    "  --post-rotate CMD run CMD FILE for each finished file (e.g. an upload)\n"
+    "  --min-free SIZE delete the oldest file when the disk has less than SIZE free; stop\n"
+    "                  writing when none is left\n"
     "  --tls-ca F      verify the agent's TLS certificate with this CA (enables TLS)\n"
     "  --tls-cert F --tls-key F  client certificate for mutual TLS\n"
     "  --tls-server-name N  the name in the agent's certificate, if not the address\n"
@@ -120,6 +132,49 @@ bool ParseDecapFlag(int c, const char* arg, DecapOptions& out, Status& status) {
   }
 }
 
+enum RotationFlag { kRotateSize = 4000, kRotateSeconds, kRotateFiles, kPostRotate, kMinFree };
+#define CAPD_ROTATION_LONG_OPTIONS                                    \
+  {"rotate-size", required_argument, nullptr, kRotateSize},           \
+      {"rotate-seconds", required_argument, nullptr, kRotateSeconds}, \
+      {"rotate-files", required_argument, nullptr, kRotateFiles}, {   \
+    "post-rotate", required_argument, nullptr, kPostRotate            \
+  }
+
+// Handles one of the rotation flags; false if `c` is not one of them.
+bool ParseRotationFlag(int c, const char* arg, RotationOptions& out, Status& status) {
+  switch (c) {
+    case kRotateSize:
+    case kMinFree: {
+      auto size = ParseByteSize(arg);
+      const char* flag = c == kRotateSize ? "--rotate-size" : "--min-free";
+      if (!size.ok() || size.value() == 0) {
+        status = Bad(std::string(flag) + " takes a size in bytes with an optional k, M or G " +
+                     "(powers of 1000), not '" + arg + "'");
+      } else {
+        (c == kRotateSize ? out.max_bytes : out.min_free_bytes) = size.value();
+      }
+      return true;
+    }
+    case kRotateSeconds:
+      if (!ParseUnsigned(arg, out.seconds) || out.seconds == 0 || out.seconds > 86400) {
+        status = Bad(std::string("--rotate-seconds takes 1..86400 seconds, not '") + arg + "'");
+      }
+      return true;
+    case kRotateFiles:
+      if (!ParseUnsigned(arg, out.max_files) || out.max_files == 0) {
+        status =
+            Bad(std::string("--rotate-files takes a positive number of files, not '") + arg + "'");
+      }
+      return true;
+    case kPostRotate:
+      if (*arg == '\0') status = Bad("--post-rotate takes a command");
+      out.post_rotate_command = arg;
+      return true;
+    default:
+      return false;
+  }
+}
+
 enum ConnectionFlag { kTlsCa = 3000, kTlsCert, kTlsKey, kTlsServerName, kTokenFile, kRemotePort };
 #define CAPD_CONNECTION_LONG_OPTIONS                                     \
   {"tls-ca", required_argument, nullptr, kTlsCa},                        \
@@ -187,8 +242,12 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
                                     {"format", required_argument, nullptr, kFormat},
                                     CAPD_DECAP_LONG_OPTIONS,
                                     CAPD_CONNECTION_LONG_OPTIONS,
+                                    CAPD_ROTATION_LONG_OPTIONS,
+                                    {"min-free", required_argument, nullptr, kMinFree},
                                     {nullptr, 0, nullptr, 0}};
   bool filter_given = false;
+  RotationOptions rotation;
+  bool rotating = false;
   int c;
   // '+': stop at the first non-option, so filter words like "not port 22" stay together.
   while ((c = getopt_long(argc, argv, "+i:f:c:s:pw:", kOptions, nullptr)) != -1) {
@@ -258,9 +317,26 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
           CAPD_RETURN_IF_ERROR(decap_status);
           break;
         }
+        if (ParseRotationFlag(c, optarg, rotation, decap_status)) {
+          CAPD_RETURN_IF_ERROR(decap_status);
+          rotating = true;
+          break;
+        }
         return Bad(std::string("unknown or incomplete option '") + argv[optind - 1] + "'");
       }
     }
+  }
+  if (rotating) {
+    // A ring is files in a folder: stdout, a FIFO and Wireshark have nowhere to rotate to.
+    if (out.write_path.empty() || out.write_path == "-" || !out.fifo_path.empty() ||
+        out.wireshark) {
+      return Bad(
+          "--rotate-size, --rotate-seconds, --rotate-files, --post-rotate and --min-free need "
+          "-w PATH (a file, not - or --fifo)");
+    }
+    if (out.format != FileFormat::kPcapng) return Bad("rotating files are pcapng only");
+    rotation.path = out.write_path;
+    out.rotation = std::move(rotation);
   }
   CAPD_RETURN_IF_ERROR(CheckDecap(out.decap));
   CAPD_RETURN_IF_ERROR(CheckConnection(out.connection));
@@ -345,6 +421,88 @@ Status ParseInterfaces(int argc, char** argv, InterfacesOptions& out) {
   return Status::Ok();
 }
 
+// capctl record start|stop|list|fetch ...; argv[0] is "record".
+Status ParseRecord(int argc, char** argv, RecordOptions& out) {
+  if (argc < 2) return Bad("record takes start, stop, list or fetch");
+  const std::string action = argv[1];
+  if (action == "start") {
+    out.action = RecordOptions::Action::kStart;
+  } else if (action == "stop") {
+    out.action = RecordOptions::Action::kStop;
+  } else if (action == "list") {
+    out.action = RecordOptions::Action::kList;
+  } else if (action == "fetch") {
+    out.action = RecordOptions::Action::kFetch;
+  } else {
+    return Bad("record takes start, stop, list or fetch, not '" + action + "'");
+  }
+  enum { kAgent = 1000, kName, kOut };
+  static const option kOptions[] = {{"agent", required_argument, nullptr, kAgent},
+                                    {"name", required_argument, nullptr, kName},
+                                    {"out", required_argument, nullptr, kOut},
+                                    {"interface", required_argument, nullptr, 'i'},
+                                    {"filter", required_argument, nullptr, 'f'},
+                                    CAPD_DECAP_LONG_OPTIONS,
+                                    CAPD_CONNECTION_LONG_OPTIONS,
+                                    CAPD_ROTATION_LONG_OPTIONS,
+                                    {nullptr, 0, nullptr, 0}};
+  const bool start = out.action == RecordOptions::Action::kStart;
+  bool agent_given = false;
+  RotationOptions rotation;
+  // Parse argv[1..] as if the action were the program name. 0, not 1: glibc then resets its
+  // permutation state, which lets options come after NAME (record fetch NAME --out DIR).
+  optind = 0;
+  int c;
+  while ((c = getopt_long(argc - 1, argv + 1, "i:f:", kOptions, nullptr)) != -1) {
+    Status status;
+    if (c == kAgent) {
+      auto agent = ParseAgentAddress(optarg);
+      if (!agent.ok()) return agent.status();
+      out.agent = std::move(agent.value());
+      agent_given = true;
+    } else if (ParseConnectionFlag(c, optarg, out.connection, status)) {
+      CAPD_RETURN_IF_ERROR(status);
+    } else if (c == kName) {
+      out.name = optarg;
+    } else if (c == kOut && out.action == RecordOptions::Action::kFetch) {
+      out.out_dir = optarg;
+    } else if (start && c == 'i') {
+      out.interface = optarg;
+    } else if (start && c == 'f') {
+      out.filter = optarg;
+    } else if (start && ParseDecapFlag(c, optarg, out.decap, status)) {
+      CAPD_RETURN_IF_ERROR(status);
+    } else if (start && c != kPostRotate && ParseRotationFlag(c, optarg, rotation, status)) {
+      CAPD_RETURN_IF_ERROR(status);
+    } else {
+      return Bad("record " + action + ": unknown or incomplete option '" +
+                 std::string(argv[optind]) + "'");
+    }
+  }
+  // optind counts within argv + 1.
+  int next = optind + 1;
+  if ((out.action == RecordOptions::Action::kStop || out.action == RecordOptions::Action::kFetch) &&
+      out.name.empty() && next < argc) {
+    out.name = argv[next++];
+  }
+  if (next < argc) return Bad(std::string("unexpected argument '") + argv[next] + "'");
+  if (out.action != RecordOptions::Action::kList && out.name.empty()) {
+    return Bad(start ? "record start needs --name NAME" : "record " + action + " needs a NAME");
+  }
+  CAPD_RETURN_IF_ERROR(CheckDecap(out.decap));
+  CAPD_RETURN_IF_ERROR(CheckConnection(out.connection));
+  out.rotate_bytes = rotation.max_bytes;
+  out.rotate_seconds = rotation.seconds;
+  out.rotate_files = rotation.max_files;
+  if (!agent_given) {
+    auto agent = DefaultAgent();
+    if (!agent.ok()) return agent.status();
+    out.agent = std::move(agent.value());
+  }
+  if (start && out.interface.empty()) out.interface = out.agent.interface;
+  return Status::Ok();
+}
+
 }  // namespace
 
 StatusOr<CommandLine> ParseCommandLine(int argc, char** argv) {
@@ -363,6 +521,9 @@ StatusOr<CommandLine> ParseCommandLine(int argc, char** argv) {
   } else if (command == "stream") {
     line.command = CommandLine::Command::kStream;
     CAPD_RETURN_IF_ERROR(ParseStream(argc - 1, argv + 1, line.stream));
+  } else if (command == "record") {
+    line.command = CommandLine::Command::kRecord;
+    CAPD_RETURN_IF_ERROR(ParseRecord(argc - 1, argv + 1, line.record));
   } else if (command == "decap") {
     line.command = CommandLine::Command::kDecapFile;
     CAPD_RETURN_IF_ERROR(ParseDecapFile(argc - 1, argv + 1, line.decap_file));

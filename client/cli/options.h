@@ -1,5 +1,6 @@
 #pragma once
-// capctl's command line: `capctl interfaces ...` and `capctl stream ...` (see DESIGN.md).
+// capctl's command line: `capctl interfaces ...`, `capctl stream ...`, `capctl record ...` (see
+// DESIGN.md).
 
 #include <cstdint>
 #include <optional>
@@ -8,6 +9,7 @@
 
 #include "client/cli/agent_address.h"
 #include "client/output/capture_writer.h"
+#include "client/output/rotating_writer.h"
 #include "common/status.h"
 
 namespace capd::client {
@@ -56,6 +58,25 @@ struct StreamOptions {
   bool wireshark = false;    // --wireshark: a private FIFO read by a Wireshark capctl starts
   FileFormat format = FileFormat::kPcapng;
   DecapOptions decap;
+  // Set when --rotate-size/--rotate-seconds/--rotate-files/--post-rotate/--min-free is given:
+  // write_path becomes a ring of pcapng files (rotation->path == write_path, never "-").
+  std::optional<RotationOptions> rotation;
+};
+
+// `capctl record start|stop|list|fetch`: recordings kept by the agent (capd --record-dir).
+struct RecordOptions {
+  enum class Action { kStart, kStop, kList, kFetch };
+  Action action = Action::kList;
+  AgentAddress agent;
+  ConnectionOptions connection;
+  std::string name;             // start: --name; stop and fetch: the argument
+  std::string interface;        // start: -i; empty: the agent's default-route interface
+  std::string filter;           // start: -f
+  DecapOptions decap;           // start: --decap ...
+  uint64_t rotate_bytes = 0;    // start: --rotate-size (0: the agent's default)
+  uint32_t rotate_seconds = 0;  // start: --rotate-seconds
+  uint32_t rotate_files = 0;    // start: --rotate-files
+  std::string out_dir = ".";    // fetch: --out DIR
 };
 
 struct InterfacesOptions {
@@ -64,11 +85,12 @@ struct InterfacesOptions {
 };
 
 struct CommandLine {
-  enum class Command { kHelp, kVersion, kInterfaces, kStream, kDecapFile };
+  enum class Command { kHelp, kVersion, kInterfaces, kStream, kDecapFile, kRecord };
   Command command = Command::kHelp;
   StreamOptions stream;
   DecapFileOptions decap_file;
   InterfacesOptions interfaces;
+  RecordOptions record;
 };
 
 // kInvalidArgument with a one-line message for anything wrong; the caller exits 2.

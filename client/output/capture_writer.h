@@ -86,6 +86,13 @@ class CaptureWriter {
   virtual Status WriteStatistics(uint32_t interface_index, const InterfaceCounters& counters) = 0;
   // Hands everything buffered to the sink in one write.
   virtual Status Flush() = 0;
+  // Wall-clock time (Unix epoch ns) for writers that act on it even when no packet arrives
+  // (rotation on time boundaries, rotating_writer.h). Cheap; call it about once a second on the
+  // writer's thread. The other writers ignore it.
+  virtual Status Tick(uint64_t /*now_ns*/) { return Status::Ok(); }
+  // Finishes the output: Flush for the single-file writers; the rotating writer also writes the
+  // statistics blocks it keeps and closes its current file. Nothing is written after Close.
+  virtual Status Close() { return Flush(); }
 };
 
 // application: the shb_userappl text, e.g. "capctl 0.1.0". The header (pcapng SHB; pcap file

@@ -1,0 +1,537 @@
+#include "client/output/rotating_writer.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "client/output/encoding.h"
+
+extern char** environ;
+
+namespace capd::client {
+namespace {
+
+constexpr int64_t kSecondsPerDay = 86400;
+constexpr uint16_t kOptComment = 1;
+constexpr uint16_t kOptEndOfOpt = 0;
+constexpr size_t kShbFixedBytes = 24;  // type, length, magic, version, section length
+
+// The per-file encoder writes here, so each block's size is known before it reaches the disk.
+class MemorySink final : public ByteSink {
+ public:
+  explicit MemorySink(std::string* out) : out_(out) {}
+  Status Write(std::string_view bytes) override {
+    out_->append(bytes);
+    return Status::Ok();
+  }
+
+ private:
+  std::string* out_;
+};
+
+struct PathParts {
+  std::string dir;   // "." when the path has no folder
+  std::string stem;  // file name without its extension
+};
+
+PathParts SplitPath(const std::string& path) {
+  const std::filesystem::path p(path);
+  PathParts parts;
+  parts.dir = p.has_parent_path() ? p.parent_path().string() : ".";
+  std::string name = p.filename().string();
+  const size_t dot = name.rfind('.');
+  if (dot != std::string::npos && dot > 0) name.resize(dot);
+  parts.stem = std::move(name);
+  return parts;
+}
+
+// Inserts shb_comment as the first option of the section header block at the start of `shb`
+// (the encoder has no option for it; the block layout is fixed by the pcapng draft, section 4.1).
+void AddSectionComment(std::string& bytes, std::string_view comment) {
+  if (comment.empty() || bytes.size() < kShbFixedBytes + 4) return;
+  uint32_t length = 0;
+  std::memcpy(&length, bytes.data() + 4, sizeof length);
+  if (length > bytes.size() || length < kShbFixedBytes + 4) return;
+  comment = comment.substr(0, std::min<size_t>(comment.size(), UINT16_MAX));
+  std::string option;
+  internal::AppendHost<uint16_t>(option, kOptComment);
+  internal::AppendHost<uint16_t>(option, static_cast<uint16_t>(comment.size()));
+  option.append(comment);
+  option.append(internal::PaddingTo4(comment.size()), '\0');
+  if (length == kShbFixedBytes + 4) {  // no options yet: they need their end marker
+    internal::AppendHost<uint16_t>(option, kOptEndOfOpt);
+    internal::AppendHost<uint16_t>(option, 0);
+  }
+  bytes.insert(kShbFixedBytes, option);
+  const auto new_length = static_cast<uint32_t>(length + option.size());
+  internal::PutHost<uint32_t>(bytes, 4, new_length);
+  internal::PutHost<uint32_t>(bytes, new_length - 4, new_length);
+}
+
+// Parses "NNNNN_YYYYmmddHHMMSS.pcapng" after "STEM_"; the number, or nullopt.
+std::optional<uint32_t> RingNumber(const std::string& name, const std::string& stem) {
+  const std::string_view suffix = ".pcapng";
+  if (name.size() < stem.size() + 1 + 5 + 1 + 14 + suffix.size()) return std::nullopt;
+  if (name.compare(0, stem.size(), stem) != 0 || name[stem.size()] != '_') return std::nullopt;
+  if (name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) return std::nullopt;
+  const std::string middle =
+      name.substr(stem.size() + 1, name.size() - stem.size() - 1 - suffix.size());
+  const size_t underscore = middle.find('_');
+  if (underscore == std::string::npos || underscore < 5 || middle.size() - underscore - 1 != 14) {
+    return std::nullopt;
+  }
+  const std::string number = middle.substr(0, underscore);
+  const std::string stamp = middle.substr(underscore + 1);
+  auto digits = [](const std::string& s) {
+    return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (!digits(number) || !digits(stamp) || number.size() > 9) return std::nullopt;
+  return static_cast<uint32_t>(std::stoul(number));
+}
+
+class RotatingWriter final : public CaptureWriter {
+ public:
+  RotatingWriter(RotationOptions options, std::string application)
+      : options_(std::move(options)), application_(std::move(application)) {
+    const PathParts parts = SplitPath(options_.path);
+    dir_ = parts.dir;
+    stem_ = parts.stem;
+    pending_.reserve(internal::kInitialBufferBytes);
+  }
+
+  ~RotatingWriter() override {
+    // A stopped writer has reported why already (its status went to the caller).
+    if (!closed_ && stopped_.ok()) {
+      if (Status status = Close(); !status.ok()) {
+        Log("finishing " + file_path_ + ": " + status.message());
+      }
+    }
+    ReapChildren();
+  }
+
+  // Adopts the files of an earlier run when asked, and opens the first file.
+  Status Start() {
+    if (options_.adopt_existing_files) AdoptExisting();
+    const int64_t now = static_cast<int64_t>(std::time(nullptr));
+    return OpenFile(now, options_.seconds > 0 ? SlotOf(now) : 0);
+  }
+
+  Status AddInterface(const InterfaceInfo& info) override {
+    CAPD_RETURN_IF_ERROR(Usable());
+    interfaces_.push_back(info);
+    counters_.emplace_back();
+    file_delivered_.push_back(0);
+    const size_t before = pending_.size();
+    CAPD_RETURN_IF_ERROR(Encode(encoder_->AddInterface(info)));
+    file_bytes_ += pending_.size() - before;
+    return Status::Ok();
+  }
+
+  using CaptureWriter::WritePacket;
+  Status WritePacket(uint32_t interface_index, uint64_t timestamp_ns, uint32_t original_length,
+                     std::span<const uint8_t> data, std::string_view comment) override {
+    CAPD_RETURN_IF_ERROR(Usable());
+    if (interface_index >= interfaces_.size()) {
+      return InvalidArgument("unknown interface index " + std::to_string(interface_index));
+    }
+    const auto seconds = static_cast<int64_t>(timestamp_ns / 1'000'000'000ULL);
+    if (options_.seconds > 0) {
+      const int64_t slot = SlotOf(seconds);
+      if (slot > file_slot_) CAPD_RETURN_IF_ERROR(Rotate(SlotStart(slot), slot));
+    }
+    const size_t before = pending_.size();
+    CAPD_RETURN_IF_ERROR(Encode(
+        encoder_->WritePacket(interface_index, timestamp_ns, original_length, data, comment)));
+    const uint64_t block = pending_.size() - before;
+    if (options_.max_bytes > 0 && file_packets_ > 0 &&
+        file_bytes_ + block + statistics_reserve_ > options_.max_bytes) {
+      // The packet goes first in the next file instead: the block is the same there, since
+      // every file numbers its interfaces alike.
+      std::string moved = pending_.substr(before);
+      pending_.resize(before);
+      CAPD_RETURN_IF_ERROR(Rotate(seconds, file_slot_));
+      pending_ += moved;
+    }
+    file_bytes_ += block;
+    ++file_packets_;
+    ++file_delivered_[interface_index];
+    return Status::Ok();
+  }
+
+  // Kept, not written: each file gets the latest counters in its statistics blocks when it is
+  // finished, with isb_usrdeliv = the packets of that interface in that file.
+  Status WriteStatistics(uint32_t interface_index, const InterfaceCounters& counters) override {
+    CAPD_RETURN_IF_ERROR(Usable());
+    if (interface_index >= interfaces_.size()) {
+      return InvalidArgument("unknown interface index " + std::to_string(interface_index));
+    }
+    counters_[interface_index] = counters;
+    return MeasureStatisticsBlocks();
+  }
+
+  Status Flush() override {
+    CAPD_RETURN_IF_ERROR(Usable());
+    CAPD_RETURN_IF_ERROR(KeepFreeSpace());
+    return WritePending();
+  }
+
+  Status Tick(uint64_t now_ns) override {
+    ReapChildren();
+    CAPD_RETURN_IF_ERROR(Usable());
+    if (options_.seconds == 0 || now_ns < kTickGraceNs) return Status::Ok();
+    const auto seconds = static_cast<int64_t>((now_ns - kTickGraceNs) / 1'000'000'000ULL);
+    const int64_t slot = SlotOf(seconds);
+    if (slot > file_slot_) CAPD_RETURN_IF_ERROR(Rotate(SlotStart(slot), slot));
+    return Status::Ok();
+  }
+
+  Status Close() override {
+    if (closed_) return stopped_;
+    closed_ = true;
+    if (!stopped_.ok()) return stopped_;
+    Status status = FinishFile();
+    ReapChildren();
+    return status;
+  }
+
+ private:
+  // Slots are numbered across days so that they only grow; a day holds ceil(86400 / seconds).
+  int64_t SlotsPerDay() const { return (kSecondsPerDay + options_.seconds - 1) / options_.seconds; }
+  int64_t SlotOf(int64_t unix_seconds) const {
+    const int64_t day = unix_seconds / kSecondsPerDay;
+    const int64_t in_day = unix_seconds % kSecondsPerDay;
+    return day * SlotsPerDay() + in_day / options_.seconds;
+  }
+  int64_t SlotStart(int64_t slot) const {
+    return slot / SlotsPerDay() * kSecondsPerDay + slot % SlotsPerDay() * options_.seconds;
+  }
+
+  Status Usable() const {
+    if (!stopped_.ok()) return stopped_;
+    if (closed_) return Internal("capture file ring " + options_.path + " is closed");
+    return Status::Ok();
+  }
+
+  // The encoder writes into pending_ through its MemorySink on every call.
+  Status Encode(Status status) {
+    CAPD_RETURN_IF_ERROR(status);
+    return encoder_->Flush();
+  }
+
+  Status WritePending() {
+    if (pending_.empty() || !file_) return Status::Ok();
+    Status status = file_->Write(pending_);
+    pending_.clear();  // as PcapngWriter::Flush: a partial write is not repeated
+    if (!status.ok()) stopped_ = status;
+    return status;
+  }
+
+  // How many bytes the statistics blocks at the end of a file take with the counters kept now.
+  Status MeasureStatisticsBlocks() {
+    std::string scratch;
+    auto encoder = MakePcapngWriter(std::make_unique<MemorySink>(&scratch), application_);
+    for (const InterfaceInfo& info : interfaces_) CAPD_RETURN_IF_ERROR(encoder->AddInterface(info));
+    CAPD_RETURN_IF_ERROR(encoder->Flush());
+    const size_t header = scratch.size();
+    for (size_t i = 0; i < counters_.size(); ++i) {
+      if (counters_[i]) {
+        CAPD_RETURN_IF_ERROR(encoder->WriteStatistics(static_cast<uint32_t>(i), *counters_[i]));
+      }
+    }
+    CAPD_RETURN_IF_ERROR(encoder->Flush());
+    statistics_reserve_ = scratch.size() - header;
+    return Status::Ok();
+  }
+
+  Status OpenFile(int64_t name_seconds, int64_t slot) {
+    CAPD_RETURN_IF_ERROR(KeepFreeSpace());
+    const std::string path = dir_ + "/" + RingFileName(options_.path, next_number_, name_seconds);
+    auto sink = FdSink::OpenFile(path);
+    if (!sink.ok()) {
+      stopped_ = sink.status();
+      return stopped_;
+    }
+    ++next_number_;
+    file_ = std::move(sink).value();
+    file_path_ = path;
+    file_slot_ = slot;
+    file_packets_ = 0;
+    std::fill(file_delivered_.begin(), file_delivered_.end(), 0);
+    pending_.clear();
+    encoder_ = MakePcapngWriter(std::make_unique<MemorySink>(&pending_), application_);
+    CAPD_RETURN_IF_ERROR(encoder_->Flush());  // the section header
+    if (first_file_) AddSectionComment(pending_, options_.first_file_comment);
+    first_file_ = false;
+    for (const InterfaceInfo& info : interfaces_) {
+      CAPD_RETURN_IF_ERROR(Encode(encoder_->AddInterface(info)));
+    }
+    file_bytes_ = pending_.size();
+    // The header reaches the disk at once: a new file is a valid (empty) capture from the start.
+    CAPD_RETURN_IF_ERROR(WritePending());
+    TrimRing();
+    return Status::Ok();
+  }
+
+  // Statistics blocks, the last bytes, close; then the file is left alone for good.
+  Status FinishFile() {
+    if (!file_) return Status::Ok();
+    for (size_t i = 0; i < counters_.size(); ++i) {
+      if (!counters_[i]) continue;
+      InterfaceCounters counters = *counters_[i];
+      counters.delivered = file_delivered_[i];
+      CAPD_RETURN_IF_ERROR(Encode(encoder_->WriteStatistics(static_cast<uint32_t>(i), counters)));
+    }
+    Status status = WritePending();
+    file_.reset();
+    finished_.push_back(file_path_);
+    if (status.ok()) RunPostRotate(file_path_);
+    return status;
+  }
+
+  Status Rotate(int64_t name_seconds, int64_t slot) {
+    CAPD_RETURN_IF_ERROR(FinishFile());
+    return OpenFile(name_seconds, slot);
+  }
+
+  // The current file counts towards max_files.
+  void TrimRing() {
+    if (options_.max_files == 0) return;
+    while (!finished_.empty() && finished_.size() + 1 > options_.max_files) {
+      RemoveOldest();
+    }
+  }
+
+  void RemoveOldest() {
+    const std::string oldest = finished_.front();
+    finished_.pop_front();
+    if (::unlink(oldest.c_str()) != 0 && errno != ENOENT) {
+      Log("cannot delete " + oldest + " from the ring: " + std::strerror(errno));
+    }
+  }
+
+  StatusOr<uint64_t> FreeBytes() const {
+    struct statvfs fs;
+    if (::statvfs(dir_.c_str(), &fs) != 0) {
+      return Internal("statvfs(" + dir_ + "): " + std::strerror(errno));
+    }
+    return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  }
+
+  // --min-free: delete the oldest finished files while the folder has less free space than
+  // asked; with none left, stop writing (the current file is closed as it is).
+  Status KeepFreeSpace() {
+    if (options_.min_free_bytes == 0) return Status::Ok();
+    auto free = FreeBytes();
+    if (!free.ok()) return free.status();
+    while (free.value() < options_.min_free_bytes && !finished_.empty()) {
+      Log("free space in " + dir_ + " is " + std::to_string(free.value()) +
+          " bytes, below --min-free " + std::to_string(options_.min_free_bytes) + ": deleting " +
+          finished_.front());
+      RemoveOldest();
+      free = FreeBytes();
+      if (!free.ok()) return free.status();
+    }
+    if (free.value() >= options_.min_free_bytes) return Status::Ok();
+    (void)WritePending();
+    file_.reset();
+    stopped_ = Status(StatusCode::kResourceExhausted,
+                      "free space in " + dir_ + " is " + std::to_string(free.value()) +
+                          " bytes, below --min-free " + std::to_string(options_.min_free_bytes) +
+                          ", and no older file of the ring is left to delete: stopped writing" +
+                          (file_path_.empty() ? "" : " (last file " + file_path_ + ")"));
+    return stopped_;
+  }
+
+  void AdoptExisting() {
+    std::error_code error;
+    std::map<uint32_t, std::string> found;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_, error)) {
+      const std::string name = entry.path().filename().string();
+      if (auto number = RingNumber(name, stem_)) found[*number] = dir_ + "/" + name;
+    }
+    for (const auto& [number, path] : found) finished_.push_back(path);
+    if (!found.empty()) next_number_ = found.rbegin()->first + 1;
+  }
+
+  // `sh -c 'CMD "$1"' sh FILE`: CMD may carry its own arguments (aws s3 cp ... --quiet), and the
+  // file name reaches it as one word whatever it contains. Not waited for: reaped on later calls.
+  void RunPostRotate(const std::string& path) {
+    if (options_.post_rotate_command.empty()) return;
+    const std::string script = options_.post_rotate_command + " \"$1\"";
+    const char* argv[] = {"sh", "-c", script.c_str(), "sh", path.c_str(), nullptr};
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawnattr_init(&attr);
+    // capctl blocks SIGINT/SIGTERM for its signal thread and ignores SIGPIPE; the child gets the
+    // defaults back. Its own process group: Ctrl-C on capctl does not cut an upload short.
+    sigset_t empty, defaults;
+    sigemptyset(&empty);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGTERM);
+    posix_spawnattr_setsigmask(&attr, &empty);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    pid_t pid = -1;
+    const int error =
+        posix_spawn(&pid, "/bin/sh", &actions, &attr, const_cast<char**>(argv), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (error != 0) {
+      Log("post-rotate command for " + path + " could not start: " + std::strerror(error));
+      return;
+    }
+    children_.emplace_back(pid, path);
+  }
+
+  void ReapChildren() {
+    for (auto it = children_.begin(); it != children_.end();) {
+      int status = 0;
+      const pid_t done = ::waitpid(it->first, &status, WNOHANG);
+      if (done == 0) {
+        ++it;
+        continue;
+      }
+      if (done == it->first) {
+        if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+          Log("post-rotate command for " + it->second + " failed: exit status " +
+              std::to_string(WEXITSTATUS(status)));
+        } else if (WIFSIGNALED(status)) {
+          Log("post-rotate command for " + it->second + " was killed by signal " +
+              std::to_string(WTERMSIG(status)));
+        }
+      }
+      it = children_.erase(it);  // reaped, or not ours to wait for any more (ECHILD)
+    }
+  }
+
+  void Log(const std::string& message) const {
+    if (options_.log) {
+      options_.log(message);
+    } else {
+      std::fprintf(stderr, "capctl: %s\n", message.c_str());
+    }
+  }
+
+  const RotationOptions options_;
+  const std::string application_;
+  std::string dir_;
+  std::string stem_;
+
+  std::vector<InterfaceInfo> interfaces_;
+  std::vector<std::optional<InterfaceCounters>> counters_;  // latest, by interface
+  uint64_t statistics_reserve_ = 0;  // bytes the statistics blocks will add at the end
+
+  // The current file.
+  std::unique_ptr<FdSink> file_;
+  std::string file_path_;
+  std::unique_ptr<CaptureWriter> encoder_;  // writes into pending_
+  std::string pending_;                     // encoded, not yet written
+  uint64_t file_bytes_ = 0;                 // written + pending
+  uint64_t file_packets_ = 0;
+  std::vector<uint64_t> file_delivered_;  // by interface
+  int64_t file_slot_ = 0;
+
+  std::deque<std::string> finished_;  // oldest first
+  uint32_t next_number_ = 1;
+  bool first_file_ = true;
+  bool closed_ = false;
+  Status stopped_;  // not ok: nothing more is written
+  std::vector<std::pair<pid_t, std::string>> children_;
+};
+
+}  // namespace
+
+std::string RingFileName(const std::string& path, uint32_t number, int64_t unix_seconds) {
+  const time_t t = static_cast<time_t>(unix_seconds);
+  struct tm utc;
+  gmtime_r(&t, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", &utc);
+  char digits[16];
+  std::snprintf(digits, sizeof digits, "%05u", number);
+  return SplitPath(path).stem + "_" + digits + "_" + stamp + ".pcapng";
+}
+
+StatusOr<uint64_t> ParseByteSize(const std::string& text) {
+  uint64_t value = 0;
+  size_t i = 0;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+    if (value > (std::numeric_limits<uint64_t>::max() - 9) / 10) {
+      return InvalidArgument("size '" + text + "' is too large");
+    }
+    value = value * 10 + static_cast<uint64_t>(text[i] - '0');
+  }
+  const size_t digits = i;
+  uint64_t scale = 1;
+  if (i < text.size()) {
+    switch (text[i]) {
+      case 'k':
+      case 'K':
+        scale = 1000;
+        break;
+      case 'm':
+      case 'M':
+        scale = 1000 * 1000;
+        break;
+      case 'g':
+      case 'G':
+        scale = 1000 * 1000 * 1000;
+        break;
+      default:
+        scale = 0;
+    }
+    ++i;
+  }
+  if (digits == 0 || scale == 0 || i != text.size()) {
+    return InvalidArgument("size '" + text +
+                           "' is not a number of bytes with an optional k, M or G");
+  }
+  if (value > std::numeric_limits<uint64_t>::max() / scale) {
+    return InvalidArgument("size '" + text + "' is too large");
+  }
+  return value * scale;
+}
+
+StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RotationOptions& options,
+                                                            std::string application) {
+  if (options.path.empty() || options.path == "-") {
+    return InvalidArgument("rotating files need a file path (-w PATH), not stdout");
+  }
+  if (options.seconds > kSecondsPerDay) {
+    return InvalidArgument("rotation every " + std::to_string(options.seconds) +
+                           " s: at most 86400 (a day)");
+  }
+  if (SplitPath(options.path).stem.empty()) {
+    return InvalidArgument("-w " + options.path + " names a folder, not a file");
+  }
+  auto writer = std::make_unique<RotatingWriter>(options, std::move(application));
+  CAPD_RETURN_IF_ERROR(writer->Start());
+  return std::unique_ptr<CaptureWriter>(std::move(writer));
+}
+
+}  // namespace capd::client

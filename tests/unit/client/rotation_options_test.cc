@@ -1,0 +1,126 @@
+// capctl stream's rotation flags and capctl record's command line (pure parsing).
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "client/cli/options.h"
+
+namespace capd::client {
+namespace {
+
+StatusOr<CommandLine> Parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "capctl");
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  return ParseCommandLine(static_cast<int>(args.size()), argv.data());
+}
+
+TEST(RotationOptionsTest, FlagsFillTheRotation) {
+  unsetenv("CAPD_AGENT");
+  auto line = Parse({"stream", "-w", "/data/cap.pcapng", "--rotate-size", "10M", "--rotate-seconds",
+                     "60", "--rotate-files", "5", "--post-rotate", "aws s3 cp --quiet",
+                     "--min-free", "1G", "-i", "eth0"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  ASSERT_TRUE(line->stream.rotation.has_value());
+  const RotationOptions& r = *line->stream.rotation;
+  EXPECT_EQ(r.path, "/data/cap.pcapng");
+  EXPECT_EQ(r.max_bytes, 10'000'000u);
+  EXPECT_EQ(r.seconds, 60u);
+  EXPECT_EQ(r.max_files, 5u);
+  EXPECT_EQ(r.post_rotate_command, "aws s3 cp --quiet");
+  EXPECT_EQ(r.min_free_bytes, 1'000'000'000u);
+  EXPECT_EQ(line->stream.interface, "eth0");
+}
+
+TEST(RotationOptionsTest, NoFlagsNoRotation) {
+  auto line = Parse({"stream", "-w", "cap.pcapng"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_FALSE(line->stream.rotation.has_value());
+}
+
+TEST(RotationOptionsTest, RotationNeedsAFilePath) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"stream", "--rotate-size", "1M"},
+                                             {"stream", "-w", "-", "--rotate-size", "1M"},
+                                             {"stream", "--fifo", "/tmp/f", "--rotate-files", "3"},
+                                             {"stream", "--wireshark", "--rotate-seconds", "5"}}) {
+    auto line = Parse(args);
+    ASSERT_FALSE(line.ok()) << args.back();
+    EXPECT_EQ(line.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(line.status().message().find("-w PATH"), std::string::npos)
+        << line.status().message();
+  }
+  EXPECT_FALSE(Parse({"stream", "-w", "x", "--format", "pcap", "--rotate-size", "1M"}).ok());
+}
+
+TEST(RotationOptionsTest, BadValuesAreRefused) {
+  for (const std::vector<std::string>& bad :
+       std::vector<std::vector<std::string>>{{"--rotate-size", "0"},
+                                             {"--rotate-size", "10X"},
+                                             {"--rotate-seconds", "0"},
+                                             {"--rotate-seconds", "86401"},
+                                             {"--rotate-files", "0"},
+                                             {"--rotate-files", "-1"},
+                                             {"--min-free", "lots"},
+                                             {"--post-rotate", ""}}) {
+    std::vector<std::string> args = {"stream", "-w", "cap.pcapng"};
+    args.insert(args.end(), bad.begin(), bad.end());
+    EXPECT_FALSE(Parse(args).ok()) << bad[0] << " " << bad[1];
+  }
+}
+
+TEST(RecordOptionsTest, Start) {
+  unsetenv("CAPD_AGENT");
+  auto line = Parse({"record",         "start",   "--name",           "night",         "-i",
+                     "eth1",           "-f",      "tcp port 443",     "--rotate-size", "100M",
+                     "--rotate-files", "10",      "--rotate-seconds", "3600",          "--decap",
+                     "vxlan",          "--agent", "10.0.0.5:50051",   "--token-file",  "t"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  ASSERT_EQ(line->command, CommandLine::Command::kRecord);
+  const RecordOptions& r = line->record;
+  EXPECT_EQ(r.action, RecordOptions::Action::kStart);
+  EXPECT_EQ(r.name, "night");
+  EXPECT_EQ(r.interface, "eth1");
+  EXPECT_EQ(r.filter, "tcp port 443");
+  EXPECT_EQ(r.rotate_bytes, 100'000'000u);
+  EXPECT_EQ(r.rotate_files, 10u);
+  EXPECT_EQ(r.rotate_seconds, 3600u);
+  EXPECT_EQ(r.decap.mode, DecapOptions::Mode::kVxlan);
+  EXPECT_EQ(r.agent.target, "10.0.0.5:50051");
+  EXPECT_EQ(r.connection.token_file, "t");
+}
+
+TEST(RecordOptionsTest, StopListFetch) {
+  auto stop = Parse({"record", "stop", "night"});
+  ASSERT_TRUE(stop.ok()) << stop.status().message();
+  EXPECT_EQ(stop->record.action, RecordOptions::Action::kStop);
+  EXPECT_EQ(stop->record.name, "night");
+  auto list = Parse({"record", "list", "--agent", "127.0.0.1:7000"});
+  ASSERT_TRUE(list.ok()) << list.status().message();
+  EXPECT_EQ(list->record.action, RecordOptions::Action::kList);
+  EXPECT_EQ(list->record.agent.target, "127.0.0.1:7000");
+  auto fetch = Parse({"record", "fetch", "night", "--out", "/tmp/x"});
+  ASSERT_TRUE(fetch.ok()) << fetch.status().message();
+  EXPECT_EQ(fetch->record.action, RecordOptions::Action::kFetch);
+  EXPECT_EQ(fetch->record.name, "night");
+  EXPECT_EQ(fetch->record.out_dir, "/tmp/x");
+}
+
+TEST(RecordOptionsTest, Refusals) {
+  EXPECT_FALSE(Parse({"record"}).ok());
+  EXPECT_FALSE(Parse({"record", "pause", "x"}).ok());
+  EXPECT_FALSE(Parse({"record", "start", "-i", "eth0"}).ok());  // no name
+  EXPECT_FALSE(Parse({"record", "stop"}).ok());
+  EXPECT_FALSE(Parse({"record", "stop", "a", "b"}).ok());
+  EXPECT_FALSE(Parse({"record", "list", "-i", "eth0"}).ok());
+  // An agent runs no command a client sends it.
+  EXPECT_FALSE(Parse({"record", "start", "--name", "x", "--post-rotate", "rm -rf /"}).ok());
+  EXPECT_FALSE(Parse({"record", "start", "--name", "x", "--rotate-size", "huge"}).ok());
+}
+
+}  // namespace
+}  // namespace capd::client
