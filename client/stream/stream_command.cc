@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <climits>
+#include <cstdint>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -10,8 +13,10 @@
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "client/stream/agent_channel.h"
+#include "client/stream/agent_feed.h"
 #include "client/stream/output_target.h"
 #include "client/stream/signal_watcher.h"
 #include "client/stream/wireshark_viewer.h"
@@ -107,56 +112,86 @@ class LiveStatusLine {
   uint64_t last_packets_ = 0;
 };
 
-class StreamRun {
+// Interfaces are keyed by (feed, the stream's interface index).
+using InterfaceKey = std::pair<size_t, uint32_t>;
+
+// Streams from one or more agents into one file, merged by timestamp.
+//
+// Merge rule: the packet with the smallest timestamp among the feeds' queue heads is written
+// once every other live feed has a packet queued too (so nothing earlier can still come from
+// it), or once it has waited kReorderWindow. Agents send within ~10 ms of capture, so the window
+// only matters when a feed is quiet or slow; a packet that still arrives later than its turn is
+// written at once (never dropped) and counted as out of order.
+class MergedStream {
  public:
-  StreamRun(const StreamOptions& options, OutputTarget output)
+  MergedStream(const StreamOptions& options, OutputTarget output)
       : options_(options), output_(std::move(output)) {
     writer_ = options.format == FileFormat::kPcap
                   ? MakePcapWriter(std::move(output_.sink))
                   : MakePcapngWriter(std::move(output_.sink), "capctl " CAPD_VERSION);
   }
 
-  int Run(const AgentConnection& connection);
+  void AddFeed(std::unique_ptr<AgentFeed> feed) { feeds_.push_back(std::move(feed)); }
+  FeedHub& hub() { return hub_; }
+  int Run();
   void Interrupt() {
     interrupted_.store(true);
-    context_.TryCancel();
+    for (auto& feed : feeds_) feed->Cancel();
   }
 
  private:
-  Status OnInterface(const v1::InterfaceDescription& description);
-  Status OnPackets(const v1::PacketBatch& batch);
-  void OnStatistics(const v1::Statistics& statistics);
-  void WriteStatisticsBlocks();
+  static constexpr std::chrono::milliseconds kReorderWindow{500};
+
+  Status OnInterface(AgentFeed& feed, const v1::InterfaceDescription& description);
+  void OnStatistics(AgentFeed& feed, const v1::Statistics& statistics);
+  Status WriteOnePacket(AgentFeed& feed, Arrival& arrival);
+  // Handles the non-packet messages at the head of a feed; false if the head is a packet.
+  Status DrainControl(AgentFeed& feed, bool& progressed);
+  void EndFeed(AgentFeed& feed);
+  void WriteStatisticsBlocks(size_t feed_index, const std::string& comment);
   void PrintSummary(const std::string& ending);
   uint64_t TotalDrops() const;
+  std::string InterfaceName(const AgentFeed& feed, const std::string& name) const;
 
   const StreamOptions& options_;
   OutputTarget output_;
   std::unique_ptr<CaptureWriter> writer_;
-  grpc::ClientContext context_;
+  FeedHub hub_;
+  std::vector<std::unique_ptr<AgentFeed>> feeds_;
   std::atomic<bool> interrupted_{false};
-  std::map<uint32_t, InterfaceState> interfaces_;  // by the stream's interface index
+  std::map<InterfaceKey, InterfaceState> interfaces_;
   uint32_t next_file_index_ = 0;
-  std::string excluded_carriers_;
+  std::map<size_t, std::string> excluded_carriers_;
   uint64_t written_ = 0;
+  uint64_t unflushed_ = 0;
+  uint64_t out_of_order_ = 0;
+  uint64_t last_timestamp_ns_ = 0;
 };
 
-Status StreamRun::OnInterface(const v1::InterfaceDescription& d) {
+std::string MergedStream::InterfaceName(const AgentFeed& feed, const std::string& name) const {
+  // With several agents every interface says where it was seen: NAME:IFACE.
+  if (feeds_.size() < 2) return name;
+  return (feed.agent_name.empty() ? feed.address() : feed.agent_name) + ":" + name;
+}
+
+Status MergedStream::OnInterface(AgentFeed& feed, const v1::InterfaceDescription& d) {
+  if (feed.agent_name.empty()) feed.agent_name = d.agent_name();
+  feed.started = true;
   InterfaceState state;
-  state.name = d.name();
+  state.name = InterfaceName(feed, d.name());
   state.start_ns = d.capture_start_ns();
   // In mirror-target mode the capture interface carries no packets of its own; a pcap file
   // holds one link type, that of the inner frames, so it is left out there.
   if (options_.format == FileFormat::kPcap && options_.decap.mode != DecapOptions::Mode::kNone &&
       d.encapsulation().empty()) {
     state.in_file = false;
-    interfaces_[d.index()] = state;
-    std::fprintf(stderr, "capctl: capturing on %s (agent %s, decapsulating)\n", d.name().c_str(),
+    interfaces_[{feed.index(), d.index()}] = state;
+    std::fprintf(stderr, "capctl: capturing on %s (agent %s, decapsulating)\n", state.name.c_str(),
                  d.agent_name().c_str());
     return Status::Ok();
   }
   InterfaceInfo info;
-  info.name = d.name();
+  info.name = state.name;
   info.description = d.description();
   info.filter = d.filter();
   info.os = d.os();
@@ -164,92 +199,110 @@ Status StreamRun::OnInterface(const v1::InterfaceDescription& d) {
   info.snaplen = d.snaplen();
   CAPD_RETURN_IF_ERROR(writer_->AddInterface(info));
   state.file_index = next_file_index_++;
-  interfaces_[d.index()] = state;
+  interfaces_[{feed.index(), d.index()}] = state;
   // The header reaches the reader before any packet: Wireshark shows the interface at once.
   CAPD_RETURN_IF_ERROR(writer_->Flush());
   if (d.encapsulation().empty()) {
     std::fprintf(stderr, "capctl: capturing on %s (agent %s, link type %u, snaplen %u)\n",
-                 d.name().c_str(), d.agent_name().c_str(), d.link_type(), d.snaplen());
+                 state.name.c_str(), d.agent_name().c_str(), d.link_type(), d.snaplen());
   } else {
-    std::fprintf(stderr, "capctl: new interface %s: %s\n", d.name().c_str(),
+    std::fprintf(stderr, "capctl: new interface %s: %s\n", state.name.c_str(),
                  d.description().c_str());
   }
   return Status::Ok();
 }
 
-Status StreamRun::OnPackets(const v1::PacketBatch& batch) {
-  const int n = batch.timestamp_ns_size();
-  if (batch.interface_index_size() != n || batch.original_length_size() != n ||
-      batch.captured_length_size() != n) {
-    return Internal("agent sent a malformed batch (array lengths differ)");
-  }
-  const auto* data = reinterpret_cast<const uint8_t*>(batch.data().data());
-  const size_t size = batch.data().size();
-  if (batch.comment_packet_size() != batch.comment_size()) {
-    return Internal("agent sent a malformed batch (comment arrays differ)");
-  }
-  size_t offset = 0;
-  int next_comment = 0;
-  for (int i = 0; i < n; ++i) {
-    const uint32_t caplen = batch.captured_length(i);
-    std::string_view comment;
-    if (next_comment < batch.comment_size() &&
-        batch.comment_packet(next_comment) == static_cast<uint32_t>(i)) {
-      comment = batch.comment(next_comment++);
-    }
-    if (caplen > size - offset) return Internal("agent sent a malformed batch (data too short)");
-    auto it = interfaces_.find(batch.interface_index(i));
-    if (it == interfaces_.end() || !it->second.in_file) {
-      return Internal("agent sent a packet for an undeclared interface");
-    }
-    CAPD_RETURN_IF_ERROR(
-        writer_->WritePacket(it->second.file_index, batch.timestamp_ns(i), batch.original_length(i),
-                             std::span<const uint8_t>(data + offset, caplen), comment));
-    offset += caplen;
-    ++it->second.unflushed;
-  }
-  // Count only what reached the sink: after a failed write the summary must not overstate.
-  CAPD_RETURN_IF_ERROR(writer_->Flush());
-  for (auto& [index, state] : interfaces_) state.written += std::exchange(state.unflushed, 0);
-  written_ += n;
-  return Status::Ok();
-}
-
-void StreamRun::OnStatistics(const v1::Statistics& statistics) {
+void MergedStream::OnStatistics(AgentFeed& feed, const v1::Statistics& statistics) {
   // Say what the agent leaves out of the capture because it carries this very stream.
   std::string carriers;
   for (const std::string& c : statistics.excluded_carriers()) {
     carriers += (carriers.empty() ? "" : "; ") + c;
   }
-  if (carriers != excluded_carriers_) {
-    excluded_carriers_ = carriers;
+  if (carriers != excluded_carriers_[feed.index()]) {
+    excluded_carriers_[feed.index()] = carriers;
     if (!carriers.empty()) {
-      std::fprintf(stderr, "capctl: the agent excludes the connections carrying this stream: %s\n",
-                   carriers.c_str());
+      std::fprintf(stderr, "capctl: agent %s excludes the connections carrying this stream: %s\n",
+                   feed.address().c_str(), carriers.c_str());
     }
   }
   for (const v1::InterfaceStatistics& s : statistics.interfaces()) {
-    auto it = interfaces_.find(s.interface_index());
+    auto it = interfaces_.find({feed.index(), s.interface_index()});
     if (it == interfaces_.end()) continue;
     it->second.latest = s;
     it->second.last_statistics_ns = statistics.timestamp_ns();
     it->second.decap_outcomes.clear();
-    for (const auto& [reason, count] : s.decap_outcomes())
-      it->second.decap_outcomes[reason] = count;
+    for (const auto& [reason, count] : s.decap_outcomes()) it->second.decap_outcomes[reason] = count;
   }
 }
 
-uint64_t StreamRun::TotalDrops() const {
+Status MergedStream::WriteOnePacket(AgentFeed& feed, Arrival& arrival) {
+  const v1::PacketBatch& batch = arrival.message->packets();
+  const int i = arrival.next_packet;
+  const uint32_t caplen = batch.captured_length(i);
+  const auto* data = reinterpret_cast<const uint8_t*>(batch.data().data());
+  if (caplen > batch.data().size() - arrival.data_offset) {
+    return Internal("agent sent a malformed batch (data too short)");
+  }
+  auto it = interfaces_.find({feed.index(), batch.interface_index(i)});
+  if (it == interfaces_.end() || !it->second.in_file) {
+    return Internal("agent sent a packet for an undeclared interface");
+  }
+  // Comments are sparse and sorted by packet position.
+  std::string_view comment;
+  for (int k = 0; k < batch.comment_packet_size(); ++k) {
+    if (batch.comment_packet(k) == static_cast<uint32_t>(i)) comment = batch.comment(k);
+  }
+  const uint64_t ts = batch.timestamp_ns(i);
+  if (ts < last_timestamp_ns_) ++out_of_order_;
+  last_timestamp_ns_ = std::max(last_timestamp_ns_, ts);
+  CAPD_RETURN_IF_ERROR(writer_->WritePacket(
+      it->second.file_index, ts, batch.original_length(i),
+      std::span<const uint8_t>(data + arrival.data_offset, caplen), comment));
+  arrival.data_offset += caplen;
+  ++arrival.next_packet;
+  ++it->second.unflushed;
+  ++unflushed_;
+  return Status::Ok();
+}
+
+Status MergedStream::DrainControl(AgentFeed& feed, bool& progressed) {
+  while (!feed.queue.empty()) {
+    Arrival& head = feed.queue.front();
+    const v1::StreamResponse& m = *head.message;
+    if (m.has_packets()) {
+      const v1::PacketBatch& b = m.packets();
+      const int n = b.timestamp_ns_size();
+      if (b.interface_index_size() != n || b.original_length_size() != n ||
+          b.captured_length_size() != n || b.comment_packet_size() != b.comment_size()) {
+        return Internal("agent sent a malformed batch (array lengths differ)");
+      }
+      if (head.next_packet < n) return Status::Ok();  // a packet waits to be merged
+      feed.queued_bytes -= b.data().size();
+    } else if (m.has_interface()) {
+      CAPD_RETURN_IF_ERROR(OnInterface(feed, m.interface()));
+    } else if (m.has_statistics()) {
+      OnStatistics(feed, m.statistics());
+    } else if (m.has_end()) {
+      feed.end = m.end();
+    }
+    feed.queue.pop_front();
+    progressed = true;
+  }
+  return Status::Ok();
+}
+
+uint64_t MergedStream::TotalDrops() const {
   uint64_t drops = 0;
-  for (const auto& [index, state] : interfaces_) {
-    drops +=
-        state.latest.kernel_drops() + state.latest.interface_drops() + state.latest.agent_drops();
+  for (const auto& [key, state] : interfaces_) {
+    drops += state.latest.kernel_drops() + state.latest.interface_drops() +
+             state.latest.agent_drops();
   }
   return drops;
 }
 
-void StreamRun::WriteStatisticsBlocks() {
-  for (const auto& [index, state] : interfaces_) {
+void MergedStream::WriteStatisticsBlocks(size_t feed_index, const std::string& comment) {
+  for (const auto& [key, state] : interfaces_) {
+    if (key.first != feed_index || !state.in_file) continue;
     InterfaceCounters counters;
     counters.start_ns = state.start_ns;
     counters.end_ns = state.last_statistics_ns != 0 ? state.last_statistics_ns : state.start_ns;
@@ -259,93 +312,152 @@ void StreamRun::WriteStatisticsBlocks() {
     counters.agent_drops = state.latest.agent_drops();
     counters.delivered = state.written;
     counters.comment = DecapOutcomesText(state.decap_outcomes);
-    if (!state.in_file) continue;
+    if (!comment.empty()) {
+      counters.comment += (counters.comment.empty() ? "" : "; ") + comment;
+    }
     if (!writer_->WriteStatistics(state.file_index, counters).ok()) return;
   }
-  (void)writer_->Flush();  // the reader may be gone already; the summary says what was written
 }
 
-void StreamRun::PrintSummary(const std::string& ending) {
-  uint64_t kernel = 0, interface = 0, agent = 0;
-  for (const auto& [index, state] : interfaces_) {
-    kernel += state.latest.kernel_drops();
-    interface += state.latest.interface_drops();
-    agent += state.latest.agent_drops();
+// An agent's stream is over: its interfaces end here, with a statistics block that says why.
+void MergedStream::EndFeed(AgentFeed& feed) {
+  if (feed.ended_written) return;
+  feed.ended_written = true;
+  std::string why;
+  if (feed.end) {
+    why = ReasonText(feed.end->reason());
+    if (!feed.end->message().empty()) why += ": " + feed.end->message();
+  } else if (!feed.status.ok() && !interrupted_.load()) {
+    why = feed.started ? "agent went away: " + feed.status.error_message()
+                       : "refused: " + DescribeRefusal(feed.status);
   }
-  std::string decap;
-  for (const auto& [index, state] : interfaces_) {
-    if (!state.decap_outcomes.empty()) decap += "; " + DecapOutcomesText(state.decap_outcomes);
+  const bool several = feeds_.size() > 1;
+  if (several && !why.empty()) {
+    std::fprintf(stderr, "capctl: agent %s ended: %s\n", feed.address().c_str(), why.c_str());
   }
-  std::fprintf(stderr,
-               "capctl: %llu packets written to %s; dropped: %llu by kernel, %llu by interface, "
-               "%llu by agent%s (%s)\n",
-               static_cast<unsigned long long>(written_), output_.name.c_str(),
-               static_cast<unsigned long long>(kernel), static_cast<unsigned long long>(interface),
-               static_cast<unsigned long long>(agent), decap.c_str(), ending.c_str());
+  WriteStatisticsBlocks(feed.index(), several && !why.empty() ? "ended: " + why : "");
 }
 
-int StreamRun::Run(const AgentConnection& connection) {
-  v1::StreamRequest request;
-  request.set_interface(options_.interface);
-  request.set_filter(options_.filter);
-  // tcpdump's -s 0 means the largest snaplen; the agent takes only 1..262144.
-  if (options_.snaplen != 0) request.set_snaplen(options_.snaplen);
-  request.set_max_packets(options_.count);
-  request.set_duration_ms(options_.duration_ms);
-  request.set_no_promiscuous(!options_.promiscuous);
-  if (options_.decap.mode != DecapOptions::Mode::kNone) {
-    v1::Decapsulation* d = request.mutable_decap();
-    d->set_mode(options_.decap.mode == DecapOptions::Mode::kVxlan    ? v1::Decapsulation::VXLAN
-                : options_.decap.mode == DecapOptions::Mode::kGeneve ? v1::Decapsulation::GENEVE
-                                                                     : v1::Decapsulation::AUTO);
-    d->set_vxlan_port(options_.decap.vxlan_port);
-    d->set_geneve_port(options_.decap.geneve_port);
-    for (uint32_t vni : options_.decap.vnis) d->add_vnis(vni);
-    d->set_inner_filter(options_.decap.inner_filter);
+void MergedStream::PrintSummary(const std::string& ending) {
+  auto line = [](size_t feed_filter, const std::map<InterfaceKey, InterfaceState>& interfaces) {
+    uint64_t kernel = 0, interface = 0, agent = 0, written = 0;
+    std::string decap;
+    for (const auto& [key, state] : interfaces) {
+      if (feed_filter != SIZE_MAX && key.first != feed_filter) continue;
+      kernel += state.latest.kernel_drops();
+      interface += state.latest.interface_drops();
+      agent += state.latest.agent_drops();
+      written += state.written;
+      if (!state.decap_outcomes.empty()) decap += "; " + DecapOutcomesText(state.decap_outcomes);
+    }
+    char text[256];
+    std::snprintf(text, sizeof text, "dropped: %llu by kernel, %llu by interface, %llu by agent",
+                  static_cast<unsigned long long>(kernel),
+                  static_cast<unsigned long long>(interface),
+                  static_cast<unsigned long long>(agent));
+    return std::make_pair(written, std::string(text) + decap);
+  };
+  const auto [total, drops] = line(SIZE_MAX, interfaces_);
+  std::fprintf(stderr, "capctl: %llu packets written to %s; %s (%s)\n",
+               static_cast<unsigned long long>(written_), output_.name.c_str(), drops.c_str(),
+               ending.c_str());
+  if (feeds_.size() < 2) return;
+  for (const auto& feed : feeds_) {
+    const auto [written, feed_drops] = line(feed->index(), interfaces_);
+    std::string end = feed->end ? ReasonText(feed->end->reason())
+                      : feed->status.ok() || interrupted_.load() ? "stopped"
+                      : feed->started ? "agent went away: " + feed->status.error_message()
+                                      : "refused: " + DescribeRefusal(feed->status);
+    std::fprintf(stderr, "capctl:   agent %s (%s): %llu packets; %s (%s)\n",
+                 feed->agent_name.empty() ? "?" : feed->agent_name.c_str(),
+                 feed->address().c_str(), static_cast<unsigned long long>(written),
+                 feed_drops.c_str(), end.c_str());
   }
+  if (out_of_order_ > 0) {
+    std::fprintf(stderr, "capctl:   %llu packets arrived after the merge window and are out of order\n",
+                 static_cast<unsigned long long>(out_of_order_));
+  }
+}
 
-  auto stub = v1::Capture::NewStub(connection.channel());
-  connection.Prepare(context_);
-  auto reader = stub->Stream(&context_, request);
+int MergedStream::Run() {
+  for (auto& feed : feeds_) feed->Start();
   LiveStatusLine status_line(!output_.is_stream && isatty(STDERR_FILENO));
-  v1::StreamResponse response;
-  std::optional<v1::StreamEnd> end;
   Status local_error;
   bool reader_gone = false;
-  while (reader->Read(&response)) {
-    Status step;
-    switch (response.payload_case()) {
-      case v1::StreamResponse::kInterface:
-        step = OnInterface(response.interface());
-        break;
-      case v1::StreamResponse::kPackets:
-        step = OnPackets(response.packets());
-        break;
-      case v1::StreamResponse::kStatistics:
-        OnStatistics(response.statistics());
-        break;
-      case v1::StreamResponse::kEnd:
-        end = response.end();
-        break;
-      default:
-        break;  // a newer agent's message kind: ignore it
-    }
-    if (!step.ok()) {
-      if (step.code() == StatusCode::kUnavailable && output_.is_stream) {
-        reader_gone = true;  // Wireshark closed, `head` had enough: a normal way to stop
-      } else {
-        local_error = step;
+  bool count_reached = false;
+  const bool client_count = options_.count != 0 && feeds_.size() > 1;
+
+  std::unique_lock lock(hub_.mu);
+  while (true) {
+    bool progressed = true;
+    while (progressed && local_error.ok()) {
+      progressed = false;
+      AgentFeed* best = nullptr;
+      uint64_t best_ts = 0;
+      for (auto& feed : feeds_) {
+        local_error = DrainControl(*feed, progressed);
+        if (!local_error.ok()) break;
+        if (feed->queue.empty()) continue;
+        const Arrival& head = feed->queue.front();
+        const uint64_t ts = head.message->packets().timestamp_ns(head.next_packet);
+        if (best == nullptr || ts < best_ts) best = feed.get(), best_ts = ts;
       }
-      context_.TryCancel();
+      if (!local_error.ok() || best == nullptr || count_reached) break;
+      const auto now = std::chrono::steady_clock::now();
+      bool others_ready = true;
+      for (auto& feed : feeds_) {
+        if (feed.get() == best || (feed->done && feed->queue.empty())) continue;
+        if (feed->queue.empty()) others_ready = false;
+      }
+      if (!others_ready && now - best->queue.front().arrived < kReorderWindow) break;
+      local_error = WriteOnePacket(*best, best->queue.front());
+      progressed = true;
+      if (client_count && written_ + unflushed_ >= options_.count) {
+        count_reached = true;
+        for (auto& feed : feeds_) feed->Cancel();
+      }
+    }
+    for (auto& feed : feeds_) {
+      if (feed->done && feed->queue.empty()) EndFeed(*feed);
+    }
+    // One write per round, outside the lock: the readers keep filling their queues meanwhile.
+    lock.unlock();
+    Status flushed = local_error.ok() ? writer_->Flush() : Status::Ok();
+    lock.lock();
+    if (flushed.ok()) {
+      written_ += unflushed_;
+      for (auto& [key, state] : interfaces_) state.written += std::exchange(state.unflushed, 0);
+    } else if (flushed.code() == StatusCode::kUnavailable && output_.is_stream) {
+      reader_gone = true;  // Wireshark closed, `head` had enough: a normal way to stop
+    } else {
+      local_error = flushed;
+    }
+    unflushed_ = 0;
+    hub_.changed.notify_all();  // readers waiting for queue space
+    if (!local_error.ok() || reader_gone) {
+      for (auto& feed : feeds_) feed->Cancel();
       break;
     }
+    lock.unlock();
     status_line.Update(written_, TotalDrops());
+    lock.lock();
+    bool all_done = true;
+    for (auto& feed : feeds_) all_done = all_done && feed->done && feed->queue.empty();
+    if (all_done) break;
+    hub_.changed.wait_for(lock, std::chrono::milliseconds(50));
   }
-  const grpc::Status status = reader->Finish();
+  // Wait for the readers to finish (cancelled ones finish promptly).
+  hub_.changed.wait_for(lock, std::chrono::seconds(5), [&] {
+    for (auto& feed : feeds_) {
+      if (!feed->done) return false;
+    }
+    return true;
+  });
   status_line.End();
 
   if (!local_error.ok()) {
-    WriteStatisticsBlocks();
+    for (auto& feed : feeds_) EndFeed(*feed);
+    (void)writer_->Flush();
     PrintSummary("stopped: " + local_error.message());
     return 1;
   }
@@ -353,32 +465,47 @@ int StreamRun::Run(const AgentConnection& connection) {
     PrintSummary("the reader of " + output_.name + " went away");
     return 0;
   }
+  // A single agent that refused the stream before it started: its status is the whole story.
+  if (feeds_.size() == 1 && !feeds_[0]->status.ok() && !feeds_[0]->started &&
+      !interrupted_.load()) {
+    std::fprintf(stderr, "capctl: agent %s refused the stream: %s\n",
+                 feeds_[0]->address().c_str(), DescribeRefusal(feeds_[0]->status).c_str());
+    return ExitCodeFor(feeds_[0]->status.error_code());
+  }
+  for (auto& feed : feeds_) EndFeed(*feed);
+  (void)writer_->Flush();  // the reader may be gone already; the summary says what was written
   if (interrupted_.load()) {
-    WriteStatisticsBlocks();
     PrintSummary("interrupted");
     return 0;
   }
-  if (!status.ok()) {
-    if (interfaces_.empty()) {  // refused before the capture started
-      std::fprintf(stderr, "capctl: agent %s refused the stream: %s\n",
-                   options_.agents[0].target.c_str(), DescribeRefusal(status).c_str());
-      return ExitCodeFor(status.error_code());
+  if (count_reached) {
+    PrintSummary("packet count reached");
+    return 0;
+  }
+  int code = 0;
+  std::string ending;
+  for (auto& feed : feeds_) {
+    std::string why;
+    int feed_code = 0;
+    if (feed->end) {
+      why = ReasonText(feed->end->reason());
+      if (!feed->end->message().empty()) why += ": " + feed->end->message();
+      const bool normal = feed->end->reason() == v1::StreamEnd::COUNT_REACHED ||
+                          feed->end->reason() == v1::StreamEnd::DURATION_REACHED;
+      feed_code = normal ? 0 : 1;
+    } else if (!feed->status.ok()) {
+      why = feed->started ? "agent went away: " + feed->status.error_message()
+                          : "refused: " + DescribeRefusal(feed->status);
+      feed_code = feed->started ? 1 : ExitCodeFor(feed->status.error_code());
+    } else {
+      why = "the agent ended the stream without a reason";
+      feed_code = 1;
     }
-    WriteStatisticsBlocks();
-    PrintSummary("agent went away: " + status.error_message());
-    return 1;
+    code = std::max(code, feed_code);
+    if (ending.find(why) == std::string::npos) ending += (ending.empty() ? "" : "; ") + why;
   }
-  WriteStatisticsBlocks();
-  if (!end) {
-    PrintSummary("the agent ended the stream without a reason");
-    return 1;
-  }
-  std::string ending = ReasonText(end->reason());
-  if (!end->message().empty()) ending += ": " + end->message();
   PrintSummary(ending);
-  const bool normal = end->reason() == v1::StreamEnd::COUNT_REACHED ||
-                      end->reason() == v1::StreamEnd::DURATION_REACHED;
-  return normal ? 0 : 1;
+  return code;
 }
 
 }  // namespace
@@ -389,7 +516,7 @@ int RunStreamCommand(const StreamOptions& options) {
   if (Status filter = filters::PrecheckFilter(options.filter); !filter.ok()) return Fail(filter);
 
   std::mutex mu;
-  StreamRun* active = nullptr;
+  MergedStream* active = nullptr;
   SignalWatcher watcher([&](int) {
     std::lock_guard lock(mu);
     if (active != nullptr) {
@@ -401,9 +528,41 @@ int RunStreamCommand(const StreamOptions& options) {
     }
   });
 
-  // Connect first: an unreachable agent should not leave an empty file behind.
-  auto connection = AgentConnection::Connect(options.agents[0], options.connection);
-  if (!connection.ok()) return Fail(connection.status());
+  v1::StreamRequest request;
+  request.set_filter(options.filter);
+  // tcpdump's -s 0 means the largest snaplen; the agent takes only 1..262144.
+  if (options.snaplen != 0) request.set_snaplen(options.snaplen);
+  request.set_max_packets(options.count);
+  request.set_duration_ms(options.duration_ms);
+  request.set_no_promiscuous(!options.promiscuous);
+  if (options.decap.mode != DecapOptions::Mode::kNone) {
+    v1::Decapsulation* d = request.mutable_decap();
+    d->set_mode(options.decap.mode == DecapOptions::Mode::kVxlan    ? v1::Decapsulation::VXLAN
+                : options.decap.mode == DecapOptions::Mode::kGeneve ? v1::Decapsulation::GENEVE
+                                                                    : v1::Decapsulation::AUTO);
+    d->set_vxlan_port(options.decap.vxlan_port);
+    d->set_geneve_port(options.decap.geneve_port);
+    for (uint32_t vni : options.decap.vnis) d->add_vnis(vni);
+    d->set_inner_filter(options.decap.inner_filter);
+  }
+
+  // Connect first: an unreachable agent should not leave an empty file behind. With several
+  // agents, one that cannot be reached is reported and the others still stream.
+  std::vector<std::pair<const AgentAddress*, AgentConnection>> connections;
+  Status first_failure;
+  for (const AgentAddress& agent : options.agents) {
+    auto connection = AgentConnection::Connect(agent, options.connection);
+    if (!connection.ok()) {
+      if (options.agents.size() > 1) {
+        std::fprintf(stderr, "capctl: %s\n", connection.status().message().c_str());
+      }
+      if (first_failure.ok()) first_failure = connection.status();
+      continue;
+    }
+    connections.emplace_back(&agent, std::move(connection.value()));
+  }
+  if (connections.empty()) return Fail(first_failure);
+
   std::unique_ptr<WiresharkViewer> viewer;
   StreamOptions effective = options;
   if (options.wireshark) {
@@ -415,12 +574,21 @@ int RunStreamCommand(const StreamOptions& options) {
   auto output = OpenOutputTarget(effective, [&viewer] { return viewer && viewer->Exited(); });
   if (!output.ok()) return Fail(output.status());
 
-  StreamRun run(options, std::move(output.value()));
+  MergedStream run(options, std::move(output.value()));
+  size_t feed_index = 0;
+  for (auto& [agent, connection] : connections) {
+    v1::StreamRequest agent_request = request;
+    // -i wins; else the interface named in the agent address; else the agent's default.
+    agent_request.set_interface(!options.interface.empty() ? options.interface : agent->interface);
+    run.AddFeed(std::make_unique<AgentFeed>(feed_index++, agent->text, std::move(connection),
+                                            agent_request, run.hub()));
+  }
   {
     std::lock_guard lock(mu);
     active = &run;
   }
-  const int code = run.Run(connection.value());
+  int code = run.Run();
+  if (code == 0 && !first_failure.ok()) code = 1;  // an agent could not be reached at all
   std::lock_guard lock(mu);
   active = nullptr;
   return code;

@@ -1,0 +1,52 @@
+#include "client/stream/agent_feed.h"
+
+namespace capd::client {
+
+AgentFeed::AgentFeed(size_t index, std::string address, AgentConnection connection,
+                     v1::StreamRequest request, FeedHub& hub)
+    : index_(index),
+      address_(std::move(address)),
+      connection_(std::move(connection)),
+      request_(std::move(request)),
+      hub_(hub) {
+  connection_.Prepare(context_);
+}
+
+AgentFeed::~AgentFeed() {
+  context_.TryCancel();
+  {
+    // Wake a reader waiting for queue space.
+    std::lock_guard lock(hub_.mu);
+    queue.clear();
+    queued_bytes = 0;
+  }
+  hub_.changed.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void AgentFeed::Start() { thread_ = std::thread(&AgentFeed::ReadLoop, this); }
+
+void AgentFeed::ReadLoop() {
+  auto stub = v1::Capture::NewStub(connection_.channel());
+  auto reader = stub->Stream(&context_, request_);
+  while (true) {
+    auto message = std::make_unique<v1::StreamResponse>();
+    if (!reader->Read(message.get())) break;
+    const size_t bytes = message->has_packets() ? message->packets().data().size() : 0;
+    std::unique_lock lock(hub_.mu);
+    hub_.changed.wait(lock, [&] { return queued_bytes < kMaxQueuedBytes || done; });
+    queued_bytes += bytes;
+    queue.push_back({std::move(message), std::chrono::steady_clock::now()});
+    lock.unlock();
+    hub_.changed.notify_all();
+  }
+  grpc::Status finished = reader->Finish();
+  {
+    std::lock_guard lock(hub_.mu);
+    status = std::move(finished);
+    done = true;
+  }
+  hub_.changed.notify_all();
+}
+
+}  // namespace capd::client
