@@ -17,9 +17,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <thread>
 #include <string>
 
 #include "agent/capture/interfaces.h"
+#include "agent/metadata/instance_metadata.h"
 #include "agent/security/access.h"
 #include "agent/security/privileges.h"
 #include "agent/service/capture_service.h"
@@ -44,6 +46,9 @@ constexpr char kUsage[] =
     "  --tls-cert F, --tls-key F   serve TLS with this certificate chain and key (PEM)\n"
     "  --tls-client-ca F      require client certificates signed by this CA (mutual TLS)\n"
     "  --auth-token-file F    require this bearer token from clients (capctl --token-file)\n"
+    "  --metadata-endpoint URL  EC2 instance metadata (IMDSv2), default http://169.254.169.254;\n"
+    "                         --no-metadata skips it. On EC2 the instance id names the agent\n"
+    "                         (unless --name) and interfaces get their ENI, VPC and subnet\n"
     "  --no-carrier-exclusion capture the connections of local relays (sshd, the SSM worker,\n"
     "                         socat) that carry capd's streams; excluded by default\n"
     "  --log-level LEVEL      trace, debug, info, warn, error or off (default info)\n"
@@ -63,6 +68,8 @@ struct Flags {
   size_t max_streams = 16;
   size_t max_queue_bytes = 32 * 1024 * 1024;
   bool carrier_exclusion = true;
+  std::string metadata_endpoint = capd::agent::kDefaultMetadataEndpoint;
+  bool name_given = false;  // else the host name, replaced by the instance id on EC2
 };
 
 // "32M", "512k", "1G" (powers of 1024) or plain bytes.
@@ -98,7 +105,9 @@ Flags ParseFlags(int argc, char** argv) {
     kTlsKey,
     kTlsClientCa,
     kToken,
-    kNoCarrier
+    kNoCarrier,
+    kMetadataEndpoint,
+    kNoMetadata
   };
   static const option kOptions[] = {{"listen", required_argument, nullptr, 'l'},
                                     {"name", required_argument, nullptr, 'n'},
@@ -110,6 +119,9 @@ Flags ParseFlags(int argc, char** argv) {
                                     {"tls-client-ca", required_argument, nullptr, kTlsClientCa},
                                     {"auth-token-file", required_argument, nullptr, kToken},
                                     {"no-carrier-exclusion", no_argument, nullptr, kNoCarrier},
+                                    {"metadata-endpoint", required_argument, nullptr,
+                                     kMetadataEndpoint},
+                                    {"no-metadata", no_argument, nullptr, kNoMetadata},
                                     {"log-level", required_argument, nullptr, 'L'},
                                     {"version", no_argument, nullptr, 'V'},
                                     {"help", no_argument, nullptr, 'h'},
@@ -151,6 +163,12 @@ Flags ParseFlags(int argc, char** argv) {
       case kNoCarrier:
         flags.carrier_exclusion = false;
         break;
+      case kMetadataEndpoint:
+        flags.metadata_endpoint = optarg;
+        break;
+      case kNoMetadata:
+        flags.metadata_endpoint.clear();
+        break;
       case 'n':
         flags.name = optarg;
         break;
@@ -168,6 +186,7 @@ Flags ParseFlags(int argc, char** argv) {
     }
   }
   if (optind < argc) Usage(std::string("unexpected argument '") + argv[optind] + "'");
+  flags.name_given = !flags.name.empty();
   if (flags.name.empty()) {
     char host[256] = {};
     gethostname(host, sizeof host - 1);
@@ -271,7 +290,24 @@ int main(int argc, char** argv) {
     service.BeginShutdown();
     carrier_timer.cancel();
   });
+  // Off EC2 the metadata service never answers: ask in the background so nothing waits for it.
+  std::thread metadata_thread;
+  if (!flags.metadata_endpoint.empty()) {
+    metadata_thread = std::thread([&service, &flags] {
+      auto metadata = capd::agent::FetchInstanceMetadata(flags.metadata_endpoint,
+                                                         std::chrono::milliseconds(1000));
+      if (!metadata.ok()) {
+        spdlog::debug("no instance metadata: {}", metadata.status().message());
+        return;
+      }
+      spdlog::info("EC2 instance {} in {}", metadata->instance_id, metadata->availability_zone);
+      service.SetInstanceMetadata(
+          std::make_shared<capd::agent::InstanceMetadata>(std::move(metadata.value())),
+          /*use_as_name=*/!flags.name_given);
+    });
+  }
   io.run();
+  if (metadata_thread.joinable()) metadata_thread.join();
 
   // Streams send their last packets, statistics and end reason; give them a moment, then stop.
   if (!service.WaitForStreams(std::chrono::seconds(3))) {

@@ -32,7 +32,10 @@ grpc::ServerUnaryReactor* CaptureService::ListInterfaces(grpc::CallbackServerCon
     reactor->Finish(ToGrpcStatus(interfaces.status()));
     return reactor;
   }
-  response->set_agent_name(options_.identity.name);
+  {
+    std::lock_guard lock(mu_);
+    response->set_agent_name(options_.identity.name);
+  }
   response->set_agent_version(options_.version);
   if (auto default_interface = DefaultRouteInterface(); default_interface.ok()) {
     response->set_default_interface(default_interface.value());
@@ -92,6 +95,13 @@ void CaptureService::SetListeningPort(uint16_t port) {
   std::lock_guard lock(mu_);
   options_.identity.own_traffic.tcp_ports = {port};
   ready_ = true;
+}
+
+void CaptureService::SetInstanceMetadata(std::shared_ptr<const InstanceMetadata> metadata,
+                                         bool use_as_name) {
+  std::lock_guard lock(mu_);
+  if (use_as_name) options_.identity.name = metadata->instance_id;
+  options_.identity.metadata = std::move(metadata);
 }
 
 void CaptureService::BeginShutdown() {

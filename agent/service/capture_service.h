@@ -40,6 +40,9 @@ class CaptureService final : public v1::Capture::CallbackService {
   // The agent's listening port is known only once the server is bound: streams are refused as
   // UNAVAILABLE until this is called, so no capture ever runs without its own-traffic exclusion.
   void SetListeningPort(uint16_t port);
+  // EC2 metadata found after start-up: described in new streams' interfaces; the instance id
+  // becomes the agent's name unless --name was given.
+  void SetInstanceMetadata(std::shared_ptr<const InstanceMetadata> metadata, bool use_as_name);
 
   // Refuses new streams and asks every running one to end with AGENT_SHUTDOWN.
   void BeginShutdown();

@@ -233,6 +233,8 @@ StatusOr<v1::StreamEnd> CaptureLoop::Run() {
     d->set_name(capture.interface());
     d->set_description(
         capture.interface() + " on capd agent " + identity_.name +
+        (identity_.metadata ? " " + identity_.metadata->Describe(InterfaceMac(capture.interface()))
+                            : "") +
         (mirror_mode ? " (tunnel packets; inner frames on the decap interfaces)" : ""));
     d->set_link_type(capture.linktype());
     d->set_snaplen(static_cast<uint32_t>(capture.snaplen()));

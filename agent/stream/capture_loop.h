@@ -15,6 +15,7 @@
 #include <string>
 
 #include "agent/carrier/carrier_tracker.h"
+#include "agent/metadata/instance_metadata.h"
 #include "agent/stream/stop_signal.h"
 #include "agent/stream/stream_sink.h"
 #include "common/status.h"
@@ -29,6 +30,7 @@ struct AgentIdentity {
   std::string os;
   filters::OwnTraffic own_traffic;  // the listening port; carriers are added from `carriers`
   std::shared_ptr<CarrierTracker> carriers;  // null: carrier exclusion turned off
+  std::shared_ptr<const InstanceMetadata> metadata;  // null: not on EC2 (or not known yet)
 };
 
 struct CaptureLimits {
