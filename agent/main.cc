@@ -22,6 +22,7 @@
 
 #include "agent/capture/interfaces.h"
 #include "agent/metadata/instance_metadata.h"
+#include "agent/recording/recording_manager.h"
 #include "agent/security/access.h"
 #include "agent/security/privileges.h"
 #include "agent/service/capture_service.h"
@@ -35,7 +36,7 @@ namespace {
 constexpr char kUsage[] =
     "usage: capd [--listen ADDRESS:PORT] [--name NAME] [--user USER] [--max-streams N]\n"
     "            [--max-queue-bytes SIZE] [--tls-cert F --tls-key F [--tls-client-ca F]]\n"
-    "            [--auth-token-file F] [--log-level LEVEL] [--version]\n"
+    "            [--auth-token-file F] [--record-dir DIR] [--log-level LEVEL] [--version]\n"
     "  --listen ADDRESS:PORT  where clients connect (default 127.0.0.1:50051); any address\n"
     "                         other than loopback requires TLS\n"
     "  --name NAME            this agent's name in capture files (default: the host name)\n"
@@ -46,6 +47,8 @@ constexpr char kUsage[] =
     "  --tls-cert F, --tls-key F   serve TLS with this certificate chain and key (PEM)\n"
     "  --tls-client-ca F      require client certificates signed by this CA (mutual TLS)\n"
     "  --auth-token-file F    require this bearer token from clients (capctl --token-file)\n"
+    "  --record-dir DIR       enable recordings (capctl record ...), kept under DIR; those\n"
+    "                         running when capd stops resume when it starts again\n"
     "  --metadata-endpoint URL  EC2 instance metadata (IMDSv2), default http://169.254.169.254;\n"
     "                         --no-metadata skips it. On EC2 the instance id names the agent\n"
     "                         (unless --name) and interfaces get their ENI, VPC and subnet\n"
@@ -70,6 +73,7 @@ struct Flags {
   bool carrier_exclusion = true;
   std::string metadata_endpoint = capd::agent::kDefaultMetadataEndpoint;
   bool name_given = false;  // else the host name, replaced by the instance id on EC2
+  std::string record_dir;
 };
 
 // "32M", "512k", "1G" (powers of 1024) or plain bytes.
@@ -106,6 +110,7 @@ Flags ParseFlags(int argc, char** argv) {
     kTlsClientCa,
     kToken,
     kNoCarrier,
+    kRecordDir,
     kMetadataEndpoint,
     kNoMetadata
   };
@@ -119,6 +124,7 @@ Flags ParseFlags(int argc, char** argv) {
                                     {"tls-client-ca", required_argument, nullptr, kTlsClientCa},
                                     {"auth-token-file", required_argument, nullptr, kToken},
                                     {"no-carrier-exclusion", no_argument, nullptr, kNoCarrier},
+                                    {"record-dir", required_argument, nullptr, kRecordDir},
                                     {"metadata-endpoint", required_argument, nullptr,
                                      kMetadataEndpoint},
                                     {"no-metadata", no_argument, nullptr, kNoMetadata},
@@ -168,6 +174,10 @@ Flags ParseFlags(int argc, char** argv) {
         break;
       case kNoMetadata:
         flags.metadata_endpoint.clear();
+        break;
+      case kRecordDir:
+        if (*optarg == '\0') Usage("--record-dir takes a folder");
+        flags.record_dir = optarg;
         break;
       case 'n':
         flags.name = optarg;
@@ -268,6 +278,22 @@ int main(int argc, char** argv) {
     return 1;
   }
   service.SetListeningPort(static_cast<uint16_t>(bound_port));
+  // Recordings start once the port is known (their own-traffic exclusion needs it) and run as
+  // the --user capd runs as: DIR must be writable by it.
+  capd::agent::AgentIdentity recording_identity = options.identity;
+  recording_identity.own_traffic.tcp_ports = {static_cast<uint16_t>(bound_port)};
+  std::unique_ptr<capd::agent::RecordingManager> recordings;
+  if (!flags.record_dir.empty()) {
+    auto opened = capd::agent::RecordingManager::Open(flags.record_dir, recording_identity);
+    if (!opened.ok()) {
+      spdlog::error("{}", opened.status().message());
+      server->Shutdown();
+      return 2;
+    }
+    recordings = std::move(opened).value();
+    recordings->ResumeAll();
+    service.SetRecordings(recordings.get());
+  }
   const std::string host = flags.access.listen.substr(0, flags.access.listen.rfind(':'));
   spdlog::info("capd {} '{}' listening on {}:{}{}{}", CAPD_VERSION, flags.name, host, bound_port,
                flags.access.tls_cert_file.empty() ? "" : " (TLS)",
@@ -313,6 +339,8 @@ int main(int argc, char** argv) {
   if (!service.WaitForStreams(std::chrono::seconds(3))) {
     spdlog::warn("streams still draining after 3 s; cancelling them");
   }
+  // Recordings finish their files and keep their state "running", to resume at the next start.
+  if (recordings) recordings->StopAll();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   service.WaitForStreams(std::chrono::seconds(2));
   spdlog::info("capd stopped");

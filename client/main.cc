@@ -8,6 +8,7 @@
 
 #include "client/cli/options.h"
 #include "client/offline/decap_command.h"
+#include "client/record/record_command.h"
 #include "client/stream/signal_watcher.h"
 #include "client/stream/stream_command.h"
 
@@ -42,6 +43,8 @@ int main(int argc, char** argv) {
       return capd::client::RunStreamCommand(line->stream);
     case capd::client::CommandLine::Command::kDecapFile:
       return capd::client::RunDecapFileCommand(line->decap_file);
+    case capd::client::CommandLine::Command::kRecord:
+      return capd::client::RunRecordCommand(line->record);
   }
   return 1;
 }

@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fstream>
+#include <thread>
+#include <vector>
+
 #include "agent/capture/interfaces.h"
 #include "agent/service/status_mapping.h"
 
@@ -15,7 +19,163 @@ class RefusedStream : public grpc::ServerWriteReactor<v1::StreamResponse> {
   void OnDone() override { delete this; }
 };
 
+// Sends a recording's files in chunks, one write in flight; each chunk is read from disk in
+// OnWriteDone (a 1 MiB read from the page cache or a local disk, well under a millisecond).
+class FetchReactor : public grpc::ServerWriteReactor<v1::RecordingChunk> {
+ public:
+  explicit FetchReactor(std::vector<std::string> paths) : paths_(std::move(paths)) { Next(); }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status::CANCELLED);
+      return;
+    }
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  static constexpr size_t kChunkBytes = 1 << 20;
+
+  void Next() {
+    while (true) {
+      if (!file_.is_open()) {
+        if (index_ >= paths_.size()) {
+          Finish(grpc::Status::OK);
+          return;
+        }
+        file_.open(paths_[index_], std::ios::binary);
+        offset_ = 0;
+        if (!file_) {  // deleted by the ring since it was listed: skip it
+          file_ = std::ifstream();
+          ++index_;
+          continue;
+        }
+      }
+      chunk_.Clear();
+      std::string* data = chunk_.mutable_data();
+      data->resize(kChunkBytes);
+      file_.read(data->data(), static_cast<std::streamsize>(kChunkBytes));
+      data->resize(static_cast<size_t>(file_.gcount()));
+      const std::string& path = paths_[index_];
+      chunk_.set_file_name(path.substr(path.rfind('/') + 1));
+      chunk_.set_offset(offset_);
+      offset_ += data->size();
+      if (file_.eof() || !file_) {
+        chunk_.set_last(true);
+        file_ = std::ifstream();
+        ++index_;
+      }
+      StartWrite(&chunk_);
+      return;
+    }
+  }
+
+  std::vector<std::string> paths_;
+  size_t index_ = 0;
+  std::ifstream file_;
+  uint64_t offset_ = 0;
+  v1::RecordingChunk chunk_;
+};
+
+// A write reactor that only finishes with an error.
+class RefusedFetch : public grpc::ServerWriteReactor<v1::RecordingChunk> {
+ public:
+  explicit RefusedFetch(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+grpc::Status RecordingStatus(const Status& status, RecordingManager::Refusal refusal) {
+  if (refusal == RecordingManager::Refusal::kAlreadyExists) {
+    return {grpc::StatusCode::ALREADY_EXISTS, status.message()};
+  }
+  return ToGrpcStatus(status);
+}
+
 }  // namespace
+
+RecordingManager* CaptureService::Recordings(const grpc::CallbackServerContext& context,
+                                             grpc::Status* refused) {
+  if (grpc::Status allowed = Authorize(context); !allowed.ok()) {
+    *refused = allowed;
+    return nullptr;
+  }
+  RecordingManager* recordings = recordings_.load();
+  if (recordings == nullptr) {
+    *refused = {grpc::StatusCode::FAILED_PRECONDITION,
+                "recordings are not enabled on this agent (start capd with --record-dir DIR)"};
+  }
+  return recordings;
+}
+
+grpc::ServerUnaryReactor* CaptureService::StartRecording(grpc::CallbackServerContext* context,
+                                                         const v1::StartRecordingRequest* request,
+                                                         v1::RecordingInfo* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status refused;
+  RecordingManager* recordings = Recordings(*context, &refused);
+  if (recordings == nullptr) {
+    reactor->Finish(refused);
+    return reactor;
+  }
+  std::thread([recordings, request, response, reactor] {
+    RecordingManager::Refusal refusal;
+    auto started = recordings->Start(*request, &refusal);
+    if (!started.ok()) {
+      reactor->Finish(RecordingStatus(started.status(), refusal));
+      return;
+    }
+    *response = std::move(started).value();
+    reactor->Finish(grpc::Status::OK);
+  }).detach();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CaptureService::StopRecording(grpc::CallbackServerContext* context,
+                                                        const v1::StopRecordingRequest* request,
+                                                        v1::RecordingInfo* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status refused;
+  RecordingManager* recordings = Recordings(*context, &refused);
+  if (recordings == nullptr) {
+    reactor->Finish(refused);
+    return reactor;
+  }
+  std::thread([recordings, request, response, reactor] {
+    auto stopped = recordings->Stop(request->name());
+    if (!stopped.ok()) {
+      reactor->Finish(ToGrpcStatus(stopped.status()));
+      return;
+    }
+    *response = std::move(stopped).value();
+    reactor->Finish(grpc::Status::OK);
+  }).detach();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CaptureService::ListRecordings(grpc::CallbackServerContext* context,
+                                                         const v1::ListRecordingsRequest*,
+                                                         v1::ListRecordingsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status refused;
+  RecordingManager* recordings = Recordings(*context, &refused);
+  if (recordings == nullptr) {
+    reactor->Finish(refused);
+    return reactor;
+  }
+  for (v1::RecordingInfo& info : recordings->List()) *response->add_recordings() = std::move(info);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::RecordingChunk>* CaptureService::FetchRecording(
+    grpc::CallbackServerContext* context, const v1::FetchRecordingRequest* request) {
+  grpc::Status refused;
+  RecordingManager* recordings = Recordings(*context, &refused);
+  if (recordings == nullptr) return new RefusedFetch(refused);
+  auto files = recordings->FetchableFiles(request->name());
+  if (!files.ok()) return new RefusedFetch(ToGrpcStatus(files.status()));
+  return new FetchReactor(std::move(files).value());
+}
 
 CaptureService::CaptureService(ServiceOptions options) : options_(std::move(options)) {}
 

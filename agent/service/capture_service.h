@@ -4,12 +4,14 @@
 // Every Stream call becomes a StreamReactor with its own capture thread; the service keeps a
 // registry of them so that shutdown can end each with a reason and wait until all are gone.
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
 #include <optional>
 #include <set>
 
+#include "agent/recording/recording_manager.h"
 #include "agent/security/access.h"
 #include "agent/service/stream_reactor.h"
 #include "agent/stream/capture_loop.h"
@@ -37,6 +39,22 @@ class CaptureService final : public v1::Capture::CallbackService {
   grpc::ServerWriteReactor<v1::StreamResponse>* Stream(grpc::CallbackServerContext* context,
                                                        const v1::StreamRequest* request) override;
 
+  // Recordings (capd --record-dir). Start and Stop run on a thread of their own (a capture
+  // takes a moment to open and to drain); the reactor finishes from there.
+  grpc::ServerUnaryReactor* StartRecording(grpc::CallbackServerContext* context,
+                                           const v1::StartRecordingRequest* request,
+                                           v1::RecordingInfo* response) override;
+  grpc::ServerUnaryReactor* StopRecording(grpc::CallbackServerContext* context,
+                                          const v1::StopRecordingRequest* request,
+                                          v1::RecordingInfo* response) override;
+  grpc::ServerUnaryReactor* ListRecordings(grpc::CallbackServerContext* context,
+                                           const v1::ListRecordingsRequest* request,
+                                           v1::ListRecordingsResponse* response) override;
+  grpc::ServerWriteReactor<v1::RecordingChunk>* FetchRecording(
+      grpc::CallbackServerContext* context, const v1::FetchRecordingRequest* request) override;
+  // Enables the recording RPCs (null: FAILED_PRECONDITION). The manager outlives the server.
+  void SetRecordings(RecordingManager* recordings) { recordings_ = recordings; }
+
   // The agent's listening port is known only once the server is bound: streams are refused as
   // UNAVAILABLE until this is called, so no capture ever runs without its own-traffic exclusion.
   void SetListeningPort(uint16_t port);
@@ -54,6 +72,10 @@ class CaptureService final : public v1::Capture::CallbackService {
   void Forget(StreamReactor* reactor);
   grpc::Status Authorize(const grpc::CallbackServerContext& context) const;
 
+  // The recording manager, or FAILED_PRECONDITION with the reason for `context`.
+  RecordingManager* Recordings(const grpc::CallbackServerContext& context, grpc::Status* refused);
+
+  std::atomic<RecordingManager*> recordings_{nullptr};
   ServiceOptions options_;  // identity.own_traffic guarded by mu_ until ready_
   std::mutex mu_;
   std::condition_variable all_gone_;

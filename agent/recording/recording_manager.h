@@ -1,0 +1,77 @@
+#pragma once
+// Recordings: captures capd runs on its own (capd --record-dir DIR), each into a ring of pcapng
+// files under DIR/NAME/, started, stopped, listed and fetched over gRPC by any client.
+//
+// How data flows: a recording's capture thread runs the same CaptureLoop as a client stream, with
+// the recording itself as its StreamSink: messages wait in a queue bounded in bytes (a full queue
+// drops the batch and the loop counts it, so the disk never slows the capture); the recording's
+// writer thread takes them off the queue into a rotating writer (client/output/rotating_writer.h,
+// linked from capd_client_output: the same encoder capctl uses), flushing once per batch and
+// ticking once a second so time rotation happens on a quiet link too.
+//
+// State: DIR/NAME/request.txtpb (the StartRecordingRequest, protobuf text format) and
+// DIR/NAME/recording.state (state, counters, gaps; rewritten atomically every few seconds). A
+// recording whose state says running when capd starts is resumed: its ring continues (numbering
+// after the last file), and the gap is noted in the list and as the section comment of the first
+// new file. A stopped recording stays listed and fetchable; its name stays taken.
+//
+// Thread-safety: every public method may be called from any thread (gRPC callback threads).
+// Start/Stop block for as long as a capture takes to open or to drain (milliseconds to a second):
+// call them off gRPC's reaction threads.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "agent/stream/capture_loop.h"
+#include "common/status.h"
+#include "proto/capture.pb.h"
+
+namespace capd::agent {
+
+class Recording;
+
+// [A-Za-z0-9._-]{1,64}, not "." or "..": kInvalidArgument naming the rule otherwise.
+Status ValidateRecordingName(const std::string& name);
+
+class RecordingManager {
+ public:
+  // Creates DIR if needed and loads the recordings found there (without starting them).
+  // identity: with the listening port set (own-traffic exclusion).
+  static StatusOr<std::unique_ptr<RecordingManager>> Open(const std::string& dir,
+                                                          const AgentIdentity& identity);
+  ~RecordingManager();  // StopAll()
+
+  // Starts every loaded recording whose state says running; failures are logged and listed.
+  void ResumeAll();
+
+  enum class Refusal { kNone, kAlreadyExists };
+  // kInvalidArgument (name, request), kNotFound (interface), or the capture's own failure; a
+  // name in use sets *refusal = kAlreadyExists (the status is kFailedPrecondition).
+  StatusOr<v1::RecordingInfo> Start(const v1::StartRecordingRequest& request, Refusal* refusal);
+  // kNotFound for an unknown name. Stopping a stopped recording is not an error.
+  StatusOr<v1::RecordingInfo> Stop(const std::string& name);
+  std::vector<v1::RecordingInfo> List();
+  // Paths of the files a fetch may send, oldest first: the finished ones, and the current one
+  // too once the recording is not running. kNotFound for an unknown name.
+  StatusOr<std::vector<std::string>> FetchableFiles(const std::string& name);
+
+  // capd is stopping: every running recording ends its capture and files, keeping its state
+  // "running" so it resumes at the next start. Blocks until their threads are gone.
+  void StopAll();
+
+ private:
+  RecordingManager(std::string dir, const AgentIdentity& identity);
+  std::shared_ptr<Recording> Find(const std::string& name);
+
+  const std::string dir_;
+  const AgentIdentity identity_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Recording>> recordings_;
+  bool stopping_ = false;
+};
+
+}  // namespace capd::agent

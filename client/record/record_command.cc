@@ -1,0 +1,205 @@
+#include "client/record/record_command.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <string>
+
+#include "client/stream/agent_channel.h"
+#include "proto/capture.grpc.pb.h"
+
+namespace capd::client {
+namespace {
+
+constexpr auto kCallTimeout = std::chrono::seconds(30);
+
+// Refusals about the request itself: the user can fix them, so exit 2.
+bool IsRequestRefusal(grpc::StatusCode code) {
+  return code == grpc::StatusCode::INVALID_ARGUMENT || code == grpc::StatusCode::ALREADY_EXISTS ||
+         code == grpc::StatusCode::FAILED_PRECONDITION || code == grpc::StatusCode::NOT_FOUND;
+}
+
+int Refused(const RecordOptions& options, const char* what, const grpc::Status& status) {
+  std::fprintf(stderr, "capctl: agent %s refused %s: %s\n", options.agent.target.c_str(), what,
+               DescribeRefusal(status).c_str());
+  return IsRequestRefusal(status.error_code()) ? 2 : 1;
+}
+
+const char* StateName(v1::RecordingInfo::State state) {
+  switch (state) {
+    case v1::RecordingInfo::RUNNING:
+      return "running";
+    case v1::RecordingInfo::STOPPED:
+      return "stopped";
+    case v1::RecordingInfo::FAILED:
+      return "failed";
+    default:
+      return "unknown";
+  }
+}
+
+std::string Time(uint64_t ns) {
+  if (ns == 0) return "-";
+  const time_t t = static_cast<time_t>(ns / 1'000'000'000ULL);
+  struct tm utc;
+  gmtime_r(&t, &utc);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return text;
+}
+
+void Print(const v1::RecordingInfo& r) {
+  std::printf("%s: %s on '%s'%s, %d files, %llu packets, %llu bytes, %llu drops, since %s\n",
+              r.name().c_str(), StateName(r.state()), r.interface().c_str(),
+              r.filter().empty() ? "" : (" filter '" + r.filter() + "'").c_str(), r.files_size(),
+              static_cast<unsigned long long>(r.packets()),
+              static_cast<unsigned long long>(r.bytes()),
+              static_cast<unsigned long long>(r.drops()), Time(r.started_ns()).c_str());
+  if (!r.message().empty()) std::printf("  %s\n", r.message().c_str());
+  for (const std::string& gap : r.gaps()) std::printf("  gap: %s\n", gap.c_str());
+}
+
+void SetDecap(const DecapOptions& d, v1::Decapsulation& out) {
+  switch (d.mode) {
+    case DecapOptions::Mode::kNone:
+      return;
+    case DecapOptions::Mode::kVxlan:
+      out.set_mode(v1::Decapsulation::VXLAN);
+      break;
+    case DecapOptions::Mode::kGeneve:
+      out.set_mode(v1::Decapsulation::GENEVE);
+      break;
+    case DecapOptions::Mode::kAuto:
+      out.set_mode(v1::Decapsulation::AUTO);
+      break;
+  }
+  out.set_vxlan_port(d.vxlan_port);
+  out.set_geneve_port(d.geneve_port);
+  for (uint32_t vni : d.vnis) out.add_vnis(vni);
+  out.set_inner_filter(d.inner_filter);
+}
+
+// Streams the files into DIR: each written as NAME.part and renamed when its last chunk came, so
+// an interrupted fetch never leaves a truncated file under the real name.
+int Fetch(const RecordOptions& options, v1::Capture::Stub& stub, grpc::ClientContext& context) {
+  std::error_code error;
+  std::filesystem::create_directories(options.out_dir, error);
+  if (error) {
+    std::fprintf(stderr, "capctl: --out %s: %s\n", options.out_dir.c_str(),
+                 error.message().c_str());
+    return 2;
+  }
+  v1::FetchRecordingRequest request;
+  request.set_name(options.name);
+  auto reader = stub.FetchRecording(&context, request);
+  v1::RecordingChunk chunk;
+  int fd = -1;
+  std::string current, part;
+  int files = 0;
+  uint64_t bytes = 0;
+  while (reader->Read(&chunk)) {
+    const std::string name = chunk.file_name();
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+      std::fprintf(stderr, "capctl: the agent sent a bad file name '%s'\n", name.c_str());
+      context.TryCancel();
+      break;
+    }
+    if (fd < 0 || name != current) {
+      if (fd >= 0) ::close(fd);
+      current = name;
+      part = options.out_dir + "/" + name + ".part";
+      fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd < 0) {
+        std::perror(("capctl: open(" + part + ")").c_str());
+        context.TryCancel();
+        break;
+      }
+    }
+    const std::string& data = chunk.data();
+    size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+      if (n <= 0) {
+        std::perror(("capctl: write(" + part + ")").c_str());
+        ::close(fd);
+        return 1;
+      }
+      done += static_cast<size_t>(n);
+    }
+    bytes += data.size();
+    if (chunk.last()) {
+      ::close(fd);
+      fd = -1;
+      std::filesystem::rename(part, options.out_dir + "/" + name, error);
+      ++files;
+    }
+  }
+  if (fd >= 0) ::close(fd);
+  const grpc::Status status = reader->Finish();
+  if (!status.ok()) return Refused(options, "the fetch", status);
+  std::fprintf(stderr, "capctl: fetched %d files (%llu bytes) of recording %s into %s\n", files,
+               static_cast<unsigned long long>(bytes), options.name.c_str(),
+               options.out_dir.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int RunRecordCommand(const RecordOptions& options) {
+  auto connection = AgentConnection::Connect(options.agent, options.connection);
+  if (!connection.ok()) {
+    std::fprintf(stderr, "capctl: %s\n", connection.status().message().c_str());
+    return connection.status().code() == StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  auto stub = v1::Capture::NewStub(connection->channel());
+  grpc::ClientContext context;
+  connection->Prepare(context);
+  switch (options.action) {
+    case RecordOptions::Action::kStart: {
+      context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+      v1::StartRecordingRequest request;
+      request.set_name(options.name);
+      request.set_interface(options.interface);
+      request.set_filter(options.filter);
+      SetDecap(options.decap, *request.mutable_decap());
+      request.mutable_rotation()->set_max_bytes(options.rotate_bytes);
+      request.mutable_rotation()->set_seconds(options.rotate_seconds);
+      request.mutable_rotation()->set_max_files(options.rotate_files);
+      v1::RecordingInfo info;
+      const grpc::Status status = stub->StartRecording(&context, request, &info);
+      if (!status.ok()) return Refused(options, "the recording", status);
+      std::fprintf(stderr, "capctl: recording %s started\n", options.name.c_str());
+      Print(info);
+      return 0;
+    }
+    case RecordOptions::Action::kStop: {
+      context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+      v1::StopRecordingRequest request;
+      request.set_name(options.name);
+      v1::RecordingInfo info;
+      const grpc::Status status = stub->StopRecording(&context, request, &info);
+      if (!status.ok()) return Refused(options, "to stop the recording", status);
+      std::fprintf(stderr, "capctl: recording %s stopped\n", options.name.c_str());
+      Print(info);
+      return 0;
+    }
+    case RecordOptions::Action::kList: {
+      context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+      v1::ListRecordingsResponse response;
+      const grpc::Status status = stub->ListRecordings(&context, {}, &response);
+      if (!status.ok()) return Refused(options, "to list recordings", status);
+      if (response.recordings().empty()) std::printf("no recordings\n");
+      for (const v1::RecordingInfo& r : response.recordings()) Print(r);
+      return 0;
+    }
+    case RecordOptions::Action::kFetch:
+      return Fetch(options, *stub, context);
+  }
+  return 1;
+}
+
+}  // namespace capd::client
