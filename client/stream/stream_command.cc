@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <climits>
 #include <cstdint>
-#include <chrono>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "client/output/rotating_writer.h"
 #include "client/stream/agent_channel.h"
 #include "client/stream/agent_feed.h"
 #include "client/stream/output_target.h"
@@ -31,6 +32,12 @@ namespace capd::client {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+uint64_t WallClockNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
 
 int ExitCodeFor(StatusCode code) {
   return code == StatusCode::kInvalidArgument || code == StatusCode::kNotFound ? 2 : 1;
@@ -84,6 +91,23 @@ struct InterfaceState {
   uint64_t unflushed = 0;  // packets encoded but not yet flushed
 };
 
+// What goes into an interface's statistics block.
+InterfaceCounters CountersFor(const InterfaceState& state, const std::string& comment) {
+  InterfaceCounters counters;
+  counters.start_ns = state.start_ns;
+  counters.end_ns = state.last_statistics_ns != 0 ? state.last_statistics_ns : state.start_ns;
+  counters.received = state.latest.packets_received();
+  counters.interface_drops = state.latest.interface_drops();
+  counters.kernel_drops = state.latest.kernel_drops();
+  counters.agent_drops = state.latest.agent_drops();
+  counters.delivered = state.written;
+  counters.comment = DecapOutcomesText(state.decap_outcomes);
+  if (!comment.empty()) {
+    counters.comment += (counters.comment.empty() ? "" : "; ") + comment;
+  }
+  return counters;
+}
+
 // dumpcap-like one-line progress on a terminal, rewritten in place at most twice a second.
 class LiveStatusLine {
  public:
@@ -124,12 +148,10 @@ using InterfaceKey = std::pair<size_t, uint32_t>;
 // written at once (never dropped) and counted as out of order.
 class MergedStream {
  public:
-  MergedStream(const StreamOptions& options, OutputTarget output)
-      : options_(options), output_(std::move(output)) {
-    writer_ = options.format == FileFormat::kPcap
-                  ? MakePcapWriter(std::move(output_.sink))
-                  : MakePcapngWriter(std::move(output_.sink), "capctl " CAPD_VERSION);
-  }
+  // output.sink is already inside `writer` (or, for a rotating ring, not used).
+  MergedStream(const StreamOptions& options, OutputTarget output,
+               std::unique_ptr<CaptureWriter> writer)
+      : options_(options), output_(std::move(output)), writer_(std::move(writer)) {}
 
   void AddFeed(std::unique_ptr<AgentFeed> feed) { feeds_.push_back(std::move(feed)); }
   FeedHub& hub() { return hub_; }
@@ -231,7 +253,13 @@ void MergedStream::OnStatistics(AgentFeed& feed, const v1::Statistics& statistic
     it->second.latest = s;
     it->second.last_statistics_ns = statistics.timestamp_ns();
     it->second.decap_outcomes.clear();
-    for (const auto& [reason, count] : s.decap_outcomes()) it->second.decap_outcomes[reason] = count;
+    for (const auto& [reason, count] : s.decap_outcomes())
+      it->second.decap_outcomes[reason] = count;
+    // A ring of files ends each file with statistics blocks: it keeps the latest counters (a
+    // single file gets its blocks once, at the end).
+    if (options_.rotation && it->second.in_file) {
+      (void)writer_->WriteStatistics(it->second.file_index, CountersFor(it->second, ""));
+    }
   }
 }
 
@@ -255,9 +283,9 @@ Status MergedStream::WriteOnePacket(AgentFeed& feed, Arrival& arrival) {
   const uint64_t ts = batch.timestamp_ns(i);
   if (ts < last_timestamp_ns_) ++out_of_order_;
   last_timestamp_ns_ = std::max(last_timestamp_ns_, ts);
-  CAPD_RETURN_IF_ERROR(writer_->WritePacket(
-      it->second.file_index, ts, batch.original_length(i),
-      std::span<const uint8_t>(data + arrival.data_offset, caplen), comment));
+  CAPD_RETURN_IF_ERROR(
+      writer_->WritePacket(it->second.file_index, ts, batch.original_length(i),
+                           std::span<const uint8_t>(data + arrival.data_offset, caplen), comment));
   arrival.data_offset += caplen;
   ++arrival.next_packet;
   ++it->second.unflushed;
@@ -294,8 +322,8 @@ Status MergedStream::DrainControl(AgentFeed& feed, bool& progressed) {
 uint64_t MergedStream::TotalDrops() const {
   uint64_t drops = 0;
   for (const auto& [key, state] : interfaces_) {
-    drops += state.latest.kernel_drops() + state.latest.interface_drops() +
-             state.latest.agent_drops();
+    drops +=
+        state.latest.kernel_drops() + state.latest.interface_drops() + state.latest.agent_drops();
   }
   return drops;
 }
@@ -303,19 +331,7 @@ uint64_t MergedStream::TotalDrops() const {
 void MergedStream::WriteStatisticsBlocks(size_t feed_index, const std::string& comment) {
   for (const auto& [key, state] : interfaces_) {
     if (key.first != feed_index || !state.in_file) continue;
-    InterfaceCounters counters;
-    counters.start_ns = state.start_ns;
-    counters.end_ns = state.last_statistics_ns != 0 ? state.last_statistics_ns : state.start_ns;
-    counters.received = state.latest.packets_received();
-    counters.interface_drops = state.latest.interface_drops();
-    counters.kernel_drops = state.latest.kernel_drops();
-    counters.agent_drops = state.latest.agent_drops();
-    counters.delivered = state.written;
-    counters.comment = DecapOutcomesText(state.decap_outcomes);
-    if (!comment.empty()) {
-      counters.comment += (counters.comment.empty() ? "" : "; ") + comment;
-    }
-    if (!writer_->WriteStatistics(state.file_index, counters).ok()) return;
+    if (!writer_->WriteStatistics(state.file_index, CountersFor(state, comment)).ok()) return;
   }
 }
 
@@ -364,17 +380,17 @@ void MergedStream::PrintSummary(const std::string& ending) {
   if (feeds_.size() < 2) return;
   for (const auto& feed : feeds_) {
     const auto [written, feed_drops] = line(feed->index(), interfaces_);
-    std::string end = feed->end ? ReasonText(feed->end->reason())
+    std::string end = feed->end                                  ? ReasonText(feed->end->reason())
                       : feed->status.ok() || interrupted_.load() ? "stopped"
                       : feed->started ? "agent went away: " + feed->status.error_message()
                                       : "refused: " + DescribeRefusal(feed->status);
     std::fprintf(stderr, "capctl:   agent %s (%s): %llu packets; %s (%s)\n",
-                 feed->agent_name.empty() ? "?" : feed->agent_name.c_str(),
-                 feed->address().c_str(), static_cast<unsigned long long>(written),
-                 feed_drops.c_str(), end.c_str());
+                 feed->agent_name.empty() ? "?" : feed->agent_name.c_str(), feed->address().c_str(),
+                 static_cast<unsigned long long>(written), feed_drops.c_str(), end.c_str());
   }
   if (out_of_order_ > 0) {
-    std::fprintf(stderr, "capctl:   %llu packets arrived after the merge window and are out of order\n",
+    std::fprintf(stderr,
+                 "capctl:   %llu packets arrived after the merge window and are out of order\n",
                  static_cast<unsigned long long>(out_of_order_));
   }
 }
@@ -422,6 +438,8 @@ int MergedStream::Run() {
     }
     // One write per round, outside the lock: the readers keep filling their queues meanwhile.
     lock.unlock();
+    // A ring of files also turns over on wall-clock boundaries when the link is quiet.
+    if (local_error.ok()) local_error = writer_->Tick(WallClockNs());
     Status flushed = local_error.ok() ? writer_->Flush() : Status::Ok();
     lock.lock();
     if (flushed.ok()) {
@@ -457,7 +475,7 @@ int MergedStream::Run() {
 
   if (!local_error.ok()) {
     for (auto& feed : feeds_) EndFeed(*feed);
-    (void)writer_->Flush();
+    (void)writer_->Close();
     PrintSummary("stopped: " + local_error.message());
     return 1;
   }
@@ -468,12 +486,15 @@ int MergedStream::Run() {
   // A single agent that refused the stream before it started: its status is the whole story.
   if (feeds_.size() == 1 && !feeds_[0]->status.ok() && !feeds_[0]->started &&
       !interrupted_.load()) {
-    std::fprintf(stderr, "capctl: agent %s refused the stream: %s\n",
-                 feeds_[0]->address().c_str(), DescribeRefusal(feeds_[0]->status).c_str());
+    std::fprintf(stderr, "capctl: agent %s refused the stream: %s\n", feeds_[0]->address().c_str(),
+                 DescribeRefusal(feeds_[0]->status).c_str());
     return ExitCodeFor(feeds_[0]->status.error_code());
   }
   for (auto& feed : feeds_) EndFeed(*feed);
-  (void)writer_->Flush();  // the reader may be gone already; the summary says what was written
+  // The reader may be gone already; the summary says what was written.
+  if (Status closed = writer_->Close(); !closed.ok() && !output_.is_stream) {
+    std::fprintf(stderr, "capctl: %s\n", closed.message().c_str());
+  }
   if (interrupted_.load()) {
     PrintSummary("interrupted");
     return 0;
@@ -571,10 +592,24 @@ int RunStreamCommand(const StreamOptions& options) {
     viewer = std::move(started.value());
     effective.fifo_path = viewer->fifo_path();
   }
-  auto output = OpenOutputTarget(effective, [&viewer] { return viewer && viewer->Exited(); });
-  if (!output.ok()) return Fail(output.status());
+  OutputTarget output;
+  std::unique_ptr<CaptureWriter> writer;
+  if (options.rotation) {
+    // A ring of files named after -w PATH; the first is opened now so a bad path fails early.
+    auto ring = MakeRotatingWriter(*options.rotation, "capctl " CAPD_VERSION);
+    if (!ring.ok()) return Fail(ring.status());
+    writer = std::move(ring.value());
+    output.name = "the ring of files " + options.rotation->path;
+  } else {
+    auto opened = OpenOutputTarget(effective, [&viewer] { return viewer && viewer->Exited(); });
+    if (!opened.ok()) return Fail(opened.status());
+    output = std::move(opened.value());
+    writer = options.format == FileFormat::kPcap
+                 ? MakePcapWriter(std::move(output.sink))
+                 : MakePcapngWriter(std::move(output.sink), "capctl " CAPD_VERSION);
+  }
 
-  MergedStream run(options, std::move(output.value()));
+  MergedStream run(options, std::move(output), std::move(writer));
   size_t feed_index = 0;
   for (auto& [agent, connection] : connections) {
     v1::StreamRequest agent_request = request;
