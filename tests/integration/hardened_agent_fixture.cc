@@ -1,0 +1,46 @@
+#include "tests/integration/hardened_agent_fixture.h"
+
+#include <sstream>
+
+namespace capd::test {
+
+void HardenedAgentTest::StartAgentWith(const std::vector<std::string>& flags,
+                                       const std::string& listen) {
+  std::vector<std::string> argv = {kCapdPath, "--listen", listen, "--name", "capd-it"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  ASSERT_NO_FATAL_FAILURE(Spawn("capd", std::move(argv), &agent_));
+  ASSERT_TRUE(agent_->WaitForStderr("listening on " + listen, kStartTimeout)) << agent_->Describe();
+}
+
+std::string HardenedAgentTest::RunCapctl(const std::string& name,
+                                         const std::vector<std::string>& args, int code,
+                                         const std::string& netns,
+                                         std::chrono::milliseconds timeout) {
+  std::vector<std::string> argv = {kCapctlPath};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::unique_ptr<Subprocess> capctl;
+  Spawn(name, std::move(argv), &capctl, netns);
+  if (HasFatalFailure()) return "";
+  ExpectExit(*capctl, code, timeout);
+  return capctl->Stderr();
+}
+
+pid_t HardenedAgentTest::AgentPid() {
+  EXPECT_TRUE(agent_ && agent_->Running()) << (agent_ ? agent_->Describe() : "capd not started");
+  return agent_ ? agent_->pid() : 0;
+}
+
+void HardenedAgentTest::ExpectAgentAlive() {
+  ASSERT_TRUE(agent_);
+  EXPECT_TRUE(agent_->Running()) << "capd ended: " << agent_->Describe();
+}
+
+std::string LineWith(const std::string& text, const std::string& needle) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(needle) != std::string::npos) return line;
+  }
+  return "";
+}
+
+}  // namespace capd::test

@@ -1,0 +1,237 @@
+// Request limits: what a client may ask of capd. capctl refuses what it can check itself (exit 2,
+// before connecting); the agent refuses the rest, and everything capctl would never send, with
+// INVALID_ARGUMENT and a message (sent here with a gRPC client of the test's own); beyond
+// --max-streams it answers RESOURCE_EXHAUSTED. After every refusal capd keeps serving.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/integration/hardened_agent_fixture.h"
+#include "tests/support/agent_client.h"
+
+namespace capd::test {
+namespace {
+
+constexpr char kIface[] = "veth0";  // TestNetwork::kAgentInterface
+constexpr char kLoopback[] = "127.0.0.1";
+constexpr auto kCallTimeout = std::chrono::seconds(20);
+constexpr uint64_t kDayMs = 24ULL * 3600 * 1000;
+
+class RequestLimitsTest : public HardenedAgentTest {
+ protected:
+  void TearDown() override {
+    channel_.reset();  // before capd stops: an open connection holds up its shutdown
+    HardenedAgentTest::TearDown();
+  }
+
+  // A plaintext channel to capd from the test process (through a socket in the agent namespace).
+  void Connect() {
+    auto channel = ConnectInsecureIn(network().agent_ns(), kLoopback, kAgentPort);
+    ASSERT_TRUE(channel.ok()) << channel.status().message();
+    channel_ = std::move(channel).value();
+  }
+
+  // Stream(request) must be refused with `code` before any capture starts, and the message must
+  // contain `text`.
+  void ExpectRefused(const std::string& what, const v1::StreamRequest& request,
+                     grpc::StatusCode code, const std::string& text) {
+    SCOPED_TRACE(what);
+    const StreamResult r = RunStream(channel_, request, StreamUntil::kEnd, kCallTimeout);
+    EXPECT_EQ(r.status.error_code(), code) << Describe(r.status);
+    EXPECT_NE(r.status.error_message().find(text), std::string::npos) << Describe(r.status);
+    EXPECT_EQ(r.interfaces, 0u) << "the capture started before the refusal";
+  }
+
+  // Stream(request) must be accepted: the capture opens (InterfaceDescription), then the test
+  // cancels the call.
+  void ExpectAccepted(const std::string& what, const v1::StreamRequest& request) {
+    SCOPED_TRACE(what);
+    const StreamResult r = RunStream(channel_, request, StreamUntil::kFirstInterface, kCallTimeout);
+    EXPECT_EQ(r.interfaces, 1u) << Describe(r.status);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::CANCELLED) << Describe(r.status);
+  }
+
+  static v1::StreamRequest OnVeth() {
+    v1::StreamRequest request;
+    request.set_interface(kIface);
+    request.set_filter("udp");
+    return request;
+  }
+
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+// `udp) or (tcp`: the agent composes `not (own traffic) and (FILTER)`, so a filter that closes
+// the parenthesis early would turn the exclusion of capd's own traffic into `... and (udp) or
+// (tcp)`. capctl refuses it before connecting; the agent refuses it too when sent directly.
+TEST_F(RequestLimitsTest, FilterBreakingOutOfItsParenthesesIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  const std::string filter = "udp) or (tcp";
+  const std::string err = RunCapctl("capctl",
+                                    {"stream", "--agent", kAgentTarget, "-i", kIface, "-f", filter,
+                                     "-c", "1", "-w", File("out.pcapng").string()},
+                                    2);
+  EXPECT_NE(err.find(filter), std::string::npos) << "stderr does not name the filter:\n" << err;
+
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  for (const std::string& hostile :
+       {filter, std::string("udp) or (tcp port 50051"), std::string("(udp"), std::string("udp)")}) {
+    v1::StreamRequest request = OnVeth();
+    request.set_filter(hostile);
+    ExpectRefused("filter '" + hostile + "'", request, grpc::StatusCode::INVALID_ARGUMENT, "");
+  }
+  ExpectAgentAlive();
+}
+
+// Filter text: at most 16 KiB. A valid filter padded with spaces to one byte more is refused by
+// name of the limit, through capctl (exit 2) and directly; exactly 16 KiB is accepted.
+TEST_F(RequestLimitsTest, FilterOver16KiBIsRefused) {
+  constexpr size_t kLimit = 16 * 1024;
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  std::string too_long = "udp";
+  too_long.resize(kLimit + 1, ' ');
+  const std::string err = RunCapctl("capctl",
+                                    {"stream", "--agent", kAgentTarget, "-i", kIface, "-f",
+                                     too_long, "-c", "1", "-w", File("out.pcapng").string()},
+                                    2);
+  EXPECT_NE(err.find("16 KiB"), std::string::npos) << err;
+
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  v1::StreamRequest request = OnVeth();
+  request.set_filter(too_long);
+  ExpectRefused("16 KiB + 1", request, grpc::StatusCode::INVALID_ARGUMENT, "16 KiB");
+  std::string at_limit = "udp";
+  at_limit.resize(kLimit, ' ');
+  request.set_filter(at_limit);
+  ExpectAccepted("exactly 16 KiB", request);
+  ExpectAgentAlive();
+}
+
+// snaplen 1..262144. capctl refuses 262145 itself; the agent refuses 0 and anything over 262144
+// (capctl maps -s 0 to "unset", so only a direct request can send 0).
+TEST_F(RequestLimitsTest, SnaplenOutsideOneTo262144IsRefused) {
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  const std::string err = RunCapctl("capctl",
+                                    {"stream", "--agent", kAgentTarget, "-i", kIface, "-s",
+                                     "262145", "-c", "1", "-w", File("out.pcapng").string()},
+                                    2);
+  EXPECT_NE(err.find("262144"), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(File("out.pcapng")));
+
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  for (uint32_t snaplen : {0u, 262145u, 300000u, 0xffffffffu}) {
+    v1::StreamRequest request = OnVeth();
+    request.set_snaplen(snaplen);
+    ExpectRefused("snaplen " + std::to_string(snaplen), request, grpc::StatusCode::INVALID_ARGUMENT,
+                  "snaplen");
+  }
+  for (uint32_t snaplen : {1u, 262144u}) {
+    v1::StreamRequest request = OnVeth();
+    request.set_snaplen(snaplen);
+    ExpectAccepted("snaplen " + std::to_string(snaplen), request);
+  }
+  ExpectAgentAlive();
+}
+
+// Interface names: at most 15 characters (IFNAMSIZ) of letters, digits and - _ . : @. Longer or
+// odd names are refused before libpcap sees them; a well-formed unknown name is NOT_FOUND.
+TEST_F(RequestLimitsTest, MalformedInterfaceNamesAreRefused) {
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  // Through capctl, a refusal by the agent: exit 2.
+  const std::string err = RunCapctl("capctl",
+                                    {"stream", "--agent", kAgentTarget, "-i", std::string(40, 'a'),
+                                     "-c", "1", "-w", File("out.pcapng").string()},
+                                    2);
+  EXPECT_NE(err.find("interface"), std::string::npos) << err;
+
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  for (const std::string& name :
+       {std::string(40, 'a'), std::string(16, 'a'), std::string("veth0 "), std::string("../../etc"),
+        std::string("eth0;id"), std::string("veth0\n"), std::string("any\0x", 5)}) {
+    v1::StreamRequest request = OnVeth();
+    request.set_interface(name);
+    ExpectRefused("interface of " + std::to_string(name.size()) + " bytes", request,
+                  grpc::StatusCode::INVALID_ARGUMENT, "interface name");
+  }
+  v1::StreamRequest request = OnVeth();
+  request.set_interface(std::string(15, 'z'));
+  ExpectRefused("15 characters, unknown", request, grpc::StatusCode::NOT_FOUND, "");
+  ExpectAgentAlive();
+}
+
+// Durations at most 30 days, counts at most 2^48.
+TEST_F(RequestLimitsTest, DurationsAndCountsBeyondTheirLimitsAreRefused) {
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  // 40 days through capctl (which accepts up to 1e9 s): the agent refuses, capctl exits 2.
+  const std::string err =
+      RunCapctl("capctl",
+                {"stream", "--agent", kAgentTarget, "-i", kIface, "--duration",
+                 std::to_string(40 * 24 * 3600), "-w", File("out.pcapng").string()},
+                2);
+  EXPECT_NE(err.find("30 days"), std::string::npos) << err;
+
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  v1::StreamRequest request = OnVeth();
+  request.set_duration_ms(40 * kDayMs);
+  ExpectRefused("40 days", request, grpc::StatusCode::INVALID_ARGUMENT, "30 days");
+  request.set_duration_ms(30 * kDayMs + 1);
+  ExpectRefused("30 days + 1 ms", request, grpc::StatusCode::INVALID_ARGUMENT, "30 days");
+  request.set_duration_ms(30 * kDayMs);
+  ExpectAccepted("30 days", request);
+
+  request = OnVeth();
+  request.set_max_packets((1ULL << 48) + 1);
+  ExpectRefused("2^48 + 1 packets", request, grpc::StatusCode::INVALID_ARGUMENT, "2^48");
+  request.set_max_packets(UINT64_MAX);
+  ExpectRefused("2^64 - 1 packets", request, grpc::StatusCode::INVALID_ARGUMENT, "2^48");
+  request.set_max_packets(1ULL << 48);
+  ExpectAccepted("2^48 packets", request);
+  ExpectAgentAlive();
+}
+
+// --max-streams 2: with two streams running a third is refused (capctl: exit 1, "too busy";
+// the call: RESOURCE_EXHAUSTED); when one ends, its slot is free again.
+TEST_F(RequestLimitsTest, MaxStreamsRefusesTheThirdStream) {
+  ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--max-streams", "2"}));
+  std::unique_ptr<Subprocess> first;
+  std::unique_ptr<Subprocess> second;
+  ASSERT_NO_FATAL_FAILURE(StartStream(
+      "first", {"-i", kIface, "-f", "udp", "-w", File("first.pcapng").string()}, &first));
+  ASSERT_NO_FATAL_FAILURE(StartStream(
+      "second", {"-i", "lo", "-f", "udp", "-w", File("second.pcapng").string()}, &second));
+
+  const std::string err = RunCapctl("third",
+                                    {"stream", "--agent", kAgentTarget, "-i", kIface, "-c", "1",
+                                     "-w", File("third.pcapng").string()},
+                                    1);
+  EXPECT_NE(err.find("refused the stream: too busy"), std::string::npos) << err;
+  EXPECT_NE(err.find("--max-streams"), std::string::npos) << err;
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  ExpectRefused("a third stream", OnVeth(), grpc::StatusCode::RESOURCE_EXHAUSTED, "--max-streams");
+  EXPECT_TRUE(first->Running()) << first->Describe();
+  EXPECT_TRUE(second->Running()) << second->Describe();
+
+  // One ends; its slot comes back once capd has let go of the stream (asynchronously after the
+  // call ends), so the next stream is accepted within a few attempts.
+  ASSERT_TRUE(first->Signal(SIGINT));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*first, 0));
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  StreamResult r;
+  do {
+    r = RunStream(channel_, OnVeth(), StreamUntil::kFirstInterface, kCallTimeout);
+  } while (r.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+           std::chrono::steady_clock::now() < deadline);
+  EXPECT_EQ(r.interfaces, 1u) << "no slot after a stream ended: " << Describe(r.status);
+  EXPECT_TRUE(second->Running()) << second->Describe();
+  ASSERT_TRUE(second->Signal(SIGINT));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*second, 0));
+  ExpectAgentAlive();
+}
+
+}  // namespace
+}  // namespace capd::test
