@@ -176,12 +176,13 @@ bool ParseRotationFlag(int c, const char* arg, RotationOptions& out, Status& sta
 }
 
 enum ConnectionFlag { kTlsCa = 3000, kTlsCert, kTlsKey, kTlsServerName, kTokenFile, kRemotePort };
-#define CAPD_CONNECTION_LONG_OPTIONS                                     \
-  {"tls-ca", required_argument, nullptr, kTlsCa},                        \
-      {"tls-cert", required_argument, nullptr, kTlsCert},                \
-      {"tls-key", required_argument, nullptr, kTlsKey},                  \
-      {"tls-server-name", required_argument, nullptr, kTlsServerName}, { \
-    "token-file", required_argument, nullptr, kTokenFile                 \
+#define CAPD_CONNECTION_LONG_OPTIONS                                   \
+  {"tls-ca", required_argument, nullptr, kTlsCa},                      \
+      {"tls-cert", required_argument, nullptr, kTlsCert},              \
+      {"tls-key", required_argument, nullptr, kTlsKey},                \
+      {"tls-server-name", required_argument, nullptr, kTlsServerName}, \
+      {"remote-port", required_argument, nullptr, kRemotePort}, {      \
+    "token-file", required_argument, nullptr, kTokenFile               \
   }
 
 // Handles one of the connection flags; false if `c` is not one of them.
