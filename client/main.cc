@@ -5,8 +5,10 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 
 #include "client/cli/options.h"
+#include "client/extcap/extcap_command.h"
 #include "client/offline/decap_command.h"
 #include "client/record/record_command.h"
 #include "client/stream/signal_watcher.h"
@@ -25,6 +27,11 @@ void DropGrpcLog(gpr_log_func_args*) {}
 int main(int argc, char** argv) {
   capd::client::BlockTerminationSignals();  // before gRPC starts any thread
   if (std::getenv("CAPCTL_GRPC_LOG") == nullptr) gpr_set_log_function(DropGrpcLog);
+  // Wireshark runs capctl, under whatever name it has in the extcap folder, with --extcap-*.
+  if (capd::client::IsExtcapInvocation(argc, argv)) return capd::client::RunExtcap(argc, argv);
+  if (argc >= 2 && std::string_view(argv[1]) == "extcap") {
+    return capd::client::RunExtcapCommand(argc - 1, argv + 1);
+  }
   auto line = capd::client::ParseCommandLine(argc, argv);
   if (!line.ok()) {
     std::fprintf(stderr, "capctl: %s\n%s", line.status().message().c_str(), capd::client::kUsage);

@@ -19,6 +19,7 @@ const char kUsage[] =
     "                     [--vni N[,N...]] [--inner-filter FILTER] [FILTER WORDS...]\n"
     "       capctl decap IN.pcap[ng] -w OUT|- [--decap vxlan|geneve|auto] [--vxlan-port N]\n"
     "                     [--geneve-port N] [--vni N[,N...]] [--inner-filter FILTER]\n"
+    "       capctl extcap install [--dir DIR] [--copy]: make capctl a Wireshark extcap\n"
     "       capctl stream ... -w PATH [--rotate-size SIZE] [--rotate-seconds SEC]\n"
     "                     [--rotate-files N] [--post-rotate CMD] [--min-free SIZE]\n"
     "       capctl record start --name NAME [-i IFACE] [-f FILTER] [--decap ...]\n"

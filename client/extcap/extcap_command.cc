@@ -1,0 +1,421 @@
+#include "client/extcap/extcap_command.h"
+
+#include <getopt.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "client/cli/options.h"
+#include "client/extcap/control_pipe.h"
+#include "client/extcap/stderr_relay.h"
+#include "client/stream/agent_channel.h"
+#include "client/stream/stream_command.h"
+#include "filters/bpf_filter.h"
+#include "proto/capture.grpc.pb.h"
+
+#ifndef CAPD_VERSION
+#define CAPD_VERSION "0.0.0"
+#endif
+
+namespace capd::client {
+namespace {
+
+constexpr std::string_view kInterface = "capd";
+constexpr char kDisplay[] = "capd remote capture";
+// The selector value meaning "the agent's default-route interface": no interface name has '*'.
+constexpr std::string_view kDefaultInterface = "*";
+
+// The dialog's arguments that become `capctl stream` flags, in display order. Their numbers are
+// the `arg {number=N}` of --extcap-config.
+struct StreamArgument {
+  const char* call;         // without the leading "--"
+  const char* stream_flag;  // as `capctl stream` takes it
+};
+constexpr StreamArgument kStreamArguments[] = {
+    {"agent", "--agent"},
+    {"remote-interface", "-i"},
+    {"decap", "--decap"},
+    {"vni", "--vni"},
+    {"inner-filter", "--inner-filter"},
+    {"snaplen", "-s"},
+    {"tls-ca", "--tls-ca"},
+    {"tls-cert", "--tls-cert"},
+    {"tls-key", "--tls-key"},
+    {"tls-server-name", "--tls-server-name"},
+    {"token-file", "--token-file"},
+    {"remote-port", "--remote-port"},
+};
+constexpr int kRemoteInterfaceArg = 1;  // its index above
+
+// What Wireshark asked for.
+struct ExtcapRequest {
+  bool list_interfaces = false;
+  bool version_only = false;  // --extcap-version without --extcap-interfaces
+  bool list_dlts = false;
+  bool config = false;
+  bool capture = false;
+  std::string interface;
+  std::string reload_option;
+  std::optional<std::string> capture_filter;
+  std::string fifo;
+  std::string control_in;
+  std::string control_out;
+  std::vector<std::string> stream_args;  // `capctl stream` flags from the dialog's arguments
+};
+
+// Wireshark's extcap sentences are lists of {key=value}: a brace or a line break in a value
+// would end it early.
+std::string Clean(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c == '{') c = '(';
+    if (c == '}') c = ')';
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return out;
+}
+
+enum ExtcapFlag {
+  kInterfaces = 1000,
+  kVersion,
+  kDlts,
+  kConfig,
+  kInterfaceFlag,
+  kReloadOption,
+  kCaptureFilter,
+  kCapture,
+  kFifo,
+  kControlIn,
+  kControlOut,
+  kFirstStreamArgument = 2000,
+};
+
+StatusOr<ExtcapRequest> ParseExtcap(int argc, char** argv) {
+  std::vector<option> options = {
+      {"extcap-interfaces", no_argument, nullptr, kInterfaces},
+      {"extcap-version", optional_argument, nullptr, kVersion},
+      {"extcap-dlts", no_argument, nullptr, kDlts},
+      {"extcap-config", no_argument, nullptr, kConfig},
+      {"extcap-interface", required_argument, nullptr, kInterfaceFlag},
+      {"extcap-reload-option", required_argument, nullptr, kReloadOption},
+      {"extcap-capture-filter", required_argument, nullptr, kCaptureFilter},
+      {"capture", no_argument, nullptr, kCapture},
+      {"fifo", required_argument, nullptr, kFifo},
+      {"extcap-control-in", required_argument, nullptr, kControlIn},
+      {"extcap-control-out", required_argument, nullptr, kControlOut},
+  };
+  for (size_t i = 0; i < std::size(kStreamArguments); ++i) {
+    options.push_back({kStreamArguments[i].call, required_argument, nullptr,
+                       kFirstStreamArgument + static_cast<int>(i)});
+  }
+  options.push_back({nullptr, 0, nullptr, 0});
+
+  ExtcapRequest request;
+  bool version_given = false;
+  opterr = 0;
+  optind = 0;  // a full reset of getopt's state (glibc)
+  int c;
+  while ((c = getopt_long(argc, argv, "", options.data(), nullptr)) != -1) {
+    switch (c) {
+      case kInterfaces:
+        request.list_interfaces = true;
+        break;
+      case kVersion:
+        version_given = true;  // Wireshark's own version (e.g. "4.0"): nothing depends on it
+        break;
+      case kDlts:
+        request.list_dlts = true;
+        break;
+      case kConfig:
+        request.config = true;
+        break;
+      case kInterfaceFlag:
+        request.interface = optarg;
+        break;
+      case kReloadOption:
+        request.reload_option = optarg;
+        break;
+      case kCaptureFilter:
+        request.capture_filter = optarg;
+        break;
+      case kCapture:
+        request.capture = true;
+        break;
+      case kFifo:
+        request.fifo = optarg;
+        break;
+      case kControlIn:
+        request.control_in = optarg;
+        break;
+      case kControlOut:
+        request.control_out = optarg;
+        break;
+      default: {
+        if (c >= kFirstStreamArgument &&
+            c < kFirstStreamArgument + static_cast<int>(std::size(kStreamArguments))) {
+          const StreamArgument& argument = kStreamArguments[c - kFirstStreamArgument];
+          const std::string value = optarg;
+          // Selector values that mean "leave the flag out".
+          if (value.empty()) break;
+          if (argument.stream_flag == std::string_view("-i") && value == kDefaultInterface) break;
+          if (argument.stream_flag == std::string_view("--decap") && value == "none") break;
+          request.stream_args.push_back(argument.stream_flag);
+          request.stream_args.push_back(value);
+          break;
+        }
+        // A newer Wireshark may pass --extcap-* arguments this capctl does not know: not fatal.
+        const char* given = argv[optind - 1];
+        if (std::strncmp(given, "--extcap-", 9) == 0) break;
+        return InvalidArgument(std::string("unknown or incomplete extcap argument '") + given +
+                               "'");
+      }
+    }
+  }
+  request.version_only = version_given && !request.list_interfaces;
+  return request;
+}
+
+// The stream options the dialog's arguments (plus `extra` flags) describe, checked exactly as
+// `capctl stream` checks its command line.
+StatusOr<StreamOptions> ToStreamOptions(const ExtcapRequest& request,
+                                        const std::vector<std::string>& extra) {
+  std::vector<std::string> words = {"capctl", "stream"};
+  words.insert(words.end(), request.stream_args.begin(), request.stream_args.end());
+  words.insert(words.end(), extra.begin(), extra.end());
+  std::vector<char*> argv;
+  for (std::string& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  auto line = ParseCommandLine(static_cast<int>(words.size()), argv.data());
+  if (!line.ok()) return line.status();
+  return line->stream;
+}
+
+void PrintVersion() { std::printf("extcap {version=%s}{display=%s}\n", CAPD_VERSION, kDisplay); }
+
+void PrintInterfaces() {
+  PrintVersion();
+  std::printf("interface {value=%s}{display=%s}\n", std::string(kInterface).c_str(), kDisplay);
+  // A logger button: the capture's log (agent, interface, excluded carriers, summary) opens in a
+  // window. Declaring a control also makes Wireshark's GUI pass the control pipes.
+  std::printf(
+      "control {number=%u}{type=button}{role=logger}{display=Log}"
+      "{tooltip=What capctl reported about this capture}\n",
+      ControlPipes::kLoggerControl);
+}
+
+void PrintDlts() {
+  // The link type is only known once a stream starts (the agent's interface decides; mirror-
+  // target mode adds interfaces of other types). Wireshark wants one DLT per extcap interface
+  // beforehand, and then reads each interface's real link type from the pcapng capctl writes, so
+  // Ethernet here is a placeholder for the common case, not a promise.
+  std::puts("dlt {number=1}{name=EN10MB}{display=Ethernet (each capture names its own)}");
+}
+
+std::string DefaultAgentText() {
+  const char* env = std::getenv("CAPD_AGENT");
+  return Clean(env != nullptr && *env != '\0' ? env : std::string(kDefaultAgent));
+}
+
+void PrintDefaultInterfaceValue(const std::string& note) {
+  std::printf("value {arg=%d}{value=%s}{display=the agent's default-route interface%s}%s\n",
+              kRemoteInterfaceArg, std::string(kDefaultInterface).c_str(), note.c_str(),
+              "{default=true}");
+}
+
+void PrintConfig() {
+  // Numbers follow kStreamArguments. No {required=true}: Wireshark then insists on the dialog
+  // while an argument still has its default, and every default here works.
+  std::printf(
+      "arg {number=0}{call=--agent}{display=Agent}{type=string}{default=%s}"
+      "{tooltip=HOST:PORT, ssh://[user@]host[:port] (an ssh -L forward to the agent's loopback "
+      "port) or ssm://i-xxxx (AWS Session Manager port forwarding)}{group=Agent}\n",
+      DefaultAgentText().c_str());
+  std::printf(
+      "arg {number=%d}{call=--remote-interface}{display=Interface on the agent's host}"
+      "{type=selector}{reload=true}{placeholder=Load the agent's interfaces}"
+      "{tooltip=Load lists the interfaces of the agent given above}{group=Agent}\n",
+      kRemoteInterfaceArg);
+  PrintDefaultInterfaceValue("");
+  std::puts(
+      "arg {number=2}{call=--decap}{display=Decapsulate (mirror target)}{type=selector}"
+      "{tooltip=Strip VXLAN or Geneve from traffic mirrored to this host; the capture filter "
+      "then applies to the outer packets}{group=Mirror target}");
+  std::puts("value {arg=2}{value=none}{display=No}{default=true}");
+  std::puts("value {arg=2}{value=vxlan}{display=VXLAN (UDP 4789)}");
+  std::puts("value {arg=2}{value=geneve}{display=Geneve (UDP 6081)}");
+  std::puts("value {arg=2}{value=auto}{display=VXLAN and Geneve}");
+  std::puts(
+      "arg {number=3}{call=--vni}{display=VNIs}{type=string}"
+      "{tooltip=Keep only these VNIs (mirror sessions), separated by commas}"
+      "{group=Mirror target}");
+  std::puts(
+      "arg {number=4}{call=--inner-filter}{display=Inner filter}{type=string}"
+      "{tooltip=BPF filter on the decapsulated frames}{group=Mirror target}");
+  std::puts(
+      "arg {number=5}{call=--snaplen}{display=Snapshot length}{type=unsigned}{range=0,262144}"
+      "{default=0}{tooltip=Bytes kept per packet; 0 keeps 262144}{group=Capture}");
+  std::puts(
+      "arg {number=6}{call=--tls-ca}{display=TLS CA certificate}{type=fileselect}"
+      "{mustexist=true}{tooltip=Verify the agent's certificate with this CA (enables TLS)}"
+      "{group=Security}");
+  std::puts(
+      "arg {number=7}{call=--tls-cert}{display=TLS client certificate}{type=fileselect}"
+      "{mustexist=true}{tooltip=For an agent that requires mutual TLS}{group=Security}");
+  std::puts(
+      "arg {number=8}{call=--tls-key}{display=TLS client key}{type=fileselect}{mustexist=true}"
+      "{group=Security}");
+  std::puts(
+      "arg {number=9}{call=--tls-server-name}{display=TLS server name}{type=string}"
+      "{tooltip=The name in the agent's certificate, when it is not the address (e.g. through "
+      "ssh://)}{group=Security}");
+  std::puts(
+      "arg {number=10}{call=--token-file}{display=Token file}{type=fileselect}{mustexist=true}"
+      "{tooltip=Send the bearer token in this file (capd --auth-token-file)}{group=Security}");
+  std::puts(
+      "arg {number=11}{call=--remote-port}{display=Agent port on the instance}{type=unsigned}"
+      "{range=1,65535}{default=50051}{tooltip=ssh:// and ssm://: the port capd listens on, on "
+      "the instance's loopback}{group=Agent}");
+}
+
+// --extcap-reload-option remote-interface: the agent's interfaces, asked of the agent the
+// dialog names. An agent that cannot be asked still leaves the default entry, saying why.
+void PrintRemoteInterfaces(const ExtcapRequest& request) {
+  auto options = ToStreamOptions(request, {});
+  if (!options.ok()) {
+    PrintDefaultInterfaceValue(" (cannot list: " + Clean(options.status().message()) + ")");
+    return;
+  }
+  auto connection = AgentConnection::Connect(options->agents[0], options->connection);
+  if (!connection.ok()) {
+    PrintDefaultInterfaceValue(" (cannot list: " + Clean(connection.status().message()) + ")");
+    return;
+  }
+  auto stub = v1::Capture::NewStub(connection->channel());
+  grpc::ClientContext context;
+  connection->Prepare(context);
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::ListInterfacesResponse response;
+  const grpc::Status status = stub->ListInterfaces(&context, {}, &response);
+  if (!status.ok()) {
+    PrintDefaultInterfaceValue(" (cannot list: " + Clean(DescribeRefusal(status)) + ")");
+    return;
+  }
+  const bool has_default = !response.default_interface().empty();
+  if (!has_default) PrintDefaultInterfaceValue(" (it has none)");
+  for (const v1::NetworkInterface& i : response.interfaces()) {
+    std::string addresses;
+    for (const std::string& a : i.addresses()) addresses += (addresses.empty() ? "" : ", ") + a;
+    std::string display = i.name() + (i.up() ? (i.running() ? "" : ", no link") : ", down");
+    if (!addresses.empty()) display += ": " + addresses;
+    const bool is_default = i.name() == response.default_interface();
+    if (is_default) display += " (default route)";
+    std::printf("value {arg=%d}{value=%s}{display=%s}%s\n", kRemoteInterfaceArg,
+                Clean(i.name()).c_str(), Clean(display).c_str(),
+                is_default ? "{default=true}" : "");
+  }
+}
+
+// The capture itself: RunStreamCommand into Wireshark's FIFO, its messages to the control pipes.
+int RunCapture(const ExtcapRequest& request) {
+  if (request.fifo.empty()) {
+    std::fputs("capctl: --capture needs --fifo PATH\n", stderr);
+    return 2;
+  }
+  std::vector<std::string> extra = {"--fifo", request.fifo};
+  if (request.capture_filter && !request.capture_filter->empty()) {
+    extra.insert(extra.end(), {"-f", *request.capture_filter});
+  }
+  auto options = ToStreamOptions(request, extra);
+  if (!options.ok()) {
+    std::fprintf(stderr, "capctl: %s\n", options.status().message().c_str());
+    return 2;
+  }
+
+  ControlPipes pipes(request.control_in, request.control_out);
+  auto relay = StderrRelay::Start([&pipes](std::string_view line) {
+    pipes.Log(line);
+    std::string_view text = line;
+    if (text.rfind("capctl: ", 0) == 0) text.remove_prefix(8);
+    if (text.rfind("capturing on ", 0) == 0 || text.find("packets written") != text.npos) {
+      pipes.ShowStatus("capd: " + std::string(text));
+    }
+  });
+  if (!relay.ok()) {
+    std::fprintf(stderr, "capctl: %s\n", relay.status().message().c_str());
+    return 1;
+  }
+  const int code = RunStreamCommand(options.value());
+  const std::vector<std::string> lines = relay.value()->Stop();
+  if (code != 0) {
+    // Wireshark shows an extcap's stderr when the capture ends ("Error by extcap pipe").
+    for (const std::string& line : lines) std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  return code;
+}
+
+}  // namespace
+
+bool IsExtcapInvocation(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--extcap-", 9) == 0 || std::strcmp(argv[i], "--capture") == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+int RunExtcap(int argc, char** argv) {
+  auto parsed = ParseExtcap(argc, argv);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "capctl: %s\n", parsed.status().message().c_str());
+    return 2;
+  }
+  const ExtcapRequest& request = parsed.value();
+  if (request.list_interfaces) {
+    PrintInterfaces();
+    return 0;
+  }
+  if (request.version_only) {
+    PrintVersion();
+    return 0;
+  }
+  if (request.interface != kInterface) {
+    std::fprintf(stderr, "capctl: unknown extcap interface '%s' (capctl offers '%s')\n",
+                 request.interface.c_str(), std::string(kInterface).c_str());
+    return 2;
+  }
+  if (request.list_dlts) {
+    PrintDlts();
+    return 0;
+  }
+  if (request.config) {
+    if (request.reload_option.empty()) {
+      PrintConfig();
+    } else if (request.reload_option == "remote-interface") {
+      PrintRemoteInterfaces(request);
+    }
+    return 0;
+  }
+  if (request.capture) return RunCapture(request);
+  if (request.capture_filter) {
+    // Wireshark asks while the filter is typed, with no other argument (so not the agent): the
+    // check is local, against the link types a capture commonly has. The agent checks again
+    // against the capture's real link type when the capture starts, and refuses with the reason.
+    const Status status = filters::PrecheckFilter(*request.capture_filter);
+    if (!status.ok()) std::printf("%s\n", Clean(status.message()).c_str());
+    return 0;
+  }
+  std::fputs(
+      "capctl: no extcap step given (--extcap-interfaces, --extcap-dlts, --extcap-config, "
+      "--capture)\n",
+      stderr);
+  return 2;
+}
+
+}  // namespace capd::client
