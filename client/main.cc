@@ -11,6 +11,7 @@
 #include "client/extcap/extcap_command.h"
 #include "client/offline/decap_command.h"
 #include "client/record/record_command.h"
+#include "client/serve/serve_command.h"
 #include "client/stream/signal_watcher.h"
 #include "client/stream/stream_command.h"
 
@@ -52,6 +53,8 @@ int main(int argc, char** argv) {
       return capd::client::RunDecapFileCommand(line->decap_file);
     case capd::client::CommandLine::Command::kRecord:
       return capd::client::RunRecordCommand(line->record);
+    case capd::client::CommandLine::Command::kServe:
+      return capd::client::RunServeCommand(line->serve);
   }
   return 1;
 }

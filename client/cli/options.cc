@@ -19,6 +19,8 @@ const char kUsage[] =
     "                     [--vni N[,N...]] [--inner-filter FILTER] [FILTER WORDS...]\n"
     "       capctl decap IN.pcap[ng] -w OUT|- [--decap vxlan|geneve|auto] [--vxlan-port N]\n"
     "                     [--geneve-port N] [--vni N[,N...]] [--inner-filter FILTER]\n"
+    "       capctl serve [--listen HOST:PORT] [--client-queue BYTES] [stream options without\n"
+    "                     -w/--fifo/--format]: PCAP-over-IP (Wireshark -i TCP@HOST:PORT)\n"
     "       capctl extcap install [--dir DIR] [--copy]: make capctl a Wireshark extcap\n"
     "       capctl stream ... -w PATH [--rotate-size SIZE] [--rotate-seconds SEC]\n"
     "                     [--rotate-files N] [--post-rotate CMD] [--min-free SIZE]\n"
@@ -229,8 +231,9 @@ Status CheckDecap(const DecapOptions& decap) {
   return Status::Ok();
 }
 
-Status ParseStream(int argc, char** argv, StreamOptions& out) {
-  enum { kAgent = 1000, kDuration, kFifo, kFormat, kWireshark };
+// `serve` takes the same flags plus its own (nullptr for `stream`).
+Status ParseStream(int argc, char** argv, StreamOptions& out, ServeOptions* serve = nullptr) {
+  enum { kAgent = 1000, kDuration, kFifo, kFormat, kWireshark, kListen, kClientQueue };
   static const option kOptions[] = {{"agent", required_argument, nullptr, kAgent},
                                     {"interface", required_argument, nullptr, 'i'},
                                     {"filter", required_argument, nullptr, 'f'},
@@ -242,6 +245,8 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
                                     {"fifo", required_argument, nullptr, kFifo},
                                     {"wireshark", no_argument, nullptr, kWireshark},
                                     {"format", required_argument, nullptr, kFormat},
+                                    {"listen", required_argument, nullptr, kListen},
+                                    {"client-queue", required_argument, nullptr, kClientQueue},
                                     CAPD_DECAP_LONG_OPTIONS,
                                     CAPD_CONNECTION_LONG_OPTIONS,
                                     CAPD_ROTATION_LONG_OPTIONS,
@@ -300,7 +305,22 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
       case kWireshark:
         out.wireshark = true;
         break;
+      case kListen:
+        if (serve == nullptr) return Bad("--listen is an option of capctl serve");
+        serve->listen = optarg;
+        break;
+      case kClientQueue:
+        if (serve == nullptr) return Bad("--client-queue is an option of capctl serve");
+        if (!ParseUnsigned(optarg, serve->client_queue_bytes) ||
+            serve->client_queue_bytes < 65536) {
+          return Bad(std::string("--client-queue takes a number of bytes >= 65536, not '") +
+                     optarg + "'");
+        }
+        break;
       case kFormat:
+        if (serve != nullptr) {
+          return Bad("serve always sends pcap with nanosecond timestamps: drop --format");
+        }
         if (std::strcmp(optarg, "pcapng") == 0) {
           out.format = FileFormat::kPcapng;
         } else if (std::strcmp(optarg, "pcap") == 0) {
@@ -360,6 +380,16 @@ Status ParseStream(int argc, char** argv, StreamOptions& out) {
   if (out.agents.size() > 1)
     return Bad("streaming from several agents at once is not supported yet");
   if (out.interface.empty()) out.interface = out.agents[0].interface;
+  return Status::Ok();
+}
+
+Status ParseServe(int argc, char** argv, ServeOptions& out) {
+  CAPD_RETURN_IF_ERROR(ParseStream(argc, argv, out.stream, &out));
+  if (!out.stream.write_path.empty() || !out.stream.fifo_path.empty() || out.stream.wireshark) {
+    return Bad(
+        "serve sends the capture to its TCP clients: -w, --fifo and --wireshark do not apply");
+  }
+  out.stream.format = FileFormat::kPcap;
   return Status::Ok();
 }
 
@@ -523,6 +553,9 @@ StatusOr<CommandLine> ParseCommandLine(int argc, char** argv) {
   } else if (command == "stream") {
     line.command = CommandLine::Command::kStream;
     CAPD_RETURN_IF_ERROR(ParseStream(argc - 1, argv + 1, line.stream));
+  } else if (command == "serve") {
+    line.command = CommandLine::Command::kServe;
+    CAPD_RETURN_IF_ERROR(ParseServe(argc - 1, argv + 1, line.serve));
   } else if (command == "record") {
     line.command = CommandLine::Command::kRecord;
     CAPD_RETURN_IF_ERROR(ParseRecord(argc - 1, argv + 1, line.record));

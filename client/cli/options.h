@@ -79,18 +79,27 @@ struct RecordOptions {
   std::string out_dir = ".";    // fetch: --out DIR
 };
 
+// `capctl serve`: the stream of `capctl stream` (the same flags, without an output), served as
+// PCAP-over-IP to every TCP client that connects.
+struct ServeOptions {
+  StreamOptions stream;                    // format is always pcap; no -w, --fifo, --wireshark
+  std::string listen = "127.0.0.1:57012";  // --listen HOST:PORT (port 0: any free port)
+  size_t client_queue_bytes = 4 << 20;     // --client-queue BYTES: per client, then drops
+};
+
 struct InterfacesOptions {
   AgentAddress agent;
   ConnectionOptions connection;
 };
 
 struct CommandLine {
-  enum class Command { kHelp, kVersion, kInterfaces, kStream, kDecapFile, kRecord };
+  enum class Command { kHelp, kVersion, kInterfaces, kStream, kDecapFile, kRecord, kServe };
   Command command = Command::kHelp;
   StreamOptions stream;
   DecapFileOptions decap_file;
   InterfacesOptions interfaces;
   RecordOptions record;
+  ServeOptions serve;
 };
 
 // kInvalidArgument with a one-line message for anything wrong; the caller exits 2.

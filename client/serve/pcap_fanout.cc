@@ -1,0 +1,383 @@
+#include "client/serve/pcap_fanout.h"
+
+#include <arpa/inet.h>
+#include <byteswap.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <list>
+#include <optional>
+#include <vector>
+
+namespace capd::client {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Chunk = std::shared_ptr<const std::string>;
+
+constexpr size_t kFileHeaderBytes = 24;
+constexpr size_t kRecordHeaderBytes = 16;
+// The agent's snaplen is at most 262144: a record claiming more than this is a broken stream.
+constexpr uint32_t kMaxRecordBytes = 16 << 20;
+constexpr size_t kMaxClients = 64;
+constexpr size_t kReadBytes = 256 * 1024;
+// The kernel's send buffer per client, fixed: left alone, Linux grows it up to tcp_wmem's
+// maximum (4 MiB by default) for a client that does not read, and a client's backlog would not be
+// bounded by its queue. 256 KiB (the kernel doubles it) still keeps a LAN client at full speed.
+constexpr int kClientSendBuffer = 256 * 1024;
+
+std::string SocketAddressText(const sockaddr_storage& address) {
+  char text[INET6_ADDRSTRLEN] = "?";
+  if (address.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const sockaddr_in&>(address);
+    inet_ntop(AF_INET, &a.sin_addr, text, sizeof text);
+    return std::string(text) + ":" + std::to_string(ntohs(a.sin_port));
+  }
+  const auto& a = reinterpret_cast<const sockaddr_in6&>(address);
+  inet_ntop(AF_INET6, &a.sin6_addr, text, sizeof text);
+  std::string out = "[";  // built piecewise: GCC 12 warns (-Wrestrict, falsely) on "[" + string&&
+  out.append(text).append("]:").append(std::to_string(ntohs(a.sin6_port)));
+  return out;
+}
+
+bool IsLoopback(const sockaddr_storage& address) {
+  if (address.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const sockaddr_in&>(address);
+    return (ntohl(a.sin_addr.s_addr) >> 24) == 127;
+  }
+  const auto& a = reinterpret_cast<const sockaddr_in6&>(address);
+  return IN6_IS_ADDR_LOOPBACK(&a.sin6_addr);
+}
+
+// Cuts a classic pcap byte stream into its file header and whole records.
+class PcapCutter {
+ public:
+  enum class Unit { kNone, kHeader, kRecord };
+
+  void Append(const char* data, size_t size) {
+    if (offset_ > 0 && offset_ >= buffer_.size() / 2) {  // reclaim what was taken
+      buffer_.erase(0, offset_);
+      offset_ = 0;
+    }
+    buffer_.append(data, size);
+  }
+
+  // The next complete unit into `out`; kNone when more input is needed. A stream that is not
+  // pcap is kInvalidArgument.
+  StatusOr<Unit> Take(std::string& out) {
+    const size_t available = buffer_.size() - offset_;
+    const char* p = buffer_.data() + offset_;
+    if (!header_done_) {
+      if (available < kFileHeaderBytes) return Unit::kNone;
+      uint32_t magic;
+      std::memcpy(&magic, p, 4);
+      if (magic == 0xa1b2c3d4 || magic == 0xa1b23c4d) {
+        swapped_ = false;
+      } else if (magic == 0xd4c3b2a1 || magic == 0x4d3cb2a1) {
+        swapped_ = true;
+      } else {
+        return InvalidArgument("the stream is not pcap (magic " + std::to_string(magic) + ")");
+      }
+      out.assign(p, kFileHeaderBytes);
+      offset_ += kFileHeaderBytes;
+      header_done_ = true;
+      return Unit::kHeader;
+    }
+    if (available < kRecordHeaderBytes) return Unit::kNone;
+    uint32_t caplen;
+    std::memcpy(&caplen, p + 8, 4);  // ts_sec, ts_frac, then incl_len
+    if (swapped_) caplen = bswap_32(caplen);
+    if (caplen > kMaxRecordBytes) {
+      return InvalidArgument("a pcap record claims " + std::to_string(caplen) + " bytes");
+    }
+    if (available < kRecordHeaderBytes + caplen) return Unit::kNone;
+    out.assign(p, kRecordHeaderBytes + caplen);
+    offset_ += kRecordHeaderBytes + caplen;
+    return Unit::kRecord;
+  }
+
+ private:
+  std::string buffer_;
+  size_t offset_ = 0;
+  bool header_done_ = false;
+  bool swapped_ = false;
+};
+
+struct Client {
+  int fd = -1;
+  std::string peer;
+  struct Queued {
+    Chunk bytes;
+    bool packet;  // false for the file header, which is never dropped
+  };
+  std::deque<Queued> queue;
+  size_t queued_bytes = 0;  // packets only
+  size_t offset = 0;        // bytes of queue.front() already sent
+  uint64_t sent = 0;
+  uint64_t dropped = 0;
+  bool closed = false;
+  std::string close_reason;
+};
+
+// Sends what the socket takes without blocking. False when the connection failed.
+bool Flush(Client& client) {
+  while (!client.queue.empty()) {
+    const std::string& bytes = *client.queue.front().bytes;
+    const ssize_t n = send(client.fd, bytes.data() + client.offset, bytes.size() - client.offset,
+                           MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+      client.close_reason = std::strerror(errno);
+      return false;
+    }
+    client.offset += static_cast<size_t>(n);
+    if (client.offset < bytes.size()) continue;
+    if (client.queue.front().packet) {
+      ++client.sent;
+      client.queued_bytes -= bytes.size();
+    }
+    client.queue.pop_front();
+    client.offset = 0;
+  }
+  return true;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<PcapFanout>> PcapFanout::Listen(const std::string& address,
+                                                         size_t client_queue_bytes) {
+  std::string host;
+  std::string port;
+  if (!address.empty() && address[0] == '[') {
+    const size_t close = address.find(']');
+    if (close == std::string::npos || close + 1 >= address.size() || address[close + 1] != ':') {
+      return InvalidArgument("--listen " + address + ": expected [IPV6]:PORT");
+    }
+    host = address.substr(1, close - 1);
+    port = address.substr(close + 2);
+  } else {
+    const size_t colon = address.rfind(':');
+    if (colon == std::string::npos) {
+      return InvalidArgument("--listen " + address + ": expected HOST:PORT");
+    }
+    host = address.substr(0, colon);
+    port = address.substr(colon + 1);
+  }
+  uint32_t port_number = 0;
+  const auto [end, error] = std::from_chars(port.data(), port.data() + port.size(), port_number);
+  if (port.empty() || error != std::errc() || end != port.data() + port.size() ||
+      port_number > 65535) {
+    return InvalidArgument("--listen " + address + ": the port must be 0..65535");
+  }
+
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
+  if (rc != 0) return InvalidArgument("--listen " + address + ": " + gai_strerror(rc));
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owned(found, freeaddrinfo);
+
+  const int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return Internal(std::string("socket: ") + std::strerror(errno));
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, 16) != 0) {
+    const std::string why = std::strerror(errno);
+    close(fd);
+    return Internal("bind/listen(" + address + "): " + why);
+  }
+  sockaddr_storage bound{};
+  socklen_t length = sizeof bound;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length) != 0) {
+    const std::string why = std::strerror(errno);
+    close(fd);
+    return Internal("getsockname: " + why);
+  }
+  return std::unique_ptr<PcapFanout>(
+      new PcapFanout(fd, SocketAddressText(bound), IsLoopback(bound), client_queue_bytes));
+}
+
+PcapFanout::~PcapFanout() {
+  Wait();
+  if (listen_fd_ >= 0) close(listen_fd_);
+}
+
+void PcapFanout::Start(int input_fd, std::chrono::milliseconds drain_timeout) {
+  thread_ = std::thread([this, input_fd, drain_timeout] { Run(input_fd, drain_timeout); });
+}
+
+PcapFanout::Totals PcapFanout::Wait() {
+  if (thread_.joinable()) thread_.join();
+  return totals_;
+}
+
+void PcapFanout::Run(int input_fd, std::chrono::milliseconds drain_timeout) {
+  std::list<Client> clients;
+  Chunk header;
+  PcapCutter cutter;
+  bool input_open = true;
+  Clock::time_point drain_deadline;
+  std::vector<char> buffer(kReadBytes);
+
+  const auto leave = [this](Client& c) {
+    std::fprintf(stderr, "capctl: client %s left (%s): %llu packets sent, %llu dropped\n",
+                 c.peer.c_str(), c.close_reason.empty() ? "closed" : c.close_reason.c_str(),
+                 static_cast<unsigned long long>(c.sent),
+                 static_cast<unsigned long long>(c.dropped));
+    totals_.packets_sent += c.sent;
+    totals_.packets_dropped += c.dropped;
+    close(c.fd);
+  };
+  const auto enqueue = [this](Client& c, const Chunk& record) {
+    if (c.queued_bytes + record->size() > client_queue_bytes_) {
+      if (c.dropped++ == 0) {
+        std::fprintf(stderr,
+                     "capctl: client %s is too slow: dropping packets for it (its queue of %zu "
+                     "bytes is full)\n",
+                     c.peer.c_str(), client_queue_bytes_);
+      }
+      return;
+    }
+    c.queue.push_back({record, true});
+    c.queued_bytes += record->size();
+  };
+
+  while (true) {
+    if (!input_open) {
+      if (listen_fd_ >= 0) {
+        close(listen_fd_);
+        listen_fd_ = -1;
+      }
+      const bool expired = Clock::now() >= drain_deadline;
+      for (Client& c : clients) {
+        if (c.closed) continue;
+        if (c.queue.empty()) {
+          c.closed = true;
+          c.close_reason = "end of the capture";
+        } else if (expired) {
+          c.closed = true;
+          c.close_reason = "end of the capture; its queue was not sent in time";
+        }
+      }
+    }
+    for (auto it = clients.begin(); it != clients.end();) {
+      if (it->closed) {
+        leave(*it);
+        it = clients.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!input_open && clients.empty()) break;
+
+    std::vector<pollfd> fds;
+    if (listen_fd_ >= 0) fds.push_back({listen_fd_, POLLIN, 0});
+    if (input_open) fds.push_back({input_fd, POLLIN, 0});
+    const size_t first_client = fds.size();
+    for (const Client& c : clients) {
+      fds.push_back({c.fd, static_cast<short>(POLLIN | (c.queue.empty() ? 0 : POLLOUT)), 0});
+    }
+    int timeout_ms = -1;
+    if (!input_open) {
+      timeout_ms = static_cast<int>(std::max<int64_t>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(drain_deadline - Clock::now())
+                 .count()));
+    }
+    if (poll(fds.data(), fds.size(), timeout_ms) < 0) {
+      if (errno == EINTR) continue;
+      std::fprintf(stderr, "capctl: poll: %s\n", std::strerror(errno));
+      break;
+    }
+
+    size_t index = 0;
+    if (listen_fd_ >= 0 && (fds[index++].revents & POLLIN)) {
+      while (true) {
+        sockaddr_storage peer{};
+        socklen_t length = sizeof peer;
+        const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &length,
+                               SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) break;  // EAGAIN: no more pending; other errors: the client gave up
+        if (clients.size() >= kMaxClients) {
+          std::fprintf(stderr, "capctl: refusing client %s: %zu clients already\n",
+                       SocketAddressText(peer).c_str(), kMaxClients);
+          close(fd);
+          continue;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &kClientSendBuffer, sizeof kClientSendBuffer);
+        Client& c = clients.emplace_back();
+        c.fd = fd;
+        c.peer = SocketAddressText(peer);
+        if (header) c.queue.push_back({header, false});
+        ++totals_.clients;
+        std::fprintf(stderr, "capctl: client %s connected (%zu connected)\n", c.peer.c_str(),
+                     clients.size());
+      }
+    }
+    if (input_open && (fds[index++].revents & (POLLIN | POLLHUP | POLLERR))) {
+      const ssize_t n = read(input_fd, buffer.data(), buffer.size());
+      if (n > 0) {
+        cutter.Append(buffer.data(), static_cast<size_t>(n));
+        std::string unit;
+        while (true) {
+          auto taken = cutter.Take(unit);
+          if (!taken.ok()) {
+            std::fprintf(stderr, "capctl: %s\n", taken.status().message().c_str());
+            input_open = false;
+            break;
+          }
+          if (taken.value() == PcapCutter::Unit::kNone) break;
+          auto chunk = std::make_shared<const std::string>(std::move(unit));
+          unit = std::string();
+          if (taken.value() == PcapCutter::Unit::kHeader) {
+            header = chunk;
+            // Clients that connected before the stream started get it first.
+            for (Client& c : clients) c.queue.push_front({header, false});
+          } else {
+            ++totals_.packets_in;
+            for (Client& c : clients) enqueue(c, chunk);
+          }
+        }
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        input_open = false;  // the stream ended (or its pipe failed)
+      }
+      if (!input_open) drain_deadline = Clock::now() + drain_timeout;
+    }
+    auto it = clients.begin();
+    for (size_t i = first_client; i < fds.size(); ++i, ++it) {
+      Client& c = *it;
+      const short revents = fds[i].revents;
+      if (revents & POLLIN) {
+        // Clients have nothing to say; read and discard, and notice when they hang up.
+        char discard[512];
+        const ssize_t n = recv(c.fd, discard, sizeof discard, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+          c.closed = true;
+          if (n < 0) c.close_reason = std::strerror(errno);
+          continue;
+        }
+      }
+      if (revents & (POLLERR | POLLHUP)) {
+        c.closed = true;
+        c.close_reason = "connection lost";
+        continue;
+      }
+      if (!c.queue.empty() && !Flush(c)) c.closed = true;
+    }
+  }
+  for (Client& c : clients) leave(c);
+  close(input_fd);
+}
+
+}  // namespace capd::client
