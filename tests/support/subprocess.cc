@@ -116,6 +116,7 @@ StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(SubprocessOptions option
   const int err_fd = options.stderr_fd >= 0 ? options.stderr_fd : err_file.get();
   UniqueFd null_in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (!null_in.valid()) return Internal(std::string("open(/dev/null): ") + strerror(errno));
+  const int in_fd = options.stdin_fd >= 0 ? options.stdin_fd : null_in.get();
 
   std::vector<char*> argv;
   for (auto& a : options.argv) argv.push_back(a.data());
@@ -130,7 +131,7 @@ StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(SubprocessOptions option
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) ChildFail("prctl");
     if (::getppid() != parent) _exit(127);
     ::setpgid(0, 0);  // a terminal's ^C goes to the test, which then kills us itself
-    if (::dup2(null_in.get(), STDIN_FILENO) < 0) ChildFail("dup2 stdin");
+    if (::dup2(in_fd, STDIN_FILENO) < 0) ChildFail("dup2 stdin");
     if (::dup2(out_fd, STDOUT_FILENO) < 0) ChildFail("dup2 stdout");
     if (::dup2(err_fd, STDERR_FILENO) < 0) ChildFail("dup2 stderr");
     if (netns_fd.valid()) {

@@ -73,7 +73,8 @@ struct SubprocessOptions {
   std::filesystem::path stderr_path;
   int stdout_fd = -1;  // duplicated onto the child's stdout; the caller keeps ownership
   int stderr_fd = -1;
-  // stdin is always /dev/null.
+  // Duplicated onto the child's stdin (e.g. a pipe's read end); -1: /dev/null.
+  int stdin_fd = -1;
 };
 
 class Subprocess {

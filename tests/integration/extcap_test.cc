@@ -1,0 +1,451 @@
+// capctl as a Wireshark extcap: its answers to Wireshark's queries (interfaces, DLTs, the
+// configuration dialog and its reload from the agent, capture filter checks), `capctl extcap
+// install` into a temporary HOME, tshark capturing through it (`tshark -i capd -o
+// extcap.capd.agent:... -f FILTER -c N`), and the control pipes Wireshark's GUI reads.
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/integration/agent_fixture.h"
+#include "tests/support/programs.h"
+
+namespace capd::test {
+namespace {
+
+constexpr char kIface[] = "veth0";
+constexpr char kDst[] = "10.200.0.1";
+constexpr uint16_t kPort = 7000;
+constexpr uint16_t kOtherPort = 7001;
+constexpr char kUdpFilter[] = "udp port 7000";
+constexpr char kCaptureOpenLine[] = "stream on veth0: link type";
+
+// One extcap sentence: "arg {number=0}{call=--agent}..." -> kind "arg", fields by key.
+struct Sentence {
+  std::string kind;
+  std::map<std::string, std::string> fields;
+};
+
+// The value of `key`, "" when the sentence has none.
+std::string Field(const Sentence& sentence, const std::string& key) {
+  const auto it = sentence.fields.find(key);
+  return it == sentence.fields.end() ? "" : it->second;
+}
+
+// Parses every line of `text`; fails the test on a line that is not a sentence.
+std::vector<Sentence> ParseSentences(const std::string& text) {
+  std::vector<Sentence> sentences;
+  std::istringstream in(text);
+  const std::regex field(R"(\{([a-z]+)=([^{}]*)\})");
+  for (std::string line; std::getline(in, line);) {
+    Sentence s;
+    const size_t space = line.find(' ');
+    EXPECT_NE(space, std::string::npos) << "not a sentence: " << line;
+    if (space == std::string::npos) continue;
+    s.kind = line.substr(0, space);
+    std::string rest = line.substr(space + 1);
+    // The whole rest must be {key=value} groups, nothing between them.
+    EXPECT_TRUE(std::regex_match(rest, std::regex(R"((\{[a-z]+=[^{}]*\})+)"))) << line;
+    for (std::sregex_iterator it(rest.begin(), rest.end(), field), end; it != end; ++it) {
+      EXPECT_EQ(s.fields.count((*it)[1].str()), 0u) << "repeated key in " << line;
+      s.fields[(*it)[1].str()] = (*it)[2].str();
+    }
+    sentences.push_back(std::move(s));
+  }
+  return sentences;
+}
+
+// capctl's stdout alone (stderr separately), run outside any namespace.
+struct Output {
+  ExitStatus status;
+  std::string out;
+  std::string err;
+};
+
+class ExtcapTest : public AgentTest {
+ protected:
+  Output Capctl(const std::vector<std::string>& args, const std::string& netns = "",
+                const std::string& program = kCapctlPath) {
+    SubprocessOptions options;
+    options.argv = {program};
+    options.argv.insert(options.argv.end(), args.begin(), args.end());
+    options.netns = netns;
+    const std::string name = "capctl-" + std::to_string(++runs_);
+    options.stdout_path = File(name + ".out");
+    options.stderr_path = File(name + ".err");
+    auto process = Subprocess::Start(std::move(options));
+    EXPECT_TRUE(process.ok()) << process.status().message();
+    if (!process.ok()) return {};
+    const auto status = (*process)->WaitFor(kExitTimeout);
+    EXPECT_TRUE(status.has_value()) << (*process)->Describe();
+    return {status.value_or(ExitStatus{}), (*process)->Stdout(), (*process)->Stderr()};
+  }
+
+  // A HOME of the test's own, as Wireshark started by its user would see it.
+  std::vector<std::string> HomeEnv() {
+    const auto home = File("home");
+    std::filesystem::create_directories(home);
+    return {"env", "HOME=" + home.string(), "XDG_CONFIG_HOME=" + (home / ".config").string()};
+  }
+
+  int runs_ = 0;
+};
+
+TEST_F(ExtcapTest, InterfacesAndDltsUnderAnyName) {
+  // Wireshark runs whatever is in its extcap folder: a link named `capd` behaves the same.
+  const auto link = File("capd");
+  std::filesystem::create_symlink(kCapctlPath, link);
+  for (const std::string& program : {std::string(kCapctlPath), link.string()}) {
+    SCOPED_TRACE(program);
+    const Output listed = Capctl({"--extcap-interfaces", "--extcap-version=4.0"}, "", program);
+    EXPECT_TRUE(listed.status.Exited(0)) << listed.status << listed.err;
+    EXPECT_EQ(listed.err, "");
+    const auto sentences = ParseSentences(listed.out);
+    ASSERT_EQ(sentences.size(), 3u) << listed.out;
+    EXPECT_EQ(sentences[0].kind, "extcap");
+    EXPECT_TRUE(std::regex_match(Field(sentences[0], "version"), std::regex(R"(\d+\.\d+\.\d+)")))
+        << listed.out;
+    EXPECT_EQ(sentences[1].kind, "interface");
+    EXPECT_EQ(Field(sentences[1], "value"), "capd");
+    EXPECT_EQ(Field(sentences[1], "display"), "capd remote capture");
+    EXPECT_EQ(sentences[2].kind, "control");
+    EXPECT_EQ(Field(sentences[2], "type"), "button");
+    EXPECT_EQ(Field(sentences[2], "role"), "logger");
+
+    const Output version = Capctl({"--extcap-version=4.2"}, "", program);
+    EXPECT_TRUE(version.status.Exited(0)) << version.status << version.err;
+    ASSERT_EQ(ParseSentences(version.out).size(), 1u) << version.out;
+    EXPECT_EQ(ParseSentences(version.out)[0].kind, "extcap");
+
+    const Output dlts = Capctl({"--extcap-dlts", "--extcap-interface", "capd"}, "", program);
+    EXPECT_TRUE(dlts.status.Exited(0)) << dlts.status << dlts.err;
+    const auto dlt = ParseSentences(dlts.out);
+    ASSERT_EQ(dlt.size(), 1u) << dlts.out;
+    EXPECT_EQ(dlt[0].kind, "dlt");
+    EXPECT_EQ(Field(dlt[0], "number"), "1");
+    EXPECT_EQ(Field(dlt[0], "name"), "EN10MB");
+  }
+  const Output unknown = Capctl({"--extcap-dlts", "--extcap-interface", "eth0"});
+  EXPECT_TRUE(unknown.status.Exited(2)) << unknown.status;
+  EXPECT_EQ(unknown.out, "");
+  EXPECT_NE(unknown.err.find("unknown extcap interface 'eth0'"), std::string::npos) << unknown.err;
+}
+
+TEST_F(ExtcapTest, ConfigDescribesEveryArgument) {
+  const Output config = Capctl({"--extcap-config", "--extcap-interface", "capd"});
+  ASSERT_TRUE(config.status.Exited(0)) << config.status << config.err;
+  EXPECT_EQ(config.err, "");
+  const auto sentences = ParseSentences(config.out);
+  std::map<std::string, Sentence> args;                 // by call
+  std::map<std::string, std::string> call_of;           // number -> call
+  std::map<std::string, std::vector<Sentence>> values;  // by arg number
+  for (const Sentence& s : sentences) {
+    if (s.kind == "arg") {
+      for (const char* key : {"number", "call", "display", "type"}) {
+        EXPECT_TRUE(s.fields.count(key)) << "arg without " << key << ": " << config.out;
+      }
+      EXPECT_TRUE(call_of.emplace(s.fields.at("number"), s.fields.at("call")).second)
+          << "number given twice: " << s.fields.at("number");
+      EXPECT_TRUE(args.emplace(s.fields.at("call"), s).second) << s.fields.at("call");
+    } else if (s.kind == "value") {
+      values[s.fields.at("arg")].push_back(s);
+    } else {
+      ADD_FAILURE() << "unexpected sentence kind " << s.kind;
+    }
+  }
+  const std::map<std::string, std::string> expected_types = {
+      {"--agent", "string"},        {"--remote-interface", "selector"},
+      {"--decap", "selector"},      {"--vni", "string"},
+      {"--inner-filter", "string"}, {"--snaplen", "unsigned"},
+      {"--tls-ca", "fileselect"},   {"--tls-cert", "fileselect"},
+      {"--tls-key", "fileselect"},  {"--token-file", "fileselect"}};
+  for (const auto& [call, type] : expected_types) {
+    ASSERT_TRUE(args.count(call)) << call << " missing: " << config.out;
+    EXPECT_EQ(Field(args[call], "type"), type) << call;
+  }
+  EXPECT_EQ(Field(args["--agent"], "default"), "127.0.0.1:50051");
+  EXPECT_EQ(Field(args["--remote-interface"], "reload"), "true");
+  // Every value belongs to an argument; every selector has values and exactly one default.
+  for (const auto& [number, list] : values) {
+    ASSERT_TRUE(call_of.count(number)) << "value for unknown arg " << number;
+  }
+  for (const auto& [call, arg] : args) {
+    if (arg.fields.at("type") != "selector") continue;
+    const auto& list = values[arg.fields.at("number")];
+    EXPECT_FALSE(list.empty()) << call;
+    size_t defaults = 0;
+    for (const Sentence& v : list) defaults += v.fields.count("default");
+    EXPECT_EQ(defaults, 1u) << call;
+  }
+  std::set<std::string> decap;
+  for (const Sentence& v : values[Field(args["--decap"], "number")]) {
+    decap.insert(Field(v, "value"));
+  }
+  EXPECT_EQ(decap, (std::set<std::string>{"none", "vxlan", "geneve", "auto"}));
+}
+
+TEST_F(ExtcapTest, CaptureFilterCheck) {
+  // Valid: no output at all (Wireshark's contract); invalid: the reason on the first line.
+  for (const char* filter : {"udp port 7000", "", "tcp and not port 22"}) {
+    const Output ok = Capctl({"--extcap-interface", "capd", "--extcap-capture-filter", filter});
+    EXPECT_TRUE(ok.status.Exited(0)) << filter << ": " << ok.status;
+    EXPECT_EQ(ok.out, "") << filter;
+  }
+  const Output bad = Capctl({"--extcap-capture-filter", "udp port", "--extcap-interface", "capd"});
+  EXPECT_TRUE(bad.status.Exited(0)) << bad.status;
+  EXPECT_NE(bad.out.find("udp port"), std::string::npos) << bad.out;
+  EXPECT_EQ(std::count(bad.out.begin(), bad.out.end(), '\n'), 1) << bad.out;
+}
+
+TEST_F(ExtcapTest, ReloadListsTheAgentsInterfaces) {
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  const Output reload =
+      Capctl({"--extcap-config", "--extcap-interface", "capd", "--extcap-reload-option",
+              "remote-interface", "--agent", kAgentTarget, "--decap", "none"},
+             network().agent_ns());
+  ASSERT_TRUE(reload.status.Exited(0)) << reload.status << reload.err;
+  std::set<std::string> listed;
+  for (const Sentence& s : ParseSentences(reload.out)) {
+    EXPECT_EQ(s.kind, "value");
+    EXPECT_EQ(s.fields.at("arg"), "1");  // --remote-interface
+    listed.insert(s.fields.at("value"));
+  }
+  EXPECT_TRUE(listed.count("veth0")) << reload.out;
+  EXPECT_TRUE(listed.count("lo")) << reload.out;
+
+  // An agent that cannot be reached: the default entry, saying why.
+  const Output unreachable =
+      Capctl({"--extcap-config", "--extcap-interface", "capd", "--extcap-reload-option",
+              "remote-interface", "--agent", "127.0.0.1:1"},
+             network().agent_ns());
+  ASSERT_TRUE(unreachable.status.Exited(0)) << unreachable.status;
+  const auto sentences = ParseSentences(unreachable.out);
+  ASSERT_EQ(sentences.size(), 1u) << unreachable.out;
+  EXPECT_EQ(sentences[0].fields.at("value"), "*");
+  EXPECT_NE(sentences[0].fields.at("display").find("cannot reach agent"), std::string::npos)
+      << unreachable.out;
+}
+
+// `capctl extcap install` into a temporary HOME, then tshark (with that HOME) lists capd and
+// captures through it with its preferences and a capture filter.
+TEST_F(ExtcapTest, InstalledTsharkCapturesExactlyTheMatchingPackets) {
+  if (!HaveProgram("tshark")) GTEST_SKIP() << "needs tshark (apt-get install tshark)";
+  constexpr int kCount = 12;
+  const std::vector<std::string> env = HomeEnv();
+
+  auto with_env = [&env](std::vector<std::string> argv) {
+    argv.insert(argv.begin(), env.begin(), env.end());
+    return argv;
+  };
+  const CommandResult install = RunCommand(with_env({kCapctlPath, "extcap", "install"}));
+  ASSERT_TRUE(install.status.Exited(0)) << install.status << install.output;
+
+  // Where Wireshark reads personal extcaps under that HOME: named by 4.2 and later, the
+  // personal configuration's extcap folder before.
+  const CommandResult folders = RunCommand(with_env({"tshark", "-G", "folders"}));
+  ASSERT_TRUE(folders.status.Exited(0)) << folders.output;
+  std::smatch m;
+  std::string folder;
+  if (std::regex_search(folders.output, m, std::regex(R"(Personal Extcap path:\s*\t([^\n]+))"))) {
+    folder = m[1].str();
+  } else {
+    ASSERT_TRUE(
+        std::regex_search(folders.output, m, std::regex(R"(Personal configuration:\s*\t([^\n]+))")))
+        << folders.output;
+    folder = m[1].str() + "/extcap";
+  }
+  ASSERT_EQ(folder.rfind(File("home").string(), 0), 0u) << folder << " is not under the HOME";
+  const std::filesystem::path link = folder + "/capctl";
+  ASSERT_TRUE(std::filesystem::is_symlink(link)) << install.output;
+  EXPECT_EQ(std::filesystem::canonical(link), std::filesystem::canonical(kCapctlPath));
+  EXPECT_NE(install.output.find(link.string()), std::string::npos) << install.output;
+
+  const CommandResult listed = RunCommand(with_env({"tshark", "-D"}));
+  ASSERT_TRUE(listed.status.Exited(0)) << listed.output;
+  EXPECT_NE(listed.output.find("capd (capd remote capture)"), std::string::npos) << listed.output;
+
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  const UniqueFd other_sink = AgentSocket(kDst, kOtherPort);
+  std::unique_ptr<Subprocess> tshark;
+  ASSERT_NO_FATAL_FAILURE(
+      Spawn("tshark",
+            with_env({"tshark", "-n", "-i", "capd", "-o",
+                      std::string("extcap.capd.agent:") + kAgentTarget, "-o",
+                      std::string("extcap.capd.remoteinterface:") + kIface, "-f", kUdpFilter, "-c",
+                      std::to_string(kCount), "-w", File("tshark.pcapng").string()}),
+            &tshark));
+  ASSERT_TRUE(agent().WaitForStderr(kCaptureOpenLine, kStartTimeout)) << agent().Describe() << "\n"
+                                                                      << tshark->Describe();
+  // The typed capture filter became the agent's filter.
+  EXPECT_NE(agent().Stderr().find("interface 'veth0', filter 'udp port 7000'"), std::string::npos)
+      << agent().Describe();
+
+  // Matching and other datagrams interleaved: exactly the matching ones, in order.
+  const auto payloads = MakePayloads(kCount, "extcap");
+  const auto others = MakePayloads(kCount, "other");
+  const UniqueFd peer = PeerSocket();
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_TRUE(SendUdp(peer.get(), kDst, kOtherPort, others[i]).ok());
+    ASSERT_TRUE(SendUdp(peer.get(), kDst, kPort, payloads[i]).ok());
+  }
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*tshark, 0));
+  EXPECT_EQ(tshark->Stderr().find("Error by extcap pipe"), std::string::npos) << tshark->Describe();
+  ExpectUdpPayloads(ReadOrFail(File("tshark.pcapng")), payloads, kPort);
+  // capctl (tshark's extcap child) ended its stream.
+  EXPECT_TRUE(agent().WaitForStderr("stream on veth0 ended", kStartTimeout)) << agent().Describe();
+}
+
+// What Wireshark's GUI does with an extcap that declares a toolbar control: a FIFO for the
+// packets, and control pipes in both directions. capctl opens control-in (else the GUI's blocking
+// open would hang), sends status bar and log messages on control-out in Wireshark's framing,
+// writes nothing on stderr, and ends with 0 on SIGTERM (Wireshark's stop).
+TEST_F(ExtcapTest, ControlPipesCarryStatusAndLog) {
+  constexpr int kCount = 5;
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  const std::string data = File("data.fifo").string();
+  const std::string to_capctl = File("control-in.fifo").string();
+  const std::string from_capctl = File("control-out.fifo").string();
+  for (const auto& fifo : {data, to_capctl, from_capctl}) {
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  }
+  // Wireshark's reader ends, opened before capctl writes (non-blocking opens succeed at once).
+  UniqueFd data_reader(::open(data.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  UniqueFd control_reader(::open(from_capctl.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_TRUE(data_reader.valid() && control_reader.valid()) << std::strerror(errno);
+
+  std::unique_ptr<Subprocess> capctl;
+  ASSERT_NO_FATAL_FAILURE(Spawn("capctl",
+                                {kCapctlPath,
+                                 "--capture",
+                                 "--extcap-interface",
+                                 "capd",
+                                 "--extcap-capture-filter",
+                                 kUdpFilter,
+                                 "--fifo",
+                                 data,
+                                 "--extcap-control-out",
+                                 from_capctl,
+                                 "--extcap-control-in",
+                                 to_capctl,
+                                 "--agent",
+                                 kAgentTarget,
+                                 "--remote-interface",
+                                 kIface,
+                                 "--decap",
+                                 "none",
+                                 "--snaplen",
+                                 "0",
+                                 "--remote-port",
+                                 "50051"},
+                                &capctl));
+  // The GUI's side of control-in: opening it for writing succeeds once capctl holds it open.
+  UniqueFd control_writer;
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (!control_writer.valid() && std::chrono::steady_clock::now() < deadline &&
+         capctl->Running()) {
+    control_writer.Reset(::open(to_capctl.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    if (!control_writer.valid()) capctl->WaitFor(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(control_writer.valid())
+      << "capctl never opened --extcap-control-in: " << capctl->Describe();
+  const char initialized[] = {'T', 0, 0, 2, 0, 0};  // control 0, command 0 (Initialized)
+  ASSERT_EQ(::write(control_writer.get(), initialized, sizeof initialized), 6);
+
+  ASSERT_TRUE(agent().WaitForStderr(kCaptureOpenLine, kStartTimeout)) << capctl->Describe();
+  const auto payloads = MakePayloads(kCount, "control");
+  const UniqueFd peer = PeerSocket();
+  ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kPort, payloads));
+  // All of them in the FIFO, then stop as Wireshark does.
+  std::string pcapng;
+  const auto read_deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (pcapng.find(payloads.back()) == std::string::npos &&
+         std::chrono::steady_clock::now() < read_deadline) {
+    char buffer[65536];
+    const ssize_t n = ::read(data_reader.get(), buffer, sizeof buffer);
+    if (n > 0) pcapng.append(buffer, n);
+    if (n <= 0) capctl->WaitFor(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(capctl->Signal(SIGTERM));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));
+  EXPECT_EQ(capctl->Stderr(), "") << "Wireshark shows an extcap's stderr as an error";
+  char buffer[65536];
+  for (ssize_t n; (n = ::read(data_reader.get(), buffer, sizeof buffer)) > 0;) {
+    pcapng.append(buffer, n);
+  }
+  std::ofstream(File("data.pcapng"), std::ios::binary) << pcapng;
+  ExpectUdpPayloads(ReadOrFail(File("data.pcapng")), payloads, kPort);
+
+  // Control packets: 'T', 3-byte length (payload + 2), control number, command, payload.
+  std::string control;
+  for (ssize_t n; (n = ::read(control_reader.get(), buffer, sizeof buffer)) > 0;) {
+    control.append(buffer, n);
+  }
+  std::vector<std::string> status_messages;
+  std::vector<std::string> log_entries;
+  for (size_t at = 0; at < control.size();) {
+    ASSERT_GE(control.size() - at, 6u) << "truncated control packet";
+    ASSERT_EQ(control[at], 'T');
+    const size_t length = (static_cast<uint8_t>(control[at + 1]) << 16) |
+                          (static_cast<uint8_t>(control[at + 2]) << 8) |
+                          static_cast<uint8_t>(control[at + 3]);
+    ASSERT_GE(length, 2u);
+    ASSERT_LE(at + 4 + length, control.size()) << "truncated control packet";
+    const int number = static_cast<uint8_t>(control[at + 4]);
+    const int command = static_cast<uint8_t>(control[at + 5]);
+    const std::string payload = control.substr(at + 6, length - 2);
+    if (command == 6) status_messages.push_back(payload);
+    if (command == 2 && number == 0) log_entries.push_back(payload);
+    at += 4 + length;
+  }
+  ASSERT_GE(status_messages.size(), 2u) << control;
+  EXPECT_EQ(status_messages.front().rfind("capd: capturing on veth0", 0), 0u)
+      << status_messages.front();
+  EXPECT_NE(status_messages.back().find(std::to_string(kCount) + " packets written"),
+            std::string::npos)
+      << status_messages.back();
+  ASSERT_FALSE(log_entries.empty());
+  EXPECT_EQ(log_entries.front().rfind("capctl: capturing on veth0", 0), 0u) << log_entries.front();
+  EXPECT_EQ(log_entries.front().back(), '\n');
+}
+
+// A capture that cannot start says why on stderr (Wireshark's "Error by extcap pipe") and
+// exits non-zero.
+TEST_F(ExtcapTest, FailedCaptureSaysWhyOnStderr) {
+  const std::string data = File("data.fifo").string();
+  ASSERT_EQ(::mkfifo(data.c_str(), 0600), 0) << std::strerror(errno);
+  UniqueFd data_reader(::open(data.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  const Output failed = Capctl({"--capture", "--extcap-interface", "capd", "--fifo", data,
+                                "--agent", "127.0.0.1:1", "--remote-interface", kIface},
+                               network().agent_ns());
+  EXPECT_TRUE(failed.status.Exited(1)) << failed.status << failed.err;
+  EXPECT_NE(failed.err.find("capctl: cannot reach agent at 127.0.0.1:1"), std::string::npos)
+      << failed.err;
+  EXPECT_EQ(failed.out, "");
+
+  const Output bad = Capctl({"--capture", "--extcap-interface", "capd", "--fifo", data, "--agent",
+                             kAgentTarget, "--vni", "7"},
+                            network().agent_ns());
+  EXPECT_TRUE(bad.status.Exited(2)) << bad.status << bad.err;
+  EXPECT_NE(bad.err.find("--vni and --inner-filter select decapsulated frames"), std::string::npos)
+      << bad.err;
+}
+
+}  // namespace
+}  // namespace capd::test
