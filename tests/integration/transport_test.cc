@@ -42,8 +42,6 @@ constexpr char kDst[] = "10.200.0.1";
 constexpr uint16_t kPort = 7000;
 constexpr char kUdpFilter[] = "udp port 7000";
 constexpr uint16_t kSocatPort = 50052;
-// capd's info line once a stream's capture is open (agent/stream/capture_loop.cc).
-constexpr char kCaptureOpenLine[] = "stream on veth0: link type";
 
 // The UDP payloads to `port` in capture order.
 std::vector<std::string> PayloadsTo(const std::vector<CapturedPacket>& packets, uint16_t port) {

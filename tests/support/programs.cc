@@ -1,6 +1,6 @@
 #include "tests/support/programs.h"
 
-#include <thread>
+#include "tests/support/subprocess.h"
 
 namespace capd::test {
 
@@ -15,17 +15,6 @@ size_t CountOccurrences(std::string_view haystack, std::string_view text) {
     ++count;
   }
   return count;
-}
-
-bool WaitForStderrCount(Subprocess& process, std::string_view text, size_t count,
-                        std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    if (CountOccurrences(process.Stderr(), text) >= count) return true;
-    if (!process.Running()) return CountOccurrences(process.Stderr(), text) >= count;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
 }
 
 }  // namespace capd::test
