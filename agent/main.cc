@@ -17,8 +17,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
-#include <thread>
 #include <string>
+#include <thread>
 
 #include "agent/capture/interfaces.h"
 #include "agent/metadata/instance_metadata.h"
@@ -114,24 +114,24 @@ Flags ParseFlags(int argc, char** argv) {
     kMetadataEndpoint,
     kNoMetadata
   };
-  static const option kOptions[] = {{"listen", required_argument, nullptr, 'l'},
-                                    {"name", required_argument, nullptr, 'n'},
-                                    {"user", required_argument, nullptr, kUser},
-                                    {"max-streams", required_argument, nullptr, kMaxStreams},
-                                    {"max-queue-bytes", required_argument, nullptr, kMaxQueue},
-                                    {"tls-cert", required_argument, nullptr, kTlsCert},
-                                    {"tls-key", required_argument, nullptr, kTlsKey},
-                                    {"tls-client-ca", required_argument, nullptr, kTlsClientCa},
-                                    {"auth-token-file", required_argument, nullptr, kToken},
-                                    {"no-carrier-exclusion", no_argument, nullptr, kNoCarrier},
-                                    {"record-dir", required_argument, nullptr, kRecordDir},
-                                    {"metadata-endpoint", required_argument, nullptr,
-                                     kMetadataEndpoint},
-                                    {"no-metadata", no_argument, nullptr, kNoMetadata},
-                                    {"log-level", required_argument, nullptr, 'L'},
-                                    {"version", no_argument, nullptr, 'V'},
-                                    {"help", no_argument, nullptr, 'h'},
-                                    {nullptr, 0, nullptr, 0}};
+  static const option kOptions[] = {
+      {"listen", required_argument, nullptr, 'l'},
+      {"name", required_argument, nullptr, 'n'},
+      {"user", required_argument, nullptr, kUser},
+      {"max-streams", required_argument, nullptr, kMaxStreams},
+      {"max-queue-bytes", required_argument, nullptr, kMaxQueue},
+      {"tls-cert", required_argument, nullptr, kTlsCert},
+      {"tls-key", required_argument, nullptr, kTlsKey},
+      {"tls-client-ca", required_argument, nullptr, kTlsClientCa},
+      {"auth-token-file", required_argument, nullptr, kToken},
+      {"no-carrier-exclusion", no_argument, nullptr, kNoCarrier},
+      {"record-dir", required_argument, nullptr, kRecordDir},
+      {"metadata-endpoint", required_argument, nullptr, kMetadataEndpoint},
+      {"no-metadata", no_argument, nullptr, kNoMetadata},
+      {"log-level", required_argument, nullptr, 'L'},
+      {"version", no_argument, nullptr, 'V'},
+      {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0}};
   Flags flags;
   opterr = 0;
   int c;
@@ -265,7 +265,7 @@ int main(int argc, char** argv) {
 
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(flags.access.listen, credentials.value(), &bound_port);
+  builder.AddListeningPort(flags.access.listen, credentials.value()(), &bound_port);
   builder.RegisterService(&service);
   // Dead peers are noticed by keepalive (a live client that stops reading is the queue's job).
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);

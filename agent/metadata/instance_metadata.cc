@@ -1,6 +1,5 @@
 #include "agent/metadata/instance_metadata.h"
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -39,36 +38,56 @@ StatusOr<Endpoint> ParseEndpoint(const std::string& url) {
   return endpoint;
 }
 
-// One HTTP/1.1 request on its own connection, bounded by `timeout`.
+// One HTTP/1.1 request on its own connection, bounded by `timeout` as a whole. Beast's
+// tcp_stream enforces its expiry only on asynchronous operations (a synchronous connect to an
+// address that never answers, as 169.254.169.254 off EC2 behind a default route, would block
+// for the kernel's SYN timeout of minutes), so the request is a chain of async operations.
 StatusOr<std::string> Request(const Endpoint& endpoint, http::verb verb, const std::string& target,
                               const std::string& token, std::chrono::milliseconds timeout) {
-  try {
-    boost::asio::io_context io;
-    tcp::resolver resolver(io);
-    beast::tcp_stream stream(io);
-    stream.expires_after(timeout);
-    stream.connect(resolver.resolve(endpoint.host, endpoint.port));
-    http::request<http::string_body> request{verb, target, 11};
-    request.set(http::field::host, endpoint.host);
-    if (verb == http::verb::put) {
-      request.set("X-aws-ec2-metadata-token-ttl-seconds", "21600");
-    } else {
-      request.set("X-aws-ec2-metadata-token", token);
-    }
-    request.prepare_payload();
-    http::write(stream, request);
-    beast::flat_buffer buffer;
-    http::response<http::string_body> response;
-    http::read(stream, buffer, response);
-    if (response.result() != http::status::ok) {
-      return Internal("metadata " + target + ": HTTP " +
-                      std::to_string(static_cast<int>(response.result())));
-    }
-    return response.body();
-  } catch (const std::exception& e) {
-    return Unavailable("metadata endpoint " + endpoint.host + ":" + endpoint.port + ": " +
-                       e.what());
+  boost::asio::io_context io;
+  tcp::resolver resolver(io);
+  beast::tcp_stream stream(io);
+  http::request<http::string_body> request{verb, target, 11};
+  request.set(http::field::host, endpoint.host);
+  if (verb == http::verb::put) {
+    request.set("X-aws-ec2-metadata-token-ttl-seconds", "21600");
+  } else {
+    request.set("X-aws-ec2-metadata-token", token);
   }
+  request.prepare_payload();
+  beast::flat_buffer buffer;
+  http::response<http::string_body> response;
+  beast::error_code failure;
+  boost::system::error_code resolve_error;
+  const auto endpoints = resolver.resolve(endpoint.host, endpoint.port, resolve_error);
+  if (resolve_error) {
+    return Unavailable("metadata endpoint " + endpoint.host + ": " + resolve_error.message());
+  }
+  stream.expires_after(timeout);
+  stream.async_connect(endpoints, [&](beast::error_code error, const tcp::endpoint&) {
+    if (error) {
+      failure = error;
+      return;
+    }
+    http::async_write(stream, request, [&](beast::error_code error, size_t) {
+      if (error) {
+        failure = error;
+        return;
+      }
+      http::async_read(stream, buffer, response,
+                       [&](beast::error_code error, size_t) { failure = error; });
+    });
+  });
+  io.run();
+  if (failure) {
+    return Unavailable("metadata endpoint " + endpoint.host + ":" + endpoint.port + ": " +
+                       failure.message());
+  }
+  if (response.result() != http::status::ok) {
+    return Internal("metadata " + target + ": HTTP " +
+                    std::to_string(static_cast<int>(response.result())));
+  }
+  return response.body();
 }
 
 }  // namespace

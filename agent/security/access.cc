@@ -40,8 +40,7 @@ bool IsLoopbackListenAddress(const std::string& listen) {
   return false;
 }
 
-StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const AccessOptions& options) {
+StatusOr<ServerCredentialsFactory> MakeServerCredentials(const AccessOptions& options) {
   const bool tls = !options.tls_cert_file.empty() || !options.tls_key_file.empty();
   if (tls && (options.tls_cert_file.empty() || options.tls_key_file.empty())) {
     return InvalidArgument("--tls-cert and --tls-key go together");
@@ -57,7 +56,7 @@ StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
           "loopback (and tunnel with ssh -L), or add --tls-cert/--tls-key and --tls-client-ca "
           "or --auth-token-file");
     }
-    return grpc::InsecureServerCredentials();
+    return ServerCredentialsFactory([] { return grpc::InsecureServerCredentials(); });
   }
   auto cert = ReadFile("--tls-cert", options.tls_cert_file);
   if (!cert.ok()) return cert.status();
@@ -71,7 +70,7 @@ StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     ssl.pem_root_certs = ca.value();
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
-  return grpc::SslServerCredentials(ssl);
+  return ServerCredentialsFactory([ssl] { return grpc::SslServerCredentials(ssl); });
 }
 
 bool ConstantTimeEquals(std::string_view expected, std::string_view given) {

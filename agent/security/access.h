@@ -7,6 +7,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,11 +27,15 @@ struct AccessOptions {
 // True for 127.0.0.0/8, ::1, localhost and unix: sockets.
 bool IsLoopbackListenAddress(const std::string& listen);
 
-// Validates the combination and builds the server credentials. kInvalidArgument for a
-// non-loopback address without TLS, a key without a certificate, a client CA without TLS, an
-// unreadable or empty file.
-StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const AccessOptions& options);
+// Makes the server credentials when called. Creating gRPC credentials initialises gRPC, which
+// starts threads; those must start after privileges drop (capabilities are per thread), while
+// the files may be readable only by root: so the files are read now and the credentials made
+// by the returned function, later.
+using ServerCredentialsFactory = std::function<std::shared_ptr<grpc::ServerCredentials>()>;
+
+// Validates the combination and reads the files. kInvalidArgument for a non-loopback address
+// without TLS, a key without a certificate, a client CA without TLS, an unreadable or empty file.
+StatusOr<ServerCredentialsFactory> MakeServerCredentials(const AccessOptions& options);
 
 // Checks the bearer token of each call, in constant time.
 class TokenCheck {

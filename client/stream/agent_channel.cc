@@ -55,11 +55,13 @@ std::string WhyUnreachable(const std::shared_ptr<grpc::Channel>& channel, bool t
   const bool handshake = why.find("andshake") != std::string::npos ||
                          why.find("SSL") != std::string::npos ||
                          why.find("TLS") != std::string::npos;
-  if (tls && handshake) {
-    why +=
-        " (TLS: is the agent's certificate signed by --tls-ca, does it name this address "
-        "(--tls-server-name), and does the agent require a client certificate "
-        "(--tls-cert/--tls-key)?)";
+  // With TLS 1.3 a refused client certificate shows only as a closed socket: any failure of a
+  // TLS connection gets the hint.
+  if (tls) {
+    why += std::string(" (TLS") + (handshake ? " handshake" : "") +
+           ": is the agent's certificate signed by --tls-ca, does it name this address "
+           "(--tls-server-name), and does the agent require a client certificate "
+           "(--tls-cert/--tls-key)?)";
   } else if (!tls) {
     why += " (is capd running and listening there? if it serves TLS, add --tls-ca)";
   }

@@ -100,7 +100,8 @@ InterfaceCounters CountersFor(const InterfaceState& state, const std::string& co
   counters.interface_drops = state.latest.interface_drops();
   counters.kernel_drops = state.latest.kernel_drops();
   counters.agent_drops = state.latest.agent_drops();
-  counters.delivered = state.written;
+  // Packets encoded but not yet flushed go out in the same write as this block.
+  counters.delivered = state.written + state.unflushed;
   counters.comment = DecapOutcomesText(state.decap_outcomes);
   if (!comment.empty()) {
     counters.comment += (counters.comment.empty() ? "" : "; ") + comment;
