@@ -624,7 +624,9 @@ TEST_F(MultiAgentTest, RefusingAgentDoesNotStopTheOther) {
 
 // -c N with two agents counts the merged output: exactly N packets in the file (the N earliest
 // of both links' traffic, each agent's a prefix of what it saw), exit 0, and no agent is said to
-// have gone away because capctl stopped it.
+// have gone away because capctl stopped it. Written against 9c4a5cf, whose capctl writes the N
+// packets and then never exits (not even on SIGINT) while packets are still queued: reported with
+// issue 9; the test then fails after kExitTimeout.
 TEST_F(MultiAgentTest, CountStopsAfterExactlyNPacketsInTotal) {
   constexpr int kPerAgent = 40;
   constexpr int kCount = 50;
