@@ -592,6 +592,48 @@ TEST_F(DecapTest, BadSelectionsExitTwo) {
   EXPECT_NE(err.find("'abc'"), std::string::npos) << err;
 }
 
+// --format pcap: a pcap file holds one link type, so the capture interface (no packets of its
+// own) is left out and the file is the inner Ethernet frames, with the nanosecond magic, exactly
+// as a concurrent pcapng stream of the same traffic has them (bytes, lengths, timestamps).
+TEST_F(DecapTest, PcapFormatHoldsTheInnerFrames) {
+  constexpr int kCount = 30;
+  ASSERT_NO_FATAL_FAILURE(AddVxlanDevice(42));
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  const UniqueFd sink = AgentSocket(kAgentIp, kVxlanPort);
+  std::unique_ptr<Subprocess> pcap, pcapng;
+  ASSERT_NO_FATAL_FAILURE(StartStream("pcap",
+                                      {"-i", kIface, "--decap", "vxlan", "--format", "pcap", "-c",
+                                       std::to_string(kCount), "-w", File("out.pcap").string()},
+                                      &pcap));
+  ASSERT_NO_FATAL_FAILURE(StartStream("pcapng",
+                                      {"-i", kIface, "--decap", "vxlan", "-c",
+                                       std::to_string(kCount), "-w", File("out.pcapng").string()},
+                                      &pcapng));
+  const auto payloads = Payloads(kCount, "pcap");
+  const UniqueFd sender = VxlanSender();
+  ASSERT_TRUE(SendThrough(sender.get(), 42, 7000, payloads).ok());
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*pcap, 0));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*pcapng, 0));
+
+  const auto magic = FileMagic(File("out.pcap"));
+  ASSERT_TRUE(magic.has_value());
+  EXPECT_EQ(*magic, 0xa1b23c4du) << std::hex << "magic 0x" << *magic;
+  const auto a = ReadOrFail(File("out.pcap"));
+  const PcapngFile b = ReadPcapngOrFail(File("out.pcapng"));
+  ASSERT_EQ(a.size(), static_cast<size_t>(kCount));
+  ASSERT_EQ(b.packets.size(), static_cast<size_t>(kCount));
+  for (size_t k = 0; k < a.size(); ++k) {
+    SCOPED_TRACE("packet " + std::to_string(k));
+    EXPECT_EQ(a[k].linktype, 1);  // DLT_EN10MB
+    EXPECT_TRUE(a[k].bytes == b.packets[k].bytes);
+    EXPECT_EQ(a[k].len, b.packets[k].len);
+    EXPECT_EQ(a[k].ts_ns, b.packets[k].ts_ns);
+    ASSERT_NO_FATAL_FAILURE(
+        ExpectInnerUdp(b, b.packets[k], "10.42.0.1", "10.42.0.2", 7000, payloads[k]));
+  }
+  ExpectCapinfos(File("out.pcap"), kCount);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. The outer filter.
 
