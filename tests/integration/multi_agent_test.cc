@@ -25,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -624,12 +625,24 @@ TEST_F(MultiAgentTest, RefusingAgentDoesNotStopTheOther) {
 
 // -c N with two agents counts the merged output: exactly N packets in the file (the N earliest
 // of both links' traffic, each agent's a prefix of what it saw), exit 0, and no agent is said to
-// have gone away because capctl stopped it. Written against 9c4a5cf, whose capctl writes the N
-// packets and then never exits (not even on SIGINT) while packets are still queued: reported with
-// issue 9; the test then fails after kExitTimeout.
-TEST_F(MultiAgentTest, CountStopsAfterExactlyNPacketsInTotal) {
-  constexpr int kPerAgent = 40;
-  constexpr int kCount = 50;
+// have gone away because capctl stopped it. Two cases: N reached while packets are still queued
+// (40 per agent, -c 50), and N equal to all the traffic (20 per agent, -c 40). At 9c4a5cf the
+// first never exits (not even on SIGINT; the test fails after kExitTimeout) and the second
+// reports both agents as "agent went away: CANCELLED": both reported with issue 9.
+struct CountCase {
+  const char* name;
+  int per_agent;  // datagrams sent on each agent's link
+  int count;      // capctl -c
+};
+
+void PrintTo(const CountCase& c, std::ostream* os) { *os << c.name; }
+
+class MultiAgentCountTest : public MultiAgentTest,
+                            public ::testing::WithParamInterface<CountCase> {};
+
+TEST_P(MultiAgentCountTest, StopsAfterExactlyNPacketsInTotal) {
+  const int per_agent = GetParam().per_agent;
+  const int count = GetParam().count;
   Agent* alpha = nullptr;
   Agent* bravo = nullptr;
   ASSERT_NO_FATAL_FAILURE(StartAgent("alpha", 0, &alpha));
@@ -638,13 +651,13 @@ TEST_F(MultiAgentTest, CountStopsAfterExactlyNPacketsInTotal) {
   std::vector<std::unique_ptr<Subprocess>> tcpdumps(both.size());
   for (size_t k = 0; k < both.size(); ++k) {
     ASSERT_NO_FATAL_FAILURE(
-        StartTcpdump(*both[k], kPerAgent, File("ref-" + both[k]->name + ".pcap"), &tcpdumps[k]));
+        StartTcpdump(*both[k], per_agent, File("ref-" + both[k]->name + ".pcap"), &tcpdumps[k]));
   }
   const auto out = File("out.pcapng");
   ASSERT_NO_FATAL_FAILURE(
-      StartStream(both, {"-f", "udp", "-c", std::to_string(kCount), "-w", out.string()}, both));
-  const std::vector<Traffic> traffic = {{alpha, MakePayloads(kPerAgent, "alpha")},
-                                        {bravo, MakePayloads(kPerAgent, "bravo")}};
+      StartStream(both, {"-f", "udp", "-c", std::to_string(count), "-w", out.string()}, both));
+  const std::vector<Traffic> traffic = {{alpha, MakePayloads(per_agent, "alpha")},
+                                        {bravo, MakePayloads(per_agent, "bravo")}};
   ASSERT_NO_FATAL_FAILURE(SendInterleaved(traffic));
   for (auto& tcpdump : tcpdumps) {
     const auto status = tcpdump->WaitFor(kExitTimeout);
@@ -652,18 +665,18 @@ TEST_F(MultiAgentTest, CountStopsAfterExactlyNPacketsInTotal) {
   }
   const auto status = capctl_->WaitFor(kExitTimeout);
   ASSERT_TRUE(status.has_value()) << "capctl still running after " << kExitTimeout.count()
-                                  << " s with -c " << kCount << ": " << capctl_->Describe();
+                                  << " s with -c " << count << ": " << capctl_->Describe();
   EXPECT_TRUE(status->Exited(0)) << capctl_->Describe();
 
   const PcapngFile capture = ReadPcapngOrFail(out);
-  ASSERT_EQ(capture.packets.size(), static_cast<size_t>(kCount));
-  ASSERT_EQ(ReadOrFail(out).size(), static_cast<size_t>(kCount));
-  ExpectCapinfos(out, kCount);
+  ASSERT_EQ(capture.packets.size(), static_cast<size_t>(count));
+  ASSERT_EQ(ReadOrFail(out).size(), static_cast<size_t>(count));
+  ExpectCapinfos(out, count);
   ExpectTimeOrdered(capture);
   const std::string err = capctl_->Stderr();
-  EXPECT_NE(SummaryLine(err).find(std::to_string(kCount) + " packets written"), std::string::npos)
+  EXPECT_NE(SummaryLine(err).find(std::to_string(count) + " packets written"), std::string::npos)
       << err;
-  // Each agent's packets are the first ones it saw; together, the earliest kCount of all.
+  // Each agent's packets are the first ones it saw; together, the earliest count of all.
   std::vector<uint64_t> all_ts;
   std::vector<uint64_t> written_ts;
   for (size_t k = 0; k < both.size(); ++k) {
@@ -686,11 +699,16 @@ TEST_F(MultiAgentTest, CountStopsAfterExactlyNPacketsInTotal) {
   std::sort(all_ts.begin(), all_ts.end());
   std::sort(written_ts.begin(), written_ts.end());
   all_ts.resize(written_ts.size());
-  EXPECT_EQ(written_ts, all_ts) << "the file does not hold the earliest " << kCount << " packets";
+  EXPECT_EQ(written_ts, all_ts) << "the file does not hold the earliest " << count << " packets";
   EXPECT_EQ(err.find("went away"), std::string::npos)
       << "capctl stopped the agents itself; none went away:\n"
       << err;
 }
+
+INSTANTIATE_TEST_SUITE_P(Counts, MultiAgentCountTest,
+                         ::testing::Values(CountCase{"ReachedWithPacketsQueued", 40, 50},
+                                           CountCase{"IsAllTheTraffic", 20, 40}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 // SIGINT to capctl (^C) with two agents: exit 0, a complete file with what had reached it, the
 // summary says "interrupted", and no agent is said to have gone away or been refused.
