@@ -34,7 +34,7 @@ StatusOr<OutputTarget> OpenFifo(const std::string& path, const std::function<boo
   }
   // Writes block from here on: the stream's pace is the reader's (the agent's queue absorbs it).
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-  return OutputTarget{FdSink::Adopt(fd, "FIFO " + path), "FIFO " + path, true};
+  return OutputTarget{FdSink::Adopt(fd, "FIFO " + path), "FIFO " + path, true, fd};
 }
 
 }  // namespace
@@ -48,7 +48,7 @@ StatusOr<OutputTarget> OpenOutputTarget(const StreamOptions& options,
           "not writing a binary capture to a terminal: use -w FILE, -w - | wireshark -k -i -, "
           "or --fifo PATH");
     }
-    return OutputTarget{FdSink::Stdout(), "stdout", true};
+    return OutputTarget{FdSink::Stdout(), "stdout", true, STDOUT_FILENO};
   }
   auto file = FdSink::OpenFile(options.write_path);
   if (!file.ok()) return file.status();

@@ -15,6 +15,7 @@ struct OutputTarget {
   std::unique_ptr<ByteSink> sink;
   std::string name;        // for messages: the path, "stdout", or "FIFO <path>"
   bool is_stream = false;  // stdout or a FIFO: a reader may go away (not an error)
+  int watch_fd = -1;       // for a stream: the fd to poll for the reader going away (POLLERR)
 };
 
 // For a FIFO this blocks until a reader opens it (Wireshark's "-k -i PATH"), or until give_up()

@@ -1,5 +1,6 @@
 #include "client/stream/stream_command.h"
 
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -463,6 +464,16 @@ int MergedStream::Run() {
     bool all_done = true;
     for (auto& feed : feeds_) all_done = all_done && feed->done && feed->queue.empty();
     if (all_done) break;
+    // On a quiet link nothing is written, so EPIPE never comes: Linux raises POLLERR on a
+    // pipe's write end once the last reader has closed it (tshark -c N done, Wireshark closed).
+    if (output_.watch_fd >= 0) {
+      pollfd watch{output_.watch_fd, 0, 0};
+      if (poll(&watch, 1, 0) == 1 && (watch.revents & (POLLERR | POLLHUP)) != 0) {
+        reader_gone = true;
+        for (auto& feed : feeds_) feed->Cancel();
+        break;
+      }
+    }
     hub_.changed.wait_for(lock, std::chrono::milliseconds(50));
   }
   // Wait for the readers to finish (cancelled ones finish promptly).
