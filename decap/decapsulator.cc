@@ -256,15 +256,22 @@ uint64_t ClaimedInnerLength(const uint8_t* frame, uint64_t length, uint16_t link
   return 0;
 }
 
-// Inside a Geneve Ethernet payload at `pos`, a VXLAN packet (GWLB endpoint mirroring). On success
-// sets *inner, *payload_end, *vni and *source. Anything short of a whole, valid VXLAN header means
-// "not nested": the Geneve payload is then the inner frame.
+// Inside a Geneve payload at `pos`, a VXLAN packet (GWLB endpoint mirroring). The payload is an
+// Ethernet frame (protocol 0x6558: ip_ether_type 0) or, as a GWLB delivers it, a bare IP packet
+// (ip_ether_type 0x0800/0x86DD). On success sets *inner, *payload_end, *vni and *source. Anything
+// short of a whole, valid VXLAN header means "not nested": the Geneve payload is then the inner
+// frame.
 bool FindNestedVxlan(const Config& config, const uint8_t* data, Pos pos, Pos cap_end, Pos end,
-                     Pos* inner, Pos* payload_end, uint32_t* vni, UdpPacket* udp) {
-  if (config.vxlan_port == 0 || pos + kEthernetHeader > cap_end) return false;
-  uint16_t ether_type = Load16(data + pos + 12);
-  pos += kEthernetHeader;
-  if (SkipVlanTags(data, cap_end, &pos, &ether_type) != Outcome::kDecapsulated) return false;
+                     uint16_t ip_ether_type, Pos* inner, Pos* payload_end, uint32_t* vni,
+                     UdpPacket* udp) {
+  if (config.vxlan_port == 0) return false;
+  uint16_t ether_type = ip_ether_type;
+  if (ether_type == 0) {
+    if (pos + kEthernetHeader > cap_end) return false;
+    ether_type = Load16(data + pos + 12);
+    pos += kEthernetHeader;
+    if (SkipVlanTags(data, cap_end, &pos, &ether_type) != Outcome::kDecapsulated) return false;
+  }
   if (ParseIpUdp(data, pos, cap_end, end, ether_type, udp) != Outcome::kDecapsulated) return false;
   if (udp->dst_port != config.vxlan_port || udp->first_fragment) return false;
   Pos nested_end = 0;
@@ -427,10 +434,11 @@ Result Decapsulate(const Config& config, uint16_t outer_link_type, const uint8_t
     Pos nested_inner = 0;
     Pos nested_end = 0;
     uint32_t nested_vni = 0;
-    if (protocol == kEtherTypeTeb &&
-        FindNestedVxlan(config, data, inner, payload_cap_end, payload_end, &nested_inner,
-                        &nested_end, &nested_vni, &nested)) {
+    if (FindNestedVxlan(config, data, inner, payload_cap_end, payload_end,
+                        protocol == kEtherTypeTeb ? 0 : protocol, &nested_inner, &nested_end,
+                        &nested_vni, &nested)) {
       result.encapsulation = Encapsulation::kGeneveVxlan;
+      result.inner_link_type = kLinkTypeEthernet;  // VXLAN always carries Ethernet
       result.vni = nested_vni;
       inner = nested_inner;
       payload_end = nested_end;

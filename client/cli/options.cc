@@ -377,9 +377,8 @@ Status ParseStream(int argc, char** argv, StreamOptions& out, ServeOptions* serv
     if (!agent.ok()) return agent.status();
     out.agents.push_back(std::move(agent.value()));
   }
-  if (out.agents.size() > 1)
-    return Bad("streaming from several agents at once is not supported yet");
-  if (out.interface.empty()) out.interface = out.agents[0].interface;
+  // With one agent its /IFACE is the interface; with several, each agent keeps its own.
+  if (out.interface.empty() && out.agents.size() == 1) out.interface = out.agents[0].interface;
   return Status::Ok();
 }
 

@@ -190,6 +190,7 @@ class MergedStream {
   uint64_t unflushed_ = 0;
   uint64_t out_of_order_ = 0;
   uint64_t last_timestamp_ns_ = 0;
+  bool count_reached_ = false;  // -c with several agents: capctl stopped them itself
 };
 
 std::string MergedStream::InterfaceName(const AgentFeed& feed, const std::string& name) const {
@@ -345,7 +346,7 @@ void MergedStream::EndFeed(AgentFeed& feed) {
   if (feed.end) {
     why = ReasonText(feed.end->reason());
     if (!feed.end->message().empty()) why += ": " + feed.end->message();
-  } else if (!feed.status.ok() && !interrupted_.load()) {
+  } else if (!feed.status.ok() && !interrupted_.load() && !count_reached_) {
     why = feed.started ? "agent went away: " + feed.status.error_message()
                        : "refused: " + DescribeRefusal(feed.status);
   }
@@ -382,8 +383,8 @@ void MergedStream::PrintSummary(const std::string& ending) {
   if (feeds_.size() < 2) return;
   for (const auto& feed : feeds_) {
     const auto [written, feed_drops] = line(feed->index(), interfaces_);
-    std::string end = feed->end                                  ? ReasonText(feed->end->reason())
-                      : feed->status.ok() || interrupted_.load() ? "stopped"
+    std::string end = feed->end ? ReasonText(feed->end->reason())
+                      : feed->status.ok() || interrupted_.load() || count_reached_ ? "stopped"
                       : feed->started ? "agent went away: " + feed->status.error_message()
                                       : "refused: " + DescribeRefusal(feed->status);
     std::fprintf(stderr, "capctl:   agent %s (%s): %llu packets; %s (%s)\n",
@@ -402,7 +403,6 @@ int MergedStream::Run() {
   LiveStatusLine status_line(!output_.is_stream && isatty(STDERR_FILENO));
   Status local_error;
   bool reader_gone = false;
-  bool count_reached = false;
   const bool client_count = options_.count != 0 && feeds_.size() > 1;
 
   std::unique_lock lock(hub_.mu);
@@ -420,7 +420,7 @@ int MergedStream::Run() {
         const uint64_t ts = head.message->packets().timestamp_ns(head.next_packet);
         if (best == nullptr || ts < best_ts) best = feed.get(), best_ts = ts;
       }
-      if (!local_error.ok() || best == nullptr || count_reached) break;
+      if (!local_error.ok() || best == nullptr || count_reached_) break;
       const auto now = std::chrono::steady_clock::now();
       bool others_ready = true;
       for (auto& feed : feeds_) {
@@ -431,8 +431,14 @@ int MergedStream::Run() {
       local_error = WriteOnePacket(*best, best->queue.front());
       progressed = true;
       if (client_count && written_ + unflushed_ >= options_.count) {
-        count_reached = true;
-        for (auto& feed : feeds_) feed->Cancel();
+        count_reached_ = true;
+        // The rest is not wanted: drop it, so no reader stays blocked waiting for queue space.
+        for (auto& feed : feeds_) {
+          feed->Cancel();
+          feed->queue.clear();
+          feed->queued_bytes = 0;
+        }
+        progressed = false;
       }
     }
     for (auto& feed : feeds_) {
@@ -461,8 +467,12 @@ int MergedStream::Run() {
     lock.unlock();
     status_line.Update(written_, TotalDrops());
     lock.lock();
+    // Once the count is reached the packets still queued are not wanted: done means the calls
+    // have finished.
     bool all_done = true;
-    for (auto& feed : feeds_) all_done = all_done && feed->done && feed->queue.empty();
+    for (auto& feed : feeds_) {
+      all_done = all_done && feed->done && (feed->queue.empty() || count_reached_);
+    }
     if (all_done) break;
     // On a quiet link nothing is written, so EPIPE never comes: Linux raises POLLERR on a
     // pipe's write end once the last reader has closed it (tshark -c N done, Wireshark closed).
@@ -511,7 +521,7 @@ int MergedStream::Run() {
     PrintSummary("interrupted");
     return 0;
   }
-  if (count_reached) {
+  if (count_reached_) {
     PrintSummary("packet count reached");
     return 0;
   }
