@@ -31,6 +31,7 @@ struct Arrival {
   std::chrono::steady_clock::time_point arrived;
   int next_packet = 0;     // merger's cursor into a PacketBatch
   size_t data_offset = 0;  // byte offset of that packet in the batch's blob
+  int next_comment = 0;    // cursor into the batch's sparse comments (sorted by packet)
 };
 
 class AgentFeed {
@@ -50,12 +51,12 @@ class AgentFeed {
   // Guarded by hub.mu:
   std::deque<Arrival> queue;
   size_t queued_bytes = 0;
-  bool done = false;          // the call has finished; `status` is set
+  bool done = false;  // the call has finished; `status` is set
   grpc::Status status;
   std::optional<v1::StreamEnd> end;  // the agent's StreamEnd, once the merger saw it
-  std::string agent_name;     // from its first interface description
-  bool started = false;       // an interface description arrived: the capture ran
-  bool ended_written = false;  // its statistics blocks are written
+  std::string agent_name;            // from its first interface description
+  bool started = false;              // an interface description arrived: the capture ran
+  bool ended_written = false;        // its statistics blocks are written
 
  private:
   void ReadLoop();

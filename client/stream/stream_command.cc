@@ -278,10 +278,12 @@ Status MergedStream::WriteOnePacket(AgentFeed& feed, Arrival& arrival) {
   if (it == interfaces_.end() || !it->second.in_file) {
     return Internal("agent sent a packet for an undeclared interface");
   }
-  // Comments are sparse and sorted by packet position.
+  // Comments are sparse and sorted by packet position: one cursor walks them with the packets
+  // (every packet of a GWLB stream has one, so a scan per packet would be quadratic).
   std::string_view comment;
-  for (int k = 0; k < batch.comment_packet_size(); ++k) {
-    if (batch.comment_packet(k) == static_cast<uint32_t>(i)) comment = batch.comment(k);
+  if (arrival.next_comment < batch.comment_packet_size() &&
+      batch.comment_packet(arrival.next_comment) == static_cast<uint32_t>(i)) {
+    comment = batch.comment(arrival.next_comment++);
   }
   const uint64_t ts = batch.timestamp_ns(i);
   if (ts < last_timestamp_ns_) ++out_of_order_;
