@@ -303,7 +303,7 @@ int main(int argc, char** argv) {
   // Relays come and go with clients; keep the carrier set current for running captures.
   boost::asio::steady_timer carrier_timer(io);
   std::function<void()> refresh_carriers = [&] {
-    if (options.identity.carriers) options.identity.carriers->Refresh(bound_port);
+    if (options.identity.carriers) options.identity.carriers->Poll(bound_port);
     carrier_timer.expires_after(std::chrono::seconds(2));
     carrier_timer.async_wait([&](const boost::system::error_code& error) {
       if (!error) refresh_carriers();

@@ -40,17 +40,17 @@ void CarrierTracker::Refresh(uint16_t agent_port) {
     }
   }
   auto next = std::make_shared<CarrierSnapshot>();
+  std::vector<SocketOwner> owners;
   if (!peer_inodes.empty()) {
-    const std::vector<SocketOwner> owners =
-        FindSocketOwners(peer_inodes, next->unreadable_processes, proc_root_);
+    owners = FindSocketOwners(peer_inodes, next->unreadable_processes, proc_root_);
     for (const SocketOwner& owner : owners) {
       for (const TcpSocket& s : sockets) {
         if (s.state != TCP_ESTABLISHED || s.local.port == agent_port ||
             s.remote.port == agent_port) {
           continue;  // the agent's own connections are excluded by port already
         }
-        if (std::find(owner.socket_inodes.begin(), owner.socket_inodes.end(), s.inode) ==
-            owner.socket_inodes.end()) {
+        if (!std::binary_search(owner.socket_inodes.begin(), owner.socket_inodes.end(),
+                                s.inode)) {
           continue;
         }
         next->connections.push_back({s.local, s.remote, owner.pid, owner.command});
@@ -67,11 +67,27 @@ void CarrierTracker::Refresh(uint16_t agent_port) {
     next->expression += ConnectionExpression(c);
   }
   std::lock_guard lock(mu_);
+  relays_ = std::move(owners);
   // Processes come and go between refreshes, so the unreadable count alone is no change.
   if (SameSet(snapshot_->connections, next->connections)) return;
   next->generation = snapshot_->generation + 1;
   snapshot_ = std::move(next);
   generation_.store(snapshot_->generation, std::memory_order_release);
+}
+
+void CarrierTracker::Poll(uint16_t agent_port) {
+  std::vector<SocketOwner> relays;
+  {
+    std::lock_guard lock(mu_);
+    relays = relays_;
+  }
+  for (const SocketOwner& relay : relays) {
+    const auto now = ReadSocketInodes(relay.pid, proc_root_);
+    if (!now || *now != relay.socket_inodes) {
+      Refresh(agent_port);
+      return;
+    }
+  }
 }
 
 std::shared_ptr<const CarrierSnapshot> CarrierTracker::Snapshot() const {

@@ -42,9 +42,14 @@ class CarrierTracker {
  public:
   explicit CarrierTracker(std::string proc_root = "/proc") : proc_root_(std::move(proc_root)) {}
 
-  // Re-reads /proc for the relays of connections to `agent_port`. Cheap enough to run every
-  // couple of seconds (one pass over /proc/*/fd).
+  // Re-reads /proc for the relays of connections to `agent_port`: the TCP tables and every
+  // process's fds. Costs milliseconds (the tables walk the kernel's whole connection hash), so
+  // it runs when a stream starts, and from Poll only when something changed.
   void Refresh(uint16_t agent_port);
+  // The periodic check: re-reads only the fds of the relays found last time (none: nothing to
+  // do) and calls Refresh if one of them is gone or its sockets changed. New relays appear with
+  // new streams, which call Refresh themselves.
+  void Poll(uint16_t agent_port);
   std::shared_ptr<const CarrierSnapshot> Snapshot() const;
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
@@ -53,6 +58,7 @@ class CarrierTracker {
   mutable std::mutex mu_;
   std::shared_ptr<const CarrierSnapshot> snapshot_ = std::make_shared<CarrierSnapshot>();
   std::atomic<uint64_t> generation_{0};
+  std::vector<SocketOwner> relays_;  // guarded by mu_; what Poll watches
 };
 
 }  // namespace capd::agent

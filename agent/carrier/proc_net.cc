@@ -115,6 +115,30 @@ std::vector<TcpSocket> ReadTcpSockets(const std::string& proc_root) {
   return sockets;
 }
 
+namespace {
+
+// The socket inodes among the fds in `fd_dir` (/proc/PID/fd), sorted; nullopt if unreadable.
+std::optional<std::vector<uint64_t>> SocketInodesIn(const std::string& fd_dir) {
+  std::unique_ptr<DIR, int (*)(DIR*)> fds(opendir(fd_dir.c_str()), closedir);
+  if (!fds) return std::nullopt;
+  std::vector<uint64_t> inodes;
+  while (dirent* fd = readdir(fds.get())) {
+    if (fd->d_name[0] == '.') continue;
+    char target[64] = {};
+    const ssize_t n = readlink((fd_dir + "/" + fd->d_name).c_str(), target, sizeof target - 1);
+    if (n <= 0 || std::strncmp(target, "socket:[", 8) != 0) continue;
+    inodes.push_back(std::strtoull(target + 8, nullptr, 10));
+  }
+  std::sort(inodes.begin(), inodes.end());
+  return inodes;
+}
+
+}  // namespace
+
+std::optional<std::vector<uint64_t>> ReadSocketInodes(pid_t pid, const std::string& proc_root) {
+  return SocketInodesIn(proc_root + "/" + std::to_string(pid) + "/fd");
+}
+
 std::vector<SocketOwner> FindSocketOwners(const std::vector<uint64_t>& inodes, int& unreadable,
                                           const std::string& proc_root) {
   unreadable = 0;
@@ -126,25 +150,18 @@ std::vector<SocketOwner> FindSocketOwners(const std::vector<uint64_t>& inodes, i
     char* end = nullptr;
     const long pid = std::strtol(entry->d_name, &end, 10);
     if (*end != '\0' || pid <= 0 || pid == self) continue;
-    const std::string fd_dir = proc_root + "/" + entry->d_name + "/fd";
-    std::unique_ptr<DIR, int (*)(DIR*)> fds(opendir(fd_dir.c_str()), closedir);
-    if (!fds) {
+    auto socket_inodes = SocketInodesIn(proc_root + "/" + entry->d_name + "/fd");
+    if (!socket_inodes) {
       ++unreadable;
       continue;
     }
-    SocketOwner owner;
-    bool holds_one = false;
-    while (dirent* fd = readdir(fds.get())) {
-      if (fd->d_name[0] == '.') continue;
-      char target[64] = {};
-      const ssize_t n = readlink((fd_dir + "/" + fd->d_name).c_str(), target, sizeof target - 1);
-      if (n <= 0 || std::strncmp(target, "socket:[", 8) != 0) continue;
-      const uint64_t inode = std::strtoull(target + 8, nullptr, 10);
-      owner.socket_inodes.push_back(inode);
-      holds_one = holds_one || std::find(inodes.begin(), inodes.end(), inode) != inodes.end();
-    }
+    const bool holds_one = std::any_of(inodes.begin(), inodes.end(), [&](uint64_t inode) {
+      return std::binary_search(socket_inodes->begin(), socket_inodes->end(), inode);
+    });
     if (!holds_one) continue;
+    SocketOwner owner;
     owner.pid = static_cast<pid_t>(pid);
+    owner.socket_inodes = std::move(*socket_inodes);
     owner.command = ReadWhole(proc_root + "/" + entry->d_name + "/comm");
     while (!owner.command.empty() && owner.command.back() == '\n') owner.command.pop_back();
     owners.push_back(std::move(owner));

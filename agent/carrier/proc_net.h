@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,8 +40,12 @@ std::vector<TcpSocket> ParseTcpTable(const std::string& text, int family);
 struct SocketOwner {
   pid_t pid = 0;
   std::string command;                  // /proc/PID/comm
-  std::vector<uint64_t> socket_inodes;  // every socket the process has open
+  std::vector<uint64_t> socket_inodes;  // every socket the process has open, sorted
 };
+
+// The socket inodes process `pid` has open, sorted; nullopt if it is gone or unreadable.
+std::optional<std::vector<uint64_t>> ReadSocketInodes(pid_t pid,
+                                                      const std::string& proc_root = "/proc");
 
 // Processes holding any of `inodes`, with all their socket inodes. Unreadable processes are
 // skipped; `unreadable` counts them (non-zero when capd lacks the privilege to look).
