@@ -168,7 +168,9 @@ class MergedStream {
 
   Status OnInterface(AgentFeed& feed, const v1::InterfaceDescription& description);
   void OnStatistics(AgentFeed& feed, const v1::Statistics& statistics);
-  Status WriteOnePacket(AgentFeed& feed, Arrival& arrival);
+  // Writes the head batch's packets from its cursor on, in order, while their timestamps are at
+  // most `until_ns` (the first one always) and fewer than `budget` are written.
+  Status WriteRun(AgentFeed& feed, Arrival& arrival, uint64_t until_ns, uint64_t budget);
   // Handles the non-packet messages at the head of a feed; false if the head is a packet.
   Status DrainControl(AgentFeed& feed, bool& progressed);
   void EndFeed(AgentFeed& feed);
@@ -266,35 +268,52 @@ void MergedStream::OnStatistics(AgentFeed& feed, const v1::Statistics& statistic
   }
 }
 
-Status MergedStream::WriteOnePacket(AgentFeed& feed, Arrival& arrival) {
+Status MergedStream::WriteRun(AgentFeed& feed, Arrival& arrival, uint64_t until_ns,
+                              uint64_t budget) {
+  // The per-packet path of capctl: no clock, no lock taken, one interface lookup per change of
+  // interface (a batch usually has one), the writer's buffer grows and is flushed per round.
   const v1::PacketBatch& batch = arrival.message->packets();
-  const int i = arrival.next_packet;
-  const uint32_t caplen = batch.captured_length(i);
+  const int n = batch.timestamp_ns_size();
   const auto* data = reinterpret_cast<const uint8_t*>(batch.data().data());
-  if (caplen > batch.data().size() - arrival.data_offset) {
-    return Internal("agent sent a malformed batch (data too short)");
+  const size_t data_size = batch.data().size();
+  InterfaceState* state = nullptr;
+  uint32_t state_index = 0;
+  uint64_t written = 0;
+  while (arrival.next_packet < n && written < budget) {
+    const int i = arrival.next_packet;
+    const uint64_t ts = batch.timestamp_ns(i);
+    if (written > 0 && ts > until_ns) break;
+    const uint32_t caplen = batch.captured_length(i);
+    if (caplen > data_size - arrival.data_offset) {
+      return Internal("agent sent a malformed batch (data too short)");
+    }
+    const uint32_t interface_index = batch.interface_index(i);
+    if (state == nullptr || interface_index != state_index) {
+      auto it = interfaces_.find({feed.index(), interface_index});
+      if (it == interfaces_.end() || !it->second.in_file) {
+        return Internal("agent sent a packet for an undeclared interface");
+      }
+      state = &it->second;
+      state_index = interface_index;
+    }
+    // Comments are sparse and sorted by packet position: one cursor walks them with the packets
+    // (every packet of a GWLB stream has one, so a scan per packet would be quadratic).
+    std::string_view comment;
+    if (arrival.next_comment < batch.comment_packet_size() &&
+        batch.comment_packet(arrival.next_comment) == static_cast<uint32_t>(i)) {
+      comment = batch.comment(arrival.next_comment++);
+    }
+    if (ts < last_timestamp_ns_) ++out_of_order_;
+    last_timestamp_ns_ = std::max(last_timestamp_ns_, ts);
+    CAPD_RETURN_IF_ERROR(writer_->WritePacket(
+        state->file_index, ts, batch.original_length(i),
+        std::span<const uint8_t>(data + arrival.data_offset, caplen), comment));
+    arrival.data_offset += caplen;
+    ++arrival.next_packet;
+    ++state->unflushed;
+    ++unflushed_;
+    ++written;
   }
-  auto it = interfaces_.find({feed.index(), batch.interface_index(i)});
-  if (it == interfaces_.end() || !it->second.in_file) {
-    return Internal("agent sent a packet for an undeclared interface");
-  }
-  // Comments are sparse and sorted by packet position: one cursor walks them with the packets
-  // (every packet of a GWLB stream has one, so a scan per packet would be quadratic).
-  std::string_view comment;
-  if (arrival.next_comment < batch.comment_packet_size() &&
-      batch.comment_packet(arrival.next_comment) == static_cast<uint32_t>(i)) {
-    comment = batch.comment(arrival.next_comment++);
-  }
-  const uint64_t ts = batch.timestamp_ns(i);
-  if (ts < last_timestamp_ns_) ++out_of_order_;
-  last_timestamp_ns_ = std::max(last_timestamp_ns_, ts);
-  CAPD_RETURN_IF_ERROR(
-      writer_->WritePacket(it->second.file_index, ts, batch.original_length(i),
-                           std::span<const uint8_t>(data + arrival.data_offset, caplen), comment));
-  arrival.data_offset += caplen;
-  ++arrival.next_packet;
-  ++it->second.unflushed;
-  ++unflushed_;
   return Status::Ok();
 }
 
@@ -414,23 +433,35 @@ int MergedStream::Run() {
       progressed = false;
       AgentFeed* best = nullptr;
       uint64_t best_ts = 0;
+      uint64_t runner_up_ts = UINT64_MAX;  // the earliest head among the other feeds
       for (auto& feed : feeds_) {
         local_error = DrainControl(*feed, progressed);
         if (!local_error.ok()) break;
         if (feed->queue.empty()) continue;
         const Arrival& head = feed->queue.front();
         const uint64_t ts = head.message->packets().timestamp_ns(head.next_packet);
-        if (best == nullptr || ts < best_ts) best = feed.get(), best_ts = ts;
+        if (best == nullptr || ts < best_ts) {
+          if (best != nullptr) runner_up_ts = best_ts;
+          best = feed.get(), best_ts = ts;
+        } else {
+          runner_up_ts = std::min(runner_up_ts, ts);
+        }
       }
       if (!local_error.ok() || best == nullptr || count_reached_) break;
-      const auto now = std::chrono::steady_clock::now();
       bool others_ready = true;
       for (auto& feed : feeds_) {
         if (feed.get() == best || (feed->done && feed->queue.empty())) continue;
         if (feed->queue.empty()) others_ready = false;
       }
-      if (!others_ready && now - best->queue.front().arrived < kReorderWindow) break;
-      local_error = WriteOnePacket(*best, best->queue.front());
+      // With one agent (or every other one ready) the whole run up to the next feed's head is in
+      // order: it is written in one go. Otherwise one packet, once it has waited long enough.
+      uint64_t until_ns = runner_up_ts;
+      if (!others_ready) {
+        if (std::chrono::steady_clock::now() - best->queue.front().arrived < kReorderWindow) break;
+        until_ns = 0;
+      }
+      const uint64_t budget = client_count ? options_.count - (written_ + unflushed_) : UINT64_MAX;
+      local_error = WriteRun(*best, best->queue.front(), until_ns, budget);
       progressed = true;
       if (client_count && written_ + unflushed_ >= options_.count) {
         count_reached_ = true;
