@@ -1,5 +1,6 @@
 #include "agent/service/stream_reactor.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <thread>
@@ -33,6 +34,9 @@ StreamReactor::~StreamReactor() {
 }
 
 void StreamReactor::CaptureThreadMain(v1::StreamRequest request) {
+  // Otherwise it inherits the name of the gRPC thread that created it; top -H and perf then
+  // could not tell the capture from gRPC's own work.
+  pthread_setname_np(pthread_self(), "capd-capture");
   CaptureLoop loop(request, identity_, *this, stop_);
   auto ended = loop.Run();
   if (!ended.ok()) {
