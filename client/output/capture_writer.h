@@ -28,6 +28,10 @@ class ByteSink {
 class FdSink : public ByteSink {
  public:
   static StatusOr<std::unique_ptr<FdSink>> OpenFile(const std::string& path);  // create/truncate
+  // Checks now that `path` can be written (an existing file is opened, a new one's directory
+  // must be writable) but creates or truncates it only at the first Write: a capture that never
+  // starts (the agent refuses it) leaves an earlier file as it was and creates none.
+  static StatusOr<std::unique_ptr<FdSink>> OpenFileOnFirstWrite(const std::string& path);
   static std::unique_ptr<FdSink> Stdout();
   // Takes ownership of fd (already open for writing, e.g. a FIFO).
   static std::unique_ptr<FdSink> Adopt(int fd, std::string name);
@@ -40,9 +44,11 @@ class FdSink : public ByteSink {
 
  private:
   FdSink(int fd, bool owned, std::string name);
+  Status OpenDeferred();
   int fd_;
   bool owned_;
   std::string name_;
+  bool deferred_ = false;  // OpenFileOnFirstWrite: not yet created (fd_ < 0) or truncated
 };
 
 struct InterfaceInfo {

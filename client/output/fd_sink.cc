@@ -82,6 +82,45 @@ StatusOr<std::unique_ptr<FdSink>> FdSink::OpenFile(const std::string& path) {
   return sink;
 }
 
+StatusOr<std::unique_ptr<FdSink>> FdSink::OpenFileOnFirstWrite(const std::string& path) {
+  // Without O_CREAT/O_TRUNC: permission errors show now, the contents stay until the first write.
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  int err = errno;
+  if (fd < 0 && err == ENOENT) {
+    const size_t slash = path.rfind('/');
+    const std::string dir =
+        slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    if (::access(dir.c_str(), W_OK | X_OK) == 0)
+      err = 0;
+    else
+      err = errno;
+  }
+  if (fd < 0 && err != 0) {
+    std::string message = "open(" + path + "): " + std::strerror(err);
+    return IsPathError(err) ? InvalidArgument(std::move(message)) : Internal(std::move(message));
+  }
+  std::unique_ptr<FdSink> sink(new FdSink(fd, /*owned=*/true, path));
+  sink->deferred_ = true;
+  if (fd >= 0) RaisePipeBuffer(fd);
+  return sink;
+}
+
+Status FdSink::OpenDeferred() {
+  deferred_ = false;
+  if (fd_ < 0) {
+    auto opened = OpenFile(name_);
+    if (!opened.ok()) return opened.status();
+    std::swap(fd_, opened.value()->fd_);  // the temporary now owns -1
+    return Status::Ok();
+  }
+  struct stat st {};
+  // A FIFO or a device has nothing to truncate.
+  if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) && ::ftruncate(fd_, 0) != 0) {
+    return Internal("truncate(" + name_ + "): " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
 std::unique_ptr<FdSink> FdSink::Stdout() {
   RaisePipeBuffer(STDOUT_FILENO);
   return std::unique_ptr<FdSink>(new FdSink(STDOUT_FILENO, /*owned=*/false, "stdout"));
@@ -94,6 +133,7 @@ std::unique_ptr<FdSink> FdSink::Adopt(int fd, std::string name) {
 }
 
 Status FdSink::Write(std::string_view bytes) {
+  if (deferred_) CAPD_RETURN_IF_ERROR(OpenDeferred());
   const char* p = bytes.data();
   size_t left = bytes.size();
   while (left > 0) {

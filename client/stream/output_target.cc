@@ -50,7 +50,8 @@ StatusOr<OutputTarget> OpenOutputTarget(const StreamOptions& options,
     }
     return OutputTarget{FdSink::Stdout(), "stdout", true, STDOUT_FILENO};
   }
-  auto file = FdSink::OpenFile(options.write_path);
+  // Created or truncated only when the agent has accepted the stream (the first write).
+  auto file = FdSink::OpenFileOnFirstWrite(options.write_path);
   if (!file.ok()) return file.status();
   return OutputTarget{std::move(file.value()), options.write_path, false};
 }

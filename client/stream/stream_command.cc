@@ -481,7 +481,11 @@ int MergedStream::Run() {
     lock.unlock();
     // A ring of files also turns over on wall-clock boundaries when the link is quiet.
     if (local_error.ok()) local_error = writer_->Tick(WallClockNs());
-    Status flushed = local_error.ok() ? writer_->Flush() : Status::Ok();
+    // Nothing reaches the output before an agent has accepted the stream (its first interface):
+    // a refused stream must not create or truncate -w FILE.
+    const bool accepted =
+        std::any_of(feeds_.begin(), feeds_.end(), [](const auto& feed) { return feed->started; });
+    Status flushed = local_error.ok() && accepted ? writer_->Flush() : Status::Ok();
     lock.lock();
     if (flushed.ok()) {
       written_ += unflushed_;
@@ -547,7 +551,11 @@ int MergedStream::Run() {
   }
   for (auto& feed : feeds_) EndFeed(*feed);
   // The reader may be gone already; the summary says what was written.
-  if (Status closed = writer_->Close(); !closed.ok() && !output_.is_stream) {
+  // No agent accepted the stream: leave -w FILE as it was (see the flush in the loop).
+  const bool accepted =
+      std::any_of(feeds_.begin(), feeds_.end(), [](const auto& feed) { return feed->started; });
+  if (Status closed = accepted ? writer_->Close() : Status::Ok();
+      !closed.ok() && !output_.is_stream) {
     std::fprintf(stderr, "capctl: %s\n", closed.message().c_str());
   }
   if (interrupted_.load()) {

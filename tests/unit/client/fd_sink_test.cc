@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -82,6 +83,36 @@ TEST_F(FdSinkTest, OpenFileWritesAndTruncates) {
   const mode_t mask = ::umask(0);
   ::umask(mask);
   EXPECT_EQ(st.st_mode & 0777, 0644 & ~mask);
+}
+
+TEST_F(FdSinkTest, OpenFileOnFirstWriteTouchesNothingUntilThen) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string existing = dir.File("earlier.pcapng");
+  const std::string fresh = dir.File("new.pcapng");
+  { std::ofstream(existing) << "an earlier capture"; }
+
+  auto kept = FdSink::OpenFileOnFirstWrite(existing);
+  auto created = FdSink::OpenFileOnFirstWrite(fresh);
+  ASSERT_TRUE(kept.ok()) << kept.status().message();
+  ASSERT_TRUE(created.ok()) << created.status().message();
+  EXPECT_EQ(ReadFileBytes(existing), "an earlier capture");
+  EXPECT_FALSE(std::filesystem::exists(fresh));
+
+  ASSERT_TRUE((*kept)->Write("new").ok());
+  ASSERT_TRUE((*created)->Write("first").ok());
+  ASSERT_TRUE((*created)->Write(" second").ok());
+  kept.value().reset();
+  created.value().reset();
+  EXPECT_EQ(ReadFileBytes(existing), "new");
+  EXPECT_EQ(ReadFileBytes(fresh), "first second");
+
+  // Bad paths still fail at once, with the path and the reason.
+  auto missing_dir = FdSink::OpenFileOnFirstWrite("/nonexistent-capd-dir/out.pcapng");
+  ASSERT_FALSE(missing_dir.ok());
+  EXPECT_EQ(missing_dir.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(missing_dir.status().message().find("/nonexistent-capd-dir/out.pcapng"),
+            std::string::npos);
 }
 
 TEST_F(FdSinkTest, OpenFileErrorNamesPathAndReason) {
