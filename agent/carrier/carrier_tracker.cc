@@ -49,8 +49,7 @@ void CarrierTracker::Refresh(uint16_t agent_port) {
             s.remote.port == agent_port) {
           continue;  // the agent's own connections are excluded by port already
         }
-        if (!std::binary_search(owner.socket_inodes.begin(), owner.socket_inodes.end(),
-                                s.inode)) {
+        if (!std::binary_search(owner.socket_inodes.begin(), owner.socket_inodes.end(), s.inode)) {
           continue;
         }
         next->connections.push_back({s.local, s.remote, owner.pid, owner.command});
