@@ -162,7 +162,9 @@ void ExpectInnerUdp(const PcapngFile& file, const PcapngPacket& packet, const st
                     const std::string& dst, uint16_t port, const std::string& payload) {
   EXPECT_EQ(packet.caplen, packet.len);
   uint16_t dst_port = 0;
-  const auto udp_payload = UdpPayload(ToCapturedPacket(file, packet), &dst_port);
+  // UdpPayload views into the packet's bytes: the packet must outlive it.
+  const CapturedPacket captured = ToCapturedPacket(file, packet);
+  const auto udp_payload = UdpPayload(captured, &dst_port);
   ASSERT_TRUE(udp_payload.has_value()) << "not Ethernet/IPv4/UDP";
   const std::string& b = packet.bytes;
   ASSERT_GE(b.size(), 42u);

@@ -240,7 +240,11 @@ TEST_F(CaptureFaultTest, ThousandShortStreamsLeaveFdsAndMemoryWhereTheyWere) {
       (double(*rss_after) - double(*rss_before)) / kMiB, kRssGrowthAllowance / double(kMiB));
   EXPECT_EQ(fds_after, fds_before) << "capd's descriptors now:\n" << DescribeOpenFds(pid);
   EXPECT_EQ(threads_after, threads_before);
-  EXPECT_LT(*rss_after, *rss_before + kRssGrowthAllowance);
+  if (kRssBoundsMeaningful) {
+    EXPECT_LT(*rss_after, *rss_before + kRssGrowthAllowance);
+  } else {
+    std::printf("RSS growth not asserted: AddressSanitizer build (see kRssBoundsMeaningful)\n");
+  }
   ExpectAgentAlive();
 }
 

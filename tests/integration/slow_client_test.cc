@@ -236,8 +236,12 @@ TEST_F(SlowClientTest, StalledClientKeepsRssBoundedAndIsToldWhatItLost) {
       *idle_rss / double(kMiB), *baseline / double(kMiB), peak / double(kMiB),
       (double(peak) - double(*baseline)) / kMiB, kRssAllowance / double(kMiB),
       static_cast<unsigned long long>(sampler.samples()), kFloodPackets, flood_seconds);
-  EXPECT_LE(peak, *baseline + kRssAllowance)
-      << "capd grew by " << (peak - *baseline) / kMiB << " MiB with a stalled client";
+  if (kRssBoundsMeaningful) {
+    EXPECT_LE(peak, *baseline + kRssAllowance)
+        << "capd grew by " << (peak - *baseline) / kMiB << " MiB with a stalled client";
+  } else {
+    std::printf("RSS bound not asserted: AddressSanitizer build (see kRssBoundsMeaningful)\n");
+  }
 
   // Read again. The stream ends when the agent has captured kFloodPackets packets; if the ring
   // overflowed (kernel drops), more packets are needed to reach the count: send top-ups until
