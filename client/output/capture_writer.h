@@ -32,6 +32,11 @@ class FdSink : public ByteSink {
   // must be writable) but creates or truncates it only at the first Write: a capture that never
   // starts (the agent refuses it) leaves an earlier file as it was and creates none.
   static StatusOr<std::unique_ptr<FdSink>> OpenFileOnFirstWrite(const std::string& path);
+  // A file without a name in directory `dir` (O_TMPFILE): it appears, whole, only at Publish.
+  // kFailedPrecondition where the file system has no O_TMPFILE (create a named file instead).
+  static StatusOr<std::unique_ptr<FdSink>> CreateUnnamed(const std::string& dir);
+  // Gives a CreateUnnamed file its name, replacing a file of that name.
+  Status Publish(const std::string& path);
   static std::unique_ptr<FdSink> Stdout();
   // Takes ownership of fd (already open for writing, e.g. a FIFO).
   static std::unique_ptr<FdSink> Adopt(int fd, std::string name);

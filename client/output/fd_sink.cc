@@ -121,6 +121,34 @@ Status FdSink::OpenDeferred() {
   return Status::Ok();
 }
 
+StatusOr<std::unique_ptr<FdSink>> FdSink::CreateUnnamed(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int err = errno;
+    std::string message = "open(" + dir + ", O_TMPFILE): " + std::strerror(err);
+    // EISDIR: a kernel without O_TMPFILE; EOPNOTSUPP: a file system without it.
+    if (err == EOPNOTSUPP || err == EISDIR) {
+      return Status(StatusCode::kFailedPrecondition, std::move(message));
+    }
+    return IsPathError(err) ? InvalidArgument(std::move(message)) : Internal(std::move(message));
+  }
+  return std::unique_ptr<FdSink>(new FdSink(fd, /*owned=*/true, dir + " (unnamed)"));
+}
+
+Status FdSink::Publish(const std::string& path) {
+  // linkat through /proc/self/fd needs no privilege (AT_EMPTY_PATH would need
+  // CAP_DAC_READ_SEARCH). A file left by an earlier run under the same name is replaced.
+  const std::string self = "/proc/self/fd/" + std::to_string(fd_);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) == 0) {
+      name_ = path;
+      return Status::Ok();
+    }
+    if (errno != EEXIST || ::unlink(path.c_str()) != 0) break;
+  }
+  return Internal("link(" + path + "): " + std::strerror(errno));
+}
+
 std::unique_ptr<FdSink> FdSink::Stdout() {
   RaisePipeBuffer(STDOUT_FILENO);
   return std::unique_ptr<FdSink>(new FdSink(STDOUT_FILENO, /*owned=*/false, "stdout"));

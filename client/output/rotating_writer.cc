@@ -265,7 +265,13 @@ class RotatingWriter final : public CaptureWriter {
   Status OpenFile(int64_t name_seconds, int64_t slot) {
     CAPD_RETURN_IF_ERROR(KeepFreeSpace());
     const std::string path = dir_ + "/" + RingFileName(options_.path, next_number_, name_seconds);
-    auto sink = FdSink::OpenFile(path);
+    // The file gets its name only once its header is written (below), so a capctl killed in
+    // between leaves no empty ring file behind. Without O_TMPFILE: a named file at once.
+    auto sink = FdSink::CreateUnnamed(dir_);
+    const bool unnamed = sink.ok();
+    if (!sink.ok() && sink.status().code() == StatusCode::kFailedPrecondition) {
+      sink = FdSink::OpenFile(path);
+    }
     if (!sink.ok()) {
       stopped_ = sink.status();
       return stopped_;
@@ -287,6 +293,12 @@ class RotatingWriter final : public CaptureWriter {
     file_bytes_ = pending_.size();
     // The header reaches the disk at once: a new file is a valid (empty) capture from the start.
     CAPD_RETURN_IF_ERROR(WritePending());
+    if (unnamed) {
+      if (Status published = file_->Publish(path); !published.ok()) {
+        stopped_ = published;
+        return published;
+      }
+    }
     TrimRing();
     return Status::Ok();
   }
