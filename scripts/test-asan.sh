@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The unit and integration tests again, built with AddressSanitizer+UBSan (LeakSanitizer included)
 # into build-asan. Suppressions for Debian's uninstrumented libraries: tests/sanitizers/.
-# Instrumented code is 2-3x slower: timeouts are doubled. Run by hand for now (see the note in
-# scripts/test.sh).
+# Instrumented code is 2-3x slower: timeouts are doubled. scripts/test.sh (the CI job) runs it
+# after the normal tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DCAPD_SANITIZE=address
