@@ -8,13 +8,14 @@ void BatchBuilder::Start(std::unique_ptr<v1::StreamResponse> message) {
   // on it keeps the blob's and the arrays' capacity (protobuf 3.21 ClearToEmpty / RepeatedField).
   batch_ = message_->mutable_packets();
   batch_->Clear();
+  data_ = batch_->mutable_data();
   packets_ = 0;
   bytes_ = 0;
 }
 
 void BatchBuilder::Append(uint32_t interface_index, uint64_t timestamp_ns, uint32_t original_length,
                           const uint8_t* data, uint32_t captured_length) {
-  batch_->mutable_data()->append(reinterpret_cast<const char*>(data), captured_length);
+  data_->append(reinterpret_cast<const char*>(data), captured_length);
   batch_->add_interface_index(interface_index);
   batch_->add_timestamp_ns(timestamp_ns);
   batch_->add_original_length(original_length);
@@ -23,8 +24,8 @@ void BatchBuilder::Append(uint32_t interface_index, uint64_t timestamp_ns, uint3
   bytes_ += captured_length;
 }
 
-void BatchBuilder::CommentLast(std::string_view comment) {
-  if (packets_ == 0 || comment.empty()) return;
+void BatchBuilder::AddComment(std::string_view comment) {
+  if (packets_ == 0) return;
   batch_->add_comment_packet(static_cast<uint32_t>(packets_ - 1));
   batch_->add_comment(comment.data(), comment.size());
   bytes_ += comment.size();
@@ -32,6 +33,7 @@ void BatchBuilder::CommentLast(std::string_view comment) {
 
 std::unique_ptr<v1::StreamResponse> BatchBuilder::Finish() {
   batch_ = nullptr;
+  data_ = nullptr;
   packets_ = 0;
   bytes_ = 0;
   return std::move(message_);

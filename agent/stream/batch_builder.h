@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "proto/capture.pb.h"
@@ -19,7 +20,7 @@ class BatchBuilder {
  public:
   // Flush rule (DESIGN.md): messages of at most ~256 KiB or 1024 packets keep gRPC's per-message
   // cost low and stay far below the client's default 4 MiB receive limit.
-  static constexpr size_t kMaxPackets = 1024;
+  static constexpr size_t kMaxPackets = 4096;
   static constexpr size_t kMaxBytes = 256 * 1024;
 
   // Begins a batch in `message` (a fresh or recycled StreamResponse).
@@ -29,8 +30,11 @@ class BatchBuilder {
   void Append(uint32_t interface_index, uint64_t timestamp_ns, uint32_t original_length,
               const uint8_t* data, uint32_t captured_length);
 
-  // Attaches a comment to the packet appended last (sparse: most packets have none).
-  void CommentLast(std::string_view comment);
+  // Attaches a comment to the packet appended last (sparse: most packets have none, so the
+  // empty case is inline).
+  void CommentLast(std::string_view comment) {
+    if (!comment.empty()) AddComment(comment);
+  }
 
   bool empty() const { return packets_ == 0; }
   bool full() const { return packets_ >= kMaxPackets || bytes_ >= kMaxBytes; }
@@ -40,8 +44,11 @@ class BatchBuilder {
   std::unique_ptr<v1::StreamResponse> Finish();
 
  private:
+  void AddComment(std::string_view comment);
+
   std::unique_ptr<v1::StreamResponse> message_;
   v1::PacketBatch* batch_ = nullptr;
+  std::string* data_ = nullptr;  // batch_->mutable_data(), looked up once per batch
   size_t packets_ = 0;
   size_t bytes_ = 0;
 };
