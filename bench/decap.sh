@@ -20,7 +20,7 @@
 #                                   SIZE - 50), 92..1514
 #   LARGE_PACKETS=300000 LARGE_SIZE=1514   large burst; LARGE_PACKETS=0 skips it
 #   ROUNDS=5                        bursts per mode and size (alternating plain/decap first)
-#   RATE=                           trafgen --rate (e.g. 200kpps); empty: as fast as it goes
+#   RATE=                           trafgen --rate (e.g. 200000pps); empty: as fast as it goes
 #   SETTLE_S=2 CAPD_LOG_LEVEL=info KEEP=0
 set -euo pipefail
 

@@ -9,20 +9,30 @@
 #      Captured packets are counted in the files (capinfos); CPU is utime+stime from
 #      /proc/PID/stat, read once the capturers are ready (start-up excluded) and again when their
 #      files stop growing.
+#      With MODES=clients, one burst per N in CLIENTS captured by N capctl streams from one capd
+#      at once (the cost of fan-out: capd opens one capture per stream).
 #   2. Latency: LAT_PACKETS lone packets LAT_GAP apart; the capture stream goes through a FIFO to
 #      latency_reader, which records arrival (CLOCK_REALTIME) minus the packet's kernel timestamp.
+# With TSV=FILE every measurement is also appended to FILE as one line of key=value fields, with
+# the exact on-CPU time of each process (schedstat, see sched_snapshot) and capd's memory after
+# each burst (VmHWM, VmRSS): bench/all.sh builds its table from these lines.
 #
 # Usage: sudo bench/run.sh [BUILD_DIR]   (BUILD_DIR holds agent/capd and client/capctl; ./build)
 # Settings (environment):
 #   PACKETS=1000000 SIZE=64               first burst; SIZE = frame length without FCS, 60..1514
 #   LARGE_PACKETS=200000 LARGE_SIZE=1500  second burst; LARGE_PACKETS=0 skips it
-#   RATE=                                 trafgen --rate (e.g. 200kpps); empty: as fast as it goes
+#   BURSTS=                               "SIZE:COUNT ..." (e.g. "64:250000 512:250000"); when set,
+#                                         replaces the two bursts above
+#   RATE=                                 trafgen --rate (e.g. 200000pps); empty: as fast as it goes
 #   SENDERS=1                             trafgen processes (--cpus); 2 starves the capturers
 #   MODES="alone both"                    alone: each capturer on its own burst; both: one burst
+#                                         for both; clients: capd + N capctl streams, one burst
+#   CLIENTS="1 2 4"                       the stream counts N of MODES=clients
 #   LAT_PACKETS=200 LAT_GAP=20ms          latency run; LAT_PACKETS=0 skips it
 #   TCPDUMP_BUFFER_KIB=32768              tcpdump -B (capd's ring is 32 MiB too)
 #   SETTLE_S=2                            a file unchanged this long means the capturer is done
 #   CAPD_LOG_LEVEL=info KEEP=0            KEEP=1 keeps the temporary directory (captures, logs)
+#   TSV=                                  append machine-readable results to this file
 set -euo pipefail
 
 BUILD_DIR=${1:-./build}
@@ -33,6 +43,9 @@ LARGE_SIZE=${LARGE_SIZE:-1500}
 RATE=${RATE:-}
 SENDERS=${SENDERS:-1}
 MODES=${MODES:-alone both}
+CLIENTS=${CLIENTS:-1 2 4}
+BURSTS=${BURSTS:-}
+TSV=${TSV:-}
 LAT_PACKETS=${LAT_PACKETS:-200}
 LAT_GAP=${LAT_GAP:-20ms}
 TCPDUMP_BUFFER_KIB=${TCPDUMP_BUFFER_KIB:-32768}
@@ -53,11 +66,22 @@ CAPCTL=$BUILD_DIR/client/capctl
 [[ -x $CAPCTL ]] || die "$CAPCTL not found or not executable (build the capctl target)"
 CAPD=$(realpath "$CAPD")
 CAPCTL=$(realpath "$CAPCTL")
-for tool in ip trafgen tcpdump capinfos g++ awk; do
+for tool in ip trafgen tcpdump capinfos awk; do
   command -v "$tool" >/dev/null || die "$tool is required"
 done
-(( SIZE >= 60 && LARGE_SIZE >= 60 )) || die "SIZE and LARGE_SIZE must be >= 60 (Ethernet minimum)"
-(( SIZE <= 1514 && LARGE_SIZE <= 1514 )) || die "SIZE and LARGE_SIZE must be <= 1514 (MTU 1500)"
+((LAT_PACKETS == 0)) || command -v g++ >/dev/null || die "g++ is required (latency_reader)"
+if [[ -z $BURSTS ]]; then
+  BURSTS="$SIZE:$PACKETS"
+  ((LARGE_PACKETS > 0)) && BURSTS+=" $LARGE_SIZE:$LARGE_PACKETS"
+fi
+for spec in $BURSTS; do
+  [[ $spec =~ ^[0-9]+:[0-9]+$ ]] || die "BURSTS: '$spec' is not SIZE:COUNT"
+  ((${spec%%:*} >= 60)) || die "frame sizes must be >= 60 (Ethernet minimum): $spec"
+  ((${spec%%:*} <= 1514)) || die "frame sizes must be <= 1514 (MTU 1500): $spec"
+done
+for n in $CLIENTS; do
+  [[ $n =~ ^[1-9][0-9]*$ ]] || die "CLIENTS: '$n' is not a positive number"
+done
 
 CLK_TCK=$(getconf CLK_TCK)
 ID=$(printf '%x%04x' $$ $((RANDOM)))
@@ -161,6 +185,60 @@ stop_and_wait() {  # stop_and_wait PID: SIGTERM (background jobs ignore SIGINT),
 count_packets() {  # packets in a capture file (pcap or pcapng)
   [[ -s $1 ]] || { echo 0; return; }
   capinfos -M -c "$1" 2>/dev/null | awk -F': *' '/Number of packets/ { print $2 }'
+}
+
+# sched_snapshot PID: "tid on-CPU-ns" for every thread, from /proc/PID/task/TID/schedstat (its
+# first field: sum_exec_runtime, exact, unlike the tick-sampled utime+stime). As in decap.sh.
+sched_snapshot() {
+  local stat tid
+  for stat in /proc/"$1"/task/*/schedstat; do
+    tid=${stat%/schedstat}
+    tid=${tid##*/}
+    awk -v t="$tid" '{ print t, $1 }' "$stat" 2>/dev/null || true
+  done
+}
+# sched_delta BEFORE AFTER: on-CPU ns between two snapshots. A thread that appeared counts whole;
+# one that ended in between cannot be counted (its time is lost; "lost=N" on stderr says so).
+sched_delta() {
+  awk 'NR == FNR { before[$1] = $2; next }
+       { total += $2 - ($1 in before ? before[$1] : 0); seen[$1] = 1 }
+       END { for (t in before) if (!(t in seen)) lost++
+             if (lost) print "lost=" lost > "/dev/stderr"
+             printf "%d\n", total }' "$1" "$2"
+}
+# sched_mark TAG PIDS... then sched_ns TAG PIDS...: SCHED_NS = on-CPU ns of PIDS in between,
+# summed (a variable, not output: a command substitution's subshell would lose the NOTES).
+sched_mark() {
+  local tag=$1 pid
+  shift
+  for pid in "$@"; do sched_snapshot "$pid" >"$TMP/sched.$tag.$pid.0"; done
+}
+SCHED_NS=0
+sched_ns() {
+  local tag=$1 pid ns
+  shift
+  SCHED_NS=0
+  for pid in "$@"; do
+    sched_snapshot "$pid" >"$TMP/sched.$tag.$pid.1"
+    ns=$(sched_delta "$TMP/sched.$tag.$pid.0" "$TMP/sched.$tag.$pid.1" 2>"$TMP/lost")
+    [[ -s $TMP/lost ]] && NOTES+=("$RUN: $tag threads ended during the burst ($(<"$TMP/lost"))")
+    SCHED_NS=$((SCHED_NS + ns))
+  done
+}
+
+# proc_mem_kib PID: "VmHWM VmRSS RssAnon RssFile" in KiB. VmHWM is the peak since the process
+# started; RssFile includes the mmap'ed capture rings (packet_mmap's pages count as file pages).
+proc_mem_kib() {
+  awk '/^(VmHWM|VmRSS|RssAnon|RssFile):/ { v[$1] = $2 }
+       END { print v["VmHWM:"] + 0, v["VmRSS:"] + 0, v["RssAnon:"] + 0, v["RssFile:"] + 0 }' \
+    "/proc/$1/status" 2>/dev/null || echo "0 0 0 0"
+}
+
+# tsv KEY=VALUE...: one line of results for bench/all.sh, when TSV is set.
+tsv() {
+  [[ -n $TSV ]] || return 0
+  local IFS=$'\t'
+  printf '%s\n' "rate=${RATE:-max}	$*" >>"$TSV"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -271,40 +349,65 @@ sum_drops() { awk -F/ '{ s = 0; for (i = 1; i <= NF; i++) s += $i; print s }' <<
 ROWS=()   # final table rows, tab-separated
 NOTES=()
 
-# burst MODE SIZE COUNT: MODE is tcpdump, capd or both.
+# burst MODE SIZE COUNT: MODE is tcpdump, capd (one capctl), both (tcpdump and one capctl on the
+# same burst) or clientsN (N capctl streams from the one capd on the same burst).
 burst() {
-  local mode=$1 size=$2 count=$3 cfg wall rx0 rx1 sent
-  local capd0=0 capd1=0 ctl0=0 ctl1=0 td0=0 td1=0 files=()
-  RUN=burst-$size-$mode
+  local mode=$1 size=$2 count=$3 cfg wall rx0 rx1 sent nclients=0 i base
+  local capd0=0 capd1=0 ctl0=0 ctl1=0 td0=0 td1=0 files=() ctl_pids=() ctl_errs=() ctl_outs=()
+  local td_ns=0 capd_ns=0 ctl_ns=0 mem
+  case $mode in
+    capd | both) nclients=1 ;;
+    clients*) nclients=${mode#clients} ;;
+  esac
+  base=burst-$size-$mode
+  RUN=$base
   cfg=$TMP/udp$size.cfg
   write_trafgen_config "$size" "$cfg"
   log "burst: $count x ${size}B, capturer(s): $mode"
   TCPDUMP_PID="" CAPCTL_PID=""
-  if [[ $mode != capd ]]; then
+  if [[ $mode == tcpdump || $mode == both ]]; then
     start_tcpdump -w "$TMP/$RUN.tcpdump.pcap"
     wait_for "$TCPDUMP_ERR" "listening on" "$TCPDUMP_PID"
     files+=("$TMP/$RUN.tcpdump.pcap")
   fi
-  if [[ $mode != tcpdump ]]; then
+  for ((i = 1; i <= nclients; i++)); do
+    [[ $mode == clients* ]] && RUN=$base-c$i
     start_capctl -w "$TMP/$RUN.capctl.pcapng"
     wait_for "$CAPCTL_ERR" "capturing on" "$CAPCTL_PID"
     files+=("$TMP/$RUN.capctl.pcapng")
-  fi
+    ctl_pids+=("$CAPCTL_PID") ctl_errs+=("$CAPCTL_ERR") ctl_outs+=("$TMP/$RUN.capctl.pcapng")
+  done
+  RUN=$base
   sleep 0.5
   rx0=$(cap_rx)
-  [[ -n $TCPDUMP_PID ]] && td0=$(cpu_ticks "$TCPDUMP_PID")
-  if [[ -n $CAPCTL_PID ]]; then
-    ctl0=$(cpu_ticks "$CAPCTL_PID")
+  if [[ -n $TCPDUMP_PID ]]; then
+    td0=$(cpu_ticks "$TCPDUMP_PID")
+    sched_mark tcpdump "$TCPDUMP_PID"
+  fi
+  if ((nclients > 0)); then
+    for i in "${ctl_pids[@]}"; do ctl0=$((ctl0 + $(cpu_ticks "$i"))); done
     capd0=$(cpu_ticks "$CAPD_PID")
+    sched_mark capctl "${ctl_pids[@]}"
+    sched_mark capd "$CAPD_PID"
   fi
 
   wall=$(send "$cfg" "$count")
   wait_quiet "${files[@]}"
 
-  [[ -n $TCPDUMP_PID ]] && td1=$(cpu_ticks "$TCPDUMP_PID")
-  if [[ -n $CAPCTL_PID ]]; then
-    ctl1=$(cpu_ticks "$CAPCTL_PID")
+  if [[ -n $TCPDUMP_PID ]]; then
+    td1=$(cpu_ticks "$TCPDUMP_PID")
+    sched_ns tcpdump "$TCPDUMP_PID"
+    td_ns=$SCHED_NS
+  fi
+  if ((nclients > 0)); then
+    for i in "${ctl_pids[@]}"; do ctl1=$((ctl1 + $(cpu_ticks "$i"))); done
     capd1=$(cpu_ticks "$CAPD_PID")
+    sched_ns capctl "${ctl_pids[@]}"
+    ctl_ns=$SCHED_NS
+    sched_ns capd "$CAPD_PID"
+    capd_ns=$SCHED_NS
+    mem=$(proc_mem_kib "$CAPD_PID")
+    log "  capd memory (KiB): VmHWM VmRSS RssAnon RssFile = $mem"
   fi
   rx1=$(cap_rx)
   sent=$((rx1 - rx0))
@@ -317,27 +420,49 @@ burst() {
 
   local label="${size}B alone"
   [[ $mode != both ]] || label="${size}B together"
+  if [[ $mode == clients* ]]; then
+    label="${size}B $nclients clients"
+    ((nclients > 1)) || label="${size}B 1 client"
+  fi
+  local got drops written
   if [[ -n $TCPDUMP_PID ]]; then
     stop_and_wait "$TCPDUMP_PID"
-    local got drops
     got=$(count_packets "$TMP/$RUN.tcpdump.pcap")
     drops=$(tcpdump_drops "$TCPDUMP_ERR")
     record_burst "$label" "tcpdump" "$sent" "$got" "$drops" $((td1 - td0)) "$wall"
+    tsv kind=burst "size=$size" "mode=$mode" clients=0 tool=tcpdump "sent=$sent" "captured=$got" \
+      "captured_each=$got" "drops=$drops" "ticks=$((td1 - td0))" "cpu_ns=$td_ns" "wall_s=$wall" \
+      "pps=$pps"
     [[ $KEEP == 1 ]] || rm -f "$TMP/$RUN.tcpdump.pcap"
   fi
-  if [[ -n $CAPCTL_PID ]]; then
-    stop_and_wait "$CAPCTL_PID"
-    local got drops written
-    got=$(count_packets "$TMP/$RUN.capctl.pcapng")
-    drops=$(capctl_drops "$CAPCTL_ERR")
-    written=$(capctl_written "$CAPCTL_ERR")
-    [[ -n $drops ]] || { cat "$CAPCTL_ERR" >&2; NOTES+=("$label: capctl printed no summary line"); }
-    [[ -z $written || $written == "$got" ]] ||
-      NOTES+=("$label: capctl says $written written, the file holds $got")
-    record_burst "$label" "capd+capctl" "$sent" "$got" "${drops:-?}" \
+  if ((nclients > 0)); then
+    # Each client is stopped, then its file counted: the minimum over clients is the row's figure.
+    local min="" each=() worst_drops="" tool=capd+capctl
+    for ((i = 0; i < nclients; i++)); do
+      stop_and_wait "${ctl_pids[i]}"
+      got=$(count_packets "${ctl_outs[i]}")
+      drops=$(capctl_drops "${ctl_errs[i]}")
+      written=$(capctl_written "${ctl_errs[i]}")
+      [[ -n $drops ]] ||
+        { cat "${ctl_errs[i]}" >&2; NOTES+=("$label: capctl $((i + 1)) printed no summary line"); }
+      [[ -z $written || $written == "$got" ]] ||
+        NOTES+=("$label: capctl $((i + 1)) says $written written, the file holds $got")
+      each+=("$got")
+      if [[ -z $min ]] || ((got < min)); then min=$got worst_drops=${drops:-?}; fi
+      [[ $KEEP == 1 ]] || rm -f "${ctl_outs[i]}"
+    done
+    [[ $mode != clients* ]] || tool="capd+${nclients}capctl"
+    record_burst "$label" "$tool" "$sent" "$min" "$worst_drops" \
       $((capd1 - capd0 + ctl1 - ctl0)) "$wall"
-    log "  capd $(ticks_to_s $((capd1 - capd0)))s + capctl $(ticks_to_s $((ctl1 - ctl0)))s CPU"
-    [[ $KEEP == 1 ]] || rm -f "$TMP/$RUN.capctl.pcapng"
+    log "  capd $(ticks_to_s $((capd1 - capd0)))s + capctl $(ticks_to_s $((ctl1 - ctl0)))s CPU;" \
+      "on CPU (schedstat) capd $((capd_ns / 1000000)) ms + capctl $((ctl_ns / 1000000)) ms"
+    local IFS=,
+    tsv kind=burst "size=$size" "mode=$mode" "clients=$nclients" tool=capd+capctl "sent=$sent" \
+      "captured=$min" "captured_each=${each[*]}" "drops=$worst_drops" \
+      "ticks=$((capd1 - capd0 + ctl1 - ctl0))" "capd_ticks=$((capd1 - capd0))" \
+      "capctl_ticks=$((ctl1 - ctl0))" "cpu_ns=$((capd_ns + ctl_ns))" "capd_ns=$capd_ns" \
+      "capctl_ns=$ctl_ns" "wall_s=$wall" "pps=$pps" \
+      "capd_mem_kib=$(tr ' ' , <<<"$mem")"
   fi
   kill -0 "$CAPD_PID" 2>/dev/null || die "capd died during $RUN (see $TMP/capd.log; KEEP=1)"
 }
@@ -406,6 +531,8 @@ latency() {
   local pct
   pct=$(awk -v g="$n" -v s="$sent" 'BEGIN { printf "%.2f", (s > 0 ? 100 * g / s : 0) }')
   ROWS+=("latency $LAT_GAP	$label	$sent	$n	$pct	${drops:-?}	-	-	-	$p50	$p99")
+  tsv kind=latency "tool=$tool" "gap=$LAT_GAP" "sent=$sent" "captured=$n" "drops=${drops:-?}" \
+    "p50_ms=$p50" "p99_ms=$p99"
 }
 
 print_table() {
@@ -431,18 +558,18 @@ print_table() {
 
 # ---------------------------------------------------------------------------------------------
 main() {
-  log "building latency_reader"
-  g++ -O2 -std=c++20 -Wall -Wextra "$BENCH_DIR/latency_reader.cc" -o "$TMP/latency_reader"
+  if ((LAT_PACKETS > 0)); then
+    log "building latency_reader"
+    g++ -O2 -std=c++20 -Wall -Wextra "$BENCH_DIR/latency_reader.cc" -o "$TMP/latency_reader"
+  fi
   setup_network
   write_trafgen_config 64 "$TMP/udp64.cfg"
   start_capd
   log "namespaces $SND_NS -> $CAP_NS, $SND_IF -> $CAP_IF ($CAP_MAC); capd pid $CAPD_PID"
   sleep 1  # let link-up settle before counting
 
-  local sizes=("$SIZE:$PACKETS")
-  ((LARGE_PACKETS > 0)) && sizes+=("$LARGE_SIZE:$LARGE_PACKETS")
-  local spec size count
-  for spec in "${sizes[@]}"; do
+  local spec size count n
+  for spec in $BURSTS; do
     size=${spec%%:*} count=${spec##*:}
     if [[ " $MODES " == *" alone "* ]]; then
       burst tcpdump "$size" "$count"
@@ -450,6 +577,9 @@ main() {
     fi
     if [[ " $MODES " == *" both "* ]]; then
       burst both "$size" "$count"
+    fi
+    if [[ " $MODES " == *" clients "* ]]; then
+      for n in $CLIENTS; do burst "clients$n" "$size" "$count"; done
     fi
   done
   if ((LAT_PACKETS > 0)); then
@@ -461,13 +591,14 @@ main() {
   echo
   echo "capd -> capctl vs tcpdump on $(uname -r), $(nproc) CPUs; $(date -u '+%F %T UTC')"
   echo "command: PACKETS=$PACKETS SIZE=$SIZE LARGE_PACKETS=$LARGE_PACKETS LARGE_SIZE=$LARGE_SIZE" \
-    "RATE=${RATE:-} SENDERS=$SENDERS MODES=\"$MODES\" LAT_PACKETS=$LAT_PACKETS" \
-    "LAT_GAP=$LAT_GAP $0 $BUILD_DIR"
+    "BURSTS=\"$BURSTS\" RATE=${RATE:-} SENDERS=$SENDERS MODES=\"$MODES\" CLIENTS=\"$CLIENTS\"" \
+    "LAT_PACKETS=$LAT_PACKETS LAT_GAP=$LAT_GAP SETTLE_S=$SETTLE_S $0 $BUILD_DIR"
   echo "sent = frames that reached the capture veth (its rx counter)"
   echo "drops = tcpdump: kernel/interface; capd+capctl: kernel/interface/agent (capctl's summary)"
   echo "CPU = utime+stime (capd + capctl together) from /proc/PID/stat, start-up excluded;"
-  echo "  'alone' rows: each capturer had its own burst; 'together' rows: one burst, both capturing"
-  echo "  (they compete for the 2 CPUs with trafgen, so use the 'alone' rows for the CPU ratio)"
+  echo "  'alone' rows: each capturer had its own burst; 'together' rows: one burst, both capturing;"
+  echo "  (they compete for the 2 CPUs with trafgen, so use the 'alone' rows for the CPU ratio);"
+  echo "  'N clients' rows: N capctl streams from one capd, captured = the least complete client"
   echo "ratio = (capd+capctl) s/Mpkt / tcpdump s/Mpkt in the same row group;" \
     "tcpdump -B $TCPDUMP_BUFFER_KIB KiB"
   echo "latency = arrival at a FIFO reader (CLOCK_REALTIME) - kernel timestamp, per lone packet"
