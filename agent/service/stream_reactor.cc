@@ -24,6 +24,10 @@ StreamReactor::StreamReactor(const v1::StreamRequest& request, const AgentIdenti
       context_(context),
       peer_(context->peer()),
       on_destroyed_(std::move(on_destroyed)) {
+  // gRPC runs the reactions on other threads, ordered after this constructor by synchronisation
+  // inside libgrpc that ThreadSanitizer cannot see; each reaction starts with an acquire of this
+  // flag, which makes the order visible to it (tests/sanitizers/tsan.supp).
+  constructed_.store(true, std::memory_order_release);
   // Detached: the thread holds a reference and the last reference deletes the reactor, so
   // nothing ever has to block in a reaction to join it.
   std::thread(&StreamReactor::CaptureThreadMain, this, request).detach();
@@ -94,6 +98,7 @@ void StreamReactor::StartNextWriteLocked() {
 }
 
 void StreamReactor::OnWriteDone(bool ok) {
+  SeeConstruction();
   std::lock_guard lock(mu_);
   if (in_flight_ && in_flight_->has_packets() && free_.size() < kMaxFreeMessages) {
     free_.push_back(std::move(in_flight_));
@@ -112,8 +117,9 @@ void StreamReactor::OnWriteDone(bool ok) {
 }
 
 void StreamReactor::OnCancel() {
-  stop_.Request(v1::StreamEnd::CLIENT_CANCELLED);
+  SeeConstruction();
   std::lock_guard lock(mu_);
+  stop_.Request(v1::StreamEnd::CLIENT_CANCELLED);
   cancelled_ = true;
   queue_.clear();
   queued_bytes_ = 0;
@@ -137,7 +143,13 @@ void StreamReactor::MaybeFinishLocked() {
   }
 }
 
-void StreamReactor::OnDone() { ReleaseReference(); }
+void StreamReactor::OnDone() {
+  SeeConstruction();
+  // gRPC orders OnDone after every other reaction (see the constructor): taking mu_ once makes
+  // everything done under it (StartWrite, the queue) visibly happen before the delete.
+  { std::lock_guard lock(mu_); }
+  ReleaseReference();
+}
 
 void StreamReactor::ReleaseReference() {
   if (references_.fetch_sub(1) == 1) delete this;

@@ -88,6 +88,9 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
 
   // One reference for gRPC (released in OnDone), one for the capture thread.
   std::atomic<int> references_{2};
+  // Set at the end of the constructor; read first by every reaction (see the constructor).
+  std::atomic<bool> constructed_{false};
+  void SeeConstruction() const { (void)constructed_.load(std::memory_order_acquire); }
 };
 
 }  // namespace capd::agent
