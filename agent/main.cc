@@ -35,7 +35,8 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: capd [--listen ADDRESS:PORT] [--name NAME] [--user USER] [--max-streams N]\n"
-    "            [--max-queue-bytes SIZE] [--tls-cert F --tls-key F [--tls-client-ca F]]\n"
+    "            [--max-queue-bytes SIZE] [--buffer-size SIZE] [--block-timeout-ms N]\n"
+    "            [--tls-cert F --tls-key F [--tls-client-ca F]]\n"
     "            [--auth-token-file F] [--record-dir DIR] [--log-level LEVEL] [--version]\n"
     "  --listen ADDRESS:PORT  where clients connect (default 127.0.0.1:50051); any address\n"
     "                         other than loopback requires TLS\n"
@@ -44,6 +45,10 @@ constexpr char kUsage[] =
     "                         CAP_NET_ADMIN\n"
     "  --max-streams N        streams served at once (default 16)\n"
     "  --max-queue-bytes SIZE per-stream queue for a slow client, e.g. 32M (default 32M)\n"
+    "  --buffer-size SIZE     each capture's kernel ring, like tcpdump -B (default 32M,\n"
+    "                         1M..1G); it counts in capd's memory once traffic fills it\n"
+    "  --block-timeout-ms N   longest a lone packet waits in the ring (default 3, 1..1000);\n"
+    "                         more saves CPU at high packet rates, less is more live\n"
     "  --tls-cert F, --tls-key F   serve TLS with this certificate chain and key (PEM)\n"
     "  --tls-client-ca F      require client certificates signed by this CA (mutual TLS)\n"
     "  --auth-token-file F    require this bearer token from clients (capctl --token-file)\n"
@@ -70,6 +75,7 @@ struct Flags {
   std::string log_level = "info";
   size_t max_streams = 16;
   size_t max_queue_bytes = 32 * 1024 * 1024;
+  capd::agent::RingSettings ring;
   bool carrier_exclusion = true;
   std::string metadata_endpoint = capd::agent::kDefaultMetadataEndpoint;
   bool name_given = false;  // else the host name, replaced by the instance id on EC2
@@ -112,7 +118,9 @@ Flags ParseFlags(int argc, char** argv) {
     kNoCarrier,
     kRecordDir,
     kMetadataEndpoint,
-    kNoMetadata
+    kNoMetadata,
+    kBufferSize,
+    kBlockTimeout
   };
   static const option kOptions[] = {
       {"listen", required_argument, nullptr, 'l'},
@@ -120,6 +128,8 @@ Flags ParseFlags(int argc, char** argv) {
       {"user", required_argument, nullptr, kUser},
       {"max-streams", required_argument, nullptr, kMaxStreams},
       {"max-queue-bytes", required_argument, nullptr, kMaxQueue},
+      {"buffer-size", required_argument, nullptr, kBufferSize},
+      {"block-timeout-ms", required_argument, nullptr, kBlockTimeout},
       {"tls-cert", required_argument, nullptr, kTlsCert},
       {"tls-key", required_argument, nullptr, kTlsKey},
       {"tls-client-ca", required_argument, nullptr, kTlsClientCa},
@@ -154,6 +164,22 @@ Flags ParseFlags(int argc, char** argv) {
           Usage("--max-queue-bytes takes a size of at least 1M, e.g. 32M");
         }
         break;
+      case kBufferSize: {
+        size_t bytes = 0;
+        if (!ParseSize(optarg, bytes) || bytes < (1 << 20) || bytes > (1 << 30)) {
+          Usage("--buffer-size takes a size from 1M to 1G, e.g. 32M");
+        }
+        flags.ring.buffer_bytes = static_cast<int>(bytes);
+        break;
+      }
+      case kBlockTimeout: {
+        size_t ms = 0;
+        if (!ParseSize(optarg, ms) || ms == 0 || ms > 1000) {
+          Usage("--block-timeout-ms takes 1..1000 milliseconds");
+        }
+        flags.ring.block_timeout_ms = static_cast<int>(ms);
+        break;
+      }
       case kTlsCert:
         flags.access.tls_cert_file = optarg;
         break;
@@ -241,6 +267,7 @@ int main(int argc, char** argv) {
   options.version = CAPD_VERSION;
   options.max_streams = flags.max_streams;
   options.max_queue_bytes = flags.max_queue_bytes;
+  options.identity.ring = flags.ring;
   if (flags.carrier_exclusion) {
     options.identity.carriers = std::make_shared<capd::agent::CarrierTracker>();
   }

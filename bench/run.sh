@@ -32,6 +32,7 @@
 #   TCPDUMP_BUFFER_KIB=32768              tcpdump -B (capd's ring is 32 MiB too)
 #   SETTLE_S=2                            a file unchanged this long means the capturer is done
 #   CAPD_LOG_LEVEL=info KEEP=0            KEEP=1 keeps the temporary directory (captures, logs)
+#   CAPD_ARGS=                            more capd flags, e.g. "--block-timeout-ms 10"
 #   TSV=                                  append machine-readable results to this file
 set -euo pipefail
 
@@ -51,6 +52,7 @@ LAT_GAP=${LAT_GAP:-20ms}
 TCPDUMP_BUFFER_KIB=${TCPDUMP_BUFFER_KIB:-32768}
 SETTLE_S=${SETTLE_S:-2}
 CAPD_LOG_LEVEL=${CAPD_LOG_LEVEL:-info}
+CAPD_ARGS=${CAPD_ARGS:-}
 KEEP=${KEEP:-0}
 PORT=50051  # capd listens inside the capture namespace, so the usual port never clashes
 
@@ -304,8 +306,10 @@ send() {
 # ---------------------------------------------------------------------------------------------
 CAPD_PID=""
 start_capd() {
+  local extra=()
+  read -r -a extra <<<"$CAPD_ARGS"
   ip netns exec "$CAP_NS" "$CAPD" --listen "127.0.0.1:$PORT" --log-level "$CAPD_LOG_LEVEL" \
-    >"$TMP/capd.log" 2>&1 &
+    "${extra[@]}" >"$TMP/capd.log" 2>&1 &
   CAPD_PID=$!
   PIDS+=("$CAPD_PID")
   expect_comm "$CAPD_PID" capd

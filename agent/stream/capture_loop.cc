@@ -179,6 +179,8 @@ StatusOr<v1::StreamEnd> CaptureLoop::Run() {
   }
   config.snaplen = request_.has_snaplen() ? request_.snaplen() : kDefaultSnaplen;
   config.promiscuous = !request_.no_promiscuous();
+  config.buffer_bytes = identity_.ring.buffer_bytes;
+  config.block_timeout_ms = identity_.ring.block_timeout_ms;
 
   auto opened = LiveCapture::Open(config);
   if (!opened.ok()) return opened.status();
@@ -219,9 +221,11 @@ StatusOr<v1::StreamEnd> CaptureLoop::Run() {
   auto composed = compose();
   if (!composed.ok()) return composed.status();
   CAPD_RETURN_IF_ERROR(capture.SetFilter(composed->expression));
-  spdlog::info("stream on {}: link type {}, snaplen {}, filter '{}'{}", capture.interface(),
-               capture.linktype(), capture.snaplen(), composed->expression,
-               mirror_mode ? ", decapsulating" : "");
+  spdlog::info(
+      "stream on {}: link type {}, snaplen {}, ring {} KiB, block timeout {} ms, "
+      "filter '{}'{}",
+      capture.interface(), capture.linktype(), capture.snaplen(), config.buffer_bytes / 1024,
+      config.block_timeout_ms, composed->expression, mirror_mode ? ", decapsulating" : "");
 
   // The capture interface is described first: the client writes its file header from it. In
   // mirror-target mode no packet is filed under it; its statistics carry the kernel's counters.

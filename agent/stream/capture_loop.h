@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "agent/capture/live_capture.h"
 #include "agent/carrier/carrier_tracker.h"
 #include "agent/metadata/instance_metadata.h"
 #include "agent/stream/stop_signal.h"
@@ -24,13 +25,22 @@
 
 namespace capd::agent {
 
-// Who the agent is, for interface descriptions and for own-traffic exclusion.
+// The kernel ring of every capture capd opens (capd --buffer-size, --block-timeout-ms).
+// The defaults, and why, are LiveCaptureConfig's.
+struct RingSettings {
+  int buffer_bytes = LiveCaptureConfig{}.buffer_bytes;
+  int block_timeout_ms = LiveCaptureConfig{}.block_timeout_ms;
+};
+
+// Who the agent is, for interface descriptions and for own-traffic exclusion, and how it
+// captures.
 struct AgentIdentity {
   std::string name;
   std::string os;
   filters::OwnTraffic own_traffic;  // the listening port; carriers are added from `carriers`
-  std::shared_ptr<CarrierTracker> carriers;  // null: carrier exclusion turned off
+  std::shared_ptr<CarrierTracker> carriers;          // null: carrier exclusion turned off
   std::shared_ptr<const InstanceMetadata> metadata;  // null: not on EC2 (or not known yet)
+  RingSettings ring;
 };
 
 struct CaptureLimits {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -230,6 +231,43 @@ TEST_F(RequestLimitsTest, MaxStreamsRefusesTheThirdStream) {
   EXPECT_TRUE(second->Running()) << second->Describe();
   ASSERT_TRUE(second->Signal(SIGINT));
   ASSERT_NO_FATAL_FAILURE(ExpectExit(*second, 0));
+  ExpectAgentAlive();
+}
+
+// --buffer-size and --block-timeout-ms set the kernel ring of every capture: the ring is the
+// packet socket's mapping in capd's address space (what a user sees in /proc/PID/maps), and the
+// stream's log line names both. Out-of-range values are refused at start with exit code 2.
+TEST_F(HardenedAgentTest, RingFlagsSizeEveryCapturesRing) {
+  ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--buffer-size", "4M", "--block-timeout-ms", "20"}));
+  std::unique_ptr<Subprocess> capctl;
+  ASSERT_NO_FATAL_FAILURE(StartStream(
+      "capctl", {"-i", kIface, "-f", "udp", "-w", File("out.pcapng").string()}, &capctl));
+  std::ifstream maps("/proc/" + std::to_string(AgentPid()) + "/maps");
+  uint64_t ring_bytes = 0;
+  for (std::string line; std::getline(maps, line);) {
+    if (line.find("socket:[") == std::string::npos) continue;
+    const size_t dash = line.find('-');
+    const uint64_t start = std::stoull(line.substr(0, dash), nullptr, 16);
+    const uint64_t end = std::stoull(line.substr(dash + 1, line.find(' ') - dash - 1), nullptr, 16);
+    ring_bytes += end - start;
+  }
+  EXPECT_EQ(ring_bytes, 4u << 20) << "the capture ring mapped in capd";
+  EXPECT_NE(agent().Stderr().find("ring 4096 KiB, block timeout 20 ms"), std::string::npos)
+      << agent().Describe();
+  ASSERT_TRUE(capctl->Signal(SIGINT));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));
+
+  for (const auto& flags : std::vector<std::vector<std::string>>{{"--buffer-size", "512k"},
+                                                                 {"--buffer-size", "2G"},
+                                                                 {"--block-timeout-ms", "0"},
+                                                                 {"--block-timeout-ms", "1001"},
+                                                                 {"--block-timeout-ms", "soon"}}) {
+    std::vector<std::string> argv = {kCapdPath, "--listen", "127.0.0.1:0"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    const CommandResult r = RunCommand(argv, network().agent_ns());
+    EXPECT_TRUE(r.status.Exited(2)) << JoinArgs(argv) << ": " << r.status;
+    EXPECT_NE(r.output.find("capd: " + flags[0] + " takes"), std::string::npos) << r.output;
+  }
   ExpectAgentAlive();
 }
 
