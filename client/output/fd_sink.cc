@@ -48,6 +48,12 @@ bool IsPathError(int err) {
   }
 }
 
+// The Status for an open() of `what` that failed with `err`: the user's path, or the system.
+Status OpenError(const std::string& what, int err) {
+  std::string message = "open(" + what + "): " + std::strerror(err);
+  return IsPathError(err) ? InvalidArgument(std::move(message)) : Internal(std::move(message));
+}
+
 // Waits until a non-blocking fd (a FIFO or stdout inherited with O_NONBLOCK) accepts bytes.
 // Returns errno on failure, 0 when writable (or when the next write() will report the error).
 int WaitWritable(int fd) {
@@ -71,11 +77,7 @@ FdSink::~FdSink() {
 
 StatusOr<std::unique_ptr<FdSink>> FdSink::OpenFile(const std::string& path) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    const int err = errno;
-    std::string message = "open(" + path + "): " + std::strerror(err);
-    return IsPathError(err) ? InvalidArgument(std::move(message)) : Internal(std::move(message));
-  }
+  if (fd < 0) return OpenError(path, errno);
   // Owned from here: a path naming an existing FIFO is opened like a file, then tuned as a pipe.
   std::unique_ptr<FdSink> sink(new FdSink(fd, /*owned=*/true, path));
   RaisePipeBuffer(fd);
@@ -95,10 +97,7 @@ StatusOr<std::unique_ptr<FdSink>> FdSink::OpenFileOnFirstWrite(const std::string
     else
       err = errno;
   }
-  if (fd < 0 && err != 0) {
-    std::string message = "open(" + path + "): " + std::strerror(err);
-    return IsPathError(err) ? InvalidArgument(std::move(message)) : Internal(std::move(message));
-  }
+  if (fd < 0 && err != 0) return OpenError(path, err);
   std::unique_ptr<FdSink> sink(new FdSink(fd, /*owned=*/true, path));
   sink->deferred_ = true;
   if (fd >= 0) RaisePipeBuffer(fd);
@@ -125,12 +124,12 @@ StatusOr<std::unique_ptr<FdSink>> FdSink::CreateUnnamed(const std::string& dir) 
   const int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
   if (fd < 0) {
     const int err = errno;
-    std::string message = "open(" + dir + ", O_TMPFILE): " + std::strerror(err);
     // EISDIR: a kernel without O_TMPFILE; EOPNOTSUPP: a file system without it.
     if (err == EOPNOTSUPP || err == EISDIR) {
-      return Status(StatusCode::kFailedPrecondition, std::move(message));
+      return Status(StatusCode::kFailedPrecondition,
+                    "open(" + dir + ", O_TMPFILE): " + std::strerror(err));
     }
-    return IsPathError(err) ? InvalidArgument(std::move(message)) : Internal(std::move(message));
+    return OpenError(dir + ", O_TMPFILE", err);
   }
   return std::unique_ptr<FdSink>(new FdSink(fd, /*owned=*/true, dir + " (unnamed)"));
 }

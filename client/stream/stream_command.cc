@@ -177,6 +177,12 @@ class MergedStream {
   void WriteStatisticsBlocks(size_t feed_index, const std::string& comment);
   void PrintSummary(const std::string& ending);
   uint64_t TotalDrops() const;
+  // An agent has sent its first interface description: it accepted the stream. `started` is set
+  // by OnInterface on this (the merger's) thread, so no lock is needed to read it here.
+  bool AnyFeedStarted() const {
+    return std::any_of(feeds_.begin(), feeds_.end(),
+                       [](const auto& feed) { return feed->started; });
+  }
   std::string InterfaceName(const AgentFeed& feed, const std::string& name) const;
 
   const StreamOptions& options_;
@@ -483,9 +489,7 @@ int MergedStream::Run() {
     if (local_error.ok()) local_error = writer_->Tick(WallClockNs());
     // Nothing reaches the output before an agent has accepted the stream (its first interface):
     // a refused stream must not create or truncate -w FILE.
-    const bool accepted =
-        std::any_of(feeds_.begin(), feeds_.end(), [](const auto& feed) { return feed->started; });
-    Status flushed = local_error.ok() && accepted ? writer_->Flush() : Status::Ok();
+    Status flushed = local_error.ok() && AnyFeedStarted() ? writer_->Flush() : Status::Ok();
     lock.lock();
     if (flushed.ok()) {
       written_ += unflushed_;
@@ -552,9 +556,7 @@ int MergedStream::Run() {
   for (auto& feed : feeds_) EndFeed(*feed);
   // The reader may be gone already; the summary says what was written.
   // No agent accepted the stream: leave -w FILE as it was (see the flush in the loop).
-  const bool accepted =
-      std::any_of(feeds_.begin(), feeds_.end(), [](const auto& feed) { return feed->started; });
-  if (Status closed = accepted ? writer_->Close() : Status::Ok();
+  if (Status closed = AnyFeedStarted() ? writer_->Close() : Status::Ok();
       !closed.ok() && !output_.is_stream) {
     std::fprintf(stderr, "capctl: %s\n", closed.message().c_str());
   }
