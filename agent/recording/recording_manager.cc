@@ -155,10 +155,11 @@ Status ValidateRecordingName(const std::string& name) {
 class Recording final : public StreamSink {
  public:
   Recording(fs::path dir, v1::StartRecordingRequest request, PersistedState state,
-            const AgentIdentity& identity)
+            const AgentIdentity& identity, CaptureHub& hub)
       : dir_(std::move(dir)),
         request_(std::move(request)),
         identity_(identity),
+        hub_(hub),
         state_(std::move(state)) {}
 
   ~Recording() override {
@@ -320,8 +321,7 @@ class Recording final : public StreamSink {
   };
 
   void CaptureMain() {
-    CaptureLoop loop(StreamRequestFor(request_), identity_, *this, stop_);
-    auto ended = loop.Run();
+    auto ended = RunCapture(hub_, StreamRequestFor(request_), identity_, *this, stop_);
     std::lock_guard lock(mu_);
     if (!setup_done_) {
       setup_done_ = true;
@@ -479,6 +479,7 @@ class Recording final : public StreamSink {
   const fs::path dir_;
   const v1::StartRecordingRequest request_;
   const AgentIdentity& identity_;
+  CaptureHub& hub_;
   StopSignal stop_;
   std::mutex control_mu_;  // one Start or Stop at a time
   std::thread capture_thread_;
@@ -535,8 +536,8 @@ StatusOr<std::unique_ptr<RecordingManager>> RecordingManager::Open(const std::st
       continue;
     }
     PersistedState state = Parse(ReadFile(entry.path() / kStateFile).value_or(""));
-    manager->recordings_[name] =
-        std::make_shared<Recording>(entry.path(), request, state, manager->identity_);
+    manager->recordings_[name] = std::make_shared<Recording>(entry.path(), request, state,
+                                                             manager->identity_, *manager->hub_);
   }
   spdlog::info("recordings in {}: {} found", canonical.string(), manager->recordings_.size());
   return manager;
@@ -592,7 +593,7 @@ StatusOr<v1::RecordingInfo> RecordingManager::Start(const v1::StartRecordingRequ
     fs::create_directory(dir, error);
     if (error) return Internal("mkdir(" + dir.string() + "): " + error.message());
     PersistedState state;
-    recording = std::make_shared<Recording>(dir, request, state, identity_);
+    recording = std::make_shared<Recording>(dir, request, state, identity_, *hub_);
     recordings_[request.name()] = recording;  // reserves the name while it starts
   }
   Status status = recording->SaveRequest();

@@ -2,7 +2,8 @@
 // Recordings: captures capd runs on its own (capd --record-dir DIR), each into a ring of pcapng
 // files under DIR/NAME/, started, stopped, listed and fetched over gRPC by any client.
 //
-// How data flows: a recording's capture thread runs the same CaptureLoop as a client stream, with
+// How data flows: a recording's capture thread subscribes to a capture (CaptureHub, as a client
+// stream does; recordings of the same packets share one), with
 // the recording itself as its StreamSink: messages wait in a queue bounded in bytes (a full queue
 // drops the batch and the loop counts it, so the disk never slows the capture); the recording's
 // writer thread takes them off the queue into a rotating writer (client/output/rotating_writer.h,
@@ -26,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/stream/capture_loop.h"
+#include "agent/stream/capture_hub.h"
 #include "common/status.h"
 #include "proto/capture.pb.h"
 
@@ -69,6 +70,9 @@ class RecordingManager {
 
   const std::string dir_;
   const AgentIdentity identity_;
+  // Recordings' captures; kept apart from the streams' (their own-traffic exclusion is set up
+  // before the service's).
+  const std::shared_ptr<CaptureHub> hub_ = std::make_shared<CaptureHub>();
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Recording>> recordings_;
   bool stopping_ = false;

@@ -235,8 +235,8 @@ grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
   spdlog::info("stream from {}: interface '{}', filter '{}', count {}, duration {} ms",
                context->peer(), request->interface(), request->filter(), request->max_packets(),
                request->duration_ms());
-  auto* reactor = new StreamReactor(*request, options_.identity, options_.max_queue_bytes, context,
-                                    [this](StreamReactor* gone) { Forget(gone); });
+  auto* reactor = new StreamReactor(*hub_, *request, options_.identity, options_.max_queue_bytes,
+                                    context, [this](StreamReactor* gone) { Forget(gone); });
   streams_.insert(reactor);
   return reactor;
 }

@@ -1,12 +1,14 @@
 #pragma once
 // The capd.v1.Capture gRPC service (callback API).
 //
-// Every Stream call becomes a StreamReactor with its own capture thread; the service keeps a
-// registry of them so that shutdown can end each with a reason and wait until all are gone.
+// Every Stream call becomes a StreamReactor subscribed to a capture of the service's CaptureHub
+// (streams of the same packets share one); the service keeps a registry of the reactors so that
+// shutdown can end each with a reason and wait until all are gone.
 
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -14,7 +16,7 @@
 #include "agent/recording/recording_manager.h"
 #include "agent/security/access.h"
 #include "agent/service/stream_reactor.h"
-#include "agent/stream/capture_loop.h"
+#include "agent/stream/capture_hub.h"
 #include "proto/capture.grpc.pb.h"
 
 namespace capd::agent {
@@ -76,6 +78,8 @@ class CaptureService final : public v1::Capture::CallbackService {
   RecordingManager* Recordings(const grpc::CallbackServerContext& context, grpc::Status* refused);
 
   std::atomic<RecordingManager*> recordings_{nullptr};
+  // Shared with the capture threads, which may outlive the service by a moment at exit.
+  const std::shared_ptr<CaptureHub> hub_ = std::make_shared<CaptureHub>();
   ServiceOptions options_;  // identity.own_traffic guarded by mu_ until ready_
   std::mutex mu_;
   std::condition_variable all_gone_;

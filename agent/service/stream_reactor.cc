@@ -1,9 +1,6 @@
 #include "agent/service/stream_reactor.h"
 
-#include <pthread.h>
 #include <spdlog/spdlog.h>
-
-#include <thread>
 
 #include "agent/service/status_mapping.h"
 
@@ -16,9 +13,9 @@ constexpr size_t kMaxFreeMessages = 16;
 constexpr std::chrono::seconds kStalledWriteTimeout{60};
 }  // namespace
 
-StreamReactor::StreamReactor(const v1::StreamRequest& request, const AgentIdentity& identity,
-                             size_t max_queue_bytes, grpc::CallbackServerContext* context,
-                             OnDestroyed on_destroyed)
+StreamReactor::StreamReactor(CaptureHub& hub, const v1::StreamRequest& request,
+                             const AgentIdentity& identity, size_t max_queue_bytes,
+                             grpc::CallbackServerContext* context, OnDestroyed on_destroyed)
     : identity_(identity),
       max_queue_bytes_(max_queue_bytes),
       context_(context),
@@ -28,21 +25,17 @@ StreamReactor::StreamReactor(const v1::StreamRequest& request, const AgentIdenti
   // inside libgrpc that ThreadSanitizer cannot see; each reaction starts with an acquire of this
   // flag, which makes the order visible to it (tests/sanitizers/tsan.supp).
   constructed_.store(true, std::memory_order_release);
-  // Detached: the thread holds a reference and the last reference deletes the reactor, so
-  // nothing ever has to block in a reaction to join it.
-  std::thread(&StreamReactor::CaptureThreadMain, this, request).detach();
+  // The capture holds a reference until its done call; the last reference deletes the reactor,
+  // so nothing ever has to block in a reaction to wait for the capture.
+  hub.Subscribe(request, identity_, *this, stop_,
+                [this](StatusOr<v1::StreamEnd> ended) { OnCaptureDone(std::move(ended)); });
 }
 
 StreamReactor::~StreamReactor() {
   if (on_destroyed_) on_destroyed_(this);
 }
 
-void StreamReactor::CaptureThreadMain(v1::StreamRequest request) {
-  // Otherwise it inherits the name of the gRPC thread that created it; top -H and perf then
-  // could not tell the capture from gRPC's own work.
-  pthread_setname_np(pthread_self(), "capd-capture");
-  CaptureLoop loop(request, identity_, *this, stop_);
-  auto ended = loop.Run();
+void StreamReactor::OnCaptureDone(StatusOr<v1::StreamEnd> ended) {
   if (!ended.ok()) {
     spdlog::info("stream from {} refused: {}", peer_, ended.status().message());
     FinishAfterQueue(ToGrpcStatus(ended.status()));

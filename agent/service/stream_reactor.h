@@ -1,7 +1,8 @@
 #pragma once
-// One Stream call: a gRPC write reactor fed by its own capture thread.
+// One Stream call: a gRPC write reactor fed by a capture (CaptureHub: its own, or one shared with
+// other streams of the same packets).
 //
-// How data flows: the capture thread (CaptureLoop::Run) calls Send(); messages wait in a queue
+// How data flows: the capture thread calls Send(); messages wait in a queue
 // bounded in bytes; one write is in flight at a time, the next started from OnWriteDone or, when
 // the writer is idle, from Send. A full queue drops the incoming packet batch whole (tail drop)
 // and the loop counts it: a client that stops reading costs at most the bound in memory and
@@ -10,8 +11,9 @@
 // A client that is alive but reads nothing (keepalive does not notice it) would keep a capture
 // running for nobody: a write in flight for longer than kStalledWriteTimeout cancels the call.
 //
-// Lifetime: the object deletes itself once both gRPC is done with it (OnDone) and its capture
-// thread has returned. The registry in CaptureService sees it from construction to deletion.
+// Lifetime: the object deletes itself once both gRPC is done with it (OnDone) and the capture
+// has said the subscription ended. The registry in CaptureService sees it from construction to
+// deletion.
 
 #include <grpcpp/grpcpp.h>
 
@@ -25,7 +27,7 @@
 #include <optional>
 #include <vector>
 
-#include "agent/stream/capture_loop.h"
+#include "agent/stream/capture_hub.h"
 #include "agent/stream/stop_signal.h"
 #include "agent/stream/stream_sink.h"
 #include "proto/capture.grpc.pb.h"
@@ -37,8 +39,8 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   // Called from the destructor, so the registry can forget the stream.
   using OnDestroyed = std::function<void(StreamReactor*)>;
 
-  // Starts the capture thread. max_queue_bytes bounds the messages waiting for the client.
-  StreamReactor(const v1::StreamRequest& request, const AgentIdentity& identity,
+  // Subscribes to a capture in `hub`. max_queue_bytes bounds the messages waiting for the client.
+  StreamReactor(CaptureHub& hub, const v1::StreamRequest& request, const AgentIdentity& identity,
                 size_t max_queue_bytes, grpc::CallbackServerContext* context,
                 OnDestroyed on_destroyed);
   ~StreamReactor() override;
@@ -57,7 +59,8 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   void OnDone() override;
 
  private:
-  void CaptureThreadMain(v1::StreamRequest request);
+  // The capture's word that this subscription ended (CaptureHub::DoneFn).
+  void OnCaptureDone(StatusOr<v1::StreamEnd> ended);
   // Finishes the call with `status` once everything queued before it has been written.
   void FinishAfterQueue(grpc::Status status);
   // Both require mu_ held.
@@ -86,7 +89,7 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   bool cancelled_ = false;
   bool finish_called_ = false;
 
-  // One reference for gRPC (released in OnDone), one for the capture thread.
+  // One reference for gRPC (released in OnDone), one for the capture (released when it is done).
   std::atomic<int> references_{2};
   // Set at the end of the constructor; read first by every reaction (see the constructor).
   std::atomic<bool> constructed_{false};

@@ -1,0 +1,730 @@
+#include "agent/stream/capture_hub.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <future>
+#include <optional>
+#include <thread>
+
+#include "agent/capture/interfaces.h"
+#include "agent/capture/live_capture.h"
+#include "agent/stream/batch_builder.h"
+#include "pipeline/mirror_stage.h"
+
+namespace capd::agent {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr uint32_t kDefaultSnaplen = 262144;  // tcpdump's default since 4.99
+constexpr size_t kMaxVnis = 4096;
+constexpr size_t kMaxFilterBytes = 16 * 1024;
+constexpr size_t kInterfaceNameBytes = 16;  // IFNAMSIZ, with its terminating NUL
+constexpr uint64_t kMaxDurationMs = 30ULL * 24 * 3600 * 1000;
+constexpr uint64_t kMaxPackets = 1ULL << 48;
+
+using AnnounceFn = std::function<void(const pipeline::InnerInterface&)>;
+
+uint64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The per-packet path: ring -> (decapsulation) -> batch. Lives on the capture thread; a finished
+// batch goes to `flush` with its packet count.
+class PacketPath {
+ public:
+  using NewMessageFn = std::function<std::unique_ptr<v1::StreamResponse>()>;
+  using FlushFn = std::function<void(std::unique_ptr<v1::StreamResponse>, size_t)>;
+
+  PacketPath(pipeline::MirrorStage* mirror, AnnounceFn announce, NewMessageFn new_message,
+             FlushFn flush)
+      : mirror_(mirror),
+        announce_(std::move(announce)),
+        new_message_(std::move(new_message)),
+        flush_(std::move(flush)) {}
+
+  static void OnPacket(u_char* user, const pcap_pkthdr* header, const u_char* data) {
+    reinterpret_cast<PacketPath*>(user)->Handle(*header, data);
+  }
+
+  void FlushBatch() {
+    if (!batch_.started() || batch_.empty()) return;
+    const size_t n = batch_.packet_count();
+    flush_(batch_.Finish(), n);
+  }
+
+  uint64_t captured() const { return captured_; }  // packets read from the ring
+
+ private:
+  void Handle(const pcap_pkthdr& header, const uint8_t* data) {
+    ++captured_;
+    // PCAP_TSTAMP_PRECISION_NANO: tv_usec carries nanoseconds.
+    const uint64_t ts = static_cast<uint64_t>(header.ts.tv_sec) * 1'000'000'000ULL +
+                        static_cast<uint64_t>(header.ts.tv_usec);
+    if (mirror_ == nullptr) {
+      Append(0, ts, header.len, data, header.caplen, {});
+      return;
+    }
+    pipeline::InnerPacket inner;
+    if (mirror_->Process(data, header.caplen, header.len, inner) != pipeline::Verdict::kContinue) {
+      return;
+    }
+    if (inner.new_interface) {
+      // The description must reach the client before the first packet filed under it.
+      FlushBatch();
+      announce_(*inner.interface);
+    }
+    // The inner frame keeps the outer packet's kernel timestamp.
+    Append(inner.interface->index, ts, inner.original_length, inner.data, inner.captured_length,
+           inner.comment);
+  }
+
+  void Append(uint32_t interface_index, uint64_t ts, uint32_t original_length, const uint8_t* data,
+              uint32_t captured_length, std::string_view comment) {
+    if (!batch_.started()) batch_.Start(new_message_());
+    batch_.Append(interface_index, ts, original_length, data, captured_length);
+    batch_.CommentLast(comment);
+    if (batch_.full()) FlushBatch();
+  }
+
+  pipeline::MirrorStage* mirror_;
+  AnnounceFn announce_;
+  NewMessageFn new_message_;
+  FlushFn flush_;
+  BatchBuilder batch_;
+  uint64_t captured_ = 0;
+};
+
+// Keeps the first `keep` packets of a batch (a subscriber's count ends inside it).
+void TruncateBatch(v1::PacketBatch& batch, int keep) {
+  size_t bytes = 0;
+  for (int i = 0; i < keep; ++i) bytes += batch.captured_length(i);
+  batch.mutable_data()->resize(bytes);
+  batch.mutable_interface_index()->Truncate(keep);
+  batch.mutable_timestamp_ns()->Truncate(keep);
+  batch.mutable_original_length()->Truncate(keep);
+  batch.mutable_captured_length()->Truncate(keep);
+  int comments = 0;  // comment_packet is ascending
+  while (comments < batch.comment_packet_size() &&
+         batch.comment_packet(comments) < static_cast<uint32_t>(keep)) {
+    ++comments;
+  }
+  batch.mutable_comment_packet()->Truncate(comments);
+  batch.mutable_comment()->DeleteSubrange(comments, batch.comment_size() - comments);
+}
+
+StatusOr<decap::Config> DecapConfigFrom(const v1::Decapsulation& d) {
+  decap::Config config;
+  switch (d.mode()) {
+    case v1::Decapsulation::VXLAN:
+      config.mode = decap::Mode::kVxlan;
+      break;
+    case v1::Decapsulation::GENEVE:
+      config.mode = decap::Mode::kGeneve;
+      break;
+    case v1::Decapsulation::AUTO:
+      config.mode = decap::Mode::kAuto;
+      break;
+    default:
+      return InvalidArgument("unknown decapsulation mode " + std::to_string(d.mode()));
+  }
+  if (d.vxlan_port() > 65535 || d.geneve_port() > 65535) {
+    return InvalidArgument("tunnel ports must be 1..65535");
+  }
+  if (d.vxlan_port() != 0) config.vxlan_port = static_cast<uint16_t>(d.vxlan_port());
+  if (d.geneve_port() != 0) config.geneve_port = static_cast<uint16_t>(d.geneve_port());
+  return config;
+}
+
+}  // namespace
+
+Status ValidateStreamRequest(const v1::StreamRequest& request) {
+  if (request.has_snaplen() && (request.snaplen() == 0 || request.snaplen() > kDefaultSnaplen)) {
+    return InvalidArgument("snaplen " + std::to_string(request.snaplen()) +
+                           " is out of range: 1..262144");
+  }
+  if (request.filter().size() > kMaxFilterBytes) {
+    return InvalidArgument("filter is " + std::to_string(request.filter().size()) +
+                           " bytes: at most 16 KiB");
+  }
+  if (request.decap().inner_filter().size() > kMaxFilterBytes) {
+    return InvalidArgument("inner filter is over 16 KiB");
+  }
+  if (request.duration_ms() > kMaxDurationMs) {
+    return InvalidArgument("duration " + std::to_string(request.duration_ms() / 1000) +
+                           " s is over the limit of 30 days");
+  }
+  if (request.max_packets() > kMaxPackets) {
+    return InvalidArgument("count " + std::to_string(request.max_packets()) + " is over 2^48");
+  }
+  const std::string& name = request.interface();
+  const bool name_ok =
+      name.size() < kInterfaceNameBytes && std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
+               c == ':' || c == '@';
+      });
+  if (!name_ok) {
+    return InvalidArgument(
+        "interface name is not valid: at most 15 characters of A-Z a-z 0-9 - _ . : @");
+  }
+  if (request.decap().vnis_size() > static_cast<int>(kMaxVnis)) {
+    return InvalidArgument("at most " + std::to_string(kMaxVnis) + " VNIs can be selected");
+  }
+  for (uint32_t vni : request.decap().vnis()) {
+    if (vni > 0xFFFFFF) return InvalidArgument("VNI " + std::to_string(vni) + " is not 24-bit");
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+// One client's view of a shared capture. Owned by the capture thread once admitted.
+struct Subscriber {
+  StreamSink* sink;
+  StopSignal* stop;
+  CaptureHub::DoneFn done;
+  uint64_t max_packets = 0;  // 0: none
+  uint64_t duration_ms = 0;  // 0: none
+  Clock::time_point deadline = Clock::time_point::max();
+  uint64_t started_ns = 0;
+  // Counted for this subscriber since it joined.
+  uint64_t delivered = 0;    // packets put into its batches (what -c counts)
+  uint64_t sent = 0;         // in batches its sink accepted
+  uint64_t agent_drops = 0;  // in batches its sink refused (its queue was full)
+  // The capture's cumulative counters when it joined: its statistics are the difference.
+  CaptureCounters kernel_at_join;
+  uint64_t captured_at_join = 0;
+  std::map<std::string, uint64_t> outcomes_at_join;
+  std::map<uint32_t, uint64_t> inner_packets_at_join;
+  std::optional<v1::StreamEnd> end;  // set when it is to leave
+};
+
+// What makes two requests share a capture: everything that selects or shapes the packets. The
+// count, duration and stop are each subscriber's own.
+std::string SharingKey(const v1::StreamRequest& request, const std::string& interface) {
+  v1::StreamRequest shape;
+  shape.set_interface(interface);
+  if (request.has_snaplen()) shape.set_snaplen(request.snaplen());
+  shape.set_no_promiscuous(request.no_promiscuous());
+  shape.set_filter(request.filter());
+  *shape.mutable_decap() = request.decap();
+  std::string key;
+  shape.SerializeToString(&key);  // deterministic: no map fields
+  return key;
+}
+
+}  // namespace
+
+class SharedCapture : public std::enable_shared_from_this<SharedCapture> {
+ public:
+  SharedCapture(std::shared_ptr<CaptureHub> hub, std::string key, const v1::StreamRequest& request,
+                std::string interface, const AgentIdentity& identity)
+      : hub_(std::move(hub)),
+        key_(std::move(key)),
+        request_(request),
+        interface_(std::move(interface)),
+        identity_(identity),
+        wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+  ~SharedCapture() {
+    if (wake_fd_ >= 0) close(wake_fd_);
+  }
+
+  // Hands a subscriber to the capture thread; false once the capture is closing (its last
+  // subscriber left), so the caller starts a new one.
+  bool TryJoin(std::unique_ptr<Subscriber>& subscriber) {
+    {
+      std::lock_guard lock(mu_);
+      if (closing_) return false;  // `subscriber` stays the caller's
+      pending_.push_back(std::move(subscriber));
+    }
+    const uint64_t one = 1;
+    [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof one);
+    return true;
+  }
+
+  void Start() {
+    std::thread([self = shared_from_this()] {
+      pthread_setname_np(pthread_self(), "capd-capture");
+      self->Main();
+    }).detach();
+  }
+
+ private:
+  void Main();
+  Status Open();
+  void Loop();
+  // Admits pending subscribers; false when none is left and the capture closes.
+  bool AdmitPending();
+  void Admit(std::unique_ptr<Subscriber> subscriber);
+  // Sends the final statistics to those that are to leave and moves them to finished_.
+  void RetireEnded();
+  void FanOut(std::unique_ptr<v1::StreamResponse> batch, size_t packets);
+  void SendToAll(const v1::StreamResponse& message);
+  void SendStatistics(Subscriber& subscriber);
+  void EndAll(const v1::StreamEnd& end);
+  // Leaves the hub (no one can join any more), closes the ring, then tells everyone.
+  void Finish(const Status& setup_error);
+  std::unique_ptr<v1::StreamResponse> NewMessage() {
+    return active_.empty() ? std::make_unique<v1::StreamResponse>()
+                           : active_.front()->sink->NewMessage();
+  }
+
+  const std::shared_ptr<CaptureHub> hub_;
+  const std::string key_;
+  const v1::StreamRequest request_;
+  const std::string interface_;
+  const AgentIdentity identity_;
+  const int wake_fd_;
+
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Subscriber>> pending_;  // guarded by mu_
+  bool closing_ = false;                              // guarded by mu_
+
+  // The capture thread's own state.
+  std::vector<std::unique_ptr<Subscriber>> active_;
+  std::vector<std::unique_ptr<Subscriber>> finished_;  // told at the next safe point
+  std::unique_ptr<LiveCapture> capture_;
+  std::unique_ptr<pipeline::MirrorStage> mirror_;
+  std::unique_ptr<PacketPath> path_;
+  std::string scope_;
+  std::shared_ptr<const CarrierSnapshot> carriers_;
+  std::vector<v1::StreamResponse> descriptions_;  // every interface described so far, in order
+  uint64_t capture_start_ns_ = 0;
+  std::string settings_;  // for the log
+};
+
+void SharedCapture::Main() {
+  const Status opened = Open();
+  if (!opened.ok()) {
+    Finish(opened);
+    return;
+  }
+  Loop();
+  Finish(Status::Ok());
+}
+
+Status SharedCapture::Open() {
+  LiveCaptureConfig config;
+  config.interface = interface_;
+  config.snaplen = request_.has_snaplen() ? request_.snaplen() : kDefaultSnaplen;
+  config.promiscuous = !request_.no_promiscuous();
+  config.buffer_bytes = identity_.ring.buffer_bytes;
+  config.block_timeout_ms = identity_.ring.block_timeout_ms;
+
+  auto opened = LiveCapture::Open(config);
+  if (!opened.ok()) return opened.status();
+  capture_ = std::move(opened.value());
+  LiveCapture& capture = *capture_;
+  const bool mirror_mode = request_.decap().mode() != v1::Decapsulation::NONE;
+  if (mirror_mode) {
+    auto decap_config = DecapConfigFrom(request_.decap());
+    if (!decap_config.ok()) return decap_config.status();
+    pipeline::MirrorOptions mirror_options;
+    mirror_options.decap = decap_config.value();
+    mirror_options.vnis.assign(request_.decap().vnis().begin(), request_.decap().vnis().end());
+    mirror_options.inner_filter = request_.decap().inner_filter();
+    auto stage = pipeline::MirrorStage::Create(mirror_options, capture.linktype(),
+                                               capture.interface(), /*first_index=*/1);
+    if (!stage.ok()) return stage.status();
+    mirror_ = std::move(stage.value());
+    scope_ = pipeline::MirrorStage::TunnelScope(mirror_options.decap);
+  }
+  if (identity_.carriers) {
+    // The first stream's own relay (sshd, the SSM worker) is known only now that it has
+    // connected; later subscribers refresh when they are admitted.
+    identity_.carriers->Refresh(
+        identity_.own_traffic.tcp_ports.empty() ? 0 : identity_.own_traffic.tcp_ports.front());
+  }
+  filters::OwnTraffic own = identity_.own_traffic;
+  if (identity_.carriers) {
+    carriers_ = identity_.carriers->Snapshot();
+    own.carriers = carriers_->expression;
+  }
+  auto composed = filters::ComposeCaptureFilter(request_.filter(), own, capture.datalink(),
+                                                capture.snaplen(), scope_);
+  if (!composed.ok()) return composed.status();
+  CAPD_RETURN_IF_ERROR(capture.SetFilter(composed->expression));
+  settings_ = fmt::format(
+      "link type {}, snaplen {}, ring {} KiB, block timeout {} ms, filter '{}'{}",
+      capture.linktype(), capture.snaplen(), config.buffer_bytes / 1024, config.block_timeout_ms,
+      composed->expression, mirror_mode ? ", decapsulating" : "");
+
+  // The capture interface is described first: the client writes its file header from it. In
+  // mirror-target mode no packet is filed under it; its statistics carry the kernel's counters.
+  capture_start_ns_ = NowNs();
+  v1::StreamResponse& message = descriptions_.emplace_back();
+  v1::InterfaceDescription* d = message.mutable_interface();
+  d->set_index(0);
+  d->set_name(capture.interface());
+  d->set_description(
+      capture.interface() + " on capd agent " + identity_.name +
+      (identity_.metadata ? " " + identity_.metadata->Describe(InterfaceMac(capture.interface()))
+                          : "") +
+      (mirror_mode ? " (tunnel packets; inner frames on the decap interfaces)" : ""));
+  d->set_link_type(capture.linktype());
+  d->set_snaplen(static_cast<uint32_t>(capture.snaplen()));
+  d->set_filter(composed->expression);
+  d->set_agent_name(identity_.name);
+  d->set_os(identity_.os);
+  d->set_capture_start_ns(capture_start_ns_);
+
+  auto announce = [this](const pipeline::InnerInterface& inner) {
+    v1::StreamResponse& message = descriptions_.emplace_back();
+    v1::InterfaceDescription* d = message.mutable_interface();
+    d->set_index(inner.index);
+    d->set_name(inner.name);
+    d->set_description(inner.description + " (capd agent " + identity_.name + ")");
+    d->set_link_type(inner.link_type);
+    d->set_snaplen(static_cast<uint32_t>(capture_->snaplen()));
+    d->set_filter(request_.decap().inner_filter());
+    d->set_agent_name(identity_.name);
+    d->set_os(identity_.os);
+    d->set_capture_start_ns(capture_start_ns_);
+    d->set_encapsulation(decap::EncapsulationName(inner.encapsulation));
+    d->set_vni(inner.vni);
+    d->set_capture_interface_index(0);
+    SendToAll(message);
+  };
+  path_ = std::make_unique<PacketPath>(
+      mirror_.get(), announce, [this] { return NewMessage(); },
+      [this](std::unique_ptr<v1::StreamResponse> batch, size_t packets) {
+        FanOut(std::move(batch), packets);
+      });
+  return Status::Ok();
+}
+
+void SharedCapture::Loop() {
+  constexpr std::chrono::milliseconds kStatisticsPeriod{1000};
+  Clock::time_point next_statistics = Clock::now() + kStatisticsPeriod;
+  LiveCapture& capture = *capture_;
+  std::vector<pollfd> fds;
+  while (true) {
+    // Joins and leaves happen between batches: flush first so that those leaving get everything
+    // captured up to now and those joining nothing from before.
+    const Clock::time_point now = Clock::now();
+    bool leaving = false;
+    for (auto& s : active_) {
+      if (!s->end && s->stop->requested()) {
+        s->end.emplace();
+        s->end->set_reason(s->stop->reason());
+      } else if (!s->end && now >= s->deadline) {
+        s->end.emplace();
+        s->end->set_reason(v1::StreamEnd::DURATION_REACHED);
+        s->end->set_message("duration of " + std::to_string(s->duration_ms) + " ms reached");
+      }
+      leaving = leaving || s->end.has_value();
+    }
+    bool joining;
+    {
+      std::lock_guard lock(mu_);
+      joining = !pending_.empty();
+    }
+    if (leaving || joining) path_->FlushBatch();
+    RetireEnded();
+    if (!AdmitPending()) return;
+
+    if (carriers_ && identity_.carriers->generation() != carriers_->generation) {
+      filters::OwnTraffic own = identity_.own_traffic;
+      carriers_ = identity_.carriers->Snapshot();
+      own.carriers = carriers_->expression;
+      auto recomposed = filters::ComposeCaptureFilter(request_.filter(), own, capture.datalink(),
+                                                      capture.snaplen(), scope_);
+      if (recomposed.ok() && capture.SetFilter(recomposed->expression).ok()) {
+        spdlog::info("capture on {}: carriers changed, filter now '{}'", capture.interface(),
+                     recomposed->expression);
+      } else {
+        spdlog::warn("capture on {}: could not update the carrier exclusion: {}",
+                     capture.interface(),
+                     recomposed.ok() ? capture.error() : recomposed.status().message());
+      }
+    }
+    if (now >= next_statistics) {
+      for (auto& s : active_) SendStatistics(*s);
+      next_statistics = now + kStatisticsPeriod;
+    }
+
+    // Drain what the ring holds, then send the partial batch: the ring being empty is the
+    // moment a lone packet should leave (its block was retired by the block timeout).
+    RecvStatus status =
+        capture.Dispatch(-1, &PacketPath::OnPacket, reinterpret_cast<u_char*>(path_.get()));
+    if (status == RecvStatus::kOk) continue;  // maybe more is ready; the limits are at the top
+    if (status == RecvStatus::kWouldBlock) {
+      path_->FlushBatch();
+      Clock::time_point wake = next_statistics;
+      for (auto& s : active_) wake = std::min(wake, s->end ? now : s->deadline);
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
+      const int timeout_ms =
+          wake == now ? 0 : static_cast<int>(std::max<int64_t>(0, wait.count() + 1));
+      fds.clear();
+      fds.push_back({capture.fd(), POLLIN, 0});
+      fds.push_back({wake_fd_, POLLIN, 0});
+      for (auto& s : active_) fds.push_back({s->stop->fd(), POLLIN, 0});
+      if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) {
+        v1::StreamEnd end;
+        end.set_reason(v1::StreamEnd::CAPTURE_ERROR);
+        end.set_message(std::string("poll: ") + strerror(errno));
+        EndAll(end);
+        return;
+      }
+      if ((fds[1].revents & POLLIN) != 0) {
+        uint64_t count;
+        [[maybe_unused]] auto n = read(wake_fd_, &count, sizeof count);
+      }
+      if ((fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) == 0) continue;
+      // An interface that disappears (ip link del) reports POLLERR; dispatch gets the error text.
+      status = capture.Dispatch(-1, &PacketPath::OnPacket, reinterpret_cast<u_char*>(path_.get()));
+    }
+    if (status == RecvStatus::kError) {
+      spdlog::warn("capture on {} failed: {}", capture.interface(), capture.error());
+      v1::StreamEnd end;
+      end.set_reason(v1::StreamEnd::CAPTURE_ERROR);
+      end.set_message(capture.error());
+      EndAll(end);
+      return;
+    }
+  }
+}
+
+bool SharedCapture::AdmitPending() {
+  std::vector<std::unique_ptr<Subscriber>> joining;
+  {
+    std::lock_guard lock(mu_);
+    if (pending_.empty() && active_.empty()) {
+      closing_ = true;
+      return false;
+    }
+    joining.swap(pending_);
+  }
+  if (joining.empty()) return true;
+  if (identity_.carriers) {
+    // The new streams' relays are known only now that they have connected: the loop recomposes
+    // the filter when this changes the carrier set.
+    identity_.carriers->Refresh(
+        identity_.own_traffic.tcp_ports.empty() ? 0 : identity_.own_traffic.tcp_ports.front());
+  }
+  for (auto& s : joining) Admit(std::move(s));
+  return true;
+}
+
+void SharedCapture::Admit(std::unique_ptr<Subscriber> s) {
+  s->started_ns = NowNs();
+  if (s->duration_ms != 0) {
+    s->deadline = Clock::now() + std::chrono::milliseconds(s->duration_ms);
+  }
+  auto counters = capture_->Stats();
+  if (counters.ok()) s->kernel_at_join = counters.value();
+  s->captured_at_join = path_->captured();
+  if (mirror_) {
+    s->outcomes_at_join = mirror_->Counters();
+    for (const auto& inner : mirror_->interfaces())
+      s->inner_packets_at_join[inner->index] = inner->packets;
+  }
+  for (const v1::StreamResponse& description : descriptions_) {
+    auto message = s->sink->NewMessage();
+    *message = description;
+    s->sink->Send(std::move(message), /*droppable=*/false);
+  }
+  spdlog::info("stream on {}: {}; {} stream(s) on this capture", capture_->interface(), settings_,
+               active_.size() + 1);
+  active_.push_back(std::move(s));
+}
+
+void SharedCapture::RetireEnded() {
+  for (auto it = active_.begin(); it != active_.end();) {
+    Subscriber& s = **it;
+    if (!s.end) {
+      ++it;
+      continue;
+    }
+    SendStatistics(s);
+    spdlog::info("stream on {} ended ({}): {} captured, {} sent, {} agent drops, {:.1f} s",
+                 capture_->interface(), v1::StreamEnd::Reason_Name(s.end->reason()),
+                 path_->captured() - s.captured_at_join, s.sent, s.agent_drops,
+                 (NowNs() - s.started_ns) / 1e9);
+    finished_.push_back(std::move(*it));
+    it = active_.erase(it);
+  }
+  if (active_.empty()) return;  // the last ones are told after the ring is closed (Finish)
+  for (auto& s : finished_) s->done(*s->end);
+  finished_.clear();
+}
+
+void SharedCapture::FanOut(std::unique_ptr<v1::StreamResponse> batch, size_t packets) {
+  size_t receivers = 0;
+  for (auto& s : active_) receivers += s->end ? 0 : 1;
+  for (auto& s : active_) {
+    if (s->end) continue;
+    std::unique_ptr<v1::StreamResponse> message;
+    if (--receivers == 0) {
+      message = std::move(batch);
+    } else {
+      message = s->sink->NewMessage();
+      *message = *batch;  // reuses the recycled message's capacity
+    }
+    size_t n = packets;
+    if (s->max_packets != 0 && s->max_packets - s->delivered < n) {
+      n = s->max_packets - s->delivered;
+      TruncateBatch(*message->mutable_packets(), static_cast<int>(n));
+    }
+    s->delivered += n;
+    if (s->sink->Send(std::move(message), /*droppable=*/true)) {
+      s->sent += n;
+    } else {
+      s->agent_drops += n;
+    }
+    if (s->max_packets != 0 && s->delivered >= s->max_packets) {
+      s->end.emplace();
+      s->end->set_reason(v1::StreamEnd::COUNT_REACHED);
+      s->end->set_message(std::to_string(s->delivered) + " packets captured");
+    }
+  }
+}
+
+void SharedCapture::SendToAll(const v1::StreamResponse& message) {
+  for (auto& s : active_) {
+    auto copy = s->sink->NewMessage();
+    *copy = message;
+    s->sink->Send(std::move(copy), /*droppable=*/false);
+  }
+}
+
+void SharedCapture::SendStatistics(Subscriber& sub) {
+  auto counters = capture_->Stats();
+  auto message = sub.sink->NewMessage();
+  v1::Statistics* s = message->mutable_statistics();
+  s->set_timestamp_ns(NowNs());
+  v1::InterfaceStatistics* i = s->add_interfaces();
+  i->set_interface_index(0);
+  if (counters.ok()) {
+    i->set_packets_received(counters->received - sub.kernel_at_join.received);
+    i->set_kernel_drops(counters->kernel_drops - sub.kernel_at_join.kernel_drops);
+    i->set_interface_drops(counters->interface_drops - sub.kernel_at_join.interface_drops);
+  }
+  if (carriers_) {
+    for (const CarrierConnection& c : carriers_->connections)
+      s->add_excluded_carriers(c.Describe());
+    s->set_carrier_unreadable_processes(carriers_->unreadable_processes);
+  }
+  i->set_packets_captured(path_->captured() - sub.captured_at_join);
+  i->set_agent_drops(sub.agent_drops);
+  i->set_packets_sent(sub.sent);
+  if (mirror_) {
+    for (const auto& [reason, count] : mirror_->Counters()) {
+      auto base = sub.outcomes_at_join.find(reason);
+      (*i->mutable_decap_outcomes())[reason] =
+          count - (base == sub.outcomes_at_join.end() ? 0 : base->second);
+    }
+    for (const auto& inner : mirror_->interfaces()) {
+      auto base = sub.inner_packets_at_join.find(inner->index);
+      const uint64_t packets =
+          inner->packets - (base == sub.inner_packets_at_join.end() ? 0 : base->second);
+      v1::InterfaceStatistics* v = s->add_interfaces();
+      v->set_interface_index(inner->index);
+      v->set_packets_received(packets);
+      v->set_packets_captured(packets);
+    }
+  }
+  sub.sink->Send(std::move(message), /*droppable=*/false);
+}
+
+void SharedCapture::EndAll(const v1::StreamEnd& end) {
+  path_->FlushBatch();
+  for (auto& s : active_) {
+    if (!s->end) s->end = end;
+  }
+  RetireEnded();
+  std::lock_guard lock(mu_);
+  closing_ = true;  // those still pending are told in Finish
+}
+
+void SharedCapture::Finish(const Status& setup_error) {
+  std::vector<std::unique_ptr<Subscriber>> pending;
+  {
+    std::lock_guard lock(mu_);
+    closing_ = true;
+    pending.swap(pending_);
+  }
+  hub_->Forget(key_, this);
+  path_.reset();
+  mirror_.reset();
+  capture_.reset();  // the ring is gone before anyone hears the capture ended
+  for (auto& s : finished_) s->done(*s->end);
+  for (auto& s : pending) {
+    if (!setup_error.ok()) {
+      s->done(setup_error);
+    } else {
+      // Joined as the capture failed: nothing was sent to it.
+      s->done(Unavailable("the capture on " + interface_ + " ended as the stream joined it"));
+    }
+  }
+}
+
+void CaptureHub::Subscribe(const v1::StreamRequest& request, const AgentIdentity& identity,
+                           StreamSink& sink, StopSignal& stop, DoneFn done) {
+  Status valid = ValidateStreamRequest(request);
+  if (!valid.ok()) {
+    done(valid);
+    return;
+  }
+  std::string interface = request.interface();
+  if (interface.empty()) {
+    auto default_interface = DefaultRouteInterface();
+    if (!default_interface.ok()) {
+      done(default_interface.status());
+      return;
+    }
+    interface = default_interface.value();
+  }
+  auto subscriber = std::make_unique<Subscriber>();
+  subscriber->sink = &sink;
+  subscriber->stop = &stop;
+  subscriber->done = std::move(done);
+  subscriber->max_packets = request.max_packets();
+  subscriber->duration_ms = request.duration_ms();
+
+  std::string key = SharingKey(request, interface);
+  std::lock_guard lock(mu_);
+  auto found = captures_.find(key);
+  if (found != captures_.end()) {
+    if (found->second->TryJoin(subscriber)) return;
+  }
+  auto capture =
+      std::make_shared<SharedCapture>(shared_from_this(), key, request, interface, identity);
+  capture->TryJoin(subscriber);
+  captures_[key] = capture;
+  capture->Start();
+}
+
+size_t CaptureHub::open_captures() const {
+  std::lock_guard lock(mu_);
+  return captures_.size();
+}
+
+void CaptureHub::Forget(const std::string& key, const SharedCapture* capture) {
+  std::lock_guard lock(mu_);
+  auto found = captures_.find(key);
+  if (found != captures_.end() && found->second.get() == capture) captures_.erase(found);
+}
+
+StatusOr<v1::StreamEnd> RunCapture(CaptureHub& hub, const v1::StreamRequest& request,
+                                   const AgentIdentity& identity, StreamSink& sink,
+                                   StopSignal& stop) {
+  std::promise<StatusOr<v1::StreamEnd>> ended;
+  auto future = ended.get_future();
+  hub.Subscribe(request, identity, sink, stop,
+                [&ended](StatusOr<v1::StreamEnd> end) { ended.set_value(std::move(end)); });
+  return future.get();
+}
+
+}  // namespace capd::agent
