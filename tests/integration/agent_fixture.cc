@@ -3,8 +3,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <regex>
 #include <sstream>
+#include <thread>
+
+#include "tests/support/pcapng_file.h"
 
 namespace capd::test {
 
@@ -84,6 +88,34 @@ void AgentTest::StartTcpdump(const std::string& name, const std::string& interfa
   argv.insert(argv.end(), args.begin(), args.end());
   ASSERT_NO_FATAL_FAILURE(Spawn(name, std::move(argv), out));
   ASSERT_TRUE((*out)->WaitForStderr("listening on", kStartTimeout)) << (*out)->Describe();
+}
+
+AgentTest::CaptureRings AgentTest::AgentCaptureRings() {
+  CaptureRings rings;
+  EXPECT_TRUE(agent_ && agent_->Running()) << (agent_ ? agent_->Describe() : "capd not started");
+  if (!agent_) return rings;
+  std::ifstream maps("/proc/" + std::to_string(agent_->pid()) + "/maps");
+  for (std::string line; std::getline(maps, line);) {
+    if (line.find("socket:[") == std::string::npos) continue;
+    const size_t dash = line.find('-');
+    const uint64_t start = std::stoull(line.substr(0, dash), nullptr, 16);
+    const uint64_t end = std::stoull(line.substr(dash + 1, line.find(' ') - dash - 1), nullptr, 16);
+    ++rings.count;
+    rings.bytes += end - start;
+  }
+  return rings;
+}
+
+bool AgentTest::WaitForPackets(const std::filesystem::path& path, size_t packets,
+                               std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    // A read may catch a block half-written: that is "not yet", like too few packets.
+    auto file = ReadPcapng(path);
+    if (file.ok() && file->packets.size() >= packets) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 void AgentTest::ExpectExit(Subprocess& process, int code, std::chrono::milliseconds timeout) {

@@ -67,6 +67,19 @@ class AgentTest : public ::testing::Test {
                     const std::filesystem::path& file, const std::vector<std::string>& args,
                     std::unique_ptr<Subprocess>* out);
 
+  // The capture rings capd has mapped: a packet socket's ring is a "socket:[inode]" mapping in
+  // /proc/PID/maps, one per open capture (what a user sees with `grep socket /proc/PID/maps`).
+  struct CaptureRings {
+    size_t count = 0;
+    uint64_t bytes = 0;
+  };
+  CaptureRings AgentCaptureRings();
+
+  // Waits until the pcapng file `path` holds at least `packets` packets (capctl writes whole
+  // blocks); false after `timeout`.
+  bool WaitForPackets(const std::filesystem::path& path, size_t packets,
+                      std::chrono::milliseconds timeout = kStartTimeout);
+
   // Waits for `process` to end and expects exit code `code`.
   void ExpectExit(Subprocess& process, int code, std::chrono::milliseconds timeout = kExitTimeout);
 

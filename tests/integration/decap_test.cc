@@ -522,6 +522,55 @@ TEST_F(DecapTest, VniSelectsOneSession) {
   EXPECT_EQ(TunnelCounts(StatisticsComments(out, 0)), want) << StatisticsComments(out, 0);
 }
 
+// Two clients decapsulating the same interface share one capture (capture_hub.h). The second
+// joins after the first has seen VNI 42 (its interface was announced then): it still gets a file
+// with VNI 42's interface described before its packets, only the frames sent after its join,
+// and tunnel counts that start at its join.
+TEST_F(DecapTest, LateJoinerGetsTheSessionsAnnouncedBeforeIt) {
+  constexpr int kEarly = 10;
+  constexpr int kLate = 12;
+  ASSERT_NO_FATAL_FAILURE(AddVxlanDevice(42));
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  const UniqueFd sink = AgentSocket(kAgentIp, kVxlanPort);
+  const UniqueFd sender = VxlanSender();
+  std::unique_ptr<Subprocess> first;
+  std::unique_ptr<Subprocess> late;
+  ASSERT_NO_FATAL_FAILURE(
+      StartStream("first",
+                  {"-i", kIface, "--decap", "vxlan", "-c", std::to_string(kEarly + kLate), "-w",
+                   File("first.pcapng").string()},
+                  &first));
+  const auto early = Payloads(kEarly, "early");
+  ASSERT_TRUE(SendThrough(sender.get(), 42, 7000, early).ok());
+  ASSERT_TRUE(WaitForPackets(File("first.pcapng"), kEarly)) << first->Describe();
+
+  ASSERT_NO_FATAL_FAILURE(StartStream("late",
+                                      {"-i", kIface, "--decap", "vxlan", "-c",
+                                       std::to_string(kLate), "-w", File("late.pcapng").string()},
+                                      &late));
+  EXPECT_EQ(AgentCaptureRings().count, 1u) << "the second decapsulating client opened a ring";
+  const auto later = Payloads(kLate, "late");
+  ASSERT_TRUE(SendThrough(sender.get(), 42, 7000, later).ok());
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*late, 0));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*first, 0));
+
+  const PcapngFile out = ReadPcapngOrFail(File("late.pcapng"));
+  EXPECT_EQ(InterfaceNames(out), (std::vector<std::string>{kIface, "vxlan-42"}));
+  ASSERT_EQ(out.packets.size(), static_cast<size_t>(kLate));
+  for (size_t k = 0; k < out.packets.size(); ++k) {
+    SCOPED_TRACE("packet " + std::to_string(k));
+    EXPECT_EQ(out.packets[k].interface_id, 1u);
+    ASSERT_NO_FATAL_FAILURE(
+        ExpectInnerUdp(out, out.packets[k], "10.42.0.1", "10.42.0.2", 7000, later[k]));
+  }
+  const std::map<std::string, uint64_t> want_late = {{"decapsulated", kLate}};
+  EXPECT_EQ(TunnelCounts(SummaryLine(late->Stderr())), want_late) << late->Describe();
+  const std::map<std::string, uint64_t> want_first = {{"decapsulated", kEarly + kLate}};
+  EXPECT_EQ(TunnelCounts(SummaryLine(first->Stderr())), want_first) << first->Describe();
+  EXPECT_EQ(ReadPcapngOrFail(File("first.pcapng")).packets.size(),
+            static_cast<size_t>(kEarly + kLate));
+}
+
 // --inner-filter 'udp port 7001' runs on the decapsulated frames: from both sessions, exactly the
 // frames to port 7001 (VNI 42 sends to 7000 and 7001, VNI 43 to 7001 and 7002), nothing else.
 TEST_F(DecapTest, InnerFilterKeepsExactlyMatchingFrames) {

@@ -242,16 +242,9 @@ TEST_F(HardenedAgentTest, RingFlagsSizeEveryCapturesRing) {
   std::unique_ptr<Subprocess> capctl;
   ASSERT_NO_FATAL_FAILURE(StartStream(
       "capctl", {"-i", kIface, "-f", "udp", "-w", File("out.pcapng").string()}, &capctl));
-  std::ifstream maps("/proc/" + std::to_string(AgentPid()) + "/maps");
-  uint64_t ring_bytes = 0;
-  for (std::string line; std::getline(maps, line);) {
-    if (line.find("socket:[") == std::string::npos) continue;
-    const size_t dash = line.find('-');
-    const uint64_t start = std::stoull(line.substr(0, dash), nullptr, 16);
-    const uint64_t end = std::stoull(line.substr(dash + 1, line.find(' ') - dash - 1), nullptr, 16);
-    ring_bytes += end - start;
-  }
-  EXPECT_EQ(ring_bytes, 4u << 20) << "the capture ring mapped in capd";
+  const CaptureRings rings = AgentCaptureRings();
+  EXPECT_EQ(rings.count, 1u);
+  EXPECT_EQ(rings.bytes, 4u << 20) << "the capture ring mapped in capd";
   EXPECT_NE(agent().Stderr().find("ring 4096 KiB, block timeout 20 ms"), std::string::npos)
       << agent().Describe();
   ASSERT_TRUE(capctl->Signal(SIGINT));
