@@ -254,8 +254,8 @@ memory_table() {
       END {
         for (i = 1; i <= n; i++) {
           k = order[i]; mib = hwm[k] / 1024
-          if (k == "grid" || k == "c1") printf "| %s | %.1f MiB | %s | <= %s MiB | %s |\n", label[k], mib, rest[k], goal, mib <= goal ? "yes" : "no"
-          else printf "| %s | %.1f MiB | %s | (one stream: <= %s MiB) | - |\n", label[k], mib, rest[k], goal
+          # The clients ask for the same packets, so they share one capture and one ring.
+          printf "| %s | %.1f MiB | %s | <= %s MiB | %s |\n", label[k], mib, rest[k], goal, mib <= goal ? "yes" : "no"
         }
       }' "$tsv"
   done
@@ -352,7 +352,8 @@ report() {
     echo
     echo "## capd memory (VmHWM from /proc/PID/status after the bursts)"
     echo
-    echo "RssFile includes the capture rings that capd maps (32 MiB per stream)."
+    echo "RssFile includes the capture rings that capd maps (32 MiB per capture; clients of the same"
+    echo "packets share one capture)."
     echo
     memory_table
   fi
