@@ -26,7 +26,8 @@ struct ServiceOptions {
   std::string version;
   // Per-stream bound on messages waiting for a slow client (DESIGN.md: tens of MiB).
   size_t max_queue_bytes = 32 * 1024 * 1024;
-  // Each stream holds a capture ring (32 MiB) and a thread: bound how many run at once.
+  // A stream of packets no other stream asks for holds a capture ring (32 MiB) and a thread:
+  // bound how many run at once (streams of the same packets share one capture, but count here).
   size_t max_streams = 16;
   std::optional<TokenCheck> token;  // set: every call must carry it
 };
