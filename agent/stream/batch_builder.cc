@@ -39,4 +39,21 @@ std::unique_ptr<v1::StreamResponse> BatchBuilder::Finish() {
   return std::move(message_);
 }
 
+void TruncateBatch(v1::PacketBatch& batch, int keep) {
+  size_t bytes = 0;
+  for (int i = 0; i < keep; ++i) bytes += batch.captured_length(i);
+  batch.mutable_data()->resize(bytes);
+  batch.mutable_interface_index()->Truncate(keep);
+  batch.mutable_timestamp_ns()->Truncate(keep);
+  batch.mutable_original_length()->Truncate(keep);
+  batch.mutable_captured_length()->Truncate(keep);
+  int comments = 0;  // comment_packet is ascending
+  while (comments < batch.comment_packet_size() &&
+         batch.comment_packet(comments) < static_cast<uint32_t>(keep)) {
+    ++comments;
+  }
+  batch.mutable_comment_packet()->Truncate(comments);
+  batch.mutable_comment()->DeleteSubrange(comments, batch.comment_size() - comments);
+}
+
 }  // namespace capd::agent

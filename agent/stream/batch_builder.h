@@ -53,4 +53,8 @@ class BatchBuilder {
   size_t bytes_ = 0;
 };
 
+// Keeps the first `keep` packets of a finished batch (0 <= keep <= its packet count): their bytes,
+// metadata and comments. For a client whose count ends inside a batch other clients get whole.
+void TruncateBatch(v1::PacketBatch& batch, int keep);
+
 }  // namespace capd::agent

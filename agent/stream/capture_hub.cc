@@ -106,24 +106,6 @@ class PacketPath {
   uint64_t captured_ = 0;
 };
 
-// Keeps the first `keep` packets of a batch (a subscriber's count ends inside it).
-void TruncateBatch(v1::PacketBatch& batch, int keep) {
-  size_t bytes = 0;
-  for (int i = 0; i < keep; ++i) bytes += batch.captured_length(i);
-  batch.mutable_data()->resize(bytes);
-  batch.mutable_interface_index()->Truncate(keep);
-  batch.mutable_timestamp_ns()->Truncate(keep);
-  batch.mutable_original_length()->Truncate(keep);
-  batch.mutable_captured_length()->Truncate(keep);
-  int comments = 0;  // comment_packet is ascending
-  while (comments < batch.comment_packet_size() &&
-         batch.comment_packet(comments) < static_cast<uint32_t>(keep)) {
-    ++comments;
-  }
-  batch.mutable_comment_packet()->Truncate(comments);
-  batch.mutable_comment()->DeleteSubrange(comments, batch.comment_size() - comments);
-}
-
 StatusOr<decap::Config> DecapConfigFrom(const v1::Decapsulation& d) {
   decap::Config config;
   switch (d.mode()) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,41 @@ TEST(BatchBuilderTest, RoundTripsRecordsThroughTheWire) {
     EXPECT_EQ(out[i].bytes, in[i].bytes) << i;
   }
   EXPECT_FALSE(builder.started());
+}
+
+// A client whose -c ends inside a shared batch gets its first packets: their bytes, metadata and
+// comments, nothing of the rest; what it keeps still decodes by the wire contract.
+TEST(BatchBuilderTest, TruncateKeepsTheFirstPacketsAndTheirComments) {
+  BatchBuilder builder;
+  builder.Start(std::make_unique<v1::StreamResponse>());
+  const std::vector<std::string> frames = {"aaaa", "bbbbbb", "c", "dddddddd"};
+  for (size_t i = 0; i < frames.size(); ++i) {
+    builder.Append(static_cast<uint32_t>(i % 2), 100 + i, static_cast<uint32_t>(60 + i),
+                   reinterpret_cast<const uint8_t*>(frames[i].data()),
+                   static_cast<uint32_t>(frames[i].size()));
+    if (i == 1) builder.CommentLast("second");
+    if (i == 3) builder.CommentLast("fourth");
+  }
+  auto message = builder.Finish();
+  TruncateBatch(*message->mutable_packets(), 2);
+  std::string wire;
+  ASSERT_TRUE(message->SerializeToString(&wire));
+  const std::vector<Record> kept = DecodeWire(wire);
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].bytes, "aaaa");
+  EXPECT_EQ(kept[1].bytes, "bbbbbb");
+  EXPECT_EQ(kept[1].interface_index, 1u);
+  EXPECT_EQ(kept[1].timestamp_ns, 101u);
+  EXPECT_EQ(kept[1].original_length, 61u);
+  const v1::PacketBatch& batch = message->packets();
+  ASSERT_EQ(batch.comment_size(), 1);
+  EXPECT_EQ(batch.comment_packet(0), 1u);
+  EXPECT_EQ(batch.comment(0), "second");
+
+  TruncateBatch(*message->mutable_packets(), 0);
+  EXPECT_EQ(message->packets().captured_length_size(), 0);
+  EXPECT_TRUE(message->packets().data().empty());
+  EXPECT_EQ(message->packets().comment_size(), 0);
 }
 
 TEST(BatchBuilderTest, FullAtPacketOrByteLimit) {
