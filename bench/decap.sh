@@ -23,6 +23,8 @@
 #   RATE=                           trafgen --rate (e.g. 200000pps); empty: as fast as it goes
 #   SETTLE_S=2 CAPD_LOG_LEVEL=info KEEP=0
 set -euo pipefail
+# shellcheck source=bench/sched.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/sched.sh"  # sched_snapshot, sched_delta
 
 BUILD_DIR=${1:-./build}
 PACKETS=${PACKETS:-2000000}
@@ -215,26 +217,6 @@ start_capd() {
 
 ROUNDS_TSV=""  # set in main: one line per burst, see burst()
 NOTES=()
-
-# sched_snapshot PID: "tid on-CPU-ns" for every thread, from /proc/PID/task/TID/schedstat (its
-# first field: sum_exec_runtime, exact, unlike the tick-sampled utime+stime).
-sched_snapshot() {
-  local stat tid
-  for stat in /proc/"$1"/task/*/schedstat; do
-    tid=${stat%/schedstat}
-    tid=${tid##*/}
-    awk -v t="$tid" '{ print t, $1 }' "$stat" 2>/dev/null || true
-  done
-}
-# sched_delta BEFORE AFTER: on-CPU ns between two snapshots. A thread that appeared counts whole;
-# one that ended in between cannot be counted (its time is lost; "lost=N" on stderr says so).
-sched_delta() {
-  awk 'NR == FNR { before[$1] = $2; next }
-       { total += $2 - ($1 in before ? before[$1] : 0); seen[$1] = 1 }
-       END { for (t in before) if (!(t in seen)) lost++
-             if (lost) print "lost=" lost > "/dev/stderr"
-             printf "%d\n", total }' "$1" "$2"
-}
 
 # burst MODE SIZE COUNT ROUND: MODE is plain or decap.
 burst() {

@@ -57,6 +57,8 @@ KEEP=${KEEP:-0}
 PORT=50051  # capd listens inside the capture namespace, so the usual port never clashes
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/sched.sh
+source "$BENCH_DIR/sched.sh"  # sched_snapshot, sched_delta
 
 log() { printf '[bench %(%T)T] %s\n' -1 "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
@@ -189,25 +191,6 @@ count_packets() {  # packets in a capture file (pcap or pcapng)
   capinfos -M -c "$1" 2>/dev/null | awk -F': *' '/Number of packets/ { print $2 }'
 }
 
-# sched_snapshot PID: "tid on-CPU-ns" for every thread, from /proc/PID/task/TID/schedstat (its
-# first field: sum_exec_runtime, exact, unlike the tick-sampled utime+stime). As in decap.sh.
-sched_snapshot() {
-  local stat tid
-  for stat in /proc/"$1"/task/*/schedstat; do
-    tid=${stat%/schedstat}
-    tid=${tid##*/}
-    awk -v t="$tid" '{ print t, $1 }' "$stat" 2>/dev/null || true
-  done
-}
-# sched_delta BEFORE AFTER: on-CPU ns between two snapshots. A thread that appeared counts whole;
-# one that ended in between cannot be counted (its time is lost; "lost=N" on stderr says so).
-sched_delta() {
-  awk 'NR == FNR { before[$1] = $2; next }
-       { total += $2 - ($1 in before ? before[$1] : 0); seen[$1] = 1 }
-       END { for (t in before) if (!(t in seen)) lost++
-             if (lost) print "lost=" lost > "/dev/stderr"
-             printf "%d\n", total }' "$1" "$2"
-}
 # sched_mark TAG PIDS... then sched_ns TAG PIDS...: SCHED_NS = on-CPU ns of PIDS in between,
 # summed (a variable, not output: a command substitution's subshell would lose the NOTES).
 sched_mark() {
