@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <fstream>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -107,9 +108,8 @@ RecordingManager* CaptureService::Recordings(const grpc::CallbackServerContext& 
   return recordings;
 }
 
-grpc::ServerUnaryReactor* CaptureService::StartRecording(grpc::CallbackServerContext* context,
-                                                         const v1::StartRecordingRequest* request,
-                                                         v1::RecordingInfo* response) {
+grpc::ServerUnaryReactor* CaptureService::RecordingCall(
+    grpc::CallbackServerContext* context, std::function<grpc::Status(RecordingManager&)> work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   grpc::Status refused;
   RecordingManager* recordings = Recordings(*context, &refused);
@@ -117,39 +117,34 @@ grpc::ServerUnaryReactor* CaptureService::StartRecording(grpc::CallbackServerCon
     reactor->Finish(refused);
     return reactor;
   }
-  std::thread([recordings, request, response, reactor] {
-    RecordingManager::Refusal refusal;
-    auto started = recordings->Start(*request, &refusal);
-    if (!started.ok()) {
-      reactor->Finish(RecordingStatus(started.status(), refusal));
-      return;
-    }
-    *response = std::move(started).value();
-    reactor->Finish(grpc::Status::OK);
+  // Starting or stopping a recording opens or joins its capture: off gRPC's threads.
+  std::thread([recordings, reactor, work = std::move(work)] {
+    reactor->Finish(work(*recordings));
   }).detach();
   return reactor;
+}
+
+grpc::ServerUnaryReactor* CaptureService::StartRecording(grpc::CallbackServerContext* context,
+                                                         const v1::StartRecordingRequest* request,
+                                                         v1::RecordingInfo* response) {
+  return RecordingCall(context, [request, response](RecordingManager& recordings) {
+    RecordingManager::Refusal refusal;
+    auto started = recordings.Start(*request, &refusal);
+    if (!started.ok()) return RecordingStatus(started.status(), refusal);
+    *response = std::move(started).value();
+    return grpc::Status::OK;
+  });
 }
 
 grpc::ServerUnaryReactor* CaptureService::StopRecording(grpc::CallbackServerContext* context,
                                                         const v1::StopRecordingRequest* request,
                                                         v1::RecordingInfo* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  grpc::Status refused;
-  RecordingManager* recordings = Recordings(*context, &refused);
-  if (recordings == nullptr) {
-    reactor->Finish(refused);
-    return reactor;
-  }
-  std::thread([recordings, request, response, reactor] {
-    auto stopped = recordings->Stop(request->name());
-    if (!stopped.ok()) {
-      reactor->Finish(ToGrpcStatus(stopped.status()));
-      return;
-    }
+  return RecordingCall(context, [request, response](RecordingManager& recordings) {
+    auto stopped = recordings.Stop(request->name());
+    if (!stopped.ok()) return ToGrpcStatus(stopped.status());
     *response = std::move(stopped).value();
-    reactor->Finish(grpc::Status::OK);
-  }).detach();
-  return reactor;
+    return grpc::Status::OK;
+  });
 }
 
 grpc::ServerUnaryReactor* CaptureService::ListRecordings(grpc::CallbackServerContext* context,

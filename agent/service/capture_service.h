@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -77,6 +78,10 @@ class CaptureService final : public v1::Capture::CallbackService {
 
   // The recording manager, or FAILED_PRECONDITION with the reason for `context`.
   RecordingManager* Recordings(const grpc::CallbackServerContext& context, grpc::Status* refused);
+  // A recording call that may block: refused at once when recordings are off, otherwise `work`
+  // runs on a thread of its own and its status finishes the call.
+  grpc::ServerUnaryReactor* RecordingCall(grpc::CallbackServerContext* context,
+                                          std::function<grpc::Status(RecordingManager&)> work);
 
   std::atomic<RecordingManager*> recordings_{nullptr};
   // Shared with the capture threads, which may outlive the service by a moment at exit.
