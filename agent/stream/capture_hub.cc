@@ -197,7 +197,7 @@ struct Subscriber {
 std::string SharingKey(const v1::StreamRequest& request, const std::string& interface) {
   v1::StreamRequest shape;
   shape.set_interface(interface);
-  if (request.has_snaplen()) shape.set_snaplen(request.snaplen());
+  shape.set_snaplen(request.has_snaplen() ? request.snaplen() : kDefaultSnaplen);
   shape.set_no_promiscuous(request.no_promiscuous());
   shape.set_filter(request.filter());
   *shape.mutable_decap() = request.decap();
@@ -543,16 +543,19 @@ void SharedCapture::RetireEnded() {
 }
 
 void SharedCapture::FanOut(std::unique_ptr<v1::StreamResponse> batch, size_t packets) {
-  size_t receivers = 0;
-  for (auto& s : active_) receivers += s->end ? 0 : 1;
+  // The last receiver gets the batch itself, the others a copy.
+  const Subscriber* last = nullptr;
+  for (auto& s : active_) {
+    if (!s->end) last = s.get();
+  }
   for (auto& s : active_) {
     if (s->end) continue;
     std::unique_ptr<v1::StreamResponse> message;
-    if (--receivers == 0) {
-      message = std::move(batch);
+    if (s.get() == last) {
+      message = std::move(batch);  // its last use: `last` is the final receiver
     } else {
       message = s->sink->NewMessage();
-      *message = *batch;  // reuses the recycled message's capacity
+      *message = *batch;  // NOLINT(bugprone-use-after-move): moved only for `last`, after this
     }
     size_t n = packets;
     if (s->max_packets != 0 && s->max_packets - s->delivered < n) {
