@@ -207,6 +207,32 @@ grid_table() {
     }' "$OUT/grid.tsv"
 }
 
+# wakeups_table: how often each process's threads were put on a CPU (schedstat's third field:
+# wake-ups and returns after preemption), per million packets, from the same grid bursts.
+wakeups_table() {
+  [[ -s $OUT/grid.tsv ]] || { echo "(no grid results)"; return; }
+  awk -F'\t' -v rates="$RATES" -v sizes="$SIZES" '
+    { delete f; for (i = 1; i <= NF; i++) { k = $i; sub(/=.*/, "", k); v = $i; sub(/^[^=]*=/, "", v); f[k] = v }
+      key = f["size"] "|" f["rate"] "|" f["tool"]
+      sent[key] = f["sent"]; runs[key] = f["runs"]; capd[key] = f["capd_runs"]; ctl[key] = f["capctl_runs"] }
+    function per_m(n, p) { return p > 0 && n != "" ? sprintf("%.0f", n / (p / 1e6)) : "-" }
+    BEGIN {
+      print "| size | rate | tcpdump | capd | capctl | capd+capctl / tcpdump |"
+      print "|---|---|---|---|---|---|"
+    }
+    END {
+      ns_sizes = split(sizes, S, " "); nr = split(rates, R, " ")
+      for (i = 1; i <= ns_sizes; i++) for (j = 1; j <= nr; j++) {
+        t = S[i] "|" R[j] "|tcpdump"; c = S[i] "|" R[j] "|capd+capctl"
+        if (!(t in sent) || !(c in sent) || capd[c] == "") continue
+        tr = runs[t] / (sent[t] / 1e6); cr = (capd[c] + ctl[c]) / (sent[c] / 1e6)
+        ratio = tr > 0 ? sprintf("%.1f", cr / tr) : "-"  # not inline: ">" in printf redirects
+        printf "| %s B | %s | %s | %s | %s | %s |\n", S[i], R[j], per_m(runs[t], sent[t]),
+          per_m(capd[c], sent[c]), per_m(ctl[c], sent[c]), ratio
+      }
+    }' "$OUT/grid.tsv"
+}
+
 # clients_table: one row per client count; CPU of capd + all capctls, completeness of each client.
 clients_table() {
   [[ -s $OUT/clients.tsv ]] || { echo "(no clients results)"; return; }
@@ -341,6 +367,13 @@ report() {
     echo "Each capturer alone on its own burst (bench/run.sh MODES=alone); ratio = capd+capctl / tcpdump."
     echo
     grid_table
+    echo
+    echo "### Wake-ups: times the processes' threads were put on a CPU, per million packets"
+    echo
+    echo "From the same bursts (schedstat's third field); each costs a context switch, and on this VM"
+    echo "a cross-CPU wake-up costs ~16 us of CPU (docs/performance.md)."
+    echo
+    wakeups_table
   fi
   if has_step clients; then
     echo

@@ -192,22 +192,26 @@ count_packets() {  # packets in a capture file (pcap or pcapng)
 }
 
 # sched_mark TAG PIDS... then sched_ns TAG PIDS...: SCHED_NS = on-CPU ns of PIDS in between,
-# summed (a variable, not output: a command substitution's subshell would lose the NOTES).
+# summed, and SCHED_RUNS = how many times their threads were put on a CPU (variables, not
+# output: a command substitution's subshell would lose the NOTES).
 sched_mark() {
   local tag=$1 pid
   shift
   for pid in "$@"; do sched_snapshot "$pid" >"$TMP/sched.$tag.$pid.0"; done
 }
 SCHED_NS=0
+SCHED_RUNS=0
 sched_ns() {
   local tag=$1 pid ns
   shift
   SCHED_NS=0
+  SCHED_RUNS=0
   for pid in "$@"; do
     sched_snapshot "$pid" >"$TMP/sched.$tag.$pid.1"
     ns=$(sched_delta "$TMP/sched.$tag.$pid.0" "$TMP/sched.$tag.$pid.1" 2>"$TMP/lost")
     [[ -s $TMP/lost ]] && NOTES+=("$RUN: $tag threads ended during the burst ($(<"$TMP/lost"))")
     SCHED_NS=$((SCHED_NS + ns))
+    SCHED_RUNS=$((SCHED_RUNS + $(sched_runs "$TMP/sched.$tag.$pid.0" "$TMP/sched.$tag.$pid.1")))
   done
 }
 
@@ -341,7 +345,7 @@ NOTES=()
 burst() {
   local mode=$1 size=$2 count=$3 cfg wall rx0 rx1 sent nclients=0 i base
   local capd0=0 capd1=0 ctl0=0 ctl1=0 td0=0 td1=0 files=() ctl_pids=() ctl_errs=() ctl_outs=()
-  local td_ns=0 capd_ns=0 ctl_ns=0 mem
+  local td_ns=0 capd_ns=0 ctl_ns=0 td_runs=0 capd_runs=0 ctl_runs=0 mem
   case $mode in
     capd | both) nclients=1 ;;
     clients*) nclients=${mode#clients} ;;
@@ -384,15 +388,15 @@ burst() {
   if [[ -n $TCPDUMP_PID ]]; then
     td1=$(cpu_ticks "$TCPDUMP_PID")
     sched_ns tcpdump "$TCPDUMP_PID"
-    td_ns=$SCHED_NS
+    td_ns=$SCHED_NS td_runs=$SCHED_RUNS
   fi
   if ((nclients > 0)); then
     for i in "${ctl_pids[@]}"; do ctl1=$((ctl1 + $(cpu_ticks "$i"))); done
     capd1=$(cpu_ticks "$CAPD_PID")
     sched_ns capctl "${ctl_pids[@]}"
-    ctl_ns=$SCHED_NS
+    ctl_ns=$SCHED_NS ctl_runs=$SCHED_RUNS
     sched_ns capd "$CAPD_PID"
-    capd_ns=$SCHED_NS
+    capd_ns=$SCHED_NS capd_runs=$SCHED_RUNS
     mem=$(proc_mem_kib "$CAPD_PID")
     log "  capd memory (KiB): VmHWM VmRSS RssAnon RssFile = $mem"
   fi
@@ -418,8 +422,8 @@ burst() {
     drops=$(tcpdump_drops "$TCPDUMP_ERR")
     record_burst "$label" "tcpdump" "$sent" "$got" "$drops" $((td1 - td0)) "$wall"
     tsv kind=burst "size=$size" "mode=$mode" clients=0 tool=tcpdump "sent=$sent" "captured=$got" \
-      "captured_each=$got" "drops=$drops" "ticks=$((td1 - td0))" "cpu_ns=$td_ns" "wall_s=$wall" \
-      "pps=$pps"
+      "captured_each=$got" "drops=$drops" "ticks=$((td1 - td0))" "cpu_ns=$td_ns" "runs=$td_runs" \
+      "wall_s=$wall" "pps=$pps"
     [[ $KEEP == 1 ]] || rm -f "$TMP/$RUN.tcpdump.pcap"
   fi
   if ((nclients > 0)); then
@@ -448,7 +452,8 @@ burst() {
       "captured=$min" "captured_each=${each[*]}" "drops=$worst_drops" \
       "ticks=$((capd1 - capd0 + ctl1 - ctl0))" "capd_ticks=$((capd1 - capd0))" \
       "capctl_ticks=$((ctl1 - ctl0))" "cpu_ns=$((capd_ns + ctl_ns))" "capd_ns=$capd_ns" \
-      "capctl_ns=$ctl_ns" "wall_s=$wall" "pps=$pps" \
+      "capctl_ns=$ctl_ns" "capd_runs=$capd_runs" "capctl_runs=$ctl_runs" "wall_s=$wall" \
+      "pps=$pps" \
       "capd_mem_kib=$(tr ' ' , <<<"$mem")"
   fi
   kill -0 "$CAPD_PID" 2>/dev/null || die "capd died during $RUN (see $TMP/capd.log; KEEP=1)"

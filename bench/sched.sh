@@ -1,13 +1,14 @@
 # Shared by run.sh and decap.sh (sourced): exact on-CPU time of a process's threads.
 
-# sched_snapshot PID: "tid on-CPU-ns" for every thread, from /proc/PID/task/TID/schedstat (its
-# first field: sum_exec_runtime, exact, unlike the tick-sampled utime+stime).
+# sched_snapshot PID: "tid on-CPU-ns runs" for every thread, from /proc/PID/task/TID/schedstat:
+# its first field (sum_exec_runtime, exact, unlike the tick-sampled utime+stime) and its third
+# (how many times the thread was put on a CPU: each wake-up, and each return after preemption).
 sched_snapshot() {
   local stat tid
   for stat in /proc/"$1"/task/*/schedstat; do
     tid=${stat%/schedstat}
     tid=${tid##*/}
-    awk -v t="$tid" '{ print t, $1 }' "$stat" 2>/dev/null || true
+    awk -v t="$tid" '{ print t, $1, $3 }' "$stat" 2>/dev/null || true
   done
 }
 # sched_delta BEFORE AFTER: on-CPU ns between two snapshots. A thread that appeared counts whole;
@@ -18,4 +19,11 @@ sched_delta() {
        END { for (t in before) if (!(t in seen)) lost++
              if (lost) print "lost=" lost > "/dev/stderr"
              printf "%d\n", total }' "$1" "$2"
+}
+# sched_runs BEFORE AFTER: times the threads were put on a CPU between two snapshots (a thread
+# that appeared counts whole).
+sched_runs() {
+  awk 'NR == FNR { before[$1] = $3; next }
+       { total += $3 - ($1 in before ? before[$1] : 0) }
+       END { printf "%d\n", total }' "$1" "$2"
 }
