@@ -180,7 +180,8 @@ grid_table() {
     { delete f; for (i = 1; i <= NF; i++) { k = $i; sub(/=.*/, "", k); v = $i; sub(/^[^=]*=/, "", v); f[k] = v }
       key = f["size"] "|" f["rate"] "|" f["tool"]
       sent[key] = f["sent"]; got[key] = f["captured"]; ns[key] = f["cpu_ns"]; pps[key] = f["pps"]
-      capd[key] = f["capd_ns"]; ctl[key] = f["capctl_ns"]; drops[key] = f["drops"] }
+      capd[key] = f["capd_ns"]; ctl[key] = f["capctl_ns"]; drops[key] = f["drops"]
+      runs[key] = f["runs"]; capd_runs[key] = f["capd_runs"]; ctl_runs[key] = f["capctl_runs"] }
     function per_m(n, p) { return p > 0 ? sprintf("%.3f", n / 1e9 / (p / 1e6)) : "-" }
     function pct(g, s) { return s > 0 ? sprintf("%.2f %%", 100 * g / s) : "-" }
     BEGIN {
@@ -204,31 +205,19 @@ grid_table() {
           sent[c], pps[c], pct(got[t], sent[t]), pct(got[c], sent[c]), tpm,
           per_m(capd[c], sent[c]), per_m(ctl[c], sent[c]), cpm, ratio, goal, met
       }
-    }' "$OUT/grid.tsv"
-}
-
-# wakeups_table: how often each process's threads were put on a CPU (schedstat's third field:
-# wake-ups and returns after preemption), per million packets, from the same grid bursts.
-wakeups_table() {
-  [[ -s $OUT/grid.tsv ]] || { echo "(no grid results)"; return; }
-  awk -F'\t' -v rates="$RATES" -v sizes="$SIZES" '
-    { delete f; for (i = 1; i <= NF; i++) { k = $i; sub(/=.*/, "", k); v = $i; sub(/^[^=]*=/, "", v); f[k] = v }
-      key = f["size"] "|" f["rate"] "|" f["tool"]
-      sent[key] = f["sent"]; runs[key] = f["runs"]; capd[key] = f["capd_runs"]; ctl[key] = f["capctl_runs"] }
-    function per_m(n, p) { return p > 0 && n != "" ? sprintf("%.0f", n / (p / 1e6)) : "-" }
-    BEGIN {
+      # The same bursts again: how often the threads were put on a CPU (schedstat third field).
+      print "\n### Wake-ups: times the processes\047 threads were put on a CPU, per million packets\n"
+      print "From the same bursts (schedstat\047s third field); each costs a context switch, and on this VM"
+      print "a cross-CPU wake-up costs ~16 us of CPU (bench/floor/capd_wakeup_cost, docs/performance.md).\n"
       print "| size | rate | tcpdump | capd | capctl | capd+capctl / tcpdump |"
       print "|---|---|---|---|---|---|"
-    }
-    END {
-      ns_sizes = split(sizes, S, " "); nr = split(rates, R, " ")
       for (i = 1; i <= ns_sizes; i++) for (j = 1; j <= nr; j++) {
         t = S[i] "|" R[j] "|tcpdump"; c = S[i] "|" R[j] "|capd+capctl"
-        if (!(t in sent) || !(c in sent) || capd[c] == "") continue
-        tr = runs[t] / (sent[t] / 1e6); cr = (capd[c] + ctl[c]) / (sent[c] / 1e6)
-        ratio = tr > 0 ? sprintf("%.1f", cr / tr) : "-"  # not inline: ">" in printf redirects
-        printf "| %s B | %s | %s | %s | %s | %s |\n", S[i], R[j], per_m(runs[t], sent[t]),
-          per_m(capd[c], sent[c]), per_m(ctl[c], sent[c]), ratio
+        if (!(t in sent) || !(c in sent) || capd_runs[c] == "" || sent[t] == 0 || sent[c] == 0) continue
+        tr = runs[t] / (sent[t] / 1e6); cr = (capd_runs[c] + ctl_runs[c]) / (sent[c] / 1e6)
+        wratio = tr > 0 ? sprintf("%.1f", cr / tr) : "-"  # not inline: ">" in printf redirects
+        printf "| %s B | %s | %.0f | %.0f | %.0f | %s |\n", S[i], R[j], tr,
+          capd_runs[c] / (sent[c] / 1e6), ctl_runs[c] / (sent[c] / 1e6), wratio
       }
     }' "$OUT/grid.tsv"
 }
@@ -366,14 +355,7 @@ report() {
     echo
     echo "Each capturer alone on its own burst (bench/run.sh MODES=alone); ratio = capd+capctl / tcpdump."
     echo
-    grid_table
-    echo
-    echo "### Wake-ups: times the processes' threads were put on a CPU, per million packets"
-    echo
-    echo "From the same bursts (schedstat's third field); each costs a context switch, and on this VM"
-    echo "a cross-CPU wake-up costs ~16 us of CPU (docs/performance.md)."
-    echo
-    wakeups_table
+    grid_table  # and the wake-ups of the same bursts
   fi
   if has_step clients; then
     echo
