@@ -459,10 +459,12 @@ void SharedCapture::Loop() {
       // costs less.
       Clock::time_point wake = next_statistics;
       const size_t held = path_->batch_packets();
-      if (held < kHoldMinPackets || Clock::now() - path_->batch_started() >= kMaxHold) {
-        path_->FlushBatch();
-      } else {
+      const bool holding =
+          held >= kHoldMinPackets && Clock::now() - path_->batch_started() < kMaxHold;
+      if (holding) {
         wake = std::min(wake, path_->batch_started() + kMaxHold);
+      } else {
+        path_->FlushBatch();
       }
       for (auto& s : active_) wake = std::min(wake, s->end ? now : s->deadline);
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
@@ -470,7 +472,10 @@ void SharedCapture::Loop() {
           wake == now ? 0 : static_cast<int>(std::max<int64_t>(0, wait.count() + 1));
       // (A held batch's deadline is at most kMaxHold away; +1 ms rounds the wait up.)
       fds.clear();
-      fds.push_back({capture.fd(), POLLIN, 0});
+      // While a batch is held the ring is not watched: the blocks that retire meanwhile are
+      // read together when the hold ends (one wake-up instead of one per block; the ring holds
+      // far more than kMaxHold of traffic). POLLERR (the interface went away) still wakes.
+      fds.push_back({capture.fd(), static_cast<short>(holding ? 0 : POLLIN), 0});
       fds.push_back({wake_fd_, POLLIN, 0});
       for (auto& s : active_) fds.push_back({s->stop->fd(), POLLIN, 0});
       if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) {
