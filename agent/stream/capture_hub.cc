@@ -263,6 +263,13 @@ class SharedCapture : public std::enable_shared_from_this<SharedCapture> {
   void RetireEnded();
   void FanOut(std::unique_ptr<v1::StreamResponse> batch, size_t packets);
   void SendToAll(const v1::StreamResponse& message);
+  // A non-droppable copy of `message` for one subscriber (descriptions, replays).
+  void SendCopy(Subscriber& subscriber, const v1::StreamResponse& message);
+  // Lets the tracker find the relays of streams that connected since the last look.
+  void RefreshCarriers();
+  // The kernel filter: own traffic (with the carriers' current snapshot), scope, the request's.
+  StatusOr<filters::ComposedFilter> ComposeFilter();
+  static v1::StreamEnd CaptureError(const std::string& message);
   void SendStatistics(Subscriber& subscriber);
   void EndAll(const v1::StreamEnd& end);
   // Leaves the hub (no one can join any more), closes the ring, then tells everyone.
@@ -332,19 +339,10 @@ Status SharedCapture::Open() {
     mirror_ = std::move(stage.value());
     scope_ = pipeline::MirrorStage::TunnelScope(mirror_options.decap);
   }
-  if (identity_.carriers) {
-    // The first stream's own relay (sshd, the SSM worker) is known only now that it has
-    // connected; later subscribers refresh when they are admitted.
-    identity_.carriers->Refresh(
-        identity_.own_traffic.tcp_ports.empty() ? 0 : identity_.own_traffic.tcp_ports.front());
-  }
-  filters::OwnTraffic own = identity_.own_traffic;
-  if (identity_.carriers) {
-    carriers_ = identity_.carriers->Snapshot();
-    own.carriers = carriers_->expression;
-  }
-  auto composed = filters::ComposeCaptureFilter(request_.filter(), own, capture.datalink(),
-                                                capture.snaplen(), scope_);
+  // The first stream's own relay (sshd, the SSM worker) is known only now that it has
+  // connected; later subscribers refresh when they are admitted.
+  RefreshCarriers();
+  auto composed = ComposeFilter();
   if (!composed.ok()) return composed.status();
   CAPD_RETURN_IF_ERROR(capture.SetFilter(composed->expression));
   settings_ = fmt::format(
@@ -402,8 +400,8 @@ void SharedCapture::Loop() {
   LiveCapture& capture = *capture_;
   std::vector<pollfd> fds;
   while (true) {
-    // Joins and leaves happen between batches: flush first so that those leaving get everything
-    // captured up to now and those joining nothing from before.
+    // Joins and leaves happen between batches: those leaving get everything captured up to now,
+    // those joining (AdmitPending) nothing from before.
     const Clock::time_point now = Clock::now();
     bool leaving = false;
     for (auto& s : active_) {
@@ -417,21 +415,12 @@ void SharedCapture::Loop() {
       }
       leaving = leaving || s->end.has_value();
     }
-    bool joining;
-    {
-      std::lock_guard lock(mu_);
-      joining = !pending_.empty();
-    }
-    if (leaving || joining) path_->FlushBatch();
+    if (leaving) path_->FlushBatch();
     RetireEnded();
     if (!AdmitPending()) return;
 
     if (carriers_ && identity_.carriers->generation() != carriers_->generation) {
-      filters::OwnTraffic own = identity_.own_traffic;
-      carriers_ = identity_.carriers->Snapshot();
-      own.carriers = carriers_->expression;
-      auto recomposed = filters::ComposeCaptureFilter(request_.filter(), own, capture.datalink(),
-                                                      capture.snaplen(), scope_);
+      auto recomposed = ComposeFilter();
       if (recomposed.ok() && capture.SetFilter(recomposed->expression).ok()) {
         spdlog::info("capture on {}: carriers changed, filter now '{}'", capture.interface(),
                      recomposed->expression);
@@ -479,10 +468,7 @@ void SharedCapture::Loop() {
       fds.push_back({wake_fd_, POLLIN, 0});
       for (auto& s : active_) fds.push_back({s->stop->fd(), POLLIN, 0});
       if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) {
-        v1::StreamEnd end;
-        end.set_reason(v1::StreamEnd::CAPTURE_ERROR);
-        end.set_message(std::string("poll: ") + strerror(errno));
-        EndAll(end);
+        EndAll(CaptureError(std::string("poll: ") + strerror(errno)));
         return;
       }
       if ((fds[1].revents & POLLIN) != 0) {
@@ -495,10 +481,7 @@ void SharedCapture::Loop() {
     }
     if (status == RecvStatus::kError) {
       spdlog::warn("capture on {} failed: {}", capture.interface(), capture.error());
-      v1::StreamEnd end;
-      end.set_reason(v1::StreamEnd::CAPTURE_ERROR);
-      end.set_message(capture.error());
-      EndAll(end);
+      EndAll(CaptureError(capture.error()));
       return;
     }
   }
@@ -515,12 +498,10 @@ bool SharedCapture::AdmitPending() {
     joining.swap(pending_);
   }
   if (joining.empty()) return true;
-  if (identity_.carriers) {
-    // The new streams' relays are known only now that they have connected: the loop recomposes
-    // the filter when this changes the carrier set.
-    identity_.carriers->Refresh(
-        identity_.own_traffic.tcp_ports.empty() ? 0 : identity_.own_traffic.tcp_ports.front());
-  }
+  path_->FlushBatch();  // what was captured before they joined is not theirs
+  // The new streams' relays are known only now that they have connected: the loop recomposes
+  // the filter when this changes the carrier set.
+  RefreshCarriers();
   for (auto& s : joining) Admit(std::move(s));
   return true;
 }
@@ -538,11 +519,7 @@ void SharedCapture::Admit(std::unique_ptr<Subscriber> s) {
     for (const auto& inner : mirror_->interfaces())
       s->inner_packets_at_join[inner->index] = inner->packets;
   }
-  for (const v1::StreamResponse& description : descriptions_) {
-    auto message = s->sink->NewMessage();
-    *message = description;
-    s->sink->Send(std::move(message), /*droppable=*/false);
-  }
+  for (const v1::StreamResponse& description : descriptions_) SendCopy(*s, description);
   spdlog::info("stream on {}: {}; {} stream(s) on this capture", capture_->interface(), settings_,
                active_.size() + 1);
   active_.push_back(std::move(s));
@@ -603,11 +580,36 @@ void SharedCapture::FanOut(std::unique_ptr<v1::StreamResponse> batch, size_t pac
 }
 
 void SharedCapture::SendToAll(const v1::StreamResponse& message) {
-  for (auto& s : active_) {
-    auto copy = s->sink->NewMessage();
-    *copy = message;
-    s->sink->Send(std::move(copy), /*droppable=*/false);
+  for (auto& s : active_) SendCopy(*s, message);
+}
+
+void SharedCapture::SendCopy(Subscriber& subscriber, const v1::StreamResponse& message) {
+  auto copy = subscriber.sink->NewMessage();
+  *copy = message;  // reuses the recycled message's capacity
+  subscriber.sink->Send(std::move(copy), /*droppable=*/false);
+}
+
+void SharedCapture::RefreshCarriers() {
+  if (!identity_.carriers) return;
+  identity_.carriers->Refresh(
+      identity_.own_traffic.tcp_ports.empty() ? 0 : identity_.own_traffic.tcp_ports.front());
+}
+
+StatusOr<filters::ComposedFilter> SharedCapture::ComposeFilter() {
+  filters::OwnTraffic own = identity_.own_traffic;
+  if (identity_.carriers) {
+    carriers_ = identity_.carriers->Snapshot();
+    own.carriers = carriers_->expression;
   }
+  return filters::ComposeCaptureFilter(request_.filter(), own, capture_->datalink(),
+                                       capture_->snaplen(), scope_);
+}
+
+v1::StreamEnd SharedCapture::CaptureError(const std::string& message) {
+  v1::StreamEnd end;
+  end.set_reason(v1::StreamEnd::CAPTURE_ERROR);
+  end.set_message(message);
+  return end;
 }
 
 void SharedCapture::SendStatistics(Subscriber& sub) {
