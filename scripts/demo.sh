@@ -15,6 +15,13 @@ $SUDO ./build/agent/capd --listen "127.0.0.1:${PORT}" &
 CAPD_PID=$!
 trap '$SUDO kill "$CAPD_PID" 2>/dev/null || true; wait "$CAPD_PID" 2>/dev/null || true' EXIT
 
+# capd listens a moment after it starts: wait for its port (up to 10 s) before the first request.
+for _ in $(seq 50); do
+  (exec 3<>"/dev/tcp/127.0.0.1/${PORT}") 2>/dev/null && break
+  kill -0 "$CAPD_PID" 2>/dev/null || { echo "demo: capd exited" >&2; exit 1; }
+  sleep 0.2
+done
+
 ./build/client/capctl interfaces --agent "127.0.0.1:${PORT}"
 # Make a little traffic on the default interface so a quiet machine still shows packets.
 ( for _ in 1 2 3 4 5; do getent ahosts deb.debian.org >/dev/null 2>&1 || true; sleep 1; done ) &
