@@ -18,10 +18,11 @@ namespace capd::agent {
 
 class BatchBuilder {
  public:
-  // Flush rule (DESIGN.md): messages of at most ~256 KiB or 1024 packets keep gRPC's per-message
-  // cost low and stay far below the client's default 4 MiB receive limit.
-  static constexpr size_t kMaxPackets = 4096;
-  static constexpr size_t kMaxBytes = 256 * 1024;
+  // Flush rule: a message holds at most 8192 packets or ~512 KiB. On a busy link fewer, larger
+  // messages cost both ends fewer wake-ups (docs/performance.md); 512 KiB keeps a stream's
+  // recycled messages within a few MiB and far below the client's 4 MiB receive limit.
+  static constexpr size_t kMaxPackets = 8192;
+  static constexpr size_t kMaxBytes = 512 * 1024;
 
   // Begins a batch in `message` (a fresh or recycled StreamResponse).
   void Start(std::unique_ptr<v1::StreamResponse> message);
