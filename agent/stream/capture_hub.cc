@@ -405,7 +405,7 @@ void SharedCapture::Loop() {
   Clock::time_point next_statistics = Clock::now() + kStatisticsPeriod;
   LiveCapture& capture = *capture_;
   std::vector<pollfd> fds;
-  bool holding = false;          // a busy link's batch is waiting to fill
+  bool holding = false;           // a busy link's batch is waiting to fill
   uint64_t captured_at_poll = 0;  // path_->captured() when the loop last slept
   while (true) {
     // Joins and leaves happen between batches: those leaving get everything captured up to now,
@@ -458,8 +458,8 @@ void SharedCapture::Loop() {
       Clock::time_point wake = next_statistics;
       const uint64_t drained = path_->captured() - captured_at_poll;
       const bool busy = drained >= kHoldMinPackets || (holding && drained > 0);
-      holding = busy && path_->batch_packets() > 0 &&
-                Clock::now() - path_->batch_started() < kMaxHold;
+      holding =
+          busy && path_->batch_packets() > 0 && Clock::now() - path_->batch_started() < kMaxHold;
       if (holding) {
         wake = std::min({wake, path_->batch_started() + kMaxHold, Clock::now() + kHoldRingCheck});
       } else {

@@ -158,13 +158,21 @@ class PcapngWriter final : public CaptureWriter {
   }
 
   Status CheckInterface(uint32_t interface_index) const {
-    if (interface_index < snaplens_.size()) return Status::Ok();
+    if (interface_index < snaplens_.size()) [[likely]]
+      return Status::Ok();
+    return UnknownInterface(interface_index);
+  }
+  [[gnu::cold, gnu::noinline]] Status UnknownInterface(uint32_t interface_index) const {
     return InvalidArgument("unknown interface index " + std::to_string(interface_index) + " (" +
                            std::to_string(snaplens_.size()) + " interfaces added)");
   }
 
-  // The common EPB, without options, in three appends (header, bytes, padding and trailer):
-  // capctl writes one per packet, so this is its hottest code (bench/micro).
+  // The common EPB, without options. capctl writes one per packet, so this is its hottest code.
+  // Up to ~1 KiB the buffer grows once (zeroed, which gives the padding) and the pieces are
+  // copied in; beyond, zeroing costs more than two more appends do. BM_PcapngWrite, ns per
+  // packet, three appends -> this: 64 B 19.4 -> 12.1, 512 B 24.7 -> 22.4, 1500 B 40.9 -> 35.3
+  // (one resize at 1500 B: 46).
+  static constexpr uint32_t kOneResizeMaxBytes = 1024;
   void AppendBareEnhancedPacket(uint32_t interface_index, uint64_t timestamp_ns,
                                 uint32_t original_length, std::span<const uint8_t> data) {
     const auto captured = static_cast<uint32_t>(data.size());
@@ -177,11 +185,20 @@ class PcapngWriter final : public CaptureWriter {
                                 static_cast<uint32_t>(timestamp_ns),
                                 captured,
                                 original_length};
-    buffer_.append(reinterpret_cast<const char*>(header), sizeof(header));
-    internal::AppendBytes(buffer_, data);
-    char trailer[3 + sizeof(uint32_t)] = {};
-    std::memcpy(trailer + padding, &total, sizeof(total));
-    buffer_.append(trailer, padding + sizeof(total));
+    if (captured > kOneResizeMaxBytes) {
+      buffer_.append(reinterpret_cast<const char*>(header), sizeof(header));
+      internal::AppendBytes(buffer_, data);
+      char trailer[3 + sizeof(uint32_t)] = {};
+      std::memcpy(trailer + padding, &total, sizeof(total));
+      buffer_.append(trailer, padding + sizeof(total));
+      return;
+    }
+    const size_t start = buffer_.size();
+    buffer_.resize(start + total);
+    char* block = buffer_.data() + start;
+    std::memcpy(block, header, sizeof(header));
+    if (captured != 0) std::memcpy(block + sizeof(header), data.data(), captured);
+    std::memcpy(block + total - sizeof(total), &total, sizeof(total));
   }
 
   // A block is type, total length, body, total length. The length is patched in by EndBlock,
