@@ -74,13 +74,15 @@ class PacketPath {
     flush_(batch_.Finish(), n);
   }
 
-  uint64_t captured() const { return captured_; }  // packets read from the ring
+  uint64_t captured() const { return captured_; }              // packets read from the ring
+  uint64_t captured_bytes() const { return captured_bytes_; }  // their captured lengths
   size_t batch_packets() const { return batch_.started() ? batch_.packet_count() : 0; }
   Clock::time_point batch_started() const { return batch_started_; }
 
  private:
   void Handle(const pcap_pkthdr& header, const uint8_t* data) {
     ++captured_;
+    captured_bytes_ += header.caplen;
     // PCAP_TSTAMP_PRECISION_NANO: tv_usec carries nanoseconds.
     const uint64_t ts = static_cast<uint64_t>(header.ts.tv_sec) * 1'000'000'000ULL +
                         static_cast<uint64_t>(header.ts.tv_usec);
@@ -120,6 +122,7 @@ class PacketPath {
   BatchBuilder batch_;
   Clock::time_point batch_started_;
   uint64_t captured_ = 0;
+  uint64_t captured_bytes_ = 0;
 };
 
 StatusOr<decap::Config> DecapConfigFrom(const v1::Decapsulation& d) {
@@ -405,8 +408,11 @@ void SharedCapture::Loop() {
   Clock::time_point next_statistics = Clock::now() + kStatisticsPeriod;
   LiveCapture& capture = *capture_;
   std::vector<pollfd> fds;
-  bool holding = false;           // a busy link's batch is waiting to fill
-  uint64_t captured_at_poll = 0;  // path_->captured() when the loop last slept
+  bool holding = false;  // a busy link's batch is waiting to fill
+  // When the loop last slept, and what had been read from the ring by then.
+  Clock::time_point polled_at = Clock::now();
+  uint64_t captured_at_poll = 0;
+  uint64_t bytes_at_poll = 0;
   while (true) {
     // Joins and leaves happen between batches: those leaving get everything captured up to now,
     // those joining (AdmitPending) nothing from before.
@@ -450,16 +456,26 @@ void SharedCapture::Loop() {
     if (status == RecvStatus::kOk) continue;  // maybe more is ready; the limits are at the top
     if (status == RecvStatus::kWouldBlock) {
       // The ring is drained. On a quiet link the batch leaves now: a lone packet's latency is
-      // the block timeout. On a busy one (kHoldMinPackets or more in one drain) it waits to fill
-      // for up to kMaxHold, reading the ring every kHoldRingCheck; the hold ends early when a
-      // check finds nothing new (the burst is over). Every message costs capd and the client
-      // several wake-ups (bench/RESULTS.md), so fewer, larger messages are most of what a busy
-      // stream costs less.
+      // the block timeout. On a link busy with small packets (kHoldMinPackets or more in one
+      // drain, but too few bytes to fill a batch within kHoldRingCheck) it waits to fill for up
+      // to kMaxHold, reading the ring every kHoldRingCheck instead of at each retired block; the
+      // hold ends early when a check finds nothing new (the burst is over). Every message costs
+      // capd and the client several wake-ups (bench/RESULTS.md), so fewer, larger messages are
+      // most of what such a stream costs less. Large packets fill batches fast anyway, and
+      // holding them only makes every copy cold (1500 B at full rate: capd and capctl CPU
+      // doubled and ~15 % dropped when the hold applied to them too).
       Clock::time_point wake = next_statistics;
       const uint64_t drained = path_->captured() - captured_at_poll;
+      const uint64_t drained_bytes = path_->captured_bytes() - bytes_at_poll;
+      // Would traffic at this drain's byte rate fill a batch within kHoldRingCheck?
+      const auto since_poll =
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - polled_at);
+      const bool fills_by_size =
+          drained_bytes * std::chrono::microseconds(kHoldRingCheck).count() >=
+          BatchBuilder::kMaxBytes * static_cast<uint64_t>(since_poll.count());
       const bool busy = drained >= kHoldMinPackets || (holding && drained > 0);
-      holding =
-          busy && path_->batch_packets() > 0 && Clock::now() - path_->batch_started() < kMaxHold;
+      holding = busy && !fills_by_size && path_->batch_packets() > 0 &&
+                Clock::now() - path_->batch_started() < kMaxHold;
       if (holding) {
         wake = std::min({wake, path_->batch_started() + kMaxHold, Clock::now() + kHoldRingCheck});
       } else {
@@ -477,7 +493,9 @@ void SharedCapture::Loop() {
       fds.push_back({capture.fd(), static_cast<short>(holding ? 0 : POLLIN), 0});
       fds.push_back({wake_fd_, POLLIN, 0});
       for (auto& s : active_) fds.push_back({s->stop->fd(), POLLIN, 0});
+      polled_at = Clock::now();
       captured_at_poll = path_->captured();
+      bytes_at_poll = path_->captured_bytes();
       if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) {
         EndAll(CaptureError(std::string("poll: ") + strerror(errno)));
         return;
