@@ -166,6 +166,11 @@ class MergedStream {
 
  private:
   static constexpr std::chrono::milliseconds kReorderWindow{500};
+  // A round writes at most about this much before flushing: the bytes are still in the CPU's
+  // cache when write() copies them into the page cache. Writing several queued 512 KiB messages
+  // in one go made that copy cold and slow enough (1500 B at full rate) that capctl fell further
+  // behind, so the next round was larger still.
+  static constexpr size_t kRoundBytes = 256 * 1024;
 
   Status OnInterface(AgentFeed& feed, const v1::InterfaceDescription& description);
   void OnStatistics(AgentFeed& feed, const v1::Statistics& statistics);
@@ -197,6 +202,7 @@ class MergedStream {
   std::map<size_t, std::string> excluded_carriers_;
   uint64_t written_ = 0;
   uint64_t unflushed_ = 0;
+  size_t unflushed_bytes_ = 0;  // packet bytes encoded this round (see kRoundBytes)
   uint64_t out_of_order_ = 0;
   uint64_t last_timestamp_ns_ = 0;
   bool count_reached_ = false;  // -c with several agents: capctl stopped them itself
@@ -286,7 +292,8 @@ Status MergedStream::WriteRun(AgentFeed& feed, Arrival& arrival, uint64_t until_
   InterfaceState* state = nullptr;
   uint32_t state_index = 0;
   uint64_t written = 0;
-  while (arrival.next_packet < n && written < budget) {
+  while (arrival.next_packet < n && written < budget &&
+         (written == 0 || unflushed_bytes_ < kRoundBytes)) {
     const int i = arrival.next_packet;
     const uint64_t ts = batch.timestamp_ns(i);
     if (written > 0 && ts > until_ns) break;
@@ -319,6 +326,7 @@ Status MergedStream::WriteRun(AgentFeed& feed, Arrival& arrival, uint64_t until_
     ++arrival.next_packet;
     ++state->unflushed;
     ++unflushed_;
+    unflushed_bytes_ += caplen;
     ++written;
   }
   return Status::Ok();
@@ -436,7 +444,7 @@ int MergedStream::Run() {
   std::unique_lock lock(hub_.mu);
   while (true) {
     bool progressed = true;
-    while (progressed && local_error.ok()) {
+    while (progressed && local_error.ok() && unflushed_bytes_ < kRoundBytes) {
       progressed = false;
       AgentFeed* best = nullptr;
       uint64_t best_ts = 0;
@@ -501,6 +509,7 @@ int MergedStream::Run() {
       local_error = flushed;
     }
     unflushed_ = 0;
+    const bool round_full = std::exchange(unflushed_bytes_, 0) >= kRoundBytes;
     hub_.changed.notify_all();  // readers waiting for queue space
     if (!local_error.ok() || reader_gone) {
       for (auto& feed : feeds_) feed->Cancel();
@@ -526,7 +535,7 @@ int MergedStream::Run() {
         break;
       }
     }
-    hub_.changed.wait_for(lock, std::chrono::milliseconds(50));
+    if (!round_full) hub_.changed.wait_for(lock, std::chrono::milliseconds(50));
   }
   // Wait for the readers to finish (cancelled ones finish promptly).
   hub_.changed.wait_for(lock, std::chrono::seconds(5), [&] {
