@@ -32,8 +32,13 @@ constexpr size_t kInterfaceNameBytes = 16;  // IFNAMSIZ, with its terminating NU
 constexpr uint64_t kMaxDurationMs = 30ULL * 24 * 3600 * 1000;
 constexpr uint64_t kMaxPackets = 1ULL << 48;
 // A busy link's batch waits to fill (see SharedCapture::Loop): at 64 B and ~300k packets/s a
-// ring block holds ~900 packets; below kHoldMinPackets per drain the link counts as quiet.
+// ring block holds ~900 packets; below kHoldMinPackets and kHoldMinBytes per drain the link
+// counts as quiet.
 constexpr size_t kHoldMinPackets = 256;
+constexpr size_t kHoldMinBytes = 32 * 1024;
+// No hold when a drain's byte rate would fill a batch this fast anyway (~260 MB/s: 1500 B at
+// full rate here; 512 B at full rate is held).
+constexpr std::chrono::milliseconds kFillsFast{2};
 // A held batch leaves when it is full or this old. Wireshark redraws its packet list every
 // 100 ms, so nobody watching sees the wait; each message saved is several thread wake-ups on
 // both ends (1M x 64 B, 10 -> 40 ms with 512 KiB batches: 1.8x -> 1.4x tcpdump's CPU).
@@ -456,24 +461,25 @@ void SharedCapture::Loop() {
     if (status == RecvStatus::kOk) continue;  // maybe more is ready; the limits are at the top
     if (status == RecvStatus::kWouldBlock) {
       // The ring is drained. On a quiet link the batch leaves now: a lone packet's latency is
-      // the block timeout. On a link busy with small packets (kHoldMinPackets or more in one
-      // drain, but too few bytes to fill a batch within kHoldRingCheck) it waits to fill for up
-      // to kMaxHold, reading the ring every kHoldRingCheck instead of at each retired block; the
-      // hold ends early when a check finds nothing new (the burst is over). Every message costs
-      // capd and the client several wake-ups (bench/RESULTS.md), so fewer, larger messages are
-      // most of what such a stream costs less. Large packets fill batches fast anyway, and
-      // holding them only makes every copy cold (1500 B at full rate: capd and capctl CPU
-      // doubled and ~15 % dropped when the hold applied to them too).
+      // the block timeout. On a busy link (kHoldMinPackets or kHoldMinBytes in one drain, but
+      // too few bytes to fill a batch within kFillsFast) it waits to fill for up to kMaxHold,
+      // reading the ring every kHoldRingCheck instead of at each retired block; the hold ends early
+      // when a check finds nothing new (the burst is over). Every message costs capd and the client
+      // several wake-ups (bench/RESULTS.md), so fewer, larger messages are most of what such a
+      // stream costs less. Large packets fill batches fast anyway, and holding them only makes
+      // every copy cold (1500 B at full rate, held, before capctl's 256 KiB rounds: capd and
+      // capctl CPU doubled and ~10 % was dropped).
       Clock::time_point wake = next_statistics;
       const uint64_t drained = path_->captured() - captured_at_poll;
       const uint64_t drained_bytes = path_->captured_bytes() - bytes_at_poll;
-      // Would traffic at this drain's byte rate fill a batch within kHoldRingCheck?
+      // Would traffic at this drain's byte rate fill a batch within kFillsFast?
       const auto since_poll =
           std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - polled_at);
       const bool fills_by_size =
-          drained_bytes * std::chrono::microseconds(kHoldRingCheck).count() >=
+          drained_bytes * std::chrono::microseconds(kFillsFast).count() >=
           BatchBuilder::kMaxBytes * static_cast<uint64_t>(since_poll.count());
-      const bool busy = drained >= kHoldMinPackets || (holding && drained > 0);
+      const bool busy =
+          drained >= kHoldMinPackets || drained_bytes >= kHoldMinBytes || (holding && drained > 0);
       holding = busy && !fills_by_size && path_->batch_packets() > 0 &&
                 Clock::now() - path_->batch_started() < kMaxHold;
       if (holding) {
