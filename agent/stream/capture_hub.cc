@@ -43,9 +43,12 @@ constexpr std::chrono::milliseconds kFillsFast{2};
 // 100 ms, so nobody watching sees the wait; each message saved is several thread wake-ups on
 // both ends (1M x 64 B, 10 -> 40 ms with 512 KiB batches: 1.8x -> 1.4x tcpdump's CPU).
 constexpr std::chrono::milliseconds kMaxHold{40};
-// While a batch is held the ring is read this often: at 10 Gbit/s that is 12.5 MB, well inside
-// the default 32 MiB ring, where an unread 40 ms could overflow it.
-constexpr std::chrono::milliseconds kHoldRingCheck{10};
+// While a batch is held the ring is not watched; it is read again before this share of it can
+// fill at the last drain's rate (or when the hold ends). Each packet takes its captured bytes
+// plus about kRingBytesPerPacket of TPACKET_V3 header and alignment there. 64 B at 300k pkt/s
+// needs ~190 ms to fill a quarter of the 32 MiB ring; the check used to be every 10 ms.
+constexpr uint64_t kRingShareBeforeCheck = 4;
+constexpr uint64_t kRingBytesPerPacket = 80;
 
 using AnnounceFn = std::function<void(const pipeline::InnerInterface&)>;
 
@@ -463,12 +466,12 @@ void SharedCapture::Loop() {
       // The ring is drained. On a quiet link the batch leaves now: a lone packet's latency is
       // the block timeout. On a busy link (kHoldMinPackets or kHoldMinBytes in one drain, but
       // too few bytes to fill a batch within kFillsFast) it waits to fill for up to kMaxHold,
-      // reading the ring every kHoldRingCheck instead of at each retired block; the hold ends early
-      // when a check finds nothing new (the burst is over). Every message costs capd and the client
-      // several wake-ups (bench/RESULTS.md), so fewer, larger messages are most of what such a
-      // stream costs less. Large packets fill batches fast anyway, and holding them only makes
-      // every copy cold (1500 B at full rate, held, before capctl's 256 KiB rounds: capd and
-      // capctl CPU doubled and ~10 % was dropped).
+      // reading the ring only when a share of it could have filled (kRingShareBeforeCheck)
+      // instead of at each retired block; the hold ends early when a check finds nothing new. Every
+      // message costs capd and the client several wake-ups (bench/RESULTS.md), so fewer, larger
+      // messages are most of what such a stream costs less. Large packets fill batches fast anyway,
+      // and holding them only makes every copy cold (1500 B at full rate, held, before capctl's 256
+      // KiB rounds: capd and capctl CPU doubled and ~10 % was dropped).
       Clock::time_point wake = next_statistics;
       const uint64_t drained = path_->captured() - captured_at_poll;
       const uint64_t drained_bytes = path_->captured_bytes() - bytes_at_poll;
@@ -483,7 +486,14 @@ void SharedCapture::Loop() {
       holding = busy && !fills_by_size && path_->batch_packets() > 0 &&
                 Clock::now() - path_->batch_started() < kMaxHold;
       if (holding) {
-        wake = std::min({wake, path_->batch_started() + kMaxHold, Clock::now() + kHoldRingCheck});
+        const uint64_t ring_bytes = drained_bytes + drained * kRingBytesPerPacket;
+        const uint64_t ring_check_ms = identity_.ring.buffer_bytes / kRingShareBeforeCheck *
+                                       std::max<uint64_t>(1, since_poll.count()) /
+                                       std::max<uint64_t>(1, ring_bytes) / 1000;
+        wake =
+            std::min({wake, path_->batch_started() + kMaxHold,
+                      Clock::now() + std::chrono::milliseconds(std::max<uint64_t>(
+                                         1, std::min<uint64_t>(ring_check_ms, kMaxHold.count())))});
       } else {
         path_->FlushBatch();
       }
@@ -491,11 +501,11 @@ void SharedCapture::Loop() {
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
       const int timeout_ms =
           wake == now ? 0 : static_cast<int>(std::max<int64_t>(0, wait.count() + 1));
-      // (A held batch's wake-up is at most kHoldRingCheck away; +1 ms rounds the wait up.)
+      // (A held batch's wake-up is at most kMaxHold away; +1 ms rounds the wait up.)
       fds.clear();
       // While a batch is held the ring is not watched: the blocks that retire meanwhile are
-      // read together at the next check (one wake-up instead of one per block; the ring holds
-      // far more than kHoldRingCheck of traffic). POLLERR (the interface went away) still wakes.
+      // read together at the next check (one wake-up instead of one per block; see
+      // kRingShareBeforeCheck). POLLERR (the interface went away) still wakes.
       fds.push_back({capture.fd(), static_cast<short>(holding ? 0 : POLLIN), 0});
       fds.push_back({wake_fd_, POLLIN, 0});
       for (auto& s : active_) fds.push_back({s->stop->fd(), POLLIN, 0});
