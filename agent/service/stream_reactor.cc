@@ -6,9 +6,9 @@
 
 namespace capd::agent {
 namespace {
-// Recycled messages kept per stream: enough to cover the queue in steady state, at most 4 MiB
+// Recycled messages kept per stream: enough to cover the queue in steady state, at most 2 MiB
 // (BatchBuilder::kMaxBytes each).
-constexpr size_t kMaxFreeMessages = 8;
+constexpr size_t kMaxFreeMessages = 4;
 // Long enough for a reader paused by a person (a Wireshark dialog), short enough that a dead
 // reader does not hold a capture ring for long.
 constexpr std::chrono::seconds kStalledWriteTimeout{60};

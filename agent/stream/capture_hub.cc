@@ -43,10 +43,12 @@ constexpr std::chrono::milliseconds kFillsFast{2};
 // 100 ms, so nobody watching sees the wait; each message saved is several thread wake-ups on
 // both ends (1M x 64 B, 10 -> 40 ms with 512 KiB batches: 1.8x -> 1.4x tcpdump's CPU).
 constexpr std::chrono::milliseconds kMaxHold{40};
-// While a batch is held the ring is not watched; it is read again before this share of it can
-// fill at the last drain's rate (or when the hold ends). Each packet takes its captured bytes
-// plus about kRingBytesPerPacket of TPACKET_V3 header and alignment there. 64 B at 300k pkt/s
-// needs ~190 ms to fill a quarter of the 32 MiB ring; the check used to be every 10 ms.
+// While a batch is held the ring is not watched; it is read again when, at the last drain's
+// rate, a batch could have filled or this share of the ring could have (or when the hold ends).
+// Each packet takes its captured bytes plus about kRingBytesPerPacket of TPACKET_V3 header and
+// alignment in the ring. 64 B at 300k pkt/s fills a batch in ~27 ms and a quarter of the 32 MiB
+// ring in ~190 ms; the check used to be every 10 ms. Reading later than a batch's worth would
+// bring several batches at once, out of the CPU's cache and queued together.
 constexpr uint64_t kRingShareBeforeCheck = 4;
 constexpr uint64_t kRingBytesPerPacket = 80;
 
@@ -487,9 +489,12 @@ void SharedCapture::Loop() {
                 Clock::now() - path_->batch_started() < kMaxHold;
       if (holding) {
         const uint64_t ring_bytes = drained_bytes + drained * kRingBytesPerPacket;
-        const uint64_t ring_check_ms = identity_.ring.buffer_bytes / kRingShareBeforeCheck *
-                                       std::max<uint64_t>(1, since_poll.count()) /
-                                       std::max<uint64_t>(1, ring_bytes) / 1000;
+        const uint64_t us = std::max<uint64_t>(1, since_poll.count());
+        const uint64_t ring_check_ms =
+            std::min(identity_.ring.buffer_bytes / kRingShareBeforeCheck * us /
+                         std::max<uint64_t>(1, ring_bytes),
+                     BatchBuilder::kMaxBytes * us / std::max<uint64_t>(1, drained_bytes)) /
+            1000;
         wake =
             std::min({wake, path_->batch_started() + kMaxHold,
                       Clock::now() + std::chrono::milliseconds(std::max<uint64_t>(
