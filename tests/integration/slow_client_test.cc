@@ -47,8 +47,9 @@ constexpr int kOtherPackets = kFloodPackets / kOtherEvery;
 // RSS bound over the baseline measured with both streams open (their two 32 MiB capture rings
 // are mapped and already counted, so the baseline includes them). What a stalled stream may add:
 //   4 MiB    its queue (--max-queue-bytes 4M);
-//   4 MiB    recycled batch messages (up to 16 kept per stream, each with a blob of up to
-//            256 KiB: agent/service/stream_reactor.cc, agent/stream/batch_builder.h);
+//   4 MiB    recycled batch messages (up to 4 kept per stream, each with a blob of up to
+//            512 KiB: agent/service/stream_reactor.cc, agent/stream/batch_builder.h), doubled
+//            for the batch being built and the one in flight;
 //   8 MiB    gRPC: the message being written plus HTTP/2 frames buffered up to the client's
 //            flow-control window (BDP probing grows it to a few MiB);
 //   8 MiB    allocator slack (glibc arenas of the capture and gRPC threads).
