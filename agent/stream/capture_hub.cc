@@ -19,6 +19,7 @@
 #include "agent/capture/interfaces.h"
 #include "agent/capture/live_capture.h"
 #include "agent/stream/batch_builder.h"
+#include "agent/stream/hold_policy.h"
 #include "pipeline/mirror_stage.h"
 
 namespace capd::agent {
@@ -31,27 +32,6 @@ constexpr size_t kMaxFilterBytes = 16 * 1024;
 constexpr size_t kInterfaceNameBytes = 16;  // IFNAMSIZ, with its terminating NUL
 constexpr uint64_t kMaxDurationMs = 30ULL * 24 * 3600 * 1000;
 constexpr uint64_t kMaxPackets = 1ULL << 48;
-// A busy link's batch waits to fill (see SharedCapture::Loop): at 64 B and ~300k packets/s a
-// ring block holds ~900 packets; below kHoldMinPackets and kHoldMinBytes per drain the link
-// counts as quiet.
-constexpr size_t kHoldMinPackets = 256;
-constexpr size_t kHoldMinBytes = 32 * 1024;
-// No hold when a drain's byte rate would fill a batch this fast anyway (~260 MB/s: 1500 B at
-// full rate here; 512 B at full rate is held).
-constexpr std::chrono::milliseconds kFillsFast{2};
-// A held batch leaves when it is full or this old. Wireshark redraws its packet list every
-// 100 ms, so nobody watching sees the wait; each message saved is several thread wake-ups on
-// both ends (1M x 64 B, 10 -> 40 ms with 512 KiB batches: 1.8x -> 1.4x tcpdump's CPU).
-constexpr std::chrono::milliseconds kMaxHold{40};
-// While a batch is held the ring is not watched; it is read again when, at the last drain's
-// rate, a batch could have filled or this share of the ring could have (or when the hold ends).
-// Each packet takes its captured bytes plus about kRingBytesPerPacket of TPACKET_V3 header and
-// alignment in the ring. 64 B at 300k pkt/s fills a batch in ~27 ms and a quarter of the 32 MiB
-// ring in ~190 ms; the check used to be every 10 ms. Reading later than a batch's worth would
-// bring several batches at once, out of the CPU's cache and queued together.
-constexpr uint64_t kRingShareBeforeCheck = 4;
-constexpr uint64_t kRingBytesPerPacket = 80;
-
 using AnnounceFn = std::function<void(const pipeline::InnerInterface&)>;
 
 uint64_t NowNs() {
@@ -466,39 +446,19 @@ void SharedCapture::Loop() {
     if (status == RecvStatus::kOk) continue;  // maybe more is ready; the limits are at the top
     if (status == RecvStatus::kWouldBlock) {
       // The ring is drained. On a quiet link the batch leaves now: a lone packet's latency is
-      // the block timeout. On a busy link (kHoldMinPackets or kHoldMinBytes in one drain, but
-      // too few bytes to fill a batch within kFillsFast) it waits to fill for up to kMaxHold,
-      // reading the ring only when a share of it could have filled (kRingShareBeforeCheck)
-      // instead of at each retired block; the hold ends early when a check finds nothing new. Every
-      // message costs capd and the client several wake-ups (bench/RESULTS.md), so fewer, larger
-      // messages are most of what such a stream costs less. Large packets fill batches fast anyway,
-      // and holding them only makes every copy cold (1500 B at full rate, held, before capctl's 256
-      // KiB rounds: capd and capctl CPU doubled and ~10 % was dropped).
+      // the block timeout. On a busy one it waits to fill for up to kMaxHold, and the ring is
+      // read only when a batch or a share of it could have filled instead of at each retired
+      // block (agent/stream/hold_policy.h).
       Clock::time_point wake = next_statistics;
-      const uint64_t drained = path_->captured() - captured_at_poll;
-      const uint64_t drained_bytes = path_->captured_bytes() - bytes_at_poll;
-      // Would traffic at this drain's byte rate fill a batch within kFillsFast?
-      const auto since_poll =
-          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - polled_at);
-      const bool fills_by_size =
-          drained_bytes * std::chrono::microseconds(kFillsFast).count() >=
-          BatchBuilder::kMaxBytes * static_cast<uint64_t>(since_poll.count());
-      const bool busy =
-          drained >= kHoldMinPackets || drained_bytes >= kHoldMinBytes || (holding && drained > 0);
-      holding = busy && !fills_by_size && path_->batch_packets() > 0 &&
-                Clock::now() - path_->batch_started() < kMaxHold;
+      const Drain drain{
+          path_->captured() - captured_at_poll, path_->captured_bytes() - bytes_at_poll,
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - polled_at)};
+      holding = HoldPolicy::WorthHolding(drain, holding) && path_->batch_packets() > 0 &&
+                Clock::now() - path_->batch_started() < HoldPolicy::kMaxHold;
       if (holding) {
-        const uint64_t ring_bytes = drained_bytes + drained * kRingBytesPerPacket;
-        const uint64_t us = std::max<uint64_t>(1, since_poll.count());
-        const uint64_t ring_check_ms =
-            std::min(identity_.ring.buffer_bytes / kRingShareBeforeCheck * us /
-                         std::max<uint64_t>(1, ring_bytes),
-                     BatchBuilder::kMaxBytes * us / std::max<uint64_t>(1, drained_bytes)) /
-            1000;
-        wake =
-            std::min({wake, path_->batch_started() + kMaxHold,
-                      Clock::now() + std::chrono::milliseconds(std::max<uint64_t>(
-                                         1, std::min<uint64_t>(ring_check_ms, kMaxHold.count())))});
+        wake = std::min(
+            {wake, path_->batch_started() + HoldPolicy::kMaxHold,
+             Clock::now() + HoldPolicy::RingCheckAfter(drain, identity_.ring.buffer_bytes)});
       } else {
         path_->FlushBatch();
       }
@@ -506,11 +466,11 @@ void SharedCapture::Loop() {
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
       const int timeout_ms =
           wake == now ? 0 : static_cast<int>(std::max<int64_t>(0, wait.count() + 1));
-      // (A held batch's wake-up is at most kMaxHold away; +1 ms rounds the wait up.)
+      // (A held batch's wake-up is at most HoldPolicy::kMaxHold away; +1 ms rounds the wait up.)
       fds.clear();
       // While a batch is held the ring is not watched: the blocks that retire meanwhile are
       // read together at the next check (one wake-up instead of one per block; see
-      // kRingShareBeforeCheck). POLLERR (the interface went away) still wakes.
+      // HoldPolicy::RingCheckAfter). POLLERR (the interface went away) still wakes.
       fds.push_back({capture.fd(), static_cast<short>(holding ? 0 : POLLIN), 0});
       fds.push_back({wake_fd_, POLLIN, 0});
       for (auto& s : active_) fds.push_back({s->stop->fd(), POLLIN, 0});
