@@ -529,9 +529,10 @@ void SharedCapture::Admit(std::unique_ptr<Subscriber> s) {
     for (const auto& inner : mirror_->interfaces())
       s->inner_packets_at_join[inner->index] = inner->packets;
   }
-  for (const v1::StreamResponse& description : descriptions_) SendCopy(*s, description);
+  // Logged before the client can see anything of the stream, so the log never trails it.
   spdlog::info("stream on {}: {}; {} stream(s) on this capture", capture_->interface(), settings_,
                active_.size() + 1);
+  for (const v1::StreamResponse& description : descriptions_) SendCopy(*s, description);
   active_.push_back(std::move(s));
 }
 

@@ -245,7 +245,7 @@ TEST_F(HardenedAgentTest, RingFlagsSizeEveryCapturesRing) {
   const CaptureRings rings = AgentCaptureRings();
   EXPECT_EQ(rings.count, 1u);
   EXPECT_EQ(rings.bytes, 4u << 20) << "the capture ring mapped in capd";
-  EXPECT_NE(agent().Stderr().find("ring 4096 KiB, block timeout 20 ms"), std::string::npos)
+  EXPECT_TRUE(agent().WaitForStderr("ring 4096 KiB, block timeout 20 ms", kStartTimeout))
       << agent().Describe();
   ASSERT_TRUE(capctl->Signal(SIGINT));
   ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));

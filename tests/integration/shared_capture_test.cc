@@ -75,7 +75,7 @@ TEST_F(SharedCaptureTest, SameRequestsShareOneRing) {
   rings = AgentCaptureRings();
   EXPECT_EQ(rings.count, 1u) << "the second client of the same packets opened its own ring";
   EXPECT_EQ(rings.bytes, kDefaultRingBytes);
-  EXPECT_NE(agent().Stderr().find("2 stream(s) on this capture"), std::string::npos)
+  EXPECT_TRUE(agent().WaitForStderr("2 stream(s) on this capture", kStartTimeout))
       << agent().Describe();
   ASSERT_NO_FATAL_FAILURE(StartStream(
       "other", {"-i", kIface, "-f", "udp port 7001", "-w", File("other.pcapng").string()}, &other));
