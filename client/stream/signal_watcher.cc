@@ -1,7 +1,7 @@
 #include "client/stream/signal_watcher.h"
 
 #include <csignal>
-#include <ctime>
+#include <pthread.h>
 
 namespace capd::client {
 namespace {
@@ -24,15 +24,19 @@ void BlockTerminationSignals() {
 SignalWatcher::SignalWatcher(std::function<void(int)> on_signal)
     : thread_([this, on_signal = std::move(on_signal)] {
         const sigset_t set = TerminationSignals();
-        const timespec poll_interval{0, 100'000'000};
-        while (!done_.load()) {
-          const int signal_number = sigtimedwait(&set, nullptr, &poll_interval);
+        pthread_sigmask(SIG_BLOCK, &set, nullptr);  // so the destructor's signal waits for us
+        // No timeout: a watcher that polled woke the process ten times a second for nothing.
+        // The destructor wakes it with a signal of the set sent to this thread alone.
+        while (true) {
+          const int signal_number = sigwaitinfo(&set, nullptr);
+          if (done_.load()) return;
           if (signal_number > 0) on_signal(signal_number);
         }
       }) {}
 
 SignalWatcher::~SignalWatcher() {
   done_.store(true);
+  pthread_kill(thread_.native_handle(), SIGTERM);
   thread_.join();
 }
 

@@ -17,7 +17,7 @@ class SignalWatcher {
  public:
   // on_signal runs on the watcher thread, once per signal received.
   explicit SignalWatcher(std::function<void(int)> on_signal);
-  ~SignalWatcher();  // stops and joins the thread (within ~100 ms)
+  ~SignalWatcher();  // stops and joins the thread
   SignalWatcher(const SignalWatcher&) = delete;
   SignalWatcher& operator=(const SignalWatcher&) = delete;
 

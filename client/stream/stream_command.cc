@@ -171,6 +171,9 @@ class MergedStream {
   // in one go made that copy cold and slow enough (1500 B at full rate) that capctl fell further
   // behind, so the next round was larger still.
   static constexpr size_t kRoundBytes = 256 * 1024;
+  // With several agents, how long the merger waits for a reader before looking at the output and
+  // the clock on its own (one agent: the agent's statistics come once a second).
+  static constexpr std::chrono::milliseconds kQuietLook{1000};
 
   Status OnInterface(AgentFeed& feed, const v1::InterfaceDescription& description);
   void OnStatistics(AgentFeed& feed, const v1::Statistics& statistics);
@@ -435,7 +438,15 @@ void MergedStream::PrintSummary(const std::string& ending) {
 }
 
 int MergedStream::Run() {
-  for (auto& feed : feeds_) feed->Start();
+  // One agent: this thread reads its call itself (AgentFeed::StartInline), so a message costs no
+  // hand-off between threads and a quiet link no wake-ups here (the agent's statistics, once a
+  // second, bring the next round). Several: a reader thread each, merged here.
+  AgentFeed* const inline_feed = feeds_.size() == 1 ? feeds_.front().get() : nullptr;
+  if (inline_feed != nullptr) {
+    inline_feed->StartInline();
+  } else {
+    for (auto& feed : feeds_) feed->Start();
+  }
   LiveStatusLine status_line(!output_.is_stream && isatty(STDERR_FILENO));
   Status local_error;
   bool reader_gone = false;
@@ -443,6 +454,9 @@ int MergedStream::Run() {
 
   std::unique_lock lock(hub_.mu);
   while (true) {
+    // When the head packet waits for the other agents' (kReorderWindow), the round ends early
+    // and the merger looks again by this time.
+    Clock::time_point reorder_deadline = Clock::time_point::max();
     bool progressed = true;
     while (progressed && local_error.ok() && unflushed_bytes_ < kRoundBytes) {
       progressed = false;
@@ -472,7 +486,9 @@ int MergedStream::Run() {
       // order: it is written in one go. Otherwise one packet, once it has waited long enough.
       uint64_t until_ns = runner_up_ts;
       if (!others_ready) {
-        if (std::chrono::steady_clock::now() - best->queue.front().arrived < kReorderWindow) break;
+        reorder_deadline = best->queue.front().arrived + kReorderWindow;
+        if (Clock::now() < reorder_deadline) break;
+        reorder_deadline = Clock::time_point::max();
         until_ns = 0;
       }
       const uint64_t budget = client_count ? options_.count - (written_ + unflushed_) : UINT64_MAX;
@@ -535,7 +551,23 @@ int MergedStream::Run() {
         break;
       }
     }
-    if (!round_full) hub_.changed.wait_for(lock, std::chrono::milliseconds(50));
+    if (round_full) continue;  // more is queued: write on at once
+    if (inline_feed != nullptr) {
+      lock.unlock();
+      inline_feed->ReadOne(/*wait_for_space=*/false);
+      lock.lock();
+    } else {
+      // Readers notify on every message and at their end; the periodic look is for what no
+      // reader announces: the output's reader leaving, a ring's time boundary, the reorder wait.
+      hub_.changed.wait_until(lock, std::min(reorder_deadline, Clock::now() + kQuietLook));
+    }
+  }
+  if (inline_feed != nullptr) {
+    // Cancelled (or ended) already: the rest of the call is read and dropped, then finished.
+    lock.unlock();
+    while (!inline_feed->done && inline_feed->ReadOne(/*wait_for_space=*/false)) {
+    }
+    lock.lock();
   }
   // Wait for the readers to finish (cancelled ones finish promptly).
   hub_.changed.wait_for(lock, std::chrono::seconds(5), [&] {
