@@ -14,19 +14,22 @@
 #   3. decap:   bench/decap.sh with fewer packets and rounds than its defaults.
 #   4. micro:   BUILD_DIR/bench/micro/capd_micro (Google Benchmark), when it was built
 #               (-DCAPD_BUILD_BENCHMARKS=ON).
+#   5. idle:    bench/idle.sh: CPU and wake-ups per second of capd with no client, of a stream
+#               on a quiet link, and of tcpdump -w on the same quiet link.
 # CPU figures are the processes' exact on-CPU time (schedstat), start-up excluded; the window
 # includes 0.5 s before each burst and SETTLE_S after it, so capd's idle cost (its 10 ms ring
 # timeout) is in them too.
 #
 # Usage: sudo bench/all.sh BUILD_DIR   (BUILD_DIR holds agent/capd and client/capctl)
-# Settings (environment), defaults for a run of about 5 minutes on 2 CPUs:
+# Settings (environment), defaults for a run of about 7 minutes on 2 CPUs:
 #   RATES="50000pps 100000pps 200000pps max"  trafgen --rate per grid column; max: as fast as it goes
 #   SIZES="64 512 1500" CELL_S=5 MAX_PACKETS=1000000   frame sizes; seconds of traffic per cell
 #   CLIENTS="1 2 4" CLIENTS_SIZE=64 CLIENTS_RATE=200000pps   the fan-out run
 #   LAT_PACKETS=200                    lone packets for the latency run (20 ms apart)
 #   DECAP_PACKETS=1000000 DECAP_LARGE_PACKETS=200000 DECAP_ROUNDS=3   bench/decap.sh
 #   MICRO_MIN_TIME=0.5                 --benchmark_min_time (seconds) for capd_micro
-#   STEPS="grid clients decap micro"   which parts to run
+#   IDLE_S=10 IDLE_ROUNDS=3            bench/idle.sh: seconds per measurement, measurements per case
+#   STEPS="grid clients decap micro idle"   which parts to run
 #   SETTLE_S=1.5                       run.sh/decap.sh: a file unchanged this long is finished
 #   GOAL_RSS_MIB=64 GOAL_P99_MS=5 GOAL_DECAP_RATIO=1.10 GOAL_CPU_RATIO=   (issue 8; an empty
 #                                      GOAL_CPU_RATIO checks completeness only)
@@ -46,7 +49,9 @@ DECAP_PACKETS=${DECAP_PACKETS:-1000000}
 DECAP_LARGE_PACKETS=${DECAP_LARGE_PACKETS:-200000}
 DECAP_ROUNDS=${DECAP_ROUNDS:-3}
 MICRO_MIN_TIME=${MICRO_MIN_TIME:-0.5}
-STEPS=${STEPS:-grid clients decap micro}
+IDLE_S=${IDLE_S:-10}
+IDLE_ROUNDS=${IDLE_ROUNDS:-3}
+STEPS=${STEPS:-grid clients decap micro idle}
 SETTLE_S=${SETTLE_S:-1.5}
 GOAL_RSS_MIB=${GOAL_RSS_MIB:-64}
 GOAL_P99_MS=${GOAL_P99_MS:-5}
@@ -71,7 +76,8 @@ COMMAND="RATES=\"$RATES\" SIZES=\"$SIZES\" CELL_S=$CELL_S MAX_PACKETS=$MAX_PACKE
 COMMAND+=" CLIENTS=\"$CLIENTS\" CLIENTS_SIZE=$CLIENTS_SIZE CLIENTS_RATE=$CLIENTS_RATE"
 COMMAND+=" LAT_PACKETS=$LAT_PACKETS DECAP_PACKETS=$DECAP_PACKETS"
 COMMAND+=" DECAP_LARGE_PACKETS=$DECAP_LARGE_PACKETS DECAP_ROUNDS=$DECAP_ROUNDS"
-COMMAND+=" MICRO_MIN_TIME=$MICRO_MIN_TIME STEPS=\"$STEPS\" SETTLE_S=$SETTLE_S"
+COMMAND+=" MICRO_MIN_TIME=$MICRO_MIN_TIME IDLE_S=$IDLE_S IDLE_ROUNDS=$IDLE_ROUNDS"
+COMMAND+=" STEPS=\"$STEPS\" SETTLE_S=$SETTLE_S"
 COMMAND+=" bench/all.sh $BUILD_DIR"
 
 OUT=$(mktemp -d /tmp/capd-all.XXXXXX)
@@ -166,6 +172,11 @@ if has_step micro; then
   else
     log "micro: $MICRO not built (configure with -DCAPD_BUILD_BENCHMARKS=ON); skipped"
   fi
+fi
+if has_step idle; then
+  log "idle: capd alone, a stream on a quiet link, tcpdump; $IDLE_ROUNDS x ${IDLE_S}s each"
+  step "$OUT/idle.txt" env IDLE_S="$IDLE_S" ROUNDS="$IDLE_ROUNDS" TSV="$OUT/idle.tsv" \
+    "$BENCH_DIR/idle.sh" "$BUILD_DIR"
 fi
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - START))
@@ -320,6 +331,18 @@ micro_table() {
     }' "$OUT/micro.json"
 }
 
+# idle_table: from idle.sh's TSV, one row per case (median of its rounds).
+idle_table() {
+  [[ -s $OUT/idle.tsv ]] || { echo "(no idle results)"; return; }
+  echo "| case | CPU us/s (median) | wake-ups/s | each round, CPU us/s | % of one CPU |"
+  echo "|---|---|---|---|---|"
+  awk -F'\t' '
+    { delete f; for (i = 1; i <= NF; i++) { k = $i; sub(/=.*/, "", k); v = $i; sub(/^[^=]*=/, "", v); f[k] = v }
+      name = f["case"] == "agent" ? "capd, no client" : f["case"] == "stream" ? "capd + capctl stream -f udp -w FILE" : "tcpdump -w FILE udp"
+      us = f["cpu_ns"] / 1000 / f["idle_s"]
+      printf "| %s | %.0f | %.1f | %s | %.3f %% |\n", name, us, f["runs"] / f["idle_s"], f["cpu_us_each"], us / 1e4 }' "$OUT/idle.tsv"
+}
+
 report() {
   local rev dirty=""
   rev=$(git -C "$BENCH_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -392,11 +415,19 @@ report() {
     echo
     micro_table
   fi
+  if has_step idle; then
+    echo
+    echo "## A quiet link: cost per second with no traffic (bench/idle.sh)"
+    echo
+    echo "On-CPU time and wake-ups per second over ${IDLE_S} s, median of ${IDLE_ROUNDS} measurements."
+    echo
+    idle_table
+  fi
   echo
   echo "<details><summary>raw output of the scripts</summary>"
   echo
   local f
-  for f in "$OUT"/grid-*.txt "$OUT/clients.txt" "$OUT/decap.txt"; do
+  for f in "$OUT"/grid-*.txt "$OUT/clients.txt" "$OUT/decap.txt" "$OUT/idle.txt"; do
     [[ -s $f ]] || continue
     echo "\`$(basename "$f")\`:"
     echo
