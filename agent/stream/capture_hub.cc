@@ -64,8 +64,20 @@ class PacketPath {
     flush_(batch_.Finish(), n);
   }
 
-  uint64_t captured() const { return captured_; }              // packets read from the ring
-  uint64_t captured_bytes() const { return captured_bytes_; }  // their captured lengths
+  uint64_t captured() const { return captured_; }  // packets read from the ring
+
+  // What had been read from the ring at a moment; the capture loop takes one each time it
+  // sleeps, and what the next drain brought (HoldPolicy's input) is measured from it.
+  struct ReadMark {
+    Clock::time_point at;
+    uint64_t packets = 0;
+    uint64_t bytes = 0;  // their captured lengths
+  };
+  ReadMark Mark(Clock::time_point now) const { return {now, captured_, captured_bytes_}; }
+  Drain DrainSince(const ReadMark& mark, Clock::time_point now) const {
+    return {captured_ - mark.packets, captured_bytes_ - mark.bytes,
+            std::chrono::duration_cast<std::chrono::microseconds>(now - mark.at)};
+  }
   size_t batch_packets() const { return batch_.started() ? batch_.packet_count() : 0; }
   Clock::time_point batch_started() const { return batch_started_; }
 
@@ -399,10 +411,7 @@ void SharedCapture::Loop() {
   LiveCapture& capture = *capture_;
   std::vector<pollfd> fds;
   bool holding = false;  // a busy link's batch is waiting to fill
-  // When the loop last slept, and what had been read from the ring by then.
-  Clock::time_point polled_at = Clock::now();
-  uint64_t captured_at_poll = 0;
-  uint64_t bytes_at_poll = 0;
+  PacketPath::ReadMark slept = path_->Mark(Clock::now());  // when the loop last slept
   while (true) {
     // Joins and leaves happen between batches: those leaving get everything captured up to now,
     // those joining (AdmitPending) nothing from before.
@@ -450,20 +459,20 @@ void SharedCapture::Loop() {
       // read only when a batch or a share of it could have filled instead of at each retired
       // block (agent/stream/hold_policy.h).
       Clock::time_point wake = next_statistics;
-      const Drain drain{
-          path_->captured() - captured_at_poll, path_->captured_bytes() - bytes_at_poll,
-          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - polled_at)};
+      const Clock::time_point drained_at = Clock::now();
+      const Drain drain = path_->DrainSince(slept, drained_at);
       holding = HoldPolicy::WorthHolding(drain, holding) && path_->batch_packets() > 0 &&
-                Clock::now() - path_->batch_started() < HoldPolicy::kMaxHold;
+                drained_at - path_->batch_started() < HoldPolicy::kMaxHold;
       if (holding) {
         wake = std::min(
             {wake, path_->batch_started() + HoldPolicy::kMaxHold,
-             Clock::now() + HoldPolicy::RingCheckAfter(drain, identity_.ring.buffer_bytes)});
+             drained_at + HoldPolicy::RingCheckAfter(drain, identity_.ring.buffer_bytes)});
       } else {
         path_->FlushBatch();
       }
       for (auto& s : active_) wake = std::min(wake, s->end ? now : s->deadline);
-      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
+      slept = path_->Mark(Clock::now());  // after the flush: its time is not the ring's
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(wake - slept.at);
       const int timeout_ms =
           wake == now ? 0 : static_cast<int>(std::max<int64_t>(0, wait.count() + 1));
       // (A held batch's wake-up is at most HoldPolicy::kMaxHold away; +1 ms rounds the wait up.)
@@ -474,9 +483,6 @@ void SharedCapture::Loop() {
       fds.push_back({capture.fd(), static_cast<short>(holding ? 0 : POLLIN), 0});
       fds.push_back({wake_fd_, POLLIN, 0});
       for (auto& s : active_) fds.push_back({s->stop->fd(), POLLIN, 0});
-      polled_at = Clock::now();
-      captured_at_poll = path_->captured();
-      bytes_at_poll = path_->captured_bytes();
       if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) {
         EndAll(CaptureError(std::string("poll: ") + strerror(errno)));
         return;
