@@ -24,41 +24,29 @@ AgentFeed::~AgentFeed() {
   if (thread_.joinable()) thread_.join();
 }
 
-void AgentFeed::StartInline() {
-  stub_ = v1::Capture::NewStub(connection_.channel());
-  reader_ = stub_->Stream(&context_, request_);
-}
+void AgentFeed::Start() { thread_ = std::thread(&AgentFeed::ReadLoop, this); }
 
-void AgentFeed::Start() {
-  thread_ = std::thread([this] {
-    StartInline();
-    while (ReadOne(/*wait_for_space=*/true)) {
-    }
-  });
-}
-
-bool AgentFeed::ReadOne(bool wait_for_space) {
-  auto message = std::make_unique<v1::StreamResponse>();
-  if (!reader_->Read(message.get())) {
-    grpc::Status finished = reader_->Finish();
-    {
-      std::lock_guard lock(hub_.mu);
-      status = std::move(finished);
-      done = true;
-    }
-    hub_.changed.notify_all();
-    return false;
-  }
-  const size_t bytes = message->has_packets() ? message->packets().data().size() : 0;
-  std::unique_lock lock(hub_.mu);
-  if (wait_for_space) {
+void AgentFeed::ReadLoop() {
+  auto stub = v1::Capture::NewStub(connection_.channel());
+  auto reader = stub->Stream(&context_, request_);
+  while (true) {
+    auto message = std::make_unique<v1::StreamResponse>();
+    if (!reader->Read(message.get())) break;
+    const size_t bytes = message->has_packets() ? message->packets().data().size() : 0;
+    std::unique_lock lock(hub_.mu);
     hub_.changed.wait(lock, [&] { return queued_bytes < kMaxQueuedBytes || done; });
+    queued_bytes += bytes;
+    queue.push_back({std::move(message), std::chrono::steady_clock::now()});
+    lock.unlock();
+    hub_.changed.notify_all();
   }
-  queued_bytes += bytes;
-  queue.push_back({std::move(message), std::chrono::steady_clock::now()});
-  lock.unlock();
+  grpc::Status finished = reader->Finish();
+  {
+    std::lock_guard lock(hub_.mu);
+    status = std::move(finished);
+    done = true;
+  }
   hub_.changed.notify_all();
-  return true;
 }
 
 }  // namespace capd::client

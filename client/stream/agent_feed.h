@@ -1,6 +1,5 @@
 #pragma once
-// One agent's Stream call, read into a queue that the merger drains: on a thread of its own when
-// there are several agents, by the merger itself when there is one.
+// One agent's Stream call, read on a thread of its own into a queue that the merger drains.
 //
 // How data flows: gRPC reader thread -> Arrival queue (guarded by the shared FeedHub mutex, bounded
 // in bytes: a full queue makes the reader wait, so gRPC's flow control pushes back to the agent,
@@ -43,18 +42,7 @@ class AgentFeed {
   AgentFeed(const AgentFeed&) = delete;
   AgentFeed& operator=(const AgentFeed&) = delete;
 
-  // Starts the call and reads it on a thread of its own until it ends (several agents: the
-  // merger takes from each feed's queue whichever packet is next in time).
   void Start();
-  // Starts the call without a thread: the merger reads it itself with ReadOne. With one agent
-  // there is nothing to merge, and the hand-off from a reader thread cost a wake-up per message
-  // on top of gRPC's own, and the merger periodic wake-ups while the link was quiet.
-  void StartInline();
-  // Reads the next message into the queue, blocking until it arrives (after Cancel, at once).
-  // At the end of the call sets `status` and `done` and returns false; not called after that.
-  // With wait_for_space, first waits while the queue holds kMaxQueuedBytes (reader thread only:
-  // an inline merger reads only once it has written everything queued).
-  bool ReadOne(bool wait_for_space);
   void Cancel() { context_.TryCancel(); }
 
   size_t index() const { return index_; }
@@ -71,6 +59,8 @@ class AgentFeed {
   bool ended_written = false;        // its statistics blocks are written
 
  private:
+  void ReadLoop();
+
   // Enough for a second of a fast capture; beyond it the reader waits for the merger.
   static constexpr size_t kMaxQueuedBytes = 64 * 1024 * 1024;
 
@@ -80,8 +70,6 @@ class AgentFeed {
   v1::StreamRequest request_;
   FeedHub& hub_;
   grpc::ClientContext context_;
-  std::unique_ptr<v1::Capture::Stub> stub_;
-  std::unique_ptr<grpc::ClientReader<v1::StreamResponse>> reader_;
   std::thread thread_;
 };
 

@@ -156,6 +156,16 @@ class PipeDrain {
   std::jthread thread_;
 };
 
+// Threads of `pid` named "capctl": its main thread and the unnamed ones it started itself (a
+// stream's reader, the signal watcher; gRPC names its own threads).
+size_t CapctlThreads(pid_t pid) {
+  auto threads = ThreadIds(pid);
+  if (!threads.ok()) return 0;
+  size_t count = 0;
+  for (pid_t tid : *threads) count += ThreadName(pid, tid) == "capctl" ? 1 : 0;
+  return count;
+}
+
 class SlowClientTest : public HardenedAgentTest {};
 
 TEST_F(SlowClientTest, StalledClientKeepsRssBoundedAndIsToldWhatItLost) {
@@ -324,7 +334,7 @@ TEST_F(SlowClientTest, StalledClientKeepsRssBoundedAndIsToldWhatItLost) {
 
 // The statistics block's isb_usrdeliv (packets delivered to the file) must count every packet
 // written, including those capctl writes in its last round: the case of a client that was slow
-// when the stream ended, so that its last packets and the stream's end are handled back to back.
+// when the stream ended, so that its last packets and the stream's end are handled together.
 // A first burst fills the pipe (capctl raises a pipe to 1 MiB; the burst is larger) and blocks
 // capctl's writer; a second burst and the stream's end arrive meanwhile; then the test reads.
 TEST_F(SlowClientTest, StatisticsBlockCountsEveryPacketWritten) {
@@ -344,6 +354,15 @@ TEST_F(SlowClientTest, StatisticsBlockCountsEveryPacketWritten) {
                    std::to_string(first_burst + kSecondBurst), "-w", "-"},
                   &capctl, write_end.get()));
   write_end.Reset();
+  // The stream's reader is among them. Read until two readings 20 ms apart agree: a thread gRPC
+  // has just started carries the process's name until it names itself.
+  size_t capctl_threads = CapctlThreads(capctl->pid());
+  while (true) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const size_t again = CapctlThreads(capctl->pid());
+    if (again == capctl_threads) break;
+    capctl_threads = again;
+  }
   const int pipe_bytes = ::fcntl(read_end.get(), F_GETPIPE_SZ);
   ASSERT_GT(pipe_bytes, 0) << std::strerror(errno);
   ASSERT_LT(pipe_bytes, first_burst * static_cast<int>(kPayloadBytes))
@@ -367,9 +386,15 @@ TEST_F(SlowClientTest, StatisticsBlockCountsEveryPacketWritten) {
     FillPayload(payload, "second", i);
     ASSERT_TRUE(SendUdp(peer.get(), kDst, kStalledPort, payload).ok());
   }
-  // The agent has sent the last packets and the stream's end while capctl's writer is blocked:
-  // only now read, so that capctl handles them back to back and then ends.
   ASSERT_TRUE(agent().WaitForStderr("ended (COUNT_REACHED)", kStartTimeout)) << agent().Describe();
+  // capctl's reader thread (unnamed, so called "capctl" like its main and signal threads) ends
+  // once it has read the stream's end and status; only then read, so that the stream's last
+  // packets and its end are handled in the same round.
+  const auto reader_deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (CapctlThreads(capctl->pid()) >= capctl_threads) {
+    ASSERT_LT(std::chrono::steady_clock::now(), reader_deadline) << "capctl's reader never ended";
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   PipeDrain drain(read_end.get(), File("slow.pcapng"));
   ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));
   const auto deadline = std::chrono::steady_clock::now() + kExitTimeout;
