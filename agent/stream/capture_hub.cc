@@ -410,8 +410,9 @@ void SharedCapture::Loop() {
   Clock::time_point next_statistics = Clock::now() + kStatisticsPeriod;
   LiveCapture& capture = *capture_;
   std::vector<pollfd> fds;
-  bool holding = false;  // a busy link's batch is waiting to fill
-  PacketPath::ReadMark slept = path_->Mark(Clock::now());  // when the loop last slept
+  // Whether a busy link's batch is waiting to fill, and when the loop last slept.
+  bool holding = false;
+  PacketPath::ReadMark slept = path_->Mark(Clock::now());
   while (true) {
     // Joins and leaves happen between batches: those leaving get everything captured up to now,
     // those joining (AdmitPending) nothing from before.
@@ -464,9 +465,9 @@ void SharedCapture::Loop() {
       holding = HoldPolicy::WorthHolding(drain, holding) && path_->batch_packets() > 0 &&
                 drained_at - path_->batch_started() < HoldPolicy::kMaxHold;
       if (holding) {
-        wake = std::min(
-            {wake, path_->batch_started() + HoldPolicy::kMaxHold,
-             drained_at + HoldPolicy::RingCheckAfter(drain, identity_.ring.buffer_bytes)});
+        wake =
+            std::min({wake, path_->batch_started() + HoldPolicy::kMaxHold,
+                      drained_at + HoldPolicy::RingCheckAfter(drain, identity_.ring.buffer_bytes)});
       } else {
         path_->FlushBatch();
       }

@@ -1,7 +1,8 @@
 #include "client/stream/signal_watcher.h"
 
-#include <csignal>
 #include <pthread.h>
+
+#include <csignal>
 
 namespace capd::client {
 namespace {
