@@ -37,6 +37,7 @@ void AgentFeed::ReadLoop() {
     hub_.changed.wait(lock, [&] { return queued_bytes < kMaxQueuedBytes || done; });
     queued_bytes += bytes;
     queue.push_back({std::move(message), std::chrono::steady_clock::now()});
+    ++hub_.arrivals;
     lock.unlock();
     hub_.changed.notify_all();
   }
@@ -45,6 +46,7 @@ void AgentFeed::ReadLoop() {
     std::lock_guard lock(hub_.mu);
     status = std::move(finished);
     done = true;
+    ++hub_.arrivals;
   }
   hub_.changed.notify_all();
 }

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,10 @@ namespace capd::client {
 struct FeedHub {
   std::mutex mu;
   std::condition_variable changed;
+  // Guarded by mu: bumped by a reader for every message it queues and when its call ends, so
+  // the merger can tell that something arrived while it was not waiting (a notification then
+  // reaches nobody) and must not wait at all.
+  uint64_t arrivals = 0;
 };
 
 struct Arrival {
