@@ -24,7 +24,7 @@
 #   SETTLE_S=2 CAPD_LOG_LEVEL=info KEEP=0
 set -euo pipefail
 # shellcheck source=bench/sched.sh
-source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/sched.sh"  # sched_snapshot, sched_delta
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/sched.sh"  # sched_snapshot, sched_delta, wait_for
 
 BUILD_DIR=${1:-./build}
 PACKETS=${PACKETS:-2000000}
@@ -98,17 +98,6 @@ expect_comm() {  # $! must be the process itself (ip netns exec execs in place)
     sleep 0.02
   done
   die "pid $1 is '$comm', expected $2"
-}
-
-wait_for() {  # wait_for FILE PATTERN PID: until FILE holds PATTERN; fails if PID exits or in 15 s
-  local file=$1 pattern=$2 pid=$3 i
-  for ((i = 0; i < 150; i++)); do
-    grep -q -- "$pattern" "$file" 2>/dev/null && return 0
-    kill -0 "$pid" 2>/dev/null || { cat "$file" >&2; die "process $pid exited before '$pattern'"; }
-    sleep 0.1
-  done
-  cat "$file" >&2
-  die "timed out waiting for '$pattern' in $file"
 }
 
 wait_quiet() {  # wait_quiet FILE: until it has not grown for SETTLE_S seconds (at most 120 s)

@@ -27,7 +27,7 @@ TCPDUMP_BUFFER_KIB=${TCPDUMP_BUFFER_KIB:-32768}
 TSV=${TSV:-}
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-source "$BENCH_DIR/sched.sh"  # sched_snapshot, sched_delta, sched_runs
+source "$BENCH_DIR/sched.sh"  # sched_snapshot, sched_delta, sched_runs, wait_for
 
 die() { printf 'idle: %s\n' "$*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "must run as root (network namespaces, AF_PACKET)"
@@ -51,15 +51,6 @@ trap 'exit 130' INT TERM
 ip netns add "$NS"
 ip -n "$NS" link add idle0 type veth peer name idle1
 for dev in lo idle0 idle1; do ip -n "$NS" link set "$dev" up; done
-
-# wait_for FILE TEXT: until FILE contains TEXT (10 s at most).
-wait_for() {
-  for _ in $(seq 100); do
-    grep -qF -- "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "'$2' never appeared in $1: $(tail -3 "$1")"
-}
 
 # measure_once CASE PID...: "CPU-ns runs" of the processes over IDLE_S seconds.
 measure_once() {
@@ -99,14 +90,14 @@ printf '%-8s %10s %12s   %s\n' case "CPU us/s" "wake-ups/s" "(CPU us/s of each r
 ip netns exec "$NS" "$CAPD" --listen "$LISTEN" --name idle >"$TMP/capd.log" 2>&1 &
 CAPD_PID=$!
 PIDS+=("$CAPD_PID")
-wait_for "$TMP/capd.log" "listening on"
+wait_for "$TMP/capd.log" "listening on" "$CAPD_PID"
 measure agent "$CAPD_PID"
 
 ip netns exec "$NS" "$CAPCTL" stream --agent "$LISTEN" -i idle0 -f udp -w "$TMP/stream.pcapng" \
   2>"$TMP/capctl.err" &
 CAPCTL_PID=$!
 PIDS+=("$CAPCTL_PID")
-wait_for "$TMP/capctl.err" "capturing on"
+wait_for "$TMP/capctl.err" "capturing on" "$CAPCTL_PID"
 measure stream "$CAPD_PID" "$CAPCTL_PID"
 kill -INT "$CAPCTL_PID"
 wait "$CAPCTL_PID" || die "capctl failed: $(tail -3 "$TMP/capctl.err")"
@@ -115,5 +106,5 @@ ip netns exec "$NS" tcpdump -i idle0 -B "$TCPDUMP_BUFFER_KIB" -w "$TMP/tcpdump.p
   2>"$TMP/tcpdump.err" &
 TCPDUMP_PID=$!
 PIDS+=("$TCPDUMP_PID")
-wait_for "$TMP/tcpdump.err" "listening on"
+wait_for "$TMP/tcpdump.err" "listening on" "$TCPDUMP_PID"
 measure tcpdump "$TCPDUMP_PID"

@@ -58,7 +58,7 @@ PORT=50051  # capd listens inside the capture namespace, so the usual port never
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=bench/sched.sh
-source "$BENCH_DIR/sched.sh"  # sched_snapshot, sched_delta
+source "$BENCH_DIR/sched.sh"  # sched_snapshot, sched_delta, wait_for
 
 log() { printf '[bench %(%T)T] %s\n' -1 "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
@@ -145,17 +145,6 @@ expect_comm() {
   die "pid $1 is '$comm', expected $2"
 }
 
-# wait_for FILE PATTERN PID: until FILE holds PATTERN; fails if PID exits or after 15 s.
-wait_for() {
-  local file=$1 pattern=$2 pid=$3 i
-  for ((i = 0; i < 150; i++)); do
-    grep -q -- "$pattern" "$file" 2>/dev/null && return 0
-    kill -0 "$pid" 2>/dev/null || { cat "$file" >&2; die "process $pid exited before '$pattern'"; }
-    sleep 0.1
-  done
-  cat "$file" >&2
-  die "timed out waiting for '$pattern' in $file"
-}
 
 # wait_quiet FILE...: until none of the files has grown for SETTLE_S seconds (at most 120 s).
 wait_quiet() {

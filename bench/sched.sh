@@ -1,4 +1,5 @@
-# Shared by run.sh and decap.sh (sourced): exact on-CPU time of a process's threads.
+# Shared by run.sh, decap.sh and idle.sh (sourced): exact on-CPU time of a process's threads, and
+# waiting for a process to log that it is ready. The sourcing script defines die().
 
 # sched_snapshot PID: "tid on-CPU-ns runs" for every thread, from /proc/PID/task/TID/schedstat:
 # its first field (sum_exec_runtime, exact, unlike the tick-sampled utime+stime) and its third
@@ -26,4 +27,17 @@ sched_runs() {
   awk 'NR == FNR { before[$1] = $3; next }
        { total += $3 - ($1 in before ? before[$1] : 0) }
        END { printf "%d\n", total }' "$1" "$2"
+}
+
+# wait_for FILE PATTERN PID: until FILE holds PATTERN (grep regex); fails if PID exits first, or
+# after 15 s.
+wait_for() {
+  local file=$1 pattern=$2 pid=$3 i
+  for ((i = 0; i < 150; i++)); do
+    grep -q -- "$pattern" "$file" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$file" >&2; die "process $pid exited before '$pattern'"; }
+    sleep 0.1
+  done
+  cat "$file" >&2
+  die "timed out waiting for '$pattern' in $file"
 }
