@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # capd.service's SystemCallFilter and RestrictAddressFamilies hold every call and socket family
 # capd uses. systemd cannot run here, so capd runs as systemd would start it (an unprivileged
-# user with CAP_NET_RAW/CAP_NET_ADMIN as ambient capabilities, no_new_privs, `--user` trimming),
-# under strace, while capctl lists interfaces and captures a packet on lo; every system call seen
-# must be in the unit's filter as systemd-analyze expands it.
+# user with the unit's four capabilities as ambient capabilities, no_new_privs, `--user`
+# trimming), under strace -f (so its helper capd-peers too), while capctl lists interfaces and
+# captures a packet on lo; every system call seen must be in the unit's filter as systemd-analyze
+# expands it. Also: once capd listens, capd holds CAP_NET_RAW/CAP_NET_ADMIN only and its one
+# child, capd-peers, CAP_SYS_PTRACE/CAP_DAC_READ_SEARCH only, neither with ambient capabilities.
 set -euo pipefail
 unit=$1 capd=$2 capctl=$3
 if [ "$(id -u)" -ne 0 ]; then
@@ -33,9 +35,10 @@ touch "$work/trace"
 chown 65534 "$work/trace"
 
 mkfifo "$work/capd.err"
+# The unit's AmbientCapabilities= and CapabilityBoundingSet=.
+caps=-all,+net_raw,+net_admin,+sys_ptrace,+dac_read_search
 setpriv --reuid 65534 --regid 65534 --clear-groups --no-new-privs \
-  --inh-caps=-all,+net_raw,+net_admin --ambient-caps=-all,+net_raw,+net_admin \
-  --bounding-set=-all,+net_raw,+net_admin \
+  --inh-caps="$caps" --ambient-caps="$caps" --bounding-set="$caps" \
   strace -f -qq -o "$work/trace" "$capd" --user "$user" --listen 127.0.0.1:0 --name syscalls \
   2>"$work/capd.err" &
 tracer_pid=$!
@@ -54,6 +57,31 @@ if [ -z "$port" ]; then
 fi
 cat <&"$log" >"$work/capd.log" &
 capd_pid=$(pgrep -P "$tracer_pid")
+
+# What each process kept (/proc/PID/status, hex masks; capability numbers from
+# linux/capability.h: DAC_READ_SEARCH 2, NET_ADMIN 12, NET_RAW 13, SYS_PTRACE 19).
+status_field() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
+check_process() { # PID NAME EXPECTED_PERMITTED_MASK
+  local prm amb nnp
+  prm=$(status_field "$1" CapPrm) amb=$(status_field "$1" CapAmb)
+  nnp=$(status_field "$1" NoNewPrivs)
+  if ((16#$prm != $3)); then
+    printf 'FAIL: %s (pid %s) has permitted capabilities %s, expected %016x\n' "$2" "$1" "$prm" "$3"
+    exit 1
+  fi
+  if ((16#$amb != 0)) || [ "$nnp" != 1 ]; then
+    echo "FAIL: $2 (pid $1) has ambient capabilities $amb or no no_new_privs ($nnp)"
+    exit 1
+  fi
+}
+check_process "$capd_pid" capd $(((1 << 12) | (1 << 13)))
+helpers=$(pgrep -P "$capd_pid" || true)
+if [ "$(wc -w <<<"$helpers")" -ne 1 ]; then
+  echo "FAIL: capd (pid $capd_pid) has not exactly one child (capd-peers): '${helpers//$'\n'/ }'"
+  exit 1
+fi
+check_process "$helpers" capd-peers $(((1 << 2) | (1 << 19)))
+echo "capd keeps cap_net_raw,cap_net_admin; capd-peers (pid $helpers) the other two"
 
 "$capctl" interfaces --agent "127.0.0.1:$port" >/dev/null
 udp_port=$((40000 + RANDOM % 20000))
