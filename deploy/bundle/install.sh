@@ -3,7 +3,8 @@
 #   PREFIX (/opt/capd)            the bundle: bin/ launchers, libexec/, lib/, share/
 #   /usr/local/bin/{capd,capctl}  symlinks to PREFIX/bin (left alone if something else is there)
 #   /etc/systemd/system/capd.service, enabled; /etc/capd/capd.conf (kept if present)
-#   system user and group capd; /var/lib/capd (recordings), mode 0750
+#   system user and group capd; /var/lib/capd (recordings), mode 0750. Members of the group capd
+#   (usermod -aG capd USER) and root may capture through local connections (ssh -L, SSM)
 # Running it again installs the files again and leaves config, user and recordings as they are.
 #   --uninstall          stop and disable the service, remove the program, unit and symlinks;
 #                        keep the config, the recordings and the user
@@ -23,7 +24,7 @@ start=yes
 user=capd
 
 usage() {
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
   exit "$1"
 }
 
@@ -115,6 +116,15 @@ shadow() {
   if [ -n "$root" ]; then "$command" --prefix "$root" "$@"; else "$command" "$@"; fi
 }
 
+# The group capd is whom capd serves besides root (its default --allow-group): made even when a
+# user capd already exists without it.
+ensure_group() {
+  if group_exists; then return 0; fi
+  command -v groupadd >/dev/null 2>&1 || die "groupadd not found: make a system group $user by hand"
+  shadow groupadd --system "$user"
+  say "created system group $user"
+}
+
 ensure_user() {
   if [ -n "$(user_field 1)" ]; then return 0; fi
   command -v useradd >/dev/null 2>&1 || die "useradd not found: create a system user '$user' by hand"
@@ -188,6 +198,7 @@ install_files() {
   mv "$root$unit_dir/capd.service.new" "$root$unit_dir/capd.service"
   chmod 0644 "$root$unit_dir/capd.service"
 
+  ensure_group
   ensure_user
   mkdir -p "$root/var/lib/capd"
   chown "$(user_field 3):$(user_field 4)" "$root/var/lib/capd"
@@ -208,6 +219,9 @@ install_files() {
     ln -sfn "$unit_dir/capd.service" "$root$wants_dir/capd.service"
     say "capd.service enabled for the next boot (no running systemd here)"
   fi
+  # Who may use it: capd serves local clients (ssh -L, capctl --agent ssh://USER@HOST) that run as
+  # root or as a member of the group capd (capd reads the group database, no new login needed).
+  say "to let USER capture through ssh or a local connection: usermod -aG $user USER"
 }
 
 uninstall_files() {

@@ -48,6 +48,7 @@ for script in postinst prerm postrm; do
 done
 grep -q 'adduser --system --group' "$control/DEBIAN/postinst" || fail "postinst makes no system user"
 grep -q '/var/lib/capd' "$control/DEBIAN/postinst" || fail "postinst makes no /var/lib/capd"
+grep -q 'usermod -aG capd USER' "$control/DEBIAN/postinst" || fail "postinst does not say how to grant access"
 grep -q 'systemctl stop capd.service' "$control/DEBIAN/prerm" || fail "prerm does not stop capd"
 # Purge, and only purge, deletes the recordings.
 awk '/^if \[ "\$1" = purge \]/,/^fi/' "$control/DEBIAN/postrm" | grep -q 'rm -rf /var/lib/capd' ||

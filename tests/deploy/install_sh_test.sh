@@ -43,7 +43,8 @@ expect() { # DESCRIPTION COMMAND...
 }
 
 before=$(snapshot)
-sh "$work/bundle/install.sh" --root "$root"
+sh "$work/bundle/install.sh" --root "$root" | tee "$work/install.out"
+expect "says how to grant access (group capd)" grep -q 'usermod -aG capd USER' "$work/install.out"
 expect "capd installed" test -x "$root/opt/capd/libexec/capd"
 expect "loader installed" test -x "$root/opt/capd/lib/ld-linux-x86-64.so.2"
 expect "capctl launcher" test -x "$root/opt/capd/bin/capctl"
