@@ -7,7 +7,8 @@ SSM documents (deploy/ssm/*.yaml): schemaVersion "2.2", mainSteps with unique na
 action, every {{ parameter }} declared, every ENV_VAR parameter read by some script as
 $SSM_<name>, runShellScript steps holding one POSIX sh script. --extract writes those scripts to
 OUT_DIR/<document>.<step>.sh for shellcheck. Also: the Distributor manifest (JSON), the Kubernetes
-manifests (YAML, with the security settings the DaemonSet promises), and the Terraform module
+manifests (YAML, with the security settings the DaemonSet promises: host network and PIDs,
+exactly four capabilities, not privileged, read-only root), and the Terraform module
 (every var.X declared, every declared variable used, README naming each variable and output).
 Exit 77 (skipped) when PyYAML is missing.
 """
@@ -123,11 +124,22 @@ def check_kubernetes(path):
             fail(where, "selector does not match the pod labels")
         if pod.get("hostNetwork") is not True:
             fail(where, "hostNetwork is not true")
+        # capd-peers finds the node process relaying a client's connection in /proc/PID/fd.
+        if pod.get("hostPID") is not True:
+            fail(where, "hostPID is not true")
         for container in pod["containers"]:
             context = container.get("securityContext", {})
             caps = context.get("capabilities", {})
-            if caps.get("drop") != ["ALL"] or sorted(caps.get("add", [])) != ["NET_ADMIN", "NET_RAW"]:
-                fail(where, f"{container['name']}: capabilities are not drop ALL, add NET_RAW NET_ADMIN")
+            # Exactly four: capture (capd) and reading other users' /proc/PID/fd (capd-peers).
+            wanted = ["DAC_READ_SEARCH", "NET_ADMIN", "NET_RAW", "SYS_PTRACE"]
+            if caps.get("drop") != ["ALL"] or sorted(caps.get("add", [])) != wanted:
+                fail(where, f"{container['name']}: capabilities are not drop ALL, add "
+                            + " ".join(wanted))
+            if context.get("privileged") is True:
+                fail(where, f"{container['name']}: privileged")
+            if context.get("appArmorProfile", {}).get("type") != "Unconfined":
+                fail(where, f"{container['name']}: the runtime's AppArmor profile would hide node "
+                            "processes' /proc/PID/fd (appArmorProfile.type is not Unconfined)")
             if context.get("readOnlyRootFilesystem") is not True:
                 fail(where, f"{container['name']}: root filesystem not read-only")
             if context.get("allowPrivilegeEscalation") is not False:
