@@ -2,7 +2,10 @@
 # The bundle needs nothing from the host: unpacked alone into an empty directory and chrooted
 # into, capd and capctl run through the bundle's loader, capd serves capctl and captures on lo.
 # Nothing is mounted (no /proc, /sys or /dev in the root): capd does not need them to start,
-# list interfaces or capture (it then marks no default-route interface).
+# list interfaces or capture (it then marks no default-route interface). There is no /etc/passwd
+# or /etc/group either: capd serves capctl because capctl runs as root (uid 0 needs no lookup,
+# and the missing default group capd is no reason not to start), and its helper capd-peers,
+# which has no /proc to read here, cannot stop it from serving.
 set -euo pipefail
 bundle=$1 version=$2
 if [ "$(id -u)" -ne 0 ]; then
