@@ -16,12 +16,15 @@
 #               (-DCAPD_BUILD_BENCHMARKS=ON).
 #   5. idle:    bench/idle.sh: CPU and wake-ups per second of capd with no client, of a stream
 #               on a quiet link, and of tcpdump -w on the same quiet link.
+#   6. ssh:     bench/ssh.sh: ssh host 'tcpdump -U -w -' into tshark against capctl stream
+#               --agent ssh://... into tshark, through a real sshd: own SSH packets in an idle
+#               capture, burst completeness, whole-pipeline CPU per packet (its own section).
 # CPU figures are the processes' exact on-CPU time (schedstat), start-up excluded; the window
 # includes 0.5 s before each burst and SETTLE_S after it, so capd's idle cost (its 10 ms ring
 # timeout) is in them too.
 #
 # Usage: sudo bench/all.sh BUILD_DIR   (BUILD_DIR holds agent/capd and client/capctl)
-# Settings (environment), defaults for a run of about 7 minutes on 2 CPUs:
+# Settings (environment), defaults for a run of about 9 minutes on 2 CPUs:
 #   RATES="50000pps 100000pps 200000pps max"  trafgen --rate per grid column; max: as fast as it goes
 #   SIZES="64 512 1500" CELL_S=5 MAX_PACKETS=1000000   frame sizes; seconds of traffic per cell
 #   CLIENTS="1 2 4" CLIENTS_SIZE=64 CLIENTS_RATE=200000pps   the fan-out run
@@ -29,7 +32,9 @@
 #   DECAP_PACKETS=1000000 DECAP_LARGE_PACKETS=200000 DECAP_ROUNDS=3   bench/decap.sh
 #   MICRO_MIN_TIME=0.5                 --benchmark_min_time (seconds) for capd_micro
 #   IDLE_S=10 IDLE_ROUNDS=3            bench/idle.sh: seconds per measurement, measurements per case
-#   STEPS="grid clients decap micro idle"   which parts to run
+#   SSH_IDLE_S=3 SSH_PACKETS=300000 SSH_ROUNDS=5 SSH_RATE=   bench/ssh.sh (IDLE_S, PACKETS,
+#                                      ROUNDS, RATE there; its goals are its own)
+#   STEPS="grid clients decap micro idle ssh"   which parts to run
 #   SETTLE_S=1.5                       run.sh/decap.sh: a file unchanged this long is finished
 #   GOAL_RSS_MIB=64 GOAL_P99_MS=5 GOAL_DECAP_RATIO=1.10 GOAL_CPU_RATIO=   (issue 8; an empty
 #                                      GOAL_CPU_RATIO checks completeness only)
@@ -51,7 +56,11 @@ DECAP_ROUNDS=${DECAP_ROUNDS:-3}
 MICRO_MIN_TIME=${MICRO_MIN_TIME:-0.5}
 IDLE_S=${IDLE_S:-10}
 IDLE_ROUNDS=${IDLE_ROUNDS:-3}
-STEPS=${STEPS:-grid clients decap micro idle}
+SSH_IDLE_S=${SSH_IDLE_S:-3}
+SSH_PACKETS=${SSH_PACKETS:-300000}
+SSH_ROUNDS=${SSH_ROUNDS:-5}
+SSH_RATE=${SSH_RATE:-}
+STEPS=${STEPS:-grid clients decap micro idle ssh}
 SETTLE_S=${SETTLE_S:-1.5}
 GOAL_RSS_MIB=${GOAL_RSS_MIB:-64}
 GOAL_P99_MS=${GOAL_P99_MS:-5}
@@ -77,6 +86,7 @@ COMMAND+=" CLIENTS=\"$CLIENTS\" CLIENTS_SIZE=$CLIENTS_SIZE CLIENTS_RATE=$CLIENTS
 COMMAND+=" LAT_PACKETS=$LAT_PACKETS DECAP_PACKETS=$DECAP_PACKETS"
 COMMAND+=" DECAP_LARGE_PACKETS=$DECAP_LARGE_PACKETS DECAP_ROUNDS=$DECAP_ROUNDS"
 COMMAND+=" MICRO_MIN_TIME=$MICRO_MIN_TIME IDLE_S=$IDLE_S IDLE_ROUNDS=$IDLE_ROUNDS"
+COMMAND+=" SSH_IDLE_S=$SSH_IDLE_S SSH_PACKETS=$SSH_PACKETS SSH_ROUNDS=$SSH_ROUNDS SSH_RATE=$SSH_RATE"
 COMMAND+=" STEPS=\"$STEPS\" SETTLE_S=$SETTLE_S"
 COMMAND+=" bench/all.sh $BUILD_DIR"
 
@@ -177,6 +187,15 @@ if has_step idle; then
   log "idle: capd alone, a stream on a quiet link, tcpdump; $IDLE_ROUNDS x ${IDLE_S}s each"
   step "$OUT/idle.txt" env IDLE_S="$IDLE_S" ROUNDS="$IDLE_ROUNDS" TSV="$OUT/idle.tsv" \
     "$BENCH_DIR/idle.sh" "$BUILD_DIR"
+fi
+if has_step ssh; then
+  log "ssh: tcpdump through ssh vs capd through ssh, $SSH_ROUNDS rounds (${SSH_IDLE_S}s idle," \
+    "$SSH_PACKETS packets)"
+  # Every setting given, so that none of all.sh's own (RESULTS, IDLE_S...) leaks into ssh.sh;
+  # RESULTS empty: the report below carries its section.
+  step "$OUT/ssh-run.txt" env RESULTS= TSV= KEEP=0 IDLE_S="$SSH_IDLE_S" PACKETS="$SSH_PACKETS" \
+    SIZE=64 RATE="$SSH_RATE" ROUNDS="$SSH_ROUNDS" SETTLE_S="$SETTLE_S" \
+    "$BENCH_DIR/ssh.sh" "$BUILD_DIR" "$OUT/ssh"
 fi
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - START))
@@ -422,6 +441,16 @@ report() {
     echo "On-CPU time and wake-ups per second over ${IDLE_S} s, median of ${IDLE_ROUNDS} measurements."
     echo
     idle_table
+  fi
+  if has_step ssh; then
+    echo
+    if [[ -s $OUT/ssh/ssh.md ]]; then
+      cat "$OUT/ssh/ssh.md"  # its own heading, goals and tables, between markers
+    else
+      echo "## Through SSH (bench/ssh.sh)"
+      echo
+      echo "(no ssh results)"
+    fi
   fi
   echo
   echo "<details><summary>raw output of the scripts</summary>"

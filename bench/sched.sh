@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by run.sh, decap.sh and idle.sh (sourced): exact on-CPU time of a process's threads, and
 # waiting for a process to log that it is ready. The sourcing script defines die().
 
