@@ -19,9 +19,13 @@
 #include <functional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "agent/capture/interfaces.h"
 #include "agent/metadata/instance_metadata.h"
+#include "agent/peers/carrier_registry.h"
+#include "agent/peers/local_access.h"
+#include "agent/peers/peer_helper.h"
 #include "agent/recording/recording_manager.h"
 #include "agent/security/access.h"
 #include "agent/security/privileges.h"
@@ -37,7 +41,8 @@ constexpr char kUsage[] =
     "usage: capd [--listen ADDRESS:PORT] [--name NAME] [--user USER] [--max-streams N]\n"
     "            [--max-queue-bytes SIZE] [--buffer-size SIZE] [--block-timeout-ms N]\n"
     "            [--tls-cert F --tls-key F [--tls-client-ca F]]\n"
-    "            [--auth-token-file F] [--record-dir DIR] [--log-level LEVEL] [--version]\n"
+    "            [--auth-token-file F] [--allow-group G] [--allow-user U]\n"
+    "            [--record-dir DIR] [--log-level LEVEL] [--version]\n"
     "  --listen ADDRESS:PORT  where clients connect (default 127.0.0.1:50051); any address\n"
     "                         other than loopback requires TLS\n"
     "  --name NAME            this agent's name in capture files (default: the host name)\n"
@@ -57,6 +62,9 @@ constexpr char kUsage[] =
     "  --metadata-endpoint URL  EC2 instance metadata (IMDSv2), default http://169.254.169.254;\n"
     "                         --no-metadata skips it. On EC2 the instance id names the agent\n"
     "                         (unless --name) and interfaces get their ENI, VPC and subnet\n"
+    "  --allow-group GROUP    local clients in GROUP may capture (repeatable; default: the\n"
+    "                         group capd, if it exists); root always may\n"
+    "  --allow-user USER      local clients running as USER may capture (repeatable)\n"
     "  --no-carrier-exclusion capture the connections of local relays (sshd, the SSM worker,\n"
     "                         socat) that carry capd's streams; excluded by default\n"
     "  --log-level LEVEL      trace, debug, info, warn, error or off (default info)\n"
@@ -80,6 +88,8 @@ struct Flags {
   std::string metadata_endpoint = capd::agent::kDefaultMetadataEndpoint;
   bool name_given = false;  // else the host name, replaced by the instance id on EC2
   std::string record_dir;
+  std::vector<std::string> allow_groups;  // empty: the group capd
+  std::vector<std::string> allow_users;
 };
 
 // "32M", "512k", "1G" (powers of 1024) or plain bytes.
@@ -120,7 +130,9 @@ Flags ParseFlags(int argc, char** argv) {
     kMetadataEndpoint,
     kNoMetadata,
     kBufferSize,
-    kBlockTimeout
+    kBlockTimeout,
+    kAllowGroup,
+    kAllowUser
   };
   static const option kOptions[] = {
       {"listen", required_argument, nullptr, 'l'},
@@ -135,6 +147,8 @@ Flags ParseFlags(int argc, char** argv) {
       {"tls-client-ca", required_argument, nullptr, kTlsClientCa},
       {"auth-token-file", required_argument, nullptr, kToken},
       {"no-carrier-exclusion", no_argument, nullptr, kNoCarrier},
+      {"allow-group", required_argument, nullptr, kAllowGroup},
+      {"allow-user", required_argument, nullptr, kAllowUser},
       {"record-dir", required_argument, nullptr, kRecordDir},
       {"metadata-endpoint", required_argument, nullptr, kMetadataEndpoint},
       {"no-metadata", no_argument, nullptr, kNoMetadata},
@@ -194,6 +208,14 @@ Flags ParseFlags(int argc, char** argv) {
         break;
       case kNoCarrier:
         flags.carrier_exclusion = false;
+        break;
+      case kAllowGroup:
+        if (*optarg == '\0') Usage("--allow-group takes a group name or id");
+        flags.allow_groups.emplace_back(optarg);
+        break;
+      case kAllowUser:
+        if (*optarg == '\0') Usage("--allow-user takes a user name or id");
+        flags.allow_users.emplace_back(optarg);
         break;
       case kMetadataEndpoint:
         flags.metadata_endpoint = optarg;
@@ -268,9 +290,14 @@ int main(int argc, char** argv) {
   options.max_streams = flags.max_streams;
   options.max_queue_bytes = flags.max_queue_bytes;
   options.identity.ring = flags.ring;
-  if (flags.carrier_exclusion) {
-    options.identity.carriers = std::make_shared<capd::agent::CarrierTracker>();
+  options.client_certificates = !flags.access.tls_client_ca_file.empty();
+  auto local_access =
+      capd::agent::LocalAccessPolicy::Make(flags.allow_users, flags.allow_groups);
+  if (!local_access.ok()) {
+    spdlog::error("{}", local_access.status().message());
+    return 2;
   }
+  options.local_access = std::move(local_access).value();
   if (!flags.access.token_file.empty()) {
     auto token = capd::agent::TokenCheck::FromFile(flags.access.token_file);
     if (!token.ok()) {
@@ -278,6 +305,29 @@ int main(int argc, char** argv) {
       return 2;
     }
     options.token = std::move(token.value());
+  }
+  // The peer helper is forked while capd still holds CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH
+  // (root, or the unit's ambient set); it keeps those, capd drops them below.
+  if (flags.carrier_exclusion) {
+    options.identity.carriers = std::make_shared<capd::agent::CarrierRegistry>();
+    auto helper = capd::agent::PeerHelper::Start(flags.user);
+    if (!helper.ok()) {
+      options.peer_helper_problem = helper.status().message();
+      spdlog::warn("{}: the relays of streams (sshd, the SSM worker, socat) cannot be identified, "
+                   "and their connections will be captured",
+                   options.peer_helper_problem);
+    } else {
+      options.peer_helper = std::move(helper).value();
+      if (options.peer_helper->CanReadEveryProcess()) {
+        spdlog::info("peer helper ({}) identifies the relays of streams",
+                     options.peer_helper->Describe());
+      } else {
+        spdlog::warn("peer helper ({}) lacks CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH: relays run by "
+                     "other users (sshd sessions, the SSM worker) cannot be identified, and their "
+                     "connections will be captured",
+                     options.peer_helper->Describe());
+      }
+    }
   }
   if (!flags.user.empty()) {
     if (capd::Status dropped = capd::agent::DropPrivileges(flags.user); !dropped.ok()) {
@@ -298,9 +348,13 @@ int main(int argc, char** argv) {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // gRPC sets SO_REUSEPORT by default: a second capd on the same address would start and the
+  // kernel would split clients between the two. Without it the second one fails to bind.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound_port == 0) {
-    spdlog::error("cannot listen on {} (address in use, or not an address:port?)",
+    spdlog::error("cannot listen on {}: address already in use (another capd?), or not an "
+                  "address:port",
                   flags.access.listen);
     return 1;
   }
@@ -326,22 +380,13 @@ int main(int argc, char** argv) {
                flags.access.tls_cert_file.empty() ? "" : " (TLS)",
                flags.access.token_file.empty() ? "" : " (token required)");
 
+  spdlog::info("local clients allowed: {}{}", options.local_access->Describe(),
+               flags.access.token_file.empty() ? "" : "; others with the token");
   boost::asio::io_context io;
-  // Relays come and go with clients; keep the carrier set current for running captures.
-  boost::asio::steady_timer carrier_timer(io);
-  std::function<void()> refresh_carriers = [&] {
-    if (options.identity.carriers) options.identity.carriers->Poll(bound_port);
-    carrier_timer.expires_after(std::chrono::seconds(2));
-    carrier_timer.async_wait([&](const boost::system::error_code& error) {
-      if (!error) refresh_carriers();
-    });
-  };
-  if (options.identity.carriers) refresh_carriers();
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int signal_number) {
     spdlog::info("{}: ending all streams", strsignal(signal_number));
     service.BeginShutdown();
-    carrier_timer.cancel();
   });
   // Off EC2 the metadata service never answers: ask in the background so nothing waits for it.
   std::thread metadata_thread;

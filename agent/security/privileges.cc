@@ -7,14 +7,25 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <memory>
+#include <vector>
 
 namespace capd::agent {
 namespace {
 
-constexpr cap_value_t kKeptCapabilities[] = {CAP_NET_RAW, CAP_NET_ADMIN};
+constexpr cap_value_t kCaptureCapabilities[] = {CAP_NET_RAW, CAP_NET_ADMIN};
+constexpr cap_value_t kPeerLookupCapabilities[] = {CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH};
+
+std::vector<cap_value_t> Wanted(KeptCapabilities keep) {
+  if (keep == KeptCapabilities::kCapture) {
+    return {std::begin(kCaptureCapabilities), std::end(kCaptureCapabilities)};
+  }
+  return {std::begin(kPeerLookupCapabilities), std::end(kPeerLookupCapabilities)};
+}
 
 Status Errno(const std::string& call) {
   return {StatusCode::kFailedPrecondition, call + ": " + std::strerror(errno)};
@@ -24,37 +35,54 @@ struct CapFree {
   void operator()(void* p) const { cap_free(p); }
 };
 
-bool Kept(cap_value_t cap) {
-  for (cap_value_t kept : kKeptCapabilities) {
-    if (cap == kept) return true;
-  }
-  return false;
+bool Permitted(cap_value_t cap) {
+  std::unique_ptr<_cap_struct, CapFree> caps(cap_get_proc());
+  cap_flag_value_t value = CAP_CLEAR;
+  return caps && cap_get_flag(caps.get(), cap, CAP_PERMITTED, &value) == 0 && value == CAP_SET;
 }
 
-// Permitted and effective = the kept capabilities; inheritable empty.
-Status SetKeptCapabilities() {
+// Permitted and effective = `kept`; inheritable empty.
+Status SetKeptCapabilities(const std::vector<cap_value_t>& kept) {
   std::unique_ptr<_cap_struct, CapFree> caps(cap_init());
   if (!caps) return Errno("cap_init");
-  const int n = static_cast<int>(std::size(kKeptCapabilities));
-  if (cap_set_flag(caps.get(), CAP_PERMITTED, n, kKeptCapabilities, CAP_SET) != 0 ||
-      cap_set_flag(caps.get(), CAP_EFFECTIVE, n, kKeptCapabilities, CAP_SET) != 0) {
+  const int n = static_cast<int>(kept.size());
+  if (n > 0 && (cap_set_flag(caps.get(), CAP_PERMITTED, n, kept.data(), CAP_SET) != 0 ||
+                cap_set_flag(caps.get(), CAP_EFFECTIVE, n, kept.data(), CAP_SET) != 0)) {
     return Errno("cap_set_flag");
   }
-  if (cap_set_proc(caps.get()) != 0) return Errno("cap_set_proc(cap_net_raw,cap_net_admin=ep)");
+  if (cap_set_proc(caps.get()) != 0) {
+    std::string names;
+    for (cap_value_t cap : kept) {
+      std::unique_ptr<char, CapFree> name(cap_to_name(cap));
+      names += (names.empty() ? "" : ",") + std::string(name ? name.get() : "?");
+    }
+    return Errno("cap_set_proc(" + names + "=ep)");
+  }
   return Status::Ok();
 }
 
 }  // namespace
 
-Status DropPrivileges(const std::string& user) {
-  errno = 0;
-  const passwd* pw = getpwnam(user.c_str());
-  if (pw == nullptr) {
-    return InvalidArgument("--user " + user + ": no such user" +
-                           (errno != 0 ? std::string(" (") + std::strerror(errno) + ")" : ""));
+Status DropPrivileges(const std::string& user, KeptCapabilities keep) {
+  uid_t uid = getuid();
+  gid_t gid = getgid();
+  if (!user.empty()) {
+    errno = 0;
+    const passwd* pw = getpwnam(user.c_str());
+    if (pw == nullptr) {
+      return InvalidArgument("--user " + user + ": no such user" +
+                             (errno != 0 ? std::string(" (") + std::strerror(errno) + ")" : ""));
+    }
+    uid = pw->pw_uid;
+    gid = pw->pw_gid;
   }
-  const uid_t uid = pw->pw_uid;
-  const gid_t gid = pw->pw_gid;
+  std::vector<cap_value_t> kept = Wanted(keep);
+  if (keep == KeptCapabilities::kPeerLookup) {
+    std::erase_if(kept, [](cap_value_t cap) { return !Permitted(cap); });
+  }
+  const auto is_kept = [&kept](cap_value_t cap) {
+    return std::find(kept.begin(), kept.end(), cap) != kept.end();
+  };
   const bool switching = getuid() != uid || geteuid() != uid;
   if (switching && geteuid() != 0) {
     return {StatusCode::kFailedPrecondition,
@@ -65,7 +93,7 @@ Status DropPrivileges(const std::string& user) {
   // CAP_SETPCAP that we are about to lose.
   if (switching && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return Errno("prctl(PR_SET_KEEPCAPS)");
   for (cap_value_t cap = 0; cap <= CAP_LAST_CAP; ++cap) {
-    if (Kept(cap) || !CAP_IS_SUPPORTED(cap)) continue;
+    if (is_kept(cap) || !CAP_IS_SUPPORTED(cap)) continue;
     // Without CAP_SETPCAP (a non-root start) the bounding set cannot change; the permitted set
     // below is what counts then.
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EPERM && errno != EINVAL) {
@@ -78,7 +106,7 @@ Status DropPrivileges(const std::string& user) {
     if (setresuid(uid, uid, uid) != 0) return Errno("setresuid(" + std::to_string(uid) + ")");
     if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) return Errno("prctl(PR_SET_KEEPCAPS, 0)");
   }
-  CAPD_RETURN_IF_ERROR(SetKeptCapabilities());
+  CAPD_RETURN_IF_ERROR(SetKeptCapabilities(kept));
   // Nothing capd executes may regain privileges (it executes nothing today; this keeps it so).
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Errno("prctl(PR_SET_NO_NEW_PRIVS)");
   // Ambient capabilities (systemd's AmbientCapabilities=) would pass to children: capd has none.
@@ -87,6 +115,13 @@ Status DropPrivileges(const std::string& user) {
     return {StatusCode::kInternal, "privileges were not dropped: setuid(0) still succeeds"};
   }
   return Status::Ok();
+}
+
+bool HasEffectiveCapability(int capability) {
+  std::unique_ptr<_cap_struct, CapFree> caps(cap_get_proc());
+  cap_flag_value_t value = CAP_CLEAR;
+  return caps && cap_get_flag(caps.get(), capability, CAP_EFFECTIVE, &value) == 0 &&
+         value == CAP_SET;
 }
 
 std::string DescribeCredentials() {

@@ -14,10 +14,24 @@
 
 namespace capd::agent {
 
-// Switches to `user` (its uid and primary gid, no supplementary groups) keeping only
-// CAP_NET_RAW and CAP_NET_ADMIN. Already running as that user (systemd's User= with
-// AmbientCapabilities=): only trims the capability sets. Errors name the failing call.
-Status DropPrivileges(const std::string& user);
+// What a process of capd keeps.
+enum class KeptCapabilities {
+  // The network-facing process: CAP_NET_RAW and CAP_NET_ADMIN, all required.
+  kCapture,
+  // The peer helper (agent/peers/peer_helper.h): CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, to read
+  // other users' /proc/PID/fd. Those it was not given are left out without an error: the helper
+  // then answers for the processes it can read, and says what it lacks.
+  kPeerLookup,
+};
+
+// Switches to `user` (its uid and primary gid, no supplementary groups; "" keeps the current
+// user) keeping only the capabilities of `keep`. Already running as that user (systemd's User=
+// with AmbientCapabilities=): only trims the capability sets. Errors name the failing call.
+Status DropPrivileges(const std::string& user,
+                      KeptCapabilities keep = KeptCapabilities::kCapture);
+
+// Whether the calling thread has `capability` (a CAP_ value) in its effective set.
+bool HasEffectiveCapability(int capability);
 
 // "uid 65534, capabilities cap_net_admin,cap_net_raw=ep": what the process runs with now.
 std::string DescribeCredentials();

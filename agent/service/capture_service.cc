@@ -1,5 +1,6 @@
 #include "agent/service/capture_service.h"
 
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 
 #include <fstream>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "agent/capture/interfaces.h"
+#include "agent/peers/socket_table.h"
 #include "agent/service/status_mapping.h"
 
 namespace capd::agent {
@@ -217,27 +219,124 @@ grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
   if (Status valid = ValidateStreamRequest(*request); !valid.ok()) {
     return new RefusedStream(ToGrpcStatus(valid));
   }
+  // Checked before and after asking who relays the stream: a refused stream costs no query.
+  auto refusal = [this]() -> std::optional<grpc::Status> {
+    if (shutting_down_ || !ready_) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          shutting_down_ ? "capd is shutting down" : "capd is starting");
+    }
+    if (streams_.size() >= options_.max_streams) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "capd already serves " + std::to_string(streams_.size()) +
+                              " streams, its limit (--max-streams)");
+    }
+    return std::nullopt;
+  };
+  {
+    std::lock_guard lock(mu_);
+    if (auto refused = refusal()) return new RefusedStream(*refused);
+  }
+  StreamRelay relay = IdentifyRelay(context->peer());
   std::lock_guard lock(mu_);
-  if (shutting_down_ || !ready_) {
-    return new RefusedStream({grpc::StatusCode::UNAVAILABLE,
-                              shutting_down_ ? "capd is shutting down" : "capd is starting"});
-  }
-  if (streams_.size() >= options_.max_streams) {
-    return new RefusedStream({grpc::StatusCode::RESOURCE_EXHAUSTED,
-                              "capd already serves " + std::to_string(streams_.size()) +
-                                  " streams, its limit (--max-streams)"});
-  }
+  if (auto refused = refusal()) return new RefusedStream(*refused);
   spdlog::info("stream from {}: interface '{}', filter '{}', count {}, duration {} ms",
                context->peer(), request->interface(), request->filter(), request->max_packets(),
                request->duration_ms());
-  auto* reactor = new StreamReactor(*hub_, *request, options_.identity, options_.max_queue_bytes,
-                                    context, [this](StreamReactor* gone) { Forget(gone); });
+  auto* reactor =
+      new StreamReactor(*hub_, *request, options_.identity, std::move(relay),
+                        options_.max_queue_bytes, context,
+                        [this](StreamReactor* gone) { Forget(gone); });
   streams_.insert(reactor);
   return reactor;
 }
 
+namespace {
+
+// The uid of the local socket at `peer` connected to capd's `port`; nullopt when no socket of
+// capd's network namespace is that peer (a client on another host), or when the table cannot
+// be read or is ambiguous.
+std::optional<uid_t> LocalPeerUid(const TcpEndpoint& peer, uint16_t port, bool* unknown) {
+  *unknown = false;
+  auto sockets = DumpTcpSockets(1u << TCP_ESTABLISHED);
+  if (!sockets.ok()) {
+    spdlog::warn("cannot read the socket table to identify a local client: {}",
+                 sockets.status().message());
+    *unknown = true;
+    return std::nullopt;
+  }
+  std::optional<uid_t> uid;
+  for (const TcpSocket& agent_end : *sockets) {
+    if (agent_end.local.port != port || !(agent_end.remote == peer)) continue;
+    const TcpSocket* peer_end = FindSocket(*sockets, peer, agent_end.local);
+    if (peer_end == nullptr) continue;
+    if (uid && *uid != peer_end->uid) {
+      *unknown = true;  // two local sockets claim to be this peer: trust neither
+      return std::nullopt;
+    }
+    uid = peer_end->uid;
+  }
+  return uid;
+}
+
+}  // namespace
+
 grpc::Status CaptureService::Authorize(const grpc::CallbackServerContext& context) const {
+  const auto& metadata = context.client_metadata();
+  if (options_.token && metadata.find("authorization") != metadata.end()) {
+    return options_.token->Check(context);  // a token sent is a token checked, from anywhere
+  }
+  if (options_.client_certificates && context.auth_context() &&
+      context.auth_context()->IsPeerAuthenticated()) {
+    return grpc::Status::OK;
+  }
+  const std::string peer_text = context.peer();
+  const std::optional<TcpEndpoint> peer = ParseGrpcPeer(peer_text);
+  if (options_.local_access) {
+    bool unknown = false;
+    const std::optional<uid_t> uid =
+        peer ? LocalPeerUid(*peer, listening_port(), &unknown) : std::nullopt;
+    if (uid) {
+      if (auto refusal = options_.local_access->Refusal(*uid)) {
+        return {grpc::StatusCode::PERMISSION_DENIED, *refusal};
+      }
+      return grpc::Status::OK;
+    }
+    if (unknown || !peer || peer->IsLoopback()) {
+      return {grpc::StatusCode::PERMISSION_DENIED,
+              "capd could not tell which local user connected from " + peer_text +
+                  ", so it refuses the call"};
+    }
+  }
   return options_.token ? options_.token->Check(context) : grpc::Status::OK;
+}
+
+StreamRelay CaptureService::IdentifyRelay(const std::string& peer_text) {
+  StreamRelay relay;
+  if (!options_.identity.carriers) return relay;
+  const std::optional<TcpEndpoint> peer = ParseGrpcPeer(peer_text);
+  if (!peer) return relay;  // not TCP: nothing crosses a network interface
+  StatusOr<RelayAnswer> answer =
+      options_.peer_helper ? options_.peer_helper->Ask({*peer, listening_port()})
+                           : StatusOr<RelayAnswer>(Unavailable(
+                                 "capd's peer helper is not running: " +
+                                 options_.peer_helper_problem));
+  if (!answer.ok() && !options_.peer_helper) {
+    // Without the helper capd cannot tell a relay from a client on another host; a client on
+    // another host needs no warning.
+    bool unknown = false;
+    if (!LocalPeerUid(*peer, listening_port(), &unknown) && !unknown) return relay;
+  }
+  RelayVerdict verdict = JudgeRelay(answer);
+  if (!verdict.log.empty()) {
+    if (verdict.warning.empty()) {
+      spdlog::info("stream from {}: {}", peer_text, verdict.log);
+    } else {
+      spdlog::warn("stream from {}: {}", peer_text, verdict.log);
+    }
+  }
+  relay.carriers = options_.identity.carriers->Add(std::move(verdict.exclude));
+  relay.warning = std::move(verdict.warning);
+  return relay;
 }
 
 void CaptureService::Forget(StreamReactor* reactor) {
@@ -247,6 +346,7 @@ void CaptureService::Forget(StreamReactor* reactor) {
 }
 
 void CaptureService::SetListeningPort(uint16_t port) {
+  listening_port_.store(port, std::memory_order_release);
   std::lock_guard lock(mu_);
   options_.identity.own_traffic.tcp_ports = {port};
   ready_ = true;

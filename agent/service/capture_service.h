@@ -14,6 +14,8 @@
 #include <optional>
 #include <set>
 
+#include "agent/peers/local_access.h"
+#include "agent/peers/peer_helper.h"
 #include "agent/recording/recording_manager.h"
 #include "agent/security/access.h"
 #include "agent/service/stream_reactor.h"
@@ -30,7 +32,15 @@ struct ServiceOptions {
   // A stream of packets no other stream asks for holds a capture ring (32 MiB) and a thread:
   // bound how many run at once (streams of the same packets share one capture, but count here).
   size_t max_streams = 16;
-  std::optional<TokenCheck> token;  // set: every call must carry it
+  std::optional<TokenCheck> token;  // set: a client that is not allowed locally must send it
+  bool client_certificates = false;  // mutual TLS: a verified client certificate is enough
+  // Who may call from this host (the peer's socket is in capd's network namespace); unset: any
+  // local process (unit tests only; capd always sets it).
+  std::optional<LocalAccessPolicy> local_access;
+  // Finds the relays of streams (identity.carriers set); null with carrier exclusion on means
+  // the helper could not start, and `peer_helper_problem` says why.
+  std::shared_ptr<PeerHelper> peer_helper;
+  std::string peer_helper_problem;
 };
 
 class CaptureService final : public v1::Capture::CallbackService {
@@ -74,7 +84,12 @@ class CaptureService final : public v1::Capture::CallbackService {
 
  private:
   void Forget(StreamReactor* reactor);
+  // Token, client certificate, or a local peer's uid (LocalAccessPolicy); see the README.
   grpc::Status Authorize(const grpc::CallbackServerContext& context) const;
+  // Asks the peer helper who relays the stream from `peer` and registers the relay's
+  // connections for exclusion; may block for the helper's answer (a few ms, at most 2 s).
+  StreamRelay IdentifyRelay(const std::string& peer);
+  uint16_t listening_port() const { return listening_port_.load(std::memory_order_acquire); }
 
   // The recording manager, or FAILED_PRECONDITION with the reason for `context`.
   RecordingManager* Recordings(const grpc::CallbackServerContext& context, grpc::Status* refused);
@@ -87,6 +102,7 @@ class CaptureService final : public v1::Capture::CallbackService {
   // Shared with the capture threads, which may outlive the service by a moment at exit.
   const std::shared_ptr<CaptureHub> hub_ = std::make_shared<CaptureHub>();
   ServiceOptions options_;  // identity.own_traffic guarded by mu_ until ready_
+  std::atomic<uint16_t> listening_port_{0};
   std::mutex mu_;
   std::condition_variable all_gone_;
   std::set<StreamReactor*> streams_;

@@ -15,9 +15,11 @@ constexpr std::chrono::seconds kStalledWriteTimeout{60};
 }  // namespace
 
 StreamReactor::StreamReactor(CaptureHub& hub, const v1::StreamRequest& request,
-                             const AgentIdentity& identity, size_t max_queue_bytes,
-                             grpc::CallbackServerContext* context, OnDestroyed on_destroyed)
+                             const AgentIdentity& identity, StreamRelay relay,
+                             size_t max_queue_bytes, grpc::CallbackServerContext* context,
+                             OnDestroyed on_destroyed)
     : identity_(identity),
+      relay_(std::move(relay)),
       max_queue_bytes_(max_queue_bytes),
       context_(context),
       peer_(context->peer()),
@@ -50,6 +52,9 @@ void StreamReactor::OnCaptureDone(StatusOr<v1::StreamEnd> ended) {
 }
 
 bool StreamReactor::Send(std::unique_ptr<v1::StreamResponse> message, bool droppable) {
+  if (!relay_.warning.empty() && message->has_statistics()) {
+    message->mutable_statistics()->set_relay_warning(relay_.warning);
+  }
   const size_t size = message->ByteSizeLong();
   std::lock_guard lock(mu_);
   if (cancelled_ || finish_called_) return true;  // nobody to count drops for any more

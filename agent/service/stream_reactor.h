@@ -34,6 +34,13 @@
 
 namespace capd::agent {
 
+// What capd learned about the relay of a stream (CaptureService): its connections stay left out
+// of captures while the stream runs; a warning, if any, goes out with every statistics message.
+struct StreamRelay {
+  CarrierRegistry::Registration carriers;
+  std::string warning;
+};
+
 class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, public StreamSink {
  public:
   // Called from the destructor, so the registry can forget the stream.
@@ -41,7 +48,7 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
 
   // Subscribes to a capture in `hub`. max_queue_bytes bounds the messages waiting for the client.
   StreamReactor(CaptureHub& hub, const v1::StreamRequest& request, const AgentIdentity& identity,
-                size_t max_queue_bytes, grpc::CallbackServerContext* context,
+                StreamRelay relay, size_t max_queue_bytes, grpc::CallbackServerContext* context,
                 OnDestroyed on_destroyed);
   ~StreamReactor() override;
 
@@ -69,6 +76,7 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   void ReleaseReference();
 
   const AgentIdentity identity_;
+  const StreamRelay relay_;
   const size_t max_queue_bytes_;
   grpc::CallbackServerContext* const context_;  // valid until OnDone
   const std::string peer_;

@@ -276,8 +276,6 @@ class SharedCapture : public std::enable_shared_from_this<SharedCapture> {
   void SendToAll(const v1::StreamResponse& message);
   // A non-droppable copy of `message` for one subscriber (descriptions, replays).
   void SendCopy(Subscriber& subscriber, const v1::StreamResponse& message);
-  // Lets the tracker find the relays of streams that connected since the last look.
-  void RefreshCarriers();
   // The kernel filter: own traffic (with the carriers' current snapshot), scope, the request's.
   StatusOr<filters::ComposedFilter> ComposeFilter();
   static v1::StreamEnd CaptureError(const std::string& message);
@@ -350,9 +348,7 @@ Status SharedCapture::Open() {
     mirror_ = std::move(stage.value());
     scope_ = pipeline::MirrorStage::TunnelScope(mirror_options.decap);
   }
-  // The first stream's own relay (sshd, the SSM worker) is known only now that it has
-  // connected; later subscribers refresh when they are admitted.
-  RefreshCarriers();
+  // The first stream's relay is registered before it subscribes, so the first filter has it.
   auto composed = ComposeFilter();
   if (!composed.ok()) return composed.status();
   CAPD_RETURN_IF_ERROR(capture.SetFilter(composed->expression));
@@ -516,9 +512,6 @@ bool SharedCapture::AdmitPending() {
   }
   if (joining.empty()) return true;
   path_->FlushBatch();  // what was captured before they joined is not theirs
-  // The new streams' relays are known only now that they have connected: the loop recomposes
-  // the filter when this changes the carrier set.
-  RefreshCarriers();
   for (auto& s : joining) Admit(std::move(s));
   return true;
 }
@@ -607,12 +600,6 @@ void SharedCapture::SendCopy(Subscriber& subscriber, const v1::StreamResponse& m
   subscriber.sink->Send(std::move(copy), /*droppable=*/false);
 }
 
-void SharedCapture::RefreshCarriers() {
-  if (!identity_.carriers) return;
-  identity_.carriers->Refresh(
-      identity_.own_traffic.tcp_ports.empty() ? 0 : identity_.own_traffic.tcp_ports.front());
-}
-
 StatusOr<filters::ComposedFilter> SharedCapture::ComposeFilter() {
   filters::OwnTraffic own = identity_.own_traffic;
   if (identity_.carriers) {
@@ -645,7 +632,6 @@ void SharedCapture::SendStatistics(Subscriber& sub) {
   if (carriers_) {
     for (const CarrierConnection& c : carriers_->connections)
       s->add_excluded_carriers(c.Describe());
-    s->set_carrier_unreadable_processes(carriers_->unreadable_processes);
   }
   i->set_packets_captured(path_->captured() - sub.captured_at_join);
   i->set_agent_drops(sub.agent_drops);

@@ -26,8 +26,8 @@
 #include <string>
 
 #include "agent/capture/live_capture.h"
-#include "agent/carrier/carrier_tracker.h"
 #include "agent/metadata/instance_metadata.h"
+#include "agent/peers/carrier_registry.h"
 #include "agent/stream/stop_signal.h"
 #include "agent/stream/stream_sink.h"
 #include "common/status.h"
@@ -49,7 +49,7 @@ struct AgentIdentity {
   std::string name;
   std::string os;
   filters::OwnTraffic own_traffic;  // the listening port; carriers are added from `carriers`
-  std::shared_ptr<CarrierTracker> carriers;          // null: carrier exclusion turned off
+  std::shared_ptr<CarrierRegistry> carriers;         // null: carrier exclusion turned off
   std::shared_ptr<const InstanceMetadata> metadata;  // null: not on EC2 (or not known yet)
   RingSettings ring;
 };

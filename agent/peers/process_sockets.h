@@ -1,0 +1,33 @@
+#pragma once
+// Which process holds a socket, from /proc: /proc/PID/fd/N links to "socket:[inode]".
+//
+// Reading another user's /proc/PID/fd needs CAP_DAC_READ_SEARCH (to list the folder) and
+// CAP_SYS_PTRACE (to read the links): only the peer helper (peer_helper.h) has them; what cannot
+// be read is skipped and counted.
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace capd::agent {
+
+struct SocketOwner {
+  pid_t pid = 0;
+  std::string command;                  // /proc/PID/comm, raw (may hold any byte but NUL)
+  std::vector<uint64_t> socket_inodes;  // every socket the process has open, sorted
+};
+
+// The socket inodes process `pid` has open, sorted; nullopt if it is gone or unreadable.
+std::optional<std::vector<uint64_t>> ReadSocketInodes(pid_t pid,
+                                                      const std::string& proc_root = "/proc");
+
+// Processes holding any of `inodes`, with all their socket inodes, in pid order; this process
+// and `skip` are never examined. Unreadable processes are skipped; `unreadable` counts them
+// (non-zero when the caller lacks the privilege to look).
+std::vector<SocketOwner> FindSocketOwners(const std::vector<uint64_t>& inodes, int& unreadable,
+                                          pid_t skip = 0, const std::string& proc_root = "/proc");
+
+}  // namespace capd::agent
