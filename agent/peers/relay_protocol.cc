@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/printable.h"
+
 namespace capd::agent {
 namespace {
 
@@ -150,22 +152,6 @@ std::optional<uint8_t> DecodeReady(std::string_view bytes) {
   return bits;
 }
 
-std::string EscapeProcessName(std::string_view name) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (const char c : name) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte == '\\') {
-      out += "\\\\";
-    } else if (byte >= 0x20 && byte < 0x7f) {
-      out += c;
-    } else {
-      out += "\\x";
-      out += kHex[byte >> 4];
-      out += kHex[byte & 0xf];
-    }
-  }
-  return out;
-}
+std::string EscapeProcessName(std::string_view name) { return PrintableText(name); }
 
 }  // namespace capd::agent

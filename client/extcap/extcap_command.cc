@@ -342,7 +342,8 @@ int RunCapture(const ExtcapRequest& request) {
     pipes.Log(line);
     std::string_view text = line;
     if (text.rfind("capctl: ", 0) == 0) text.remove_prefix(8);
-    if (text.rfind("capturing on ", 0) == 0 || text.find("packets written") != text.npos) {
+    if (text.rfind("capturing on ", 0) == 0 || text.rfind("warning: ", 0) == 0 ||
+        text.find("packets written") != text.npos) {
       pipes.ShowStatus("capd: " + std::string(text));
     }
   });

@@ -23,6 +23,7 @@
 #include "client/stream/output_target.h"
 #include "client/stream/signal_watcher.h"
 #include "client/stream/wireshark_viewer.h"
+#include "common/printable.h"
 #include "filters/bpf_filter.h"
 #include "proto/capture.grpc.pb.h"
 
@@ -202,6 +203,7 @@ class MergedStream {
   std::map<InterfaceKey, InterfaceState> interfaces_;
   uint32_t next_file_index_ = 0;
   std::map<size_t, std::string> excluded_carriers_;
+  std::map<size_t, std::string> relay_warnings_;
   uint64_t written_ = 0;
   uint64_t unflushed_ = 0;
   size_t unflushed_bytes_ = 0;  // packet bytes encoded this round (see kRoundBytes)
@@ -258,13 +260,23 @@ void MergedStream::OnStatistics(AgentFeed& feed, const v1::Statistics& statistic
   // Say what the agent leaves out of the capture because it carries this very stream.
   std::string carriers;
   for (const std::string& c : statistics.excluded_carriers()) {
-    carriers += (carriers.empty() ? "" : "; ") + c;
+    carriers += (carriers.empty() ? "" : "; ") + PrintableText(c);
   }
   if (carriers != excluded_carriers_[feed.index()]) {
     excluded_carriers_[feed.index()] = carriers;
     if (!carriers.empty()) {
       std::fprintf(stderr, "capctl: agent %s excludes the connections carrying this stream: %s\n",
                    feed.address().c_str(), carriers.c_str());
+    }
+  }
+  // The agent could not identify (or would not trust) the relay of this stream: its traffic is
+  // in the capture, and the user should know before reading the capture.
+  const std::string warning = PrintableText(statistics.relay_warning());
+  if (warning != relay_warnings_[feed.index()]) {
+    relay_warnings_[feed.index()] = warning;
+    if (!warning.empty()) {
+      std::fprintf(stderr, "capctl: warning: agent %s: %s\n", feed.address().c_str(),
+                   warning.c_str());
     }
   }
   for (const v1::InterfaceStatistics& s : statistics.interfaces()) {
