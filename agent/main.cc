@@ -6,13 +6,14 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -275,6 +276,13 @@ int main(int argc, char** argv) {
   gpr_set_log_function(GrpcLogToSpdlog);
   // A client that goes away must surface as an error on write, not kill the agent.
   signal(SIGPIPE, SIG_IGN);
+  // gRPC holds a descriptor per connection, idle ones too; the usual soft limit (1,024, also
+  // systemd's) would let a thousand idle local connections starve captures and accepts. The hard
+  // limit is the admin's bound (systemd: 524,288); capd takes up to 65,536 of it.
+  if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = std::min<rlim_t>(files.rlim_max, 65536);
+    (void)setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   // Everything that needs root or reads protected files happens before privileges drop, and
   // privileges drop before gRPC starts any thread (capabilities are per thread).

@@ -152,6 +152,6 @@ std::optional<uint8_t> DecodeReady(std::string_view bytes) {
   return bits;
 }
 
-std::string EscapeProcessName(std::string_view name) { return PrintableText(name); }
+std::string EscapeProcessName(std::string_view name) { return PrintableText(name, /*escape_backslash=*/true); }
 
 }  // namespace capd::agent

@@ -296,10 +296,13 @@ grpc::Status CaptureService::Authorize(const grpc::CallbackServerContext& contex
     const std::optional<uid_t> uid =
         peer ? LocalPeerUid(*peer, listening_port(), &unknown) : std::nullopt;
     if (uid) {
-      if (auto refusal = options_.local_access->Refusal(*uid)) {
-        return {grpc::StatusCode::PERMISSION_DENIED, *refusal};
+      const auto refusal = options_.local_access->Refusal(*uid);
+      if (!refusal) return grpc::Status::OK;
+      if (options_.token) {
+        return {grpc::StatusCode::UNAUTHENTICATED,
+                "capd requires a token (capctl --token-file FILE): " + *refusal};
       }
-      return grpc::Status::OK;
+      return {grpc::StatusCode::PERMISSION_DENIED, *refusal};
     }
     if (unknown || !peer || peer->IsLoopback()) {
       return {grpc::StatusCode::PERMISSION_DENIED,

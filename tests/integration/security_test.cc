@@ -15,6 +15,7 @@
 #include "tests/integration/hardened_agent_fixture.h"
 #include "tests/support/proc_status.h"
 #include "tests/support/test_pki.h"
+#include "tests/support/test_users.h"
 
 namespace capd::test {
 namespace {
@@ -225,8 +226,10 @@ TEST_F(TlsAccessTest, TlsOnTheVethServesTheOtherNamespace) {
 
 class TokenAccessTest : public HardenedAgentTest {};
 
-// --auth-token-file: no token is UNAUTHENTICATED, a wrong one (a prefix of the right one among
-// them) PERMISSION_DENIED, and capctl says which; the right token streams; capd keeps serving.
+// --auth-token-file: no token is UNAUTHENTICATED for a client that is not allowed locally
+// (nobody), a wrong one (a prefix of the right one among them) PERMISSION_DENIED whoever sends it,
+// and capctl says which; the right token streams; root, allowed locally, needs none; capd keeps
+// serving.
 TEST_F(TokenAccessTest, OnlyTheRightTokenStreams) {
   constexpr char kToken[] = "capd-test-token-6f1e0c2a9b";
   ASSERT_NO_FATAL_FAILURE(WriteText(File("token"), std::string(kToken) + "\n"));
@@ -245,8 +248,22 @@ TEST_F(TokenAccessTest, OnlyTheRightTokenStreams) {
   const std::string refused =
       "capctl: agent " + std::string(kAgentTarget) + " refused the stream: ";
 
-  const std::string none = RunCapctl("no-token", stream_args("no-token", ""), 1);
+  // capctl as nobody: not allowed locally, so the token decides. It may write in the test's
+  // folder (it checks its output path before it connects).
+  std::filesystem::permissions(dir_->path(), std::filesystem::perms::all |
+                                                 std::filesystem::perms::sticky_bit);
+  auto as_nobody = [&](const std::string& name, const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {kCapctlPath};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::unique_ptr<Subprocess> capctl;
+    Spawn(name, AsUser(65534, 65534, argv), &capctl);
+    if (HasFatalFailure()) return std::string();
+    ExpectExit(*capctl, 1);
+    return capctl->Stderr();
+  };
+  const std::string none = as_nobody("no-token", stream_args("no-token", ""));
   EXPECT_NE(none.find(refused + "not authenticated"), std::string::npos) << none;
+  EXPECT_NE(none.find("uid 65534"), std::string::npos) << none;
   const std::string wrong =
       RunCapctl("wrong-token", stream_args("wrong-token", File("wrong-token").string()), 1);
   EXPECT_NE(wrong.find(refused + "permission denied"), std::string::npos) << wrong;
@@ -254,8 +271,9 @@ TEST_F(TokenAccessTest, OnlyTheRightTokenStreams) {
       RunCapctl("prefix-token", stream_args("prefix-token", File("prefix-token").string()), 1);
   EXPECT_NE(prefix.find(refused + "permission denied"), std::string::npos) << prefix;
   // ListInterfaces is guarded too.
-  const std::string list = RunCapctl("interfaces", {"interfaces", "--agent", kAgentTarget}, 1);
+  const std::string list = as_nobody("interfaces", {"interfaces", "--agent", kAgentTarget});
   EXPECT_NE(list.find("not authenticated"), std::string::npos) << list;
+  RunCapctl("root-interfaces", {"interfaces", "--agent", kAgentTarget}, 0);
   ExpectAgentAlive();
 
   const UniqueFd sink = AgentSocket(kDst, kPort);
@@ -290,10 +308,15 @@ TEST_F(TokenAccessTest, RefusedStreamLeavesTheOutputFileAlone) {
   EXPECT_EQ(ReadFileToString(File("earlier.pcapng")), previous)
       << "the refused stream truncated or rewrote the output file";
   EXPECT_FALSE(std::filesystem::exists(File("new.pcapng")));
-  RunCapctl("no-token-new-file",
-            {"stream", "--agent", kAgentTarget, "-i", kIface, "-c", "1", "-w",
-             File("new.pcapng").string()},
-            1);
+  std::filesystem::permissions(dir_->path(), std::filesystem::perms::all |
+                                                 std::filesystem::perms::sticky_bit);
+  std::unique_ptr<Subprocess> refused;
+  ASSERT_NO_FATAL_FAILURE(Spawn("no-token-new-file",
+                                AsUser(65534, 65534,
+                                       {kCapctlPath, "stream", "--agent", kAgentTarget, "-i",
+                                        kIface, "-c", "1", "-w", File("new.pcapng").string()}),
+                                &refused));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*refused, 1));
   EXPECT_FALSE(std::filesystem::exists(File("new.pcapng")))
       << "a refused stream left an empty capture file behind";
   ExpectAgentAlive();

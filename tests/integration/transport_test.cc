@@ -102,11 +102,13 @@ enum class Relay { kSsh, kSocat };
 struct RelayCase {
   Relay relay;
   bool exclusion;
+  bool as_root = false;  // else as deployed: --user nobody (the peer helper finds the relay)
 };
 
 void PrintTo(const RelayCase& c, std::ostream* os) {
   *os << (c.relay == Relay::kSsh ? "sshd" : "socat")
-      << (c.exclusion ? ", carrier exclusion" : ", --no-carrier-exclusion");
+      << (c.exclusion ? ", carrier exclusion" : ", --no-carrier-exclusion")
+      << (c.as_root ? ", capd as root" : ", capd --user nobody");
 }
 
 class RelayTest : public TransportTest, public ::testing::WithParamInterface<RelayCase> {};
@@ -119,6 +121,7 @@ TEST_P(RelayTest, CaptureOfTheRelaysInterface) {
   std::unique_ptr<Subprocess> relay;
   std::vector<std::string> capctl_argv = {"env"};
   std::string agent;
+  std::string ssh_config;  // ssh: the client configuration that reaches the test's sshd
   if (ssh) {
     auto sshd = MakeTestSshd(dir_->path(), kDst);
     if (!sshd.ok() && sshd.status().code() == StatusCode::kFailedPrecondition) {
@@ -128,7 +131,8 @@ TEST_P(RelayTest, CaptureOfTheRelaysInterface) {
     ASSERT_NO_FATAL_FAILURE(Spawn("sshd", SshdCommand(*sshd), &relay));
     ASSERT_TRUE(relay->WaitForStderr(SshdReadyLine(*sshd), kStartTimeout)) << relay->Describe();
     // The user's own ssh with a configuration of its own, as GIT_SSH_COMMAND would give it.
-    capctl_argv.push_back("CAPCTL_SSH_COMMAND=ssh -F " + sshd->client_config.string());
+    ssh_config = sshd->client_config.string();
+    capctl_argv.push_back("CAPCTL_SSH_COMMAND=ssh -F " + ssh_config);
     agent = std::string("ssh://root@") + kDst + "/" + kIface;
   } else {
     if (!HaveProgram("socat")) GTEST_SKIP() << "needs socat (apt-get install socat)";
@@ -141,9 +145,10 @@ TEST_P(RelayTest, CaptureOfTheRelaysInterface) {
     ASSERT_TRUE(relay->WaitForStderr("listening on", kStartTimeout)) << relay->Describe();
     agent = std::string(kDst) + ":" + std::to_string(kSocatPort) + "/" + kIface;
   }
-  ASSERT_NO_FATAL_FAILURE(StartAgentWith(param.exclusion
-                                             ? std::vector<std::string>{}
-                                             : std::vector<std::string>{"--no-carrier-exclusion"}));
+  std::vector<std::string> flags = {"--no-metadata"};
+  if (!param.as_root) flags.insert(flags.end(), {"--user", "nobody"});
+  if (!param.exclusion) flags.push_back("--no-carrier-exclusion");
+  ASSERT_NO_FATAL_FAILURE(StartAgentWith(flags));
   const UniqueFd sink = AgentSocket(kDst, kPort);
 
   // capctl in the peer namespace, reaching the agent only through the relay; no filter, so the
@@ -176,18 +181,50 @@ TEST_P(RelayTest, CaptureOfTheRelaysInterface) {
         capctl->WaitForStderr("excludes the connections carrying this stream: ", kStartTimeout))
         << capctl->Describe();
   }
+  // Only the relay's own connection is left out: a second, unrelated SSH session to the same
+  // host is captured (the client port of the carrying session comes from capctl's line).
+  uint16_t carrier_port = 0;
+  if (ssh && param.exclusion) {
+    const std::string line = capctl->Stderr();
+    const std::smatch found = [&] {
+      std::smatch m;
+      std::regex_search(line, m, std::regex(R"(sshd\[\d+\] 10\.200\.0\.1:22 <-> 10\.200\.0\.2:(\d+))"));
+      return m;
+    }();
+    ASSERT_FALSE(found.empty()) << line;
+    carrier_port = static_cast<uint16_t>(std::stoi(found[1].str()));
+    std::unique_ptr<Subprocess> other;
+    ASSERT_NO_FATAL_FAILURE(Spawn("other-ssh",
+                                  {"ssh", "-F", ssh_config,
+                                   std::string("root@") + kDst, "echo another session"},
+                                  &other, network().peer_ns()));
+    ASSERT_NO_FATAL_FAILURE(ExpectExit(*other, 0));
+    ASSERT_TRUE(WaitForFileContains(File("out.pcapng"), "SSH-2.0", kStartTimeout,
+                                    [&] { return capctl->Running(); }))
+        << "the second SSH session is not in the capture: " << capctl->Describe();
+  }
   ASSERT_TRUE(capctl->Signal(SIGINT));
   ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));
 
   const auto packets = ReadOrFail(File("out.pcapng"));
   EXPECT_EQ(PayloadsTo(packets, kPort), payloads) << "the test traffic is missing or reordered";
+  if (carrier_port != 0) {
+    EXPECT_EQ(CountMatching(packets, "tcp port " + std::to_string(carrier_port)), 0u)
+        << "the carrying SSH session (client port " << carrier_port << ") is in the capture";
+    EXPECT_GT(CountMatching(packets, "tcp port 22 and not tcp port " +
+                                         std::to_string(carrier_port)),
+              0u)
+        << "the unrelated SSH session is missing from the capture";
+  }
   const size_t relay_packets = CountMatching(packets, relay_filter);
   const auto witnessed = ReadOrFail(File("witness.pcap"));
   EXPECT_FALSE(witnessed.empty())
       << "no packet of the relay crossed veth0: the test proves nothing";
   if (param.exclusion) {
-    EXPECT_EQ(relay_packets, 0u) << "the capture holds packets of the relay's connection ("
-                                 << relay_filter << "), which carries the capture itself";
+    if (!ssh) {
+      EXPECT_EQ(relay_packets, 0u) << "the capture holds packets of the relay's connection ("
+                                   << relay_filter << "), which carries the capture itself";
+    }
     // capctl says what the agent leaves out: the relay process and its connection.
     const std::string said = capctl->Stderr();
     EXPECT_NE(said.find("excludes the connections carrying this stream: "), std::string::npos)
@@ -202,12 +239,15 @@ TEST_P(RelayTest, CaptureOfTheRelaysInterface) {
 
 INSTANTIATE_TEST_SUITE_P(Relays, RelayTest,
                          ::testing::Values(RelayCase{Relay::kSsh, true},
+                                           RelayCase{Relay::kSsh, true, /*as_root=*/true},
                                            RelayCase{Relay::kSsh, false},
                                            RelayCase{Relay::kSocat, true},
+                                           RelayCase{Relay::kSocat, true, /*as_root=*/true},
                                            RelayCase{Relay::kSocat, false}),
                          [](const auto& info) {
                            return std::string(info.param.relay == Relay::kSsh ? "Sshd" : "Socat") +
-                                  (info.param.exclusion ? "Excluded" : "WithoutExclusion");
+                                  (info.param.exclusion ? "Excluded" : "WithoutExclusion") +
+                                  (info.param.as_root ? "AsRoot" : "");
                          });
 
 // ---------------------------------------------------------------------------------------------
