@@ -1,5 +1,12 @@
 #include "agent/capture/live_capture.h"
 
+#include <linux/filter.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
 #include <spdlog/spdlog.h>
 
 namespace capd::agent {
@@ -95,6 +102,26 @@ Status LiveCapture::SetFilter(const std::string& expression) {
   const int rc = pcap_setfilter(handle_, &program);
   pcap_freecode(&program);
   if (rc != 0) return Internal(Describe("pcap_setfilter", interface_, pcap_geterr(handle_)));
+  return Status::Ok();
+}
+
+Status LiveCapture::ReplaceFilter(const std::string& expression) {
+  if (datalink_ == DLT_LINUX_SLL || datalink_ == DLT_LINUX_SLL2) return SetFilter(expression);
+  bpf_program program{};
+  if (pcap_compile(handle_, &program, expression.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
+    return InvalidArgument("filter '" + expression + "': " + pcap_geterr(handle_));
+  }
+  sock_fprog kernel{};
+  kernel.len = static_cast<unsigned short>(program.bf_len);
+  kernel.filter = reinterpret_cast<sock_filter*>(program.bf_insns);
+  const bool fits = program.bf_len <= USHRT_MAX;
+  const int rc =
+      fits ? setsockopt(fd_, SOL_SOCKET, SO_ATTACH_FILTER, &kernel, sizeof kernel) : -1;
+  const int error = fits ? errno : E2BIG;
+  pcap_freecode(&program);
+  if (rc != 0) {
+    return Internal(Describe("setsockopt(SO_ATTACH_FILTER)", interface_, std::strerror(error)));
+  }
   return Status::Ok();
 }
 

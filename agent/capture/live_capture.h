@@ -58,6 +58,13 @@ class LiveCapture {
 
   // Installs a compiled kernel filter (expression already validated by filters/).
   Status SetFilter(const std::string& expression);
+  // Replaces the kernel filter of a running capture. pcap_setfilter (libpcap 1.10) first attaches
+  // a filter that rejects everything and drains the socket, and whatever arrives meanwhile is
+  // lost without being counted; this attaches the new program in one SO_ATTACH_FILTER, which the
+  // kernel swaps atomically, so no packet is lost. Packets already in the ring passed the old
+  // filter. Linux cooked captures (-i any) need libpcap's offset rewriting: they go through
+  // pcap_setfilter.
+  Status ReplaceFilter(const std::string& expression);
 
   // Delivers at most max_packets (-1: all that are ready) to callback.
   RecvStatus Dispatch(int max_packets, PacketCallback callback, void* context);

@@ -430,14 +430,17 @@ void SharedCapture::Loop() {
     if (!AdmitPending()) return;
 
     if (carriers_ && identity_.carriers->generation() != carriers_->generation) {
+      // A stream with a relay started or ended (at most once per such event): the new
+      // exclusion replaces the old in one step, without losing a packet.
       auto recomposed = ComposeFilter();
-      if (recomposed.ok() && capture.SetFilter(recomposed->expression).ok()) {
+      const Status replaced =
+          recomposed.ok() ? capture.ReplaceFilter(recomposed->expression) : recomposed.status();
+      if (replaced.ok()) {
         spdlog::info("capture on {}: carriers changed, filter now '{}'", capture.interface(),
                      recomposed->expression);
       } else {
         spdlog::warn("capture on {}: could not update the carrier exclusion: {}",
-                     capture.interface(),
-                     recomposed.ok() ? capture.error() : recomposed.status().message());
+                     capture.interface(), replaced.message());
       }
     }
     if (now >= next_statistics) {

@@ -18,10 +18,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/integration/hardened_agent_fixture.h"
@@ -400,6 +402,79 @@ TEST_F(PeerIdentityTest, RelayNamedWithTerminalEscapesIsPrintedEscaped) {
   EXPECT_NE(said.find("\\x1b[2K\\x1b[8mrelay["), std::string::npos) << said;
   EXPECT_EQ(said.find('\x1b'), std::string::npos) << "a raw escape reached capctl's stderr";
   EXPECT_EQ(agent().Stderr().find('\x1b'), std::string::npos) << "a raw escape reached capd's log";
+  ExpectAgentAlive();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streams through a relay start and end while another stream runs: each changes the carrier set
+// and so every capture's kernel filter, and the running stream loses nothing (libpcap's
+// pcap_setfilter would drop, uncounted, whatever arrived while it drained the socket).
+
+TEST_F(PeerIdentityTest, RelayedStreamsComingAndGoingLoseNothingOfARunningStream) {
+  if (!HaveProgram("socat")) GTEST_SKIP() << "needs socat (apt-get install socat)";
+  ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--user", "nobody", "--no-metadata"}));
+  constexpr uint16_t kRelayPort = 50055;
+  std::unique_ptr<Subprocess> relay;
+  ASSERT_NO_FATAL_FAILURE(
+      Spawn("socat",
+            {"socat", "-d", "-d",
+             "TCP-LISTEN:" + std::to_string(kRelayPort) + ",bind=" + kDst + ",reuseaddr,fork",
+             std::string("TCP:") + kAgentTarget},
+            &relay));
+  ASSERT_TRUE(relay->WaitForStderr("listening on", kStartTimeout)) << relay->Describe();
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  std::unique_ptr<Subprocess> running;
+  ASSERT_NO_FATAL_FAILURE(StartStream(
+      "running", {"-i", kIface, "-f", "udp port 7000", "-w", File("running.pcapng").string()},
+      &running));
+
+  // A steady flow (about 10,000 datagrams a second) for as long as the relayed streams cycle.
+  std::atomic<bool> stop{false};
+  std::vector<std::string> sent;
+  std::thread sender([&] {
+    const UniqueFd peer = PeerSocket();
+    for (int i = 0; !stop.load() || i < 2000; ++i) {
+      sent.push_back("flow-" + std::to_string(i));
+      if (!SendUdp(peer.get(), kDst, kPort, sent.back()).ok()) return;
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  });
+  constexpr int kCycles = 4;
+  for (int i = 0; i < kCycles; ++i) {
+    // Another capture (its own filter) through the relay; -c 5 ends it within the flow.
+    std::unique_ptr<Subprocess> relayed;
+    Spawn("relayed-" + std::to_string(i),
+          {kCapctlPath, "stream", "--agent",
+           std::string(kDst) + ":" + std::to_string(kRelayPort) + "/" + kIface, "-f",
+           "udp port 7000 or udp port 7001", "-c", "5", "-w",
+           File("relayed-" + std::to_string(i) + ".pcapng").string()},
+          &relayed, network().peer_ns());
+    if (HasFatalFailure()) break;
+    ExpectExit(*relayed, 0);
+    EXPECT_NE(relayed->Stderr().find("excludes the connections carrying this stream"),
+              std::string::npos)
+        << relayed->Describe();
+  }
+  stop = true;
+  sender.join();
+  ASSERT_FALSE(sent.empty());
+  ASSERT_TRUE(WaitForFileContains(File("running.pcapng"), sent.back(), kStartTimeout,
+                                  [&] { return running->Running(); }))
+      << running->Describe();
+  ASSERT_TRUE(running->Signal(SIGINT));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*running, 0));
+  ExpectUdpPayloads(ReadOrFail(File("running.pcapng")), sent, kPort);
+  EXPECT_NE(SummaryLine(running->Stderr()).find("0 by kernel"), std::string::npos)
+      << running->Describe();
+  // The filters did change: one start and one end per relayed stream.
+  const std::string log = agent().Stderr();
+  size_t changes = 0;
+  for (size_t at = log.find("carriers changed"); at != std::string::npos;
+       at = log.find("carriers changed", at + 1)) {
+    ++changes;
+  }
+  EXPECT_GE(changes, static_cast<size_t>(kCycles)) << log;
+  std::cout << sent.size() << " datagrams sent during " << changes << " filter changes\n";
   ExpectAgentAlive();
 }
 
