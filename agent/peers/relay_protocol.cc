@@ -122,7 +122,10 @@ std::optional<RelayAnswer> DecodeAnswer(std::string_view bytes) {
   answer.pid = static_cast<pid_t>(in.U32());
   const uint8_t command_length = in.U8();
   if (command_length > 16) return std::nullopt;
-  answer.command = std::string(in.Take(16).substr(0, command_length));
+  const std::string_view command = in.Take(16);
+  // Its unused bytes are zero, as EncodeAnswer writes them: no two byte strings mean one answer.
+  if (command.find_first_not_of('\0', command_length) != command.npos) return std::nullopt;
+  answer.command = std::string(command.substr(0, command_length));
   answer.total_connections = in.U32();
   answer.unreadable_processes = in.U32();
   const uint8_t count = in.U8();
