@@ -35,19 +35,17 @@ RelayAnswer AnswerRelayQuery(const RelayQuery& query, pid_t agent_pid,
   if (!sockets.ok()) return Outcome(RelayOutcome::kFailed);
   const TcpEndpoint peer = Normalized(query.peer);
   // The agent's end: a socket on its port whose remote end is the peer, held by the agent.
+  const auto agent_inodes = ReadSocketInodes(agent_pid, proc_root);
+  if (!agent_inodes) return Outcome(RelayOutcome::kNotAgentConnection);
   const TcpSocket* agent_end = nullptr;
   for (const TcpSocket& s : *sockets) {
-    if (s.local.port == query.agent_port && s.remote == peer) {
+    if (s.local.port == query.agent_port && s.remote == peer &&
+        std::binary_search(agent_inodes->begin(), agent_inodes->end(), s.inode)) {
       agent_end = &s;
       break;
     }
   }
   if (agent_end == nullptr) return Outcome(RelayOutcome::kNotAgentConnection);
-  const auto agent_inodes = ReadSocketInodes(agent_pid, proc_root);
-  if (!agent_inodes ||
-      !std::binary_search(agent_inodes->begin(), agent_inodes->end(), agent_end->inode)) {
-    return Outcome(RelayOutcome::kNotAgentConnection);
-  }
   const TcpSocket* peer_end = FindSocket(*sockets, peer, agent_end->local);
   if (peer_end == nullptr) return Outcome(RelayOutcome::kNotLocal);
 
@@ -85,7 +83,14 @@ void ServeRelayQueries(int fd, pid_t agent_pid) {
   while (true) {
     const ssize_t n = recv(fd, buffer, sizeof buffer, MSG_TRUNC);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // the agent is gone
+    if (n < 0) return;
+    if (n == 0) {
+      // An empty datagram also reads as 0 bytes: only a hang-up means the agent is gone.
+      pollfd hangup{fd, POLLRDHUP, 0};
+      if (poll(&hangup, 1, 0) != 0 && (hangup.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0) {
+        return;
+      }
+    }
     std::optional<RelayQuery> query;
     if (static_cast<size_t>(n) == kQuerySize) query = DecodeQuery({buffer, kQuerySize});
     const RelayAnswer answer =

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -152,9 +153,11 @@ std::optional<TcpEndpoint> ParseGrpcPeer(std::string_view peer) {
   for (size_t i = 0; i < peer.size(); ++i) {
     if (peer[i] == '%' && i + 2 < peer.size()) {
       const std::string hex(peer.substr(i + 1, 2));
-      char* end = nullptr;
-      const long value = std::strtol(hex.c_str(), &end, 16);
-      if (*end != '\0') return std::nullopt;
+      if (!std::all_of(hex.begin(), hex.end(), [](char c) { return std::isxdigit(c) != 0; })) {
+        return std::nullopt;
+      }
+      const long value = std::strtol(hex.c_str(), nullptr, 16);
+      if (value == 0) return std::nullopt;  // a NUL would end the address early
       text += static_cast<char>(value);
       i += 2;
     } else {

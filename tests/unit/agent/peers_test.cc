@@ -34,6 +34,7 @@
 #include "agent/peers/relay_protocol.h"
 #include "agent/peers/socket_table.h"
 #include "agent/security/privileges.h"
+#include "tests/unit/agent/endpoints.h"
 
 namespace capd::agent {
 namespace {
@@ -64,15 +65,9 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-TcpEndpoint Endpoint(int family, const char* address, uint16_t port) {
-  TcpEndpoint endpoint;
-  endpoint.family = family;
-  endpoint.port = port;
-  EXPECT_EQ(inet_pton(family, address, endpoint.address.data()), 1) << address;
-  return endpoint;
-}
-TcpEndpoint V4(const char* address, uint16_t port) { return Endpoint(AF_INET, address, port); }
-TcpEndpoint V6(const char* address, uint16_t port) { return Endpoint(AF_INET6, address, port); }
+using peers_testing::Endpoint;
+using peers_testing::V4;
+using peers_testing::V6;
 
 // An endpoint as the socket API reports it (an IPv4-mapped address stays IPv6).
 TcpEndpoint FromSockaddr(const sockaddr_storage& address) {
@@ -408,6 +403,9 @@ TEST(ParseGrpcPeerTest, RefusesEverythingElse) {
            "ipv4:1.2.3:80",
            "ipv4:::1:80",
            "ipv4:[127.0.0.1]:80",
+           "ipv4:127.0.0.1%00junk:41234",
+           "ipv4:127.0.0.1%zz:41234",
+           "ipv4:127.0.0.1%+1:41234",
            "ipv4:",
            "ipv6:::1:41234",
            "ipv6:[::1]",
@@ -703,9 +701,8 @@ TEST(ServeRelayQueriesTest, AnswersMalformedDatagramsAndKeepsServing) {
 }
 
 // An empty datagram on SOCK_SEQPACKET reads as 0 bytes, like the end of the connection:
-// ServeRelayQueries (peer_helper.cc) takes it for the end and stops serving, against its contract
-// (and with it the helper). Enable once ServeRelayQueries tells the two apart (see the report).
-TEST(ServeRelayQueriesTest, DISABLED_AnswersAnEmptyDatagramAndKeepsServing) {
+// ServeRelayQueries must tell the two apart, answer kMalformed and keep serving.
+TEST(ServeRelayQueriesTest, AnswersAnEmptyDatagramAndKeepsServing) {
   SelfConnection connection;
   ASSERT_GE(connection.agent_end.get(), 0);
   ServedPair pair;
