@@ -88,6 +88,19 @@ class PeerIdentityTest : public HardenedAgentTest {
     return argv;
   }
 
+  // `program` (socat, or a copy of it under another name) relaying 10.200.0.1:`port` to capd,
+  // listening when this returns.
+  void StartSocatRelay(const std::string& program, uint16_t port,
+                       std::unique_ptr<Subprocess>* relay) {
+    ASSERT_NO_FATAL_FAILURE(
+        Spawn("relay",
+              {program, "-d", "-d",
+               "TCP-LISTEN:" + std::to_string(port) + ",bind=" + kDst + ",reuseaddr,fork",
+               std::string("TCP:") + kAgentTarget},
+              relay));
+    ASSERT_TRUE((*relay)->WaitForStderr("listening on", kStartTimeout)) << (*relay)->Describe();
+  }
+
   std::unique_ptr<TestUsers> users_;
   TestSshd sshd_;
   std::unique_ptr<Subprocess> sshd_process_;
@@ -322,13 +335,7 @@ TEST_F(PeerIdentityTest, UnidentifiedRelayIsAWarningAndItsPacketsAreCaptured) {
 
   constexpr uint16_t kRelayPort = 50053;
   std::unique_ptr<Subprocess> relay;
-  ASSERT_NO_FATAL_FAILURE(
-      Spawn("socat",
-            {"socat", "-d", "-d",
-             "TCP-LISTEN:" + std::to_string(kRelayPort) + ",bind=" + kDst + ",reuseaddr,fork",
-             std::string("TCP:") + kAgentTarget},
-            &relay));
-  ASSERT_TRUE(relay->WaitForStderr("listening on", kStartTimeout)) << relay->Describe();
+  ASSERT_NO_FATAL_FAILURE(StartSocatRelay("socat", kRelayPort, &relay));
 
   std::unique_ptr<Subprocess> capctl;
   ASSERT_NO_FATAL_FAILURE(
@@ -380,13 +387,7 @@ TEST_F(PeerIdentityTest, RelayNamedWithTerminalEscapesIsPrintedEscaped) {
   ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--user", "nobody", "--no-metadata"}));
   constexpr uint16_t kRelayPort = 50054;
   std::unique_ptr<Subprocess> relay;
-  ASSERT_NO_FATAL_FAILURE(
-      Spawn("relay",
-            {program.string(), "-d", "-d",
-             "TCP-LISTEN:" + std::to_string(kRelayPort) + ",bind=" + kDst + ",reuseaddr,fork",
-             std::string("TCP:") + kAgentTarget},
-            &relay));
-  ASSERT_TRUE(relay->WaitForStderr("listening on", kStartTimeout)) << relay->Describe();
+  ASSERT_NO_FATAL_FAILURE(StartSocatRelay(program.string(), kRelayPort, &relay));
   std::unique_ptr<Subprocess> capctl;
   ASSERT_NO_FATAL_FAILURE(
       Spawn("capctl",
@@ -415,13 +416,7 @@ TEST_F(PeerIdentityTest, RelayedStreamsComingAndGoingLoseNothingOfARunningStream
   ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--user", "nobody", "--no-metadata"}));
   constexpr uint16_t kRelayPort = 50055;
   std::unique_ptr<Subprocess> relay;
-  ASSERT_NO_FATAL_FAILURE(
-      Spawn("socat",
-            {"socat", "-d", "-d",
-             "TCP-LISTEN:" + std::to_string(kRelayPort) + ",bind=" + kDst + ",reuseaddr,fork",
-             std::string("TCP:") + kAgentTarget},
-            &relay));
-  ASSERT_TRUE(relay->WaitForStderr("listening on", kStartTimeout)) << relay->Describe();
+  ASSERT_NO_FATAL_FAILURE(StartSocatRelay("socat", kRelayPort, &relay));
   const UniqueFd sink = AgentSocket(kDst, kPort);
   std::unique_ptr<Subprocess> running;
   ASSERT_NO_FATAL_FAILURE(StartStream(

@@ -73,6 +73,16 @@ std::ostream& operator<<(std::ostream& os, const ExitStatus& status) {
   return os << status.ToString();
 }
 
+Status RunToSuccess(const std::vector<std::string>& argv) {
+  const CommandResult r = RunCommand(argv);
+  if (r.status.Exited(0)) return Status::Ok();
+  // Appended piecewise: GCC 12 warns (-Wrestrict, falsely) on "`" + std::string&&.
+  std::string message = "`";
+  message.append(JoinArgs(argv)).append("`: ").append(r.status.ToString());
+  message.append(": ").append(r.output);
+  return Internal(message);
+}
+
 std::string JoinArgs(const std::vector<std::string>& argv) {
   std::string out;
   for (const auto& a : argv) {

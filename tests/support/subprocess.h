@@ -139,6 +139,9 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
 // Joins argv for messages.
 std::string JoinArgs(const std::vector<std::string>& argv);
 
+// RunCommand that must exit 0: kInternal naming the command line, how it ended and its output.
+Status RunToSuccess(const std::vector<std::string>& argv);
+
 // A per-test directory under $TMPDIR (or /tmp), named after the running test. Removed with its
 // contents at destruction unless the test failed or CAPD_TEST_KEEP=1 is set: then it is kept and
 // its path printed, so the capture files and stderr logs can be inspected.

@@ -12,16 +12,6 @@ namespace {
 
 constexpr char kSshd[] = "/usr/sbin/sshd";
 
-Status Run(const std::vector<std::string>& argv) {
-  const CommandResult r = RunCommand(argv);
-  if (r.status.Exited(0)) return Status::Ok();
-  // Appended piecewise: GCC 12 warns (-Wrestrict, falsely) on "`" + std::string&&.
-  std::string message = "`";
-  message.append(JoinArgs(argv)).append("`: ").append(r.status.ToString());
-  message.append(": ").append(r.output);
-  return Internal(message);
-}
-
 Status WriteFile(const std::filesystem::path& path, const std::string& content) {
   std::ofstream out(path);
   out << content;
@@ -50,9 +40,9 @@ StatusOr<TestSshd> MakeTestSshd(const std::filesystem::path& dir, const std::str
 
   const auto host_key = ssh / "host_key";
   const auto client_key = ssh / "client_key";
-  CAPD_RETURN_IF_ERROR(Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "capd test host",
+  CAPD_RETURN_IF_ERROR(RunToSuccess({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "capd test host",
                             "-f", host_key.string()}));
-  CAPD_RETURN_IF_ERROR(Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "capd test client",
+  CAPD_RETURN_IF_ERROR(RunToSuccess({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "capd test client",
                             "-f", client_key.string()}));
   const std::string host_public = ReadFileToString(host_key.string() + ".pub");
   const std::string client_public = ReadFileToString(client_key.string() + ".pub");
@@ -100,7 +90,7 @@ StatusOr<TestSshd> MakeTestSshd(const std::filesystem::path& dir, const std::str
                                                          "  GlobalKnownHostsFile /dev/null\n"
                                                          "  StrictHostKeyChecking yes\n"
                                                          "  BatchMode yes\n"));
-  CAPD_RETURN_IF_ERROR(Run({kSshd, "-t", "-f", sshd.sshd_config.string()}));
+  CAPD_RETURN_IF_ERROR(RunToSuccess({kSshd, "-t", "-f", sshd.sshd_config.string()}));
   return sshd;
 }
 

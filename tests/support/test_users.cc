@@ -8,15 +8,6 @@
 namespace capd::test {
 namespace {
 
-Status Run(const std::vector<std::string>& argv) {
-  const CommandResult r = RunCommand(argv);
-  if (r.status.Exited(0)) return Status::Ok();
-  std::string message = "`";
-  message.append(JoinArgs(argv)).append("`: ").append(r.status.ToString());
-  message.append(": ").append(r.output);
-  return Internal(message);
-}
-
 StatusOr<TestUser> Lookup(const std::string& name) {
   const passwd* pw = getpwnam(name.c_str());
   if (pw == nullptr) return Internal("useradd made no user " + name);
@@ -39,12 +30,12 @@ StatusOr<std::unique_ptr<TestUsers>> TestUsers::Make() {
   // Set before making them, so the destructor removes whatever was made.
   users->member_.name = member;
   users->outsider_.name = outsider;
-  CAPD_RETURN_IF_ERROR(Run({"groupadd", users->group_}));
+  CAPD_RETURN_IF_ERROR(RunToSuccess({"groupadd", users->group_}));
   for (const std::string& name : {member, outsider}) {
     std::vector<std::string> argv = {"useradd", "-M", "-N", "-s", "/bin/sh", "-p", "*"};
     if (name == member) argv.insert(argv.end(), {"-G", users->group_});
     argv.push_back(name);
-    CAPD_RETURN_IF_ERROR(Run(argv));
+    CAPD_RETURN_IF_ERROR(RunToSuccess(argv));
   }
   auto m = Lookup(member);
   if (!m.ok()) return m.status();

@@ -9,18 +9,14 @@
 #include <utility>
 #include <vector>
 
+#include "tests/unit/agent/endpoints.h"
+
 namespace capd::agent {
 namespace {
 
-TcpEndpoint Endpoint(int family, const char* address, uint16_t port) {
-  TcpEndpoint endpoint;
-  endpoint.family = family;
-  endpoint.port = port;
-  EXPECT_EQ(inet_pton(family, address, endpoint.address.data()), 1) << address;
-  return endpoint;
-}
-TcpEndpoint V4(const char* address, uint16_t port) { return Endpoint(AF_INET, address, port); }
-TcpEndpoint V6(const char* address, uint16_t port) { return Endpoint(AF_INET6, address, port); }
+using peers_testing::Endpoint;
+using peers_testing::V4;
+using peers_testing::V6;
 
 // sshd's connection to a laptop, and a second one through another relay.
 CarrierConnection Ssh() { return {V4("10.0.0.5", 22), V4("203.0.113.9", 51234), 4242, "sshd"}; }
