@@ -24,7 +24,7 @@
 #   SETTLE_S=2 CAPD_LOG_LEVEL=info KEEP=0
 set -euo pipefail
 # shellcheck source=bench/sched.sh
-source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/sched.sh"  # sched_snapshot, sched_delta, wait_for
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/sched.sh"  # sched_snapshot, sched_delta, wait_for, wait_quiet
 
 BUILD_DIR=${1:-./build}
 PACKETS=${PACKETS:-2000000}
@@ -98,22 +98,6 @@ expect_comm() {  # $! must be the process itself (ip netns exec execs in place)
     sleep 0.02
   done
   die "pid $1 is '$comm', expected $2"
-}
-
-wait_quiet() {  # wait_quiet FILE: until it has not grown for SETTLE_S seconds (at most 120 s)
-  local size last="" still=0 i need
-  need=$(awk -v s="$SETTLE_S" 'BEGIN { print int(s * 4 + 0.5) }')
-  for ((i = 0; i < 480; i++)); do
-    size=$(stat -c %s "$1" 2>/dev/null || echo 0)
-    if [[ $size == "$last" ]]; then
-      ((++still >= need)) && return 0
-    else
-      still=0
-      last=$size
-    fi
-    sleep 0.25
-  done
-  log "warning: capture still growing after 120 s"
 }
 
 forget() {
@@ -233,7 +217,7 @@ burst() {
   sched_snapshot "$ctl" >"$TMP/ctl.0"
   sched_snapshot "$CAPD_PID" >"$TMP/capd.0"
   wall=$(send "$cfg" "$count")
-  wait_quiet "$out"
+  wait_quiet "$out" || log "warning: capture still growing after 120 s"
   ctl1=$(cpu_ticks "$ctl")
   capd1=$(cpu_ticks "$CAPD_PID")
   sched_snapshot "$ctl" >"$TMP/ctl.1"

@@ -58,7 +58,7 @@ PORT=50051  # capd listens inside the capture namespace, so the usual port never
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=bench/sched.sh
-source "$BENCH_DIR/sched.sh"  # sched_snapshot, sched_delta, wait_for
+source "$BENCH_DIR/sched.sh"  # sched_snapshot, sched_delta, wait_for, wait_quiet
 
 log() { printf '[bench %(%T)T] %s\n' -1 "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
@@ -146,22 +146,6 @@ expect_comm() {
 }
 
 
-# wait_quiet FILE...: until none of the files has grown for SETTLE_S seconds (at most 120 s).
-wait_quiet() {
-  local sizes last="" still=0 i need
-  need=$(awk -v s="$SETTLE_S" 'BEGIN { print int(s * 4 + 0.5) }')
-  for ((i = 0; i < 480; i++)); do
-    sizes=$(stat -c %s "$@" 2>/dev/null | tr '\n' ' ')
-    if [[ $sizes == "$last" ]]; then
-      ((++still >= need)) && return 0
-    else
-      still=0
-      last=$sizes
-    fi
-    sleep 0.25
-  done
-  log "warning: captures still growing after 120 s"
-}
 
 forget() {  # forget PID: reaped, so cleanup must not signal the number again
   local keep=() pid
@@ -372,7 +356,7 @@ burst() {
   fi
 
   wall=$(send "$cfg" "$count")
-  wait_quiet "${files[@]}"
+  wait_quiet "${files[@]}" || log "warning: captures still growing after 120 s"
 
   if [[ -n $TCPDUMP_PID ]]; then
     td1=$(cpu_ticks "$TCPDUMP_PID")

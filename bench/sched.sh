@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Shared by run.sh, decap.sh and idle.sh (sourced): exact on-CPU time of a process's threads, and
-# waiting for a process to log that it is ready. The sourcing script defines die().
+# Shared by run.sh, decap.sh, idle.sh and ssh.sh (sourced): exact on-CPU time of a process's
+# threads, waiting for a process to log that it is ready, and for captures to stop growing. The
+# sourcing script defines die() (and SETTLE_S for wait_quiet).
 
 # sched_snapshot PID: "tid on-CPU-ns runs" for every thread, from /proc/PID/task/TID/schedstat:
 # its first field (sum_exec_runtime, exact, unlike the tick-sampled utime+stime) and its third
@@ -41,4 +42,22 @@ wait_for() {
   done
   cat "$file" >&2
   die "timed out waiting for '$pattern' in $file"
+}
+
+# wait_quiet FILE...: until none of the files has grown for SETTLE_S seconds; 1 if they are still
+# growing after 120 s.
+wait_quiet() {
+  local sizes last="" still=0 i need
+  need=$(awk -v s="$SETTLE_S" 'BEGIN { print int(s * 4 + 0.5) }')
+  for ((i = 0; i < 480; i++)); do
+    sizes=$(stat -c %s "$@" 2>/dev/null | tr '\n' ' ')
+    if [[ $sizes == "$last" ]]; then
+      ((++still >= need)) && return 0
+    else
+      still=0
+      last=$sizes
+    fi
+    sleep 0.25
+  done
+  return 1
 }

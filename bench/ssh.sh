@@ -64,6 +64,8 @@ PORT=50051  # capd's port inside the agent namespace: the default, nothing else 
 
 log() { printf '[ssh %(%T)T] %s\n' -1 "$*" >&2; }
 die() { printf 'ssh.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=bench/sched.sh
+source "$BENCH_DIR/sched.sh"  # wait_quiet
 
 [[ $(id -u) == 0 ]] || die "must run as root (network namespaces, sshd, cgroups)"
 [[ -x $BUILD_DIR/agent/capd ]] ||
@@ -349,23 +351,6 @@ send_burst() {  # prints trafgen's wall time in seconds
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
 }
 
-# wait_quiet FILE: until FILE has not grown for SETTLE_S seconds (at most 120 s).
-wait_quiet() {
-  local size last="" still=0 i need
-  need=$(awk -v s="$SETTLE_S" 'BEGIN { print int(s * 4 + 0.5) }')
-  for ((i = 0; i < 480; i++)); do
-    size=$(stat -c %s "$1" 2>/dev/null || echo 0)
-    if [[ $size == "$last" ]]; then
-      ((++still >= need)) && return 0
-    else
-      still=0
-      last=$size
-    fi
-    sleep 0.25
-  done
-  NOTES+=("$RUN: the capture was still growing after 120 s")
-}
-
 # ------------------------------------------------------------------------------------------------
 # One capture through one workflow into tshark. start_pipeline WORKFLOW FILTER: sets READER_PID,
 # WRITER_PID (ssh or capctl), WRITER_ERR, FILE.
@@ -527,7 +512,7 @@ burst() {
   in0=$(udp_in)
   cpu_mark
   wall=$(send_burst)
-  wait_quiet "$FILE"
+  wait_quiet "$FILE" || NOTES+=("$RUN: the capture was still growing after 120 s")
   cpu_read
   in1=$(udp_in)
   stop_pipeline "$wf"
