@@ -147,6 +147,22 @@ const TcpSocket* FindSocket(const std::vector<TcpSocket>& sockets, const TcpEndp
   return nullptr;
 }
 
+LocalPeer FindLocalPeer(const std::vector<TcpSocket>& sockets, const TcpEndpoint& peer,
+                        uint16_t port) {
+  const TcpEndpoint client = Normalized(peer);
+  LocalPeer found;
+  for (const TcpSocket& agent_end : sockets) {
+    if (agent_end.local.port != port || !(agent_end.remote == client)) continue;
+    const TcpSocket* peer_end = FindSocket(sockets, client, agent_end.local);
+    if (peer_end == nullptr) continue;
+    if (found.place == LocalPeer::Place::kLocal && found.uid != peer_end->uid) {
+      return {LocalPeer::Place::kUnknown, 0};
+    }
+    found = {LocalPeer::Place::kLocal, peer_end->uid};
+  }
+  return found;
+}
+
 std::optional<TcpEndpoint> ParseGrpcPeer(std::string_view peer) {
   std::string text;
   // gRPC percent-encodes some peers ("ipv6:%5B::1%5D:41234").

@@ -50,6 +50,19 @@ StatusOr<std::vector<TcpSocket>> DumpTcpSockets(uint32_t state_mask);
 const TcpSocket* FindSocket(const std::vector<TcpSocket>& sockets, const TcpEndpoint& local,
                             const TcpEndpoint& remote);
 
+// Where the client at `peer`, connected to capd's `port`, runs.
+struct LocalPeer {
+  enum class Place {
+    kLocal,    // its socket is in this network namespace: `uid` is its owner
+    kRemote,   // no socket here is that peer: another host (or namespace)
+    kUnknown,  // two local sockets claim to be that peer (with different owners): trust neither
+  };
+  Place place = Place::kRemote;
+  uid_t uid = 0;
+};
+LocalPeer FindLocalPeer(const std::vector<TcpSocket>& sockets, const TcpEndpoint& peer,
+                        uint16_t port);
+
 // gRPC's peer text, "ipv4:127.0.0.1:41234" or "ipv6:[::1]:41234" (percent-encoded or not);
 // nullopt for anything else (unix:, malformed).
 std::optional<TcpEndpoint> ParseGrpcPeer(std::string_view peer);

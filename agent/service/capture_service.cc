@@ -252,30 +252,15 @@ grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
 
 namespace {
 
-// The uid of the local socket at `peer` connected to capd's `port`; nullopt when no socket of
-// capd's network namespace is that peer (a client on another host), or when the table cannot
-// be read or is ambiguous.
-std::optional<uid_t> LocalPeerUid(const TcpEndpoint& peer, uint16_t port, bool* unknown) {
-  *unknown = false;
+// FindLocalPeer on the socket table as it is now; kUnknown when the table cannot be read.
+LocalPeer LocatePeer(const TcpEndpoint& peer, uint16_t port) {
   auto sockets = DumpTcpSockets(1u << TCP_ESTABLISHED);
   if (!sockets.ok()) {
     spdlog::warn("cannot read the socket table to identify a local client: {}",
                  sockets.status().message());
-    *unknown = true;
-    return std::nullopt;
+    return {LocalPeer::Place::kUnknown, 0};
   }
-  std::optional<uid_t> uid;
-  for (const TcpSocket& agent_end : *sockets) {
-    if (agent_end.local.port != port || !(agent_end.remote == peer)) continue;
-    const TcpSocket* peer_end = FindSocket(*sockets, peer, agent_end.local);
-    if (peer_end == nullptr) continue;
-    if (uid && *uid != peer_end->uid) {
-      *unknown = true;  // two local sockets claim to be this peer: trust neither
-      return std::nullopt;
-    }
-    uid = peer_end->uid;
-  }
-  return uid;
+  return FindLocalPeer(*sockets, peer, port);
 }
 
 }  // namespace
@@ -292,11 +277,10 @@ grpc::Status CaptureService::Authorize(const grpc::CallbackServerContext& contex
   const std::string peer_text = context.peer();
   const std::optional<TcpEndpoint> peer = ParseGrpcPeer(peer_text);
   if (options_.local_access) {
-    bool unknown = false;
-    const std::optional<uid_t> uid =
-        peer ? LocalPeerUid(*peer, listening_port(), &unknown) : std::nullopt;
-    if (uid) {
-      const auto refusal = options_.local_access->Refusal(*uid);
+    const LocalPeer located =
+        peer ? LocatePeer(*peer, listening_port()) : LocalPeer{LocalPeer::Place::kUnknown, 0};
+    if (located.place == LocalPeer::Place::kLocal) {
+      const auto refusal = options_.local_access->Refusal(located.uid);
       if (!refusal) return grpc::Status::OK;
       if (options_.token) {
         return {grpc::StatusCode::UNAUTHENTICATED,
@@ -304,7 +288,7 @@ grpc::Status CaptureService::Authorize(const grpc::CallbackServerContext& contex
       }
       return {grpc::StatusCode::PERMISSION_DENIED, *refusal};
     }
-    if (unknown || !peer || peer->IsLoopback()) {
+    if (located.place == LocalPeer::Place::kUnknown || peer->IsLoopback()) {
       return {grpc::StatusCode::PERMISSION_DENIED,
               "capd could not tell which local user connected from " + peer_text +
                   ", so it refuses the call"};
@@ -326,8 +310,7 @@ StreamRelay CaptureService::IdentifyRelay(const std::string& peer_text) {
   if (!answer.ok() && !options_.peer_helper) {
     // Without the helper capd cannot tell a relay from a client on another host; a client on
     // another host needs no warning.
-    bool unknown = false;
-    if (!LocalPeerUid(*peer, listening_port(), &unknown) && !unknown) return relay;
+    if (LocatePeer(*peer, listening_port()).place == LocalPeer::Place::kRemote) return relay;
   }
   RelayVerdict verdict = JudgeRelay(answer);
   if (!verdict.log.empty()) {

@@ -881,3 +881,55 @@ TEST(PeerHelperTest, StartFailsCleanlyForAnUnknownUser) {
 
 }  // namespace
 }  // namespace capd::agent
+
+namespace capd::agent {
+namespace {
+
+using peers_testing::V4;
+using peers_testing::V6;
+
+TcpSocket Socket(TcpEndpoint local, TcpEndpoint remote, uid_t uid, uint64_t inode) {
+  TcpSocket socket;
+  socket.local = local;
+  socket.remote = remote;
+  socket.state = 1;
+  socket.uid = uid;
+  socket.inode = inode;
+  return socket;
+}
+
+// capd on 127.0.0.1:50051; alice (1001) at 127.0.0.1:40000, a client on another host at
+// 10.0.0.9:40000 (only capd's end is in the table).
+TEST(FindLocalPeerTest, LocalClientIsItsSocketsOwnerAndARemoteOneIsRemote) {
+  const std::vector<TcpSocket> sockets = {
+      Socket(V4("127.0.0.1", 50051), V4("127.0.0.1", 40000), 65534, 1),
+      Socket(V4("127.0.0.1", 40000), V4("127.0.0.1", 50051), 1001, 2),
+      Socket(V4("10.0.0.5", 50051), V4("10.0.0.9", 40000), 65534, 3),
+  };
+  const LocalPeer alice = FindLocalPeer(sockets, V4("127.0.0.1", 40000), 50051);
+  EXPECT_EQ(alice.place, LocalPeer::Place::kLocal);
+  EXPECT_EQ(alice.uid, 1001u);
+  EXPECT_EQ(FindLocalPeer(sockets, V4("10.0.0.9", 40000), 50051).place,
+            LocalPeer::Place::kRemote);
+  // The peer as an IPv4-mapped IPv6 address (a dual-stack listener) is the same peer.
+  EXPECT_EQ(FindLocalPeer(sockets, V6("::ffff:127.0.0.1", 40000), 50051).uid, 1001u);
+  // Another port of the same peer is not a connection to capd.
+  EXPECT_EQ(FindLocalPeer(sockets, V4("127.0.0.1", 40000), 50052).place,
+            LocalPeer::Place::kRemote);
+}
+
+// One peer endpoint connected to capd on two local addresses, the two sockets owned by different
+// users: capd cannot tell which call is whose, so it trusts neither.
+TEST(FindLocalPeerTest, TwoOwnersOfOnePeerEndpointAreUnknown) {
+  const std::vector<TcpSocket> sockets = {
+      Socket(V4("127.0.0.1", 50051), V4("127.0.0.1", 40000), 65534, 1),
+      Socket(V4("127.0.0.1", 40000), V4("127.0.0.1", 50051), 1001, 2),
+      Socket(V4("127.0.0.2", 50051), V4("127.0.0.1", 40000), 65534, 3),
+      Socket(V4("127.0.0.1", 40000), V4("127.0.0.2", 50051), 0, 4),
+  };
+  EXPECT_EQ(FindLocalPeer(sockets, V4("127.0.0.1", 40000), 50051).place,
+            LocalPeer::Place::kUnknown);
+}
+
+}  // namespace
+}  // namespace capd::agent
