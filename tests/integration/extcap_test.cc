@@ -311,94 +311,16 @@ TEST_F(ExtcapTest, InstalledTsharkCapturesExactlyTheMatchingPackets) {
   EXPECT_TRUE(agent().WaitForStderr("stream on veth0 ended", kStartTimeout)) << agent().Describe();
 }
 
-// What Wireshark's GUI does with an extcap that declares a toolbar control: a FIFO for the
-// packets, and control pipes in both directions. capctl opens control-in (else the GUI's blocking
-// open would hang), sends status bar and log messages on control-out in Wireshark's framing,
-// writes nothing on stderr, and ends with 0 on SIGTERM (Wireshark's stop).
-TEST_F(ExtcapTest, ControlPipesCarryStatusAndLog) {
-  constexpr int kCount = 5;
-  ASSERT_NO_FATAL_FAILURE(StartAgent());
-  const UniqueFd sink = AgentSocket(kDst, kPort);
-  const std::string data = File("data.fifo").string();
-  const std::string to_capctl = File("control-in.fifo").string();
-  const std::string from_capctl = File("control-out.fifo").string();
-  for (const auto& fifo : {data, to_capctl, from_capctl}) {
-    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
-  }
-  // Wireshark's reader ends, opened before capctl writes (non-blocking opens succeed at once).
-  UniqueFd data_reader(::open(data.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  UniqueFd control_reader(::open(from_capctl.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  ASSERT_TRUE(data_reader.valid() && control_reader.valid()) << std::strerror(errno);
-
-  std::unique_ptr<Subprocess> capctl;
-  ASSERT_NO_FATAL_FAILURE(Spawn("capctl",
-                                {kCapctlPath,
-                                 "--capture",
-                                 "--extcap-interface",
-                                 "capd",
-                                 "--extcap-capture-filter",
-                                 kUdpFilter,
-                                 "--fifo",
-                                 data,
-                                 "--extcap-control-out",
-                                 from_capctl,
-                                 "--extcap-control-in",
-                                 to_capctl,
-                                 "--agent",
-                                 kAgentTarget,
-                                 "--remote-interface",
-                                 kIface,
-                                 "--decap",
-                                 "none",
-                                 "--snaplen",
-                                 "0",
-                                 "--remote-port",
-                                 "50051"},
-                                &capctl));
-  // The GUI's side of control-in: opening it for writing succeeds once capctl holds it open.
-  UniqueFd control_writer;
-  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
-  while (!control_writer.valid() && std::chrono::steady_clock::now() < deadline &&
-         capctl->Running()) {
-    control_writer.Reset(::open(to_capctl.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
-    if (!control_writer.valid()) capctl->WaitFor(std::chrono::milliseconds(10));
-  }
-  ASSERT_TRUE(control_writer.valid())
-      << "capctl never opened --extcap-control-in: " << capctl->Describe();
-  const char initialized[] = {'T', 0, 0, 2, 0, 0};  // control 0, command 0 (Initialized)
-  ASSERT_EQ(::write(control_writer.get(), initialized, sizeof initialized), 6);
-
-  ASSERT_TRUE(agent().WaitForStderr(kCaptureOpenLine, kStartTimeout)) << capctl->Describe();
-  const auto payloads = MakePayloads(kCount, "control");
-  const UniqueFd peer = PeerSocket();
-  ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kPort, payloads));
-  // All of them in the FIFO, then stop as Wireshark does.
+// What capctl --capture told Wireshark's GUI: the packets in the FIFO, and the control packets
+// ('T', 3-byte length (payload + 2), control number, command, payload) on control-out.
+struct GuiCapture {
   std::string pcapng;
-  const auto read_deadline = std::chrono::steady_clock::now() + kStartTimeout;
-  while (pcapng.find(payloads.back()) == std::string::npos &&
-         std::chrono::steady_clock::now() < read_deadline) {
-    char buffer[65536];
-    const ssize_t n = ::read(data_reader.get(), buffer, sizeof buffer);
-    if (n > 0) pcapng.append(buffer, n);
-    if (n <= 0) capctl->WaitFor(std::chrono::milliseconds(10));
-  }
-  ASSERT_TRUE(capctl->Signal(SIGTERM));
-  ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));
-  EXPECT_EQ(capctl->Stderr(), "") << "Wireshark shows an extcap's stderr as an error";
-  char buffer[65536];
-  for (ssize_t n; (n = ::read(data_reader.get(), buffer, sizeof buffer)) > 0;) {
-    pcapng.append(buffer, n);
-  }
-  std::ofstream(File("data.pcapng"), std::ios::binary) << pcapng;
-  ExpectUdpPayloads(ReadOrFail(File("data.pcapng")), payloads, kPort);
+  std::vector<std::string> status_messages;  // command 6: the status bar
+  std::vector<std::string> log_entries;      // control 0, command 2: the log
+  std::string stderr_text;
+};
 
-  // Control packets: 'T', 3-byte length (payload + 2), control number, command, payload.
-  std::string control;
-  for (ssize_t n; (n = ::read(control_reader.get(), buffer, sizeof buffer)) > 0;) {
-    control.append(buffer, n);
-  }
-  std::vector<std::string> status_messages;
-  std::vector<std::string> log_entries;
+void ParseControl(const std::string& control, GuiCapture* out) {
   for (size_t at = 0; at < control.size();) {
     ASSERT_GE(control.size() - at, 6u) << "truncated control packet";
     ASSERT_EQ(control[at], 'T');
@@ -410,19 +332,158 @@ TEST_F(ExtcapTest, ControlPipesCarryStatusAndLog) {
     const int number = static_cast<uint8_t>(control[at + 4]);
     const int command = static_cast<uint8_t>(control[at + 5]);
     const std::string payload = control.substr(at + 6, length - 2);
-    if (command == 6) status_messages.push_back(payload);
-    if (command == 2 && number == 0) log_entries.push_back(payload);
+    if (command == 6) out->status_messages.push_back(payload);
+    if (command == 2 && number == 0) out->log_entries.push_back(payload);
     at += 4 + length;
   }
-  ASSERT_GE(status_messages.size(), 2u) << control;
-  EXPECT_EQ(status_messages.front().rfind("capd: capturing on veth0", 0), 0u)
-      << status_messages.front();
-  EXPECT_NE(status_messages.back().find(std::to_string(kCount) + " packets written"),
+}
+
+class ExtcapGuiTest : public ExtcapTest {
+ protected:
+  // What Wireshark's GUI does with an extcap that declares a toolbar control: a FIFO for the
+  // packets, and control pipes in both directions; capctl --capture for `agent` (capctl opens
+  // control-in, else the GUI's blocking open would hang). Once the agent's capture is open,
+  // `payloads` are sent; the GUI reads until the last one is in the FIFO and, when given,
+  // `control_text` is on control-out, then stops capctl with SIGTERM (Wireshark's stop), which
+  // must end it with 0.
+  void RunGuiCapture(const std::string& agent, const std::vector<std::string>& payloads,
+                     const std::string& control_text, GuiCapture* out) {
+    const UniqueFd sink = AgentSocket(kDst, kPort);
+    const std::string data = File("data.fifo").string();
+    const std::string to_capctl = File("control-in.fifo").string();
+    const std::string from_capctl = File("control-out.fifo").string();
+    for (const auto& fifo : {data, to_capctl, from_capctl}) {
+      ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+    }
+    // Wireshark's reader ends, opened before capctl writes (non-blocking opens succeed at once).
+    UniqueFd data_reader(::open(data.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    UniqueFd control_reader(::open(from_capctl.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    ASSERT_TRUE(data_reader.valid() && control_reader.valid()) << std::strerror(errno);
+
+    std::unique_ptr<Subprocess> capctl;
+    ASSERT_NO_FATAL_FAILURE(Spawn("capctl",
+                                  {kCapctlPath,
+                                   "--capture",
+                                   "--extcap-interface",
+                                   "capd",
+                                   "--extcap-capture-filter",
+                                   kUdpFilter,
+                                   "--fifo",
+                                   data,
+                                   "--extcap-control-out",
+                                   from_capctl,
+                                   "--extcap-control-in",
+                                   to_capctl,
+                                   "--agent",
+                                   agent,
+                                   "--remote-interface",
+                                   kIface,
+                                   "--decap",
+                                   "none",
+                                   "--snaplen",
+                                   "0",
+                                   "--remote-port",
+                                   "50051"},
+                                  &capctl));
+    // The GUI's side of control-in: opening it for writing succeeds once capctl holds it open.
+    UniqueFd control_writer;
+    const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+    while (!control_writer.valid() && std::chrono::steady_clock::now() < deadline &&
+           capctl->Running()) {
+      control_writer.Reset(::open(to_capctl.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+      if (!control_writer.valid()) capctl->WaitFor(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(control_writer.valid())
+        << "capctl never opened --extcap-control-in: " << capctl->Describe();
+    const char initialized[] = {'T', 0, 0, 2, 0, 0};  // control 0, command 0 (Initialized)
+    ASSERT_EQ(::write(control_writer.get(), initialized, sizeof initialized), 6);
+
+    ASSERT_TRUE(agent_->WaitForStderr(kCaptureOpenLine, kStartTimeout)) << capctl->Describe();
+    const UniqueFd peer = PeerSocket();
+    ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kPort, payloads));
+    std::string control;
+    const auto read_deadline = std::chrono::steady_clock::now() + kStartTimeout;
+    char buffer[65536];
+    while ((out->pcapng.find(payloads.back()) == std::string::npos ||
+            control.find(control_text) == std::string::npos) &&
+           std::chrono::steady_clock::now() < read_deadline) {
+      const ssize_t n = ::read(data_reader.get(), buffer, sizeof buffer);
+      if (n > 0) out->pcapng.append(buffer, n);
+      const ssize_t c = ::read(control_reader.get(), buffer, sizeof buffer);
+      if (c > 0) control.append(buffer, c);
+      if (n <= 0 && c <= 0) capctl->WaitFor(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(capctl->Signal(SIGTERM));
+    ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));
+    out->stderr_text = capctl->Stderr();
+    for (ssize_t n; (n = ::read(data_reader.get(), buffer, sizeof buffer)) > 0;) {
+      out->pcapng.append(buffer, n);
+    }
+    for (ssize_t n; (n = ::read(control_reader.get(), buffer, sizeof buffer)) > 0;) {
+      control.append(buffer, n);
+    }
+    ASSERT_NO_FATAL_FAILURE(ParseControl(control, out));
+  }
+};
+
+// Status bar and log messages on control-out in Wireshark's framing, nothing on stderr.
+TEST_F(ExtcapGuiTest, ControlPipesCarryStatusAndLog) {
+  constexpr int kCount = 5;
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  const auto payloads = MakePayloads(kCount, "control");
+  GuiCapture gui;
+  ASSERT_NO_FATAL_FAILURE(RunGuiCapture(kAgentTarget, payloads, "", &gui));
+  EXPECT_EQ(gui.stderr_text, "") << "Wireshark shows an extcap's stderr as an error";
+  std::ofstream(File("data.pcapng"), std::ios::binary) << gui.pcapng;
+  ExpectUdpPayloads(ReadOrFail(File("data.pcapng")), payloads, kPort);
+  ASSERT_GE(gui.status_messages.size(), 2u);
+  EXPECT_EQ(gui.status_messages.front().rfind("capd: capturing on veth0", 0), 0u)
+      << gui.status_messages.front();
+  EXPECT_NE(gui.status_messages.back().find(std::to_string(kCount) + " packets written"),
             std::string::npos)
-      << status_messages.back();
-  ASSERT_FALSE(log_entries.empty());
-  EXPECT_EQ(log_entries.front().rfind("capctl: capturing on veth0", 0), 0u) << log_entries.front();
-  EXPECT_EQ(log_entries.front().back(), '\n');
+      << gui.status_messages.back();
+  ASSERT_FALSE(gui.log_entries.empty());
+  EXPECT_EQ(gui.log_entries.front().rfind("capctl: capturing on veth0", 0), 0u)
+      << gui.log_entries.front();
+  EXPECT_EQ(gui.log_entries.front().back(), '\n');
+}
+
+// A stream whose relay capd cannot identify (its peer helper lacks CAP_SYS_PTRACE and
+// CAP_DAC_READ_SEARCH, as under a unit that grants only the capture capabilities; the relay is a
+// root socat): Wireshark's status bar and log say that the relay's traffic is in the capture.
+TEST_F(ExtcapGuiTest, UnidentifiedRelayIsAWarningInTheStatusBar) {
+  if (!HaveProgram("socat")) GTEST_SKIP() << "needs socat (apt-get install socat)";
+  ASSERT_NO_FATAL_FAILURE(Spawn("capd",
+                                {"setpriv", "--reuid", "nobody", "--regid", "nogroup",
+                                 "--clear-groups", "--inh-caps", "-all,+net_raw,+net_admin",
+                                 "--ambient-caps", "-all,+net_raw,+net_admin", "--", kCapdPath,
+                                 "--listen", kAgentTarget, "--user", "nobody", "--no-metadata"},
+                                &agent_));
+  ASSERT_TRUE(agent_->WaitForStderr(std::string("listening on ") + kAgentTarget, kStartTimeout))
+      << agent_->Describe();
+  std::unique_ptr<Subprocess> relay;
+  ASSERT_NO_FATAL_FAILURE(Spawn("relay",
+                                {"socat", "-d", "-d",
+                                 std::string("TCP-LISTEN:50053,bind=") + kDst + ",reuseaddr,fork",
+                                 std::string("TCP:") + kAgentTarget},
+                                &relay));
+  ASSERT_TRUE(relay->WaitForStderr("listening on", kStartTimeout)) << relay->Describe();
+  GuiCapture gui;
+  ASSERT_NO_FATAL_FAILURE(RunGuiCapture(std::string(kDst) + ":50053", MakePayloads(3, "relayed"),
+                                        "warning: ", &gui));
+  EXPECT_EQ(gui.stderr_text, "") << "Wireshark shows an extcap's stderr as an error";
+  const auto warning =
+      std::find_if(gui.status_messages.begin(), gui.status_messages.end(),
+                   [](const std::string& m) { return m.rfind("capd: warning: agent ", 0) == 0; });
+  ASSERT_NE(warning, gui.status_messages.end()) << "no warning in the status bar";
+  EXPECT_NE(warning->find("could not identify the process relaying this stream"),
+            std::string::npos)
+      << *warning;
+  EXPECT_TRUE(std::any_of(gui.log_entries.begin(), gui.log_entries.end(),
+                          [](const std::string& e) {
+                            return e.find("capctl: warning: agent ") != std::string::npos;
+                          }))
+      << "no warning in the log";
 }
 
 // A capture that cannot start says why on stderr (Wireshark's "Error by extcap pipe") and
