@@ -178,6 +178,38 @@ TEST_F(PeerIdentityTest, ThroughSshTheSshUsersGroupDecides) {
   EXPECT_NE(ReadFileToString(File("ssh-member.out")).find(kIface), std::string::npos)
       << as_member->Describe();
 
+  // The member's stream of the interface its own SSH session crosses: capd (nobody) finds the
+  // member's sshd session process, which runs as the member, and leaves its connection out.
+  std::unique_ptr<Subprocess> stream;
+  ASSERT_NO_FATAL_FAILURE(Spawn(
+      "ssh-member-stream",
+      CapctlOverSsh({"stream", "--agent",
+                     "ssh://" + member.name + "@" + std::string(kDst) + "/" + kIface, "-w",
+                     File("member.pcapng").string()}),
+      &stream, network().peer_ns()));
+  ASSERT_TRUE(stream->WaitForStderr("excludes the connections carrying this stream: sshd[",
+                                    kStartTimeout))
+      << stream->Describe();
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  const UniqueFd peer = PeerSocket();
+  const auto payloads = MakePayloads(10, "over-ssh");
+  ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kPort, payloads));
+  ASSERT_TRUE(WaitForFileContains(File("member.pcapng"), payloads.back(), kStartTimeout,
+                                  [&] { return stream->Running(); }))
+      << stream->Describe();
+  ASSERT_TRUE(stream->Signal(SIGINT));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*stream, 0));
+  size_t ssh_packets = 0;
+  for (const auto& packet : ReadOrFail(File("member.pcapng"))) {
+    auto matches = MatchesFilter(packet, "tcp port 22");
+    ASSERT_TRUE(matches.ok()) << matches.status().message();
+    ssh_packets += *matches ? 1 : 0;
+  }
+  EXPECT_EQ(ssh_packets, 0u) << "the member's own SSH session is in its capture";
+  EXPECT_NE(agent().Stderr().find("(uid " + std::to_string(member.uid) + ") relays this stream"),
+            std::string::npos)
+      << agent().Describe();
+
   std::unique_ptr<Subprocess> as_outsider;
   ASSERT_NO_FATAL_FAILURE(
       Spawn("ssh-outsider",
