@@ -247,6 +247,12 @@ Flags ParseFlags(int argc, char** argv) {
     }
   }
   if (optind < argc) Usage(std::string("unexpected argument '") + argv[optind] + "'");
+  // gRPC gives no peer credentials for a unix socket, so capd could not tell who connects.
+  if (flags.access.listen.starts_with("unix:")) {
+    Usage("--listen " + flags.access.listen +
+          ": unix sockets are not supported (capd could not tell which user connects); use a "
+          "loopback address such as 127.0.0.1:50051");
+  }
   flags.name_given = !flags.name.empty();
   if (flags.name.empty()) {
     char host[256] = {};

@@ -53,7 +53,8 @@ RelayAnswer AnswerRelayQuery(const RelayQuery& query, pid_t agent_pid,
   answer.uid = peer_end->uid;
   int unreadable = 0;
   const std::vector<SocketOwner> owners =
-      FindSocketOwners({peer_end->inode}, unreadable, agent_pid, proc_root);
+      FindSocketOwners({peer_end->inode}, unreadable, agent_pid, proc_root,
+                       /*first_uid=*/peer_end->uid, /*limit=*/1);
   answer.unreadable_processes = static_cast<uint32_t>(unreadable);
   if (owners.empty()) {
     answer.outcome = RelayOutcome::kOwnerUnknown;

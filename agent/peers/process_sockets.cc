@@ -1,6 +1,7 @@
 #include "agent/peers/process_sockets.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,17 +47,33 @@ std::optional<std::vector<uint64_t>> ReadSocketInodes(pid_t pid, const std::stri
 }
 
 std::vector<SocketOwner> FindSocketOwners(const std::vector<uint64_t>& inodes, int& unreadable,
-                                          pid_t skip, const std::string& proc_root) {
+                                          pid_t skip, const std::string& proc_root,
+                                          std::optional<uid_t> first_uid, size_t limit) {
   unreadable = 0;
   std::vector<SocketOwner> owners;
-  std::unique_ptr<DIR, int (*)(DIR*)> proc(opendir(proc_root.c_str()), closedir);
-  if (!proc) return owners;
-  const pid_t self = getpid();
-  while (dirent* entry = readdir(proc.get())) {
-    char* end = nullptr;
-    const long pid = std::strtol(entry->d_name, &end, 10);
-    if (*end != '\0' || pid <= 0 || pid == self || pid == skip) continue;
-    auto socket_inodes = SocketInodesIn(proc_root + "/" + entry->d_name + "/fd");
+  std::vector<pid_t> pids;
+  {
+    std::unique_ptr<DIR, int (*)(DIR*)> proc(opendir(proc_root.c_str()), closedir);
+    if (!proc) return owners;
+    const pid_t self = getpid();
+    while (dirent* entry = readdir(proc.get())) {
+      char* end = nullptr;
+      const long pid = std::strtol(entry->d_name, &end, 10);
+      if (*end != '\0' || pid <= 0 || pid == self || pid == skip) continue;
+      pids.push_back(static_cast<pid_t>(pid));
+    }
+  }
+  std::sort(pids.begin(), pids.end());  // /proc lists in pid order; a copy of it may not
+  if (first_uid) {
+    std::stable_partition(pids.begin(), pids.end(), [&](pid_t pid) {
+      struct stat entry {};
+      return stat((proc_root + "/" + std::to_string(pid)).c_str(), &entry) == 0 &&
+             entry.st_uid == *first_uid;
+    });
+  }
+  for (const pid_t pid : pids) {
+    const std::string dir = proc_root + "/" + std::to_string(pid);
+    auto socket_inodes = SocketInodesIn(dir + "/fd");
     if (!socket_inodes) {
       ++unreadable;
       continue;
@@ -66,11 +83,12 @@ std::vector<SocketOwner> FindSocketOwners(const std::vector<uint64_t>& inodes, i
     });
     if (!holds_one) continue;
     SocketOwner owner;
-    owner.pid = static_cast<pid_t>(pid);
+    owner.pid = pid;
     owner.socket_inodes = std::move(*socket_inodes);
-    owner.command = ReadWhole(proc_root + "/" + entry->d_name + "/comm");
+    owner.command = ReadWhole(dir + "/comm");
     while (!owner.command.empty() && owner.command.back() == '\n') owner.command.pop_back();
     owners.push_back(std::move(owner));
+    if (limit != 0 && owners.size() >= limit) break;
   }
   return owners;
 }

@@ -26,8 +26,13 @@ std::optional<std::vector<uint64_t>> ReadSocketInodes(pid_t pid,
 
 // Processes holding any of `inodes`, with all their socket inodes, in pid order; this process
 // and `skip` are never examined. Unreadable processes are skipped; `unreadable` counts them
-// (non-zero when the caller lacks the privilege to look).
+// (non-zero when the caller lacks the privilege to look). With `first_uid`, the processes whose
+// /proc entry that user owns are examined first (the likely owners of a socket that user made:
+// other users' processes, however many sockets they hold, are read only if those hold none);
+// with `limit` > 0 the search stops once it found that many.
 std::vector<SocketOwner> FindSocketOwners(const std::vector<uint64_t>& inodes, int& unreadable,
-                                          pid_t skip = 0, const std::string& proc_root = "/proc");
+                                          pid_t skip = 0, const std::string& proc_root = "/proc",
+                                          std::optional<uid_t> first_uid = std::nullopt,
+                                          size_t limit = 0);
 
 }  // namespace capd::agent

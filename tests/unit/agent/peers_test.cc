@@ -475,6 +475,39 @@ TEST(ProcessSocketsTest, FindsOwnersInAProcTree) {
   std::filesystem::remove_all(root);
 }
 
+// Two processes hold socket 4242 (a relay and a child it forked): the one whose /proc entry
+// belongs to the socket's uid is examined first, and with limit 1 it is the only one read.
+TEST(ProcessSocketsTest, OwnersOfTheSocketsUidComeFirst) {
+  const std::filesystem::path root =
+      std::filesystem::path(testing::TempDir()) / ("proc-uid-" + std::to_string(getpid()));
+  std::filesystem::remove_all(root);
+  for (const char* pid : {"5000123", "5000456"}) {
+    std::filesystem::create_directories(root / pid / "fd");
+    std::filesystem::create_symlink("socket:[4242]", root / pid / "fd" / "3");
+  }
+  const uid_t mine = geteuid();
+  struct stat first {};
+  ASSERT_EQ(stat((root / "5000123").c_str(), &first), 0);
+  ASSERT_EQ(first.st_uid, mine);
+  int unreadable = -1;
+  // Without a uid: pid order, both found.
+  auto owners = FindSocketOwners({4242}, unreadable, 0, root.string());
+  ASSERT_EQ(owners.size(), 2u);
+  EXPECT_EQ(owners[0].pid, 5000123);
+  // Only this test's uid owns the entries: an unknown uid changes nothing but the limit applies.
+  owners = FindSocketOwners({4242}, unreadable, 0, root.string(), /*first_uid=*/mine + 1, 1);
+  ASSERT_EQ(owners.size(), 1u);
+  EXPECT_EQ(owners[0].pid, 5000123);
+  if (mine == 0) {
+    // As root the second entry can be given to another uid, which then comes first.
+    ASSERT_EQ(chown((root / "5000456").c_str(), 4242, 4242), 0);
+    owners = FindSocketOwners({4242}, unreadable, 0, root.string(), /*first_uid=*/4242, 1);
+    ASSERT_EQ(owners.size(), 1u);
+    EXPECT_EQ(owners[0].pid, 5000456);
+  }
+  std::filesystem::remove_all(root);
+}
+
 // --- AnswerRelayQuery: this process is the agent, a child the relay ---------------------------
 
 // The agent's listener, a relay connected to it and to `upstreams` connections of an upstream
