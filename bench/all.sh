@@ -452,6 +452,11 @@ report() {
       echo "(no ssh results)"
     fi
   fi
+  # bench/connections.sh is run on its own (not a step here): its last section is kept as it is.
+  if [[ -f $RESULTS ]] && grep -q '^<!-- bench/connections.sh: begin' "$RESULTS"; then
+    echo
+    sed -n '/^<!-- bench\/connections.sh: begin/,/^<!-- bench\/connections.sh: end -->/p' "$RESULTS"
+  fi
   echo
   echo "<details><summary>raw output of the scripts</summary>"
   echo
