@@ -75,7 +75,7 @@ LOUD='\] \[(warn|warning|error|critical)\]'  # capd's log lines worth a note
 log() { printf '[conn %(%T)T] %s\n' -1 "$*" >&2; }
 die() { printf 'connections.sh: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=bench/sched.sh
-source "$BENCH_DIR/sched.sh"  # wait_quiet
+source "$BENCH_DIR/sched.sh"  # wait_quiet, update_results
 
 [[ $(id -u) == 0 ]] || die "must run as root (network namespaces, capd --user)"
 [[ -x $BUILD_DIR/agent/capd ]] ||
@@ -578,21 +578,6 @@ section_md() {
   echo "<!-- bench/connections.sh: end -->"
 }
 
-# update_results FILE SECTION: replaces the marked section of FILE, or puts it before the raw
-# output of all.sh (or at the end).
-update_results() {
-  local file=$1 section=$2
-  [[ -f $file ]] || : >"$file"
-  awk -v sec="$section" '
-    BEGIN { while ((getline line < sec) > 0) s = s line "\n" }
-    /^<!-- bench\/connections\.sh: begin/ { skip = 1; if (!done) { printf "%s", s; done = 1 }; next }
-    skip { if (/^<!-- bench\/connections\.sh: end/) skip = 0; next }
-    !done && /^<details><summary>raw output/ { printf "%s\n", s; done = 1 }
-    { print }
-    END { if (!done) printf "\n%s", s }' "$file" >"$TMP/results.new"
-  cat "$TMP/results.new" >"$file"
-}
-
 # ------------------------------------------------------------------------------------------------
 main() {
   COMMAND="CONNECTIONS=\"$CONNECTIONS\" STARTS=$STARTS TOGGLE_S=$TOGGLE_S RATE_PPS=$RATE_PPS"
@@ -625,7 +610,7 @@ main() {
     printf -- 'note: %s\n' "${NOTES[@]}"
   fi
   if [[ -n $RESULTS ]]; then
-    update_results "$RESULTS" "$OUT_DIR/connections.md"
+    update_results "$RESULTS" "$OUT_DIR/connections.md" connections.sh
     log "updated the section in $RESULTS"
   fi
   log "results in $OUT_DIR (connections.tsv, connections.txt, connections.md, logs/)"

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# Shared by run.sh, decap.sh, idle.sh and ssh.sh (sourced): exact on-CPU time of a process's
-# threads, waiting for a process to log that it is ready, and for captures to stop growing. The
-# sourcing script defines die() (and SETTLE_S for wait_quiet).
+# Shared by the bench scripts (sourced): exact on-CPU time of a process's threads, waiting for a
+# process to log that it is ready and for captures to stop growing, and a script's own section
+# of RESULTS.md. The sourcing script defines die() (and SETTLE_S for wait_quiet).
 
 # sched_snapshot PID: "tid on-CPU-ns runs" for every thread, from /proc/PID/task/TID/schedstat:
 # its first field (sum_exec_runtime, exact, unlike the tick-sampled utime+stime) and its third
@@ -60,4 +60,21 @@ wait_quiet() {
     sleep 0.25
   done
   return 1
+}
+
+# update_results FILE SECTION SCRIPT: replaces the section between SCRIPT's markers in FILE
+# ("<!-- bench/SCRIPT: begin" ... "<!-- bench/SCRIPT: end") with the file SECTION, or puts it
+# before the raw output of all.sh (or at the end).
+update_results() {
+  local file=$1 section=$2 script=$3
+  [[ -f $file ]] || : >"$file"
+  awk -v sec="$section" -v begin="<!-- bench/$script: begin" -v end="<!-- bench/$script: end" '
+    BEGIN { while ((getline line < sec) > 0) s = s line "\n" }
+    index($0, begin) == 1 { skip = 1; if (!done) { printf "%s", s; done = 1 }; next }
+    skip { if (index($0, end) == 1) skip = 0; next }
+    !done && /^<details><summary>raw output/ { printf "%s\n", s; done = 1 }
+    { print }
+    END { if (!done) printf "\n%s", s }' "$file" >"$file.new"
+  cat "$file.new" >"$file"
+  rm -f "$file.new"
 }

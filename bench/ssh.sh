@@ -65,7 +65,7 @@ PORT=50051  # capd's port inside the agent namespace: the default, nothing else 
 log() { printf '[ssh %(%T)T] %s\n' -1 "$*" >&2; }
 die() { printf 'ssh.sh: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=bench/sched.sh
-source "$BENCH_DIR/sched.sh"  # wait_quiet
+source "$BENCH_DIR/sched.sh"  # wait_quiet, update_results
 
 [[ $(id -u) == 0 ]] || die "must run as root (network namespaces, sshd, cgroups)"
 [[ -x $BUILD_DIR/agent/capd ]] ||
@@ -681,21 +681,6 @@ section_md() {
   echo "<!-- bench/ssh.sh: end -->"
 }
 
-# update_results FILE SECTION: replaces the marked section of FILE, or puts it before the raw
-# output of all.sh (or at the end).
-update_results() {
-  local file=$1 section=$2
-  [[ -f $file ]] || : >"$file"
-  awk -v sec="$section" '
-    BEGIN { while ((getline line < sec) > 0) s = s line "\n" }
-    /^<!-- bench\/ssh\.sh: begin/ { skip = 1; if (!done) { printf "%s", s; done = 1 }; next }
-    skip { if (/^<!-- bench\/ssh\.sh: end/) skip = 0; next }
-    !done && /^<details><summary>raw output/ { printf "%s\n", s; done = 1 }
-    { print }
-    END { if (!done) printf "\n%s", s }' "$file" >"$TMP/results.new"
-  cat "$TMP/results.new" >"$file"
-}
-
 # ------------------------------------------------------------------------------------------------
 main() {
   COMMAND="IDLE_S=$IDLE_S PACKETS=$PACKETS SIZE=$SIZE RATE=$RATE ROUNDS=$ROUNDS SETTLE_S=$SETTLE_S"
@@ -729,7 +714,7 @@ main() {
   echo
   cat "$OUT_DIR/ssh.md"
   if [[ -n $RESULTS ]]; then
-    update_results "$RESULTS" "$OUT_DIR/ssh.md"
+    update_results "$RESULTS" "$OUT_DIR/ssh.md" ssh.sh
     log "updated the section in $RESULTS"
   fi
   log "results in $OUT_DIR (ssh.tsv, ssh.txt, ssh.md, logs/)"
