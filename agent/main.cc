@@ -6,14 +6,14 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -287,8 +287,10 @@ int main(int argc, char** argv) {
   // gRPC holds a descriptor per connection, idle ones too; the usual soft limit (1,024, also
   // systemd's) would let a thousand idle local connections starve captures and accepts. The hard
   // limit is the admin's bound (systemd: 524,288); capd takes up to 65,536 of it.
-  if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
-    files.rlim_cur = std::min<rlim_t>(files.rlim_max, 65536);
+  constexpr rlim_t kWantedFiles = 65536;
+  if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < kWantedFiles &&
+                      files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = std::min(files.rlim_max, kWantedFiles);
     (void)setrlimit(RLIMIT_NOFILE, &files);
   }
 
@@ -307,8 +309,7 @@ int main(int argc, char** argv) {
   options.max_queue_bytes = flags.max_queue_bytes;
   options.identity.ring = flags.ring;
   options.client_certificates = !flags.access.tls_client_ca_file.empty();
-  auto local_access =
-      capd::agent::LocalAccessPolicy::Make(flags.allow_users, flags.allow_groups);
+  auto local_access = capd::agent::LocalAccessPolicy::Make(flags.allow_users, flags.allow_groups);
   if (!local_access.ok()) {
     spdlog::error("{}", local_access.status().message());
     return 2;
@@ -329,19 +330,21 @@ int main(int argc, char** argv) {
     auto helper = capd::agent::PeerHelper::Start(flags.user);
     if (!helper.ok()) {
       options.peer_helper_problem = helper.status().message();
-      spdlog::warn("{}: the relays of streams (sshd, the SSM worker, socat) cannot be identified, "
-                   "and their connections will be captured",
-                   options.peer_helper_problem);
+      spdlog::warn(
+          "{}: the relays of streams (sshd, the SSM worker, socat) cannot be identified, "
+          "and their connections will be captured",
+          options.peer_helper_problem);
     } else {
       options.peer_helper = std::move(helper).value();
       if (options.peer_helper->CanReadEveryProcess()) {
         spdlog::info("peer helper ({}) identifies the relays of streams",
                      options.peer_helper->Describe());
       } else {
-        spdlog::warn("peer helper ({}) lacks CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH: relays run by "
-                     "other users (sshd sessions, the SSM worker) cannot be identified, and their "
-                     "connections will be captured",
-                     options.peer_helper->Describe());
+        spdlog::warn(
+            "peer helper ({}) lacks CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH: relays run by "
+            "other users (sshd sessions, the SSM worker) cannot be identified, and their "
+            "connections will be captured",
+            options.peer_helper->Describe());
       }
     }
   }
@@ -369,9 +372,10 @@ int main(int argc, char** argv) {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound_port == 0) {
-    spdlog::error("cannot listen on {}: address already in use (another capd?), or not an "
-                  "address:port",
-                  flags.access.listen);
+    spdlog::error(
+        "cannot listen on {}: address already in use (another capd?), or not an "
+        "address:port",
+        flags.access.listen);
     return 1;
   }
   service.SetListeningPort(static_cast<uint16_t>(bound_port));

@@ -1,13 +1,12 @@
 #include "agent/capture/live_capture.h"
 
 #include <linux/filter.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <cerrno>
 #include <climits>
 #include <cstring>
-
-#include <spdlog/spdlog.h>
 
 namespace capd::agent {
 namespace {
@@ -115,8 +114,7 @@ Status LiveCapture::ReplaceFilter(const std::string& expression) {
   kernel.len = static_cast<unsigned short>(program.bf_len);
   kernel.filter = reinterpret_cast<sock_filter*>(program.bf_insns);
   const bool fits = program.bf_len <= USHRT_MAX;
-  const int rc =
-      fits ? setsockopt(fd_, SOL_SOCKET, SO_ATTACH_FILTER, &kernel, sizeof kernel) : -1;
+  const int rc = fits ? setsockopt(fd_, SOL_SOCKET, SO_ATTACH_FILTER, &kernel, sizeof kernel) : -1;
   const int error = fits ? errno : E2BIG;
   pcap_freecode(&program);
   if (rc != 0) {

@@ -13,8 +13,8 @@ std::string ConnectionExpression(const CarrierConnection& c) {
 }
 
 auto Key(const CarrierConnection& c) {
-  return std::tie(c.local.family, c.local.address, c.local.port, c.remote.family,
-                  c.remote.address, c.remote.port);
+  return std::tie(c.local.family, c.local.address, c.local.port, c.remote.family, c.remote.address,
+                  c.remote.port);
 }
 
 std::string Process(const RelayAnswer& answer) {
@@ -70,19 +70,16 @@ void CarrierRegistry::PublishLocked() {
   }
   std::sort(next->connections.begin(), next->connections.end(),
             [](const CarrierConnection& x, const CarrierConnection& y) { return Key(x) < Key(y); });
-  next->connections.erase(
-      std::unique(next->connections.begin(), next->connections.end(),
-                  [](const CarrierConnection& x, const CarrierConnection& y) {
-                    return Key(x) == Key(y);
-                  }),
-      next->connections.end());
+  next->connections.erase(std::unique(next->connections.begin(), next->connections.end(),
+                                      [](const CarrierConnection& x, const CarrierConnection& y) {
+                                        return Key(x) == Key(y);
+                                      }),
+                          next->connections.end());
   const bool same =
       next->connections.size() == snapshot_->connections.size() &&
-      std::equal(next->connections.begin(), next->connections.end(),
-                 snapshot_->connections.begin(),
-                 [](const CarrierConnection& x, const CarrierConnection& y) {
-                   return Key(x) == Key(y);
-                 });
+      std::equal(
+          next->connections.begin(), next->connections.end(), snapshot_->connections.begin(),
+          [](const CarrierConnection& x, const CarrierConnection& y) { return Key(x) == Key(y); });
   if (same) return;  // e.g. a second stream through the same SSH connection
   for (const CarrierConnection& c : next->connections) {
     if (!next->expression.empty()) next->expression += " or ";
@@ -124,15 +121,14 @@ RelayVerdict JudgeRelay(const StatusOr<RelayAnswer>& asked) {
     case RelayOutcome::kNotAgentConnection:
     case RelayOutcome::kMalformed:
     case RelayOutcome::kFailed:
-      verdict.warning = std::string(
-                            "capd could not identify the process relaying this stream (the peer "
-                            "helper answered: ") +
-                        (answer.outcome == RelayOutcome::kNotAgentConnection
-                             ? "no such connection to capd"
-                         : answer.outcome == RelayOutcome::kMalformed
-                             ? "malformed query"
-                             : "could not read the socket table") +
-                        "): " + kNotExcluded;
+      verdict.warning =
+          std::string(
+              "capd could not identify the process relaying this stream (the peer "
+              "helper answered: ") +
+          (answer.outcome == RelayOutcome::kNotAgentConnection ? "no such connection to capd"
+           : answer.outcome == RelayOutcome::kMalformed        ? "malformed query"
+                                                        : "could not read the socket table") +
+          "): " + kNotExcluded;
       verdict.log = verdict.warning;
       return verdict;
   }
@@ -149,8 +145,9 @@ RelayVerdict JudgeRelay(const StatusOr<RelayAnswer>& asked) {
   for (const RelayConnection& c : answer.connections) {
     verdict.exclude.push_back({c.local, c.remote, answer.pid, answer.command});
   }
-  verdict.log = Process(answer) + " (uid " + std::to_string(answer.uid) + ") relays this stream: " +
-                std::to_string(verdict.exclude.size()) + " connection(s) left out of captures";
+  verdict.log = Process(answer) + " (uid " + std::to_string(answer.uid) +
+                ") relays this stream: " + std::to_string(verdict.exclude.size()) +
+                " connection(s) left out of captures";
   return verdict;
 }
 

@@ -10,9 +10,8 @@ namespace capd::agent {
 namespace {
 
 std::optional<unsigned long> Number(const std::string& text) {
-  if (text.empty() || !std::all_of(text.begin(), text.end(), [](char c) {
-        return c >= '0' && c <= '9';
-      })) {
+  if (text.empty() ||
+      !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return std::nullopt;
   }
   return std::strtoul(text.c_str(), nullptr, 10);
@@ -90,8 +89,7 @@ StatusOr<LocalAccessPolicy> LocalAccessPolicy::Make(const std::vector<std::strin
     gids.insert(gid);
     names += (names.empty() ? "" : ", ") + GroupName(gid);
   }
-  return LocalAccessPolicy(std::move(uids), std::move(gids), std::move(names),
-                           UserDatabaseGroups);
+  return LocalAccessPolicy(std::move(uids), std::move(gids), std::move(names), UserDatabaseGroups);
 }
 
 LocalAccessPolicy::LocalAccessPolicy(std::set<uid_t> uids, std::set<gid_t> gids,
@@ -116,8 +114,8 @@ std::optional<std::string> LocalAccessPolicy::Refusal(uid_t uid) const {
     why += ", and no group is allowed (capd --allow-group GROUP or --allow-user USER)";
   } else {
     why += " and not in group " + group_names_ + " (an admin grants access with: usermod -aG " +
-           group_names_.substr(0, group_names_.find(',')) + " " +
-           (name.empty() ? "USER" : name) + ")";
+           group_names_.substr(0, group_names_.find(',')) + " " + (name.empty() ? "USER" : name) +
+           ")";
   }
   return why;
 }

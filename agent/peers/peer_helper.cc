@@ -209,8 +209,8 @@ StatusOr<RelayAnswer> PeerHelper::Ask(const RelayQuery& query, std::chrono::mill
   char buffer[kMaxAnswerSize + 1];
   ssize_t n = 0;
   if (!ReceiveWithin(fd_, buffer, sizeof buffer, timeout, n)) {
-    return Unavailable("the peer helper did not answer within " +
-                       std::to_string(timeout.count()) + " ms");
+    return Unavailable("the peer helper did not answer within " + std::to_string(timeout.count()) +
+                       " ms");
   }
   auto answer = static_cast<size_t>(n) <= kMaxAnswerSize
                     ? DecodeAnswer({buffer, static_cast<size_t>(n)})

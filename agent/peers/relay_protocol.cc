@@ -53,8 +53,8 @@ class Reader {
     std::memcpy(e.address.data(), address.data(), 16);
     e.port = U16();
     if (e.family != AF_INET && e.family != AF_INET6) return std::nullopt;
-    if (e.family == AF_INET && std::any_of(e.address.begin() + 4, e.address.end(),
-                                           [](uint8_t b) { return b != 0; })) {
+    if (e.family == AF_INET &&
+        std::any_of(e.address.begin() + 4, e.address.end(), [](uint8_t b) { return b != 0; })) {
       return std::nullopt;
     }
     if (e.port == 0) return std::nullopt;
@@ -155,6 +155,8 @@ std::optional<uint8_t> DecodeReady(std::string_view bytes) {
   return bits;
 }
 
-std::string EscapeProcessName(std::string_view name) { return PrintableText(name, /*escape_backslash=*/true); }
+std::string EscapeProcessName(std::string_view name) {
+  return PrintableText(name, /*escape_backslash=*/true);
+}
 
 }  // namespace capd::agent

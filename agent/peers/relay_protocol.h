@@ -53,8 +53,8 @@ struct RelayConnection {
 
 struct RelayAnswer {
   RelayOutcome outcome = RelayOutcome::kFailed;
-  uid_t uid = 0;  // the peer socket's uid (kFound, kOwnerUnknown)
-  pid_t pid = 0;  // the process holding it (kFound)
+  uid_t uid = 0;                             // the peer socket's uid (kFound, kOwnerUnknown)
+  pid_t pid = 0;                             // the process holding it (kFound)
   std::string command;                       // its /proc/PID/comm, raw, at most 16 bytes
   uint32_t total_connections = 0;            // its TCP connections other than to capd's port
   uint32_t unreadable_processes = 0;         // processes the helper could not examine

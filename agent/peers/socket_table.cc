@@ -30,9 +30,7 @@ class Fd {
   int fd_;
 };
 
-Status Errno(const std::string& call) {
-  return Internal(call + ": " + std::strerror(errno));
-}
+Status Errno(const std::string& call) { return Internal(call + ": " + std::strerror(errno)); }
 
 TcpEndpoint FromDiag(int family, const __be32 address[4], __be16 port) {
   TcpEndpoint endpoint;
@@ -127,7 +125,8 @@ TcpEndpoint Normalized(TcpEndpoint endpoint) {
     std::fill(endpoint.address.begin() + 4, endpoint.address.end(), 0);
     endpoint.family = AF_INET;
   }
-  if (endpoint.family == AF_INET) std::fill(endpoint.address.begin() + 4, endpoint.address.end(), 0);
+  if (endpoint.family == AF_INET)
+    std::fill(endpoint.address.begin() + 4, endpoint.address.end(), 0);
   return endpoint;
 }
 

@@ -27,8 +27,7 @@ enum class KeptCapabilities {
 // Switches to `user` (its uid and primary gid, no supplementary groups; "" keeps the current
 // user) keeping only the capabilities of `keep`. Already running as that user (systemd's User=
 // with AmbientCapabilities=): only trims the capability sets. Errors name the failing call.
-Status DropPrivileges(const std::string& user,
-                      KeptCapabilities keep = KeptCapabilities::kCapture);
+Status DropPrivileges(const std::string& user, KeptCapabilities keep = KeptCapabilities::kCapture);
 
 // Whether the calling thread has `capability` (a CAP_ value) in its effective set.
 bool HasEffectiveCapability(int capability);

@@ -242,10 +242,9 @@ grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
   spdlog::info("stream from {}: interface '{}', filter '{}', count {}, duration {} ms",
                context->peer(), request->interface(), request->filter(), request->max_packets(),
                request->duration_ms());
-  auto* reactor =
-      new StreamReactor(*hub_, *request, options_.identity, std::move(relay),
-                        options_.max_queue_bytes, context,
-                        [this](StreamReactor* gone) { Forget(gone); });
+  auto* reactor = new StreamReactor(*hub_, *request, options_.identity, std::move(relay),
+                                    options_.max_queue_bytes, context,
+                                    [this](StreamReactor* gone) { Forget(gone); });
   streams_.insert(reactor);
   return reactor;
 }
@@ -303,10 +302,10 @@ StreamRelay CaptureService::IdentifyRelay(const std::string& peer_text) {
   const std::optional<TcpEndpoint> peer = ParseGrpcPeer(peer_text);
   if (!peer) return relay;  // not TCP: nothing crosses a network interface
   StatusOr<RelayAnswer> answer =
-      options_.peer_helper ? options_.peer_helper->Ask({*peer, listening_port()})
-                           : StatusOr<RelayAnswer>(Unavailable(
-                                 "capd's peer helper is not running: " +
-                                 options_.peer_helper_problem));
+      options_.peer_helper
+          ? options_.peer_helper->Ask({*peer, listening_port()})
+          : StatusOr<RelayAnswer>(
+                Unavailable("capd's peer helper is not running: " + options_.peer_helper_problem));
   if (!answer.ok() && !options_.peer_helper) {
     // Without the helper capd cannot tell a relay from a client on another host; a client on
     // another host needs no warning.

@@ -32,7 +32,7 @@ struct ServiceOptions {
   // A stream of packets no other stream asks for holds a capture ring (32 MiB) and a thread:
   // bound how many run at once (streams of the same packets share one capture, but count here).
   size_t max_streams = 16;
-  std::optional<TokenCheck> token;  // set: a client that is not allowed locally must send it
+  std::optional<TokenCheck> token;   // set: a client that is not allowed locally must send it
   bool client_certificates = false;  // mutual TLS: a verified client certificate is enough
   // Who may call from this host (the peer's socket is in capd's network namespace); unset: any
   // local process (unit tests only; capd always sets it).

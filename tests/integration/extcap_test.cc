@@ -453,37 +453,34 @@ TEST_F(ExtcapGuiTest, ControlPipesCarryStatusAndLog) {
 // root socat): Wireshark's status bar and log say that the relay's traffic is in the capture.
 TEST_F(ExtcapGuiTest, UnidentifiedRelayIsAWarningInTheStatusBar) {
   if (!HaveProgram("socat")) GTEST_SKIP() << "needs socat (apt-get install socat)";
-  ASSERT_NO_FATAL_FAILURE(Spawn("capd",
-                                {"setpriv", "--reuid", "nobody", "--regid", "nogroup",
-                                 "--clear-groups", "--inh-caps", "-all,+net_raw,+net_admin",
-                                 "--ambient-caps", "-all,+net_raw,+net_admin", "--", kCapdPath,
-                                 "--listen", kAgentTarget, "--user", "nobody", "--no-metadata"},
-                                &agent_));
+  ASSERT_NO_FATAL_FAILURE(
+      Spawn("capd",
+            {"setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", "--inh-caps",
+             "-all,+net_raw,+net_admin", "--ambient-caps", "-all,+net_raw,+net_admin", "--",
+             kCapdPath, "--listen", kAgentTarget, "--user", "nobody", "--no-metadata"},
+            &agent_));
   ASSERT_TRUE(agent_->WaitForStderr(std::string("listening on ") + kAgentTarget, kStartTimeout))
       << agent_->Describe();
   std::unique_ptr<Subprocess> relay;
-  ASSERT_NO_FATAL_FAILURE(Spawn("relay",
-                                {"socat", "-d", "-d",
-                                 std::string("TCP-LISTEN:50053,bind=") + kDst + ",reuseaddr,fork",
-                                 std::string("TCP:") + kAgentTarget},
-                                &relay));
+  ASSERT_NO_FATAL_FAILURE(
+      Spawn("relay",
+            {"socat", "-d", "-d", std::string("TCP-LISTEN:50053,bind=") + kDst + ",reuseaddr,fork",
+             std::string("TCP:") + kAgentTarget},
+            &relay));
   ASSERT_TRUE(relay->WaitForStderr("listening on", kStartTimeout)) << relay->Describe();
   GuiCapture gui;
-  ASSERT_NO_FATAL_FAILURE(RunGuiCapture(std::string(kDst) + ":50053", MakePayloads(3, "relayed"),
-                                        "warning: ", &gui));
+  ASSERT_NO_FATAL_FAILURE(
+      RunGuiCapture(std::string(kDst) + ":50053", MakePayloads(3, "relayed"), "warning: ", &gui));
   EXPECT_EQ(gui.stderr_text, "") << "Wireshark shows an extcap's stderr as an error";
   const auto warning =
       std::find_if(gui.status_messages.begin(), gui.status_messages.end(),
                    [](const std::string& m) { return m.rfind("capd: warning: agent ", 0) == 0; });
   ASSERT_NE(warning, gui.status_messages.end()) << "no warning in the status bar";
-  EXPECT_NE(warning->find("could not identify the process relaying this stream"),
-            std::string::npos)
+  EXPECT_NE(warning->find("could not identify the process relaying this stream"), std::string::npos)
       << *warning;
-  EXPECT_TRUE(std::any_of(gui.log_entries.begin(), gui.log_entries.end(),
-                          [](const std::string& e) {
-                            return e.find("capctl: warning: agent ") != std::string::npos;
-                          }))
-      << "no warning in the log";
+  EXPECT_TRUE(std::any_of(gui.log_entries.begin(), gui.log_entries.end(), [](const std::string& e) {
+    return e.find("capctl: warning: agent ") != std::string::npos;
+  })) << "no warning in the log";
 }
 
 // A capture that cannot start says why on stderr (Wireshark's "Error by extcap pipe") and

@@ -67,10 +67,10 @@ class PeerIdentityTest : public HardenedAgentTest {
     ASSERT_TRUE(sshd.ok()) << sshd.status().message();
     sshd_ = *sshd;
     namespace fs = std::filesystem;
-    fs::permissions(dir_->path(), fs::perms::owner_all | fs::perms::group_exec |
-                                      fs::perms::others_exec);
-    fs::permissions(dir_->path() / "ssh", fs::perms::owner_all | fs::perms::group_exec |
-                                              fs::perms::others_exec);
+    fs::permissions(dir_->path(),
+                    fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+    fs::permissions(dir_->path() / "ssh",
+                    fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
     fs::permissions(dir_->path() / "ssh" / "authorized_keys",
                     fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
                         fs::perms::others_read);
@@ -81,9 +81,8 @@ class PeerIdentityTest : public HardenedAgentTest {
 
   // `env CAPCTL_SSH_COMMAND="ssh -F <config>" capctl ARGS` in the peer namespace.
   std::vector<std::string> CapctlOverSsh(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {"env", "CAPCTL_SSH_COMMAND=ssh -F " +
-                                                sshd_.client_config.string(),
-                                     kCapctlPath};
+    std::vector<std::string> argv = {
+        "env", "CAPCTL_SSH_COMMAND=ssh -F " + sshd_.client_config.string(), kCapctlPath};
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
   }
@@ -123,14 +122,12 @@ TEST_F(PeerIdentityTest, LoopbackServesRootAndTheAllowedGroupOnly) {
   EXPECT_NE(listed.find("uid " + std::to_string(outsider.uid) + " (" + outsider.name + ")"),
             std::string::npos)
       << listed;
-  EXPECT_NE(listed.find("usermod -aG " + users_->group() + " " + outsider.name),
-            std::string::npos)
+  EXPECT_NE(listed.find("usermod -aG " + users_->group() + " " + outsider.name), std::string::npos)
       << listed;
   const std::string streamed =
       RunCapctlAs(outsider, "outsider-stream",
                   {"stream", "--agent", kAgentTarget, "-i", kIface, "-c", "1", "-w", "-"}, 1);
-  EXPECT_NE(streamed.find("refused the stream: permission denied"), std::string::npos)
-      << streamed;
+  EXPECT_NE(streamed.find("refused the stream: permission denied"), std::string::npos) << streamed;
   // capd says it too, with the peer.
   EXPECT_TRUE(agent().WaitForStderr("refused a stream from ipv4:127.0.0.1:", kStartTimeout))
       << agent().Describe();
@@ -138,8 +135,8 @@ TEST_F(PeerIdentityTest, LoopbackServesRootAndTheAllowedGroupOnly) {
   // A member and root are served: a member's stream captures what the test sends.
   const std::string member_list =
       RunCapctlAs(member, "member-interfaces", {"interfaces", "--agent", kAgentTarget}, 0);
-  const std::string root_list = RunCapctl("root-interfaces", {"interfaces", "--agent",
-                                                              kAgentTarget}, 0);
+  const std::string root_list =
+      RunCapctl("root-interfaces", {"interfaces", "--agent", kAgentTarget}, 0);
   EXPECT_NE(ReadFileToString(File("member-interfaces.out")).find(kIface), std::string::npos);
   EXPECT_NE(ReadFileToString(File("root-interfaces.out")).find(kIface), std::string::npos);
 
@@ -169,11 +166,10 @@ TEST_F(PeerIdentityTest, ThroughSshTheSshUsersGroupDecides) {
 
   // capctl on "the laptop" (the peer namespace, as root there), logging in as each user.
   std::unique_ptr<Subprocess> as_member;
-  ASSERT_NO_FATAL_FAILURE(
-      Spawn("ssh-member",
-            CapctlOverSsh({"interfaces", "--agent",
-                           "ssh://" + member.name + "@" + std::string(kDst)}),
-            &as_member, network().peer_ns()));
+  ASSERT_NO_FATAL_FAILURE(Spawn(
+      "ssh-member",
+      CapctlOverSsh({"interfaces", "--agent", "ssh://" + member.name + "@" + std::string(kDst)}),
+      &as_member, network().peer_ns()));
   ASSERT_NO_FATAL_FAILURE(ExpectExit(*as_member, 0));
   EXPECT_NE(ReadFileToString(File("ssh-member.out")).find(kIface), std::string::npos)
       << as_member->Describe();
@@ -181,22 +177,22 @@ TEST_F(PeerIdentityTest, ThroughSshTheSshUsersGroupDecides) {
   // The member's stream of the interface its own SSH session crosses: capd (nobody) finds the
   // member's sshd session process, which runs as the member, and leaves its connection out.
   std::unique_ptr<Subprocess> stream;
-  ASSERT_NO_FATAL_FAILURE(Spawn(
-      "ssh-member-stream",
-      CapctlOverSsh({"stream", "--agent",
-                     "ssh://" + member.name + "@" + std::string(kDst) + "/" + kIface, "-w",
-                     File("member.pcapng").string()}),
-      &stream, network().peer_ns()));
-  ASSERT_TRUE(stream->WaitForStderr("excludes the connections carrying this stream: sshd[",
-                                    kStartTimeout))
+  ASSERT_NO_FATAL_FAILURE(
+      Spawn("ssh-member-stream",
+            CapctlOverSsh({"stream", "--agent",
+                           "ssh://" + member.name + "@" + std::string(kDst) + "/" + kIface, "-w",
+                           File("member.pcapng").string()}),
+            &stream, network().peer_ns()));
+  ASSERT_TRUE(
+      stream->WaitForStderr("excludes the connections carrying this stream: sshd[", kStartTimeout))
       << stream->Describe();
   const UniqueFd sink = AgentSocket(kDst, kPort);
   const UniqueFd peer = PeerSocket();
   const auto payloads = MakePayloads(10, "over-ssh");
   ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kPort, payloads));
-  ASSERT_TRUE(WaitForFileContains(File("member.pcapng"), payloads.back(), kStartTimeout,
-                                  [&] { return stream->Running(); }))
-      << stream->Describe();
+  ASSERT_TRUE(WaitForFileContains(File("member.pcapng"), payloads.back(), kStartTimeout, [&] {
+    return stream->Running();
+  })) << stream->Describe();
   ASSERT_TRUE(stream->Signal(SIGINT));
   ASSERT_NO_FATAL_FAILURE(ExpectExit(*stream, 0));
   size_t ssh_packets = 0;
@@ -211,11 +207,10 @@ TEST_F(PeerIdentityTest, ThroughSshTheSshUsersGroupDecides) {
       << agent().Describe();
 
   std::unique_ptr<Subprocess> as_outsider;
-  ASSERT_NO_FATAL_FAILURE(
-      Spawn("ssh-outsider",
-            CapctlOverSsh({"interfaces", "--agent",
-                           "ssh://" + outsider.name + "@" + std::string(kDst)}),
-            &as_outsider, network().peer_ns()));
+  ASSERT_NO_FATAL_FAILURE(Spawn(
+      "ssh-outsider",
+      CapctlOverSsh({"interfaces", "--agent", "ssh://" + outsider.name + "@" + std::string(kDst)}),
+      &as_outsider, network().peer_ns()));
   ASSERT_NO_FATAL_FAILURE(ExpectExit(*as_outsider, 1));
   const std::string said = as_outsider->Stderr();
   EXPECT_NE(said.find("permission denied"), std::string::npos) << said;
@@ -248,11 +243,11 @@ TEST_F(PeerIdentityTest, IdleConnectionsOfAnotherUserHideNothing) {
   if (!HaveProgram("socat")) GTEST_SKIP() << "needs socat (apt-get install socat)";
   ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--user", "nobody", "--no-metadata"}));
   std::unique_ptr<Subprocess> listener;
-  ASSERT_NO_FATAL_FAILURE(Spawn("listener",
-                                {"socat", "-d", "-d", "-u",
-                                 std::string("TCP-LISTEN:4444,bind=") + kPeer + ",reuseaddr",
-                                 "OPEN:" + File("received.txt").string() + ",creat"},
-                                &listener, network().peer_ns()));
+  ASSERT_NO_FATAL_FAILURE(
+      Spawn("listener",
+            {"socat", "-d", "-d", "-u", std::string("TCP-LISTEN:4444,bind=") + kPeer + ",reuseaddr",
+             "OPEN:" + File("received.txt").string() + ",creat"},
+            &listener, network().peer_ns()));
   ASSERT_TRUE(listener->WaitForStderr("listening on", kStartTimeout)) << listener->Describe();
 
   // uid 12345 holds 1,000 connections to capd, then, on a line on its stdin, talks to
@@ -262,9 +257,9 @@ TEST_F(PeerIdentityTest, IdleConnectionsOfAnotherUserHideNothing) {
   ASSERT_EQ(pipe(go), 0);
   const UniqueFd go_read(go[0]), go_write(go[1]);
   SubprocessOptions options;
-  options.argv = AsUser(12345, 12345,
-                        {"/usr/bin/python3", "-c", kHider, std::to_string(kConnections),
-                         std::to_string(kMessages)});
+  options.argv = AsUser(
+      12345, 12345,
+      {"/usr/bin/python3", "-c", kHider, std::to_string(kConnections), std::to_string(kMessages)});
   options.netns = network().agent_ns();
   options.stdout_path = File("hider.out");
   options.stderr_path = File("hider.err");
@@ -272,16 +267,15 @@ TEST_F(PeerIdentityTest, IdleConnectionsOfAnotherUserHideNothing) {
   auto started_hider = Subprocess::Start(std::move(options));
   ASSERT_TRUE(started_hider.ok()) << started_hider.status().message();
   std::unique_ptr<Subprocess> hider = std::move(started_hider).value();
-  ASSERT_TRUE(WaitForFileContains(File("hider.out"), "holding 1000", kStartTimeout,
-                                  [&] { return hider->Running(); }))
-      << hider->Describe();
+  ASSERT_TRUE(WaitForFileContains(File("hider.out"), "holding 1000", kStartTimeout, [&] {
+    return hider->Running();
+  })) << hider->Describe();
 
   // A stream starts while they are held, next to tcpdump on the same interface.
   const auto before = std::chrono::steady_clock::now();
   std::unique_ptr<Subprocess> capctl;
   ASSERT_NO_FATAL_FAILURE(StartStream(
-      "capctl", {"-i", kIface, "-f", "tcp port 4444", "-w", File("out.pcapng").string()},
-      &capctl));
+      "capctl", {"-i", kIface, "-f", "tcp port 4444", "-w", File("out.pcapng").string()}, &capctl));
   const auto started = std::chrono::steady_clock::now() - before;
   std::cout << "capture start with " << kConnections << " idle connections to capd: "
             << std::chrono::duration_cast<std::chrono::milliseconds>(started).count() << " ms\n";
@@ -296,9 +290,9 @@ TEST_F(PeerIdentityTest, IdleConnectionsOfAnotherUserHideNothing) {
   ASSERT_TRUE(WaitForFileContains(File("out.pcapng"), last, kStartTimeout,
                                   [&] { return capctl->Running(); }))
       << "capd's capture misses the hider's last message: " << capctl->Describe();
-  ASSERT_TRUE(WaitForFileContains(File("witness.pcap"), last, kStartTimeout,
-                                  [&] { return witness->Running(); }))
-      << witness->Describe();
+  ASSERT_TRUE(WaitForFileContains(File("witness.pcap"), last, kStartTimeout, [&] {
+    return witness->Running();
+  })) << witness->Describe();
   ASSERT_TRUE(capctl->Signal(SIGINT));
   ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));
   ASSERT_TRUE(witness->Signal(SIGINT));
@@ -361,8 +355,7 @@ TEST_F(PeerIdentityTest, UnidentifiedRelayIsAWarningAndItsPacketsAreCaptured) {
   ASSERT_NO_FATAL_FAILURE(Spawn("capd", argv, &agent_));
   ASSERT_TRUE(agent_->WaitForStderr(std::string("listening on ") + kAgentTarget, kStartTimeout))
       << agent_->Describe();
-  EXPECT_NE(agent().Stderr().find("lacks CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH"),
-            std::string::npos)
+  EXPECT_NE(agent().Stderr().find("lacks CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH"), std::string::npos)
       << agent().Describe();
 
   constexpr uint16_t kRelayPort = 50053;
@@ -381,8 +374,7 @@ TEST_F(PeerIdentityTest, UnidentifiedRelayIsAWarningAndItsPacketsAreCaptured) {
   ASSERT_TRUE(capctl->WaitForStderr("capctl: warning: agent ", kStartTimeout))
       << capctl->Describe();
   const std::string warning = LineWith(capctl->Stderr(), "capctl: warning: ");
-  EXPECT_NE(warning.find("could not identify the process relaying this stream"),
-            std::string::npos)
+  EXPECT_NE(warning.find("could not identify the process relaying this stream"), std::string::npos)
       << warning;
   EXPECT_NE(warning.find("NOT left out of captures"), std::string::npos) << warning;
   // Batches cross veth0 through the relay: the capture holds them, as the warning says.
@@ -427,8 +419,7 @@ TEST_F(PeerIdentityTest, RelayNamedWithTerminalEscapesIsPrintedEscaped) {
              std::string(kDst) + ":" + std::to_string(kRelayPort) + "/" + kIface, "-f",
              "udp port 7000", "--duration", "3", "-w", File("out.pcapng").string()},
             &capctl, network().peer_ns()));
-  ASSERT_TRUE(capctl->WaitForStderr("excludes the connections carrying this stream",
-                                    kStartTimeout))
+  ASSERT_TRUE(capctl->WaitForStderr("excludes the connections carrying this stream", kStartTimeout))
       << capctl->Describe();
   ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));
   const std::string said = capctl->Stderr();
@@ -485,9 +476,9 @@ TEST_F(PeerIdentityTest, RelayedStreamsComingAndGoingLoseNothingOfARunningStream
   stop = true;
   sender.join();
   ASSERT_FALSE(sent.empty());
-  ASSERT_TRUE(WaitForFileContains(File("running.pcapng"), sent.back(), kStartTimeout,
-                                  [&] { return running->Running(); }))
-      << running->Describe();
+  ASSERT_TRUE(WaitForFileContains(File("running.pcapng"), sent.back(), kStartTimeout, [&] {
+    return running->Running();
+  })) << running->Describe();
   ASSERT_TRUE(running->Signal(SIGINT));
   ASSERT_NO_FATAL_FAILURE(ExpectExit(*running, 0));
   ExpectUdpPayloads(ReadOrFail(File("running.pcapng")), sent, kPort);
@@ -511,10 +502,9 @@ TEST_F(PeerIdentityTest, RelayedStreamsComingAndGoingLoseNothingOfARunningStream
 TEST_F(PeerIdentityTest, SecondAgentOnTheSameAddressExitsOne) {
   ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--user", "nobody", "--no-metadata"}));
   std::unique_ptr<Subprocess> second;
-  ASSERT_NO_FATAL_FAILURE(Spawn("second",
-                                {kCapdPath, "--listen", kAgentTarget, "--user", "nobody",
-                                 "--no-metadata"},
-                                &second));
+  ASSERT_NO_FATAL_FAILURE(
+      Spawn("second", {kCapdPath, "--listen", kAgentTarget, "--user", "nobody", "--no-metadata"},
+            &second));
   ASSERT_NO_FATAL_FAILURE(ExpectExit(*second, 1));
   EXPECT_NE(second->Stderr().find("address already in use"), std::string::npos)
       << second->Describe();

@@ -250,8 +250,8 @@ TEST_F(TokenAccessTest, OnlyTheRightTokenStreams) {
 
   // capctl as nobody: not allowed locally, so the token decides. It may write in the test's
   // folder (it checks its output path before it connects).
-  std::filesystem::permissions(dir_->path(), std::filesystem::perms::all |
-                                                 std::filesystem::perms::sticky_bit);
+  std::filesystem::permissions(dir_->path(),
+                               std::filesystem::perms::all | std::filesystem::perms::sticky_bit);
   auto as_nobody = [&](const std::string& name, const std::vector<std::string>& args) {
     std::vector<std::string> argv = {kCapctlPath};
     argv.insert(argv.end(), args.begin(), args.end());
@@ -308,8 +308,8 @@ TEST_F(TokenAccessTest, RefusedStreamLeavesTheOutputFileAlone) {
   EXPECT_EQ(ReadFileToString(File("earlier.pcapng")), previous)
       << "the refused stream truncated or rewrote the output file";
   EXPECT_FALSE(std::filesystem::exists(File("new.pcapng")));
-  std::filesystem::permissions(dir_->path(), std::filesystem::perms::all |
-                                                 std::filesystem::perms::sticky_bit);
+  std::filesystem::permissions(dir_->path(),
+                               std::filesystem::perms::all | std::filesystem::perms::sticky_bit);
   std::unique_ptr<Subprocess> refused;
   ASSERT_NO_FATAL_FAILURE(Spawn("no-token-new-file",
                                 AsUser(65534, 65534,

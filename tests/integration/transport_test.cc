@@ -188,16 +188,16 @@ TEST_P(RelayTest, CaptureOfTheRelaysInterface) {
     const std::string line = capctl->Stderr();
     const std::smatch found = [&] {
       std::smatch m;
-      std::regex_search(line, m, std::regex(R"(sshd\[\d+\] 10\.200\.0\.1:22 <-> 10\.200\.0\.2:(\d+))"));
+      std::regex_search(line, m,
+                        std::regex(R"(sshd\[\d+\] 10\.200\.0\.1:22 <-> 10\.200\.0\.2:(\d+))"));
       return m;
     }();
     ASSERT_FALSE(found.empty()) << line;
     carrier_port = static_cast<uint16_t>(std::stoi(found[1].str()));
     std::unique_ptr<Subprocess> other;
-    ASSERT_NO_FATAL_FAILURE(Spawn("other-ssh",
-                                  {"ssh", "-F", ssh_config,
-                                   std::string("root@") + kDst, "echo another session"},
-                                  &other, network().peer_ns()));
+    ASSERT_NO_FATAL_FAILURE(Spawn(
+        "other-ssh", {"ssh", "-F", ssh_config, std::string("root@") + kDst, "echo another session"},
+        &other, network().peer_ns()));
     ASSERT_NO_FATAL_FAILURE(ExpectExit(*other, 0));
     ASSERT_TRUE(WaitForFileContains(File("out.pcapng"), "SSH-2.0", kStartTimeout,
                                     [&] { return capctl->Running(); }))
@@ -211,9 +211,8 @@ TEST_P(RelayTest, CaptureOfTheRelaysInterface) {
   if (carrier_port != 0) {
     EXPECT_EQ(CountMatching(packets, "tcp port " + std::to_string(carrier_port)), 0u)
         << "the carrying SSH session (client port " << carrier_port << ") is in the capture";
-    EXPECT_GT(CountMatching(packets, "tcp port 22 and not tcp port " +
-                                         std::to_string(carrier_port)),
-              0u)
+    EXPECT_GT(
+        CountMatching(packets, "tcp port 22 and not tcp port " + std::to_string(carrier_port)), 0u)
         << "the unrelated SSH session is missing from the capture";
   }
   const size_t relay_packets = CountMatching(packets, relay_filter);

@@ -40,10 +40,10 @@ StatusOr<TestSshd> MakeTestSshd(const std::filesystem::path& dir, const std::str
 
   const auto host_key = ssh / "host_key";
   const auto client_key = ssh / "client_key";
-  CAPD_RETURN_IF_ERROR(RunToSuccess({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "capd test host",
-                            "-f", host_key.string()}));
-  CAPD_RETURN_IF_ERROR(RunToSuccess({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "capd test client",
-                            "-f", client_key.string()}));
+  CAPD_RETURN_IF_ERROR(RunToSuccess({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                                     "capd test host", "-f", host_key.string()}));
+  CAPD_RETURN_IF_ERROR(RunToSuccess({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                                     "capd test client", "-f", client_key.string()}));
   const std::string host_public = ReadFileToString(host_key.string() + ".pub");
   const std::string client_public = ReadFileToString(client_key.string() + ".pub");
   if (host_public.empty() || client_public.empty()) return Internal("ssh-keygen wrote no key");

@@ -54,8 +54,9 @@ TestUsers::~TestUsers() {
 }
 
 std::vector<std::string> AsUser(uid_t uid, gid_t gid, const std::vector<std::string>& argv) {
-  std::vector<std::string> out = {"setpriv",      "--reuid", std::to_string(uid), "--regid",
-                                  std::to_string(gid), "--clear-groups", "--"};
+  std::vector<std::string> out = {"setpriv", "--reuid",           std::to_string(uid),
+                                  "--regid", std::to_string(gid), "--clear-groups",
+                                  "--"};
   out.insert(out.end(), argv.begin(), argv.end());
   return out;
 }

@@ -942,13 +942,11 @@ TEST(FindLocalPeerTest, LocalClientIsItsSocketsOwnerAndARemoteOneIsRemote) {
   const LocalPeer alice = FindLocalPeer(sockets, V4("127.0.0.1", 40000), 50051);
   EXPECT_EQ(alice.place, LocalPeer::Place::kLocal);
   EXPECT_EQ(alice.uid, 1001u);
-  EXPECT_EQ(FindLocalPeer(sockets, V4("10.0.0.9", 40000), 50051).place,
-            LocalPeer::Place::kRemote);
+  EXPECT_EQ(FindLocalPeer(sockets, V4("10.0.0.9", 40000), 50051).place, LocalPeer::Place::kRemote);
   // The peer as an IPv4-mapped IPv6 address (a dual-stack listener) is the same peer.
   EXPECT_EQ(FindLocalPeer(sockets, V6("::ffff:127.0.0.1", 40000), 50051).uid, 1001u);
   // Another port of the same peer is not a connection to capd.
-  EXPECT_EQ(FindLocalPeer(sockets, V4("127.0.0.1", 40000), 50052).place,
-            LocalPeer::Place::kRemote);
+  EXPECT_EQ(FindLocalPeer(sockets, V4("127.0.0.1", 40000), 50052).place, LocalPeer::Place::kRemote);
 }
 
 // One peer endpoint connected to capd on two local addresses, the two sockets owned by different
