@@ -198,6 +198,9 @@ class Recording final : public StreamSink {
       if (state_.started_ns == 0) state_.started_ns = NowNs();
       state_.last_seen_ns = NowNs();
     }
+    // One stop signal (an eventfd) per run: a stopped recording stays listed and fetchable for
+    // as long as capd runs, and must not hold a descriptor meanwhile.
+    stop_ = std::make_unique<StopSignal>();
     writer_thread_ = std::thread(&Recording::WriterMain, this);
     capture_thread_ = std::thread(&Recording::CaptureMain, this);
     active_ = true;
@@ -217,7 +220,7 @@ class Recording final : public StreamSink {
   // so the recording resumes at the next start.
   void Stop(v1::StreamEnd::Reason reason, bool keep_running) {
     std::lock_guard control(control_mu_);
-    stop_.Request(reason);
+    if (stop_) stop_->Request(reason);
     JoinThreads();
     std::lock_guard lock(mu_);
     if (!keep_running && state_.state == v1::RecordingInfo::RUNNING) {
@@ -321,7 +324,7 @@ class Recording final : public StreamSink {
   };
 
   void CaptureMain() {
-    auto ended = RunCapture(hub_, StreamRequestFor(request_), identity_, *this, stop_);
+    auto ended = RunCapture(hub_, StreamRequestFor(request_), identity_, *this, *stop_);
     std::lock_guard lock(mu_);
     if (!setup_done_) {
       setup_done_ = true;
@@ -448,7 +451,7 @@ class Recording final : public StreamSink {
       state_.state = v1::RecordingInfo::FAILED;
       state_.message = status.message();
     }
-    stop_.Request(v1::StreamEnd::CAPTURE_ERROR);
+    stop_->Request(v1::StreamEnd::CAPTURE_ERROR);  // the writer thread runs: stop_ is set
     return false;
   }
 
@@ -467,6 +470,7 @@ class Recording final : public StreamSink {
   void JoinThreads() {
     if (capture_thread_.joinable()) capture_thread_.join();
     if (writer_thread_.joinable()) writer_thread_.join();
+    stop_.reset();
     std::lock_guard lock(mu_);
     active_ = false;
     // This run's counters become the base of the next run.
@@ -480,8 +484,8 @@ class Recording final : public StreamSink {
   const v1::StartRecordingRequest request_;
   const AgentIdentity& identity_;
   CaptureHub& hub_;
-  StopSignal stop_;
-  std::mutex control_mu_;  // one Start or Stop at a time
+  std::unique_ptr<StopSignal> stop_;  // while threads run (set by Start, reset by JoinThreads)
+  std::mutex control_mu_;             // one Start or Stop at a time
   std::thread capture_thread_;
   std::thread writer_thread_;
   std::atomic<bool> active_ = false;  // threads started and not yet joined
