@@ -58,6 +58,16 @@ StatusOr<ServerCredentialsFactory> MakeServerCredentials(const AccessOptions& op
     }
     return ServerCredentialsFactory([] { return grpc::InsecureServerCredentials(); });
   }
+  // TLS proves the agent to its clients, not the clients to the agent: on an address others can
+  // reach, a client certificate or a token must decide who may capture.
+  if (!IsLoopbackListenAddress(options.listen) && options.tls_client_ca_file.empty() &&
+      options.token_file.empty()) {
+    return InvalidArgument(
+        "refusing to listen on " + options.listen +
+        " with TLS but without client authentication: anyone who can reach it could capture "
+        "this host's traffic. Add --tls-client-ca (clients need a certificate it signed) or "
+        "--auth-token-file (clients need the token), or listen on loopback");
+  }
   auto cert = ReadFile("--tls-cert", options.tls_cert_file);
   if (!cert.ok()) return cert.status();
   auto key = ReadFile("--tls-key", options.tls_key_file);

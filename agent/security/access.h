@@ -34,7 +34,8 @@ bool IsLoopbackListenAddress(const std::string& listen);
 using ServerCredentialsFactory = std::function<std::shared_ptr<grpc::ServerCredentials>()>;
 
 // Validates the combination and reads the files. kInvalidArgument for a non-loopback address
-// without TLS, a key without a certificate, a client CA without TLS, an unreadable or empty file.
+// without TLS, or with TLS but neither a client CA nor a token, a key without a certificate, a
+// client CA without TLS, an unreadable or empty file.
 StatusOr<ServerCredentialsFactory> MakeServerCredentials(const AccessOptions& options);
 
 // Checks the bearer token of each call, in constant time.

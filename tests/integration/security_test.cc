@@ -175,21 +175,44 @@ TEST_F(TlsAccessTest, NonLoopbackListenWithoutTlsIsRefused) {
   EXPECT_NE(capd->Stderr().find(kVethTarget), std::string::npos) << capd->Describe();
 }
 
-// With TLS capd listens on the veth's address, and a capctl in the peer namespace streams over
-// the veth. The capture has no filter at all: the agent's own gRPC traffic, which crosses the
-// very interface being captured, must still be left out (its port is excluded in the kernel).
+// TLS alone on an address others can reach proves capd to its clients but lets anyone capture:
+// capd refuses to start, exit 2, naming both ways to authenticate clients. (The attack: a
+// stranger listed interfaces and streamed.) On loopback TLS alone is fine: local clients are
+// authorized by their uid.
+TEST_F(TlsAccessTest, NonLoopbackTlsWithoutClientAuthenticationIsRefused) {
+  std::vector<std::string> argv = {kCapdPath, "--listen", kVethTarget};
+  const std::vector<std::string> tls = ServerTls();
+  argv.insert(argv.end(), tls.begin(), tls.end());
+  std::unique_ptr<Subprocess> capd;
+  ASSERT_NO_FATAL_FAILURE(Spawn("capd-tls-only", argv, &capd));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*capd, 2));
+  const std::string said = capd->Stderr();
+  EXPECT_NE(said.find("without client authentication"), std::string::npos) << said;
+  EXPECT_NE(said.find("--tls-client-ca"), std::string::npos) << said;
+  EXPECT_NE(said.find("--auth-token-file"), std::string::npos) << said;
+  EXPECT_NE(said.find(kVethTarget), std::string::npos) << said;
+}
+
+// With TLS and a token capd listens on the veth's address, and a capctl in the peer namespace
+// streams over the veth. The capture has no filter at all: the agent's own gRPC traffic, which
+// crosses the very interface being captured, must still be left out (its port is excluded in the
+// kernel).
 TEST_F(TlsAccessTest, TlsOnTheVethServesTheOtherNamespace) {
   constexpr int kCount = 20;
-  ASSERT_NO_FATAL_FAILURE(StartAgentWith(ServerTls(), kVethTarget));
+  ASSERT_NO_FATAL_FAILURE(WriteText(File("token"), "capd-veth-token-31f7\n"));
+  std::vector<std::string> flags = ServerTls();
+  flags.insert(flags.end(), {"--auth-token-file", File("token").string()});
+  ASSERT_NO_FATAL_FAILURE(StartAgentWith(flags, kVethTarget));
   const UniqueFd sink = AgentSocket(kDst, kPort);
   const std::string ca = pki_.ca_cert.string();
+  const std::string token = File("token").string();
 
   // The certificate names 127.0.0.1 and localhost, not 10.200.0.1: refused unless capctl is
   // told which name to expect.
   const std::string mismatch =
       RunCapctl("name-mismatch",
-                {"stream", "--agent", kVethTarget, "--tls-ca", ca, "-i", kIface, "-c", "1", "-w",
-                 File("mismatch.pcapng").string()},
+                {"stream", "--agent", kVethTarget, "--tls-ca", ca, "--token-file", token, "-i",
+                 kIface, "-c", "1", "-w", File("mismatch.pcapng").string()},
                 1, network().peer_ns());
   EXPECT_NE(LineWith(mismatch, "cannot reach agent at ").find("certificate"), std::string::npos)
       << mismatch;
@@ -199,7 +222,7 @@ TEST_F(TlsAccessTest, TlsOnTheVethServesTheOtherNamespace) {
   ASSERT_NO_FATAL_FAILURE(
       Spawn("remote",
             {kCapctlPath, "stream", "--agent", kVethTarget, "--tls-ca", ca, "--tls-server-name",
-             "localhost", "-i", kIface, "-w", file.string()},
+             "localhost", "--token-file", token, "-i", kIface, "-w", file.string()},
             &capctl, network().peer_ns()));
   ASSERT_TRUE(capctl->WaitForStderr("capctl: capturing on", kStartTimeout)) << capctl->Describe();
   const auto payloads = MakePayloads(kCount, "remote");
