@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -31,6 +32,7 @@
 #include "agent/security/access.h"
 #include "agent/security/privileges.h"
 #include "agent/service/capture_service.h"
+#include "common/printable.h"
 
 #ifndef CAPD_VERSION
 #define CAPD_VERSION "0.0.0"
@@ -110,6 +112,25 @@ bool ParseSize(const char* text, size_t& out) {
     scale = 1ULL << 30, ++end;
   if (*end != '\0' || value > (1ULL << 40) / scale) return false;
   out = static_cast<size_t>(value * scale);
+  return true;
+}
+
+// "HOST:PORT" or "[IPV6]:PORT" with a port of 0..65535 (gRPC would take "127.0.0.1" alone as
+// port 443), or a unix: address (refused below with its own reason).
+bool IsAddressAndPort(const std::string& listen) {
+  if (listen.starts_with("unix:")) return true;
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  const std::string host = listen.substr(0, colon), port = listen.substr(colon + 1);
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      std::stoul(port) > 65535) {
+    return false;
+  }
+  // An IPv6 address has colons of its own: only in brackets is the last one the port's.
+  if (host.find(':') != std::string::npos) {
+    return host.size() > 2 && host.front() == '[' && host.back() == ']';
+  }
   return true;
 }
 
@@ -247,6 +268,10 @@ Flags ParseFlags(int argc, char** argv) {
     }
   }
   if (optind < argc) Usage(std::string("unexpected argument '") + argv[optind] + "'");
+  if (!IsAddressAndPort(flags.access.listen)) {
+    Usage("--listen takes ADDRESS:PORT (IPv6 as [ADDRESS]:PORT), e.g. 127.0.0.1:50051, not '" +
+          capd::PrintableText(flags.access.listen) + "'");
+  }
   // gRPC gives no peer credentials for a unix socket, so capd could not tell who connects.
   if (flags.access.listen.starts_with("unix:")) {
     Usage("--listen " + flags.access.listen +
@@ -262,6 +287,27 @@ Flags ParseFlags(int argc, char** argv) {
   return flags;
 }
 
+// capd's log on stderr with every message made printable: filters, interface and recording
+// names, peers' process names and libpcap's messages come from others, and a newline or an
+// escape sequence in them could forge log lines or rewrite a terminal.
+class PrintableStderrSink final : public spdlog::sinks::stderr_color_sink_mt {
+ public:
+  void log(const spdlog::details::log_msg& msg) override {
+    const std::string_view payload(msg.payload.data(), msg.payload.size());
+    if (std::none_of(payload.begin(), payload.end(), [](char c) {
+          const auto byte = static_cast<unsigned char>(c);
+          return byte < 0x20 || byte >= 0x7f;
+        })) {
+      spdlog::sinks::stderr_color_sink_mt::log(msg);
+      return;
+    }
+    const std::string printable = capd::PrintableText(payload);
+    spdlog::details::log_msg copy = msg;
+    copy.payload = spdlog::string_view_t(printable.data(), printable.size());
+    spdlog::sinks::stderr_color_sink_mt::log(copy);
+  }
+};
+
 // gRPC's log lines go through capd's logger, at the matching level.
 void GrpcLogToSpdlog(gpr_log_func_args* args) {
   const auto level = args->severity == GPR_LOG_SEVERITY_ERROR  ? spdlog::level::err
@@ -274,7 +320,7 @@ void GrpcLogToSpdlog(gpr_log_func_args* args) {
 
 int main(int argc, char** argv) {
   const Flags flags = ParseFlags(argc, argv);
-  auto logger = spdlog::stderr_color_mt("capd");
+  auto logger = std::make_shared<spdlog::logger>("capd", std::make_shared<PrintableStderrSink>());
   spdlog::set_default_logger(logger);
   const auto level = spdlog::level::from_str(flags.log_level);
   if (level == spdlog::level::off && flags.log_level != "off") {

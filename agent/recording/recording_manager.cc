@@ -22,6 +22,7 @@
 #include "agent/stream/stop_signal.h"
 #include "agent/stream/stream_sink.h"
 #include "client/output/rotating_writer.h"
+#include "common/printable.h"
 
 namespace capd::agent {
 namespace fs = std::filesystem;
@@ -141,14 +142,18 @@ v1::StreamRequest StreamRequestFor(const v1::StartRecordingRequest& r) {
 }  // namespace
 
 Status ValidateRecordingName(const std::string& name) {
+  // The first character a letter or digit: no "-rf" that a shell or a tool reads as options,
+  // no ".", "..", "..." or hidden folders.
   const bool ok =
-      !name.empty() && name.size() <= kMaxNameBytes && name != "." && name != ".." &&
+      !name.empty() && name.size() <= kMaxNameBytes &&
+      std::isalnum(static_cast<unsigned char>(name.front())) &&
       std::all_of(name.begin(), name.end(), [](char c) {
         return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
       });
   if (ok) return Status::Ok();
-  return InvalidArgument("recording name '" + name +
-                         "' is not valid: 1 to 64 characters of A-Z a-z 0-9 . _ -, not . or ..");
+  return InvalidArgument("recording name '" + PrintableText(name) +
+                         "' is not valid: 1 to 64 characters of A-Z a-z 0-9 . _ -, starting with "
+                         "a letter or a digit");
 }
 
 // One recording: its capture thread, its queue, its writer thread and its persisted state.

@@ -89,6 +89,34 @@ TEST_F(RequestLimitsTest, FilterBreakingOutOfItsParenthesesIsRefused) {
   ExpectAgentAlive();
 }
 
+// A client's text reaches capd's log escaped: a filter carrying a newline and terminal escapes
+// (refused: it does not compile) cannot forge a log line or rewrite an operator's terminal.
+TEST_F(RequestLimitsTest, ClientTextInTheLogIsEscaped) {
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  v1::StreamRequest request = OnVeth();
+  request.set_filter("udp and \x1b[2K\r\n[2026-01-01 00:00:00.000] [capd] [info] forged");
+  ExpectRefused("forging filter", request, grpc::StatusCode::INVALID_ARGUMENT, "");
+  ASSERT_TRUE(agent().WaitForStderr("forged", kStartTimeout)) << agent().Describe();
+  const std::string log = agent().Stderr();
+  EXPECT_EQ(log.find('\x1b'), std::string::npos) << "a raw escape in capd's log";
+  EXPECT_EQ(log.find("\n[2026-01-01 00:00:00.000]"), std::string::npos) << "a forged log line";
+  EXPECT_NE(log.find("\\x1b[2K\\x0d\\x0a[2026-01-01"), std::string::npos) << log;
+  ExpectAgentAlive();
+}
+
+// --listen without a port (gRPC would bind 127.0.0.1:443) or with an unbracketed IPv6 address
+// exits 2 with the form it takes.
+TEST_F(RequestLimitsTest, ListenWithoutAPortIsRefused) {
+  for (const std::string& listen : {"127.0.0.1", "::1", "::1:50051", "0.0.0.0:99999"}) {
+    std::unique_ptr<Subprocess> capd;
+    ASSERT_NO_FATAL_FAILURE(Spawn("capd-listen", {kCapdPath, "--listen", listen}, &capd));
+    ASSERT_NO_FATAL_FAILURE(ExpectExit(*capd, 2));
+    EXPECT_NE(capd->Stderr().find("--listen takes ADDRESS:PORT"), std::string::npos)
+        << listen << ": " << capd->Stderr();
+  }
+}
+
 // Filter text: at most 16 KiB. A valid filter padded with spaces to one byte more is refused by
 // name of the limit, through capctl (exit 2) and directly; exactly 16 KiB is accepted.
 TEST_F(RequestLimitsTest, FilterOver16KiBIsRefused) {

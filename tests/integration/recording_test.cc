@@ -268,8 +268,8 @@ TEST_F(RecordingTest, RestartedAgentResumesTheRecording) {
 TEST_F(RecordingTest, BadRequestsExitTwoWithTheAgentsMessage) {
   ASSERT_NO_FATAL_FAILURE(StartRecordingAgent());
   std::unique_ptr<Subprocess> p;
-  for (const std::string& bad :
-       std::vector<std::string>{"../escape", "a/b", "..", ".", std::string(65, 'x')}) {
+  for (const std::string& bad : std::vector<std::string>{
+           "../escape", "a/b", "..", ".", "...", "-rf", ".hidden", "_x", std::string(65, 'x')}) {
     EXPECT_EQ(Record("bad", {"start", "--name", bad, "-i", kIface}, &p), 2) << bad;
     EXPECT_NE(p->Stderr().find("is not valid"), std::string::npos) << p->Stderr();
   }
