@@ -75,7 +75,7 @@ LOUD='\] \[(warn|warning|error|critical)\]'  # capd's log lines worth a note
 log() { printf '[conn %(%T)T] %s\n' -1 "$*" >&2; }
 die() { printf 'connections.sh: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=bench/sched.sh
-source "$BENCH_DIR/sched.sh"  # wait_quiet, update_results
+source "$BENCH_DIR/sched.sh"  # wait_quiet, update_results, alive, forget
 
 [[ $(id -u) == 0 ]] || die "must run as root (network namespaces, capd --user)"
 [[ -x $BUILD_DIR/agent/capd ]] ||
@@ -129,17 +129,6 @@ trap 'exit 130' INT TERM
 in_ag() { ip netns exec "$AG_NS" "$@"; }
 in_pe() { ip netns exec "$PE_NS" "$@"; }
 
-alive() {  # alive PID: running (a zombie, which kill -0 still finds, is not)
-  local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [[ ${stat%% *} != Z ]]
-}
-forget() {  # forget PID: reaped, so cleanup must not signal the number again
-  local keep=() pid
-  for pid in "${PIDS[@]}"; do [[ $pid == "$1" ]] || keep+=("$pid"); done
-  PIDS=("${keep[@]}")
-}
 # finish PID WHAT: waits for PID (stopped past 10 s, noted); sets FINISH_RC to its exit status.
 FINISH_RC=0
 finish() {

@@ -24,7 +24,7 @@
 #   SETTLE_S=2 CAPD_LOG_LEVEL=info KEEP=0
 set -euo pipefail
 # shellcheck source=bench/sched.sh
-source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/sched.sh"  # sched_snapshot, sched_delta, wait_for, wait_quiet
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/sched.sh"  # sched_snapshot, sched_delta, wait_for, wait_quiet, forget
 
 BUILD_DIR=${1:-./build}
 PACKETS=${PACKETS:-2000000}
@@ -100,11 +100,6 @@ expect_comm() {  # $! must be the process itself (ip netns exec execs in place)
   die "pid $1 is '$comm', expected $2"
 }
 
-forget() {
-  local keep=() pid
-  for pid in "${PIDS[@]}"; do [[ $pid == "$1" ]] || keep+=("$pid"); done
-  PIDS=("${keep[@]}")
-}
 stop_and_wait() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; forget "$1"; }
 
 count_packets() {

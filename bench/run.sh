@@ -58,7 +58,7 @@ PORT=50051  # capd listens inside the capture namespace, so the usual port never
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=bench/sched.sh
-source "$BENCH_DIR/sched.sh"  # sched_snapshot, sched_delta, wait_for, wait_quiet
+source "$BENCH_DIR/sched.sh"  # sched_snapshot, sched_delta, wait_for, wait_quiet, forget
 
 log() { printf '[bench %(%T)T] %s\n' -1 "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
@@ -147,11 +147,6 @@ expect_comm() {
 
 
 
-forget() {  # forget PID: reaped, so cleanup must not signal the number again
-  local keep=() pid
-  for pid in "${PIDS[@]}"; do [[ $pid == "$1" ]] || keep+=("$pid"); done
-  PIDS=("${keep[@]}")
-}
 
 stop_and_wait() {  # stop_and_wait PID: SIGTERM (background jobs ignore SIGINT), then reap
   kill -TERM "$1" 2>/dev/null || true

@@ -78,3 +78,19 @@ update_results() {
   cat "$file.new" >"$file"
   rm -f "$file.new"
 }
+
+# alive PID: running (a zombie, which kill -0 still finds, is not).
+alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
+
+# forget PID: reaped, so the sourcing script's cleanup must not signal the number again (it keeps
+# the processes it started in the array PIDS).
+forget() {
+  local keep=() pid
+  for pid in "${PIDS[@]}"; do [[ $pid == "$1" ]] || keep+=("$pid"); done
+  PIDS=("${keep[@]}")
+}

@@ -65,7 +65,7 @@ PORT=50051  # capd's port inside the agent namespace: the default, nothing else 
 log() { printf '[ssh %(%T)T] %s\n' -1 "$*" >&2; }
 die() { printf 'ssh.sh: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=bench/sched.sh
-source "$BENCH_DIR/sched.sh"  # wait_quiet, update_results
+source "$BENCH_DIR/sched.sh"  # wait_quiet, update_results, alive, forget
 
 [[ $(id -u) == 0 ]] || die "must run as root (network namespaces, sshd, cgroups)"
 [[ -x $BUILD_DIR/agent/capd ]] ||
@@ -179,17 +179,6 @@ trap 'exit 130' INT TERM
 in_ag() { ip netns exec "$AG_NS" "$@"; }
 in_cl() { ip netns exec "$CL_NS" "$@"; }
 
-alive() {  # alive PID: running (a zombie, which kill -0 still finds, is not)
-  local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [[ ${stat%% *} != Z ]]
-}
-forget() {  # forget PID: reaped, so cleanup must not signal the number again
-  local keep=() pid
-  for pid in "${PIDS[@]}"; do [[ $pid == "$1" ]] || keep+=("$pid"); done
-  PIDS=("${keep[@]}")
-}
 # reap PID WHAT [TIMEOUT_S]: waits for PID to end by itself; past TIMEOUT_S (default 10) it is
 # stopped (noted). Sets REAP_RC to its exit status.
 REAP_RC=0

@@ -123,6 +123,26 @@ StatusOr<size_t> CapdThreads(pid_t pid) {
   return count;
 }
 
+// Samples capd's open fds and capture threads until they hold still for 100 ms (a stream's
+// capture thread closes its ring after the call has finished, so the last ones may still be
+// closing), at most 10 s.
+void WaitUntilSettled(pid_t pid, size_t& fds_out, size_t& threads_out) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  size_t fds = SIZE_MAX, threads = SIZE_MAX;
+  int still = 0;
+  while (still < 10 && std::chrono::steady_clock::now() < deadline) {
+    auto f = OpenFdCount(pid);
+    auto t = CapdThreads(pid);
+    ASSERT_TRUE(f.ok() && t.ok());
+    still = *f == fds && *t == threads ? still + 1 : 0;
+    fds = *f;
+    threads = *t;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  fds_out = fds;
+  threads_out = threads;
+}
+
 // A thousand streams opened and closed on one connection, by two clients at once: half cancelled
 // by the client as soon as the capture is open, half ended by the agent after 1 ms, and a
 // refused request every tenth cycle. After a 20-cycle warm-up (gRPC's threads and buffers,
@@ -199,29 +219,11 @@ TEST_F(CaptureFaultTest, ThousandShortStreamsLeaveFdsAndMemoryWhereTheyWere) {
     for (auto& t : clients) t.join();
     return failure;
   };
-  // Samples fds and capd's threads until they hold still for 100 ms (a stream's capture thread
-  // closes its ring after the call has finished, so the last ones may still be closing).
-  auto settled = [&](size_t& fds_out, size_t& threads_out) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    size_t fds = SIZE_MAX, threads = SIZE_MAX;
-    int still = 0;
-    while (still < 10 && std::chrono::steady_clock::now() < deadline) {
-      auto f = OpenFdCount(pid);
-      auto t = CapdThreads(pid);
-      ASSERT_TRUE(f.ok() && t.ok());
-      still = *f == fds && *t == threads ? still + 1 : 0;
-      fds = *f;
-      threads = *t;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    fds_out = fds;
-    threads_out = threads;
-  };
 
   const std::string warmup_failure = run_cycles(0, kWarmup);
   ASSERT_EQ(warmup_failure, "");
   size_t fds_before = 0, threads_before = 0;
-  ASSERT_NO_FATAL_FAILURE(settled(fds_before, threads_before));
+  ASSERT_NO_FATAL_FAILURE(WaitUntilSettled(pid, fds_before, threads_before));
   auto rss_before = ResidentBytes(pid);
   ASSERT_TRUE(rss_before.ok()) << rss_before.status().message();
 
@@ -231,7 +233,7 @@ TEST_F(CaptureFaultTest, ThousandShortStreamsLeaveFdsAndMemoryWhereTheyWere) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_EQ(failure, "");
   size_t fds_after = 0, threads_after = 0;
-  ASSERT_NO_FATAL_FAILURE(settled(fds_after, threads_after));
+  ASSERT_NO_FATAL_FAILURE(WaitUntilSettled(pid, fds_after, threads_after));
   auto rss_after = ResidentBytes(pid);
   ASSERT_TRUE(rss_after.ok()) << rss_after.status().message();
   std::printf(
@@ -293,29 +295,12 @@ TEST_F(CaptureFaultTest, RecordingCyclesLeaveNoDescriptorBehind) {
     }
     return "";
   };
-  // Until fds and capture threads hold still for 100 ms.
-  auto settled = [&](size_t& fds_out, size_t& threads_out) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    size_t fds = SIZE_MAX, threads = SIZE_MAX;
-    int still = 0;
-    while (still < 10 && std::chrono::steady_clock::now() < deadline) {
-      auto f = OpenFdCount(pid);
-      auto t = CapdThreads(pid);
-      ASSERT_TRUE(f.ok() && t.ok());
-      still = *f == fds && *t == threads ? still + 1 : 0;
-      fds = *f;
-      threads = *t;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    fds_out = fds;
-    threads_out = threads;
-  };
   for (int i = 0; i < kWarmup; ++i) ASSERT_EQ(cycle(i), "");
   size_t fds_before = 0, threads_before = 0;
-  ASSERT_NO_FATAL_FAILURE(settled(fds_before, threads_before));
+  ASSERT_NO_FATAL_FAILURE(WaitUntilSettled(pid, fds_before, threads_before));
   for (int i = kWarmup; i < kWarmup + kCycles; ++i) ASSERT_EQ(cycle(i), "");
   size_t fds_after = 0, threads_after = 0;
-  ASSERT_NO_FATAL_FAILURE(settled(fds_after, threads_after));
+  ASSERT_NO_FATAL_FAILURE(WaitUntilSettled(pid, fds_after, threads_after));
   std::printf("%d recording cycles: fds %zu -> %zu, capd threads %zu -> %zu\n", kCycles, fds_before,
               fds_after, threads_before, threads_after);
   EXPECT_LE(fds_after, fds_before + 2) << "capd's descriptors now:\n" << DescribeOpenFds(pid);
