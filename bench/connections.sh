@@ -75,7 +75,7 @@ LOUD='\] \[(warn|warning|error|critical)\]'  # capd's log lines worth a note
 log() { printf '[conn %(%T)T] %s\n' -1 "$*" >&2; }
 die() { printf 'connections.sh: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=bench/sched.sh
-source "$BENCH_DIR/sched.sh"  # wait_quiet, update_results, alive, forget
+source "$BENCH_DIR/sched.sh"  # wait_quiet, update_results, alive, forget, make_veth_pair
 
 [[ $(id -u) == 0 ]] || die "must run as root (network namespaces, capd --user)"
 [[ -x $BUILD_DIR/agent/capd ]] ||
@@ -173,27 +173,9 @@ await() {
 }
 
 setup_network() {
-  ip netns add "$AG_NS"
-  ip netns add "$PE_NS"
-  ip link add "$AG_IF" type veth peer name "$PE_IF"
-  ip link set "$AG_IF" netns "$AG_NS"
-  ip link set "$PE_IF" netns "$PE_NS"
-  local ns
-  for ns in "$AG_NS" "$PE_NS"; do  # IPv6 off: no ND/MLD frames on the quiet link
-    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
-      net.ipv6.conf.default.disable_ipv6=1
-    ip -n "$ns" link set lo up
-  done
-  in_ag sysctl -qw "net.ipv6.conf.$AG_IF.disable_ipv6=1"
-  in_pe sysctl -qw "net.ipv6.conf.$PE_IF.disable_ipv6=1"
-  ip -n "$AG_NS" addr add "$AG_IP/24" dev "$AG_IF"
-  ip -n "$PE_NS" addr add "$PE_IP/24" dev "$PE_IF"
-  ip -n "$AG_NS" link set "$AG_IF" up
-  ip -n "$PE_NS" link set "$PE_IF" up
-  AG_MAC=$(in_ag cat "/sys/class/net/$AG_IF/address")
+  make_veth_pair "$AG_NS" "$AG_IF" "$AG_IP" "$PE_NS" "$PE_IF" "$PE_IP"
+  AG_MAC=$(in_ag cat "/sys/class/net/$AG_IF/address")  # for trafgen's frames
   PE_MAC=$(in_pe cat "/sys/class/net/$PE_IF/address")
-  ip -n "$AG_NS" neigh replace "$PE_IP" lladdr "$PE_MAC" dev "$AG_IF" nud permanent
-  ip -n "$PE_NS" neigh replace "$AG_IP" lladdr "$AG_MAC" dev "$PE_IF" nud permanent
   # Step 3's datagrams. Nothing listens on UDP_PORT; the kernel's ICMP errors are rate-limited
   # and are not UDP, so not captured.
   cat >"$TMP/udp.cfg" <<EOF

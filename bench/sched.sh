@@ -94,3 +94,30 @@ forget() {
   for pid in "${PIDS[@]}"; do [[ $pid == "$1" ]] || keep+=("$pid"); done
   PIDS=("${keep[@]}")
 }
+
+# make_veth_pair NS_A IF_A IP_A NS_B IF_B IP_B: two new network namespaces joined by a veth pair,
+# addresses in one /24, IPv6 off (no ND/MLD frames on a quiet link) and static neighbours (no
+# ARP), so a capture on the link holds only what the benchmark sends.
+make_veth_pair() {
+  local ns_a=$1 if_a=$2 ip_a=$3 ns_b=$4 if_b=$5 ip_b=$6 ns mac_a mac_b
+  ip netns add "$ns_a"
+  ip netns add "$ns_b"
+  ip link add "$if_a" type veth peer name "$if_b"
+  ip link set "$if_a" netns "$ns_a"
+  ip link set "$if_b" netns "$ns_b"
+  for ns in "$ns_a" "$ns_b"; do
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
+      net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$ns" link set lo up
+  done
+  ip netns exec "$ns_a" sysctl -qw "net.ipv6.conf.$if_a.disable_ipv6=1"
+  ip netns exec "$ns_b" sysctl -qw "net.ipv6.conf.$if_b.disable_ipv6=1"
+  ip -n "$ns_a" addr add "$ip_a/24" dev "$if_a"
+  ip -n "$ns_b" addr add "$ip_b/24" dev "$if_b"
+  ip -n "$ns_a" link set "$if_a" up
+  ip -n "$ns_b" link set "$if_b" up
+  mac_a=$(ip netns exec "$ns_a" cat "/sys/class/net/$if_a/address")
+  mac_b=$(ip netns exec "$ns_b" cat "/sys/class/net/$if_b/address")
+  ip -n "$ns_a" neigh replace "$ip_b" lladdr "$mac_b" dev "$if_a" nud permanent
+  ip -n "$ns_b" neigh replace "$ip_a" lladdr "$mac_a" dev "$if_b" nud permanent
+}

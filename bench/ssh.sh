@@ -65,7 +65,7 @@ PORT=50051  # capd's port inside the agent namespace: the default, nothing else 
 log() { printf '[ssh %(%T)T] %s\n' -1 "$*" >&2; }
 die() { printf 'ssh.sh: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=bench/sched.sh
-source "$BENCH_DIR/sched.sh"  # wait_quiet, update_results, alive, forget
+source "$BENCH_DIR/sched.sh"  # wait_quiet, update_results, alive, forget, make_veth_pair
 
 [[ $(id -u) == 0 ]] || die "must run as root (network namespaces, sshd, cgroups)"
 [[ -x $BUILD_DIR/agent/capd ]] ||
@@ -235,28 +235,9 @@ spawn() {
 
 # ------------------------------------------------------------------------------------------------
 setup_network() {
-  ip netns add "$AG_NS"
-  ip netns add "$CL_NS"
-  ip link add "$AG_IF" type veth peer name "$CL_IF"
-  ip link set "$AG_IF" netns "$AG_NS"
-  ip link set "$CL_IF" netns "$CL_NS"
-  local ns
-  for ns in "$AG_NS" "$CL_NS"; do  # IPv6 off: no ND/MLD frames on the quiet link
-    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
-      net.ipv6.conf.default.disable_ipv6=1
-    ip -n "$ns" link set lo up
-  done
-  in_ag sysctl -qw "net.ipv6.conf.$AG_IF.disable_ipv6=1"
-  in_cl sysctl -qw "net.ipv6.conf.$CL_IF.disable_ipv6=1"
-  ip -n "$AG_NS" addr add "$AG_IP/24" dev "$AG_IF"
-  ip -n "$CL_NS" addr add "$CL_IP/24" dev "$CL_IF"
-  ip -n "$AG_NS" link set "$AG_IF" up
-  ip -n "$CL_NS" link set "$CL_IF" up
-  AG_MAC=$(in_ag cat "/sys/class/net/$AG_IF/address")
+  make_veth_pair "$AG_NS" "$AG_IF" "$AG_IP" "$CL_NS" "$CL_IF" "$CL_IP"
+  AG_MAC=$(in_ag cat "/sys/class/net/$AG_IF/address")  # for trafgen's frames
   CL_MAC=$(in_cl cat "/sys/class/net/$CL_IF/address")
-  # Static neighbours: no ARP on the link, so an idle capture holds only what SSH sends.
-  ip -n "$AG_NS" neigh replace "$CL_IP" lladdr "$CL_MAC" dev "$AG_IF" nud permanent
-  ip -n "$CL_NS" neigh replace "$AG_IP" lladdr "$AG_MAC" dev "$CL_IF" nud permanent
 }
 
 # Keys and configurations as tests/support/test_sshd.cc makes them: root by key only, the host

@@ -22,12 +22,7 @@ constexpr char kClientExtensions[] =
 Status Openssl(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"openssl"};
   argv.insert(argv.end(), args.begin(), args.end());
-  const CommandResult r = RunCommand(argv);
-  if (r.status.Exited(0)) return Status::Ok();
-  std::string message = "`";
-  message.append(JoinArgs(argv)).append("`: ").append(r.status.ToString());
-  message.append(": ").append(r.output);
-  return Internal(message);
+  return RunToSuccess(argv);
 }
 
 Status WriteFile(const std::filesystem::path& path, const std::string& content) {
