@@ -40,8 +40,9 @@ TcpEndpoint FromDiag(int family, const __be32 address[4], __be16 port) {
   return Normalized(endpoint);
 }
 
-// One family's dump appended to `out`.
-Status DumpFamily(int family, uint32_t state_mask, std::vector<TcpSocket>& out) {
+// Sends `request` for TCP sockets of `family` and appends the answers to `out`. A dump ends with
+// NLMSG_DONE; a lookup of one socket gets that socket, or ENOENT (not an error: nothing added).
+Status Query(int family, inet_diag_req_v2 request, bool dump, std::vector<TcpSocket>& out) {
   Fd fd(socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
   if (fd.get() < 0) return Errno("socket(AF_NETLINK, NETLINK_SOCK_DIAG)");
   struct {
@@ -50,10 +51,10 @@ Status DumpFamily(int family, uint32_t state_mask, std::vector<TcpSocket>& out) 
   } message{};
   message.header.nlmsg_len = sizeof message;
   message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  message.header.nlmsg_flags = NLM_F_REQUEST | (dump ? NLM_F_DUMP : 0);
+  message.request = request;
   message.request.sdiag_family = static_cast<uint8_t>(family);
   message.request.sdiag_protocol = IPPROTO_TCP;
-  message.request.idiag_states = state_mask;
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   if (sendto(fd.get(), &message, sizeof message, 0, reinterpret_cast<sockaddr*>(&kernel),
@@ -74,8 +75,9 @@ Status DumpFamily(int family, uint32_t state_mask, std::vector<TcpSocket>& out) 
       if (h->nlmsg_type == NLMSG_DONE) return Status::Ok();
       if (h->nlmsg_type == NLMSG_ERROR) {
         const auto* error = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
+        if (!dump && (error->error == -ENOENT || error->error == 0)) return Status::Ok();
         errno = -error->error;
-        return Errno("NETLINK_SOCK_DIAG dump");
+        return Errno(dump ? "NETLINK_SOCK_DIAG dump" : "NETLINK_SOCK_DIAG lookup");
       }
       if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
           h->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) {
@@ -89,8 +91,23 @@ Status DumpFamily(int family, uint32_t state_mask, std::vector<TcpSocket>& out) 
       socket.uid = diag->idiag_uid;
       socket.inode = diag->idiag_inode;
       out.push_back(socket);
+      if (!dump) return Status::Ok();
     }
   }
+}
+
+// The kernel's form of `endpoint` for a socket of `family` (an IPv4 endpoint in an IPv6 socket
+// is IPv4-mapped).
+void ToDiag(const TcpEndpoint& endpoint, int family, __be32 address[4], __be16& port) {
+  std::memset(address, 0, 16);
+  if (family == AF_INET6 && endpoint.family == AF_INET) {
+    auto* bytes = reinterpret_cast<uint8_t*>(address);
+    bytes[10] = bytes[11] = 0xff;
+    std::memcpy(bytes + 12, endpoint.address.data(), 4);
+  } else {
+    std::memcpy(address, endpoint.address.data(), family == AF_INET ? 4 : 16);
+  }
+  port = htons(endpoint.port);
 }
 
 }  // namespace
@@ -132,9 +149,33 @@ TcpEndpoint Normalized(TcpEndpoint endpoint) {
 
 StatusOr<std::vector<TcpSocket>> DumpTcpSockets(uint32_t state_mask) {
   std::vector<TcpSocket> sockets;
-  CAPD_RETURN_IF_ERROR(DumpFamily(AF_INET, state_mask, sockets));
-  CAPD_RETURN_IF_ERROR(DumpFamily(AF_INET6, state_mask, sockets));
+  inet_diag_req_v2 request{};
+  request.idiag_states = state_mask;
+  CAPD_RETURN_IF_ERROR(Query(AF_INET, request, /*dump=*/true, sockets));
+  CAPD_RETURN_IF_ERROR(Query(AF_INET6, request, /*dump=*/true, sockets));
   return sockets;
+}
+
+StatusOr<std::optional<TcpSocket>> LookupTcpSocket(const TcpEndpoint& local,
+                                                   const TcpEndpoint& remote) {
+  const TcpEndpoint l = Normalized(local), r = Normalized(remote);
+  // An IPv4 connection may belong to an IPv4 socket or to a dual-stack IPv6 one.
+  const std::vector<int> families =
+      l.family == AF_INET ? std::vector<int>{AF_INET, AF_INET6} : std::vector<int>{AF_INET6};
+  for (int family : families) {
+    inet_diag_req_v2 request{};
+    request.idiag_states = ~0u;
+    request.id.idiag_cookie[0] = request.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    ToDiag(l, family, request.id.idiag_src, request.id.idiag_sport);
+    ToDiag(r, family, request.id.idiag_dst, request.id.idiag_dport);
+    std::vector<TcpSocket> found;
+    CAPD_RETURN_IF_ERROR(Query(family, request, /*dump=*/false, found));
+    // The kernel's lookup falls back to a listener on the local port: only an exact match counts.
+    if (!found.empty() && found[0].local == l && found[0].remote == r) {
+      return std::optional<TcpSocket>(found[0]);
+    }
+  }
+  return std::optional<TcpSocket>();
 }
 
 const TcpSocket* FindSocket(const std::vector<TcpSocket>& sockets, const TcpEndpoint& local,

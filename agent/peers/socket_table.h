@@ -46,6 +46,11 @@ struct TcpSocket {
 // 1 << TCP_STATE), IPv4 and IPv6, endpoints normalized. Errors name the failing call.
 StatusOr<std::vector<TcpSocket>> DumpTcpSockets(uint32_t state_mask);
 
+// The one TCP socket with exactly these endpoints, asked of the kernel without a dump (what a
+// busy accept loop can afford per connection); nullopt if there is none.
+StatusOr<std::optional<TcpSocket>> LookupTcpSocket(const TcpEndpoint& local,
+                                                   const TcpEndpoint& remote);
+
 // The socket among `sockets` with exactly these endpoints (normalized), or null.
 const TcpSocket* FindSocket(const std::vector<TcpSocket>& sockets, const TcpEndpoint& local,
                             const TcpEndpoint& remote);

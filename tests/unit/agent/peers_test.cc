@@ -306,6 +306,47 @@ TEST(SocketTableTest, DumpFindsAnIpv6LoopbackConnection) {
   }
 }
 
+TEST(SocketTableTest, LookupFindsOneSocketByItsEndpoints) {
+  Listener listener;
+  ASSERT_TRUE(listener.ok());
+  UniqueFd client(ConnectTo(AF_INET, listener.port()));
+  ASSERT_GE(client.get(), 0);
+  UniqueFd server = listener.Accept();
+  ASSERT_GE(server.get(), 0);
+  for (const int fd : {client.get(), server.get()}) {
+    auto found = LookupTcpSocket(LocalOf(fd), RemoteOf(fd));
+    ASSERT_TRUE(found.ok()) << found.status().message();
+    ASSERT_TRUE(found->has_value()) << LocalOf(fd).ToString();
+    EXPECT_EQ((*found)->inode, InodeOf(fd));
+    EXPECT_EQ((*found)->uid, geteuid());
+    EXPECT_EQ((*found)->state, TCP_ESTABLISHED);
+  }
+  // No such connection (the kernel's lookup would fall back to the listener: not a match).
+  TcpEndpoint stranger = RemoteOf(server.get());
+  stranger.port = static_cast<uint16_t>(stranger.port == 65535 ? 1 : stranger.port + 1);
+  auto missing = LookupTcpSocket(LocalOf(server.get()), stranger);
+  ASSERT_TRUE(missing.ok()) << missing.status().message();
+  EXPECT_FALSE(missing->has_value());
+}
+
+TEST(SocketTableTest, LookupFindsTheIpv4ClientOfADualStackListener) {
+  if (!HaveIpv6Loopback()) GTEST_SKIP() << "no IPv6 in this network namespace";
+  Listener listener(AF_INET6, /*dual_stack=*/true);
+  ASSERT_TRUE(listener.ok());
+  UniqueFd client(ConnectTo(AF_INET, listener.port()));
+  ASSERT_GE(client.get(), 0);
+  UniqueFd server = listener.Accept();
+  ASSERT_GE(server.get(), 0);
+  // What the listener sees of its peer (IPv4-mapped), looked up as the client's own socket.
+  auto client_end = LookupTcpSocket(RemoteOf(server.get()), LocalOf(server.get()));
+  ASSERT_TRUE(client_end.ok()) << client_end.status().message();
+  ASSERT_TRUE(client_end->has_value());
+  EXPECT_EQ((*client_end)->inode, InodeOf(client.get()));
+  auto server_end = LookupTcpSocket(LocalOf(server.get()), RemoteOf(server.get()));
+  ASSERT_TRUE(server_end.ok() && server_end->has_value());
+  EXPECT_EQ((*server_end)->inode, InodeOf(server.get()));
+}
+
 TEST(SocketTableTest, DualStackEndsAreNormalizedToIpv4) {
   // gRPC listens on [::]:port: an IPv4 client's connection is IPv4 on one end and IPv4-mapped
   // IPv6 on the other, and both must compare equal.
