@@ -5,6 +5,7 @@
 #include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <malloc.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "agent/capture/interfaces.h"
+#include "agent/listener/tcp_listener.h"
 #include "agent/metadata/instance_metadata.h"
 #include "agent/peers/carrier_registry.h"
 #include "agent/peers/local_access.h"
@@ -45,6 +48,7 @@ constexpr char kUsage[] =
     "            [--max-queue-bytes SIZE] [--buffer-size SIZE] [--block-timeout-ms N]\n"
     "            [--tls-cert F --tls-key F [--tls-client-ca F]]\n"
     "            [--auth-token-file F] [--allow-group G] [--allow-user U]\n"
+    "            [--max-connections N] [--max-connections-per-client N]\n"
     "            [--record-dir DIR] [--log-level LEVEL] [--version]\n"
     "  --listen ADDRESS:PORT  where clients connect (default 127.0.0.1:50051); any address\n"
     "                         other than loopback requires TLS\n"
@@ -54,6 +58,10 @@ constexpr char kUsage[] =
     "                         CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH to find the relays\n"
     "                         of streams\n"
     "  --max-streams N        streams served at once (default 16)\n"
+    "  --max-connections N    connections open at once (default 512; at most the descriptor\n"
+    "                         limit less 256); more wait in the kernel's queue\n"
+    "  --max-connections-per-client N  connections open at once from one remote address or\n"
+    "                         one local user (default 64); more are closed at once\n"
     "  --max-queue-bytes SIZE per-stream queue for a slow client, e.g. 32M (default 32M)\n"
     "  --buffer-size SIZE     each capture's kernel ring, like tcpdump -B (default 32M,\n"
     "                         1M..1G); it counts in capd's memory once traffic fills it\n"
@@ -87,6 +95,7 @@ struct Flags {
   std::string user;
   std::string log_level = "info";
   size_t max_streams = 16;
+  capd::agent::ConnectionLimits connections;
   size_t max_queue_bytes = 32 * 1024 * 1024;
   capd::agent::RingSettings ring;
   bool carrier_exclusion = true;
@@ -112,6 +121,16 @@ bool ParseSize(const char* text, size_t& out) {
     scale = 1ULL << 30, ++end;
   if (*end != '\0' || value > (1ULL << 40) / scale) return false;
   out = static_cast<size_t>(value * scale);
+  return true;
+}
+
+// A plain decimal count.
+bool ParseCount(const char* text, size_t& out) {
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long value = std::strtoull(text, &end, 10);
+  if (end == text || *end != '\0' || errno != 0 || *text == '-') return false;
+  out = static_cast<size_t>(value);
   return true;
 }
 
@@ -156,7 +175,9 @@ Flags ParseFlags(int argc, char** argv) {
     kBufferSize,
     kBlockTimeout,
     kAllowGroup,
-    kAllowUser
+    kAllowUser,
+    kMaxConnections,
+    kMaxConnectionsPerClient
   };
   static const option kOptions[] = {
       {"listen", required_argument, nullptr, 'l'},
@@ -164,6 +185,8 @@ Flags ParseFlags(int argc, char** argv) {
       {"user", required_argument, nullptr, kUser},
       {"max-streams", required_argument, nullptr, kMaxStreams},
       {"max-queue-bytes", required_argument, nullptr, kMaxQueue},
+      {"max-connections", required_argument, nullptr, kMaxConnections},
+      {"max-connections-per-client", required_argument, nullptr, kMaxConnectionsPerClient},
       {"buffer-size", required_argument, nullptr, kBufferSize},
       {"block-timeout-ms", required_argument, nullptr, kBlockTimeout},
       {"tls-cert", required_argument, nullptr, kTlsCert},
@@ -195,6 +218,22 @@ Flags ParseFlags(int argc, char** argv) {
         size_t n = 0;
         if (!ParseSize(optarg, n) || n == 0 || n > 1024) Usage("--max-streams takes 1..1024");
         flags.max_streams = n;
+        break;
+      }
+      case kMaxConnections: {
+        size_t n = 0;
+        if (!ParseCount(optarg, n) || n == 0 || n > 1'000'000) {
+          Usage("--max-connections takes 1..1000000");
+        }
+        flags.connections.max_connections = n;
+        break;
+      }
+      case kMaxConnectionsPerClient: {
+        size_t n = 0;
+        if (!ParseCount(optarg, n) || n == 0 || n > 1'000'000) {
+          Usage("--max-connections-per-client takes 1..1000000");
+        }
+        flags.connections.max_per_client = n;
         break;
       }
       case kMaxQueue:
@@ -369,6 +408,23 @@ int main(int argc, char** argv) {
     }
     options.token = std::move(token.value());
   }
+  // Bound before privileges drop (a port below 1024 needs CAP_NET_BIND_SERVICE). Connections
+  // stay below the descriptor limit, with room for captures, files and the peer helper.
+  constexpr size_t kReservedFiles = 256;
+  capd::agent::ConnectionLimits connection_limits = flags.connections;
+  if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
+    const size_t room = files.rlim_cur > kReservedFiles + 16 ? files.rlim_cur - kReservedFiles : 16;
+    if (room < connection_limits.max_connections) {
+      spdlog::warn("descriptor limit {}: at most {} connections (raise LimitNOFILE for more)",
+                   files.rlim_cur, room);
+      connection_limits.max_connections = room;
+    }
+  }
+  auto listener = capd::agent::TcpListener::Bind(flags.access.listen, connection_limits);
+  if (!listener.ok()) {
+    spdlog::error("{}", listener.status().message());
+    return listener.status().code() == capd::StatusCode::kInvalidArgument ? 2 : 1;
+  }
   // The peer helper is forked while capd still holds CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH
   // (root, or the unit's ambient set); it keeps those, capd drops them below.
   if (flags.carrier_exclusion) {
@@ -406,34 +462,46 @@ int main(int argc, char** argv) {
   capd::agent::CaptureService service(options);
 
   grpc::ServerBuilder builder;
-  int bound_port = 0;
-  builder.AddListeningPort(flags.access.listen, credentials.value()(), &bound_port);
+  // capd accepts (TcpListener) and gRPC serves what it hands over, TLS included.
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> acceptor =
+      builder.experimental().AddExternalConnectionAcceptor(
+          grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+          credentials.value()());
   builder.RegisterService(&service);
   // Dead peers are noticed by keepalive (a live client that stops reading is the queue's job).
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  // gRPC sets SO_REUSEPORT by default: a second capd on the same address would start and the
-  // kernel would split clients between the two. Without it the second one fails to bind.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // A connection that has not finished TLS and sent HTTP/2's settings by then is closed, so that
+  // a flood of silent connects drains; an idle one is closed after two minutes (capctl opens
+  // one per command and reconnects by itself).
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 120000);
+  // capctl runs one or two calls per connection; 32 bounds what one connection can hold open.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 32);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || bound_port == 0) {
-    spdlog::error(
-        "cannot listen on {}: address already in use (another capd?), or not an "
-        "address:port",
-        flags.access.listen);
+  if (!server) {
+    spdlog::error("cannot start the gRPC server on {}", flags.access.listen);
     return 1;
   }
-  service.SetListeningPort(static_cast<uint16_t>(bound_port));
+  const uint16_t bound_port = (*listener)->port();
+  service.SetListeningPort(bound_port);
+  (*listener)->Start([&acceptor](int listener_fd, int connection_fd) {
+    grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters connection;
+    connection.listener_fd = listener_fd;
+    connection.fd = connection_fd;
+    acceptor->HandleNewConnection(&connection);
+  });
   // Recordings start once the port is known (their own-traffic exclusion needs it) and run as
   // the --user capd runs as: DIR must be writable by it.
   capd::agent::AgentIdentity recording_identity = options.identity;
-  recording_identity.own_traffic.tcp_ports = {static_cast<uint16_t>(bound_port)};
+  recording_identity.own_traffic.tcp_ports = {bound_port};
   std::unique_ptr<capd::agent::RecordingManager> recordings;
   if (!flags.record_dir.empty()) {
     auto opened = capd::agent::RecordingManager::Open(flags.record_dir, recording_identity);
     if (!opened.ok()) {
       spdlog::error("{}", opened.status().message());
+      (*listener)->Stop();
       server->Shutdown();
       return 2;
     }
@@ -449,11 +517,27 @@ int main(int argc, char** argv) {
   spdlog::info("local clients allowed: {}{}", options.local_access->Describe(),
                flags.access.token_file.empty() ? "" : "; others with the token");
   boost::asio::io_context io;
+  boost::asio::steady_timer trim_timer(io);
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  bool stopping = false;
   signals.async_wait([&](const boost::system::error_code&, int signal_number) {
     spdlog::info("{}: ending all streams", strsignal(signal_number));
+    stopping = true;
     service.BeginShutdown();
+    trim_timer.cancel();
   });
+  // glibc keeps the heap it has freed; after a burst (an HTTP/2 flood, a thousand streams ending)
+  // that would stay capd's RSS for good. Handing free pages back every 10 s costs
+  // microseconds when there is nothing to hand back.
+  std::function<void()> trim_later = [&] {
+    trim_timer.expires_after(std::chrono::seconds(10));
+    trim_timer.async_wait([&](const boost::system::error_code& error) {
+      if (error || stopping) return;
+      malloc_trim(0);
+      trim_later();
+    });
+  };
+  trim_later();
   // Off EC2 the metadata service never answers: ask in the background so nothing waits for it.
   std::thread metadata_thread;
   if (!flags.metadata_endpoint.empty()) {
@@ -471,6 +555,7 @@ int main(int argc, char** argv) {
     });
   }
   io.run();
+  (*listener)->Stop();
   if (metadata_thread.joinable()) metadata_thread.join();
 
   // Streams send their last packets, statistics and end reason; give them a moment, then stop.

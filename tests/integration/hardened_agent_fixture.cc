@@ -5,8 +5,10 @@
 namespace capd::test {
 
 void HardenedAgentTest::StartAgentWith(const std::vector<std::string>& flags,
-                                       const std::string& listen) {
-  std::vector<std::string> argv = {kCapdPath, "--listen", listen, "--name", "capd-it"};
+                                       const std::string& listen,
+                                       const std::vector<std::string>& launcher) {
+  std::vector<std::string> argv = launcher;
+  argv.insert(argv.end(), {kCapdPath, "--listen", listen, "--name", "capd-it"});
   argv.insert(argv.end(), flags.begin(), flags.end());
   ASSERT_NO_FATAL_FAILURE(Spawn("capd", std::move(argv), &agent_));
   ASSERT_TRUE(agent_->WaitForStderr("listening on " + listen, kStartTimeout)) << agent_->Describe();

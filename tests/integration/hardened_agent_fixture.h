@@ -16,10 +16,12 @@ namespace capd::test {
 
 class HardenedAgentTest : public AgentTest {
  protected:
-  // `capd --listen LISTEN --name capd-it FLAGS...` in the agent namespace; waits for its
-  // "listening on LISTEN" line.
+  // `capd --listen LISTEN --name capd-it FLAGS...` in the agent namespace, behind `launcher`
+  // (e.g. {"prlimit", "--nofile=1024:1024"}, which execs capd); waits for its "listening on
+  // LISTEN" line.
   void StartAgentWith(const std::vector<std::string>& flags,
-                      const std::string& listen = kAgentTarget);
+                      const std::string& listen = kAgentTarget,
+                      const std::vector<std::string>& launcher = {});
 
   // `capctl ARGS...` in `netns` ("" = the agent namespace), run to its end; expects exit code
   // `code` within `timeout` and returns its stderr. Outputs go to <dir>/<name>.out/.err.

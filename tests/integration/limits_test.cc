@@ -108,7 +108,7 @@ TEST_F(RequestLimitsTest, ClientTextInTheLogIsEscaped) {
 // --listen without a port (gRPC would bind 127.0.0.1:443) or with an unbracketed IPv6 address
 // exits 2 with the form it takes.
 TEST_F(RequestLimitsTest, ListenWithoutAPortIsRefused) {
-  for (const std::string& listen : {"127.0.0.1", "::1", "::1:50051", "0.0.0.0:99999"}) {
+  for (const char* listen : {"127.0.0.1", "::1", "::1:50051", "0.0.0.0:99999"}) {
     std::unique_ptr<Subprocess> capd;
     ASSERT_NO_FATAL_FAILURE(Spawn("capd-listen", {kCapdPath, "--listen", listen}, &capd));
     ASSERT_NO_FATAL_FAILURE(ExpectExit(*capd, 2));
