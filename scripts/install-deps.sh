@@ -6,7 +6,7 @@ set -euo pipefail
 BUILD_PACKAGES=(
   build-essential cmake pkg-config
   libpcap-dev libtins-dev libboost-dev
-  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
+  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libssl-dev
   libspdlog-dev libfmt-dev libcap-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
 )
 # Tools the tests use as independent readers and to build test networks.

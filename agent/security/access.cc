@@ -1,6 +1,10 @@
 #include "agent/security/access.h"
 
 #include <arpa/inet.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <fstream>
 #include <sstream>
@@ -17,6 +21,52 @@ StatusOr<std::string> ReadFile(const std::string& flag, const std::string& path)
   content << in.rdbuf();
   if (content.str().empty()) return InvalidArgument(flag + " " + path + ": the file is empty");
   return content.str();
+}
+
+// OpenSSL's reason for the last failure, for a message that says what is wrong with a file.
+std::string OpenSslReason() {
+  const unsigned long error = ERR_get_error();
+  ERR_clear_error();
+  if (error == 0) return "";
+  const char* reason = ERR_reason_error_string(error);
+  return reason != nullptr ? std::string(" (") + reason + ")" : "";
+}
+
+// The first certificate of a PEM text, or null.
+X509* FirstCertificate(const std::string& pem) {
+  BIO* in = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* certificate = PEM_read_bio_X509(in, nullptr, nullptr, nullptr);
+  BIO_free(in);
+  return certificate;
+}
+
+// gRPC takes a certificate and a key that do not match without a word and then serves nothing
+// on the port; capd says which file is wrong before it starts.
+Status CheckCertificateAndKey(const AccessOptions& options, const std::string& cert_pem,
+                              const std::string& key_pem) {
+  X509* certificate = FirstCertificate(cert_pem);
+  if (certificate == nullptr) {
+    return InvalidArgument("--tls-cert " + options.tls_cert_file + ": no PEM certificate in it" +
+                           OpenSslReason());
+  }
+  BIO* in = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+  // An empty passphrase callback: an encrypted key fails here instead of prompting.
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(
+      in, nullptr, [](char*, int, int, void*) { return 0; }, nullptr);
+  BIO_free(in);
+  Status status;
+  if (key == nullptr) {
+    status = InvalidArgument("--tls-key " + options.tls_key_file +
+                             ": no unencrypted PEM private key in it" + OpenSslReason());
+  } else if (X509_check_private_key(certificate, key) != 1) {
+    ERR_clear_error();
+    status = InvalidArgument("--tls-key " + options.tls_key_file +
+                             " is not the key of the certificate in --tls-cert " +
+                             options.tls_cert_file);
+  }
+  EVP_PKEY_free(key);
+  X509_free(certificate);
+  return status;
 }
 
 std::string HostOf(const std::string& listen) {
@@ -72,11 +122,18 @@ StatusOr<ServerCredentialsFactory> MakeServerCredentials(const AccessOptions& op
   if (!cert.ok()) return cert.status();
   auto key = ReadFile("--tls-key", options.tls_key_file);
   if (!key.ok()) return key.status();
+  CAPD_RETURN_IF_ERROR(CheckCertificateAndKey(options, cert.value(), key.value()));
   grpc::SslServerCredentialsOptions ssl;
   ssl.pem_key_cert_pairs.push_back({key.value(), cert.value()});
   if (!options.tls_client_ca_file.empty()) {
     auto ca = ReadFile("--tls-client-ca", options.tls_client_ca_file);
     if (!ca.ok()) return ca.status();
+    if (X509* first = FirstCertificate(ca.value()); first == nullptr) {
+      return InvalidArgument("--tls-client-ca " + options.tls_client_ca_file +
+                             ": no PEM certificate in it" + OpenSslReason());
+    } else {
+      X509_free(first);
+    }
     ssl.pem_root_certs = ca.value();
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }

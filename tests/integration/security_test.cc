@@ -193,6 +193,33 @@ TEST_F(TlsAccessTest, NonLoopbackTlsWithoutClientAuthenticationIsRefused) {
   EXPECT_NE(said.find(kVethTarget), std::string::npos) << said;
 }
 
+// A key that is not the certificate's, or files that hold no PEM: gRPC took them and served
+// nothing on the port (the issue saw "address in use"). capd exits 2 naming the file and why.
+TEST_F(TlsAccessTest, CertificateAndKeyProblemsAreNamedAtStart) {
+  struct Case {
+    std::string name, cert, key, expected;
+  };
+  const std::vector<Case> cases = {
+      {"mismatch", pki_.server_cert.string(), pki_.client_key.string(),
+       "is not the key of the certificate in --tls-cert"},
+      {"key-as-cert", pki_.server_key.string(), pki_.server_key.string(),
+       "no PEM certificate in it"},
+      {"cert-as-key", pki_.server_cert.string(), pki_.server_cert.string(),
+       "no unencrypted PEM private key in it"},
+  };
+  for (const Case& c : cases) {
+    std::unique_ptr<Subprocess> capd;
+    ASSERT_NO_FATAL_FAILURE(Spawn("capd-" + c.name,
+                                  {kCapdPath, "--listen", kAgentTarget, "--tls-cert", c.cert,
+                                   "--tls-key", c.key, "--no-metadata"},
+                                  &capd));
+    ASSERT_NO_FATAL_FAILURE(ExpectExit(*capd, 2));
+    const std::string said = capd->Stderr();
+    EXPECT_NE(said.find(c.expected), std::string::npos) << c.name << ": " << said;
+    EXPECT_EQ(said.find("address already in use"), std::string::npos) << c.name << ": " << said;
+  }
+}
+
 // With TLS and a token capd listens on the veth's address, and a capctl in the peer namespace
 // streams over the veth. The capture has no filter at all: the agent's own gRPC traffic, which
 // crosses the very interface being captured, must still be left out (its port is excluded in the
