@@ -51,4 +51,25 @@ StatusOr<AgentAddress> ParseAgentAddress(std::string_view text) {
   return address;
 }
 
+SshDestination ParseSshTarget(std::string_view target) {
+  const size_t at = target.rfind('@');
+  const std::string user =
+      at == std::string_view::npos ? "" : std::string(target.substr(0, at + 1));
+  std::string_view host = at == std::string_view::npos ? target : target.substr(at + 1);
+  std::string port;
+  if (host.starts_with("[")) {
+    const size_t close = host.find(']');
+    if (close != std::string_view::npos) {
+      if (host.substr(close + 1).starts_with(":")) port = std::string(host.substr(close + 2));
+      host = host.substr(1, close - 1);
+    }
+  } else if (const size_t colon = host.find(':');
+             colon != std::string_view::npos &&
+             host.find(':', colon + 1) == std::string_view::npos) {
+    port = std::string(host.substr(colon + 1));  // one colon: host:port; more: a bare IPv6 address
+    host = host.substr(0, colon);
+  }
+  return {user + std::string(host), port};
+}
+
 }  // namespace capd::client

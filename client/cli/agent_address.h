@@ -22,4 +22,13 @@ constexpr std::string_view kDefaultAgent = "127.0.0.1:50051";
 // kInvalidArgument with a message naming the address when it cannot be parsed.
 StatusOr<AgentAddress> ParseAgentAddress(std::string_view text);
 
+// An ssh:// target, "[user@]host[:port]", as ssh takes it: the destination "[user@]host" with an
+// IPv6 host unbracketed ("[::1]:2222" -> "::1", port "2222"; a bare "::1" has no port), and
+// ssh's port ("" for ssh's own default).
+struct SshDestination {
+  std::string destination;
+  std::string port;
+};
+SshDestination ParseSshTarget(std::string_view target);
+
 }  // namespace capd::client

@@ -66,13 +66,7 @@ std::string LastLine(const std::string& path) {
 // ssh://[user@]host[:port] -> ssh arguments (the port is ssh's, not the agent's).
 std::vector<std::string> SshCommand(const std::string& target, uint16_t local_port,
                                     uint16_t remote_port) {
-  std::string destination = target;
-  std::string port;
-  const size_t colon = target.rfind(':');
-  if (colon != std::string::npos && target.find(']') == std::string::npos) {
-    destination = target.substr(0, colon);
-    port = target.substr(colon + 1);
-  }
+  const auto [destination, port] = ParseSshTarget(target);
   // $CAPCTL_SSH_COMMAND replaces "ssh" (words split on spaces), like git's GIT_SSH_COMMAND:
   // e.g. "ssh -F ~/.ssh/work_config" or a wrapper.
   std::vector<std::string> argv;

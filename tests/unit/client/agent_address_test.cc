@@ -33,13 +33,30 @@ TEST(AgentAddressTest, Transports) {
 }
 
 TEST(AgentAddressTest, RefusesWithMessageNamingTheAddress) {
-  for (const char* bad : {"", "host", "host:", "host:0", "host:70000", ":50051", "host:1/",
-                          "host:port"}) {
+  for (const char* bad :
+       {"", "host", "host:", "host:0", "host:70000", ":50051", "host:1/", "host:port"}) {
     auto a = ParseAgentAddress(bad);
     ASSERT_FALSE(a.ok()) << bad;
     EXPECT_EQ(a.status().code(), StatusCode::kInvalidArgument);
     EXPECT_NE(a.status().message().find(std::string("'") + bad + "'"), std::string::npos);
   }
+}
+
+TEST(SshTargetTest, IPv6HostsReachSshWithoutBrackets) {
+  auto check = [](std::string_view target, const std::string& destination,
+                  const std::string& port) {
+    const SshDestination parsed = ParseSshTarget(target);
+    EXPECT_EQ(parsed.destination, destination) << target;
+    EXPECT_EQ(parsed.port, port) << target;
+  };
+  check("host", "host", "");
+  check("host:2222", "host", "2222");
+  check("ec2-user@10.0.0.5:22", "ec2-user@10.0.0.5", "22");
+  check("[::1]:22", "::1", "22");
+  check("[::1]", "::1", "");
+  check("admin@[2001:db8::5]:2222", "admin@2001:db8::5", "2222");
+  check("::1", "::1", "");
+  check("user@fe80::1", "user@fe80::1", "");
 }
 
 }  // namespace
