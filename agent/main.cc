@@ -43,6 +43,7 @@ namespace {
 constexpr char kUsage[] =
     "usage: capd [--listen ADDRESS:PORT] [--name NAME] [--user USER] [--max-streams N]\n"
     "            [--max-queue-bytes SIZE] [--buffer-size SIZE] [--block-timeout-ms N]\n"
+    "            [--max-decap-interfaces N]\n"
     "            [--tls-cert F --tls-key F [--tls-client-ca F]]\n"
     "            [--auth-token-file F] [--allow-group G] [--allow-user U]\n"
     "            [--record-dir DIR] [--log-level LEVEL] [--version]\n"
@@ -55,6 +56,9 @@ constexpr char kUsage[] =
     "                         of streams\n"
     "  --max-streams N        streams served at once (default 16)\n"
     "  --max-queue-bytes SIZE per-stream queue for a slow client, e.g. 32M (default 32M)\n"
+    "  --max-decap-interfaces N  decapsulated sessions (encapsulation, VNI) per capture\n"
+    "                         (default 256, 1..4096); frames of further sessions are\n"
+    "                         dropped, counted as interface_limit and reported to clients\n"
     "  --buffer-size SIZE     each capture's kernel ring, like tcpdump -B (default 32M,\n"
     "                         1M..1G); it counts in capd's memory once traffic fills it\n"
     "  --block-timeout-ms N   longest a lone packet waits in the ring (default 3, 1..1000);\n"
@@ -88,6 +92,7 @@ struct Flags {
   std::string log_level = "info";
   size_t max_streams = 16;
   size_t max_queue_bytes = 32 * 1024 * 1024;
+  size_t max_decap_interfaces = capd::agent::kDefaultMaxDecapInterfaces;
   capd::agent::RingSettings ring;
   bool carrier_exclusion = true;
   std::string metadata_endpoint = capd::agent::kDefaultMetadataEndpoint;
@@ -156,7 +161,8 @@ Flags ParseFlags(int argc, char** argv) {
     kBufferSize,
     kBlockTimeout,
     kAllowGroup,
-    kAllowUser
+    kAllowUser,
+    kMaxDecapInterfaces
   };
   static const option kOptions[] = {
       {"listen", required_argument, nullptr, 'l'},
@@ -164,6 +170,7 @@ Flags ParseFlags(int argc, char** argv) {
       {"user", required_argument, nullptr, kUser},
       {"max-streams", required_argument, nullptr, kMaxStreams},
       {"max-queue-bytes", required_argument, nullptr, kMaxQueue},
+      {"max-decap-interfaces", required_argument, nullptr, kMaxDecapInterfaces},
       {"buffer-size", required_argument, nullptr, kBufferSize},
       {"block-timeout-ms", required_argument, nullptr, kBlockTimeout},
       {"tls-cert", required_argument, nullptr, kTlsCert},
@@ -202,6 +209,14 @@ Flags ParseFlags(int argc, char** argv) {
           Usage("--max-queue-bytes takes a size of at least 1M, e.g. 32M");
         }
         break;
+      case kMaxDecapInterfaces: {
+        size_t n = 0;
+        if (!ParseSize(optarg, n) || n == 0 || n > capd::agent::kMaxDecapInterfaces) {
+          Usage("--max-decap-interfaces takes 1..4096");
+        }
+        flags.max_decap_interfaces = n;
+        break;
+      }
       case kBufferSize: {
         size_t bytes = 0;
         if (!ParseSize(optarg, bytes) || bytes < (1 << 20) || bytes > (1 << 30)) {
@@ -354,6 +369,7 @@ int main(int argc, char** argv) {
   options.max_streams = flags.max_streams;
   options.max_queue_bytes = flags.max_queue_bytes;
   options.identity.ring = flags.ring;
+  options.identity.max_decap_interfaces = flags.max_decap_interfaces;
   options.client_certificates = !flags.access.tls_client_ca_file.empty();
   auto local_access = capd::agent::LocalAccessPolicy::Make(flags.allow_users, flags.allow_groups);
   if (!local_access.ok()) {
