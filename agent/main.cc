@@ -43,7 +43,7 @@ namespace {
 constexpr char kUsage[] =
     "usage: capd [--listen ADDRESS:PORT] [--name NAME] [--user USER] [--max-streams N]\n"
     "            [--max-queue-bytes SIZE] [--buffer-size SIZE] [--block-timeout-ms N]\n"
-    "            [--max-decap-interfaces N]\n"
+    "            [--max-decap-interfaces N] [--max-recordings N]\n"
     "            [--tls-cert F --tls-key F [--tls-client-ca F]]\n"
     "            [--auth-token-file F] [--allow-group G] [--allow-user U]\n"
     "            [--record-dir DIR] [--log-level LEVEL] [--version]\n"
@@ -68,6 +68,8 @@ constexpr char kUsage[] =
     "  --auth-token-file F    require this bearer token from clients (capctl --token-file)\n"
     "  --record-dir DIR       enable recordings (capctl record ...), kept under DIR; those\n"
     "                         running when capd stops resume when it starts again\n"
+    "  --max-recordings N     recordings running at once (default 8, 1..256); apart from\n"
+    "                         --max-streams\n"
     "  --metadata-endpoint URL  EC2 instance metadata (IMDSv2), default http://169.254.169.254;\n"
     "                         --no-metadata skips it. On EC2 the instance id names the agent\n"
     "                         (unless --name) and interfaces get their ENI, VPC and subnet\n"
@@ -93,6 +95,7 @@ struct Flags {
   size_t max_streams = 16;
   size_t max_queue_bytes = 32 * 1024 * 1024;
   size_t max_decap_interfaces = capd::agent::kDefaultMaxDecapInterfaces;
+  size_t max_recordings = capd::agent::kDefaultMaxRecordings;
   capd::agent::RingSettings ring;
   bool carrier_exclusion = true;
   std::string metadata_endpoint = capd::agent::kDefaultMetadataEndpoint;
@@ -162,7 +165,8 @@ Flags ParseFlags(int argc, char** argv) {
     kBlockTimeout,
     kAllowGroup,
     kAllowUser,
-    kMaxDecapInterfaces
+    kMaxDecapInterfaces,
+    kMaxRecordings
   };
   static const option kOptions[] = {
       {"listen", required_argument, nullptr, 'l'},
@@ -171,6 +175,7 @@ Flags ParseFlags(int argc, char** argv) {
       {"max-streams", required_argument, nullptr, kMaxStreams},
       {"max-queue-bytes", required_argument, nullptr, kMaxQueue},
       {"max-decap-interfaces", required_argument, nullptr, kMaxDecapInterfaces},
+      {"max-recordings", required_argument, nullptr, kMaxRecordings},
       {"buffer-size", required_argument, nullptr, kBufferSize},
       {"block-timeout-ms", required_argument, nullptr, kBlockTimeout},
       {"tls-cert", required_argument, nullptr, kTlsCert},
@@ -215,6 +220,12 @@ Flags ParseFlags(int argc, char** argv) {
           Usage("--max-decap-interfaces takes 1..4096");
         }
         flags.max_decap_interfaces = n;
+        break;
+      }
+      case kMaxRecordings: {
+        size_t n = 0;
+        if (!ParseSize(optarg, n) || n == 0 || n > 256) Usage("--max-recordings takes 1..256");
+        flags.max_recordings = n;
         break;
       }
       case kBufferSize: {
@@ -447,7 +458,8 @@ int main(int argc, char** argv) {
   recording_identity.own_traffic.tcp_ports = {static_cast<uint16_t>(bound_port)};
   std::unique_ptr<capd::agent::RecordingManager> recordings;
   if (!flags.record_dir.empty()) {
-    auto opened = capd::agent::RecordingManager::Open(flags.record_dir, recording_identity);
+    auto opened = capd::agent::RecordingManager::Open(flags.record_dir, recording_identity,
+                                                      flags.max_recordings);
     if (!opened.ok()) {
       spdlog::error("{}", opened.status().message());
       server->Shutdown();
