@@ -601,7 +601,7 @@ StatusOr<v1::RecordingInfo> RecordingManager::Start(const v1::StartRecordingRequ
   const uint64_t max_bytes = request.rotation().max_bytes();
   if (max_bytes != 0 && (max_bytes < kMinRotationBytes || max_bytes > kMaxRotationBytes)) {
     return InvalidArgument("rotation size " + std::to_string(max_bytes) +
-                           " bytes is out of range: 1 MB to 1 TB (1000000..1000000000000)");
+                           " bytes is out of range: 10 kB to 1 TB (10000..1000000000000)");
   }
   if (request.rotation().max_files() > kMaxRotationFiles) {
     return InvalidArgument("rotation file count " + std::to_string(request.rotation().max_files()) +

@@ -44,10 +44,12 @@ Status ValidateRecordingName(const std::string& name);
 // threads, for as long as it runs with nobody watching: a budget of its own, apart from
 // --max-streams, so recordings never lock interactive streams out (nor the reverse).
 inline constexpr size_t kDefaultMaxRecordings = 8;
-// Rotation bounds (RecordingRotation): a file holds at least one packet (up to 256 KiB) and a
-// batch is written at once, so files under 1 MB would be one or a few packets each; a ring of
-// more than 100,000 files makes every list and fetch scan a folder that size.
-inline constexpr uint64_t kMinRotationBytes = 1'000'000;          // capctl's "1M" (powers of 1000)
+// Rotation bounds (RecordingRotation). The max_bytes=1 made a file per packet: 10 kB
+// holds several full-size frames, and is the smallest ring users and tests rotate quickly with
+// (capctl's "10k"); a larger floor would refuse them for little gain, since what bounds the
+// folder is the file count: more than 100,000 files would make every list and fetch scan a
+// folder that size (and the product, up to 1 GB of 10 kB files, stays the admin's choice).
+inline constexpr uint64_t kMinRotationBytes = 10'000;             // capctl's "10k" (powers of 1000)
 inline constexpr uint64_t kMaxRotationBytes = 1'000'000'000'000;  // 1 TB
 inline constexpr uint32_t kMaxRotationFiles = 100'000;
 

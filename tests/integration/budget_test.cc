@@ -223,7 +223,7 @@ TEST_F(BudgetTest, SixtyRecordingStartsWithABudgetOfFour) {
   ExpectAgentAlive();
 }
 
-// Rotation bounds: a size under 1 MB (one file per packet) or over 1 TB, a file count over
+// Rotation bounds: a size under 10 kB (a file per packet or two) or over 1 TB, a file count over
 // 100,000 (the max_files = 2^32-1) are INVALID_ARGUMENT with the bounds in the message,
 // and start nothing; the bounds themselves are accepted.
 TEST_F(BudgetTest, RotationOutsideItsBoundsIsInvalid) {
@@ -238,13 +238,13 @@ TEST_F(BudgetTest, RotationOutsideItsBoundsIsInvalid) {
     std::string text;
   };
   const std::vector<Case> cases = {
-      {1, 0, false, "1 MB to 1 TB"},
-      {1, 4294967295u, false, "1 MB to 1 TB"},
+      {1, 0, false, "10 kB to 1 TB"},
+      {1, 4294967295u, false, "10 kB to 1 TB"},
       {0, 4294967295u, false, "1..100000"},
-      {999'999, 0, false, "1 MB to 1 TB"},
-      {1'000'000'000'001, 0, false, "1 MB to 1 TB"},
+      {9'999, 0, false, "10 kB to 1 TB"},
+      {1'000'000'000'001, 0, false, "10 kB to 1 TB"},
       {0, 100'001, false, "1..100000"},
-      {1'000'000, 100'000, true, ""},
+      {10'000, 100'000, true, ""},
       {0, 0, true, ""},
   };
   int i = 0;
