@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -220,6 +221,44 @@ TEST_F(BudgetTest, SixtyRecordingStartsWithABudgetOfFour) {
   EXPECT_TRUE(StartRecording(Recording("after-stop", "udp port 7099")).ok());
   const grpc::Status over = StartRecording(Recording("over", "udp port 7098"));
   EXPECT_EQ(over.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << Describe(over);
+  ExpectAgentAlive();
+}
+
+// capd restarted with a smaller budget than the recordings it left running: it resumes that
+// many (in name order) and marks the others failed, saying why, instead of running them all.
+TEST_F(BudgetTest, RestartWithASmallerBudgetResumesOnlyThatMany) {
+  const fs::path records = RecordFolder();
+  ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--user", "nobody", "--no-metadata", "--record-dir",
+                                          records.string(), "--max-recordings", "3"}));
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  for (int i = 0; i < 3; ++i) {
+    const grpc::Status started = StartRecording(
+        Recording("resume-" + std::to_string(i), "udp port " + std::to_string(7200 + i)));
+    ASSERT_TRUE(started.ok()) << Describe(started);
+  }
+  stubs_.clear();
+  channels_.clear();
+  ASSERT_NO_FATAL_FAILURE(StopAgent());  // the three stay "running", to resume
+  ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--user", "nobody", "--no-metadata", "--record-dir",
+                                          records.string(), "--max-recordings", "2"}));
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  v1::ListRecordingsResponse list;
+  const grpc::Status listed = stub().ListRecordings(&context, {}, &list);
+  ASSERT_TRUE(listed.ok()) << Describe(listed);
+  ASSERT_EQ(list.recordings_size(), 3);
+  std::map<std::string, const v1::RecordingInfo*> by_name;
+  for (const auto& r : list.recordings()) by_name[r.name()] = &r;
+  EXPECT_EQ(by_name.at("resume-0")->state(), v1::RecordingInfo::RUNNING);
+  EXPECT_EQ(by_name.at("resume-1")->state(), v1::RecordingInfo::RUNNING);
+  EXPECT_EQ(by_name.at("resume-2")->state(), v1::RecordingInfo::FAILED);
+  EXPECT_NE(by_name.at("resume-2")
+                ->message()
+                .find("not resumed: 2 recordings were already "
+                      "running, capd's limit (--max-recordings)"),
+            std::string::npos)
+      << by_name.at("resume-2")->message();
   ExpectAgentAlive();
 }
 
