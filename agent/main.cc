@@ -46,6 +46,8 @@ namespace {
 constexpr char kUsage[] =
     "usage: capd [--listen ADDRESS:PORT] [--name NAME] [--user USER] [--max-streams N]\n"
     "            [--max-queue-bytes SIZE] [--buffer-size SIZE] [--block-timeout-ms N]\n"
+    "            [--max-decap-interfaces N] [--stall-timeout SEC]\n"
+    "            [--max-recordings N] [--max-fetches N]\n"
     "            [--tls-cert F --tls-key F [--tls-client-ca F]]\n"
     "            [--auth-token-file F] [--allow-group G] [--allow-user U]\n"
     "            [--max-connections N] [--max-connections-per-client N]\n"
@@ -63,6 +65,11 @@ constexpr char kUsage[] =
     "  --max-connections-per-client N  connections open at once from one remote address or\n"
     "                         one local user (default 64); more are closed at once\n"
     "  --max-queue-bytes SIZE per-stream queue for a slow client, e.g. 32M (default 32M)\n"
+    "  --max-decap-interfaces N  decapsulated sessions (encapsulation, VNI) per capture\n"
+    "                         (default 256, 1..4096); frames of further sessions are\n"
+    "                         dropped, counted as interface_limit and reported to clients\n"
+    "  --stall-timeout SEC    end a stream or fetch whose client read nothing for SEC\n"
+    "                         seconds (default 60, 1..3600)\n"
     "  --buffer-size SIZE     each capture's kernel ring, like tcpdump -B (default 32M,\n"
     "                         1M..1G); it counts in capd's memory once traffic fills it\n"
     "  --block-timeout-ms N   longest a lone packet waits in the ring (default 3, 1..1000);\n"
@@ -72,6 +79,9 @@ constexpr char kUsage[] =
     "  --auth-token-file F    require this bearer token from clients (capctl --token-file)\n"
     "  --record-dir DIR       enable recordings (capctl record ...), kept under DIR; those\n"
     "                         running when capd stops resume when it starts again\n"
+    "  --max-recordings N     recordings running at once (default 8, 1..256); apart from\n"
+    "                         --max-streams\n"
+    "  --max-fetches N        recording fetches served at once (default 8, 1..256)\n"
     "  --metadata-endpoint URL  EC2 instance metadata (IMDSv2), default http://169.254.169.254;\n"
     "                         --no-metadata skips it. On EC2 the instance id names the agent\n"
     "                         (unless --name) and interfaces get their ENI, VPC and subnet\n"
@@ -97,6 +107,10 @@ struct Flags {
   size_t max_streams = 16;
   capd::agent::ConnectionLimits connections;
   size_t max_queue_bytes = 32 * 1024 * 1024;
+  size_t max_decap_interfaces = capd::agent::kDefaultMaxDecapInterfaces;
+  size_t stall_timeout_seconds = 60;
+  size_t max_recordings = capd::agent::kDefaultMaxRecordings;
+  size_t max_fetches = 8;
   capd::agent::RingSettings ring;
   bool carrier_exclusion = true;
   std::string metadata_endpoint = capd::agent::kDefaultMetadataEndpoint;
@@ -177,7 +191,11 @@ Flags ParseFlags(int argc, char** argv) {
     kAllowGroup,
     kAllowUser,
     kMaxConnections,
-    kMaxConnectionsPerClient
+    kMaxConnectionsPerClient,
+    kMaxDecapInterfaces,
+    kStallTimeout,
+    kMaxRecordings,
+    kMaxFetches
   };
   static const option kOptions[] = {
       {"listen", required_argument, nullptr, 'l'},
@@ -187,6 +205,10 @@ Flags ParseFlags(int argc, char** argv) {
       {"max-queue-bytes", required_argument, nullptr, kMaxQueue},
       {"max-connections", required_argument, nullptr, kMaxConnections},
       {"max-connections-per-client", required_argument, nullptr, kMaxConnectionsPerClient},
+      {"max-decap-interfaces", required_argument, nullptr, kMaxDecapInterfaces},
+      {"stall-timeout", required_argument, nullptr, kStallTimeout},
+      {"max-recordings", required_argument, nullptr, kMaxRecordings},
+      {"max-fetches", required_argument, nullptr, kMaxFetches},
       {"buffer-size", required_argument, nullptr, kBufferSize},
       {"block-timeout-ms", required_argument, nullptr, kBlockTimeout},
       {"tls-cert", required_argument, nullptr, kTlsCert},
@@ -241,6 +263,34 @@ Flags ParseFlags(int argc, char** argv) {
           Usage("--max-queue-bytes takes a size of at least 1M, e.g. 32M");
         }
         break;
+      case kMaxDecapInterfaces: {
+        size_t n = 0;
+        if (!ParseSize(optarg, n) || n == 0 || n > capd::agent::kMaxDecapInterfaces) {
+          Usage("--max-decap-interfaces takes 1..4096");
+        }
+        flags.max_decap_interfaces = n;
+        break;
+      }
+      case kStallTimeout: {
+        size_t seconds = 0;
+        if (!ParseSize(optarg, seconds) || seconds == 0 || seconds > 3600) {
+          Usage("--stall-timeout takes 1..3600 seconds");
+        }
+        flags.stall_timeout_seconds = seconds;
+        break;
+      }
+      case kMaxRecordings: {
+        size_t n = 0;
+        if (!ParseSize(optarg, n) || n == 0 || n > 256) Usage("--max-recordings takes 1..256");
+        flags.max_recordings = n;
+        break;
+      }
+      case kMaxFetches: {
+        size_t n = 0;
+        if (!ParseSize(optarg, n) || n == 0 || n > 256) Usage("--max-fetches takes 1..256");
+        flags.max_fetches = n;
+        break;
+      }
       case kBufferSize: {
         size_t bytes = 0;
         if (!ParseSize(optarg, bytes) || bytes < (1 << 20) || bytes > (1 << 30)) {
@@ -392,7 +442,10 @@ int main(int argc, char** argv) {
   options.version = CAPD_VERSION;
   options.max_streams = flags.max_streams;
   options.max_queue_bytes = flags.max_queue_bytes;
+  options.max_fetches = flags.max_fetches;
+  options.stall_timeout = std::chrono::seconds(flags.stall_timeout_seconds);
   options.identity.ring = flags.ring;
+  options.identity.max_decap_interfaces = flags.max_decap_interfaces;
   options.client_certificates = !flags.access.tls_client_ca_file.empty();
   auto local_access = capd::agent::LocalAccessPolicy::Make(flags.allow_users, flags.allow_groups);
   if (!local_access.ok()) {
@@ -498,7 +551,8 @@ int main(int argc, char** argv) {
   recording_identity.own_traffic.tcp_ports = {bound_port};
   std::unique_ptr<capd::agent::RecordingManager> recordings;
   if (!flags.record_dir.empty()) {
-    auto opened = capd::agent::RecordingManager::Open(flags.record_dir, recording_identity);
+    auto opened = capd::agent::RecordingManager::Open(flags.record_dir, recording_identity,
+                                                      flags.max_recordings);
     if (!opened.ok()) {
       spdlog::error("{}", opened.status().message());
       (*listener)->Stop();

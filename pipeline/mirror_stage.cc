@@ -10,7 +10,20 @@ constexpr uint16_t kLinktypeRaw = 101;
 constexpr int kInnerSnaplen = 262144;
 
 const char* SelectionDropName(SelectionDrop d) {
-  return d == SelectionDrop::kVniNotSelected ? "vni_not_selected" : "inner_filter";
+  switch (d) {
+    case SelectionDrop::kVniNotSelected:
+      return "vni_not_selected";
+    case SelectionDrop::kInnerFilter:
+      return "inner_filter";
+    default:
+      return "interface_limit";
+  }
+}
+
+// (encapsulation, VNI, inner link type) in one word: VNIs are 24-bit.
+uint64_t SessionKey(decap::Encapsulation encapsulation, uint32_t vni, uint16_t link_type) {
+  return static_cast<uint64_t>(link_type) << 40 |
+         static_cast<uint64_t>(static_cast<uint8_t>(encapsulation)) << 32 | vni;
 }
 
 }  // namespace
@@ -55,24 +68,21 @@ StatusOr<std::unique_ptr<MirrorStage>> MirrorStage::Create(const MirrorOptions& 
 MirrorStage::MirrorStage(const MirrorOptions& options, uint16_t outer_link_type,
                          std::string capture_interface, uint32_t first_index)
     : options_(options),
+      selected_vnis_(options.vnis.begin(), options.vnis.end()),
       outer_link_type_(outer_link_type),
       capture_interface_(std::move(capture_interface)),
       first_index_(first_index) {}
 
 bool MirrorStage::VniSelected(uint32_t vni) const {
-  return options_.vnis.empty() ||
-         std::find(options_.vnis.begin(), options_.vnis.end(), vni) != options_.vnis.end();
+  return selected_vnis_.empty() || selected_vnis_.count(vni) != 0;
 }
 
 InnerInterface* MirrorStage::FindOrAdd(const decap::Result& result, bool& added) {
-  // Few interfaces (one per mirror session): a linear scan beats a map here.
-  for (const auto& i : interfaces_) {
-    if (i->vni == result.vni && i->encapsulation == result.encapsulation &&
-        i->link_type == result.inner_link_type) {
-      added = false;
-      return i.get();
-    }
-  }
+  added = false;
+  const auto found =
+      by_session_.find(SessionKey(result.encapsulation, result.vni, result.inner_link_type));
+  if (found != by_session_.end()) return found->second;
+  if (options_.max_interfaces != 0 && interfaces_.size() >= options_.max_interfaces) return nullptr;
   auto i = std::make_unique<InnerInterface>();
   i->index = first_index_ + static_cast<uint32_t>(interfaces_.size());
   i->encapsulation = result.encapsulation;
@@ -80,8 +90,11 @@ InnerInterface* MirrorStage::FindOrAdd(const decap::Result& result, bool& added)
   i->link_type = result.inner_link_type;
   i->name = std::string(decap::EncapsulationName(result.encapsulation)) + "-" +
             std::to_string(result.vni);
-  for (const auto& other : interfaces_) {
-    if (other->name == i->name) i->name += result.inner_link_type == kLinktypeRaw ? "-raw" : "-eth";
+  // Only the same session with the other inner link type has the same name.
+  const uint16_t other_link_type =
+      result.inner_link_type == kLinktypeRaw ? kLinktypeEthernet : kLinktypeRaw;
+  if (by_session_.count(SessionKey(result.encapsulation, result.vni, other_link_type)) != 0) {
+    i->name += result.inner_link_type == kLinktypeRaw ? "-raw" : "-eth";
   }
   std::string kind = decap::EncapsulationName(result.encapsulation);
   std::transform(kind.begin(), kind.end(), kind.begin(), ::toupper);
@@ -89,6 +102,8 @@ InnerInterface* MirrorStage::FindOrAdd(const decap::Result& result, bool& added)
                    decap::OuterSourceText(result) + " captured on " + capture_interface_ +
                    (result.inner_link_type == kLinktypeRaw ? " (inner raw IP)" : "");
   added = true;
+  by_session_.emplace(SessionKey(result.encapsulation, result.vni, result.inner_link_type),
+                      i.get());
   interfaces_.push_back(std::move(i));
   return interfaces_.back().get();
 }
@@ -116,6 +131,10 @@ Verdict MirrorStage::Process(const uint8_t* data, uint32_t captured_length,
     }
   }
   InnerInterface* interface = FindOrAdd(result, out.new_interface);
+  if (interface == nullptr) {
+    ++selection_drops_[static_cast<size_t>(SelectionDrop::kInterfaceLimit)];
+    return Verdict::kDrop;
+  }
   ++interface->packets;
   out.interface = interface;
   out.comment =

@@ -516,13 +516,15 @@ class Recording final : public StreamSink {
   uint64_t run_drops_ = 0;  // latest statistics of this run (cumulative within the run)
 };
 
-RecordingManager::RecordingManager(std::string dir, const AgentIdentity& identity)
-    : dir_(std::move(dir)), identity_(identity) {}
+RecordingManager::RecordingManager(std::string dir, const AgentIdentity& identity,
+                                   size_t max_recordings)
+    : dir_(std::move(dir)), identity_(identity), max_recordings_(max_recordings) {}
 
 RecordingManager::~RecordingManager() { StopAll(); }
 
 StatusOr<std::unique_ptr<RecordingManager>> RecordingManager::Open(const std::string& dir,
-                                                                   const AgentIdentity& identity) {
+                                                                   const AgentIdentity& identity,
+                                                                   size_t max_recordings) {
   std::error_code error;
   fs::create_directories(dir, error);
   if (error) return InvalidArgument("--record-dir " + dir + ": " + error.message());
@@ -530,7 +532,8 @@ StatusOr<std::unique_ptr<RecordingManager>> RecordingManager::Open(const std::st
   if (error || !fs::is_directory(canonical)) {
     return InvalidArgument("--record-dir " + dir + " is not a folder");
   }
-  std::unique_ptr<RecordingManager> manager(new RecordingManager(canonical.string(), identity));
+  std::unique_ptr<RecordingManager> manager(
+      new RecordingManager(canonical.string(), identity, max_recordings));
   for (const auto& entry : fs::directory_iterator(canonical, error)) {
     if (!entry.is_directory() || entry.is_symlink()) continue;
     const std::string name = entry.path().filename().string();
@@ -567,6 +570,17 @@ void RecordingManager::ResumeAll() {
     const std::string gap = "capd was not recording from " +
                             (last_seen != 0 ? IsoTime(last_seen) : std::string("(unknown)")) +
                             " to " + IsoTime(now) + " (agent restarted)";
+    {
+      std::lock_guard lock(mu_);
+      if (RunningLocked() >= max_recordings_) {
+        const std::string why = "not resumed: " + std::to_string(max_recordings_) +
+                                " recordings were already running, capd's limit "
+                                "(--max-recordings)";
+        spdlog::warn("recording {} {}", name, why);
+        recording->Fail(why);
+        continue;
+      }
+    }
     recording->AddGap(gap);
     if (Status started = recording->Start("recording resumed: " + gap); !started.ok()) {
       spdlog::warn("recording {} could not resume: {}", name, started.message());
@@ -584,6 +598,15 @@ StatusOr<v1::RecordingInfo> RecordingManager::Start(const v1::StartRecordingRequ
   if (request.rotation().seconds() > 86400) {
     return InvalidArgument("rotation seconds must be 1..86400");
   }
+  const uint64_t max_bytes = request.rotation().max_bytes();
+  if (max_bytes != 0 && (max_bytes < kMinRotationBytes || max_bytes > kMaxRotationBytes)) {
+    return InvalidArgument("rotation size " + std::to_string(max_bytes) +
+                           " bytes is out of range: 10 kB to 1 TB (10000..1000000000000)");
+  }
+  if (request.rotation().max_files() > kMaxRotationFiles) {
+    return InvalidArgument("rotation file count " + std::to_string(request.rotation().max_files()) +
+                           " is out of range: 1..100000");
+  }
   const fs::path dir = fs::path(dir_) / request.name();
   // The name rules keep it inside DIR; a symlink planted there must not lead elsewhere.
   if (dir.lexically_normal().parent_path() != fs::path(dir_) || fs::is_symlink(dir)) {
@@ -598,15 +621,25 @@ StatusOr<v1::RecordingInfo> RecordingManager::Start(const v1::StartRecordingRequ
       return Status(StatusCode::kFailedPrecondition,
                     "recording '" + request.name() + "' already exists");
     }
+    if (const size_t running = RunningLocked(); running >= max_recordings_) {
+      return Status(StatusCode::kResourceExhausted,
+                    "capd already runs " + std::to_string(running) +
+                        " recordings, its limit (--max-recordings); stop one first");
+    }
     std::error_code error;
     fs::create_directory(dir, error);
     if (error) return Internal("mkdir(" + dir.string() + "): " + error.message());
     PersistedState state;
     recording = std::make_shared<Recording>(dir, request, state, identity_, *hub_);
     recordings_[request.name()] = recording;  // reserves the name while it starts
+    starting_.insert(request.name());         // and a place
   }
   Status status = recording->SaveRequest();
   if (status.ok()) status = recording->Start("");
+  {
+    std::lock_guard lock(mu_);
+    starting_.erase(request.name());
+  }
   if (!status.ok()) {
     // A request that never captured leaves nothing behind: the name is free again.
     std::lock_guard lock(mu_);
@@ -664,6 +697,14 @@ void RecordingManager::StopAll() {
       recording->Stop(v1::StreamEnd::AGENT_SHUTDOWN, /*keep_running=*/true);
     }
   }
+}
+
+size_t RecordingManager::RunningLocked() {
+  size_t running = starting_.size();
+  for (auto& [name, recording] : recordings_) {
+    if (starting_.count(name) == 0 && recording->running()) ++running;
+  }
+  return running;
 }
 
 std::shared_ptr<Recording> RecordingManager::Find(const std::string& name) {

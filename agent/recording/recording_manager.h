@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,20 +39,38 @@ class Recording;
 // [A-Za-z0-9._-]{1,64}, not "." or "..": kInvalidArgument naming the rule otherwise.
 Status ValidateRecordingName(const std::string& name);
 
+// Recordings running at once (capd --max-recordings). Each holds a capture ring (32 MiB by
+// default, unless it shares another recording's capture), a queue of up to 64 MiB and two
+// threads, for as long as it runs with nobody watching: a budget of its own, apart from
+// --max-streams, so recordings never lock interactive streams out (nor the reverse).
+inline constexpr size_t kDefaultMaxRecordings = 8;
+// Rotation bounds (RecordingRotation). The max_bytes=1 made a file per packet: 10 kB
+// holds several full-size frames, and is the smallest ring users and tests rotate quickly with
+// (capctl's "10k"); a larger floor would refuse them for little gain, since what bounds the
+// folder is the file count: more than 100,000 files would make every list and fetch scan a
+// folder that size (and the product, up to 1 GB of 10 kB files, stays the admin's choice).
+inline constexpr uint64_t kMinRotationBytes = 10'000;             // capctl's "10k" (powers of 1000)
+inline constexpr uint64_t kMaxRotationBytes = 1'000'000'000'000;  // 1 TB
+inline constexpr uint32_t kMaxRotationFiles = 100'000;
+
 class RecordingManager {
  public:
   // Creates DIR if needed and loads the recordings found there (without starting them).
-  // identity: with the listening port set (own-traffic exclusion).
-  static StatusOr<std::unique_ptr<RecordingManager>> Open(const std::string& dir,
-                                                          const AgentIdentity& identity);
+  // identity: with the listening port set (own-traffic exclusion). At most max_recordings run
+  // at once: Start refuses more with kResourceExhausted.
+  static StatusOr<std::unique_ptr<RecordingManager>> Open(
+      const std::string& dir, const AgentIdentity& identity,
+      size_t max_recordings = kDefaultMaxRecordings);
   ~RecordingManager();  // StopAll()
 
-  // Starts every loaded recording whose state says running; failures are logged and listed.
+  // Starts every loaded recording whose state says running, up to max_recordings (the others
+  // are marked failed, saying so); failures are logged and listed.
   void ResumeAll();
 
   enum class Refusal { kNone, kAlreadyExists };
-  // kInvalidArgument (name, request), kNotFound (interface), or the capture's own failure; a
-  // name in use sets *refusal = kAlreadyExists (the status is kFailedPrecondition).
+  // kInvalidArgument (name, request, rotation outside its bounds), kNotFound (interface),
+  // kResourceExhausted (max_recordings running), or the capture's own failure; a name in use
+  // sets *refusal = kAlreadyExists (the status is kFailedPrecondition).
   StatusOr<v1::RecordingInfo> Start(const v1::StartRecordingRequest& request, Refusal* refusal);
   // kNotFound for an unknown name. Stopping a stopped recording is not an error.
   StatusOr<v1::RecordingInfo> Stop(const std::string& name);
@@ -65,8 +84,10 @@ class RecordingManager {
   void StopAll();
 
  private:
-  RecordingManager(std::string dir, const AgentIdentity& identity);
+  RecordingManager(std::string dir, const AgentIdentity& identity, size_t max_recordings);
   std::shared_ptr<Recording> Find(const std::string& name);
+  // Recordings running or starting, under mu_: what max_recordings bounds.
+  size_t RunningLocked();
 
   const std::string dir_;
   const AgentIdentity identity_;
@@ -76,6 +97,8 @@ class RecordingManager {
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Recording>> recordings_;
   bool stopping_ = false;
+  const size_t max_recordings_;
+  std::set<std::string> starting_;  // names whose Start is under way (guarded by mu_)
 };
 
 }  // namespace capd::agent

@@ -3,6 +3,8 @@
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <functional>
 #include <thread>
@@ -22,22 +24,65 @@ class RefusedStream : public grpc::ServerWriteReactor<v1::StreamResponse> {
   void OnDone() override { delete this; }
 };
 
+// A write reactor that only finishes with an error.
+class RefusedFetch : public grpc::ServerWriteReactor<v1::RecordingChunk> {
+ public:
+  explicit RefusedFetch(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+grpc::Status RecordingStatus(const Status& status, RecordingManager::Refusal refusal) {
+  if (refusal == RecordingManager::Refusal::kAlreadyExists) {
+    return {grpc::StatusCode::ALREADY_EXISTS, status.message()};
+  }
+  return ToGrpcStatus(status);
+}
+
+}  // namespace
+
 // Sends a recording's files in chunks, one write in flight; each chunk is read from disk in
-// OnWriteDone (a 1 MiB read from the page cache or a local disk, well under a millisecond).
+// OnWriteDone (256 KiB from the page cache or a local disk, well under a millisecond). Memory per
+// fetch: one chunk plus what gRPC buffers for the client, never a whole file. A client that
+// reads nothing for the stall timeout is cancelled by CaptureService's watchdog.
 class FetchReactor : public grpc::ServerWriteReactor<v1::RecordingChunk> {
  public:
-  explicit FetchReactor(std::vector<std::string> paths) : paths_(std::move(paths)) { Next(); }
+  using OnDoneFn = std::function<void(FetchReactor*)>;
+  FetchReactor(std::string name, std::vector<std::string> paths,
+               grpc::CallbackServerContext* context, OnDoneFn on_done)
+      : name_(std::move(name)),
+        paths_(std::move(paths)),
+        context_(context),
+        peer_(context->peer()),
+        on_done_(std::move(on_done)) {
+    Next();
+  }
   void OnWriteDone(bool ok) override {
+    writing_since_ns_.store(0, std::memory_order_relaxed);
     if (!ok) {
       Finish(grpc::Status::CANCELLED);
       return;
     }
     Next();
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    on_done_(this);  // unregisters: the watchdog no longer sees it
+    delete this;
+  }
+
+  // The watchdog's check (under CaptureService::fetch_mu_, so before OnDone's unregistering).
+  void CancelIfStalled(std::chrono::steady_clock::time_point now,
+                       std::chrono::milliseconds timeout) {
+    const int64_t since = writing_since_ns_.load(std::memory_order_relaxed);
+    if (since == 0 || cancelled_) return;
+    if (now.time_since_epoch() - std::chrono::nanoseconds(since) <= timeout) return;
+    cancelled_ = true;
+    spdlog::warn("fetch of recording {} to {}: the client has read nothing for {} s; ending it",
+                 name_, peer_, timeout.count() / 1000.0);
+    context_->TryCancel();  // OnWriteDone(false) follows and finishes the call
+  }
 
  private:
-  static constexpr size_t kChunkBytes = 1 << 20;
+  static constexpr size_t kChunkBytes = 256 * 1024;
 
   void Next() {
     while (true) {
@@ -68,33 +113,26 @@ class FetchReactor : public grpc::ServerWriteReactor<v1::RecordingChunk> {
         file_ = std::ifstream();
         ++index_;
       }
+      writing_since_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                              std::memory_order_relaxed);
       StartWrite(&chunk_);
       return;
     }
   }
 
+  const std::string name_;
   std::vector<std::string> paths_;
+  grpc::CallbackServerContext* const context_;  // valid until OnDone
+  const std::string peer_;
+  OnDoneFn on_done_;
   size_t index_ = 0;
   std::ifstream file_;
   uint64_t offset_ = 0;
   v1::RecordingChunk chunk_;
+  // steady_clock ns when the write in flight started; 0: none in flight.
+  std::atomic<int64_t> writing_since_ns_{0};
+  bool cancelled_ = false;  // watchdog only
 };
-
-// A write reactor that only finishes with an error.
-class RefusedFetch : public grpc::ServerWriteReactor<v1::RecordingChunk> {
- public:
-  explicit RefusedFetch(grpc::Status status) { Finish(std::move(status)); }
-  void OnDone() override { delete this; }
-};
-
-grpc::Status RecordingStatus(const Status& status, RecordingManager::Refusal refusal) {
-  if (refusal == RecordingManager::Refusal::kAlreadyExists) {
-    return {grpc::StatusCode::ALREADY_EXISTS, status.message()};
-  }
-  return ToGrpcStatus(status);
-}
-
-}  // namespace
 
 RecordingManager* CaptureService::Recordings(const grpc::CallbackServerContext& context,
                                              grpc::Status* refused) {
@@ -171,10 +209,45 @@ grpc::ServerWriteReactor<v1::RecordingChunk>* CaptureService::FetchRecording(
   if (recordings == nullptr) return new RefusedFetch(refused);
   auto files = recordings->FetchableFiles(request->name());
   if (!files.ok()) return new RefusedFetch(ToGrpcStatus(files.status()));
-  return new FetchReactor(std::move(files).value());
+  std::lock_guard lock(fetch_mu_);
+  if (fetches_.size() >= options_.max_fetches) {
+    return new RefusedFetch({grpc::StatusCode::RESOURCE_EXHAUSTED,
+                             "capd already serves " + std::to_string(fetches_.size()) +
+                                 " fetches, its limit (--max-fetches)"});
+  }
+  // gRPC runs no reaction before this returns, so OnDone cannot unregister before this registers.
+  auto* reactor =
+      new FetchReactor(request->name(), std::move(files).value(), context, [this](FetchReactor* f) {
+        std::lock_guard done_lock(fetch_mu_);
+        fetches_.erase(f);
+      });
+  fetches_.insert(reactor);
+  return reactor;
 }
 
-CaptureService::CaptureService(ServiceOptions options) : options_(std::move(options)) {}
+CaptureService::CaptureService(ServiceOptions options)
+    : options_(std::move(options)), watchdog_([this] { FetchWatchdog(); }) {}
+
+CaptureService::~CaptureService() {
+  {
+    std::lock_guard lock(fetch_mu_);
+    stop_watchdog_ = true;
+  }
+  fetch_cv_.notify_all();
+  watchdog_.join();
+}
+
+void CaptureService::FetchWatchdog() {
+  // Checked four times per timeout (at most once a second): a stalled fetch ends within
+  // 1.25 timeouts.
+  const auto period =
+      std::min<std::chrono::milliseconds>(std::chrono::seconds(1), options_.stall_timeout / 4);
+  std::unique_lock lock(fetch_mu_);
+  while (!fetch_cv_.wait_for(lock, period, [this] { return stop_watchdog_; })) {
+    const auto now = std::chrono::steady_clock::now();
+    for (FetchReactor* fetch : fetches_) fetch->CancelIfStalled(now, options_.stall_timeout);
+  }
+}
 
 grpc::ServerUnaryReactor* CaptureService::ListInterfaces(grpc::CallbackServerContext* context,
                                                          const v1::ListInterfacesRequest*,
@@ -243,7 +316,7 @@ grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
                context->peer(), request->interface(), request->filter(), request->max_packets(),
                request->duration_ms());
   auto* reactor = new StreamReactor(*hub_, *request, options_.identity, std::move(relay),
-                                    options_.max_queue_bytes, context,
+                                    options_.max_queue_bytes, options_.stall_timeout, context,
                                     [this](StreamReactor* gone) { Forget(gone); });
   streams_.insert(reactor);
   return reactor;

@@ -6,6 +6,7 @@
 // shutdown can end each with a reason and wait until all are gone.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -13,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include "agent/peers/local_access.h"
 #include "agent/peers/peer_helper.h"
@@ -32,6 +34,13 @@ struct ServiceOptions {
   // A stream of packets no other stream asks for holds a capture ring (32 MiB) and a thread:
   // bound how many run at once (streams of the same packets share one capture, but count here).
   size_t max_streams = 16;
+  // A client that reads nothing for this long is ended, stream or fetch (capd --stall-timeout).
+  // Long enough for a reader paused by a person (a Wireshark dialog), short enough that a dead
+  // reader does not hold a capture ring, a file or gRPC's buffers for long.
+  std::chrono::milliseconds stall_timeout{60'000};
+  // FetchRecording calls served at once (capd --max-fetches): each holds an open file, a chunk
+  // and what gRPC buffers for a client that does not read (~1-3 MiB).
+  size_t max_fetches = 8;
   std::optional<TokenCheck> token;   // set: a client that is not allowed locally must send it
   bool client_certificates = false;  // mutual TLS: a verified client certificate is enough
   // Who may call from this host (the peer's socket is in capd's network namespace); unset: any
@@ -43,9 +52,12 @@ struct ServiceOptions {
   std::string peer_helper_problem;
 };
 
+class FetchReactor;
+
 class CaptureService final : public v1::Capture::CallbackService {
  public:
   explicit CaptureService(ServiceOptions options);
+  ~CaptureService() override;  // stops the fetch watchdog
 
   grpc::ServerUnaryReactor* ListInterfaces(grpc::CallbackServerContext* context,
                                            const v1::ListInterfacesRequest* request,
@@ -84,6 +96,9 @@ class CaptureService final : public v1::Capture::CallbackService {
 
  private:
   void Forget(StreamReactor* reactor);
+  // Ends fetches whose client has read nothing for stall_timeout (streams check on each send;
+  // a fetch has no other thread to notice).
+  void FetchWatchdog();
   // Token, client certificate, or a local peer's uid (LocalAccessPolicy); see the README.
   grpc::Status Authorize(const grpc::CallbackServerContext& context) const;
   // Asks the peer helper who relays the stream from `peer` and registers the relay's
@@ -108,6 +123,12 @@ class CaptureService final : public v1::Capture::CallbackService {
   std::set<StreamReactor*> streams_;
   bool ready_ = false;
   bool shutting_down_ = false;
+
+  std::mutex fetch_mu_;
+  std::condition_variable fetch_cv_;
+  std::set<FetchReactor*> fetches_;  // registered until their OnDone
+  bool stop_watchdog_ = false;
+  std::thread watchdog_;  // last: started once everything it uses exists
 };
 
 }  // namespace capd::agent

@@ -9,18 +9,16 @@ namespace {
 // Recycled messages kept per stream: enough to cover the queue in steady state, at most 2 MiB
 // (BatchBuilder::kMaxBytes each).
 constexpr size_t kMaxFreeMessages = 4;
-// Long enough for a reader paused by a person (a Wireshark dialog), short enough that a dead
-// reader does not hold a capture ring for long.
-constexpr std::chrono::seconds kStalledWriteTimeout{60};
 }  // namespace
 
 StreamReactor::StreamReactor(CaptureHub& hub, const v1::StreamRequest& request,
                              const AgentIdentity& identity, StreamRelay relay,
-                             size_t max_queue_bytes, grpc::CallbackServerContext* context,
-                             OnDestroyed on_destroyed)
+                             size_t max_queue_bytes, std::chrono::milliseconds stall_timeout,
+                             grpc::CallbackServerContext* context, OnDestroyed on_destroyed)
     : identity_(identity),
       relay_(std::move(relay)),
       max_queue_bytes_(max_queue_bytes),
+      stall_timeout_(stall_timeout),
       context_(context),
       peer_(context->peer()),
       on_destroyed_(std::move(on_destroyed)) {
@@ -58,9 +56,9 @@ bool StreamReactor::Send(std::unique_ptr<v1::StreamResponse> message, bool dropp
   const size_t size = message->ByteSizeLong();
   std::lock_guard lock(mu_);
   if (cancelled_ || finish_called_) return true;  // nobody to count drops for any more
-  if (in_flight_ && std::chrono::steady_clock::now() - in_flight_since_ > kStalledWriteTimeout) {
+  if (in_flight_ && std::chrono::steady_clock::now() - in_flight_since_ > stall_timeout_) {
     spdlog::warn("stream to {}: the client has read nothing for {} s; ending it", peer_,
-                 kStalledWriteTimeout.count());
+                 stall_timeout_.count() / 1000.0);
     stop_.Request(v1::StreamEnd::CLIENT_STALLED);
     context_->TryCancel();  // OnCancel and OnWriteDone(false) follow and finish the call
     return false;

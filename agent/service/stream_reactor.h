@@ -9,7 +9,8 @@
 // never slows the capture. Nothing here blocks inside a reaction (grpc/grpc#36609).
 //
 // A client that is alive but reads nothing (keepalive does not notice it) would keep a capture
-// running for nobody: a write in flight for longer than kStalledWriteTimeout cancels the call.
+// running for nobody: a write in flight for longer than the stall timeout (capd --stall-timeout,
+// default 60 s) cancels the call.
 //
 // Lifetime: the object deletes itself once both gRPC is done with it (OnDone) and the capture
 // has said the subscription ended. The registry in CaptureService sees it from construction to
@@ -46,10 +47,11 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   // Called from the destructor, so the registry can forget the stream.
   using OnDestroyed = std::function<void(StreamReactor*)>;
 
-  // Subscribes to a capture in `hub`. max_queue_bytes bounds the messages waiting for the client.
+  // Subscribes to a capture in `hub`. max_queue_bytes bounds the messages waiting for the client;
+  // a write in flight for longer than stall_timeout ends the stream (CLIENT_STALLED).
   StreamReactor(CaptureHub& hub, const v1::StreamRequest& request, const AgentIdentity& identity,
-                StreamRelay relay, size_t max_queue_bytes, grpc::CallbackServerContext* context,
-                OnDestroyed on_destroyed);
+                StreamRelay relay, size_t max_queue_bytes, std::chrono::milliseconds stall_timeout,
+                grpc::CallbackServerContext* context, OnDestroyed on_destroyed);
   ~StreamReactor() override;
 
   // Ends the stream with `reason` (e.g. agent shutdown): the capture thread sends what it has,
@@ -78,6 +80,7 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   const AgentIdentity identity_;
   const StreamRelay relay_;
   const size_t max_queue_bytes_;
+  const std::chrono::milliseconds stall_timeout_;
   grpc::CallbackServerContext* const context_;  // valid until OnDone
   const std::string peer_;
   OnDestroyed on_destroyed_;

@@ -310,6 +310,7 @@ class SharedCapture : public std::enable_shared_from_this<SharedCapture> {
   std::vector<v1::StreamResponse> descriptions_;  // every interface described so far, in order
   uint64_t capture_start_ns_ = 0;
   std::string settings_;  // for the log
+  bool interface_limit_logged_ = false;
 };
 
 void SharedCapture::Main() {
@@ -342,6 +343,7 @@ Status SharedCapture::Open() {
     mirror_options.decap = decap_config.value();
     mirror_options.vnis.assign(request_.decap().vnis().begin(), request_.decap().vnis().end());
     mirror_options.inner_filter = request_.decap().inner_filter();
+    mirror_options.max_interfaces = identity_.max_decap_interfaces;
     auto stage = pipeline::MirrorStage::Create(mirror_options, capture.linktype(),
                                                capture.interface(), /*first_index=*/1);
     if (!stage.ok()) return stage.status();
@@ -639,6 +641,18 @@ void SharedCapture::SendStatistics(Subscriber& sub) {
   i->set_packets_captured(path_->captured() - sub.captured_at_join);
   i->set_agent_drops(sub.agent_drops);
   i->set_packets_sent(sub.sent);
+  if (mirror_ && mirror_->interface_limit_drops() != 0) {
+    const std::string warning = fmt::format(
+        "capture on {}: {} decapsulated interfaces, capd's limit (--max-decap-interfaces), "
+        "reached; inner frames of further sessions are dropped and counted as interface_limit "
+        "(select sessions with --vni)",
+        capture_->interface(), mirror_->interfaces().size());
+    if (!interface_limit_logged_) {
+      spdlog::warn("{}", warning);  // once per capture
+      interface_limit_logged_ = true;
+    }
+    s->set_capture_warning(warning);
+  }
   if (mirror_) {
     for (const auto& [reason, count] : mirror_->Counters()) {
       auto base = sub.outcomes_at_join.find(reason);

@@ -43,6 +43,12 @@ struct RingSettings {
   int block_timeout_ms = LiveCaptureConfig{}.block_timeout_ms;
 };
 
+// An AWS mirror target serves a few sessions (each needs a mirror session set up by hand);
+// 256 leaves room for many without a flood of invented VNIs costing more than ~100 KiB of
+// descriptions and ~8 KiB per statistics message.
+inline constexpr size_t kDefaultMaxDecapInterfaces = 256;
+inline constexpr size_t kMaxDecapInterfaces = 4096;  // as many as --vni may select
+
 // Who the agent is, for interface descriptions and for own-traffic exclusion, and how it
 // captures.
 struct AgentIdentity {
@@ -52,6 +58,11 @@ struct AgentIdentity {
   std::shared_ptr<CarrierRegistry> carriers;         // null: carrier exclusion turned off
   std::shared_ptr<const InstanceMetadata> metadata;  // null: not on EC2 (or not known yet)
   RingSettings ring;
+  // Decapsulated interfaces per capture (capd --max-decap-interfaces): each is described to
+  // every client, counted in every statistics message and kept for late joiners, and anyone
+  // who can reach the tunnel port can invent them. Sessions beyond it are dropped and counted
+  // ("interface_limit"), with a warning in the statistics.
+  size_t max_decap_interfaces = kDefaultMaxDecapInterfaces;
 };
 
 class SharedCapture;

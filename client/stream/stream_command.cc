@@ -204,6 +204,7 @@ class MergedStream {
   uint32_t next_file_index_ = 0;
   std::map<size_t, std::string> excluded_carriers_;
   std::map<size_t, std::string> relay_warnings_;
+  std::map<size_t, std::string> capture_warnings_;
   uint64_t written_ = 0;
   uint64_t unflushed_ = 0;
   size_t unflushed_bytes_ = 0;  // packet bytes encoded this round (see kRoundBytes)
@@ -277,6 +278,15 @@ void MergedStream::OnStatistics(AgentFeed& feed, const v1::Statistics& statistic
     if (!warning.empty()) {
       std::fprintf(stderr, "capctl: warning: agent %s: %s\n", feed.address().c_str(),
                    warning.c_str());
+    }
+  }
+  // The agent limited the capture (too many decapsulated sessions): said once per agent.
+  const std::string capture_warning = PrintableText(statistics.capture_warning());
+  if (capture_warning != capture_warnings_[feed.index()]) {
+    capture_warnings_[feed.index()] = capture_warning;
+    if (!capture_warning.empty()) {
+      std::fprintf(stderr, "capctl: warning: agent %s: %s\n", feed.address().c_str(),
+                   capture_warning.c_str());
     }
   }
   for (const v1::InterfaceStatistics& s : statistics.interfaces()) {

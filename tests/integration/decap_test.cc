@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <optional>
 #include <regex>
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "tests/integration/agent_fixture.h"
+#include "tests/support/agent_client.h"
 #include "tests/support/pcapng_file.h"
 #include "tests/support/raw_frames.h"
 #include "tests/support/tshark_dissection.h"
@@ -1298,6 +1300,122 @@ TEST_F(DecapTest, GwlbDeliveredMirrorTrafficIsStrippedTwice) {
   ASSERT_EQ(out.packets.size(), 1u);
   EXPECT_TRUE(out.packets[0].bytes == mirrored);
   EXPECT_EQ(out.packets[0].comments, std::vector<std::string>{kAwsComment});
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6b. A flood of invented sessions (issue 16 item 7).
+
+// Anyone who can send UDP to port 4789 can invent VXLAN sessions. 20,000 tunnel packets, each
+// with a VNI of its own, against capd's default cap of 256 decapsulated interfaces per capture:
+// the stream still ends at its duration; the file holds the capture interface and 256 session
+// interfaces (read by our reader, libpcap and capinfos); every frame beyond the cap is counted
+// as interface_limit (in the summary, the statistics block and the agent's statistics); the
+// client is warned once, capd logs it once per capture; and no statistics message grows with
+// the flood (the issue: 91,047 interfaces, 0.9 MB statistics messages, a 25 s stream ended at
+// 71 s). A gRPC client of the test's own reads the raw statistics beside capctl.
+TEST_F(DecapTest, VniFloodIsCappedCountedAndReported) {
+  constexpr int kFlood = 20'000;
+  constexpr size_t kCap = 256;  // capd's default --max-decap-interfaces
+  constexpr int kDurationSeconds = 8;
+  // 256 entries of a few bytes each (index, two counters) and the outcome counters: ~3 KiB.
+  constexpr size_t kMaxStatisticsBytes = 16 * 1024;
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  ASSERT_NO_FATAL_FAILURE(OpenRawSender());
+  const UniqueFd sink = AgentSocket(kAgentIp, kVxlanPort);
+
+  // The raw client: its capture is open once its first description arrives.
+  auto channel = ConnectInsecureIn(network().agent_ns(), "127.0.0.1", kAgentPort);
+  ASSERT_TRUE(channel.ok()) << channel.status().message();
+  v1::StreamRequest request;
+  request.set_interface(kIface);
+  request.mutable_decap()->set_mode(v1::Decapsulation::VXLAN);
+  request.set_duration_ms(kDurationSeconds * 1000);
+  std::promise<void> open;
+  bool told = false;
+  StreamResult raw;
+  std::thread raw_reader([&] {
+    raw = RunStream(*channel, request, StreamUntil::kEnd, std::chrono::seconds(120),
+                    [&](const v1::InterfaceDescription&) {
+                      if (!told) open.set_value();
+                      told = true;
+                    });
+    if (!told) open.set_value();
+  });
+  open.get_future().wait();
+
+  std::unique_ptr<Subprocess> capctl;
+  const auto started = std::chrono::steady_clock::now();
+  ASSERT_NO_FATAL_FAILURE(
+      StartStream("capctl",
+                  {"-i", kIface, "--decap", "vxlan", "--duration", std::to_string(kDurationSeconds),
+                   "-w", File("out.pcapng").string()},
+                  &capctl));
+  for (int i = 0; i < kFlood; ++i) {
+    ASSERT_NO_FATAL_FAILURE(SendRaw(OuterFrame(
+        VxlanHeader(static_cast<uint32_t>(i + 1)) + InnerFrame("flood-" + std::to_string(i)),
+        kVxlanPort)));
+  }
+  const double sent_after =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0, std::chrono::seconds(kDurationSeconds + 30)));
+  const double ended_after =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  raw_reader.join();
+  std::printf(
+      "%d VNIs: flood sent after %.2f s, capctl's %d s stream ended after %.2f s; raw client: "
+      "%zu interfaces, largest statistics message %zu bytes\n",
+      kFlood, sent_after, kDurationSeconds, ended_after, raw.interfaces, raw.max_statistics_bytes);
+  EXPECT_LT(ended_after, kDurationSeconds + 10.0) << "the stream outlived its duration";
+
+  // capctl: the summary counts every frame beyond the cap; the warning comes once.
+  const std::string summary = SummaryLine(capctl->Stderr());
+  std::map<std::string, uint64_t> counts = TunnelCounts(summary);
+  EXPECT_NE(summary.find(std::to_string(kCap) + " packets written"), std::string::npos) << summary;
+  EXPECT_EQ(counts["interface_limit"] + kCap, counts["decapsulated"]) << summary;
+  EXPECT_GE(counts["decapsulated"], static_cast<uint64_t>(kFlood) * 9 / 10)
+      << "most of the flood should reach capd: " << summary;
+  const std::string warning = "256 decapsulated interfaces, capd's limit (--max-decap-interfaces)";
+  const std::string err = capctl->Stderr();
+  const size_t first = err.find("capctl: warning: agent");
+  ASSERT_NE(first, std::string::npos) << capctl->Describe();
+  EXPECT_NE(err.find(warning, first), std::string::npos) << capctl->Describe();
+  EXPECT_EQ(err.find("capctl: warning: agent", first + 1), std::string::npos)
+      << "warned more than once: " << capctl->Describe();
+  // capd: once per capture (the raw client's and capctl's may or may not share one).
+  size_t logged = 0;
+  for (size_t at = agent().Stderr().find(warning); at != std::string::npos;
+       at = agent().Stderr().find(warning, at + 1)) {
+    ++logged;
+  }
+  EXPECT_GE(logged, 1u) << agent().Describe();
+  EXPECT_LE(logged, 2u) << agent().Describe();
+
+  // The file: 1 + 256 interfaces, one packet each for the first 256 sessions.
+  const PcapngFile out = ReadPcapngOrFail(File("out.pcapng"));
+  EXPECT_EQ(out.interfaces.size(), kCap + 1);
+  EXPECT_EQ(out.packets.size(), kCap);
+  EXPECT_EQ(TunnelCounts(StatisticsComments(out, 0)), TunnelCounts(summary))
+      << StatisticsComments(out, 0);
+  EXPECT_EQ(ReadOrFail(File("out.pcapng")).size(), kCap) << "libpcap";
+  ExpectCapinfos(File("out.pcapng"), kCap);
+  const CommandResult capinfos = RunCommand({"capinfos", "-M", File("out.pcapng").string()});
+  EXPECT_NE(capinfos.output.find("Number of interfaces in file: " + std::to_string(kCap + 1)),
+            std::string::npos)
+      << capinfos.output;
+
+  // The raw client: the same bounds, in the agent's own messages.
+  EXPECT_EQ(raw.status.error_code(), grpc::StatusCode::OK) << Describe(raw.status);
+  ASSERT_TRUE(raw.end.has_value());
+  EXPECT_EQ(raw.end->reason(), v1::StreamEnd::DURATION_REACHED);
+  EXPECT_EQ(raw.interfaces, kCap + 1);
+  EXPECT_LE(raw.max_statistics_bytes, kMaxStatisticsBytes);
+  ASSERT_TRUE(raw.last_statistics.has_value());
+  EXPECT_NE(raw.last_statistics->capture_warning().find(warning), std::string::npos)
+      << raw.last_statistics->capture_warning();
+  const auto& outcomes = raw.last_statistics->interfaces(0).decap_outcomes();
+  ASSERT_TRUE(outcomes.contains("interface_limit") && outcomes.contains("decapsulated"));
+  EXPECT_EQ(outcomes.at("interface_limit") + kCap, outcomes.at("decapsulated"));
+  EXPECT_TRUE(agent().Running()) << agent().Describe();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -55,9 +56,9 @@ std::string Describe(const grpc::Status& status) {
   return text;
 }
 
-StatusOr<std::shared_ptr<grpc::Channel>> ConnectInsecureIn(const std::string& netns,
-                                                           const std::string& address,
-                                                           uint16_t port) {
+StatusOr<std::shared_ptr<grpc::Channel>> ConnectInsecureIn(
+    const std::string& netns, const std::string& address, uint16_t port,
+    const grpc::ChannelArguments& arguments) {
   auto socket = OpenSocketIn(netns, AF_INET, SOCK_STREAM);
   if (!socket.ok()) return socket.status();
   sockaddr_in addr{};
@@ -72,12 +73,14 @@ StatusOr<std::shared_ptr<grpc::Channel>> ConnectInsecureIn(const std::string& ne
   }
   // gRPC owns the descriptor from here on.
   const int fd = socket->Release();
-  return grpc::CreateInsecureChannelFromFd(address + ":" + std::to_string(port), fd);
+  return grpc::CreateCustomInsecureChannelFromFd(address + ":" + std::to_string(port), fd,
+                                                 arguments);
 }
 
-StreamResult RunStream(const std::shared_ptr<grpc::Channel>& channel,
-                       const capd::v1::StreamRequest& request, StreamUntil until,
-                       std::chrono::milliseconds timeout) {
+StreamResult RunStream(
+    const std::shared_ptr<grpc::Channel>& channel, const capd::v1::StreamRequest& request,
+    StreamUntil until, std::chrono::milliseconds timeout,
+    const std::function<void(const capd::v1::InterfaceDescription&)>& on_interface) {
   auto stub = capd::v1::Capture::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout);
@@ -89,6 +92,7 @@ StreamResult RunStream(const std::shared_ptr<grpc::Channel>& channel,
     switch (response.payload_case()) {
       case capd::v1::StreamResponse::kInterface:
         ++result.interfaces;
+        if (on_interface) on_interface(response.interface());
         if (until == StreamUntil::kFirstInterface && !cancelled) {
           context.TryCancel();
           cancelled = true;
@@ -99,6 +103,8 @@ StreamResult RunStream(const std::shared_ptr<grpc::Channel>& channel,
         break;
       case capd::v1::StreamResponse::kStatistics:
         result.last_statistics = response.statistics();
+        result.max_statistics_bytes =
+            std::max(result.max_statistics_bytes, response.ByteSizeLong());
         break;
       case capd::v1::StreamResponse::kEnd:
         result.end = response.end();
