@@ -760,7 +760,12 @@ StatusOr<std::unique_ptr<RecordingManager>> RecordingManager::Open(const std::st
   const std::string what = "--record-dir " + dir;
   std::error_code error;
   const fs::path requested(dir);
-  if (requested.has_parent_path()) fs::create_directories(requested.parent_path(), error);
+  // Missing parents get 0755 (not 0777 less a umask of 000): nobody else may rename DIR away.
+  fs::path parent;
+  for (const fs::path& part : requested.parent_path()) {
+    parent /= part;
+    if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) break;  // mkdir of DIR reports it
+  }
   const bool created = ::mkdir(dir.c_str(), kFolderMode) == 0;
   if (!created && errno != EEXIST) return InvalidArgument(Errno("mkdir", what, errno));
   // DIR itself may be a link the administrator made (its name is on the command line); what is
