@@ -24,7 +24,9 @@
 // and links are never followed, so a link planted there cannot redirect capd's writes.
 //
 // Counts and failures: a recording's packet count is what its files hold whole (the ring counts
-// blocks once written; a resumed ring counts the files it adopts, so a kill -9 loses no count). A
+// blocks once written; a resumed ring scans the files it adopts once, so a kill -9 loses no
+// count; packets in files the ring deleted are kept in the state file, so a crash within the 2 s
+// between such a deletion and the next state write loses that file's count). A
 // write that fails (ENOSPC) cuts the file back to its last whole block, fails the recording with
 // the writer's reason and writes the state file at once, into space reserved for it
 // (recording.reserve, 64 KiB, held while the recording runs), so a failed recording does not
