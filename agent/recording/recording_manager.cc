@@ -1,23 +1,28 @@
 #include "agent/recording/recording_manager.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <google/protobuf/text_format.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <regex>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "agent/stream/stop_signal.h"
 #include "agent/stream/stream_sink.h"
@@ -35,6 +40,15 @@ constexpr uint32_t kDefaultMaxFiles = 10;
 constexpr auto kPersistPeriod = std::chrono::seconds(2);
 constexpr char kRequestFile[] = "request.txtpb";
 constexpr char kStateFile[] = "recording.state";
+constexpr char kReserveFile[] = "recording.reserve";
+// Room kept for the last state rewrite: a ring can fill the disk to its last byte, and a failed
+// recording whose state file still said running would resume after a restart. A state file is
+// a few hundred bytes; its temporary and the old one both exist for a moment.
+constexpr off_t kReserveBytes = 64 << 10;
+// Whatever umask capd was started with: what is recorded is for capd's user (and its group).
+constexpr mode_t kFolderMode = 0750;
+constexpr mode_t kFileMode = 0640;
+constexpr size_t kMaxStateFileBytes = 1 << 20;
 
 uint64_t NowNs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -55,8 +69,9 @@ std::string IsoTime(uint64_t ns) {
 struct PersistedState {
   v1::RecordingInfo::State state = v1::RecordingInfo::RUNNING;
   uint64_t started_ns = 0;
-  uint64_t last_seen_ns = 0;  // the last time capd was known to be recording
-  uint64_t packets = 0;
+  uint64_t last_seen_ns = 0;     // the last time capd was known to be recording
+  uint64_t packets = 0;          // whole in the files, those the ring deleted included
+  uint64_t removed_packets = 0;  // in files the ring deleted (no longer countable)
   uint64_t drops = 0;
   std::vector<std::string> gaps;
   std::string message;
@@ -68,6 +83,7 @@ std::string Serialize(const PersistedState& s) {
       << "started_ns " << s.started_ns << "\n"
       << "last_seen_ns " << s.last_seen_ns << "\n"
       << "packets " << s.packets << "\n"
+      << "removed_packets " << s.removed_packets << "\n"
       << "drops " << s.drops << "\n";
   for (const std::string& gap : s.gaps) out << "gap " << gap << "\n";
   if (!s.message.empty()) out << "message " << s.message << "\n";
@@ -93,6 +109,8 @@ PersistedState Parse(const std::string& text) {
         s.last_seen_ns = std::stoull(value);
       } else if (key == "packets") {
         s.packets = std::stoull(value);
+      } else if (key == "removed_packets") {
+        s.removed_packets = std::stoull(value);
       } else if (key == "drops") {
         s.drops = std::stoull(value);
       } else if (key == "gap") {
@@ -107,27 +125,132 @@ PersistedState Parse(const std::string& text) {
   return s;
 }
 
-// Written to a temporary file and renamed over the old one: a crash leaves one or the other.
-Status WriteFileAtomically(const fs::path& path, const std::string& contents) {
-  const fs::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::trunc | std::ios::binary);
-    out << contents;
-    out.flush();
-    if (!out) return Internal("write(" + temporary.string() + ") failed");
+// A descriptor, closed when it goes away.
+class OwnedFd {
+ public:
+  OwnedFd() = default;
+  explicit OwnedFd(int fd) : fd_(fd) {}
+  OwnedFd(OwnedFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  OwnedFd& operator=(OwnedFd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
   }
-  std::error_code error;
-  fs::rename(temporary, path, error);
-  if (error) return Internal("rename(" + temporary.string() + "): " + error.message());
+  OwnedFd(const OwnedFd&) = delete;
+  OwnedFd& operator=(const OwnedFd&) = delete;
+  ~OwnedFd() { reset(); }
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+  explicit operator bool() const { return fd_ >= 0; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+std::string Errno(const std::string& call, const std::string& what, int err) {
+  return call + "(" + what + "): " + std::strerror(err);
+}
+
+std::string Octal(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
+// A folder capd records into must be capd's user's own and writable by no one else: another
+// user who can write there could plant links that capd (perhaps root) writes through, or files it
+// adopts. `what` names the folder in the refusal.
+Status CheckOwnFolder(int fd, const std::string& what) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Internal(Errno("stat", what, errno));
+  if (!S_ISDIR(st.st_mode))
+    return Status(StatusCode::kFailedPrecondition, what + " is not a folder");
+  if (st.st_uid != ::geteuid()) {
+    return Status(StatusCode::kFailedPrecondition,
+                  what + " belongs to uid " + std::to_string(st.st_uid) +
+                      ", not to capd's user (uid " + std::to_string(::geteuid()) +
+                      "): refused; chown it to the user capd runs as");
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return Status(StatusCode::kFailedPrecondition,
+                  what + " is writable by its group or by others (mode " + Octal(st.st_mode) +
+                      "): refused, another user could plant links in it; chmod go-w it");
+  }
   return Status::Ok();
 }
 
-std::optional<std::string> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
+// Written to a temporary file and renamed over the old one, both in the folder `dir_fd`: a crash
+// leaves one or the other, and the data is on disk (fsync) before the rename makes it the file.
+// The temporary is created with O_EXCL | O_NOFOLLOW after removing whatever has its name, so a
+// link planted there is removed, never written through.
+Status WriteFileAtomically(int dir_fd, const fs::path& dir, const std::string& name,
+                           const std::string& contents) {
+  const std::string temporary = name + ".tmp";
+  const std::string shown = (dir / temporary).string();
+  if (::unlinkat(dir_fd, temporary.c_str(), 0) != 0 && errno != ENOENT) {
+    return Internal(Errno("unlink", shown, errno));
+  }
+  OwnedFd fd(::openat(dir_fd, temporary.c_str(),
+                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, kFileMode));
+  if (!fd) return Internal(Errno("open", shown, errno));
+  auto fail = [&](const std::string& call, int err) {
+    fd.reset();
+    ::unlinkat(dir_fd, temporary.c_str(), 0);  // gives back the space a full disk needs
+    return Internal(Errno(call, shown, err));
+  };
+  if (::fchmod(fd.get(), kFileMode) != 0) return fail("chmod", errno);
+  size_t done = 0;
+  while (done < contents.size()) {
+    const ssize_t n = ::write(fd.get(), contents.data() + done, contents.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return fail("write", n < 0 ? errno : EIO);
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0) return fail("fsync", errno);
+  fd.reset();
+  if (::renameat(dir_fd, temporary.c_str(), dir_fd, name.c_str()) != 0) {
+    const int err = errno;
+    ::unlinkat(dir_fd, temporary.c_str(), 0);
+    return Internal(Errno("rename", shown, err));
+  }
+  // The rename is on disk once the folder is.
+  if (::fsync(dir_fd) != 0) return Internal(Errno("fsync", dir.string(), errno));
+  return Status::Ok();
+}
+
+// A regular file in `dir_fd`, not through a link; nullopt otherwise.
+std::optional<std::string> ReadFileAt(int dir_fd, const std::string& name) {
+  OwnedFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  struct stat st {};
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  std::string text;
+  char buffer[8192];
+  while (text.size() < kMaxStateFileBytes) {
+    const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::nullopt;
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  return text;
+}
+
+// The folder `name` in `parent_fd`, never through a link.
+StatusOr<OwnedFd> OpenFolderAt(int parent_fd, const std::string& name, const std::string& shown) {
+  struct stat st {};
+  if (::fstatat(parent_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+    return Status(StatusCode::kFailedPrecondition,
+                  shown + " is a symbolic link: refused (capd follows no links in --record-dir)");
+  }
+  OwnedFd fd(::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return Status(StatusCode::kFailedPrecondition, Errno("open", shown, errno));
+  return fd;
 }
 
 v1::StreamRequest StreamRequestFor(const v1::StartRecordingRequest& r) {
@@ -159,9 +282,12 @@ Status ValidateRecordingName(const std::string& name) {
 // One recording: its capture thread, its queue, its writer thread and its persisted state.
 class Recording final : public StreamSink {
  public:
-  Recording(fs::path dir, v1::StartRecordingRequest request, PersistedState state,
+  // parent_fd: DIR, open for as long as the recording exists (the manager's); the recording's
+  // folder is DIR/<name>, opened again (never through a link) whenever it is written.
+  Recording(int parent_fd, fs::path dir, v1::StartRecordingRequest request, PersistedState state,
             const AgentIdentity& identity, CaptureHub& hub)
-      : dir_(std::move(dir)),
+      : parent_fd_(parent_fd),
+        dir_(std::move(dir)),
         request_(std::move(request)),
         identity_(identity),
         hub_(hub),
@@ -176,12 +302,23 @@ class Recording final : public StreamSink {
   Status SaveRequest() {
     std::string text;
     google::protobuf::TextFormat::PrintToString(request_, &text);
-    return WriteFileAtomically(dir_ / kRequestFile, text);
+    OwnedFd opened;
+    const int folder = Folder(opened);
+    if (folder < 0) return Internal("cannot open the folder of recording " + request_.name());
+    return WriteFileAtomically(folder, dir_, kRequestFile, text);
   }
 
   // Opens the ring and the capture; returns once the capture runs or failed to open.
   Status Start(const std::string& gap_note) {
     std::lock_guard control(control_mu_);
+    // The folder is held open while the recording runs (and only then: a stopped recording
+    // holds no descriptor).
+    auto folder = OpenOwnFolder();
+    if (!folder.ok()) {
+      Fail(folder.status().message());
+      return folder.status();
+    }
+    dir_fd_ = std::move(folder).value();
     client::RotationOptions rotation;
     rotation.path = (dir_ / (request_.name() + ".pcapng")).string();
     rotation.max_bytes =
@@ -189,15 +326,26 @@ class Recording final : public StreamSink {
     rotation.seconds = request_.rotation().seconds();
     rotation.max_files =
         request_.rotation().max_files() != 0 ? request_.rotation().max_files() : kDefaultMaxFiles;
+    // Adopted files are counted again: after a kill -9 the state file's counters lag them.
     rotation.adopt_existing_files = true;
     rotation.first_file_comment = gap_note;
+    rotation.dir_fd = dir_fd_.get();
+    rotation.file_mode = kFileMode;
+    rotation.exact_file_mode = true;
     const std::string name = request_.name();
     rotation.log = [name](const std::string& m) { spdlog::warn("recording {}: {}", name, m); };
-    auto writer = client::MakeRotatingWriter(rotation, "capd recording " + name);
-    if (!writer.ok()) return writer.status();
+    CreateReserve();
+    auto writer = client::MakeRing(rotation, "capd recording " + name);
+    if (!writer.ok()) {
+      Fail(writer.status().message());  // not resumed again at the next start
+      dir_fd_.reset();
+      return writer.status();
+    }
     writer_ = std::move(writer).value();
+    writer_ok_ = true;
     {
       std::lock_guard lock(mu_);
+      run_counts_ = writer_->Counts();
       state_.state = v1::RecordingInfo::RUNNING;
       state_.message.clear();
       if (state_.started_ns == 0) state_.started_ns = NowNs();
@@ -215,6 +363,7 @@ class Recording final : public StreamSink {
       lock.unlock();
       JoinThreads();
       Fail(setup_status_.message());
+      dir_fd_.reset();
       return setup_status_;
     }
     PersistLocked();
@@ -227,15 +376,18 @@ class Recording final : public StreamSink {
     std::lock_guard control(control_mu_);
     if (stop_) stop_->Request(reason);
     JoinThreads();
+    ReleaseReserve();
     std::lock_guard lock(mu_);
     if (!keep_running && state_.state == v1::RecordingInfo::RUNNING) {
       state_.state = v1::RecordingInfo::STOPPED;
     }
     state_.last_seen_ns = NowNs();
     PersistLocked();
+    dir_fd_.reset();
   }
 
   void Fail(const std::string& message) {
+    ReleaseReserve();
     std::lock_guard lock(mu_);
     state_.state = v1::RecordingInfo::FAILED;
     state_.message = message;
@@ -254,6 +406,8 @@ class Recording final : public StreamSink {
                              R"(_\d{5,}_\d{14}\.pcapng)");
     std::error_code error;
     for (const auto& entry : fs::directory_iterator(dir_, error)) {
+      // Regular files only: a link under a ring file's name is never listed or fetched.
+      if (!entry.is_regular_file(error) || entry.is_symlink(error)) continue;
       if (std::regex_match(entry.path().filename().string(), pattern)) {
         files.push_back(entry.path());
       }
@@ -282,11 +436,16 @@ class Recording final : public StreamSink {
     std::lock_guard lock(mu_);
     info.set_state(state_.state);
     info.set_started_ns(state_.started_ns);
-    info.set_packets(state_.packets + run_packets_);
+    info.set_packets(PacketsLocked());
     info.set_drops(state_.drops + RunDropsLocked());
     for (const std::string& gap : state_.gaps) info.add_gaps(gap);
     info.set_message(state_.message);
     return info;
+  }
+
+  uint64_t last_seen_ns() {
+    std::lock_guard lock(mu_);
+    return state_.last_seen_ns;
   }
 
   void AddGap(const std::string& gap) {
@@ -335,12 +494,15 @@ class Recording final : public StreamSink {
       setup_done_ = true;
       setup_status_ = ended.ok() ? Status::Ok() : ended.status();
       set_up_.notify_all();
+    } else if (state_.state == v1::RecordingInfo::FAILED) {
+      // The writer failed first and stopped the capture: its reason stands.
     } else if (!ended.ok()) {
       state_.state = v1::RecordingInfo::FAILED;
       state_.message = ended.status().message();
     } else if (ended->reason() == v1::StreamEnd::CAPTURE_ERROR) {
       state_.state = v1::RecordingInfo::FAILED;
-      state_.message = "capture failed: " + ended->message();
+      state_.message =
+          ended->message().empty() ? "capture failed" : "capture failed: " + ended->message();
     }
     capture_done_ = true;
     work_.notify_one();
@@ -367,6 +529,7 @@ class Recording final : public StreamSink {
       batch.clear();
       if (writer_ok_) Check(writer_->Flush());
       if (writer_ok_) Check(writer_->Tick(NowNs()));
+      UpdateCounts();
       if (std::chrono::steady_clock::now() >= next_persist) {
         std::lock_guard lock(mu_);
         state_.last_seen_ns = NowNs();
@@ -376,7 +539,57 @@ class Recording final : public StreamSink {
       if (done) break;
     }
     if (writer_ok_) Check(writer_->Close());
+    UpdateCounts();
     writer_.reset();
+    // The end of the run is on disk before anyone is told: a capture that failed is not resumed
+    // at the next start.
+    std::lock_guard lock(mu_);
+    state_.last_seen_ns = NowNs();
+    PersistLocked();
+  }
+
+  // Writer thread: the ring's counts, for Info and the state file.
+  void UpdateCounts() {
+    if (!writer_) return;
+    const client::RingCounts counts = writer_->Counts();
+    std::lock_guard lock(mu_);
+    run_counts_ = counts;
+  }
+
+  void CreateReserve() {
+    ReleaseReserve();
+    if (!dir_fd_) return;
+    OwnedFd fd(::openat(dir_fd_.get(), kReserveFile,
+                        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, kFileMode));
+    const int error = fd ? ::posix_fallocate(fd.get(), 0, kReserveBytes) : errno;
+    if (error != 0) {
+      spdlog::warn("recording {}: cannot reserve {} bytes for its state in {}: {}", request_.name(),
+                   kReserveBytes, dir_.string(), std::strerror(error));
+    }
+  }
+
+  void ReleaseReserve() {
+    if (dir_fd_) ::unlinkat(dir_fd_.get(), kReserveFile, 0);
+  }
+
+  StatusOr<OwnedFd> OpenOwnFolder() const {
+    const std::string what = "recording folder " + dir_.string();
+    auto folder = OpenFolderAt(parent_fd_, dir_.filename().string(), what);
+    if (folder.ok()) CAPD_RETURN_IF_ERROR(CheckOwnFolder(folder->get(), what));
+    return folder;
+  }
+
+  // The folder's descriptor: the running recording's, or one opened into `opened`; -1 (logged)
+  // when it cannot be opened.
+  int Folder(OwnedFd& opened) const {
+    if (dir_fd_) return dir_fd_.get();
+    auto folder = OpenOwnFolder();
+    if (!folder.ok()) {
+      spdlog::warn("recording {}: {}", request_.name(), folder.status().message());
+      return -1;
+    }
+    opened = std::move(folder).value();
+    return opened.get();
   }
 
   void Write(const v1::StreamResponse& message) {
@@ -403,7 +616,6 @@ class Recording final : public StreamSink {
       const auto* data = reinterpret_cast<const uint8_t*>(b.data().data());
       size_t offset = 0;
       int next_comment = 0;
-      uint64_t written = 0;
       for (int i = 0; i < n; ++i) {
         const uint32_t caplen = b.captured_length(i);
         if (caplen > b.data().size() - offset) break;
@@ -419,12 +631,9 @@ class Recording final : public StreamSink {
                                           comment))) {
             break;
           }
-          ++written;
         }
         offset += caplen;
       }
-      std::lock_guard lock(mu_);
-      run_packets_ += written;
     } else if (message.has_statistics()) {
       const v1::Statistics& s = message.statistics();
       uint64_t drops = 0;
@@ -446,15 +655,20 @@ class Recording final : public StreamSink {
     }
   }
 
-  // A writer failure (disk full, --min-free) ends the recording: the capture is stopped.
+  // A writer failure (disk full, EIO) ends the recording: the capture is stopped, and the state
+  // file says failed, why, and what the files hold, written into the room the reserve kept.
   bool Check(const Status& status) {
     if (status.ok()) return true;
     writer_ok_ = false;
     spdlog::warn("recording {}: {}", request_.name(), status.message());
+    UpdateCounts();
+    ReleaseReserve();
     {
       std::lock_guard lock(mu_);
       state_.state = v1::RecordingInfo::FAILED;
       state_.message = status.message();
+      state_.last_seen_ns = NowNs();
+      PersistLocked();
     }
     stop_->Request(v1::StreamEnd::CAPTURE_ERROR);  // the writer thread runs: stop_ is set
     return false;
@@ -462,11 +676,22 @@ class Recording final : public StreamSink {
 
   uint64_t RunDropsLocked() const { return run_drops_; }
 
+  // Whole packets in the files (those the ring deleted included): counted by the ring while it
+  // runs, from the state file otherwise.
+  uint64_t PacketsLocked() const {
+    if (!run_counts_) return state_.packets;
+    return state_.removed_packets + run_counts_->packets_removed + run_counts_->packets_on_disk;
+  }
+
   void PersistLocked() {
     PersistedState s = state_;
-    s.packets += run_packets_;
+    s.packets = PacketsLocked();
+    if (run_counts_) s.removed_packets += run_counts_->packets_removed;
     s.drops += run_drops_;
-    if (Status saved = WriteFileAtomically(dir_ / kStateFile, Serialize(s)); !saved.ok()) {
+    OwnedFd opened;
+    const int folder = Folder(opened);
+    if (folder < 0) return;
+    if (Status saved = WriteFileAtomically(folder, dir_, kStateFile, Serialize(s)); !saved.ok()) {
       spdlog::warn("recording {}: {}", request_.name(), saved.message());
     }
   }
@@ -479,13 +704,18 @@ class Recording final : public StreamSink {
     std::lock_guard lock(mu_);
     active_ = false;
     // This run's counters become the base of the next run.
-    state_.packets += run_packets_;
+    state_.packets = PacketsLocked();
+    if (run_counts_) state_.removed_packets += run_counts_->packets_removed;
     state_.drops += run_drops_;
-    run_packets_ = 0;
+    run_counts_.reset();
     run_drops_ = 0;
   }
 
+  const int parent_fd_;
   const fs::path dir_;
+  // The folder, while a run is active: set by Start, reset once the run's end is persisted (under
+  // control_mu_, with no thread of the run alive or before they start).
+  OwnedFd dir_fd_;
   const v1::StartRecordingRequest request_;
   const AgentIdentity& identity_;
   CaptureHub& hub_;
@@ -496,7 +726,7 @@ class Recording final : public StreamSink {
   std::atomic<bool> active_ = false;  // threads started and not yet joined
 
   // Writer thread only.
-  std::unique_ptr<client::CaptureWriter> writer_;
+  std::unique_ptr<client::RingWriter> writer_;
   bool writer_ok_ = true;
   std::map<uint32_t, uint32_t> file_index_;  // stream interface index -> file interface index
   std::map<uint32_t, uint64_t> start_ns_;
@@ -512,43 +742,92 @@ class Recording final : public StreamSink {
   size_t queued_bytes_ = 0;
   std::vector<std::unique_ptr<v1::StreamResponse>> free_;
   PersistedState state_;
-  uint64_t run_packets_ = 0;
+  std::optional<client::RingCounts> run_counts_;  // while a ring is open (from Start to join)
   uint64_t run_drops_ = 0;  // latest statistics of this run (cumulative within the run)
 };
 
-RecordingManager::RecordingManager(std::string dir, const AgentIdentity& identity,
+RecordingManager::RecordingManager(std::string dir, int dir_fd, const AgentIdentity& identity,
                                    size_t max_recordings)
-    : dir_(std::move(dir)), identity_(identity), max_recordings_(max_recordings) {}
+    : dir_(std::move(dir)), dir_fd_(dir_fd), identity_(identity), max_recordings_(max_recordings) {}
 
-RecordingManager::~RecordingManager() { StopAll(); }
+RecordingManager::~RecordingManager() {
+  StopAll();
+  recordings_.clear();
+  ::close(dir_fd_);
+}
 
 StatusOr<std::unique_ptr<RecordingManager>> RecordingManager::Open(const std::string& dir,
                                                                    const AgentIdentity& identity,
                                                                    size_t max_recordings) {
+  const std::string what = "--record-dir " + dir;
   std::error_code error;
-  fs::create_directories(dir, error);
-  if (error) return InvalidArgument("--record-dir " + dir + ": " + error.message());
-  const fs::path canonical = fs::canonical(dir, error);
-  if (error || !fs::is_directory(canonical)) {
-    return InvalidArgument("--record-dir " + dir + " is not a folder");
+  const fs::path requested(dir);
+  // Missing parents get 0755 (not 0777 less a umask of 000): nobody else may rename DIR away.
+  fs::path parent;
+  for (const fs::path& part : requested.parent_path()) {
+    parent /= part;
+    if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) break;  // mkdir of DIR reports it
   }
+  const bool created = ::mkdir(dir.c_str(), kFolderMode) == 0;
+  if (!created && errno != EEXIST) return InvalidArgument(Errno("mkdir", what, errno));
+  // DIR itself may be a link the administrator made (its name is on the command line); what is
+  // in it is never followed.
+  OwnedFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir_fd) {
+    if (errno == ENOTDIR) return InvalidArgument(what + " is not a folder");
+    return InvalidArgument(Errno("open", what, errno));
+  }
+  if (created && ::fchmod(dir_fd.get(), kFolderMode) != 0) {
+    return InvalidArgument(Errno("chmod", what, errno));
+  }
+  if (Status own = CheckOwnFolder(dir_fd.get(), what); !own.ok()) {
+    return InvalidArgument(own.message());
+  }
+  const fs::path canonical = fs::canonical(dir, error);
+  if (error) return InvalidArgument(what + ": " + error.message());
+  std::vector<std::string> names;
+  {
+    const int listing = ::fcntl(dir_fd.get(), F_DUPFD_CLOEXEC, 0);
+    DIR* entries = listing >= 0 ? ::fdopendir(listing) : nullptr;
+    if (entries == nullptr) {
+      const int err = errno;
+      if (listing >= 0) ::close(listing);
+      return InvalidArgument(Errno("opendir", what, err));
+    }
+    while (const struct dirent* entry = ::readdir(entries)) names.emplace_back(entry->d_name);
+    ::closedir(entries);
+  }
+  std::sort(names.begin(), names.end());
   std::unique_ptr<RecordingManager> manager(
-      new RecordingManager(canonical.string(), identity, max_recordings));
-  for (const auto& entry : fs::directory_iterator(canonical, error)) {
-    if (!entry.is_directory() || entry.is_symlink()) continue;
-    const std::string name = entry.path().filename().string();
+      new RecordingManager(canonical.string(), dir_fd.release(), identity, max_recordings));
+  for (const std::string& name : names) {
     if (!ValidateRecordingName(name).ok()) continue;
-    auto request_text = ReadFile(entry.path() / kRequestFile);
+    const fs::path path = canonical / name;
+    struct stat st {};
+    if (::fstatat(manager->dir_fd_, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !(S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode))) {
+      continue;  // not a recording's folder
+    }
+    auto folder = OpenFolderAt(manager->dir_fd_, name, "recording folder " + path.string());
+    Status usable = folder.status();
+    if (usable.ok()) {
+      usable = CheckOwnFolder(folder->get(), "recording folder " + path.string());
+    }
+    if (!usable.ok()) {
+      spdlog::warn("{}: left alone", usable.message());
+      continue;
+    }
+    auto request_text = ReadFileAt(folder->get(), kRequestFile);
     if (!request_text) continue;
     v1::StartRecordingRequest request;
     if (!google::protobuf::TextFormat::ParseFromString(*request_text, &request) ||
         request.name() != name) {
-      spdlog::warn("recording folder {} has an unreadable {}: left alone", entry.path().string(),
+      spdlog::warn("recording folder {} has an unreadable {}: left alone", path.string(),
                    kRequestFile);
       continue;
     }
-    PersistedState state = Parse(ReadFile(entry.path() / kStateFile).value_or(""));
-    manager->recordings_[name] = std::make_shared<Recording>(entry.path(), request, state,
+    PersistedState state = Parse(ReadFileAt(folder->get(), kStateFile).value_or(""));
+    manager->recordings_[name] = std::make_shared<Recording>(manager->dir_fd_, path, request, state,
                                                              manager->identity_, *manager->hub_);
   }
   spdlog::info("recordings in {}: {} found", canonical.string(), manager->recordings_.size());
@@ -565,8 +844,7 @@ void RecordingManager::ResumeAll() {
     v1::RecordingInfo info = recording->Info();
     if (info.state() != v1::RecordingInfo::RUNNING) continue;
     const uint64_t now = NowNs();
-    auto state_text = ReadFile(fs::path(dir_) / name / kStateFile);
-    const uint64_t last_seen = Parse(state_text.value_or("")).last_seen_ns;
+    const uint64_t last_seen = recording->last_seen_ns();
     const std::string gap = "capd was not recording from " +
                             (last_seen != 0 ? IsoTime(last_seen) : std::string("(unknown)")) +
                             " to " + IsoTime(now) + " (agent restarted)";
@@ -608,11 +886,8 @@ StatusOr<v1::RecordingInfo> RecordingManager::Start(const v1::StartRecordingRequ
                            " is out of range: 1..100000");
   }
   const fs::path dir = fs::path(dir_) / request.name();
-  // The name rules keep it inside DIR; a symlink planted there must not lead elsewhere.
-  if (dir.lexically_normal().parent_path() != fs::path(dir_) || fs::is_symlink(dir)) {
-    return InvalidArgument("recording '" + request.name() + "' would be outside " + dir_);
-  }
   std::shared_ptr<Recording> recording;
+  bool created = false;
   {
     std::lock_guard lock(mu_);
     if (stopping_) return Unavailable("capd is shutting down");
@@ -626,11 +901,22 @@ StatusOr<v1::RecordingInfo> RecordingManager::Start(const v1::StartRecordingRequ
                     "capd already runs " + std::to_string(running) +
                         " recordings, its limit (--max-recordings); stop one first");
     }
-    std::error_code error;
-    fs::create_directory(dir, error);
-    if (error) return Internal("mkdir(" + dir.string() + "): " + error.message());
+    // The name rules keep it inside DIR; a folder left there (not a recording capd loaded) is
+    // used only when it is capd's own, and a link is never followed.
+    created = ::mkdirat(dir_fd_, request.name().c_str(), kFolderMode) == 0;
+    if (!created && errno != EEXIST) return Internal(Errno("mkdir", dir.string(), errno));
+    auto folder = OpenFolderAt(dir_fd_, request.name(), "recording folder " + dir.string());
+    Status usable = folder.status();
+    if (usable.ok() && created && ::fchmod(folder->get(), kFolderMode) != 0) {
+      usable = Internal(Errno("chmod", dir.string(), errno));
+    }
+    if (usable.ok()) usable = CheckOwnFolder(folder->get(), "recording folder " + dir.string());
+    if (!usable.ok()) {
+      if (created) ::unlinkat(dir_fd_, request.name().c_str(), AT_REMOVEDIR);
+      return usable;
+    }
     PersistedState state;
-    recording = std::make_shared<Recording>(dir, request, state, identity_, *hub_);
+    recording = std::make_shared<Recording>(dir_fd_, dir, request, state, identity_, *hub_);
     recordings_[request.name()] = recording;  // reserves the name while it starts
     starting_.insert(request.name());         // and a place
   }
@@ -644,8 +930,10 @@ StatusOr<v1::RecordingInfo> RecordingManager::Start(const v1::StartRecordingRequ
     // A request that never captured leaves nothing behind: the name is free again.
     std::lock_guard lock(mu_);
     recordings_.erase(request.name());
-    std::error_code error;
-    fs::remove_all(dir, error);
+    if (created) {
+      std::error_code error;
+      fs::remove_all(dir, error);  // capd's own new folder; remove_all follows no links
+    }
     return status;
   }
   spdlog::info("recording {} started on '{}' with filter '{}'", request.name(), request.interface(),

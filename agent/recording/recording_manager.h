@@ -16,6 +16,22 @@
 // after the last file), and the gap is noted in the list and as the section comment of the first
 // new file. A stopped recording stays listed and fetchable; its name stays taken.
 //
+// Files on disk: DIR and each recording folder are capd's user's own, 0750, and every file in them
+// 0640, whatever the umask. An existing DIR that belongs to another user or that its group or
+// others may write is refused (Open fails); such a recording folder is left alone (logged). Nothing
+// in DIR is written through a path: every file is created relative to its folder's descriptor with
+// O_EXCL | O_NOFOLLOW after removing any entry of that name (temporaries renamed with renameat),
+// and links are never followed, so a link planted there cannot redirect capd's writes.
+//
+// Counts and failures: a recording's packet count is what its files hold whole (the ring counts
+// blocks once written; a resumed ring scans the files it adopts once, so a kill -9 loses no
+// count; packets in files the ring deleted are kept in the state file, so a crash within the 2 s
+// between such a deletion and the next state write loses that file's count). A
+// write that fails (ENOSPC) cuts the file back to its last whole block, fails the recording with
+// the writer's reason and writes the state file at once, into space reserved for it
+// (recording.reserve, 64 KiB, held while the recording runs), so a failed recording does not
+// resume at the next start. The state file is written with fsync before its rename.
+//
 // Thread-safety: every public method may be called from any thread (gRPC callback threads).
 // Start/Stop block for as long as a capture takes to open or to drain (milliseconds to a second):
 // call them off gRPC's reaction threads.
@@ -55,7 +71,8 @@ inline constexpr uint32_t kMaxRotationFiles = 100'000;
 
 class RecordingManager {
  public:
-  // Creates DIR if needed and loads the recordings found there (without starting them).
+  // Creates DIR if needed (0750) and loads the recordings found there (without starting them).
+  // kInvalidArgument when DIR cannot be used, naming why (see "Files on disk").
   // identity: with the listening port set (own-traffic exclusion). At most max_recordings run
   // at once: Start refuses more with kResourceExhausted.
   static StatusOr<std::unique_ptr<RecordingManager>> Open(
@@ -84,12 +101,14 @@ class RecordingManager {
   void StopAll();
 
  private:
-  RecordingManager(std::string dir, const AgentIdentity& identity, size_t max_recordings);
+  RecordingManager(std::string dir, int dir_fd, const AgentIdentity& identity,
+                   size_t max_recordings);
   std::shared_ptr<Recording> Find(const std::string& name);
   // Recordings running or starting, under mu_: what max_recordings bounds.
   size_t RunningLocked();
 
   const std::string dir_;
+  const int dir_fd_;  // owned: DIR, open for the life of the manager
   const AgentIdentity identity_;
   // Recordings' captures; kept apart from the streams' (their own-traffic exclusion is set up
   // before the service's).

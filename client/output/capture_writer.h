@@ -6,6 +6,8 @@
 //
 // Thread-safety: none; one thread owns a writer.
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -25,6 +27,14 @@ class ByteSink {
 };
 
 // Writes to a file descriptor it owns (or borrows, for stdout). Raises a pipe's buffer to 1 MiB.
+//
+// Symbolic links (OpenFile, OpenFileOnFirstWrite): a path whose last component is a symbolic link
+// is followed only to one of capctl's own descriptors (/dev/stdout, /dev/fd/N: opened as before),
+// or to a FIFO, a socket or a character device (/dev/null, a link to Wireshark's FIFO), opened
+// without O_CREAT or O_TRUNC. A link to a regular file, a
+// folder, a block device or to nothing is refused (kInvalidArgument naming the link): a link
+// planted in a shared folder cannot make capctl (perhaps run as root) empty or create a file
+// elsewhere. Folders earlier in the path are the user's to choose and are followed.
 class FdSink : public ByteSink {
  public:
   static StatusOr<std::unique_ptr<FdSink>> OpenFile(const std::string& path);  // create/truncate
@@ -32,11 +42,21 @@ class FdSink : public ByteSink {
   // must be writable) but creates or truncates it only at the first Write: a capture that never
   // starts (the agent refuses it) leaves an earlier file as it was and creates none.
   static StatusOr<std::unique_ptr<FdSink>> OpenFileOnFirstWrite(const std::string& path);
-  // A file without a name in directory `dir` (O_TMPFILE): it appears, whole, only at Publish.
-  // kFailedPrecondition where the file system has no O_TMPFILE (create a named file instead).
-  static StatusOr<std::unique_ptr<FdSink>> CreateUnnamed(const std::string& dir);
-  // Gives a CreateUnnamed file its name, replacing a file of that name.
-  Status Publish(const std::string& path);
+  // A file without a name in the open folder `dir_fd` (O_TMPFILE): it appears, whole, only at
+  // PublishIn. mode as for open(2), less the umask unless exact_mode (then fchmod to mode).
+  // kFailedPrecondition where the file system has no O_TMPFILE (use CreateIn instead).
+  // `display` names the folder in messages.
+  static StatusOr<std::unique_ptr<FdSink>> CreateUnnamedIn(int dir_fd, const std::string& display,
+                                                           mode_t mode, bool exact_mode);
+  // A new file `name` in the open folder `dir_fd`, created with O_EXCL and O_NOFOLLOW after
+  // removing any entry of that name (a link planted there is removed, never followed).
+  static StatusOr<std::unique_ptr<FdSink>> CreateIn(int dir_fd, const std::string& name,
+                                                    const std::string& display, mode_t mode,
+                                                    bool exact_mode);
+  // Gives a CreateUnnamedIn file the name `name` in `dir_fd`, replacing an entry of that name.
+  Status PublishIn(int dir_fd, const std::string& name, const std::string& display);
+  // Cuts a regular file back to `size` bytes and writes on from there (after a failed Write).
+  Status Truncate(uint64_t size);
   static std::unique_ptr<FdSink> Stdout();
   // Takes ownership of fd (already open for writing, e.g. a FIFO).
   static std::unique_ptr<FdSink> Adopt(int fd, std::string name);

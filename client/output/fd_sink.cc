@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -54,6 +56,65 @@ Status OpenError(const std::string& what, int err) {
   return IsPathError(err) ? InvalidArgument(std::move(message)) : Internal(std::move(message));
 }
 
+// Whether `path` names, through links, one of this process's own descriptors (/dev/stdout ->
+// /proc/self/fd/1, /dev/fd/3): what it leads to is what capctl was handed, the user's choice.
+bool NamesOwnDescriptor(std::string path) {
+  const std::string own = "/proc/" + std::to_string(::getpid()) + "/fd";
+  for (int hop = 0; hop < 8; ++hop) {
+    const std::filesystem::path p(path);
+    const std::string parent = p.has_parent_path() ? p.parent_path().string() : ".";
+    if (char* dir = ::realpath(parent.c_str(), nullptr)) {
+      const bool mine = own == dir;
+      std::free(dir);
+      if (mine) return true;
+    }
+    char target[4096];
+    const ssize_t n = ::readlink(path.c_str(), target, sizeof target);
+    if (n <= 0 || static_cast<size_t>(n) == sizeof target) return false;
+    const std::string text(target, static_cast<size_t>(n));
+    path = text.front() == '/' ? text : (std::filesystem::path(parent) / text).string();
+  }
+  return false;
+}
+
+// Opens `path` for writing with `create_flags` (O_CREAT | O_TRUNC, or 0), following a symbolic
+// link in the last component only as capture_writer.h says. Returns the fd or the refusal;
+// *missing tells a path that does not exist (and is no link) from other failures.
+StatusOr<int> OpenForWriting(const std::string& path, int create_flags, bool* missing) {
+  *missing = false;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW | create_flags, 0644);
+  if (fd >= 0) return fd;
+  if (errno != ELOOP) {
+    *missing = errno == ENOENT;
+    return OpenError(path, errno);
+  }
+  // ELOOP under O_NOFOLLOW: the last component is a link (or the path loops).
+  struct stat link {};
+  if (::lstat(path.c_str(), &link) != 0 || !S_ISLNK(link.st_mode)) return OpenError(path, ELOOP);
+  if (NamesOwnDescriptor(path)) {
+    const int own = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | create_flags, 0644);
+    if (own < 0) return OpenError(path, errno);
+    return own;
+  }
+  const std::string refused = "refusing to write through symbolic link " + path + ": it leads to ";
+  // Neither created nor truncated through the link: the target is checked once it is open.
+  const int target = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (target < 0) {
+    if (errno == ENOENT) return InvalidArgument(refused + "nothing (name the file itself)");
+    if (errno == EISDIR) return InvalidArgument(refused + "a folder");
+    return OpenError(path, errno);
+  }
+  struct stat st {};
+  if (::fstat(target, &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) ||
+      S_ISBLK(st.st_mode)) {
+    ::close(target);
+    return InvalidArgument(refused +
+                           "a file (only links to FIFOs and devices are followed; name the "
+                           "file itself)");
+  }
+  return target;
+}
+
 // Waits until a non-blocking fd (a FIFO or stdout inherited with O_NONBLOCK) accepts bytes.
 // Returns errno on failure, 0 when writable (or when the next write() will report the error).
 int WaitWritable(int fd) {
@@ -76,28 +137,28 @@ FdSink::~FdSink() {
 }
 
 StatusOr<std::unique_ptr<FdSink>> FdSink::OpenFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return OpenError(path, errno);
+  bool missing = false;
+  auto fd = OpenForWriting(path, O_CREAT | O_TRUNC, &missing);
+  if (!fd.ok()) return fd.status();
   // Owned from here: a path naming an existing FIFO is opened like a file, then tuned as a pipe.
-  std::unique_ptr<FdSink> sink(new FdSink(fd, /*owned=*/true, path));
-  RaisePipeBuffer(fd);
+  std::unique_ptr<FdSink> sink(new FdSink(fd.value(), /*owned=*/true, path));
+  RaisePipeBuffer(fd.value());
   return sink;
 }
 
 StatusOr<std::unique_ptr<FdSink>> FdSink::OpenFileOnFirstWrite(const std::string& path) {
   // Without O_CREAT/O_TRUNC: permission errors show now, the contents stay until the first write.
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  int err = errno;
-  if (fd < 0 && err == ENOENT) {
+  bool missing = false;
+  auto opened = OpenForWriting(path, 0, &missing);
+  const int fd = opened.ok() ? opened.value() : -1;
+  if (!opened.ok()) {
+    if (!missing) return opened.status();  // a refused link, or the path cannot be opened
+    // A new file: its folder must let us create it.
     const size_t slash = path.rfind('/');
     const std::string dir =
         slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-    if (::access(dir.c_str(), W_OK | X_OK) == 0)
-      err = 0;
-    else
-      err = errno;
+    if (::access(dir.c_str(), W_OK | X_OK) != 0) return OpenError(path, errno);
   }
-  if (fd < 0 && err != 0) return OpenError(path, err);
   std::unique_ptr<FdSink> sink(new FdSink(fd, /*owned=*/true, path));
   sink->deferred_ = true;
   if (fd >= 0) RaisePipeBuffer(fd);
@@ -120,32 +181,64 @@ Status FdSink::OpenDeferred() {
   return Status::Ok();
 }
 
-StatusOr<std::unique_ptr<FdSink>> FdSink::CreateUnnamed(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+StatusOr<std::unique_ptr<FdSink>> FdSink::CreateUnnamedIn(int dir_fd, const std::string& display,
+                                                          mode_t mode, bool exact_mode) {
+  const int fd = ::openat(dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
   if (fd < 0) {
     const int err = errno;
     // EISDIR: a kernel without O_TMPFILE; EOPNOTSUPP: a file system without it.
     if (err == EOPNOTSUPP || err == EISDIR) {
       return Status(StatusCode::kFailedPrecondition,
-                    "open(" + dir + ", O_TMPFILE): " + std::strerror(err));
+                    "open(" + display + ", O_TMPFILE): " + std::strerror(err));
     }
-    return OpenError(dir + ", O_TMPFILE", err);
+    return OpenError(display + ", O_TMPFILE", err);
   }
-  return std::unique_ptr<FdSink>(new FdSink(fd, /*owned=*/true, dir + " (unnamed)"));
+  std::unique_ptr<FdSink> sink(new FdSink(fd, /*owned=*/true, display + " (unnamed)"));
+  if (exact_mode && ::fchmod(fd, mode) != 0) {
+    return Internal("chmod(" + display + " (unnamed)): " + std::strerror(errno));
+  }
+  return sink;
 }
 
-Status FdSink::Publish(const std::string& path) {
+StatusOr<std::unique_ptr<FdSink>> FdSink::CreateIn(int dir_fd, const std::string& name,
+                                                   const std::string& display, mode_t mode,
+                                                   bool exact_mode) {
+  if (::unlinkat(dir_fd, name.c_str(), 0) != 0 && errno != ENOENT) {
+    return OpenError(display, errno);
+  }
+  const int fd =
+      ::openat(dir_fd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) return OpenError(display, errno);
+  std::unique_ptr<FdSink> sink(new FdSink(fd, /*owned=*/true, display));
+  if (exact_mode && ::fchmod(fd, mode) != 0) {
+    return Internal("chmod(" + display + "): " + std::strerror(errno));
+  }
+  return sink;
+}
+
+Status FdSink::PublishIn(int dir_fd, const std::string& name, const std::string& display) {
   // linkat through /proc/self/fd needs no privilege (AT_EMPTY_PATH would need
-  // CAP_DAC_READ_SEARCH). A file left by an earlier run under the same name is replaced.
+  // CAP_DAC_READ_SEARCH). An entry left under the same name (an earlier run's file, a planted
+  // link) is removed first: linkat never follows the new name.
   const std::string self = "/proc/self/fd/" + std::to_string(fd_);
   for (int attempt = 0; attempt < 2; ++attempt) {
-    if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) == 0) {
-      name_ = path;
+    if (::linkat(AT_FDCWD, self.c_str(), dir_fd, name.c_str(), AT_SYMLINK_FOLLOW) == 0) {
+      name_ = display;
       return Status::Ok();
     }
-    if (errno != EEXIST || ::unlink(path.c_str()) != 0) break;
+    if (errno != EEXIST || ::unlinkat(dir_fd, name.c_str(), 0) != 0) break;
   }
-  return Internal("link(" + path + "): " + std::strerror(errno));
+  return Internal("link(" + display + "): " + std::strerror(errno));
+}
+
+Status FdSink::Truncate(uint64_t size) {
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+    return Internal("truncate(" + name_ + "): " + std::strerror(errno));
+  }
+  if (::lseek(fd_, static_cast<off_t>(size), SEEK_SET) < 0) {
+    return Internal("lseek(" + name_ + "): " + std::strerror(errno));
+  }
+  return Status::Ok();
 }
 
 std::unique_ptr<FdSink> FdSink::Stdout() {

@@ -1,8 +1,10 @@
 #include "client/output/rotating_writer.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "client/output/encoding.h"
+#include "client/output/pcapng_scan.h"
 
 extern char** environ;
 
@@ -108,7 +111,7 @@ std::optional<uint32_t> RingNumber(const std::string& name, const std::string& s
   return static_cast<uint32_t>(std::stoul(number));
 }
 
-class RotatingWriter final : public CaptureWriter {
+class RotatingWriter final : public RingWriter {
  public:
   RotatingWriter(RotationOptions options, std::string application)
       : options_(std::move(options)), application_(std::move(application)) {
@@ -126,10 +129,22 @@ class RotatingWriter final : public CaptureWriter {
       }
     }
     ReapChildren();
+    if (dir_fd_ >= 0) ::close(dir_fd_);
   }
+
+  RingCounts Counts() const override { return counts_; }
 
   // Adopts the files of an earlier run when asked, and opens the first file.
   Status Start() {
+    dir_fd_ = options_.dir_fd >= 0 ? ::fcntl(options_.dir_fd, F_DUPFD_CLOEXEC, 0)
+                                   : ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd_ < 0) {
+      const int err = errno;
+      std::string message = "open(" + dir_ + "): " + std::strerror(err);
+      stopped_ = err == EMFILE || err == ENFILE ? Internal(std::move(message))
+                                                : InvalidArgument(std::move(message));
+      return stopped_;
+    }
     if (options_.adopt_existing_files) AdoptExisting();
     const int64_t now = static_cast<int64_t>(std::time(nullptr));
     return OpenFile(now, options_.seconds > 0 ? SlotOf(now) : 0);
@@ -173,6 +188,7 @@ class RotatingWriter final : public CaptureWriter {
     }
     file_bytes_ += block;
     ++file_packets_;
+    ++pending_packets_;
     ++file_delivered_[interface_index];
     return Status::Ok();
   }
@@ -237,11 +253,22 @@ class RotatingWriter final : public CaptureWriter {
     return encoder_->Flush();
   }
 
+  // Packets count once their blocks are on disk. A failed write is never repeated (as
+  // PcapngWriter::Flush); what it left of a block is cut off and the writer stops.
   Status WritePending() {
     if (pending_.empty() || !file_) return Status::Ok();
+    const uint64_t size = pending_.size();
     Status status = file_->Write(pending_);
-    pending_.clear();  // as PcapngWriter::Flush: a partial write is not repeated
-    if (!status.ok()) stopped_ = status;
+    pending_.clear();
+    const uint64_t packets = std::exchange(pending_packets_, 0);
+    if (status.ok()) {
+      file_written_ += size;
+      file_disk_packets_ += packets;
+      counts_.packets_on_disk += packets;
+      return status;
+    }
+    if (Status cut = file_->Truncate(file_written_); !cut.ok()) Log(cut.message());
+    stopped_ = status;
     return status;
   }
 
@@ -264,13 +291,15 @@ class RotatingWriter final : public CaptureWriter {
 
   Status OpenFile(int64_t name_seconds, int64_t slot) {
     CAPD_RETURN_IF_ERROR(KeepFreeSpace());
-    const std::string path = dir_ + "/" + RingFileName(options_.path, next_number_, name_seconds);
+    const std::string name = RingFileName(options_.path, next_number_, name_seconds);
+    const std::string path = dir_ + "/" + name;
     // The file gets its name only once its header is written (below), so a capctl killed in
     // between leaves no empty ring file behind. Without O_TMPFILE: a named file at once.
-    auto sink = FdSink::CreateUnnamed(dir_);
+    auto sink =
+        FdSink::CreateUnnamedIn(dir_fd_, dir_, options_.file_mode, options_.exact_file_mode);
     const bool unnamed = sink.ok();
     if (!sink.ok() && sink.status().code() == StatusCode::kFailedPrecondition) {
-      sink = FdSink::OpenFile(path);
+      sink = FdSink::CreateIn(dir_fd_, name, path, options_.file_mode, options_.exact_file_mode);
     }
     if (!sink.ok()) {
       stopped_ = sink.status();
@@ -279,8 +308,12 @@ class RotatingWriter final : public CaptureWriter {
     ++next_number_;
     file_ = std::move(sink).value();
     file_path_ = path;
+    file_name_ = name;
     file_slot_ = slot;
     file_packets_ = 0;
+    file_written_ = 0;
+    file_disk_packets_ = 0;
+    pending_packets_ = 0;
     std::fill(file_delivered_.begin(), file_delivered_.end(), 0);
     pending_.clear();
     encoder_ = MakePcapngWriter(std::make_unique<MemorySink>(&pending_), application_);
@@ -292,9 +325,13 @@ class RotatingWriter final : public CaptureWriter {
     }
     file_bytes_ = pending_.size();
     // The header reaches the disk at once: a new file is a valid (empty) capture from the start.
-    CAPD_RETURN_IF_ERROR(WritePending());
+    if (Status written = WritePending(); !written.ok()) {
+      file_.reset();  // an unnamed file goes with its descriptor; a named one, empty, goes too
+      if (!unnamed) ::unlinkat(dir_fd_, name.c_str(), 0);
+      return written;
+    }
     if (unnamed) {
-      if (Status published = file_->Publish(path); !published.ok()) {
+      if (Status published = file_->PublishIn(dir_fd_, name, path); !published.ok()) {
         stopped_ = published;
         return published;
       }
@@ -314,7 +351,7 @@ class RotatingWriter final : public CaptureWriter {
     }
     Status status = WritePending();
     file_.reset();
-    finished_.push_back(file_path_);
+    finished_.push_back({file_name_, file_disk_packets_});
     if (status.ok()) RunPostRotate(file_path_);
     return status;
   }
@@ -333,16 +370,19 @@ class RotatingWriter final : public CaptureWriter {
   }
 
   void RemoveOldest() {
-    const std::string oldest = finished_.front();
+    const RingFile oldest = finished_.front();
     finished_.pop_front();
-    if (::unlink(oldest.c_str()) != 0 && errno != ENOENT) {
-      Log("cannot delete " + oldest + " from the ring: " + std::strerror(errno));
+    if (::unlinkat(dir_fd_, oldest.name.c_str(), 0) != 0 && errno != ENOENT) {
+      Log("cannot delete " + dir_ + "/" + oldest.name + " from the ring: " + std::strerror(errno));
+      return;
     }
+    counts_.packets_on_disk -= std::min(counts_.packets_on_disk, oldest.packets);
+    counts_.packets_removed += oldest.packets;
   }
 
   StatusOr<uint64_t> FreeBytes() const {
     struct statvfs fs;
-    if (::statvfs(dir_.c_str(), &fs) != 0) {
+    if (::fstatvfs(dir_fd_, &fs) != 0) {
       return Internal("statvfs(" + dir_ + "): " + std::strerror(errno));
     }
     return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
@@ -357,7 +397,7 @@ class RotatingWriter final : public CaptureWriter {
     while (free.value() < options_.min_free_bytes && !finished_.empty()) {
       Log("free space in " + dir_ + " is " + std::to_string(free.value()) +
           " bytes, below --min-free " + std::to_string(options_.min_free_bytes) + ": deleting " +
-          finished_.front());
+          dir_ + "/" + finished_.front().name);
       RemoveOldest();
       free = FreeBytes();
       if (!free.ok()) return free.status();
@@ -373,15 +413,47 @@ class RotatingWriter final : public CaptureWriter {
     return stopped_;
   }
 
+  // The ring files of an earlier run, oldest first. Each is scanned for its packets, and a block
+  // a crash left half written is cut off (that file is never written again otherwise).
   void AdoptExisting() {
-    std::error_code error;
     std::map<uint32_t, std::string> found;
-    for (const auto& entry : std::filesystem::directory_iterator(dir_, error)) {
-      const std::string name = entry.path().filename().string();
-      if (auto number = RingNumber(name, stem_)) found[*number] = dir_ + "/" + name;
+    const int listing = ::fcntl(dir_fd_, F_DUPFD_CLOEXEC, 0);
+    DIR* dir = listing >= 0 ? ::fdopendir(listing) : nullptr;
+    if (dir == nullptr) {
+      if (listing >= 0) ::close(listing);
+      Log("cannot list " + dir_ + ": " + std::strerror(errno));
+      return;
     }
-    for (const auto& [number, path] : found) finished_.push_back(path);
-    if (!found.empty()) next_number_ = found.rbegin()->first + 1;
+    while (const struct dirent* entry = ::readdir(dir)) {
+      const std::string name = entry->d_name;
+      if (auto number = RingNumber(name, stem_)) found[*number] = name;
+    }
+    ::closedir(dir);
+    for (const auto& [number, name] : found) {
+      next_number_ = number + 1;
+      const std::string path = dir_ + "/" + name;
+      const int fd = ::openat(dir_fd_, name.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+      if (fd < 0) {
+        Log("left " + path + " out of the ring: " + std::strerror(errno));
+        continue;
+      }
+      auto scan = ScanPcapng(fd, path);
+      if (scan.ok() && scan->whole_bytes > 0 && scan->whole_bytes < scan->file_bytes) {
+        if (::ftruncate(fd, static_cast<off_t>(scan->whole_bytes)) == 0) {
+          Log("cut " + path + " from " + std::to_string(scan->file_bytes) + " to " +
+              std::to_string(scan->whole_bytes) + " bytes, the end of its last whole block");
+        } else {
+          Log("cannot cut " + path + " to its last whole block: " + std::strerror(errno));
+        }
+      }
+      ::close(fd);
+      if (!scan.ok()) {
+        Log("left " + path + " out of the ring: " + scan.status().message());
+        continue;
+      }
+      finished_.push_back({name, scan->packets});
+      counts_.packets_on_disk += scan->packets;
+    }
   }
 
   // `sh -c 'CMD "$1"' sh FILE`: CMD may carry its own arguments (aws s3 cp ... --quiet), and the
@@ -458,9 +530,19 @@ class RotatingWriter final : public CaptureWriter {
   std::vector<std::optional<InterfaceCounters>> counters_;  // latest, by interface
   uint64_t statistics_reserve_ = 0;  // bytes the statistics blocks will add at the end
 
+  struct RingFile {
+    std::string name;  // in the folder
+    uint64_t packets;  // whole on disk
+  };
+  int dir_fd_ = -1;  // owned
+
   // The current file.
   std::unique_ptr<FdSink> file_;
-  std::string file_path_;
+  std::string file_path_;                   // for messages and the post-rotate command
+  std::string file_name_;                   // in the folder
+  uint64_t file_written_ = 0;               // bytes that reached the file whole
+  uint64_t file_disk_packets_ = 0;          // packets among them
+  uint64_t pending_packets_ = 0;            // packets in pending_
   std::unique_ptr<CaptureWriter> encoder_;  // writes into pending_
   std::string pending_;                     // encoded, not yet written
   uint64_t file_bytes_ = 0;                 // written + pending
@@ -468,7 +550,8 @@ class RotatingWriter final : public CaptureWriter {
   std::vector<uint64_t> file_delivered_;  // by interface
   int64_t file_slot_ = 0;
 
-  std::deque<std::string> finished_;  // oldest first
+  std::deque<RingFile> finished_;  // oldest first
+  RingCounts counts_;
   uint32_t next_number_ = 1;
   bool first_file_ = true;
   bool closed_ = false;
@@ -531,6 +614,13 @@ StatusOr<uint64_t> ParseByteSize(const std::string& text) {
 
 StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RotationOptions& options,
                                                             std::string application) {
+  auto ring = MakeRing(options, std::move(application));
+  if (!ring.ok()) return ring.status();
+  return std::unique_ptr<CaptureWriter>(std::move(ring).value());
+}
+
+StatusOr<std::unique_ptr<RingWriter>> MakeRing(const RotationOptions& options,
+                                               std::string application) {
   if (options.path.empty() || options.path == "-") {
     return InvalidArgument("rotating files need a file path (-w PATH), not stdout");
   }
@@ -543,7 +633,7 @@ StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RotationOption
   }
   auto writer = std::make_unique<RotatingWriter>(options, std::move(application));
   CAPD_RETURN_IF_ERROR(writer->Start());
-  return std::unique_ptr<CaptureWriter>(std::move(writer));
+  return std::unique_ptr<RingWriter>(std::move(writer));
 }
 
 }  // namespace capd::client

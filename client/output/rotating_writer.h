@@ -23,9 +23,19 @@
 // Crash safety: bytes reach the file at each Flush (one write per batch, no fsync: a kill -9
 // loses nothing the kernel has; a power cut may). A finished file is closed and never opened
 // again, so after kill -9 every finished file is complete and the current one is readable up to
-// its last flushed block (it lacks only its statistics blocks).
+// its last flushed block (it lacks only its statistics blocks). A write that fails part way
+// (ENOSPC, EIO) is cut back: the file is truncated to the end of its last whole block, so every
+// file of the ring reads to its end, and the writer stops. Adopted files (a resumed ring) are
+// scanned once and a torn last block is cut off the same way.
+//
+// Files are created relative to the folder's descriptor, never through a path: O_TMPFILE then
+// linkat, or (without O_TMPFILE) O_CREAT | O_EXCL | O_NOFOLLOW after removing any entry of that
+// name, so a link planted in the folder is replaced, never followed. Adopted files are opened
+// with O_NOFOLLOW; a link or anything but a regular file is left out of the ring.
 //
 // Thread-safety: none; one thread owns the writer (the same one that calls Tick).
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <functional>
@@ -49,6 +59,14 @@ struct RotationOptions {
   bool adopt_existing_files = false;
   // A section comment (shb_comment) for the first file only, e.g. the gap a resumed recording has.
   std::string first_file_comment;
+  // The folder of `path`, already open (capd's recordings hold their folder open, so a renamed or
+  // replaced folder name cannot redirect them); the writer keeps a duplicate. -1: the writer
+  // opens path's folder itself.
+  int dir_fd = -1;
+  // The files' permissions: file_mode less the umask, as open(2) does; exactly file_mode with
+  // exact_file_mode (capd's recordings are 0640 whatever umask capd was started with).
+  mode_t file_mode = 0644;
+  bool exact_file_mode = false;
   // Where the writer reports what it does on its own (a failed post-rotate command, a file deleted
   // for --min-free). Empty: one "capctl: ..." line on stderr.
   std::function<void(const std::string&)> log;
@@ -58,6 +76,18 @@ struct RotationOptions {
 // before Tick closes the file; a packet of the new slot rotates at once.
 inline constexpr uint64_t kTickGraceNs = 250'000'000;
 
+// What the ring holds on disk, for callers that report counts (capd's recordings): packets are
+// counted once their blocks are written whole, so the counts equal what a reader finds.
+struct RingCounts {
+  uint64_t packets_on_disk = 0;  // in the ring's files now, adopted files included
+  uint64_t packets_removed = 0;  // in files this writer deleted (max_files, min_free_bytes)
+};
+
+class RingWriter : public CaptureWriter {
+ public:
+  virtual RingCounts Counts() const = 0;
+};
+
 // Opens the first file at once, so a bad path is reported before any capture starts:
 // kInvalidArgument for the path (missing folder, no permission) or for options that cannot work
 // (empty path, "-"). The writer's statuses after that: kResourceExhausted when --min-free cannot
@@ -66,6 +96,9 @@ inline constexpr uint64_t kTickGraceNs = 250'000'000;
 // and runs the post-rotate command on it too.
 StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RotationOptions& options,
                                                             std::string application);
+// The same writer, with its counts.
+StatusOr<std::unique_ptr<RingWriter>> MakeRing(const RotationOptions& options,
+                                               std::string application);
 
 // "100", "10k", "5M", "2G" (powers of 1000, as tcpdump -C) -> bytes. kInvalidArgument otherwise.
 StatusOr<uint64_t> ParseByteSize(const std::string& text);

@@ -204,6 +204,59 @@ TEST_F(FdSinkTest, AdoptClosesTheFd) {
   EXPECT_EQ(errno, EBADF);
 }
 
+// A link planted where -w points: a link to a regular file (or to nothing) is refused and the
+// target keeps its bytes; a link to a FIFO or a device (/dev/stdout, /dev/null) is followed.
+TEST_F(FdSinkTest, SymlinkIsFollowedOnlyToFifosAndDevices) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string target = dir.File("precious");
+  { std::ofstream(target) << "keep me"; }
+  const std::string to_file = dir.File("to-file.pcapng");
+  const std::string dangling = dir.File("dangling.pcapng");
+  ASSERT_EQ(::symlink(target.c_str(), to_file.c_str()), 0);
+  ASSERT_EQ(::symlink(dir.File("nowhere").c_str(), dangling.c_str()), 0);
+  for (const std::string& link : {to_file, dangling}) {
+    auto now = FdSink::OpenFile(link);
+    ASSERT_FALSE(now.ok()) << link;
+    EXPECT_EQ(now.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(now.status().message().find("refusing to write through symbolic link " + link),
+              std::string::npos)
+        << now.status().message();
+    auto later = FdSink::OpenFileOnFirstWrite(link);
+    EXPECT_FALSE(later.ok()) << link;
+  }
+  EXPECT_EQ(ReadFileBytes(target), "keep me");
+  EXPECT_FALSE(std::filesystem::exists(dir.File("nowhere")));
+
+  const std::string to_null = dir.File("to-null.pcapng");
+  ASSERT_EQ(::symlink("/dev/null", to_null.c_str()), 0);
+  auto null_sink = FdSink::OpenFile(to_null);
+  ASSERT_TRUE(null_sink.ok()) << null_sink.status().message();
+  EXPECT_TRUE(null_sink.value()->Write("bytes").ok());
+  const std::string fifo = dir.File("fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string to_fifo = dir.File("to-fifo.pcapng");
+  ASSERT_EQ(::symlink(fifo.c_str(), to_fifo.c_str()), 0);
+  UniqueFd reader(::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  ASSERT_GE(reader.get(), 0);
+  auto fifo_sink = FdSink::OpenFileOnFirstWrite(to_fifo);
+  ASSERT_TRUE(fifo_sink.ok()) << fifo_sink.status().message();
+  EXPECT_TRUE(fifo_sink.value()->Write("abc").ok());
+  char got[3] = {};
+  EXPECT_EQ(::read(reader.get(), got, sizeof got), 3);
+  // /dev/stdout redirected to a file: a link to one of the process's own descriptors.
+  const std::string own_file = dir.File("redirected");
+  UniqueFd own(::open(own_file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_GE(own.get(), 0);
+  const std::string to_own = dir.File("to-own.pcapng");
+  ASSERT_EQ(::symlink(("/proc/self/fd/" + std::to_string(own.get())).c_str(), to_own.c_str()), 0);
+  auto own_sink = FdSink::OpenFile(to_own);
+  ASSERT_TRUE(own_sink.ok()) << own_sink.status().message();
+  EXPECT_TRUE(own_sink.value()->Write("own").ok());
+  own_sink.value().reset();
+  EXPECT_EQ(ReadFileBytes(own_file), "own");
+}
+
 TEST_F(FdSinkTest, StdoutIsBorrowedNotClosed) {
   FdSink::Stdout().reset();
   EXPECT_NE(::fcntl(STDOUT_FILENO, F_GETFD), -1);

@@ -1,0 +1,450 @@
+// Recording files on disk (issue 16 items 6 and 8): capd follows no link planted in --record-dir
+// or a recording folder (a root-only target keeps its bytes) and refuses folders other users may
+// write; folders are 0750 and files 0640 under umask 000; capctl -w onto a link to a file is
+// refused. A full disk (a 4 MiB tmpfs the test mounts) fails the recording with the reason,
+// every file reads to its end with capinfos, the count equals the packets in the files, and the
+// failed recording does not resume after a restart; after kill -9 and a restart the count
+// equals the packets in the files again.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/hardened_agent_fixture.h"
+
+namespace capd::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kIface[] = "veth0";
+constexpr char kDst[] = "10.200.0.1";
+constexpr uint16_t kPort = 7200;
+constexpr uid_t kNobody = 65534;
+constexpr char kFilter[] = "udp port 7200";
+
+std::string ReadText(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void WriteText(const fs::path& path, const std::string& text, mode_t mode) {
+  { std::ofstream(path, std::ios::binary | std::ios::trunc) << text; }
+  ::chmod(path.c_str(), mode);
+}
+
+mode_t ModeOf(const fs::path& path) {
+  struct stat st {};
+  EXPECT_EQ(::lstat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 07777;
+}
+
+uid_t OwnerOf(const fs::path& path) {
+  struct stat st {};
+  EXPECT_EQ(::lstat(path.c_str(), &st), 0) << path;
+  return st.st_uid;
+}
+
+// A tmpfs mounted for one test, detached when the test ends (whatever happened).
+class TmpfsMount {
+ public:
+  TmpfsMount(const fs::path& where, const std::string& options) : where_(where) {
+    fs::create_directories(where_);
+    mounted_ = ::mount("tmpfs", where_.c_str(), "tmpfs", 0, options.c_str()) == 0;
+  }
+  ~TmpfsMount() {
+    if (mounted_) ::umount2(where_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+
+ private:
+  fs::path where_;
+  bool mounted_ = false;
+};
+
+class RecordingFilesTest : public HardenedAgentTest {
+ protected:
+  // A folder for capd's records; with `user` it belongs to nobody, inside a test folder nobody
+  // may pass through.
+  fs::path RecordDir(bool as_nobody) {
+    fs::permissions(dir_->path(),
+                    fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+    const fs::path records = File("records");
+    fs::create_directories(records);
+    fs::permissions(records, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
+    if (as_nobody) {
+      EXPECT_EQ(::chown(records.c_str(), kNobody, kNobody), 0);
+    }
+    return records;
+  }
+
+  void StartRecorder(const fs::path& records, bool as_nobody) {
+    std::vector<std::string> flags = {"--no-metadata", "--record-dir", records.string()};
+    if (as_nobody) flags.insert(flags.begin(), {"--user", "nobody"});
+    ASSERT_NO_FATAL_FAILURE(StartAgentWith(flags));
+  }
+
+  // `capctl record ARGS... --agent A`, expecting exit `code`; returns its stdout.
+  std::string Record(const std::vector<std::string>& args, int code = 0) {
+    const std::string name = "record-" + std::to_string(runs_++);
+    std::vector<std::string> argv = {"record"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--agent", kAgentTarget});
+    RunCapctl(name, argv, code);
+    return ReadText(File(name + ".out"));
+  }
+
+  // The line `capctl record list` prints for `recording` ("" when it is not listed) and the
+  // line after it (the message, when there is one).
+  struct Listed {
+    std::string line;
+    std::string next;
+    std::string state;
+    uint64_t packets = 0;
+  };
+  Listed List(const std::string& recording) {
+    const std::string text = Record({"list"});
+    Listed listed;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(recording + ": ", 0) != 0) continue;
+      listed.line = line;
+      std::getline(in, listed.next);
+      std::smatch m;
+      if (std::regex_search(line, m, std::regex(R"(^[^:]+: (\w+) on .*, (\d+) packets,)"))) {
+        listed.state = m[1].str();
+        listed.packets = std::stoull(m[2].str());
+      }
+      break;
+    }
+    return listed;
+  }
+
+  // The ring files of `recording`, oldest first.
+  static std::vector<fs::path> RingFiles(const fs::path& folder, const std::string& recording) {
+    std::vector<fs::path> files;
+    const std::regex pattern(recording + R"(_\d{5}_\d{14}\.pcapng)");
+    for (const auto& e : fs::directory_iterator(folder)) {
+      if (std::regex_match(e.path().filename().string(), pattern)) files.push_back(e.path());
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+  }
+
+  // Packets in the files, each read to its end by capinfos (a file cut short fails) and by
+  // libpcap; both must agree.
+  static uint64_t PacketsInFiles(const std::vector<fs::path>& files) {
+    uint64_t total = 0;
+    for (const fs::path& f : files) {
+      const CommandResult r = RunCommand({"capinfos", "-M", "-c", f.string()});
+      EXPECT_TRUE(r.status.Exited(0)) << "capinfos " << f << ": " << r.status << "\n" << r.output;
+      EXPECT_EQ(r.output.find("cut short"), std::string::npos) << r.output;
+      std::smatch m;
+      uint64_t counted = 0;
+      if (std::regex_search(r.output, m, std::regex(R"(Number of packets:\s+(\d+))"))) {
+        counted = std::stoull(m[1].str());
+      } else {
+        ADD_FAILURE() << r.output;
+      }
+      auto read = ReadCapture(f);
+      EXPECT_TRUE(read.ok()) << f << ": " << read.status().message();
+      if (read.ok()) {
+        EXPECT_EQ(read->size(), counted) << f;
+      }
+      total += counted;
+    }
+    return total;
+  }
+
+  // Sends `count` packets from the peer in rounds of 500.
+  void Send(int count, const std::string& tag) {
+    const UniqueFd peer = PeerSocket();
+    for (int sent = 0; sent < count; sent += 500) {
+      ASSERT_NO_FATAL_FAILURE(
+          SendAll(peer.get(), kDst, kPort,
+                  MakePayloads(std::min(500, count - sent), tag + std::to_string(sent))));
+    }
+  }
+
+  // Polls `capctl record list` until `done` holds for the recording (20 s at most).
+  Listed WaitForListed(const std::string& recording,
+                       const std::function<bool(const Listed&)>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    Listed listed;
+    while (std::chrono::steady_clock::now() < deadline) {
+      listed = List(recording);
+      if (done(listed)) return listed;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    ADD_FAILURE() << "recording " << recording << " never got there: " << listed.line << " / "
+                  << listed.next;
+    return listed;
+  }
+
+  int runs_ = 0;
+};
+
+// capd as root (where a followed link does harm): links planted in an adopted recording folder
+// (the temporaries of both state files, a ring file's name) and in the record dir (a folder
+// elsewhere) are not followed; the root-only targets keep their bytes; the refusals say why.
+TEST_F(RecordingFilesTest, PlantedLinksAreNotFollowed) {
+  const fs::path records = RecordDir(false);
+  const fs::path victims = File("root-only");
+  fs::create_directories(victims);
+  const std::vector<std::string> targets = {"request-target", "state-target", "ring-target"};
+  for (const std::string& t : targets) WriteText(victims / t, "secret " + t + "\n", 0600);
+  // A recording folder left as if capd had made it, with links where capd writes.
+  const fs::path planted = records / "planted";
+  fs::create_directories(planted);
+  ::chmod(planted.c_str(), 0750);
+  WriteText(planted / "request.txtpb",
+            "name: \"planted\"\ninterface: \"veth0\"\nfilter: \"udp port 7200\"\n", 0640);
+  WriteText(planted / "recording.state", "state RUNNING\n", 0640);
+  fs::create_symlink(victims / "request-target", planted / "request.txtpb.tmp");
+  fs::create_symlink(victims / "state-target", planted / "recording.state.tmp");
+  fs::create_symlink(victims / "ring-target", planted / "planted_00001_20240101000000.pcapng");
+  // A link in the record dir to a folder elsewhere holding a valid recording.
+  const fs::path elsewhere = File("elsewhere");
+  fs::create_directories(elsewhere);
+  WriteText(elsewhere / "request.txtpb", "name: \"linked\"\ninterface: \"veth0\"\n", 0640);
+  WriteText(elsewhere / "recording.state", "state RUNNING\n", 0640);
+  fs::create_directory_symlink(elsewhere, records / "linked");
+  // And one under the name a client then asks for.
+  const fs::path asked = File("asked");
+  fs::create_directories(asked);
+  fs::create_directory_symlink(asked, records / "asked");
+
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  ASSERT_NO_FATAL_FAILURE(StartRecorder(records, false));
+  ASSERT_TRUE(agent().WaitForStderr("recording planted resumed", kStartTimeout))
+      << agent().Describe();
+  ASSERT_NO_FATAL_FAILURE(Send(100, "planted"));
+  WaitForListed("planted", [](const Listed& l) { return l.packets == 100; });
+  Record({"stop", "planted"});
+  const std::string refused =
+      RunCapctl("start-asked",
+                {"record", "start", "--name", "asked", "-i", kIface, "--agent", kAgentTarget}, 2);
+  EXPECT_NE(refused.find("is a symbolic link: refused"), std::string::npos) << refused;
+  ASSERT_NO_FATAL_FAILURE(StopAgent());
+
+  for (const std::string& t : targets) {
+    EXPECT_EQ(ReadText(victims / t), "secret " + t + "\n") << t;
+    EXPECT_EQ(ModeOf(victims / t), 0600u) << t;
+  }
+  EXPECT_TRUE(fs::is_empty(asked));
+  EXPECT_EQ(ReadText(elsewhere / "recording.state"), "state RUNNING\n");
+  EXPECT_NE(agent().Stderr().find("recording folder " + (records / "linked").string() +
+                                  " is a symbolic link: refused"),
+            std::string::npos)
+      << agent().Stderr();
+  EXPECT_NE(
+      agent().Stderr().find("left " + (planted / "planted_00001_20240101000000.pcapng").string() +
+                            " out of the ring"),
+      std::string::npos)
+      << agent().Stderr();
+  // The state files are capd's own files now; the planted ring link is not a recording file.
+  EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(planted / "recording.state")));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(planted / "recording.state.tmp")));
+  const auto files = RingFiles(planted, "planted");
+  uint64_t in_files = 0;
+  std::vector<fs::path> regular;
+  for (const auto& f : files) {
+    if (fs::is_regular_file(fs::symlink_status(f))) regular.push_back(f);
+  }
+  in_files = PacketsInFiles(regular);
+  EXPECT_EQ(in_files, 100u);
+}
+
+// An existing record dir that another user owns, or that group or others may write, is refused
+// at start with the reason (capd exits 2).
+TEST_F(RecordingFilesTest, RecordDirOthersCouldWriteIsRefused) {
+  const fs::path records = RecordDir(false);
+  ::chmod(records.c_str(), 0777);
+  ASSERT_NO_FATAL_FAILURE(
+      Spawn("capd-writable",
+            {kCapdPath, "--listen", kAgentTarget, "--record-dir", records.string()}, &agent_));
+  ExpectExit(*agent_, 2);
+  EXPECT_NE(agent_->Stderr().find("--record-dir " + records.string() +
+                                  " is writable by its group or by others (mode 0777): refused"),
+            std::string::npos)
+      << agent_->Stderr();
+  ::chmod(records.c_str(), 0755);  // root's, readable, but capd runs as nobody
+  ASSERT_NO_FATAL_FAILURE(Spawn("capd-owner",
+                                {kCapdPath, "--listen", kAgentTarget, "--user", "nobody",
+                                 "--no-metadata", "--record-dir", records.string()},
+                                &agent_));
+  ExpectExit(*agent_, 2);
+  EXPECT_NE(agent_->Stderr().find("belongs to uid 0, not to capd's user (uid 65534): refused"),
+            std::string::npos)
+      << agent_->Stderr();
+  agent_.reset();
+}
+
+// Folders 0750, files 0640, owned by capd's user, even when capd starts under umask 000.
+void ExpectModes(const fs::path& records, uid_t owner) {
+  EXPECT_EQ(ModeOf(records), 0750u);
+  EXPECT_EQ(OwnerOf(records), owner);
+  const fs::path folder = records / "modes";
+  EXPECT_EQ(ModeOf(folder), 0750u);
+  EXPECT_EQ(OwnerOf(folder), owner);
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(folder)) {
+    EXPECT_EQ(ModeOf(e.path()), 0640u) << e.path();
+    EXPECT_EQ(OwnerOf(e.path()), owner) << e.path();
+    ++files;
+  }
+  EXPECT_GE(files, 3u);  // request, state, at least one ring file
+}
+
+class RecordingModesTest : public RecordingFilesTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(RecordingModesTest, FoldersAre0750AndFiles0640UnderUmask000) {
+  const bool as_nobody = GetParam();
+  fs::permissions(dir_->path(),
+                  fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  const fs::path parent = File("state");
+  fs::create_directories(parent);
+  if (as_nobody) {
+    ASSERT_EQ(::chown(parent.c_str(), kNobody, kNobody), 0);
+  }
+  const fs::path records = parent / "records";  // capd makes it
+  const mode_t old_umask = ::umask(0);
+  StartRecorder(records, as_nobody);
+  ::umask(old_umask);
+  ASSERT_FALSE(HasFatalFailure());
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  Record({"start", "--name", "modes", "-i", kIface, "-f", kFilter, "--rotate-size", "20k"});
+  ASSERT_NO_FATAL_FAILURE(Send(200, "modes"));
+  WaitForListed("modes", [](const Listed& l) { return l.packets == 200; });
+  Record({"stop", "modes"});
+  ExpectModes(records, as_nobody ? kNobody : 0);
+  EXPECT_EQ(PacketsInFiles(RingFiles(records / "modes", "modes")), 200u);
+}
+
+INSTANTIATE_TEST_SUITE_P(AsNobodyAndAsRoot, RecordingModesTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? std::string("AsNobody") : std::string("AsRoot");
+                         });
+
+// capctl -w onto a link to a (root-only) file: refused with the reason, the target unchanged.
+TEST_F(RecordingFilesTest, CapctlWriteOntoALinkToAFileIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--no-metadata"}));
+  const fs::path target = File("root-only");
+  WriteText(target, "keep\n", 0600);
+  const fs::path link = File("out.pcapng");
+  fs::create_symlink(target, link);
+  const std::string err = RunCapctl(
+      "stream", {"stream", "--agent", kAgentTarget, "-i", kIface, "-c", "1", "-w", link.string()},
+      2);
+  EXPECT_NE(err.find("refusing to write through symbolic link " + link.string()), std::string::npos)
+      << err;
+  EXPECT_EQ(ReadText(target), "keep\n");
+}
+
+// capd as deployed, its record dir a 4 MiB tmpfs: the recording fills it and fails with the
+// writer's reason; every file reads to its end; the count is what the files hold; the state file
+// says failed and a restarted capd does not resume it.
+TEST_F(RecordingFilesTest, FullDiskFailsTheRecordingWithWholeFilesAndTrueCounts) {
+  fs::permissions(dir_->path(),
+                  fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  const fs::path records = File("records");
+  TmpfsMount tmpfs(records, "size=4m,mode=0750,uid=65534,gid=65534");
+  ASSERT_TRUE(tmpfs.mounted()) << "mount tmpfs: " << std::strerror(errno);
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  ASSERT_NO_FATAL_FAILURE(StartRecorder(records, true));
+  Record({"start", "--name", "full", "-i", kIface, "-f", kFilter, "--rotate-size", "1M",
+          "--rotate-files", "100"});
+  Listed listed;
+  for (int round = 0; round < 40; ++round) {
+    ASSERT_NO_FATAL_FAILURE(Send(1000, "full" + std::to_string(round) + "-"));
+    listed = List("full");
+    if (listed.state == "failed") break;
+  }
+  listed = WaitForListed("full", [](const Listed& l) { return l.state == "failed"; });
+  EXPECT_NE(listed.next.find("No space left on device"), std::string::npos) << listed.line << "\n"
+                                                                            << listed.next;
+  EXPECT_EQ(listed.next.find("capture failed: "), std::string::npos) << listed.next;
+  const auto files = RingFiles(records / "full", "full");
+  ASSERT_GE(files.size(), 3u);
+  const uint64_t in_files = PacketsInFiles(files);
+  EXPECT_GT(in_files, 0u);
+  EXPECT_EQ(listed.packets, in_files) << listed.line;
+  EXPECT_NE(ReadText(records / "full" / "recording.state").find("state FAILED"), std::string::npos)
+      << ReadText(records / "full" / "recording.state");
+  std::printf("full disk: %zu files, %llu packets listed, %llu in the files; %s\n", files.size(),
+              static_cast<unsigned long long>(listed.packets),
+              static_cast<unsigned long long>(in_files), listed.next.c_str());
+
+  ASSERT_NO_FATAL_FAILURE(StopAgent());
+  ASSERT_NO_FATAL_FAILURE(StartRecorder(records, true));
+  const Listed after = List("full");
+  EXPECT_EQ(after.state, "failed") << after.line;
+  EXPECT_EQ(after.packets, in_files) << after.line;
+  EXPECT_EQ(agent().Stderr().find("recording full resumed"), std::string::npos) << agent().Stderr();
+  ASSERT_NO_FATAL_FAILURE(StopAgent());
+}
+
+// kill -9 of capd mid-recording, then a restart: the resumed recording's count is what its
+// files hold (the state file, written every few seconds, lags them).
+TEST_F(RecordingFilesTest, KillNineThenRestartCountsWhatTheFilesHold) {
+  const fs::path records = RecordDir(true);
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  ASSERT_NO_FATAL_FAILURE(StartRecorder(records, true));
+  Record({"start", "--name", "crash", "-i", kIface, "-f", kFilter, "--rotate-size", "200k",
+          "--rotate-files", "100"});
+  // Two rounds, then kill -9 as soon as the files hold them all: the state file is rewritten
+  // every two seconds, so it lags them.
+  ASSERT_NO_FATAL_FAILURE(Send(2000, "a"));
+  WaitForListed("crash", [](const Listed& l) { return l.packets == 2000; });
+  ASSERT_NO_FATAL_FAILURE(Send(2000, "b"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  uint64_t seen = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    seen = 0;
+    for (const auto& f : RingFiles(records / "crash", "crash")) {
+      auto packets = ReadCapture(f);  // the current file may end mid-block while being written
+      if (packets.ok()) seen += packets->size();
+    }
+    if (seen >= 4000) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(seen, 4000u);
+  ASSERT_TRUE(agent().Signal(SIGKILL));
+  ASSERT_TRUE(agent().WaitFor(kExitTimeout).has_value());
+  const std::string state_before = ReadText(records / "crash" / "recording.state");
+
+  ASSERT_NO_FATAL_FAILURE(StartRecorder(records, true));
+  ASSERT_TRUE(agent().WaitForStderr("recording crash resumed", kStartTimeout))
+      << agent().Describe();
+  const Listed resumed = List("crash");
+  EXPECT_EQ(resumed.state, "running") << resumed.line;
+  Record({"stop", "crash"});
+  const Listed stopped = List("crash");
+  const uint64_t in_files = PacketsInFiles(RingFiles(records / "crash", "crash"));
+  EXPECT_EQ(in_files, 4000u);
+  EXPECT_EQ(resumed.packets, in_files) << resumed.line << "\nstate file before:\n" << state_before;
+  EXPECT_EQ(stopped.packets, in_files) << stopped.line;
+  std::printf("kill -9: state file said %s; resumed count %llu, files %llu\n",
+              LineWith(state_before, "packets ").c_str(),
+              static_cast<unsigned long long>(resumed.packets),
+              static_cast<unsigned long long>(in_files));
+}
+
+}  // namespace
+}  // namespace capd::test
