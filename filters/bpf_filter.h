@@ -50,7 +50,8 @@ class CompiledFilter {
 // Compiles `expression` for `link_type` (a DLT_ value) without a live handle. Thread-safe:
 // libpcap's parser is reentrant since 1.8 (Debian 12 ships 1.10.3), so there is no lock and
 // compiles on several threads run in parallel. An expression that does not compile is
-// kInvalidArgument: "filter '<text>': <libpcap's message>". Without `optimize`, libpcap's
+// kInvalidArgument: "filter '<text>': <libpcap's message>" (a text over 256 bytes is quoted by its
+// first 200 and its size). Without `optimize`, libpcap's
 // optimizer does not run (a check that the text parses, about half the CPU of a full compile).
 StatusOr<CompiledFilter> Compile(std::string_view expression, int link_type, int snaplen,
                                  bool optimize = true);
