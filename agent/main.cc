@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/capture/filter_sandbox.h"
 #include "agent/capture/interfaces.h"
 #include "agent/metadata/instance_metadata.h"
 #include "agent/peers/carrier_registry.h"
@@ -368,6 +369,19 @@ int main(int argc, char** argv) {
       return 2;
     }
     options.token = std::move(token.value());
+  }
+  // Every request's filter compiles in capd-filters' children, within a budget. Forked now,
+  // while capd has no thread: its children run libpcap after a fork (filter_sandbox.h).
+  {
+    auto sandbox = capd::agent::FilterSandbox::Start(flags.user);
+    if (!sandbox.ok()) {
+      spdlog::error("{}", sandbox.status().message());
+      return 1;
+    }
+    options.identity.filter_sandbox = std::move(sandbox).value();
+    spdlog::info("filters compile in capd-filters (pid {}) within {} each",
+                 options.identity.filter_sandbox->pid(),
+                 options.identity.filter_sandbox->budget().Describe());
   }
   // The peer helper is forked while capd still holds CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH
   // (root, or the unit's ambient set); it keeps those, capd drops them below.

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <string>
 
+#include "agent/capture/filter_sandbox.h"
 #include "agent/capture/live_capture.h"
 #include "agent/metadata/instance_metadata.h"
 #include "agent/peers/carrier_registry.h"
@@ -52,6 +53,9 @@ struct AgentIdentity {
   std::shared_ptr<CarrierRegistry> carriers;         // null: carrier exclusion turned off
   std::shared_ptr<const InstanceMetadata> metadata;  // null: not on EC2 (or not known yet)
   RingSettings ring;
+  // Compiles every filter within a budget (capd-filters); null compiles in-process, unbounded
+  // (tests of the hub alone).
+  std::shared_ptr<FilterSandbox> filter_sandbox;
 };
 
 class SharedCapture;
