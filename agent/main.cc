@@ -376,7 +376,7 @@ int main(int argc, char** argv) {
     auto sandbox = capd::agent::FilterSandbox::Start(flags.user);
     if (!sandbox.ok()) {
       spdlog::error("{}", sandbox.status().message());
-      return 1;
+      return sandbox.status().code() == capd::StatusCode::kInvalidArgument ? 2 : 1;
     }
     options.identity.filter_sandbox = std::move(sandbox).value();
     spdlog::info("filters compile in capd-filters (pid {}) within {} each",

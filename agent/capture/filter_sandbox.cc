@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -416,6 +417,11 @@ namespace {
 
 StatusOr<std::unique_ptr<FilterSandbox>> FilterSandbox::Start(const std::string& user,
                                                               const CompileBudget& budget) {
+  // Checked here too, so that a wrong --user is the caller's error (exit 2), not a helper that
+  // did not start.
+  if (!user.empty() && getpwnam(user.c_str()) == nullptr) {
+    return InvalidArgument("--user " + user + ": no such user");
+  }
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     return Internal(std::string("socketpair(AF_UNIX, SOCK_SEQPACKET): ") + std::strerror(errno));

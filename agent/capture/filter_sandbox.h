@@ -93,7 +93,8 @@ class FilterSandbox {
   static constexpr int kMaxConcurrentCompiles = 8;
 
   // Forks the helper (see the top of this file for when). It switches to `user` ("" stays) and
-  // keeps no capability. Waits for its ready message (at most a second).
+  // keeps no capability (kInvalidArgument when `user` does not exist). Waits for its ready
+  // message (at most a second).
   static StatusOr<std::unique_ptr<FilterSandbox>> Start(const std::string& user,
                                                         const CompileBudget& budget = {});
   ~FilterSandbox();  // closes the control socket (the helper kills its children and exits)
