@@ -206,6 +206,11 @@ Status TooCostly(const CompileBudget& budget) {
                          "): simplify it");
 }
 
+bool IsTooCostly(const Status& status) {
+  return status.code() == StatusCode::kInvalidArgument &&
+         status.message().rfind("filter too costly to compile", 0) == 0;
+}
+
 std::string EncodeComposeRequest(const ComposeRequest& request) {
   Writer w;
   w.U32(kRequestMagic);

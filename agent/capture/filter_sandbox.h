@@ -80,8 +80,9 @@ std::optional<StatusOr<filters::ComposedFilter>> DecodeComposeAnswer(std::string
 // failure to allocate (the memory budget) comes back as the budget's refusal.
 std::string AnswerComposeRequest(std::string_view request, const CompileBudget& budget);
 
-// The refusal of a filter over `budget`.
+// The refusal of a filter over `budget`, and whether `status` is such a refusal.
 Status TooCostly(const CompileBudget& budget);
+bool IsTooCostly(const Status& status);
 
 // The helper's loop on the control socket `fd`: one child per received connection, killed when
 // capd closes its end or `budget.wall` has passed. Returns when capd closes `fd` (children are

@@ -279,6 +279,11 @@ class SharedCapture : public std::enable_shared_from_this<SharedCapture> {
   // The kernel filter: own traffic (with the carriers' current snapshot), scope, the request's;
   // compiled for `link_type` and `snaplen` in identity_'s sandbox.
   StatusOr<filters::ComposedFilter> ComposeFilter(int link_type, int snaplen);
+  // The decapsulation's inner filter compiled in identity_'s sandbox, for MirrorOptions.
+  StatusOr<pipeline::InnerFilterCompiler> CompileInnerFilter(const std::string& inner_filter);
+  // The stop of the subscriber that started the capture (-1: none left): while the capture is
+  // being set up, it cancels a compile whose client went away.
+  int FirstSubscriberStop();
   static v1::StreamEnd CaptureError(const std::string& message);
   void SendStatistics(Subscriber& subscriber);
   void EndAll(const v1::StreamEnd& end);
@@ -340,6 +345,11 @@ Status SharedCapture::Open() {
     mirror_options.vnis.assign(request_.decap().vnis().begin(), request_.decap().vnis().end());
     mirror_options.inner_filter = request_.decap().inner_filter();
     scope_ = pipeline::MirrorStage::TunnelScope(mirror_options.decap);
+    if (!mirror_options.inner_filter.empty() && identity_.filter_sandbox) {
+      auto compiler = CompileInnerFilter(mirror_options.inner_filter);
+      if (!compiler.ok()) return compiler.status();
+      mirror_options.compile = std::move(compiler.value());
+    }
   }
   // The filter is compiled, once, before the ring is opened: a filter that does not compile or
   // costs too much is refused without a 32 MiB ring having been set up for nothing. Only where
@@ -620,6 +630,38 @@ void SharedCapture::SendCopy(Subscriber& subscriber, const v1::StreamResponse& m
   subscriber.sink->Send(std::move(copy), /*droppable=*/false);
 }
 
+StatusOr<pipeline::InnerFilterCompiler> SharedCapture::CompileInnerFilter(
+    const std::string& inner_filter) {
+  // The stage wants a program per inner link type; each is compiled alone in the sandbox (a
+  // composition of the filter with nothing else is the filter).
+  auto programs = std::make_shared<std::map<int, StatusOr<filters::ComposedFilter>>>();
+  for (int link_type : {DLT_EN10MB, DLT_RAW}) {
+    ComposeRequest compose;
+    compose.user_filter = inner_filter;
+    compose.link_type = link_type;
+    compose.snaplen = pipeline::kInnerSnaplen;
+    auto compiled = identity_.filter_sandbox->Compose(compose, FirstSubscriberStop());
+    // Too costly for either is a refusal, not "never matches frames of that kind".
+    if (!compiled.ok() && (IsTooCostly(compiled.status()) ||
+                           compiled.status().code() != StatusCode::kInvalidArgument)) {
+      return Status(compiled.status().code(), "inner " + compiled.status().message());
+    }
+    programs->emplace(link_type, std::move(compiled));
+  }
+  return pipeline::InnerFilterCompiler(
+      [programs](const std::string&, int link_type) -> StatusOr<filters::CompiledFilter> {
+        const auto& compiled = programs->at(link_type);
+        if (!compiled.ok()) return compiled.status();
+        const bpf_program* p = compiled.value().program.program();
+        return filters::CompiledFilter::FromInstructions(p->bf_insns, p->bf_len);
+      });
+}
+
+int SharedCapture::FirstSubscriberStop() {
+  std::lock_guard lock(mu_);
+  return pending_.empty() ? -1 : pending_.front()->stop->fd();
+}
+
 StatusOr<filters::ComposedFilter> SharedCapture::ComposeFilter(int link_type, int snaplen) {
   ComposeRequest compose;
   compose.user_filter = request_.filter();
@@ -637,12 +679,7 @@ StatusOr<filters::ComposedFilter> SharedCapture::ComposeFilter(int link_type, in
   }
   // Before the capture runs, the first subscriber's stop ends a costly compile early (its client
   // went away); later recompositions (carrier changes) run to their budget.
-  int cancel_fd = -1;
-  if (!capture_) {
-    std::lock_guard lock(mu_);
-    if (!pending_.empty()) cancel_fd = pending_.front()->stop->fd();
-  }
-  return identity_.filter_sandbox->Compose(compose, cancel_fd);
+  return identity_.filter_sandbox->Compose(compose, capture_ ? -1 : FirstSubscriberStop());
 }
 
 v1::StreamEnd SharedCapture::CaptureError(const std::string& message) {

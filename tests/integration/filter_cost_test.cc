@@ -169,6 +169,29 @@ TEST_P(FilterCostTest, CostlyFilterIsRefusedQuicklyAndOthersKeepEveryPacket) {
   ExpectAgentAlive();
 }
 
+// In mirror-target mode the inner filter (applied in user space to decapsulated frames) is held
+// to the same budget.
+TEST_P(FilterCostTest, CostlyInnerFilterIsRefusedQuickly) {
+  ASSERT_NO_FATAL_FAILURE(StartAgentAsDeployed());
+  v1::StreamRequest request = OnVeth("udp");
+  request.mutable_decap()->set_mode(v1::Decapsulation::VXLAN);
+  request.mutable_decap()->set_inner_filter(OptimizerHeavyFilter());
+  const auto start = Clock::now();
+  const StreamResult r = RunStream(channel_, request, StreamUntil::kEnd, kCallTimeout);
+  const auto took = Clock::now() - start;
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(r.status);
+  EXPECT_EQ(r.status.error_message().rfind("inner filter too costly to compile", 0), 0u)
+      << Describe(r.status);
+  EXPECT_EQ(r.interfaces, 0u);
+  EXPECT_LT(took, std::chrono::seconds(2));
+  request.mutable_decap()->set_inner_filter("udp and and");
+  const StreamResult bad = RunStream(channel_, request, StreamUntil::kEnd, kCallTimeout);
+  EXPECT_EQ(bad.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(bad.status);
+  EXPECT_NE(bad.status.error_message().find("syntax error"), std::string::npos)
+      << Describe(bad.status);
+  ExpectAgentAlive();
+}
+
 // A stream whose client goes away while its filter compiles ends the compile at once: its child
 // is killed, not left to burn the rest of its budget.
 TEST_P(FilterCostTest, CancelledStreamKillsItsCompile) {
