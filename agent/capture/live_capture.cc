@@ -43,8 +43,9 @@ uint64_t WrappingDelta(u_int now, u_int before) {
 }  // namespace
 
 std::optional<int> ExpectedDatalink(const std::string& interface) {
-  // libpcap 1.10.3's "any" device is cooked v2 (DLT_LINUX_SLL2) unless asked otherwise.
-  if (interface == "any") return DLT_LINUX_SLL2;
+  // libpcap 1.10.3's "any" device is cooked v1 (DLT_LINUX_SLL, 113) unless asked otherwise
+  // (measured: pcap_datalink() after pcap_activate("any")).
+  if (interface == "any") return DLT_LINUX_SLL;
   if (interface.empty() || interface.find('/') != std::string::npos || interface[0] == '.') {
     return std::nullopt;
   }
