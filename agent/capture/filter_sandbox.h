@@ -23,9 +23,11 @@
 //   the stream was cancelled)          `a` or the wall-clock budget ran out
 // The helper only forks and watches: it never reads a request or runs libpcap, so a costly
 // compile holds nothing but its own child, and compiles run in parallel (at most
-// kMaxConcurrentCompiles; more at once are refused with kResourceExhausted). capd's side needs no
-// lock: each call has its own socket pair, and a datagram on the SOCK_SEQPACKET control socket
-// is sent atomically.
+// kMaxConcurrentCompiles; more at once are refused with kResourceExhausted: an ordinary filter
+// compiles in milliseconds, so only that many costly ones in flight, each for at most the wall
+// budget, can fill the slots). Children run at nice 10, below capd's capture threads. capd's side
+// needs no lock: each call has its own socket pair, and a datagram on the SOCK_SEQPACKET control
+// socket is sent atomically.
 //
 // A filter over budget is refused with kInvalidArgument (gRPC INVALID_ARGUMENT, capctl exit 2):
 // the cost depends on the text alone, so retrying cannot help, as for a filter that does not
