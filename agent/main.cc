@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/capture/filter_sandbox.h"
 #include "agent/capture/interfaces.h"
 #include "agent/listener/tcp_listener.h"
 #include "agent/metadata/instance_metadata.h"
@@ -460,6 +461,19 @@ int main(int argc, char** argv) {
       return 2;
     }
     options.token = std::move(token.value());
+  }
+  // Every request's filter compiles in capd-filters' children, within a budget. Forked now,
+  // while capd has no thread: its children run libpcap after a fork (filter_sandbox.h).
+  {
+    auto sandbox = capd::agent::FilterSandbox::Start(flags.user);
+    if (!sandbox.ok()) {
+      spdlog::error("{}", sandbox.status().message());
+      return sandbox.status().code() == capd::StatusCode::kInvalidArgument ? 2 : 1;
+    }
+    options.identity.filter_sandbox = std::move(sandbox).value();
+    spdlog::info("filters compile in capd-filters (pid {}) within {} each",
+                 options.identity.filter_sandbox->pid(),
+                 options.identity.filter_sandbox->budget().Describe());
   }
   // Bound before privileges drop (a port below 1024 needs CAP_NET_BIND_SERVICE). Connections
   // stay below the descriptor limit, with room for captures, files and the peer helper.

@@ -1,17 +1,21 @@
 #include "filters/bpf_filter.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <memory>
-#include <mutex>
 #include <utility>
 
 namespace capd::filters {
 namespace {
 
-// libpcap 1.10's pcap_compile() is documented thread-safe, but older releases shared parser state
-// and the cost of a lock here is nothing (control plane only): serialize to be safe everywhere.
-std::mutex& CompileMutex() {
-  static std::mutex mu;
-  return mu;
+// A filter as quoted in an error: whole up to 256 bytes, else its start and its size. The error
+// travels back as gRPC's grpc-message, and clients refuse metadata over 8 KiB (gRPC 1.51's
+// default): echoing a 16 KiB filter turned "syntax error" into RESOURCE_EXHAUSTED "received
+// initial metadata size exceeds limit", and cost the client its connection.
+std::string Quoted(const std::string& text) {
+  constexpr size_t kWhole = 256;
+  if (text.size() <= kWhole) return "'" + text + "'";
+  return "'" + text.substr(0, 200) + "...' (" + std::to_string(text.size()) + " bytes)";
 }
 
 struct DeadHandleCloser {
@@ -33,21 +37,33 @@ CompiledFilter& CompiledFilter::operator=(CompiledFilter&& other) noexcept {
 
 CompiledFilter::~CompiledFilter() { pcap_freecode(&program_); }
 
+CompiledFilter CompiledFilter::FromInstructions(const bpf_insn* instructions, size_t count) {
+  CompiledFilter filter;
+  if (count == 0) return filter;
+  // malloc, as libpcap's own programs: pcap_freecode() frees bf_insns with free().
+  auto* copy = static_cast<bpf_insn*>(std::malloc(count * sizeof(bpf_insn)));
+  if (copy == nullptr) return filter;
+  std::memcpy(copy, instructions, count * sizeof(bpf_insn));
+  filter.program_.bf_len = static_cast<u_int>(count);
+  filter.program_.bf_insns = copy;
+  return filter;
+}
+
 bool CompiledFilter::Matches(const uint8_t* data, uint32_t captured_length,
                              uint32_t original_length) const {
   if (program_.bf_insns == nullptr) return true;
   return bpf_filter(program_.bf_insns, data, original_length, captured_length) != 0;
 }
 
-StatusOr<CompiledFilter> Compile(std::string_view expression, int link_type, int snaplen) {
+StatusOr<CompiledFilter> Compile(std::string_view expression, int link_type, int snaplen,
+                                 bool optimize) {
   std::unique_ptr<pcap_t, DeadHandleCloser> dead(pcap_open_dead(link_type, snaplen));
   if (!dead) return Internal("pcap_open_dead(link type " + std::to_string(link_type) + ") failed");
   const std::string text(expression);
   CompiledFilter filter;
-  std::lock_guard lock(CompileMutex());
-  if (pcap_compile(dead.get(), filter.mutable_program(), text.c_str(), /*optimize=*/1,
+  if (pcap_compile(dead.get(), filter.mutable_program(), text.c_str(), optimize ? 1 : 0,
                    PCAP_NETMASK_UNKNOWN) != 0) {
-    return InvalidArgument("filter '" + text + "': " + pcap_geterr(dead.get()));
+    return InvalidArgument("filter " + Quoted(text) + ": " + pcap_geterr(dead.get()));
   }
   return filter;
 }
@@ -64,14 +80,20 @@ std::string OwnTrafficExpression(const OwnTraffic& own) {
 
 StatusOr<ComposedFilter> ComposeCaptureFilter(std::string_view user_filter, const OwnTraffic& own,
                                               int link_type, int snaplen, std::string_view scope) {
+  // The parts alone are only parsed and checked (no optimizer: it is what costs, and the
+  // composition's compile below runs it once for the whole).
   if (!user_filter.empty()) {
-    auto user = Compile(user_filter, link_type, snaplen);
+    auto user = Compile(user_filter, link_type, snaplen, /*optimize=*/false);
     if (!user.ok()) return user.status();
   }
   const std::string exclusion = OwnTrafficExpression(own);
   // A link type without TCP/IP (e.g. usbmon) cannot carry the agent's traffic: nothing to exclude.
-  const bool can_exclude = !exclusion.empty() && Compile(exclusion, link_type, snaplen).ok();
-  ComposedFilter composed{{}, can_exclude};
+  const bool can_exclude =
+      !exclusion.empty() && Compile(exclusion, link_type, snaplen, /*optimize=*/false).ok();
+  ComposedFilter composed;
+  composed.excludes_own_traffic = can_exclude;
+  composed.link_type = link_type;
+  composed.snaplen = snaplen;
   auto add = [&composed](std::string_view part, bool negate) {
     if (part.empty()) return;
     if (!composed.expression.empty()) composed.expression += " and ";
@@ -83,8 +105,10 @@ StatusOr<ComposedFilter> ComposeCaptureFilter(std::string_view user_filter, cons
   // A lone user filter stays as written (what tcpdump users expect to see in if_filter).
   if (!can_exclude && scope.empty()) composed.expression = std::string(user_filter);
   // Both parts compiled alone; the composition must compile too, but check rather than assume.
+  // Its program is the one the kernel gets: the only optimized compile of the request.
   auto whole = Compile(composed.expression, link_type, snaplen);
   if (!whole.ok()) return whole.status();
+  composed.program = std::move(whole.value());
   return composed;
 }
 

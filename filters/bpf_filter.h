@@ -7,6 +7,11 @@
 // cannot escape its parentheses. The exclusion comes first on purpose: libpcap's `vlan`, `mpls`
 // and `pppoes` keywords shift the offsets of every test that follows them, so an exclusion placed
 // after a user's `vlan` would look for TCP ports at the wrong offsets.
+//
+// Cost: libpcap's compiler, and its optimizer most, is super-linear in the expression: 200
+// `port N or` terms take over a second of CPU, 1,344 terms (16 KiB) minutes and gigabytes. These
+// functions are unbounded; capd compiles requests' filters in a sandbox with a CPU, memory and
+// time budget (agent/capture/filter_sandbox.h). capctl compiles its user's own filters here.
 
 #include <pcap/pcap.h>
 
@@ -29,6 +34,9 @@ class CompiledFilter {
   CompiledFilter& operator=(const CompiledFilter&) = delete;
   ~CompiledFilter();
 
+  // A copy of `count` instructions (a program compiled elsewhere, e.g. in capd's sandbox).
+  static CompiledFilter FromInstructions(const bpf_insn* instructions, size_t count);
+
   const bpf_program* program() const { return &program_; }
   bpf_program* mutable_program() { return &program_; }
   size_t instruction_count() const { return program_.bf_len; }
@@ -39,9 +47,14 @@ class CompiledFilter {
   bpf_program program_{0, nullptr};
 };
 
-// Compiles `expression` for `link_type` (a DLT_ value) without a live handle. Thread-safe.
-// An expression that does not compile is kInvalidArgument: "filter '<text>': <libpcap's message>".
-StatusOr<CompiledFilter> Compile(std::string_view expression, int link_type, int snaplen);
+// Compiles `expression` for `link_type` (a DLT_ value) without a live handle. Thread-safe:
+// libpcap's parser is reentrant since 1.8 (Debian 12 ships 1.10.3), so there is no lock and
+// compiles on several threads run in parallel. An expression that does not compile is
+// kInvalidArgument: "filter '<text>': <libpcap's message>" (a text over 256 bytes is quoted by its
+// first 200 and its size). Without `optimize`, libpcap's
+// optimizer does not run (a check that the text parses, about half the CPU of a full compile).
+StatusOr<CompiledFilter> Compile(std::string_view expression, int link_type, int snaplen,
+                                 bool optimize = true);
 
 // The traffic the agent must never capture: its own control connections.
 struct OwnTraffic {
@@ -53,13 +66,17 @@ struct OwnTraffic {
 std::string OwnTrafficExpression(const OwnTraffic& own);
 
 struct ComposedFilter {
-  std::string expression;     // what goes to the kernel; empty means capture everything
-  bool excludes_own_traffic;  // false when the link type carries no TCP/IP (nothing to exclude)
+  std::string expression;             // what goes to the kernel; empty means capture everything
+  bool excludes_own_traffic = false;  // false when the link type carries no TCP/IP
+  int link_type = 0;                  // the DLT_ value and snaplen `program` was compiled for
+  int snaplen = 0;
+  CompiledFilter program;  // `expression` compiled (optimized) for a pcap_open_dead handle
 };
 
 // Validates user_filter alone, then composes it with the exclusion of `own`:
 // `not (own) and (scope) and (user)`. scope is the agent's own restriction (in mirror-target
-// mode, the tunnel's UDP ports); empty parts are left out.
+// mode, the tunnel's UDP ports); empty parts are left out. The composition is compiled once with
+// the optimizer (the parts alone without), and its program comes with it.
 StatusOr<ComposedFilter> ComposeCaptureFilter(std::string_view user_filter, const OwnTraffic& own,
                                               int link_type, int snaplen,
                                               std::string_view scope = {});

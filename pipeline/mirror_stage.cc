@@ -7,7 +7,6 @@ namespace {
 
 constexpr uint16_t kLinktypeEthernet = 1;
 constexpr uint16_t kLinktypeRaw = 101;
-constexpr int kInnerSnaplen = 262144;
 
 const char* SelectionDropName(SelectionDrop d) {
   switch (d) {
@@ -52,8 +51,12 @@ StatusOr<std::unique_ptr<MirrorStage>> MirrorStage::Create(const MirrorOptions& 
     // Inner frames are Ethernet (VXLAN, Geneve 0x6558) or bare IP (Geneve 0x0800/0x86DD): the
     // filter must make sense for at least one of them. Where it does not compile (an "ether"
     // test on raw IP), frames of that kind never match.
-    auto ethernet = filters::Compile(options.inner_filter, DLT_EN10MB, kInnerSnaplen);
-    auto raw = filters::Compile(options.inner_filter, DLT_RAW, kInnerSnaplen);
+    const InnerFilterCompiler compile =
+        options.compile ? options.compile : [](const std::string& expression, int link_type) {
+          return filters::Compile(expression, link_type, kInnerSnaplen);
+        };
+    auto ethernet = compile(options.inner_filter, DLT_EN10MB);
+    auto raw = compile(options.inner_filter, DLT_RAW);
     if (!ethernet.ok() && !raw.ok()) {
       return InvalidArgument("inner " + ethernet.status().message());
     }

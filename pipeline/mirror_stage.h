@@ -21,6 +21,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -35,12 +36,22 @@
 
 namespace capd::pipeline {
 
+// The snaplen inner filters are compiled for.
+inline constexpr int kInnerSnaplen = 262144;
+
+// Compiles an inner filter for one inner link type (a DLT_ value) and kInnerSnaplen.
+using InnerFilterCompiler =
+    std::function<StatusOr<filters::CompiledFilter>(const std::string& expression, int link_type)>;
+
 struct MirrorOptions {
   decap::Config decap;
   std::vector<uint32_t> vnis;  // empty: every VNI
   std::string inner_filter;    // empty: every inner frame
   // Most output interfaces the stage creates; 0: no limit (capctl decap on the user's own file).
   size_t max_interfaces = 0;
+  // Unset: filters::Compile, in this process and unbounded (capctl decap, a user's own filter).
+  // capd passes programs its filter sandbox compiled (agent/capture/filter_sandbox.h).
+  InnerFilterCompiler compile;
 };
 
 // An output interface discovered by the stage.

@@ -1,12 +1,14 @@
 #include "agent/capture/live_capture.h"
 
 #include <linux/filter.h>
+#include <net/if_arp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <fstream>
 
 namespace capd::agent {
 namespace {
@@ -39,6 +41,30 @@ uint64_t WrappingDelta(u_int now, u_int before) {
 }
 
 }  // namespace
+
+std::optional<int> ExpectedDatalink(const std::string& interface) {
+  // libpcap 1.10.3's "any" device is cooked v1 (DLT_LINUX_SLL, 113) unless asked otherwise
+  // (measured: pcap_datalink() after pcap_activate("any")).
+  if (interface == "any") return DLT_LINUX_SLL;
+  if (interface.empty() || interface.find('/') != std::string::npos || interface[0] == '.') {
+    return std::nullopt;
+  }
+  std::ifstream in("/sys/class/net/" + interface + "/type");
+  int arphrd = -1;
+  if (!(in >> arphrd)) return std::nullopt;
+  // pcap-linux.c map_arphrd_to_dlt, the common cases.
+  switch (arphrd) {
+    case ARPHRD_ETHER:
+    case ARPHRD_LOOPBACK:
+      return DLT_EN10MB;
+    case ARPHRD_NONE:  // tun, WireGuard
+      return DLT_RAW;
+    case ARPHRD_IEEE80211_RADIOTAP:
+      return DLT_IEEE802_11_RADIO;
+    default:
+      return std::nullopt;
+  }
+}
 
 uint16_t DatalinkToLinktype(int dlt) {
   // pcap/dlt.h: on Linux DLT_RAW is 12 (14 on OpenBSD) but files carry LINKTYPE_RAW (101).
@@ -93,30 +119,49 @@ LiveCapture::~LiveCapture() { pcap_close(handle_); }
 
 uint16_t LiveCapture::linktype() const { return DatalinkToLinktype(datalink_); }
 
-Status LiveCapture::SetFilter(const std::string& expression) {
-  bpf_program program{};
-  if (pcap_compile(handle_, &program, expression.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
-    return InvalidArgument("filter '" + expression + "': " + pcap_geterr(handle_));
+StatusOr<const bpf_program*> LiveCapture::ProgramFor(const filters::ComposedFilter& filter,
+                                                     filters::CompiledFilter& live) {
+  if (filter.link_type != datalink_ || filter.snaplen != snaplen_) {
+    return Internal("filter compiled for link type " + std::to_string(filter.link_type) +
+                    ", snaplen " + std::to_string(filter.snaplen) + ", capture has " +
+                    std::to_string(datalink_) + ", " + std::to_string(snaplen_));
   }
-  const int rc = pcap_setfilter(handle_, &program);
-  pcap_freecode(&program);
-  if (rc != 0) return Internal(Describe("pcap_setfilter", interface_, pcap_geterr(handle_)));
+  // libpcap 1.10.3 sets BPF_SPECIAL_VLAN_HANDLING on a live Linux handle whose kernel has
+  // SKF_AD_VLAN_TAG_PRESENT (the kernel strips VLAN tags before the filter sees the frame), never
+  // on a pcap_open_dead one; it changes only the code for the `vlan` keyword (gencode.c
+  // gen_vlan). Such a filter is compiled again here, on the live handle: the sandbox has measured
+  // its cost already.
+  if (filter.expression.find("vlan") == std::string::npos) return filter.program.program();
+  if (pcap_compile(handle_, live.mutable_program(), filter.expression.c_str(), 1,
+                   PCAP_NETMASK_UNKNOWN) != 0) {
+    return InvalidArgument("filter '" + filter.expression + "': " + pcap_geterr(handle_));
+  }
+  return static_cast<const bpf_program*>(live.program());
+}
+
+Status LiveCapture::SetFilter(const filters::ComposedFilter& filter) {
+  filters::CompiledFilter live;
+  auto program = ProgramFor(filter, live);
+  if (!program.ok()) return program.status();
+  // pcap_setfilter copies the program (and rewrites it for cooked captures).
+  if (pcap_setfilter(handle_, const_cast<bpf_program*>(program.value())) != 0) {
+    return Internal(Describe("pcap_setfilter", interface_, pcap_geterr(handle_)));
+  }
   return Status::Ok();
 }
 
-Status LiveCapture::ReplaceFilter(const std::string& expression) {
-  if (datalink_ == DLT_LINUX_SLL || datalink_ == DLT_LINUX_SLL2) return SetFilter(expression);
-  bpf_program program{};
-  if (pcap_compile(handle_, &program, expression.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
-    return InvalidArgument("filter '" + expression + "': " + pcap_geterr(handle_));
-  }
+Status LiveCapture::ReplaceFilter(const filters::ComposedFilter& filter) {
+  if (datalink_ == DLT_LINUX_SLL || datalink_ == DLT_LINUX_SLL2) return SetFilter(filter);
+  filters::CompiledFilter live;
+  auto compiled = ProgramFor(filter, live);
+  if (!compiled.ok()) return compiled.status();
+  const bpf_program& program = *compiled.value();
   sock_fprog kernel{};
   kernel.len = static_cast<unsigned short>(program.bf_len);
   kernel.filter = reinterpret_cast<sock_filter*>(program.bf_insns);
   const bool fits = program.bf_len <= USHRT_MAX;
   const int rc = fits ? setsockopt(fd_, SOL_SOCKET, SO_ATTACH_FILTER, &kernel, sizeof kernel) : -1;
   const int error = fits ? errno : E2BIG;
-  pcap_freecode(&program);
   if (rc != 0) {
     return Internal(Describe("setsockopt(SO_ATTACH_FILTER)", interface_, std::strerror(error)));
   }

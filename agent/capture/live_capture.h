@@ -13,9 +13,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
+#include "filters/bpf_filter.h"
 
 namespace capd::agent {
 
@@ -56,15 +58,16 @@ class LiveCapture {
   LiveCapture(const LiveCapture&) = delete;
   LiveCapture& operator=(const LiveCapture&) = delete;
 
-  // Installs a compiled kernel filter (expression already validated by filters/).
-  Status SetFilter(const std::string& expression);
+  // Installs the kernel filter composed (and compiled, within its budget) by filters/. Its program
+  // must have been compiled for this capture's datalink() and snaplen().
+  Status SetFilter(const filters::ComposedFilter& filter);
   // Replaces the kernel filter of a running capture. pcap_setfilter (libpcap 1.10) first attaches
   // a filter that rejects everything and drains the socket, and whatever arrives meanwhile is
   // lost without being counted; this attaches the new program in one SO_ATTACH_FILTER, which the
   // kernel swaps atomically, so no packet is lost. Packets already in the ring passed the old
   // filter. Linux cooked captures (-i any) need libpcap's offset rewriting: they go through
   // pcap_setfilter.
-  Status ReplaceFilter(const std::string& expression);
+  Status ReplaceFilter(const filters::ComposedFilter& filter);
 
   // Delivers at most max_packets (-1: all that are ready) to callback.
   RecvStatus Dispatch(int max_packets, PacketCallback callback, void* context);
@@ -82,6 +85,10 @@ class LiveCapture {
 
  private:
   LiveCapture(pcap_t* handle, std::string interface);
+  // `filter`'s program, or the same expression compiled for this live handle where libpcap's code
+  // differs (see the .cc); `live` owns the latter.
+  StatusOr<const bpf_program*> ProgramFor(const filters::ComposedFilter& filter,
+                                          filters::CompiledFilter& live);
 
   pcap_t* handle_;
   std::string interface_;
@@ -92,6 +99,11 @@ class LiveCapture {
   pcap_stat last_raw_{};
   CaptureCounters totals_;
 };
+
+// The DLT_ value libpcap 1.10 gives a capture on `interface` without opening it (from its
+// /sys/class/net type, as libpcap maps ARPHRD_ values), so that its filter can be compiled, and
+// refused, before a ring is opened. nullopt for the types not mapped here: compile after opening.
+std::optional<int> ExpectedDatalink(const std::string& interface);
 
 // DLT_ values that differ from the LINKTYPE_ values written in pcap/pcapng files.
 uint16_t DatalinkToLinktype(int dlt);

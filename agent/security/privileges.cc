@@ -24,6 +24,7 @@ std::vector<cap_value_t> Wanted(KeptCapabilities keep) {
   if (keep == KeptCapabilities::kCapture) {
     return {std::begin(kCaptureCapabilities), std::end(kCaptureCapabilities)};
   }
+  if (keep == KeptCapabilities::kNone) return {};
   return {std::begin(kPeerLookupCapabilities), std::end(kPeerLookupCapabilities)};
 }
 

@@ -22,6 +22,8 @@ enum class KeptCapabilities {
   // other users' /proc/PID/fd. Those it was not given are left out without an error: the helper
   // then answers for the processes it can read, and says what it lacks.
   kPeerLookup,
+  // The filter compiler (agent/capture/filter_sandbox.h): parses untrusted text, needs nothing.
+  kNone,
 };
 
 // Switches to `user` (its uid and primary gid, no supplementary groups; "" keeps the current

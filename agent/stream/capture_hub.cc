@@ -276,8 +276,14 @@ class SharedCapture : public std::enable_shared_from_this<SharedCapture> {
   void SendToAll(const v1::StreamResponse& message);
   // A non-droppable copy of `message` for one subscriber (descriptions, replays).
   void SendCopy(Subscriber& subscriber, const v1::StreamResponse& message);
-  // The kernel filter: own traffic (with the carriers' current snapshot), scope, the request's.
-  StatusOr<filters::ComposedFilter> ComposeFilter();
+  // The kernel filter: own traffic (with the carriers' current snapshot), scope, the request's;
+  // compiled for `link_type` and `snaplen` in identity_'s sandbox.
+  StatusOr<filters::ComposedFilter> ComposeFilter(int link_type, int snaplen);
+  // The decapsulation's inner filter compiled in identity_'s sandbox, for MirrorOptions.
+  StatusOr<pipeline::InnerFilterCompiler> CompileInnerFilter(const std::string& inner_filter);
+  // The stop of the subscriber that started the capture (-1: none left): while the capture is
+  // being set up, it cancels a compile whose client went away.
+  int FirstSubscriberStop();
   static v1::StreamEnd CaptureError(const std::string& message);
   void SendStatistics(Subscriber& subscriber);
   void EndAll(const v1::StreamEnd& end);
@@ -331,29 +337,50 @@ Status SharedCapture::Open() {
   config.buffer_bytes = identity_.ring.buffer_bytes;
   config.block_timeout_ms = identity_.ring.block_timeout_ms;
 
-  auto opened = LiveCapture::Open(config);
-  if (!opened.ok()) return opened.status();
-  capture_ = std::move(opened.value());
-  LiveCapture& capture = *capture_;
   const bool mirror_mode = request_.decap().mode() != v1::Decapsulation::NONE;
+  pipeline::MirrorOptions mirror_options;
   if (mirror_mode) {
     auto decap_config = DecapConfigFrom(request_.decap());
     if (!decap_config.ok()) return decap_config.status();
-    pipeline::MirrorOptions mirror_options;
     mirror_options.decap = decap_config.value();
     mirror_options.vnis.assign(request_.decap().vnis().begin(), request_.decap().vnis().end());
     mirror_options.inner_filter = request_.decap().inner_filter();
     mirror_options.max_interfaces = identity_.max_decap_interfaces;
+    scope_ = pipeline::MirrorStage::TunnelScope(mirror_options.decap);
+    if (!mirror_options.inner_filter.empty() && identity_.filter_sandbox) {
+      auto compiler = CompileInnerFilter(mirror_options.inner_filter);
+      if (!compiler.ok()) return compiler.status();
+      mirror_options.compile = std::move(compiler.value());
+    }
+  }
+  // The filter is compiled, once, before the ring is opened: a filter that does not compile or
+  // costs too much is refused without a 32 MiB ring having been set up for nothing. Only where
+  // the link type cannot be known beforehand (or libpcap chose another) is it compiled after.
+  // The first stream's relay is registered before it subscribes, so the first filter has it.
+  std::optional<filters::ComposedFilter> composed;
+  if (const std::optional<int> expected = ExpectedDatalink(interface_)) {
+    auto early = ComposeFilter(*expected, config.snaplen);
+    if (!early.ok()) return early.status();
+    composed = std::move(early.value());
+  }
+
+  auto opened = LiveCapture::Open(config);
+  if (!opened.ok()) return opened.status();
+  capture_ = std::move(opened.value());
+  LiveCapture& capture = *capture_;
+  if (!composed || composed->link_type != capture.datalink() ||
+      composed->snaplen != capture.snaplen()) {
+    auto late = ComposeFilter(capture.datalink(), capture.snaplen());
+    if (!late.ok()) return late.status();
+    composed = std::move(late.value());
+  }
+  if (mirror_mode) {
     auto stage = pipeline::MirrorStage::Create(mirror_options, capture.linktype(),
                                                capture.interface(), /*first_index=*/1);
     if (!stage.ok()) return stage.status();
     mirror_ = std::move(stage.value());
-    scope_ = pipeline::MirrorStage::TunnelScope(mirror_options.decap);
   }
-  // The first stream's relay is registered before it subscribes, so the first filter has it.
-  auto composed = ComposeFilter();
-  if (!composed.ok()) return composed.status();
-  CAPD_RETURN_IF_ERROR(capture.SetFilter(composed->expression));
+  CAPD_RETURN_IF_ERROR(capture.SetFilter(*composed));
   settings_ = fmt::format(
       "link type {}, snaplen {}, ring {} KiB, block timeout {} ms, filter '{}'{}",
       capture.linktype(), capture.snaplen(), config.buffer_bytes / 1024, config.block_timeout_ms,
@@ -434,9 +461,9 @@ void SharedCapture::Loop() {
     if (carriers_ && identity_.carriers->generation() != carriers_->generation) {
       // A stream with a relay started or ended (at most once per such event): the new
       // exclusion replaces the old in one step, without losing a packet.
-      auto recomposed = ComposeFilter();
+      auto recomposed = ComposeFilter(capture.datalink(), capture.snaplen());
       const Status replaced =
-          recomposed.ok() ? capture.ReplaceFilter(recomposed->expression) : recomposed.status();
+          recomposed.ok() ? capture.ReplaceFilter(*recomposed) : recomposed.status();
       if (replaced.ok()) {
         spdlog::info("capture on {}: carriers changed, filter now '{}'", capture.interface(),
                      recomposed->expression);
@@ -605,14 +632,56 @@ void SharedCapture::SendCopy(Subscriber& subscriber, const v1::StreamResponse& m
   subscriber.sink->Send(std::move(copy), /*droppable=*/false);
 }
 
-StatusOr<filters::ComposedFilter> SharedCapture::ComposeFilter() {
-  filters::OwnTraffic own = identity_.own_traffic;
+StatusOr<pipeline::InnerFilterCompiler> SharedCapture::CompileInnerFilter(
+    const std::string& inner_filter) {
+  // The stage wants a program per inner link type; each is compiled alone in the sandbox (a
+  // composition of the filter with nothing else is the filter).
+  auto programs = std::make_shared<std::map<int, StatusOr<filters::ComposedFilter>>>();
+  for (int link_type : {DLT_EN10MB, DLT_RAW}) {
+    ComposeRequest compose;
+    compose.user_filter = inner_filter;
+    compose.link_type = link_type;
+    compose.snaplen = pipeline::kInnerSnaplen;
+    auto compiled = identity_.filter_sandbox->Compose(compose, FirstSubscriberStop());
+    // Too costly for either is a refusal, not "never matches frames of that kind".
+    if (!compiled.ok() && (IsTooCostly(compiled.status()) ||
+                           compiled.status().code() != StatusCode::kInvalidArgument)) {
+      return Status(compiled.status().code(), "inner " + compiled.status().message());
+    }
+    programs->emplace(link_type, std::move(compiled));
+  }
+  return pipeline::InnerFilterCompiler(
+      [programs](const std::string&, int link_type) -> StatusOr<filters::CompiledFilter> {
+        const auto& compiled = programs->at(link_type);
+        if (!compiled.ok()) return compiled.status();
+        const bpf_program* p = compiled.value().program.program();
+        return filters::CompiledFilter::FromInstructions(p->bf_insns, p->bf_len);
+      });
+}
+
+int SharedCapture::FirstSubscriberStop() {
+  std::lock_guard lock(mu_);
+  return pending_.empty() ? -1 : pending_.front()->stop->fd();
+}
+
+StatusOr<filters::ComposedFilter> SharedCapture::ComposeFilter(int link_type, int snaplen) {
+  ComposeRequest compose;
+  compose.user_filter = request_.filter();
+  compose.own = identity_.own_traffic;
   if (identity_.carriers) {
     carriers_ = identity_.carriers->Snapshot();
-    own.carriers = carriers_->expression;
+    compose.own.carriers = carriers_->expression;
   }
-  return filters::ComposeCaptureFilter(request_.filter(), own, capture_->datalink(),
-                                       capture_->snaplen(), scope_);
+  compose.scope = scope_;
+  compose.link_type = link_type;
+  compose.snaplen = snaplen;
+  if (!identity_.filter_sandbox) {
+    return filters::ComposeCaptureFilter(compose.user_filter, compose.own, link_type, snaplen,
+                                         compose.scope);
+  }
+  // Before the capture runs, the first subscriber's stop ends a costly compile early (its client
+  // went away); later recompositions (carrier changes) run to their budget.
+  return identity_.filter_sandbox->Compose(compose, capture_ ? -1 : FirstSubscriberStop());
 }
 
 v1::StreamEnd SharedCapture::CaptureError(const std::string& message) {

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <string>
 
+#include "agent/capture/filter_sandbox.h"
 #include "agent/capture/live_capture.h"
 #include "agent/metadata/instance_metadata.h"
 #include "agent/peers/carrier_registry.h"
@@ -63,6 +64,9 @@ struct AgentIdentity {
   // who can reach the tunnel port can invent them. Sessions beyond it are dropped and counted
   // ("interface_limit"), with a warning in the statistics.
   size_t max_decap_interfaces = kDefaultMaxDecapInterfaces;
+  // Compiles every filter within a budget (capd-filters); null compiles in-process, unbounded
+  // (tests of the hub alone).
+  std::shared_ptr<FilterSandbox> filter_sandbox;
 };
 
 class SharedCapture;

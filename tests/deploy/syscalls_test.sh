@@ -4,8 +4,9 @@
 # user with the unit's four capabilities as ambient capabilities, no_new_privs, `--user`
 # trimming), under strace -f (so its helper capd-peers too), while capctl lists interfaces and
 # captures a packet on lo; every system call seen must be in the unit's filter as systemd-analyze
-# expands it. Also: once capd listens, capd holds CAP_NET_RAW/CAP_NET_ADMIN only and its one
-# child, capd-peers, CAP_SYS_PTRACE/CAP_DAC_READ_SEARCH only, neither with ambient capabilities.
+# expands it. Also: once capd listens, capd holds CAP_NET_RAW/CAP_NET_ADMIN only, its child
+# capd-peers CAP_SYS_PTRACE/CAP_DAC_READ_SEARCH only and its child capd-filters (which forks a
+# child per filter compile, traced too) none, none with ambient capabilities.
 set -euo pipefail
 unit=$1 capd=$2 capctl=$3
 if [ "$(id -u)" -ne 0 ]; then
@@ -76,12 +77,26 @@ check_process() { # PID NAME EXPECTED_PERMITTED_MASK
 }
 check_process "$capd_pid" capd $(((1 << 12) | (1 << 13)))
 helpers=$(pgrep -P "$capd_pid" || true)
-if [ "$(wc -w <<<"$helpers")" -ne 1 ]; then
-  echo "FAIL: capd (pid $capd_pid) has not exactly one child (capd-peers): '${helpers//$'\n'/ }'"
+if [ "$(wc -w <<<"$helpers")" -ne 2 ]; then
+  echo "FAIL: capd (pid $capd_pid) has not exactly two children (capd-peers, capd-filters):" \
+    "'${helpers//$'\n'/ }'"
   exit 1
 fi
-check_process "$helpers" capd-peers $(((1 << 2) | (1 << 19)))
-echo "capd keeps cap_net_raw,cap_net_admin; capd-peers (pid $helpers) the other two"
+peers="" filters=""
+for helper in $helpers; do
+  case $(cat "/proc/$helper/comm") in
+    capd-peers) peers=$helper ;;
+    capd-filters) filters=$helper ;;
+  esac
+done
+if [ -z "$peers" ] || [ -z "$filters" ]; then
+  echo "FAIL: capd's children are not capd-peers and capd-filters: '${helpers//$'\n'/ }'"
+  exit 1
+fi
+check_process "$peers" capd-peers $(((1 << 2) | (1 << 19)))
+check_process "$filters" capd-filters 0
+echo "capd keeps cap_net_raw,cap_net_admin; capd-peers (pid $peers) the other two;" \
+  "capd-filters (pid $filters) none"
 
 "$capctl" interfaces --agent "127.0.0.1:$port" >/dev/null
 udp_port=$((40000 + RANDOM % 20000))
