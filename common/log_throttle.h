@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <mutex>
 #include <optional>
+#include <string>
 
 namespace capd {
 
@@ -46,5 +47,17 @@ class LogThrottle {
   size_t logged_in_interval_ = 0;
   size_t held_back_ = 0;
 };
+
+// " (N such lines held back)" to append to a line that Admit() let through, or "" for none.
+inline std::string HeldBackNote(size_t held_back) {
+  return held_back == 0 ? "" : " (" + std::to_string(held_back) + " such lines held back)";
+}
+
+// The throttle of lines about refused requests (a refused stream, fetch or recording), which a
+// client may repeat as fast as it likes: 10 lines a minute.
+inline LogThrottle& RefusalLogThrottle() {
+  static LogThrottle throttle(10, std::chrono::minutes(1));
+  return throttle;
+}
 
 }  // namespace capd

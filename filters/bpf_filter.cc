@@ -8,21 +8,17 @@
 namespace capd::filters {
 namespace {
 
-// A filter as quoted in an error: whole up to 256 bytes, else its start and its size. The error
-// travels back as gRPC's grpc-message, and clients refuse metadata over 8 KiB (gRPC 1.51's
-// default): echoing a 16 KiB filter turned "syntax error" into RESOURCE_EXHAUSTED "received
-// initial metadata size exceeds limit", and cost the client its connection.
-std::string Quoted(const std::string& text) {
-  constexpr size_t kWhole = 256;
-  if (text.size() <= kWhole) return "'" + text + "'";
-  return "'" + text.substr(0, 200) + "...' (" + std::to_string(text.size()) + " bytes)";
-}
-
 struct DeadHandleCloser {
   void operator()(pcap_t* p) const { pcap_close(p); }
 };
 
 }  // namespace
+
+std::string QuoteFilter(const std::string& text) {
+  constexpr size_t kWhole = 256;
+  if (text.size() <= kWhole) return "'" + text + "'";
+  return "'" + text.substr(0, 200) + "...' (" + std::to_string(text.size()) + " bytes)";
+}
 
 CompiledFilter::CompiledFilter(CompiledFilter&& other) noexcept
     : program_(std::exchange(other.program_, bpf_program{0, nullptr})) {}
@@ -63,7 +59,7 @@ StatusOr<CompiledFilter> Compile(std::string_view expression, int link_type, int
   CompiledFilter filter;
   if (pcap_compile(dead.get(), filter.mutable_program(), text.c_str(), optimize ? 1 : 0,
                    PCAP_NETMASK_UNKNOWN) != 0) {
-    return InvalidArgument("filter " + Quoted(text) + ": " + pcap_geterr(dead.get()));
+    return InvalidArgument("filter " + QuoteFilter(text) + ": " + pcap_geterr(dead.get()));
   }
   return filter;
 }

@@ -47,6 +47,12 @@ class CompiledFilter {
   bpf_program program_{0, nullptr};
 };
 
+// A filter as quoted in errors and logs: whole up to 256 bytes, else its first 200 bytes and its
+// size. Errors travel back as gRPC's grpc-message, and clients refuse metadata over 8 KiB (gRPC
+// 1.51's default): echoing a 16 KiB filter turned "syntax error" into RESOURCE_EXHAUSTED
+// "received initial metadata size exceeds limit", and cost the client its connection.
+std::string QuoteFilter(const std::string& text);
+
 // Compiles `expression` for `link_type` (a DLT_ value) without a live handle. Thread-safe:
 // libpcap's parser is reentrant since 1.8 (Debian 12 ships 1.10.3), so there is no lock and
 // compiles on several threads run in parallel. An expression that does not compile is

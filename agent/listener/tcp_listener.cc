@@ -218,10 +218,8 @@ bool TcpListener::AcceptReady(int listener_fd) {
       default:
         // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays queued; try again shortly.
         if (auto held_back = AcceptErrorLog().Admit()) {
-          spdlog::warn(
-              "{}; retrying in {} ms{}", ErrnoText("cannot accept a connection"),
-              kAcceptRetry.count(),
-              *held_back ? " (" + std::to_string(*held_back) + " such lines held back)" : "");
+          spdlog::warn("{}; retrying in {} ms{}", ErrnoText("cannot accept a connection"),
+                       kAcceptRetry.count(), HeldBackNote(*held_back));
         }
         std::this_thread::sleep_for(kAcceptRetry);
         return true;
@@ -258,8 +256,7 @@ void TcpListener::Admit(int listener_fd, int connection_fd) {
       spdlog::warn(
           "refused a connection from {} ({}): {} open from it "
           "(--max-connections-per-client){}",
-          peer->ToString(), client, admission_.OpenFrom(client),
-          *held_back ? " (" + std::to_string(*held_back) + " such lines held back)" : "");
+          peer->ToString(), client, admission_.OpenFrom(client), HeldBackNote(*held_back));
     }
     return;
   }

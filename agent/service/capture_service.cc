@@ -13,6 +13,8 @@
 #include "agent/capture/interfaces.h"
 #include "agent/peers/socket_table.h"
 #include "agent/service/status_mapping.h"
+#include "common/log_throttle.h"
+#include "filters/bpf_filter.h"
 
 namespace capd::agent {
 namespace {
@@ -286,7 +288,10 @@ grpc::ServerUnaryReactor* CaptureService::ListInterfaces(grpc::CallbackServerCon
 grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
     grpc::CallbackServerContext* context, const v1::StreamRequest* request) {
   if (grpc::Status allowed = Authorize(*context); !allowed.ok()) {
-    spdlog::warn("refused a stream from {}: {}", context->peer(), allowed.error_message());
+    if (auto held_back = RefusalLogThrottle().Admit()) {
+      spdlog::warn("refused a stream from {}: {}{}", context->peer(), allowed.error_message(),
+                   HeldBackNote(*held_back));
+    }
     return new RefusedStream(allowed);
   }
   if (Status valid = ValidateStreamRequest(*request); !valid.ok()) {
@@ -312,9 +317,9 @@ grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
   StreamRelay relay = IdentifyRelay(context->peer());
   std::lock_guard lock(mu_);
   if (auto refused = refusal()) return new RefusedStream(*refused);
-  spdlog::info("stream from {}: interface '{}', filter '{}', count {}, duration {} ms",
-               context->peer(), request->interface(), request->filter(), request->max_packets(),
-               request->duration_ms());
+  spdlog::info("stream from {}: interface '{}', filter {}, count {}, duration {} ms",
+               context->peer(), request->interface(), filters::QuoteFilter(request->filter()),
+               request->max_packets(), request->duration_ms());
   auto* reactor = new StreamReactor(*hub_, *request, options_.identity, std::move(relay),
                                     options_.max_queue_bytes, options_.stall_timeout, context,
                                     [this](StreamReactor* gone) { Forget(gone); });

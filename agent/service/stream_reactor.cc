@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/service/status_mapping.h"
+#include "common/log_throttle.h"
 
 namespace capd::agent {
 namespace {
@@ -38,7 +39,10 @@ StreamReactor::~StreamReactor() {
 
 void StreamReactor::OnCaptureDone(StatusOr<v1::StreamEnd> ended) {
   if (!ended.ok()) {
-    spdlog::info("stream from {} refused: {}", peer_, ended.status().message());
+    if (auto held_back = RefusalLogThrottle().Admit()) {
+      spdlog::info("stream from {} refused: {}{}", peer_, ended.status().message(),
+                   HeldBackNote(*held_back));
+    }
     FinishAfterQueue(ToGrpcStatus(ended.status()));
   } else {
     auto message = NewMessage();
