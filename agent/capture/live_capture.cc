@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstring>
 #include <fstream>
+#include <string_view>
 
 namespace capd::agent {
 namespace {
@@ -79,9 +80,11 @@ StatusOr<std::unique_ptr<LiveCapture>> LiveCapture::Open(const LiveCaptureConfig
   if (raw == nullptr) return Internal(Describe("pcap_create", config.interface, errbuf));
   std::unique_ptr<LiveCapture> capture(new LiveCapture(raw, config.interface));
 
+  // Some of libpcap's setters fail with a status code and no text (pcap_geterr is empty then).
   auto check = [&](int rc, const char* call) -> Status {
     if (rc == 0) return Status::Ok();
-    return Internal(Describe(call, config.interface, pcap_geterr(raw)));
+    const std::string text = pcap_geterr(raw);
+    return Internal(Describe(call, config.interface, text.empty() ? pcap_statustostr(rc) : text));
   };
   CAPD_RETURN_IF_ERROR(check(pcap_set_snaplen(raw, config.snaplen), "pcap_set_snaplen"));
   CAPD_RETURN_IF_ERROR(
@@ -91,8 +94,13 @@ StatusOr<std::unique_ptr<LiveCapture>> LiveCapture::Open(const LiveCaptureConfig
       check(pcap_set_buffer_size(raw, config.buffer_bytes), "pcap_set_buffer_size"));
   // Not immediate mode: it falls back to fixed 64 KiB slots, a small ring and per-packet wakeups.
   CAPD_RETURN_IF_ERROR(check(pcap_set_immediate_mode(raw, 0), "pcap_set_immediate_mode"));
-  CAPD_RETURN_IF_ERROR(check(pcap_set_tstamp_precision(raw, PCAP_TSTAMP_PRECISION_NANO),
-                             "pcap_set_tstamp_precision"));
+  // Nanoseconds where the device has them; nflog, usbmon and dbus have microseconds only.
+  if (const int precision = pcap_set_tstamp_precision(raw, PCAP_TSTAMP_PRECISION_NANO);
+      precision == PCAP_ERROR_TSTAMP_PRECISION_NOTSUP) {
+    capture->nanoseconds_per_tick_ = 1000;
+  } else {
+    CAPD_RETURN_IF_ERROR(check(precision, "pcap_set_tstamp_precision"));
+  }
 
   const int rc = pcap_activate(raw);
   if (rc < 0) return ActivateError(rc, raw, config.interface);
@@ -172,6 +180,12 @@ RecvStatus LiveCapture::Dispatch(int max_packets, PacketCallback callback, void*
   const int n = pcap_dispatch(handle_, max_packets, callback, static_cast<u_char*>(context));
   if (n > 0) return RecvStatus::kOk;
   if (n == 0 || n == PCAP_ERROR_BREAK) return RecvStatus::kWouldBlock;
+  // libpcap's netfilter devices (nflog, nfqueue) read a non-blocking socket without a ring and
+  // report "nothing yet" as an error, with EAGAIN left in errno.
+  if (n == PCAP_ERROR && errno == EAGAIN &&
+      std::string_view(pcap_geterr(handle_)).ends_with(std::strerror(EAGAIN))) {
+    return RecvStatus::kWouldBlock;
+  }
   error_ = Describe("pcap_dispatch", interface_, pcap_geterr(handle_));
   return RecvStatus::kError;
 }

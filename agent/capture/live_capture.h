@@ -80,6 +80,9 @@ class LiveCapture {
   int datalink() const { return datalink_; }  // DLT_ value
   uint16_t linktype() const;                  // LINKTYPE_ value, as written in files
   int snaplen() const { return snaplen_; }
+  // What one unit of a packet header's tv_usec is, in nanoseconds: 1 (nanosecond timestamps),
+  // or 1000 where the device gives microseconds only (nflog, usbmon, dbus).
+  uint32_t nanoseconds_per_tick() const { return nanoseconds_per_tick_; }
   const std::string& interface() const { return interface_; }
   const std::string& error() const { return error_; }
 
@@ -95,6 +98,7 @@ class LiveCapture {
   int fd_ = -1;
   int datalink_ = 0;
   int snaplen_ = 0;
+  uint32_t nanoseconds_per_tick_ = 1;
   std::string error_;
   pcap_stat last_raw_{};
   CaptureCounters totals_;

@@ -47,9 +47,10 @@ class PacketPath {
   using NewMessageFn = std::function<std::unique_ptr<v1::StreamResponse>()>;
   using FlushFn = std::function<void(std::unique_ptr<v1::StreamResponse>, size_t)>;
 
-  PacketPath(pipeline::MirrorStage* mirror, AnnounceFn announce, NewMessageFn new_message,
-             FlushFn flush)
+  PacketPath(pipeline::MirrorStage* mirror, uint32_t nanoseconds_per_tick, AnnounceFn announce,
+             NewMessageFn new_message, FlushFn flush)
       : mirror_(mirror),
+        nanoseconds_per_tick_(nanoseconds_per_tick),
         announce_(std::move(announce)),
         new_message_(std::move(new_message)),
         flush_(std::move(flush)) {}
@@ -85,9 +86,9 @@ class PacketPath {
   void Handle(const pcap_pkthdr& header, const uint8_t* data) {
     ++captured_;
     captured_bytes_ += header.caplen;
-    // PCAP_TSTAMP_PRECISION_NANO: tv_usec carries nanoseconds.
+    // tv_usec carries nanoseconds (PCAP_TSTAMP_PRECISION_NANO) or, on a few devices, microseconds.
     const uint64_t ts = static_cast<uint64_t>(header.ts.tv_sec) * 1'000'000'000ULL +
-                        static_cast<uint64_t>(header.ts.tv_usec);
+                        static_cast<uint64_t>(header.ts.tv_usec) * nanoseconds_per_tick_;
     if (mirror_ == nullptr) {
       Append(0, ts, header.len, data, header.caplen, {});
       return;
@@ -118,6 +119,7 @@ class PacketPath {
   }
 
   pipeline::MirrorStage* mirror_;
+  const uint32_t nanoseconds_per_tick_;
   AnnounceFn announce_;
   NewMessageFn new_message_;
   FlushFn flush_;
@@ -423,7 +425,7 @@ Status SharedCapture::Open() {
     SendToAll(message);
   };
   path_ = std::make_unique<PacketPath>(
-      mirror_.get(), announce, [this] { return NewMessage(); },
+      mirror_.get(), capture.nanoseconds_per_tick(), announce, [this] { return NewMessage(); },
       [this](std::unique_ptr<v1::StreamResponse> batch, size_t packets) {
         FanOut(std::move(batch), packets);
       });
