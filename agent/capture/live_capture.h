@@ -25,7 +25,7 @@ struct LiveCaptureConfig {
   std::string interface;
   int snaplen = 262144;
   bool promiscuous = true;
-  // A 32 MiB ring absorbs a 100 ms stall at ~165k packets/s without loss (DESIGN.md).
+  // A 32 MiB ring absorbs a 100 ms stall at ~165k packets/s without loss (ARCHITECTURE.md).
   int buffer_bytes = 32 * 1024 * 1024;
   // TPACKET_V3 hands a block to user space when it is full or this old: it bounds the latency of
   // a lone packet. libpcap's and tcpdump's 1000 ms default would delay it by up to a second;

@@ -29,7 +29,7 @@ namespace capd::agent {
 struct ServiceOptions {
   AgentIdentity identity;
   std::string version;
-  // Per-stream bound on messages waiting for a slow client (DESIGN.md: tens of MiB).
+  // Per-stream bound on messages waiting for a slow client (ARCHITECTURE.md: tens of MiB).
   size_t max_queue_bytes = 32 * 1024 * 1024;
   // A stream of packets no other stream asks for holds a capture ring (32 MiB) and a thread:
   // bound how many run at once (streams of the same packets share one capture, but count here).

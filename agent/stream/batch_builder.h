@@ -1,6 +1,6 @@
 #pragma once
 // Packs packet records into one PacketBatch message: the bytes of all packets in one `data` blob
-// and the per-packet metadata in packed arrays (DESIGN.md "Encode as a blob": 7-15 ns per packet).
+// and the per-packet metadata in packed arrays (ARCHITECTURE.md, "Batch and encode as a blob": 7-15 ns per packet).
 //
 // Messages are recycled: Start() takes a message that may have carried an earlier batch and
 // clears it without giving back the capacity of its blob and arrays, so a warmed-up stream

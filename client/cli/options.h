@@ -1,6 +1,6 @@
 #pragma once
-// capctl's command line: `capctl interfaces ...`, `capctl stream ...`, `capctl record ...` (see
-// DESIGN.md).
+// capctl's command line: `capctl interfaces ...`, `capctl stream ...`, `capctl record ...` (the
+// README's "capctl" section).
 
 #include <cstdint>
 #include <optional>
