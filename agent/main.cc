@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -43,6 +44,9 @@
 #endif
 
 namespace {
+
+// Set when a helper capd cannot replace has died: capd then ends with exit status 1.
+std::atomic<bool> helper_lost{false};
 
 constexpr char kUsage[] =
     "usage: capd [--listen ADDRESS:PORT] [--name NAME] [--user USER] [--max-streams N]\n"
@@ -471,6 +475,13 @@ int main(int argc, char** argv) {
       return sandbox.status().code() == capd::StatusCode::kInvalidArgument ? 2 : 1;
     }
     options.identity.filter_sandbox = std::move(sandbox).value();
+    options.identity.filter_sandbox->SetOnLost([] {
+      spdlog::error(
+          "capd-filters is gone (killed?): capd stops with a failure, for its service manager "
+          "to start it again");
+      helper_lost.store(true);
+      kill(getpid(), SIGTERM);
+    });
     spdlog::info("filters compile in capd-filters (pid {}) within {} each",
                  options.identity.filter_sandbox->pid(),
                  options.identity.filter_sandbox->budget().Describe());
@@ -487,7 +498,10 @@ int main(int argc, char** argv) {
       connection_limits.max_connections = room;
     }
   }
-  auto listener = capd::agent::TcpListener::Bind(flags.access.listen, connection_limits);
+  // Local users allowed to capture keep a reserve of places however many strangers connect.
+  auto listener = capd::agent::TcpListener::Bind(
+      flags.access.listen, connection_limits,
+      [policy = *options.local_access](uid_t uid) { return !policy.Refusal(uid).has_value(); });
   if (!listener.ok()) {
     spdlog::error("{}", listener.status().message());
     return listener.status().code() == capd::StatusCode::kInvalidArgument ? 2 : 1;
@@ -635,5 +649,5 @@ int main(int argc, char** argv) {
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   service.WaitForStreams(std::chrono::seconds(2));
   spdlog::info("capd stopped");
-  return 0;
+  return helper_lost.load() ? 1 : 0;
 }

@@ -1,12 +1,17 @@
 #include "agent/listener/connection_admission.h"
 
+#include <arpa/inet.h>
+
+#include <cstring>
 #include <vector>
 
 namespace capd::agent {
 
-ConnectionAdmission::Verdict ConnectionAdmission::Judge(const std::string& client) const {
+ConnectionAdmission::Verdict ConnectionAdmission::Judge(const std::string& client,
+                                                        bool trusted) const {
   if (OpenFrom(client) >= limits_.max_per_client) return Verdict::kClientFull;
-  if (open() >= limits_.max_connections) return Verdict::kFull;
+  const size_t places = limits_.max_connections + (trusted ? limits_.max_per_client : 0);
+  if (open() >= places) return Verdict::kFull;
   return Verdict::kAdmit;
 }
 
@@ -39,6 +44,16 @@ size_t ConnectionAdmission::OpenFrom(const std::string& client) const {
 
 std::string LocalClient(uid_t uid) { return "local uid " + std::to_string(uid); }
 
-std::string RemoteClient(const std::string& address_text) { return "remote " + address_text; }
+std::string RemoteClient(int family, const uint8_t* address) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (family == AF_INET6) {
+    uint8_t prefix[16] = {};
+    std::memcpy(prefix, address, 8);
+    inet_ntop(AF_INET6, prefix, text, sizeof text);
+    return std::string("remote ") + text + "/64";
+  }
+  inet_ntop(AF_INET, address, text, sizeof text);
+  return std::string("remote ") + text;
+}
 
 }  // namespace capd::agent

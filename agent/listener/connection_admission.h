@@ -1,11 +1,14 @@
 #pragma once
 // Which new connections capd takes: at most `max_connections` open at once, kept below the
 // descriptor limit so that gRPC never meets EMFILE, and at most `max_per_client` from one client,
-// so that one client's flood of connections cannot take the places of the others.
+// so that one client's flood of connections cannot take the places of the others. Local users
+// whom the local access policy allows (root, the group capd) have a reserve of `max_per_client`
+// places beyond `max_connections`: strangers who fill every place (a few local users, or a
+// remote network) still leave room for the administrator.
 //
 // A client is what a flood cannot multiply cheaply: the uid that owns the other end of a local
-// connection (SSH and SSM relays arrive on loopback: each relay runs as its own user), or the
-// address of a remote one.
+// connection (SSH and SSM relays arrive on loopback: each relay runs as its own user), the
+// address of a remote IPv4 client, or the /64 of a remote IPv6 one (one host holds a /64).
 //
 // Pure bookkeeping, no I/O: the listener reports each connection it admits and, from the
 // kernel's socket table, which sockets are still open.
@@ -35,9 +38,12 @@ class ConnectionAdmission {
   enum class Verdict {
     kAdmit,
     kClientFull,  // this client has max_per_client open: refuse it, keep serving the others
-    kFull,        // max_connections open: leave new connections waiting in the kernel's queue
+    kFull,        // every place it may take is taken: refuse it
   };
-  Verdict Judge(const std::string& client) const;
+  // `trusted`: a local user the access policy allows, who may use the reserve.
+  Verdict Judge(const std::string& client, bool trusted = false) const;
+  // Every place, the reserve included, is taken: stop accepting until some close.
+  bool Exhausted() const { return open() >= limits_.max_connections + limits_.max_per_client; }
 
   // A connection taken from `client`; `socket_inode` identifies it in the socket table.
   void Admitted(uint64_t socket_inode, const std::string& client);
@@ -55,8 +61,9 @@ class ConnectionAdmission {
   std::map<std::string, size_t> open_per_client_;
 };
 
-// The client key of a local peer owned by `uid`, or of the remote address `address_text`.
+// The client key of a local peer owned by `uid`, or of a remote peer at `address` (family and
+// network-order bytes as in TcpEndpoint; IPv6 keyed by its /64).
 std::string LocalClient(uid_t uid);
-std::string RemoteClient(const std::string& address_text);
+std::string RemoteClient(int family, const uint8_t* address);
 
 }  // namespace capd::agent

@@ -49,7 +49,7 @@ std::optional<TcpEndpoint> EndpointOf(const sockaddr_storage& address) {
 }
 
 // One throttle per kind of line, so that a flood of one kind cannot hide the others.
-LogThrottle& ClientFullLog() {
+LogThrottle& RefusedConnectionLog() {
   static LogThrottle throttle(5, std::chrono::minutes(1));
   return throttle;
 }
@@ -61,7 +61,8 @@ LogThrottle& AcceptErrorLog() {
 }  // namespace
 
 StatusOr<std::unique_ptr<TcpListener>> TcpListener::Bind(const std::string& host_and_port,
-                                                         ConnectionLimits limits) {
+                                                         ConnectionLimits limits,
+                                                         TrustedLocal trusted_local) {
   const size_t colon = host_and_port.rfind(':');
   if (colon == std::string::npos) {
     return InvalidArgument("--listen takes ADDRESS:PORT, not '" + host_and_port + "'");
@@ -134,14 +135,16 @@ StatusOr<std::unique_ptr<TcpListener>> TcpListener::Bind(const std::string& host
     close_all();
     return Internal(ErrnoText("eventfd"));
   }
-  return std::unique_ptr<TcpListener>(new TcpListener(std::move(fds), port, limits, wake_fd));
+  return std::unique_ptr<TcpListener>(
+      new TcpListener(std::move(fds), port, limits, std::move(trusted_local), wake_fd));
 }
 
 TcpListener::TcpListener(std::vector<int> listening_fds, uint16_t port, ConnectionLimits limits,
-                         int wake_fd)
+                         TrustedLocal trusted_local, int wake_fd)
     : listening_fds_(std::move(listening_fds)),
       port_(port),
       admission_(limits),
+      trusted_local_(std::move(trusted_local)),
       wake_fd_(wake_fd) {}
 
 TcpListener::~TcpListener() {
@@ -172,18 +175,22 @@ void TcpListener::AcceptLoop() {
       for (int fd : listening_fds_) polled.push_back({fd, POLLIN, 0});
     }
     const int timeout_ms = full ? static_cast<int>(kFullRecheck.count()) : -1;
-    const int ready = poll(polled.data(), polled.size(), timeout_ms);
-    if (ready < 0 && errno != EINTR) {
-      spdlog::error("{}; capd accepts no more connections", ErrnoText("poll"));
-      return;
+    if (poll(polled.data(), polled.size(), timeout_ms) < 0) {
+      if (errno != EINTR) {  // ENOMEM: try again shortly rather than stop accepting for good
+        spdlog::warn("{}; retrying", ErrnoText("poll"));
+        std::this_thread::sleep_for(kAcceptRetry);
+      }
+      continue;
     }
     if (polled[0].revents & POLLIN) return;
     if (full) {
       ReadSocketTableIfStale();
-      full = admission_.open() >= admission_.limits().max_connections;
+      full = admission_.Exhausted();
       if (full && !logged_full) {
-        spdlog::warn("{} connections open (--max-connections): new ones wait until some close",
-                     admission_.open());
+        spdlog::warn(
+            "{} connections open (--max-connections and the reserve of allowed local users): "
+            "new ones wait until some close",
+            admission_.open());
         logged_full = true;
       } else if (!full && logged_full) {
         spdlog::info("{} connections open: accepting again", admission_.open());
@@ -199,9 +206,9 @@ void TcpListener::AcceptLoop() {
 
 bool TcpListener::AcceptReady(int listener_fd) {
   while (true) {
-    if (admission_.open() >= admission_.limits().max_connections) {
+    if (admission_.Exhausted()) {
       ReadSocketTableIfStale();
-      if (admission_.open() >= admission_.limits().max_connections) return false;
+      if (admission_.Exhausted()) return false;
     }
     const int fd = accept4(listener_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
@@ -243,20 +250,27 @@ void TcpListener::Admit(int listener_fd, int connection_fd) {
     return;
   }
   // A local client's end of the connection is in this namespace's socket table, with its owner.
-  std::string client = RemoteClient(peer->AddressText());
+  std::string client = RemoteClient(peer->family, peer->address.data());
+  bool trusted = false;
   if (auto peer_end = LookupTcpSocket(*peer, *local); peer_end.ok() && peer_end->has_value()) {
     client = LocalClient((*peer_end)->uid);
+    trusted = trusted_local_ && trusted_local_((*peer_end)->uid);
   }
-  if (admission_.Judge(client) == ConnectionAdmission::Verdict::kClientFull) {
+  auto verdict = admission_.Judge(client, trusted);
+  if (verdict != ConnectionAdmission::Verdict::kAdmit) {
     ReadSocketTableIfStale();
+    verdict = admission_.Judge(client, trusted);
   }
-  if (admission_.Judge(client) == ConnectionAdmission::Verdict::kClientFull) {
+  if (verdict != ConnectionAdmission::Verdict::kAdmit) {
     close(connection_fd);
-    if (auto held_back = ClientFullLog().Admit()) {
+    if (auto held_back = RefusedConnectionLog().Admit()) {
+      const bool client_full = verdict == ConnectionAdmission::Verdict::kClientFull;
       spdlog::warn(
-          "refused a connection from {} ({}): {} open from it "
-          "(--max-connections-per-client){}",
-          peer->ToString(), client, admission_.OpenFrom(client), HeldBackNote(*held_back));
+          "refused a connection from {} ({}): {}{}", peer->ToString(), client,
+          client_full ? std::to_string(admission_.OpenFrom(client)) +
+                            " open from it (--max-connections-per-client)"
+                      : std::to_string(admission_.open()) + " connections open (--max-connections)",
+          HeldBackNote(*held_back));
     }
     return;
   }

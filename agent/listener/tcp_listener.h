@@ -5,11 +5,13 @@
 // ConnectionAdmission's rules, and hands each admitted one to gRPC's external-connection
 // acceptor (which does TLS and HTTP/2 on it as on its own).
 //
-// While max_connections are open, new connections wait in the kernel's queue (they cost no
-// descriptor there) and the loop re-reads the socket table every kFullRecheck to see which
-// closed. A client over its own limit is accepted and closed at once, so that it does not hold
-// the queue for the others. An accept that fails for want of descriptors or memory is retried
-// kAcceptRetry later. Repeated refusals are logged a few times a minute.
+// A connection over its client's limit, or over max_connections when its client is not an allowed
+// local user, is accepted and closed at once, so that it does not hold the kernel's queue for the
+// others (who may be allowed users, for whom a reserve is kept). Only when the reserve is taken
+// too do new connections wait in the kernel's queue (they cost no descriptor there) while the
+// loop re-reads the socket table every kFullRecheck to see which closed. An accept that fails
+// for want of descriptors or memory is retried kAcceptRetry later. Repeated refusals are logged a
+// few times a minute.
 //
 // Contract: Bind, then Start once the gRPC server has started (its acceptor drops connections
 // before); Stop (or the destructor) before the server shuts down.
@@ -34,10 +36,15 @@ class TcpListener {
   static constexpr std::chrono::milliseconds kFullRecheck{200};
   static constexpr std::chrono::milliseconds kAcceptRetry{100};
 
+  // Whether a local uid is allowed to capture (LocalAccessPolicy): such clients may use the
+  // reserve. Null: nobody may.
+  using TrustedLocal = std::function<bool(uid_t)>;
+
   // Binds and listens on every address HOST resolves to ("127.0.0.1:50051", "[::]:0",
   // "localhost:50051"); port 0 picks one port for all of them.
   static StatusOr<std::unique_ptr<TcpListener>> Bind(const std::string& host_and_port,
-                                                     ConnectionLimits limits);
+                                                     ConnectionLimits limits,
+                                                     TrustedLocal trusted_local = nullptr);
   ~TcpListener();
   TcpListener(const TcpListener&) = delete;
   TcpListener& operator=(const TcpListener&) = delete;
@@ -50,7 +57,8 @@ class TcpListener {
   void Stop();
 
  private:
-  TcpListener(std::vector<int> listening_fds, uint16_t port, ConnectionLimits limits, int wake_fd);
+  TcpListener(std::vector<int> listening_fds, uint16_t port, ConnectionLimits limits,
+              TrustedLocal trusted_local, int wake_fd);
   void AcceptLoop();
   // Accepts what waits on `listener_fd` while admission allows; false when capd is full.
   bool AcceptReady(int listener_fd);
@@ -62,6 +70,7 @@ class TcpListener {
   const std::vector<int> listening_fds_;
   const uint16_t port_;
   ConnectionAdmission admission_;
+  const TrustedLocal trusted_local_;
   const int wake_fd_;  // eventfd: Stop() wakes the loop
   HandOff hand_off_;
   std::chrono::steady_clock::time_point last_table_read_{};

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -25,7 +26,8 @@ using Verdict = ConnectionAdmission::Verdict;
 
 TEST(ConnectionAdmissionTest, OneClientIsHeldToItsShareWhileOthersAreAdmitted) {
   ConnectionAdmission admission({.max_connections = 10, .max_per_client = 2});
-  const std::string flood = LocalClient(1000), other = RemoteClient("10.0.0.5");
+  const uint8_t address[4] = {10, 0, 0, 5};
+  const std::string flood = LocalClient(1000), other = RemoteClient(AF_INET, address);
   admission.Admitted(1, flood);
   EXPECT_EQ(admission.Judge(flood), Verdict::kAdmit);
   admission.Admitted(2, flood);
@@ -35,15 +37,32 @@ TEST(ConnectionAdmissionTest, OneClientIsHeldToItsShareWhileOthersAreAdmitted) {
   EXPECT_EQ(admission.open(), 2u);
 }
 
-TEST(ConnectionAdmissionTest, AllPlacesTakenMakesEveryoneWait) {
+TEST(ConnectionAdmissionTest, AllPlacesTakenLeavesAReserveToAllowedLocalUsers) {
   ConnectionAdmission admission({.max_connections = 3, .max_per_client = 2});
-  admission.Admitted(1, LocalClient(1));
-  admission.Admitted(2, LocalClient(2));
-  admission.Admitted(3, LocalClient(3));
-  EXPECT_EQ(admission.Judge(LocalClient(4)), Verdict::kFull);
-  // A client at its own limit is told so first: it is refused rather than left waiting.
-  admission.Admitted(4, LocalClient(1));
-  EXPECT_EQ(admission.Judge(LocalClient(1)), Verdict::kClientFull);
+  admission.Admitted(1, LocalClient(1001));
+  admission.Admitted(2, LocalClient(1002));
+  admission.Admitted(3, LocalClient(1003));
+  EXPECT_EQ(admission.Judge(LocalClient(1004)), Verdict::kFull);
+  EXPECT_EQ(admission.Judge(LocalClient(0), /*trusted=*/true), Verdict::kAdmit);
+  admission.Admitted(4, LocalClient(0));
+  EXPECT_FALSE(admission.Exhausted());
+  admission.Admitted(5, LocalClient(0));
+  EXPECT_EQ(admission.Judge(LocalClient(0), /*trusted=*/true), Verdict::kClientFull);
+  EXPECT_EQ(admission.Judge(LocalClient(7), /*trusted=*/true), Verdict::kFull);
+  EXPECT_TRUE(admission.Exhausted());  // max_connections plus one client's share
+  // A client at its own limit is told so first.
+  admission.Reconcile({1, 2, 3, 4});
+  admission.Admitted(6, LocalClient(1001));
+  EXPECT_EQ(admission.Judge(LocalClient(1001)), Verdict::kClientFull);
+}
+
+TEST(ConnectionAdmissionTest, OneIpv6HostIsOneClientWhateverItsAddressInThe64) {
+  uint8_t first[16] = {0xfd, 0, 0xa, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x10};
+  uint8_t second[16] = {0xfd, 0, 0xa, 0x77, 0, 0, 0, 0, 0xde, 0xad, 0, 0, 0, 0, 0x01, 0x1f};
+  uint8_t other_64[16] = {0xfd, 0, 0xa, 0x77, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x01, 0x10};
+  EXPECT_EQ(RemoteClient(AF_INET6, first), RemoteClient(AF_INET6, second));
+  EXPECT_EQ(RemoteClient(AF_INET6, first), "remote fd00:a77::/64");
+  EXPECT_NE(RemoteClient(AF_INET6, first), RemoteClient(AF_INET6, other_64));
 }
 
 TEST(ConnectionAdmissionTest, ClosedSocketsGiveTheirPlacesBack) {
@@ -157,20 +176,34 @@ TEST(TcpListenerTest, AClientOverItsLimitIsClosedAtOnce) {
   for (int fd : {second, third, fourth}) close(fd);
 }
 
-TEST(TcpListenerTest, WhenFullNewConnectionsWaitAndAreServedWhenOthersClose) {
-  auto listener = TcpListener::Bind("127.0.0.1:0", {.max_connections = 2, .max_per_client = 5});
-  ASSERT_TRUE(listener.ok()) << listener.status().message();
-  HandedOver handed;
-  (*listener)->Start([&handed](int, int fd) { handed.Add(fd); });
-  const uint16_t port = (*listener)->port();
-  const int a = Connect(port), b = Connect(port), waiting = Connect(port);
-  ASSERT_TRUE(handed.WaitForCount(2, std::chrono::seconds(5)));
-  EXPECT_FALSE(handed.WaitForCount(3, TcpListener::kFullRecheck * 3));
-  EXPECT_FALSE(ClosedByServer(waiting, std::chrono::milliseconds(10)));
-  handed.Close(0);
-  EXPECT_TRUE(handed.WaitForCount(3, std::chrono::seconds(5)));
-  (*listener)->Stop();
-  for (int fd : {a, b, waiting}) close(fd);
+TEST(TcpListenerTest, WhenFullStrangersAreClosedAndAllowedUsersUseTheReserve) {
+  for (const bool allowed : {false, true}) {
+    SCOPED_TRACE(allowed ? "the test's uid is allowed" : "the test's uid is a stranger");
+    auto listener = TcpListener::Bind("127.0.0.1:0", {.max_connections = 2, .max_per_client = 5},
+                                      [allowed](uid_t) { return allowed; });
+    ASSERT_TRUE(listener.ok()) << listener.status().message();
+    HandedOver handed;
+    (*listener)->Start([&handed](int, int fd) { handed.Add(fd); });
+    const uint16_t port = (*listener)->port();
+    const int a = Connect(port), b = Connect(port);
+    ASSERT_TRUE(handed.WaitForCount(2, std::chrono::seconds(5)));
+    const int third = Connect(port);
+    if (allowed) {
+      EXPECT_TRUE(handed.WaitForCount(3, std::chrono::seconds(5)));
+      EXPECT_FALSE(ClosedByServer(third, std::chrono::milliseconds(50)));
+    } else {
+      EXPECT_TRUE(ClosedByServer(third, std::chrono::seconds(5)));
+      EXPECT_EQ(handed.count(), 2u);
+      // Once a place is free again, a stranger is served.
+      handed.Close(0);
+      std::this_thread::sleep_for(TcpListener::kFullRecheck * 2);
+      const int fourth = Connect(port);
+      EXPECT_TRUE(handed.WaitForCount(3, std::chrono::seconds(5)));
+      close(fourth);
+    }
+    (*listener)->Stop();
+    for (int fd : {a, b, third}) close(fd);
+  }
 }
 
 TEST(TcpListenerTest, BindErrorsSayWhat) {
@@ -179,7 +212,8 @@ TEST(TcpListenerTest, BindErrorsSayWhat) {
   const std::string address = "127.0.0.1:" + std::to_string((*taken)->port());
   auto second = TcpListener::Bind(address, {});
   ASSERT_FALSE(second.ok());
-  EXPECT_NE(second.status().message().find("address already in use (another capd?)"), std::string::npos)
+  EXPECT_NE(second.status().message().find("address already in use (another capd?)"),
+            std::string::npos)
       << second.status().message();
   auto bad = TcpListener::Bind("no-such-host.invalid:1", {});
   ASSERT_FALSE(bad.ok());
