@@ -109,12 +109,12 @@ StatusOr<ComposedFilter> ComposeCaptureFilter(std::string_view user_filter, cons
 }
 
 Status PrecheckFilter(std::string_view user_filter) {
-  if (user_filter.empty()) return Status::Ok();
+  if (user_filter.empty() || user_filter.size() > kPrecheckedFilterBytes) return Status::Ok();
   static constexpr int kCommonLinkTypes[] = {DLT_EN10MB, DLT_LINUX_SLL2,       DLT_LINUX_SLL,
                                              DLT_RAW,    DLT_IEEE802_11_RADIO, DLT_NULL};
   Status first_error;
   for (int link_type : kCommonLinkTypes) {
-    auto compiled = Compile(user_filter, link_type, 262144);
+    auto compiled = Compile(user_filter, link_type, 262144, /*optimize=*/false);
     if (compiled.ok()) return Status::Ok();
     if (first_error.ok()) first_error = compiled.status();
   }
