@@ -494,8 +494,10 @@ StatusOr<filters::ComposedFilter> FilterSandbox::Compose(const ComposeRequest& r
     c->cmsg_len = CMSG_LEN(sizeof(int));
     std::memcpy(CMSG_DATA(c), &pair[1], sizeof(int));
     if (sendmsg(fd_, &msg, MSG_NOSIGNAL) != 1) {
-      return Unavailable(std::string("the filter compiler (capd-filters) is gone: ") +
-                         std::strerror(errno));
+      const Status gone = Unavailable(std::string("the filter compiler (capd-filters) is gone: ") +
+                                      std::strerror(errno));
+      if (on_lost_) std::call_once(lost_once_, on_lost_);
+      return gone;
     }
   }
   // The helper enforces the wall budget; this one is for a helper that is itself stuck.

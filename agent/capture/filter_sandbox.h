@@ -38,7 +38,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -112,6 +114,11 @@ class FilterSandbox {
   pid_t pid() const { return pid_; }
   const CompileBudget& budget() const { return budget_; }
 
+  // Called once, from the thread of the Compose that finds capd-filters gone (killed: by
+  // anyone running as capd's user). capd cannot fork a new one safely once it has threads, so it
+  // ends with a failure for its service manager to restart it; unset, Compose only fails.
+  void SetOnLost(std::function<void()> on_lost) { on_lost_ = std::move(on_lost); }
+
  private:
   FilterSandbox(int fd, pid_t pid, const CompileBudget& budget)
       : fd_(fd), pid_(pid), budget_(budget) {}
@@ -119,6 +126,8 @@ class FilterSandbox {
   const int fd_;
   const pid_t pid_;
   const CompileBudget budget_;
+  std::function<void()> on_lost_;
+  std::once_flag lost_once_;
 };
 
 }  // namespace capd::agent

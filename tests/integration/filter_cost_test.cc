@@ -261,6 +261,26 @@ TEST_P(FilterCostTest, FilterThatDoesNotCompileOpensNoRing) {
   ExpectAgentAlive();
 }
 
+// capd-filters killed (anyone running as capd's user can): every later stream would be refused
+// for good while capd looked healthy. capd cannot fork a new helper once it has threads, so the
+// next stream that needs it is refused with the reason and capd ends with exit status 1, for
+// systemd (Restart=on-failure) to start it again.
+TEST_P(FilterCostTest, KilledFilterHelperEndsCapdWithAFailure) {
+  ASSERT_NO_FATAL_FAILURE(StartAgentAsDeployed());
+  const pid_t helper = FiltersHelper();
+  ASSERT_NE(helper, 0);
+  ASSERT_EQ(kill(helper, SIGKILL), 0);
+  const std::string err = RunCapctl("after-kill",
+                                    {"stream", "--agent", kAgentTarget, "-i", kIface, "-f", "udp",
+                                     "-c", "1", "-w", File("after-kill.pcapng").string()},
+                                    1);
+  EXPECT_NE(err.find("capd-filters"), std::string::npos) << err;
+  channel_.reset();
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(agent(), 1));
+  EXPECT_NE(agent().Stderr().find("for its service manager to start it again"), std::string::npos)
+      << agent().Stderr();
+}
+
 INSTANTIATE_TEST_SUITE_P(AsDeployedAndAsRoot, FilterCostTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return info.param ? "UserNobody" : "Root";
