@@ -7,10 +7,13 @@
 
 #include "agent/stream/stream_request.h"
 #include "common/printable.h"
+#include "common/utf8.h"
 
 namespace capd::agent {
 
 Status ValidateRecordingName(const std::string& name) {
+  // `bytes` on the wire (capture.proto, "Text in requests"): checked before anything else.
+  if (!IsValidUtf8(name)) return InvalidArgument("name is not UTF-8");
   // The first character a letter or digit: no "-rf" that a shell or a tool reads as options,
   // no ".", "..", "..." or hidden folders.
   const bool ok =

@@ -23,7 +23,7 @@ inline constexpr uint64_t kMaxRotationBytes = 1'000'000'000'000;  // 1 TB
 inline constexpr uint32_t kMaxRotationSeconds = 86'400;
 inline constexpr uint32_t kMaxRotationFiles = 100'000;
 
-// [A-Za-z0-9._-]{1,64} starting with a letter or a digit (so never "." or ".."):
+// UTF-8, then [A-Za-z0-9._-]{1,64} starting with a letter or a digit (so never "." or ".."):
 // the name is a folder in --record-dir and must stay inside it. kInvalidArgument naming the rule
 // otherwise. Used for StartRecording's, StopRecording's and FetchRecording's names.
 Status ValidateRecordingName(const std::string& name);

@@ -4,9 +4,18 @@
 #include <cctype>
 #include <string>
 
+#include "common/utf8.h"
+
 namespace capd::agent {
 
 Status ValidateStreamRequest(const v1::StreamRequest& request) {
+  // The text fields are `bytes` on the wire (capture.proto, "Text in requests"): checked here,
+  // before anything reads them.
+  if (!IsValidUtf8(request.interface())) return InvalidArgument("interface is not UTF-8");
+  if (!IsValidUtf8(request.filter())) return InvalidArgument("filter is not UTF-8");
+  if (!IsValidUtf8(request.decap().inner_filter())) {
+    return InvalidArgument("decap.inner_filter is not UTF-8");
+  }
   if (request.has_snaplen() && (request.snaplen() == 0 || request.snaplen() > kDefaultSnaplen)) {
     return InvalidArgument("snaplen " + std::to_string(request.snaplen()) +
                            " is out of range: 1..262144");
