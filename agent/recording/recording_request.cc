@@ -56,8 +56,13 @@ Status ValidateStartRecordingRequest(const v1::StartRecordingRequest& request) {
 }
 
 std::string RecordingRequestText(const v1::StartRecordingRequest& request) {
+  // Fields capd does not know (a newer client's) would be printed as numbers, which the text
+  // parser refuses: the recording would not resume after a restart (its folder "left alone").
+  // What was not understood is not part of the recording either.
+  google::protobuf::TextFormat::Printer printer;
+  printer.SetHideUnknownFields(true);
   std::string text;
-  google::protobuf::TextFormat::PrintToString(request, &text);
+  printer.PrintToString(request, &text);
   return text;
 }
 

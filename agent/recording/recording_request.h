@@ -37,7 +37,7 @@ v1::StreamRequest StreamRequestFor(const v1::StartRecordingRequest& request);
 
 // DIR/NAME/request.txtpb, the accepted request in protobuf text format, and back: what a
 // recording resumes from when capd starts again. ParseRecordingRequest(RecordingRequestText(r))
-// gives back r.
+// gives back r's known fields (unknown ones are not kept: text format cannot read them back).
 std::string RecordingRequestText(const v1::StartRecordingRequest& request);
 bool ParseRecordingRequest(const std::string& text, v1::StartRecordingRequest* request);
 
