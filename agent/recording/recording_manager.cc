@@ -2,14 +2,12 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <google/protobuf/text_format.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -27,13 +25,11 @@
 #include "agent/stream/stop_signal.h"
 #include "agent/stream/stream_sink.h"
 #include "client/output/rotating_writer.h"
-#include "common/printable.h"
 
 namespace capd::agent {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr size_t kMaxNameBytes = 64;
 constexpr size_t kMaxQueueBytes = 64 << 20;  // a few seconds of a busy link
 constexpr uint64_t kDefaultMaxBytes = 100'000'000;
 constexpr uint32_t kDefaultMaxFiles = 10;
@@ -253,31 +249,7 @@ StatusOr<OwnedFd> OpenFolderAt(int parent_fd, const std::string& name, const std
   return fd;
 }
 
-v1::StreamRequest StreamRequestFor(const v1::StartRecordingRequest& r) {
-  v1::StreamRequest s;
-  s.set_interface(r.interface());
-  s.set_filter(r.filter());
-  if (r.has_snaplen()) s.set_snaplen(r.snaplen());
-  *s.mutable_decap() = r.decap();
-  return s;
-}
-
 }  // namespace
-
-Status ValidateRecordingName(const std::string& name) {
-  // The first character a letter or digit: no "-rf" that a shell or a tool reads as options,
-  // no ".", "..", "..." or hidden folders.
-  const bool ok =
-      !name.empty() && name.size() <= kMaxNameBytes &&
-      std::isalnum(static_cast<unsigned char>(name.front())) &&
-      std::all_of(name.begin(), name.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-      });
-  if (ok) return Status::Ok();
-  return InvalidArgument("recording name '" + PrintableText(name) +
-                         "' is not valid: 1 to 64 characters of A-Z a-z 0-9 . _ -, starting with "
-                         "a letter or a digit");
-}
 
 // One recording: its capture thread, its queue, its writer thread and its persisted state.
 class Recording final : public StreamSink {
@@ -300,8 +272,7 @@ class Recording final : public StreamSink {
   const v1::StartRecordingRequest& request() const { return request_; }
 
   Status SaveRequest() {
-    std::string text;
-    google::protobuf::TextFormat::PrintToString(request_, &text);
+    const std::string text = RecordingRequestText(request_);
     OwnedFd opened;
     const int folder = Folder(opened);
     if (folder < 0) return Internal("cannot open the folder of recording " + request_.name());
@@ -820,8 +791,7 @@ StatusOr<std::unique_ptr<RecordingManager>> RecordingManager::Open(const std::st
     auto request_text = ReadFileAt(folder->get(), kRequestFile);
     if (!request_text) continue;
     v1::StartRecordingRequest request;
-    if (!google::protobuf::TextFormat::ParseFromString(*request_text, &request) ||
-        request.name() != name) {
+    if (!ParseRecordingRequest(*request_text, &request) || request.name() != name) {
       spdlog::warn("recording folder {} has an unreadable {}: left alone", path.string(),
                    kRequestFile);
       continue;
@@ -871,20 +841,7 @@ void RecordingManager::ResumeAll() {
 StatusOr<v1::RecordingInfo> RecordingManager::Start(const v1::StartRecordingRequest& request,
                                                     Refusal* refusal) {
   *refusal = Refusal::kNone;
-  CAPD_RETURN_IF_ERROR(ValidateRecordingName(request.name()));
-  CAPD_RETURN_IF_ERROR(ValidateStreamRequest(StreamRequestFor(request)));
-  if (request.rotation().seconds() > 86400) {
-    return InvalidArgument("rotation seconds must be 1..86400");
-  }
-  const uint64_t max_bytes = request.rotation().max_bytes();
-  if (max_bytes != 0 && (max_bytes < kMinRotationBytes || max_bytes > kMaxRotationBytes)) {
-    return InvalidArgument("rotation size " + std::to_string(max_bytes) +
-                           " bytes is out of range: 10 kB to 1 TB (10000..1000000000000)");
-  }
-  if (request.rotation().max_files() > kMaxRotationFiles) {
-    return InvalidArgument("rotation file count " + std::to_string(request.rotation().max_files()) +
-                           " is out of range: 1..100000");
-  }
+  CAPD_RETURN_IF_ERROR(ValidateStartRecordingRequest(request));
   const fs::path dir = fs::path(dir_) / request.name();
   std::shared_ptr<Recording> recording;
   bool created = false;

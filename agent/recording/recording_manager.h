@@ -44,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/recording/recording_request.h"  // ValidateRecordingName, rotation bounds
 #include "agent/stream/capture_hub.h"
 #include "common/status.h"
 #include "proto/capture.pb.h"
@@ -52,22 +53,11 @@ namespace capd::agent {
 
 class Recording;
 
-// [A-Za-z0-9._-]{1,64}, not "." or "..": kInvalidArgument naming the rule otherwise.
-Status ValidateRecordingName(const std::string& name);
-
 // Recordings running at once (capd --max-recordings). Each holds a capture ring (32 MiB by
 // default, unless it shares another recording's capture), a queue of up to 64 MiB and two
 // threads, for as long as it runs with nobody watching: a budget of its own, apart from
 // --max-streams, so recordings never lock interactive streams out (nor the reverse).
 inline constexpr size_t kDefaultMaxRecordings = 8;
-// Rotation bounds (RecordingRotation). The max_bytes=1 made a file per packet: 10 kB
-// holds several full-size frames, and is the smallest ring users and tests rotate quickly with
-// (capctl's "10k"); a larger floor would refuse them for little gain, since what bounds the
-// folder is the file count: more than 100,000 files would make every list and fetch scan a
-// folder that size (and the product, up to 1 GB of 10 kB files, stays the admin's choice).
-inline constexpr uint64_t kMinRotationBytes = 10'000;             // capctl's "10k" (powers of 1000)
-inline constexpr uint64_t kMaxRotationBytes = 1'000'000'000'000;  // 1 TB
-inline constexpr uint32_t kMaxRotationFiles = 100'000;
 
 class RecordingManager {
  public:

@@ -30,6 +30,7 @@
 #include "agent/metadata/instance_metadata.h"
 #include "agent/peers/carrier_registry.h"
 #include "agent/stream/stop_signal.h"
+#include "agent/stream/stream_request.h"  // ValidateStreamRequest
 #include "agent/stream/stream_sink.h"
 #include "common/status.h"
 #include "filters/bpf_filter.h"
@@ -106,8 +107,5 @@ class CaptureHub : public std::enable_shared_from_this<CaptureHub> {
 StatusOr<v1::StreamEnd> RunCapture(CaptureHub& hub, const v1::StreamRequest& request,
                                    const AgentIdentity& identity, StreamSink& sink,
                                    StopSignal& stop);
-
-// Validates a request before any capture opens. kInvalidArgument names the bad field.
-Status ValidateStreamRequest(const v1::StreamRequest& request);
 
 }  // namespace capd::agent

@@ -4,9 +4,11 @@
 // --max-streams it answers RESOURCE_EXHAUSTED. After every refusal capd keeps serving.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -259,6 +261,106 @@ TEST_F(RequestLimitsTest, MaxStreamsRefusesTheThirdStream) {
   EXPECT_TRUE(second->Running()) << second->Describe();
   ASSERT_TRUE(second->Signal(SIGINT));
   ASSERT_NO_FATAL_FAILURE(ExpectExit(*second, 0));
+  ExpectAgentAlive();
+}
+
+// Text that is not UTF-8, in every text field of every request that has one: refused with
+// INVALID_ARGUMENT naming the field (the fields are `bytes` on the wire; as `string` such a request
+// failed in protobuf's parser with a status that named nothing), before the text is used. capd
+// runs as deployed (--user nobody, recordings on) and keeps serving.
+TEST_F(RequestLimitsTest, TextThatIsNotUtf8IsRefusedByField) {
+  namespace fs = std::filesystem;
+  fs::permissions(dir_->path(),
+                  fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  const fs::path records = File("records");
+  fs::create_directories(records);
+  ASSERT_EQ(chown(records.c_str(), 65534, 65534), 0);
+  ASSERT_NO_FATAL_FAILURE(
+      StartAgentWith({"--user", "nobody", "--no-metadata", "--record-dir", records.string()}));
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  const auto stub = v1::Capture::NewStub(channel_);
+  auto deadline = [](grpc::ClientContext& context) {
+    context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  };
+  auto expect_not_utf8 = [](const std::string& what, const grpc::Status& status,
+                            const std::string& field) {
+    SCOPED_TRACE(what);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(status);
+    EXPECT_EQ(status.error_message(), field + " is not UTF-8") << Describe(status);
+  };
+  // One of each kind: a stray continuation byte, an overlong '/', a surrogate, a code point above
+  // U+10FFFF, a sequence cut short.
+  const std::vector<std::string> bad = {"eth\x80",
+                                        "a\xc0\xaf"
+                                        "b",
+                                        "udp \xed\xa0\x80", "\xf4\x90\x80\x80", "tcp \xe2\x82"};
+
+  for (const std::string& text : bad) {
+    v1::StreamRequest request = OnVeth();
+    request.set_interface(text);
+    ExpectRefused("stream interface", request, grpc::StatusCode::INVALID_ARGUMENT,
+                  "interface is not UTF-8");
+    request = OnVeth();
+    request.set_filter(text);
+    ExpectRefused("stream filter", request, grpc::StatusCode::INVALID_ARGUMENT,
+                  "filter is not UTF-8");
+    request = OnVeth();
+    request.mutable_decap()->set_mode(v1::Decapsulation::VXLAN);
+    request.mutable_decap()->set_inner_filter(text);
+    ExpectRefused("stream inner filter", request, grpc::StatusCode::INVALID_ARGUMENT,
+                  "decap.inner_filter is not UTF-8");
+  }
+
+  for (const std::string& text : bad) {
+    auto start = [&](const v1::StartRecordingRequest& request) {
+      grpc::ClientContext context;
+      deadline(context);
+      v1::RecordingInfo info;
+      return stub->StartRecording(&context, request, &info);
+    };
+    v1::StartRecordingRequest request;
+    request.set_name("utf8");
+    request.set_interface(kIface);
+    request.set_name(text);
+    expect_not_utf8("start name", start(request), "name");
+    request.set_name("utf8");
+    request.set_interface(text);
+    expect_not_utf8("start interface", start(request), "interface");
+    request.set_interface(kIface);
+    request.set_filter(text);
+    expect_not_utf8("start filter", start(request), "filter");
+    request.set_filter("");
+    request.mutable_decap()->set_mode(v1::Decapsulation::VXLAN);
+    request.mutable_decap()->set_inner_filter(text);
+    expect_not_utf8("start inner filter", start(request), "decap.inner_filter");
+
+    grpc::ClientContext stop_context;
+    deadline(stop_context);
+    v1::StopRecordingRequest stop;
+    stop.set_name(text);
+    v1::RecordingInfo info;
+    expect_not_utf8("stop name", stub->StopRecording(&stop_context, stop, &info), "name");
+
+    grpc::ClientContext fetch_context;
+    deadline(fetch_context);
+    v1::FetchRecordingRequest fetch;
+    fetch.set_name(text);
+    auto reader = stub->FetchRecording(&fetch_context, fetch);
+    v1::RecordingChunk chunk;
+    EXPECT_FALSE(reader->Read(&chunk)) << "a chunk of a recording named by bad text";
+    expect_not_utf8("fetch name", reader->Finish(), "name");
+  }
+
+  // Nothing was started, and capd still serves.
+  grpc::ClientContext list_context;
+  deadline(list_context);
+  v1::ListRecordingsResponse recordings;
+  const grpc::Status listed =
+      stub->ListRecordings(&list_context, v1::ListRecordingsRequest(), &recordings);
+  EXPECT_TRUE(listed.ok()) << Describe(listed);
+  EXPECT_EQ(recordings.recordings_size(), 0);
+  EXPECT_TRUE(fs::is_empty(records)) << "a recording folder was made";
+  ExpectAccepted("a valid stream afterwards", OnVeth());
   ExpectAgentAlive();
 }
 

@@ -1,0 +1,73 @@
+#include "agent/recording/recording_request.h"
+
+#include <google/protobuf/text_format.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "agent/stream/stream_request.h"
+#include "common/printable.h"
+#include "common/utf8.h"
+
+namespace capd::agent {
+
+Status ValidateRecordingName(const std::string& name) {
+  // `bytes` on the wire (capture.proto, "Text in requests"): checked before anything else.
+  if (!IsValidUtf8(name)) return InvalidArgument("name is not UTF-8");
+  // The first character a letter or digit: no "-rf" that a shell or a tool reads as options,
+  // no ".", "..", "..." or hidden folders.
+  const bool ok =
+      !name.empty() && name.size() <= kMaxRecordingNameBytes &&
+      std::isalnum(static_cast<unsigned char>(name.front())) &&
+      std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+      });
+  if (ok) return Status::Ok();
+  return InvalidArgument("recording name '" + PrintableText(name) +
+                         "' is not valid: 1 to 64 characters of A-Z a-z 0-9 . _ -, starting with "
+                         "a letter or a digit");
+}
+
+v1::StreamRequest StreamRequestFor(const v1::StartRecordingRequest& r) {
+  v1::StreamRequest s;
+  s.set_interface(r.interface());
+  s.set_filter(r.filter());
+  if (r.has_snaplen()) s.set_snaplen(r.snaplen());
+  *s.mutable_decap() = r.decap();
+  return s;
+}
+
+Status ValidateStartRecordingRequest(const v1::StartRecordingRequest& request) {
+  CAPD_RETURN_IF_ERROR(ValidateRecordingName(request.name()));
+  CAPD_RETURN_IF_ERROR(ValidateStreamRequest(StreamRequestFor(request)));
+  if (request.rotation().seconds() > kMaxRotationSeconds) {
+    return InvalidArgument("rotation seconds must be 1..86400");
+  }
+  const uint64_t max_bytes = request.rotation().max_bytes();
+  if (max_bytes != 0 && (max_bytes < kMinRotationBytes || max_bytes > kMaxRotationBytes)) {
+    return InvalidArgument("rotation size " + std::to_string(max_bytes) +
+                           " bytes is out of range: 10 kB to 1 TB (10000..1000000000000)");
+  }
+  if (request.rotation().max_files() > kMaxRotationFiles) {
+    return InvalidArgument("rotation file count " + std::to_string(request.rotation().max_files()) +
+                           " is out of range: 1..100000");
+  }
+  return Status::Ok();
+}
+
+std::string RecordingRequestText(const v1::StartRecordingRequest& request) {
+  // Fields capd does not know (a newer client's) would be printed as numbers, which the text
+  // parser refuses: the recording would not resume after a restart (its folder "left alone").
+  // What was not understood is not part of the recording either.
+  google::protobuf::TextFormat::Printer printer;
+  printer.SetHideUnknownFields(true);
+  std::string text;
+  printer.PrintToString(request, &text);
+  return text;
+}
+
+bool ParseRecordingRequest(const std::string& text, v1::StartRecordingRequest* request) {
+  return google::protobuf::TextFormat::ParseFromString(text, request);
+}
+
+}  // namespace capd::agent
