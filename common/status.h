@@ -15,6 +15,8 @@ enum class StatusCode {
   kNotFound,            // a named thing does not exist: an interface
   kFailedPrecondition,  // the system is not in a state to do it
   kResourceExhausted,   // a limit was reached
+  kAlreadyExists,       // a named thing to create exists already: a recording
+  kPermissionDenied,    // the caller may not do it: no token, a refused user
   kUnavailable,         // a peer or reader went away; retrying later may work
   kInternal,            // a library or system call failed
 };
@@ -40,6 +42,24 @@ inline Status InvalidArgument(std::string m) {
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
+inline Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
+
+// The exit code of capd and capctl for a failure with this code: 2 for bad arguments or a request
+// the agent refused as such (invalid, not found, not possible now, e.g. an interface that is down,
+// a name in use), 1 for anything else (unreachable, refused access, too busy, internal); 0 is done.
+inline int ExitCodeFor(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk:
+      return 0;
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kNotFound:
+    case StatusCode::kFailedPrecondition:
+    case StatusCode::kAlreadyExists:
+      return 2;
+    default:
+      return 1;
+  }
+}
 
 // Either a value or the status saying why there is none.
 template <typename T>

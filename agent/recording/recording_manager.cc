@@ -838,9 +838,7 @@ void RecordingManager::ResumeAll() {
   }
 }
 
-StatusOr<v1::RecordingInfo> RecordingManager::Start(const v1::StartRecordingRequest& request,
-                                                    Refusal* refusal) {
-  *refusal = Refusal::kNone;
+StatusOr<v1::RecordingInfo> RecordingManager::Start(const v1::StartRecordingRequest& request) {
   CAPD_RETURN_IF_ERROR(ValidateStartRecordingRequest(request));
   const fs::path dir = fs::path(dir_) / request.name();
   std::shared_ptr<Recording> recording;
@@ -849,9 +847,7 @@ StatusOr<v1::RecordingInfo> RecordingManager::Start(const v1::StartRecordingRequ
     std::lock_guard lock(mu_);
     if (stopping_) return Unavailable("capd is shutting down");
     if (recordings_.count(request.name()) != 0) {
-      *refusal = Refusal::kAlreadyExists;
-      return Status(StatusCode::kFailedPrecondition,
-                    "recording '" + request.name() + "' already exists");
+      return AlreadyExists("recording '" + request.name() + "' already exists");
     }
     if (const size_t running = RunningLocked(); running >= max_recordings_) {
       return Status(StatusCode::kResourceExhausted,

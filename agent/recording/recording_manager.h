@@ -74,11 +74,10 @@ class RecordingManager {
   // are marked failed, saying so); failures are logged and listed.
   void ResumeAll();
 
-  enum class Refusal { kNone, kAlreadyExists };
   // kInvalidArgument (name, request, rotation outside its bounds), kNotFound (interface),
-  // kResourceExhausted (max_recordings running), or the capture's own failure; a name in use
-  // sets *refusal = kAlreadyExists (the status is kFailedPrecondition).
-  StatusOr<v1::RecordingInfo> Start(const v1::StartRecordingRequest& request, Refusal* refusal);
+  // kResourceExhausted (max_recordings running), or the capture's own failure; kAlreadyExists for a
+  // name in use.
+  StatusOr<v1::RecordingInfo> Start(const v1::StartRecordingRequest& request);
   // kNotFound for an unknown name. Stopping a stopped recording is not an error.
   StatusOr<v1::RecordingInfo> Stop(const std::string& name);
   std::vector<v1::RecordingInfo> List();

@@ -33,13 +33,6 @@ class RefusedFetch : public grpc::ServerWriteReactor<v1::RecordingChunk> {
   void OnDone() override { delete this; }
 };
 
-grpc::Status RecordingStatus(const Status& status, RecordingManager::Refusal refusal) {
-  if (refusal == RecordingManager::Refusal::kAlreadyExists) {
-    return {grpc::StatusCode::ALREADY_EXISTS, status.message()};
-  }
-  return ToGrpcStatus(status);
-}
-
 }  // namespace
 
 // Sends a recording's files in chunks, one write in flight; each chunk is read from disk in
@@ -170,9 +163,8 @@ grpc::ServerUnaryReactor* CaptureService::StartRecording(grpc::CallbackServerCon
                                                          const v1::StartRecordingRequest* request,
                                                          v1::RecordingInfo* response) {
   return RecordingCall(context, [request, response](RecordingManager& recordings) {
-    RecordingManager::Refusal refusal;
-    auto started = recordings.Start(*request, &refusal);
-    if (!started.ok()) return RecordingStatus(started.status(), refusal);
+    auto started = recordings.Start(*request);
+    if (!started.ok()) return ToGrpcStatus(started.status());
     *response = std::move(started).value();
     return grpc::Status::OK;
   });

@@ -19,6 +19,10 @@ inline grpc::Status ToGrpcStatus(const Status& status) {
       return {grpc::StatusCode::FAILED_PRECONDITION, status.message()};
     case StatusCode::kResourceExhausted:
       return {grpc::StatusCode::RESOURCE_EXHAUSTED, status.message()};
+    case StatusCode::kAlreadyExists:
+      return {grpc::StatusCode::ALREADY_EXISTS, status.message()};
+    case StatusCode::kPermissionDenied:
+      return {grpc::StatusCode::PERMISSION_DENIED, status.message()};
     case StatusCode::kUnavailable:
       return {grpc::StatusCode::UNAVAILABLE, status.message()};
     case StatusCode::kInternal:

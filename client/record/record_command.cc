@@ -17,16 +17,10 @@ namespace {
 
 constexpr auto kCallTimeout = std::chrono::seconds(30);
 
-// Refusals about the request itself: the user can fix them, so exit 2.
-bool IsRequestRefusal(grpc::StatusCode code) {
-  return code == grpc::StatusCode::INVALID_ARGUMENT || code == grpc::StatusCode::ALREADY_EXISTS ||
-         code == grpc::StatusCode::FAILED_PRECONDITION || code == grpc::StatusCode::NOT_FOUND;
-}
-
 int Refused(const RecordOptions& options, const char* what, const grpc::Status& status) {
   std::fprintf(stderr, "capctl: agent %s refused %s: %s\n", options.agent.target.c_str(), what,
                DescribeRefusal(status).c_str());
-  return IsRequestRefusal(status.error_code()) ? 2 : 1;
+  return ExitCodeFor(FromGrpcStatus(status).code());
 }
 
 const char* StateName(v1::RecordingInfo::State state) {
@@ -153,7 +147,7 @@ int RunRecordCommand(const RecordOptions& options) {
   auto connection = AgentConnection::Connect(options.agent, options.connection);
   if (!connection.ok()) {
     std::fprintf(stderr, "capctl: %s\n", connection.status().message().c_str());
-    return connection.status().code() == StatusCode::kInvalidArgument ? 2 : 1;
+    return ExitCodeFor(connection.status().code());
   }
   auto stub = v1::Capture::NewStub(connection->channel());
   grpc::ClientContext context;

@@ -29,7 +29,7 @@ int RunServeCommand(const ServeOptions& options) {
   auto fanout = PcapFanout::Listen(options.listen, options.client_queue_bytes);
   if (!fanout.ok()) {
     std::fprintf(stderr, "capctl: %s\n", fanout.status().message().c_str());
-    return fanout.status().code() == StatusCode::kInvalidArgument ? 2 : 1;
+    return ExitCodeFor(fanout.status().code());
   }
   PcapFanout& server = *fanout.value();
   if (!server.loopback()) {

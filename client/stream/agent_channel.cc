@@ -131,6 +131,33 @@ void AgentConnection::Prepare(grpc::ClientContext& context) const {
   if (!token_.empty()) context.AddMetadata("authorization", "Bearer " + token_);
 }
 
+Status FromGrpcStatus(const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::OK:
+      return Status::Ok();
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return {StatusCode::kInvalidArgument, DescribeRefusal(status)};
+    case grpc::StatusCode::NOT_FOUND:
+      return {StatusCode::kNotFound, DescribeRefusal(status)};
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return {StatusCode::kFailedPrecondition, DescribeRefusal(status)};
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return {StatusCode::kAlreadyExists, DescribeRefusal(status)};
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return {StatusCode::kResourceExhausted, DescribeRefusal(status)};
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return {StatusCode::kPermissionDenied, DescribeRefusal(status)};
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::CANCELLED:
+      return {StatusCode::kUnavailable, DescribeRefusal(status)};
+    default:
+      return {StatusCode::kInternal, DescribeRefusal(status)};
+  }
+}
+
 std::string DescribeRefusal(const grpc::Status& status) {
   switch (status.error_code()) {
     case grpc::StatusCode::UNAUTHENTICATED:

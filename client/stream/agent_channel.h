@@ -41,4 +41,8 @@ class AgentConnection {
 // "refused the stream: not authenticated: <agent's message>" and the like, for a gRPC status.
 std::string DescribeRefusal(const grpc::Status& status);
 
+// The one mapping of an agent's gRPC status to capctl's: the code (so that ExitCodeFor decides
+// the exit code the same way for every command) and DescribeRefusal's text.
+Status FromGrpcStatus(const grpc::Status& status);
+
 }  // namespace capd::client

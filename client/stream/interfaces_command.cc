@@ -10,7 +10,7 @@ int RunInterfacesCommand(const InterfacesOptions& options) {
   auto connection = AgentConnection::Connect(options.agent, options.connection);
   if (!connection.ok()) {
     std::fprintf(stderr, "capctl: %s\n", connection.status().message().c_str());
-    return connection.status().code() == StatusCode::kInvalidArgument ? 2 : 1;
+    return ExitCodeFor(connection.status().code());
   }
   auto stub = v1::Capture::NewStub(connection->channel());
   grpc::ClientContext context;
@@ -21,7 +21,7 @@ int RunInterfacesCommand(const InterfacesOptions& options) {
   if (!status.ok()) {
     std::fprintf(stderr, "capctl: agent %s refused: %s\n", options.agent.target.c_str(),
                  DescribeRefusal(status).c_str());
-    return 1;
+    return ExitCodeFor(FromGrpcStatus(status).code());
   }
   std::printf("agent %s (capd %s) at %s\n", response.agent_name().c_str(),
               response.agent_version().c_str(), options.agent.target.c_str());

@@ -42,14 +42,6 @@ uint64_t WallClockNs() {
                                    .count());
 }
 
-int ExitCodeFor(StatusCode code) {
-  return code == StatusCode::kInvalidArgument || code == StatusCode::kNotFound ? 2 : 1;
-}
-
-int ExitCodeFor(grpc::StatusCode code) {
-  return code == grpc::StatusCode::INVALID_ARGUMENT || code == grpc::StatusCode::NOT_FOUND ? 2 : 1;
-}
-
 int Fail(const Status& status) {
   std::fprintf(stderr, "capctl: %s\n", status.message().c_str());
   return ExitCodeFor(status.code());
@@ -600,7 +592,7 @@ int MergedStream::Run() {
       !interrupted_.load()) {
     std::fprintf(stderr, "capctl: agent %s refused the stream: %s\n", feeds_[0]->address().c_str(),
                  DescribeRefusal(feeds_[0]->status).c_str());
-    return ExitCodeFor(feeds_[0]->status.error_code());
+    return ExitCodeFor(FromGrpcStatus(feeds_[0]->status).code());
   }
   for (auto& feed : feeds_) EndFeed(*feed);
   // The reader may be gone already; the summary says what was written.
@@ -631,7 +623,7 @@ int MergedStream::Run() {
     } else if (!feed->status.ok()) {
       why = feed->started ? "agent went away: " + feed->status.error_message()
                           : "refused: " + DescribeRefusal(feed->status);
-      feed_code = feed->started ? 1 : ExitCodeFor(feed->status.error_code());
+      feed_code = feed->started ? 1 : ExitCodeFor(FromGrpcStatus(feed->status).code());
     } else {
       why = "the agent ended the stream without a reason";
       feed_code = 1;

@@ -135,6 +135,20 @@ void ErrorsTest::ExpectNflogCapture(const std::filesystem::path& file) {
   }
 }
 
+// A request the agent refuses as such exits 2, whichever gRPC code carries it: an interface that
+// is down is FAILED_PRECONDITION (it exited 1 from stream and 2 from record); a recording name in
+// use is ALREADY_EXISTS.
+TEST_F(ErrorsTest, RequestsRefusedAsSuchExitTwoFromEveryCommand) {
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  const Status down =
+      RunToSuccess({"ip", "-n", network().agent_ns(), "link", "set", "veth0", "down"});
+  ASSERT_TRUE(down.ok()) << down.message();
+  const std::string err = RunCapctl({"stream", "--agent", kAgentTarget, "-i", "veth0", "-c", "1",
+                                     "-w", File("down.pcapng").string()},
+                                    2);
+  EXPECT_NE(err.find("veth0 is down"), std::string::npos) << err;
+}
+
 TEST_F(ErrorsTest, BadArgumentsExitTwo) {
   ASSERT_NO_FATAL_FAILURE(StartAgent());
   const std::string err = RunCapctl({"stream", "--agent", kAgentTarget, "-i", "veth0", "-c", "many",
