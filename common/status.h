@@ -44,16 +44,16 @@ inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
 
-// The exit code of capd and capctl for a failure with this code: 2 for bad arguments or a request
-// the agent refused as such (invalid, not found, not possible now, e.g. an interface that is down,
-// a name in use), 1 for anything else (unreachable, refused access, too busy, internal); 0 is done.
+// capctl's exit code for a failure with this code: 2 for bad arguments or a request the agent
+// refused as such (invalid, not found, a name in use; the agent's own "not possible now", such as
+// an interface that is down, reaches here as kInvalidArgument), 1 for anything else (a local
+// precondition such as a missing program, unreachable, refused access, too busy, internal).
 inline int ExitCodeFor(StatusCode code) {
   switch (code) {
     case StatusCode::kOk:
       return 0;
     case StatusCode::kInvalidArgument:
     case StatusCode::kNotFound:
-    case StatusCode::kFailedPrecondition:
     case StatusCode::kAlreadyExists:
       return 2;
     default:

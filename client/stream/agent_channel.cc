@@ -135,13 +135,13 @@ Status FromGrpcStatus(const grpc::Status& status) {
   switch (status.error_code()) {
     case grpc::StatusCode::OK:
       return Status::Ok();
+    // The agent's "not possible now" (an interface that is down) refuses the request as such.
     case grpc::StatusCode::INVALID_ARGUMENT:
     case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::FAILED_PRECONDITION:
       return {StatusCode::kInvalidArgument, DescribeRefusal(status)};
     case grpc::StatusCode::NOT_FOUND:
       return {StatusCode::kNotFound, DescribeRefusal(status)};
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return {StatusCode::kFailedPrecondition, DescribeRefusal(status)};
     case grpc::StatusCode::ALREADY_EXISTS:
       return {StatusCode::kAlreadyExists, DescribeRefusal(status)};
     case grpc::StatusCode::RESOURCE_EXHAUSTED:
