@@ -398,24 +398,7 @@ namespace {
 // no privileges. Exits on any failure (capd sees no ready message).
 [[noreturn]] void RunHelper(int fd, pid_t parent, const std::string& user,
                             const CompileBudget& budget) {
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || getppid() != parent) _exit(1);
-  if (dup2(fd, 3) < 0) _exit(1);
-  if (fd != 3) close(fd);
-  const int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (null >= 0) {
-    dup2(null, 0);
-    dup2(null, 1);
-  }
-  if (syscall(SYS_close_range, 4U, ~0U, 0U) != 0) {
-    for (int other = 4; other < 1024; ++other) close(other);
-  }
-  prctl(PR_SET_NAME, "capd-filters", 0, 0, 0);
-  signal(SIGINT, SIG_IGN);  // a Ctrl-C in capd's terminal is for capd, which then closes us
-  if (Status dropped = DropPrivileges(user, KeptCapabilities::kNone); !dropped.ok()) {
-    const std::string line = "capd-filters: " + dropped.message() + "\n";
-    (void)!write(2, line.data(), line.size());
-    _exit(1);
-  }
+  BecomeHelper(fd, parent, "capd-filters", user, KeptCapabilities::kNone);
   if (send(3, &kReady, 1, MSG_NOSIGNAL) != 1) _exit(1);
   ServeCompileRequests(3, budget);
   _exit(0);

@@ -106,25 +106,7 @@ namespace {
 // In the child, before anything else: descriptors other than stderr and `keep` closed, dies with
 // the parent, privileges dropped. Exits on any failure (the parent sees no ready message).
 [[noreturn]] void RunChild(int fd, pid_t parent, const std::string& user) {
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || getppid() != parent) _exit(1);
-  if (dup2(fd, 3) < 0) _exit(1);
-  if (fd != 3) close(fd);
-  // Only stderr (for a last word) and the socket stay open.
-  const int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (null >= 0) {
-    dup2(null, 0);
-    dup2(null, 1);
-  }
-  if (syscall(SYS_close_range, 4U, ~0U, 0U) != 0) {
-    for (int other = 4; other < 1024; ++other) close(other);
-  }
-  prctl(PR_SET_NAME, "capd-peers", 0, 0, 0);
-  signal(SIGINT, SIG_IGN);  // a Ctrl-C in capd's terminal is for capd, which then closes us
-  if (Status dropped = DropPrivileges(user, KeptCapabilities::kPeerLookup); !dropped.ok()) {
-    const std::string line = "capd-peers: " + dropped.message() + "\n";
-    (void)!write(2, line.data(), line.size());
-    _exit(1);
-  }
+  BecomeHelper(fd, parent, "capd-peers", user, KeptCapabilities::kPeerLookup);
   uint8_t bits = 0;
   if (HasEffectiveCapability(CAP_SYS_PTRACE)) bits |= kHelperHasPtrace;
   if (HasEffectiveCapability(CAP_DAC_READ_SEARCH)) bits |= kHelperHasDacReadSearch;

@@ -1,10 +1,13 @@
 #include "agent/security/privileges.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/capability.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -133,6 +136,28 @@ std::string DescribeCredentials() {
     if (caps_text) text += ", capabilities " + std::string(caps_text.get());
   }
   return text;
+}
+
+void BecomeHelper(int socket, pid_t parent, const char* name, const std::string& user,
+                  KeptCapabilities kept) {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || getppid() != parent) _exit(1);
+  if (dup2(socket, 3) < 0) _exit(1);
+  if (socket != 3) close(socket);
+  const int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null >= 0) {
+    dup2(null, 0);
+    dup2(null, 1);
+  }
+  if (syscall(SYS_close_range, 4U, ~0U, 0U) != 0) {
+    for (int other = 4; other < 1024; ++other) close(other);
+  }
+  prctl(PR_SET_NAME, name, 0, 0, 0);
+  signal(SIGINT, SIG_IGN);  // a Ctrl-C in capd's terminal is for capd, which then closes us
+  if (Status dropped = DropPrivileges(user, kept); !dropped.ok()) {
+    const std::string line = std::string(name) + ": " + dropped.message() + "\n";
+    (void)!write(2, line.data(), line.size());
+    _exit(1);
+  }
 }
 
 }  // namespace capd::agent

@@ -8,6 +8,8 @@
 // Must run before any thread starts: capabilities and keep-caps are per thread on Linux, and
 // threads started later inherit the caller's sets.
 
+#include <sys/types.h>
+
 #include <string>
 
 #include "common/status.h"
@@ -36,5 +38,13 @@ bool HasEffectiveCapability(int capability);
 
 // "uid 65534, capabilities cap_net_admin,cap_net_raw=ep": what the process runs with now.
 std::string DescribeCredentials();
+
+// The first thing a helper process capd forks (capd-peers, capd-filters) does, in the child:
+// dies with `parent` (capd), keeps `socket` as descriptor 3 and stderr for a last word (stdin and
+// stdout on /dev/null, every other descriptor closed), takes `name`, leaves Ctrl-C to capd, and
+// drops privileges to `user` keeping `kept`. Returns only if all of that worked; otherwise it
+// says why on stderr (when it can) and exits 1, so capd never sees the helper's ready message.
+void BecomeHelper(int socket, pid_t parent, const char* name, const std::string& user,
+                  KeptCapabilities kept);
 
 }  // namespace capd::agent
