@@ -6,7 +6,7 @@
 #include <memory>
 #include <span>
 
-#include "client/output/capture_writer.h"
+#include "client/output/capture_files.h"
 #include "pipeline/mirror_stage.h"
 
 #ifndef CAPD_VERSION

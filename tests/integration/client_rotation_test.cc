@@ -1,10 +1,10 @@
 // `capctl stream -w PATH --rotate-*` end to end on a real veth, the client side of rotation
-// (client/output/rotating_writer.h through client/stream/stream_command.cc): the files of one
-// capture hold exactly the packets sent, in order and byte for byte as tcpdump saw them; each file
-// is within its size bound and a complete capture for capinfos; --rotate-files keeps the newest
-// N; --rotate-seconds files sit on wall-clock slots; kill -9 leaves every finished file valid and
-// the current one readable; --post-rotate runs once per finished file and its failure does not
-// stop the capture.
+// (capfile/rotating_writer.h, with client/output/rotation.h's post-rotate command, through
+// client/stream/stream_command.cc): the files of one capture hold exactly the packets sent, in
+// order and byte for byte as tcpdump saw them; each file is within its size bound and a complete
+// capture for capinfos; --rotate-files keeps the newest N; --rotate-seconds files sit on wall-clock
+// slots; kill -9 leaves every finished file valid and the current one readable; --post-rotate runs
+// once per finished file and its failure does not stop the capture.
 
 #include <gtest/gtest.h>
 #include <pcap/pcap.h>

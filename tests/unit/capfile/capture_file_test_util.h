@@ -22,9 +22,9 @@
 #include <utility>
 #include <vector>
 
-#include "client/output/capture_writer.h"
+#include "capfile/capture_writer.h"
 
-namespace capd::client::testing {
+namespace capd::capfile::testing {
 
 // A directory under $TMPDIR (or /tmp) removed with everything in it when the test ends.
 class TempDir {
@@ -182,7 +182,7 @@ class RecordingSink : public ByteSink {
   std::vector<std::string>* writes_;
 };
 
-}  // namespace capd::client::testing
+}  // namespace capd::capfile::testing
 
 // A Status check that prints the message on failure.
 #define CAPD_ASSERT_OK(expr)                                                             \

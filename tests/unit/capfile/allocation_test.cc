@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "client/output/capture_writer.h"
-#include "tests/unit/client/capture_file_test_util.h"
+#include "capfile/capture_writer.h"
+#include "tests/unit/capfile/capture_file_test_util.h"
 
 namespace {
 std::atomic<long> g_allocations{0};
@@ -25,7 +25,7 @@ void* operator new(std::size_t size) {
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
-namespace capd::client {
+namespace capd::capfile {
 namespace {
 
 using testing::Pattern;
@@ -69,4 +69,4 @@ TEST(AllocationTest, PcapWriterDoesNotAllocatePerPacket) {
 }
 
 }  // namespace
-}  // namespace capd::client
+}  // namespace capd::capfile

@@ -13,10 +13,10 @@
 #include <utility>
 #include <vector>
 
-#include "client/output/capture_writer.h"
-#include "client/output/encoding.h"
+#include "capfile/capture_writer.h"
+#include "capfile/encoding.h"
 
-namespace capd::client {
+namespace capd::capfile {
 namespace {
 
 using internal::AppendHost;
@@ -265,4 +265,4 @@ std::unique_ptr<CaptureWriter> MakePcapngWriter(std::unique_ptr<ByteSink> sink,
   return std::make_unique<PcapngWriter>(std::move(sink), application);
 }
 
-}  // namespace capd::client
+}  // namespace capd::capfile

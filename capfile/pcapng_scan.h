@@ -8,7 +8,7 @@
 
 #include "common/status.h"
 
-namespace capd::client {
+namespace capd::capfile {
 
 struct PcapngScan {
   uint64_t packets = 0;      // Enhanced, Simple and obsolete Packet Blocks among the whole blocks
@@ -22,4 +22,4 @@ struct PcapngScan {
 // messages.
 StatusOr<PcapngScan> ScanPcapng(int fd, const std::string& name);
 
-}  // namespace capd::client
+}  // namespace capd::capfile

@@ -16,7 +16,7 @@
 
 #include "common/status.h"
 
-namespace capd::client {
+namespace capd::capfile {
 
 // Where encoded bytes go: a file, stdout, a FIFO. Write() writes everything or fails; a reader
 // that went away (EPIPE) is StatusCode::kUnavailable so the caller can end quietly.
@@ -135,4 +135,4 @@ std::unique_ptr<CaptureWriter> MakePcapngWriter(std::unique_ptr<ByteSink> sink,
 // The file header is written when the first interface is added.
 std::unique_ptr<CaptureWriter> MakePcapWriter(std::unique_ptr<ByteSink> sink);
 
-}  // namespace capd::client
+}  // namespace capd::capfile

@@ -9,10 +9,10 @@
 #include <string_view>
 #include <vector>
 
-#include "client/output/capture_writer.h"
-#include "tests/unit/client/capture_file_test_util.h"
+#include "capfile/capture_writer.h"
+#include "tests/unit/capfile/capture_file_test_util.h"
 
-namespace capd::client {
+namespace capd::capfile {
 namespace {
 
 using testing::FindTool;
@@ -478,4 +478,4 @@ TEST(PcapngWriterTest, TsharkReadsMixedLinkTypes) {
 }
 
 }  // namespace
-}  // namespace capd::client
+}  // namespace capd::capfile

@@ -1,4 +1,4 @@
-#include "client/output/pcapng_scan.h"
+#include "capfile/pcapng_scan.h"
 
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -7,7 +7,7 @@
 #include <cstring>
 #include <string>
 
-namespace capd::client {
+namespace capd::capfile {
 namespace {
 
 constexpr uint32_t kSectionHeaderBlock = 0x0A0D0D0A;
@@ -61,4 +61,4 @@ StatusOr<PcapngScan> ScanPcapng(int fd, const std::string& name) {
   return scan;
 }
 
-}  // namespace capd::client
+}  // namespace capd::capfile

@@ -12,9 +12,9 @@
 #include <string_view>
 #include <utility>
 
-#include "client/output/capture_writer.h"
+#include "capfile/capture_writer.h"
 
-namespace capd::client {
+namespace capd::capfile {
 namespace {
 
 // A FIFO reader (Wireshark, tshark) drains in bursts; the default 64 KiB pipe buffer makes a
@@ -283,4 +283,4 @@ Status FdSink::Write(std::string_view bytes) {
   return Status::Ok();
 }
 
-}  // namespace capd::client
+}  // namespace capd::capfile

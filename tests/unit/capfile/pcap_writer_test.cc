@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "client/output/capture_writer.h"
-#include "tests/unit/client/capture_file_test_util.h"
+#include "capfile/capture_writer.h"
+#include "tests/unit/capfile/capture_file_test_util.h"
 
-namespace capd::client {
+namespace capd::capfile {
 namespace {
 
 using testing::FindTool;
@@ -220,4 +220,4 @@ TEST(PcapWriterTest, TsharkReadsTheFile) {
 }
 
 }  // namespace
-}  // namespace capd::client
+}  // namespace capd::capfile

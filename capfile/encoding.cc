@@ -1,6 +1,6 @@
-#include "client/output/encoding.h"
+#include "capfile/encoding.h"
 
-namespace capd::client::internal {
+namespace capd::capfile::internal {
 
 Status PacketLengthError(uint32_t original_length, size_t captured_length) {
   if (captured_length > std::numeric_limits<uint32_t>::max()) {
@@ -11,4 +11,4 @@ Status PacketLengthError(uint32_t original_length, size_t captured_length) {
                          " exceeds original length " + std::to_string(original_length));
 }
 
-}  // namespace capd::client::internal
+}  // namespace capd::capfile::internal

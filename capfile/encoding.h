@@ -13,7 +13,7 @@
 
 #include "common/status.h"
 
-namespace capd::client::internal {
+namespace capd::capfile::internal {
 
 // Encoders reserve this much once and reuse it after every Flush, so a warmed-up writer does
 // not allocate per packet. A batch from the agent is 64-256 KiB; 1 MiB also matches the pipe
@@ -63,4 +63,4 @@ inline uint32_t CapturedLength(size_t data_size, uint32_t snaplen) {
   return snaplen != 0 && size > snaplen ? snaplen : size;
 }
 
-}  // namespace capd::client::internal
+}  // namespace capd::capfile::internal

@@ -12,10 +12,10 @@
 #include <string>
 #include <thread>
 
-#include "client/output/capture_writer.h"
-#include "tests/unit/client/capture_file_test_util.h"
+#include "capfile/capture_writer.h"
+#include "tests/unit/capfile/capture_file_test_util.h"
 
-namespace capd::client {
+namespace capd::capfile {
 namespace {
 
 using testing::ReadFileBytes;
@@ -263,4 +263,4 @@ TEST_F(FdSinkTest, StdoutIsBorrowedNotClosed) {
 }
 
 }  // namespace
-}  // namespace capd::client
+}  // namespace capd::capfile

@@ -7,10 +7,10 @@
 #include <string>
 #include <utility>
 
-#include "client/output/capture_writer.h"
-#include "client/output/encoding.h"
+#include "capfile/capture_writer.h"
+#include "capfile/encoding.h"
 
-namespace capd::client {
+namespace capd::capfile {
 namespace {
 
 using internal::AppendHost;
@@ -101,4 +101,4 @@ std::unique_ptr<CaptureWriter> MakePcapWriter(std::unique_ptr<ByteSink> sink) {
   return std::make_unique<PcapWriter>(std::move(sink));
 }
 
-}  // namespace capd::client
+}  // namespace capd::capfile

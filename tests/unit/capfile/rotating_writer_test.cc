@@ -2,7 +2,7 @@
 // capinfos when installed), plus a block walk for what libpcap does not expose (statistics
 // blocks, the section comment).
 
-#include "client/output/rotating_writer.h"
+#include "capfile/rotating_writer.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -21,9 +21,9 @@
 #include <thread>
 #include <vector>
 
-#include "tests/unit/client/capture_file_test_util.h"
+#include "tests/unit/capfile/capture_file_test_util.h"
 
-namespace capd::client {
+namespace capd::capfile {
 namespace {
 
 using testing::FindTool;
@@ -91,9 +91,9 @@ std::vector<uint32_t> BlockTypes(const std::string& bytes) {
 }
 
 // Designated initializers would leave fields out (-Wmissing-field-initializers).
-RotationOptions Ring(std::string path, uint64_t max_bytes = 0, uint32_t seconds = 0,
-                     uint32_t max_files = 0) {
-  RotationOptions options;
+RingOptions Ring(std::string path, uint64_t max_bytes = 0, uint32_t seconds = 0,
+                 uint32_t max_files = 0) {
+  RingOptions options;
   options.path = std::move(path);
   options.max_bytes = max_bytes;
   options.seconds = seconds;
@@ -101,7 +101,7 @@ RotationOptions Ring(std::string path, uint64_t max_bytes = 0, uint32_t seconds 
   return options;
 }
 
-std::unique_ptr<CaptureWriter> Open(const RotationOptions& options) {
+std::unique_ptr<CaptureWriter> Open(const RingOptions& options) {
   auto writer = MakeRotatingWriter(options, kApplication);
   if (!writer.ok()) {
     ADD_FAILURE() << writer.status().message();
@@ -332,7 +332,7 @@ TEST(RotatingWriterTest, StatisticsAreRepeatedAtTheEndOfEveryFile) {
 TEST(RotatingWriterTest, FirstFileCommentIsInTheFirstSectionHeaderOnly) {
   TempDir dir;
   ASSERT_TRUE(dir.ok());
-  RotationOptions options = Ring(dir.File("c.pcapng"), 1000);
+  RingOptions options = Ring(dir.File("c.pcapng"), 1000);
   options.first_file_comment = "gap: capd was not running";
   auto writer = Open(options);
   ASSERT_NE(writer, nullptr);
@@ -354,7 +354,7 @@ TEST(RotatingWriterTest, FirstFileCommentIsInTheFirstSectionHeaderOnly) {
 TEST(RotatingWriterTest, AdoptedRingContinuesNumberingAndCountsOldFiles) {
   TempDir dir;
   ASSERT_TRUE(dir.ok());
-  RotationOptions options = Ring(dir.File("r.pcapng"), 1000, 0, 4);
+  RingOptions options = Ring(dir.File("r.pcapng"), 1000, 0, 4);
   {
     auto writer = Open(options);
     ASSERT_NE(writer, nullptr);
@@ -381,7 +381,7 @@ TEST(RotatingWriterTest, AdoptedRingContinuesNumberingAndCountsOldFiles) {
 TEST(RotatingWriterTest, AdoptedRingCountsItsFilesAndCutsATornBlock) {
   TempDir dir;
   ASSERT_TRUE(dir.ok());
-  RotationOptions options = Ring(dir.File("r.pcapng"), 2000, 0, 0);
+  RingOptions options = Ring(dir.File("r.pcapng"), 2000, 0, 0);
   {
     auto ring = MakeRing(options, kApplication);
     ASSERT_TRUE(ring.ok()) << ring.status().message();
@@ -418,53 +418,10 @@ TEST(RotatingWriterTest, AdoptedRingCountsItsFilesAndCutsATornBlock) {
   EXPECT_EQ(counts.packets_on_disk, on_disk);
 }
 
-TEST(RotatingWriterTest, PostRotateRunsForEachFinishedFileAndItsFailureIsHarmless) {
-  TempDir dir;
-  ASSERT_TRUE(dir.ok());
-  const std::string log = dir.File("rotated.log");
-  std::vector<std::string> messages;
-  {
-    RotationOptions options = Ring(dir.File("p.pcapng"), 1000);
-    options.post_rotate_command = "printf '%s\\n' >>" + log;
-    options.log = [&](const std::string& m) { messages.push_back(m); };
-    auto writer = Open(options);
-    ASSERT_NE(writer, nullptr);
-    CAPD_ASSERT_OK(writer->AddInterface(Ethernet()));
-    WritePackets(*writer, 30, NowNs(), 1);
-    CAPD_ASSERT_OK(writer->Close());
-  }
-  const auto files = RingFiles(dir.File(""), "p");
-  ASSERT_GT(files.size(), 2u);
-  // The commands run on their own; wait (bounded) until every one has appended its line.
-  std::string lines;
-  for (int i = 0; i < 200; ++i) {
-    lines = ReadFileBytes(log);
-    if (static_cast<size_t>(std::count(lines.begin(), lines.end(), '\n')) == files.size()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  for (const auto& f : files) EXPECT_NE(lines.find(f + "\n"), std::string::npos) << lines;
-
-  RotationOptions failing_options = Ring(dir.File("f.pcapng"), 1000);
-  failing_options.post_rotate_command = "exit 3; true";
-  failing_options.log = [&](const std::string& m) { messages.push_back(m); };
-  auto failing = Open(failing_options);
-  ASSERT_NE(failing, nullptr);
-  CAPD_ASSERT_OK(failing->AddInterface(Ethernet()));
-  WritePackets(*failing, 30, NowNs(), 1);
-  // The failures are reported as they are reaped, and writing goes on.
-  for (int i = 0; i < 200 && messages.empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    CAPD_ASSERT_OK(failing->Tick(NowNs()));
-  }
-  CAPD_ASSERT_OK(failing->Close());
-  ASSERT_FALSE(messages.empty());
-  EXPECT_NE(messages[0].find("exit status 3"), std::string::npos) << messages[0];
-}
-
 TEST(RotatingWriterTest, MinFreeStopsWritingWhenNothingIsLeftToDelete) {
   TempDir dir;
   ASSERT_TRUE(dir.ok());
-  RotationOptions options = Ring(dir.File("m.pcapng"));
+  RingOptions options = Ring(dir.File("m.pcapng"));
   options.min_free_bytes = uint64_t{1} << 62;
   auto writer = MakeRotatingWriter(options, kApplication);
   ASSERT_FALSE(writer.ok());
@@ -510,4 +467,4 @@ TEST(RotatingWriterTest, KillNineLeavesFinishedFilesValidAndTheCurrentOneReadabl
 }
 
 }  // namespace
-}  // namespace capd::client
+}  // namespace capd::capfile

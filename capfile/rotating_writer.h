@@ -1,6 +1,8 @@
 #pragma once
 // A ring of pcapng files, like dumpcap -b and tcpdump -C/-G/-W/-z, used by `capctl stream
-// --rotate-*` and by capd's recordings (agent/recording/).
+// --rotate-*` (client/output/rotation.h adds its post-rotate command) and by capd's recordings
+// (agent/recording/). Nothing here starts a process: what happens to a finished file is the
+// caller's (on_file_finished).
 //
 // How data flows: every call is encoded at once by a pcapng encoder for the current file (into
 // memory), so the writer knows the exact size of each block before it reaches the disk; Flush
@@ -42,18 +44,17 @@
 #include <memory>
 #include <string>
 
-#include "client/output/capture_writer.h"
+#include "capfile/capture_writer.h"
 #include "common/status.h"
 
-namespace capd::client {
+namespace capd::capfile {
 
-struct RotationOptions {
-  std::string path;        // e.g. /data/cap.pcapng -> /data/cap_00001_20240101120000.pcapng
-  uint64_t max_bytes = 0;  // 0: no size rotation
-  uint32_t seconds = 0;    // 0: no time rotation
-  uint32_t max_files = 0;  // keep the newest N files (the current one included); 0: all
-  std::string post_rotate_command;  // run as `sh -c 'CMD "$1"' sh FILE` for each finished file
-  uint64_t min_free_bytes = 0;      // keep this much free in the folder (statvfs); 0: no check
+struct RingOptions {
+  std::string path;             // e.g. /data/cap.pcapng -> /data/cap_00001_20240101120000.pcapng
+  uint64_t max_bytes = 0;       // 0: no size rotation
+  uint32_t seconds = 0;         // 0: no time rotation
+  uint32_t max_files = 0;       // keep the newest N files (the current one included); 0: all
+  uint64_t min_free_bytes = 0;  // keep this much free in the folder (statvfs); 0: no check
   // Resuming a ring (agent recordings): files PREFIX_NNNNN_*.pcapng already in the folder join
   // the ring, oldest first, and numbering continues after the highest.
   bool adopt_existing_files = false;
@@ -67,9 +68,13 @@ struct RotationOptions {
   // exact_file_mode (capd's recordings are 0640 whatever umask capd was started with).
   mode_t file_mode = 0644;
   bool exact_file_mode = false;
-  // Where the writer reports what it does on its own (a failed post-rotate command, a file deleted
-  // for --min-free). Empty: one "capctl: ..." line on stderr.
+  // Where the writer reports what it does on its own (a file deleted for --min-free, a torn block
+  // cut off). Empty: one "capctl: ..." line on stderr.
   std::function<void(const std::string&)> log;
+  // Called with the path of each file once it is complete and closed (at rotation and at Close,
+  // or the destructor), on the writer's thread; not for a file a failed write stopped. It runs
+  // inside WritePacket/Tick/Close: it must not block (capctl starts its command and returns).
+  std::function<void(const std::string& path)> on_file_finished;
 };
 
 // Packets of the old slot still arriving after its end (batching, network) are given this long
@@ -93,12 +98,11 @@ class RingWriter : public CaptureWriter {
 // (empty path, "-"). The writer's statuses after that: kResourceExhausted when --min-free cannot
 // be kept (writing stopped: nothing more is written), kInternal for I/O errors.
 // The returned writer's Close() (or its destructor) writes the kept statistics into the last file
-// and runs the post-rotate command on it too.
-StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RotationOptions& options,
+// and reports it to on_file_finished too.
+StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RingOptions& options,
                                                             std::string application);
 // The same writer, with its counts.
-StatusOr<std::unique_ptr<RingWriter>> MakeRing(const RotationOptions& options,
-                                               std::string application);
+StatusOr<std::unique_ptr<RingWriter>> MakeRing(const RingOptions& options, std::string application);
 
 // "100", "10k", "5M", "2G" (powers of 1000, as tcpdump -C) -> bytes. kInvalidArgument otherwise.
 StatusOr<uint64_t> ParseByteSize(const std::string& text);
@@ -106,4 +110,4 @@ StatusOr<uint64_t> ParseByteSize(const std::string& text);
 // The file name (without folder) of file `number` of the ring for `path`, opened at `unix_seconds`.
 std::string RingFileName(const std::string& path, uint32_t number, int64_t unix_seconds);
 
-}  // namespace capd::client
+}  // namespace capd::capfile

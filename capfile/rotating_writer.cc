@@ -1,12 +1,9 @@
-#include "client/output/rotating_writer.h"
+#include "capfile/rotating_writer.h"
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,12 +22,10 @@
 #include <utility>
 #include <vector>
 
-#include "client/output/encoding.h"
-#include "client/output/pcapng_scan.h"
+#include "capfile/encoding.h"
+#include "capfile/pcapng_scan.h"
 
-extern char** environ;
-
-namespace capd::client {
+namespace capd::capfile {
 namespace {
 
 constexpr int64_t kSecondsPerDay = 86400;
@@ -113,7 +108,7 @@ std::optional<uint32_t> RingNumber(const std::string& name, const std::string& s
 
 class RotatingWriter final : public RingWriter {
  public:
-  RotatingWriter(RotationOptions options, std::string application)
+  RotatingWriter(RingOptions options, std::string application)
       : options_(std::move(options)), application_(std::move(application)) {
     const PathParts parts = SplitPath(options_.path);
     dir_ = parts.dir;
@@ -128,7 +123,6 @@ class RotatingWriter final : public RingWriter {
         Log("finishing " + file_path_ + ": " + status.message());
       }
     }
-    ReapChildren();
     if (dir_fd_ >= 0) ::close(dir_fd_);
   }
 
@@ -211,7 +205,6 @@ class RotatingWriter final : public RingWriter {
   }
 
   Status Tick(uint64_t now_ns) override {
-    ReapChildren();
     CAPD_RETURN_IF_ERROR(Usable());
     if (options_.seconds == 0 || now_ns < kTickGraceNs) return Status::Ok();
     const auto seconds = static_cast<int64_t>((now_ns - kTickGraceNs) / 1'000'000'000ULL);
@@ -224,9 +217,7 @@ class RotatingWriter final : public RingWriter {
     if (closed_) return stopped_;
     closed_ = true;
     if (!stopped_.ok()) return stopped_;
-    Status status = FinishFile();
-    ReapChildren();
-    return status;
+    return FinishFile();
   }
 
  private:
@@ -352,7 +343,7 @@ class RotatingWriter final : public RingWriter {
     Status status = WritePending();
     file_.reset();
     finished_.push_back({file_name_, file_disk_packets_});
-    if (status.ok()) RunPostRotate(file_path_);
+    if (status.ok() && options_.on_file_finished) options_.on_file_finished(file_path_);
     return status;
   }
 
@@ -456,63 +447,6 @@ class RotatingWriter final : public RingWriter {
     }
   }
 
-  // `sh -c 'CMD "$1"' sh FILE`: CMD may carry its own arguments (aws s3 cp ... --quiet), and the
-  // file name reaches it as one word whatever it contains. Not waited for: reaped on later calls.
-  void RunPostRotate(const std::string& path) {
-    if (options_.post_rotate_command.empty()) return;
-    const std::string script = options_.post_rotate_command + " \"$1\"";
-    const char* argv[] = {"sh", "-c", script.c_str(), "sh", path.c_str(), nullptr};
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawnattr_init(&attr);
-    // capctl blocks SIGINT/SIGTERM for its signal thread and ignores SIGPIPE; the child gets the
-    // defaults back. Its own process group: Ctrl-C on capctl does not cut an upload short.
-    sigset_t empty, defaults;
-    sigemptyset(&empty);
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    sigaddset(&defaults, SIGINT);
-    sigaddset(&defaults, SIGTERM);
-    posix_spawnattr_setsigmask(&attr, &empty);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-    pid_t pid = -1;
-    const int error =
-        posix_spawn(&pid, "/bin/sh", &actions, &attr, const_cast<char**>(argv), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    if (error != 0) {
-      Log("post-rotate command for " + path + " could not start: " + std::strerror(error));
-      return;
-    }
-    children_.emplace_back(pid, path);
-  }
-
-  void ReapChildren() {
-    for (auto it = children_.begin(); it != children_.end();) {
-      int status = 0;
-      const pid_t done = ::waitpid(it->first, &status, WNOHANG);
-      if (done == 0) {
-        ++it;
-        continue;
-      }
-      if (done == it->first) {
-        if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
-          Log("post-rotate command for " + it->second + " failed: exit status " +
-              std::to_string(WEXITSTATUS(status)));
-        } else if (WIFSIGNALED(status)) {
-          Log("post-rotate command for " + it->second + " was killed by signal " +
-              std::to_string(WTERMSIG(status)));
-        }
-      }
-      it = children_.erase(it);  // reaped, or not ours to wait for any more (ECHILD)
-    }
-  }
-
   void Log(const std::string& message) const {
     if (options_.log) {
       options_.log(message);
@@ -521,7 +455,7 @@ class RotatingWriter final : public RingWriter {
     }
   }
 
-  const RotationOptions options_;
+  const RingOptions options_;
   const std::string application_;
   std::string dir_;
   std::string stem_;
@@ -538,7 +472,7 @@ class RotatingWriter final : public RingWriter {
 
   // The current file.
   std::unique_ptr<FdSink> file_;
-  std::string file_path_;                   // for messages and the post-rotate command
+  std::string file_path_;                   // for messages and on_file_finished
   std::string file_name_;                   // in the folder
   uint64_t file_written_ = 0;               // bytes that reached the file whole
   uint64_t file_disk_packets_ = 0;          // packets among them
@@ -556,7 +490,6 @@ class RotatingWriter final : public RingWriter {
   bool first_file_ = true;
   bool closed_ = false;
   Status stopped_;  // not ok: nothing more is written
-  std::vector<std::pair<pid_t, std::string>> children_;
 };
 
 }  // namespace
@@ -612,14 +545,14 @@ StatusOr<uint64_t> ParseByteSize(const std::string& text) {
   return value * scale;
 }
 
-StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RotationOptions& options,
+StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RingOptions& options,
                                                             std::string application) {
   auto ring = MakeRing(options, std::move(application));
   if (!ring.ok()) return ring.status();
   return std::unique_ptr<CaptureWriter>(std::move(ring).value());
 }
 
-StatusOr<std::unique_ptr<RingWriter>> MakeRing(const RotationOptions& options,
+StatusOr<std::unique_ptr<RingWriter>> MakeRing(const RingOptions& options,
                                                std::string application) {
   if (options.path.empty() || options.path == "-") {
     return InvalidArgument("rotating files need a file path (-w PATH), not stdout");
@@ -636,4 +569,4 @@ StatusOr<std::unique_ptr<RingWriter>> MakeRing(const RotationOptions& options,
   return std::unique_ptr<RingWriter>(std::move(writer));
 }
 
-}  // namespace capd::client
+}  // namespace capd::capfile
