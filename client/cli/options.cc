@@ -27,6 +27,7 @@ const char kUsage[] =
     "       capctl record start --name NAME [-i IFACE] [-f FILTER] [--decap ...]\n"
     "                     [--rotate-size SIZE] [--rotate-seconds SEC] [--rotate-files N]\n"
     "       capctl record stop NAME | record list | record fetch NAME [--out DIR]\n"
+    "       capctl record delete NAME: remove a stopped recording and its files\n"
     "  --agent A       HOST:PORT[/IFACE], ssh://[user@]host[:port][/IFACE] or\n"
     "                  ssm://i-xxxx[/IFACE] (default $CAPD_AGENT or 127.0.0.1:50051)\n"
     "  -i IFACE        interface to capture on (default: the agent's default-route interface)\n"
@@ -454,7 +455,7 @@ Status ParseInterfaces(int argc, char** argv, InterfacesOptions& out) {
 
 // capctl record start|stop|list|fetch ...; argv[0] is "record".
 Status ParseRecord(int argc, char** argv, RecordOptions& out) {
-  if (argc < 2) return Bad("record takes start, stop, list or fetch");
+  if (argc < 2) return Bad("record takes start, stop, list, fetch or delete");
   const std::string action = argv[1];
   if (action == "start") {
     out.action = RecordOptions::Action::kStart;
@@ -464,8 +465,10 @@ Status ParseRecord(int argc, char** argv, RecordOptions& out) {
     out.action = RecordOptions::Action::kList;
   } else if (action == "fetch") {
     out.action = RecordOptions::Action::kFetch;
+  } else if (action == "delete") {
+    out.action = RecordOptions::Action::kDelete;
   } else {
-    return Bad("record takes start, stop, list or fetch, not '" + action + "'");
+    return Bad("record takes start, stop, list, fetch or delete, not '" + action + "'");
   }
   enum { kAgent = 1000, kName, kOut };
   static const option kOptions[] = {{"agent", required_argument, nullptr, kAgent},
@@ -512,7 +515,8 @@ Status ParseRecord(int argc, char** argv, RecordOptions& out) {
   }
   // optind counts within argv + 1.
   int next = optind + 1;
-  if ((out.action == RecordOptions::Action::kStop || out.action == RecordOptions::Action::kFetch) &&
+  if ((out.action == RecordOptions::Action::kStop || out.action == RecordOptions::Action::kFetch ||
+       out.action == RecordOptions::Action::kDelete) &&
       out.name.empty() && next < argc) {
     out.name = argv[next++];
   }
