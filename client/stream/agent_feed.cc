@@ -4,8 +4,7 @@ namespace capd::client {
 
 AgentFeed::AgentFeed(size_t index, std::string address, AgentConnection connection,
                      v1::StreamRequest request, FeedHub& hub)
-    : index_(index),
-      address_(std::move(address)),
+    : Feed(index, std::move(address)),
       connection_(std::move(connection)),
       request_(std::move(request)),
       hub_(hub) {
