@@ -40,7 +40,7 @@ class PcapFanoutWriter final : public CaptureWriter {
       return InvalidArgument("interface " + info.name + " has link type " +
                              std::to_string(info.link_type) + " but this pcap stream has " +
                              std::to_string(link_type_) +
-                             ": a pcap stream holds one link type; use pcapng for several");
+                             ": a pcap stream (PCAP-over-IP) holds one link type");
     }
     ++interface_count_;
     return Status::Ok();
