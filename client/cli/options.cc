@@ -148,7 +148,7 @@ bool ParseRotationFlag(int c, const char* arg, RotationOptions& out, Status& sta
   switch (c) {
     case kRotateSize:
     case kMinFree: {
-      auto size = ParseByteSize(arg);
+      auto size = capfile::ParseByteSize(arg);
       const char* flag = c == kRotateSize ? "--rotate-size" : "--min-free";
       if (!size.ok() || size.value() == 0) {
         status = Bad(std::string(flag) + " takes a size in bytes with an optional k, M or G " +

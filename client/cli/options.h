@@ -7,12 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "capfile/capture_writer.h"
 #include "client/cli/agent_address.h"
-#include "client/output/capture_writer.h"
-#include "client/output/rotating_writer.h"
+#include "client/cli/rotation_options.h"
 #include "common/status.h"
 
 namespace capd::client {
+
+using capfile::FileFormat;
 
 // How to reach an agent securely (capd --tls-cert/--tls-client-ca/--auth-token-file).
 struct ConnectionOptions {
