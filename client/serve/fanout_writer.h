@@ -11,7 +11,7 @@
 
 #include <memory>
 
-#include "client/output/capture_writer.h"
+#include "client/output/capture_files.h"
 #include "client/serve/pcap_fanout.h"
 
 namespace capd::client {

@@ -12,7 +12,7 @@
 #include <memory>
 
 #include "client/cli/options.h"
-#include "client/output/capture_writer.h"
+#include "client/output/capture_files.h"
 #include "client/stream/session_observer.h"
 #include "client/stream/stream_session.h"
 #include "common/status.h"

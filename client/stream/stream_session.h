@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "client/cli/options.h"
-#include "client/output/capture_writer.h"
+#include "client/output/capture_files.h"
 #include "client/stream/feed.h"
 #include "client/stream/session_observer.h"
 

@@ -16,7 +16,7 @@
 #include <string>
 #include <utility>
 
-#include "client/output/capture_writer.h"
+#include "client/output/capture_files.h"
 #include "client/stream/feed.h"
 #include "client/stream/session_observer.h"
 #include "common/status.h"

@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-#include "client/output/capture_writer.h"
+#include "client/output/capture_files.h"
 #include "client/serve/pcap_fanout.h"
 
 namespace capd::client {

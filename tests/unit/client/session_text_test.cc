@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "capture_file_test_util.h"
 #include "client/extcap/control_pipe.h"
 #include "client/extcap/extcap_observer.h"
+#include "tests/unit/capfile/capture_file_test_util.h"
 
 namespace capd::client {
 namespace {
@@ -133,12 +133,12 @@ std::vector<ControlPacket> ParseControl(const std::string& bytes) {
 // interface, warnings and the summary, as "capd: ..."; stderr nothing (the lines are kept for a
 // failure).
 TEST(ExtcapObserverTest, LogGetsEveryLineStatusBarTheImportantOnes) {
-  testing::TempDir dir;
+  capfile::testing::TempDir dir;
   ASSERT_TRUE(dir.ok());
   const std::string in = dir.File("control-in"), out = dir.File("control-out");
   ASSERT_EQ(mkfifo(in.c_str(), 0600), 0);
   ASSERT_EQ(mkfifo(out.c_str(), 0600), 0);
-  testing::UniqueFd reader(open(out.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  capfile::testing::UniqueFd reader(open(out.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   ASSERT_GE(reader.get(), 0);
   std::vector<std::string> lines;
   {

@@ -16,19 +16,19 @@
 #include <string>
 #include <vector>
 
-#include "capture_file_test_util.h"
 #include "client/cli/options.h"
-#include "client/output/capture_writer.h"
+#include "client/output/capture_files.h"
 #include "client/stream/feed.h"
 #include "client/stream/merger.h"
 #include "client/stream/session_observer.h"
 #include "client/stream/stream_translator.h"
+#include "tests/unit/capfile/capture_file_test_util.h"
 
 namespace capd::client {
 namespace {
 
-using testing::ReadWithLibpcap;
-using testing::TempDir;
+using capfile::testing::ReadWithLibpcap;
+using capfile::testing::TempDir;
 
 constexpr uint32_t kEthernet = 1;
 
@@ -489,7 +489,7 @@ TEST(StreamSessionTest, PcapngFileReadsBackWithLibpcapInTimeOrder) {
     feeds[1]->Finish();
     ASSERT_EQ(session.Run(), 0);
   }
-  const testing::PcapContents contents = ReadWithLibpcap(path);
+  const capfile::testing::PcapContents contents = ReadWithLibpcap(path);
   ASSERT_EQ(contents.error, "");
   EXPECT_EQ(contents.datalink, 1);
   ASSERT_EQ(contents.records.size(), 4u);
