@@ -35,7 +35,7 @@ void AgentFeed::ReadLoop() {
     std::unique_lock lock(hub_.mu);
     hub_.changed.wait(lock, [&] { return queued_bytes < kMaxQueuedBytes || done; });
     queued_bytes += bytes;
-    queue.push_back({std::move(message), std::chrono::steady_clock::now()});
+    queue.push_back({std::move(message), std::chrono::steady_clock::now(), std::nullopt, {}});
     ++hub_.arrivals;
     lock.unlock();
     hub_.changed.notify_all();

@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 
+#include "capfile/stream_to_file.h"
 #include "proto/capture.pb.h"
 
 namespace capd::client {
@@ -35,9 +36,10 @@ struct FeedHub {
 struct Arrival {
   std::unique_ptr<v1::StreamResponse> message;
   std::chrono::steady_clock::time_point arrived;
-  int next_packet = 0;     // merger's cursor into a PacketBatch
-  size_t data_offset = 0;  // byte offset of that packet in the batch's blob
-  int next_comment = 0;    // cursor into the batch's sparse comments (sorted by packet)
+  // A PacketBatch, once the merger has checked it (at the head of the queue), and how far the
+  // merger has written it.
+  std::optional<capfile::BatchView> view;
+  capfile::BatchCursor cursor;
 };
 
 class Feed {

@@ -5,9 +5,9 @@
 #include <chrono>
 #include <mutex>
 
+#include "capfile/stream_to_file.h"
 #include "client/stream/agent_channel.h"
 #include "client/stream/merger.h"
-#include "client/stream/stream_translator.h"
 
 namespace capd::client {
 namespace {
@@ -41,13 +41,14 @@ void StreamSession::Interrupt() {
 int StreamSession::Run() {
   std::vector<Feed*> feeds;
   for (auto& feed : feeds_) feeds.push_back(feed.get());
-  StreamTranslator translator(
-      writer_,
-      options_.format == FileFormat::kPcap && options_.decap.mode != DecapOptions::Mode::kNone,
-      options_.rotation.has_value());
+  capfile::StreamToFile file(writer_);
+  Merger::Settings settings;
   // With one agent the agent counts -c itself; with several capctl counts over all of them.
-  const uint64_t client_count = feeds_.size() > 1 ? options_.count : 0;
-  Merger merger(feeds, translator, observer_, client_count);
+  settings.count = feeds_.size() > 1 ? options_.count : 0;
+  settings.leave_out_capture_interfaces =
+      options_.format == FileFormat::kPcap && options_.decap.mode != DecapOptions::Mode::kNone;
+  settings.statistics_in_every_file = options_.rotation.has_value();
+  Merger merger(feeds, file, writer_, observer_, settings);
   for (Feed* feed : feeds) feed->Start();
   Status local_error;
   bool reader_gone = false;
@@ -75,13 +76,13 @@ int StreamSession::Run() {
     Status flushed = local_error.ok() && merger.AnyFeedStarted() ? writer_.Flush() : Status::Ok();
     lock.lock();
     if (flushed.ok()) {
-      translator.CommitFlushed();
+      merger.CommitFlushed();
     } else if (flushed.code() == StatusCode::kUnavailable && output_.is_stream) {
       reader_gone = true;  // Wireshark closed, `head` had enough: a normal way to stop
-      translator.DiscardUnflushed();
+      merger.DiscardUnflushed();
     } else {
       local_error = flushed;
-      translator.DiscardUnflushed();
+      merger.DiscardUnflushed();
     }
     hub_.changed.notify_all();  // readers waiting for queue space
     if (!local_error.ok() || reader_gone) {
@@ -89,7 +90,7 @@ int StreamSession::Run() {
       break;
     }
     lock.unlock();
-    observer_.OnProgress({translator.written(), translator.drops()});
+    observer_.OnProgress({merger.written(), merger.drops()});
     lock.lock();
     // Once the count is reached the packets still queued are not wanted: done means the calls
     // have finished.
@@ -130,20 +131,20 @@ int StreamSession::Run() {
   SessionSummary summary;
   summary.output_name = output_.name;
   const auto finish = [&](std::string ending, int code) {
-    summary.written = translator.written();
-    summary.drops = translator.drops();
-    summary.decap_outcomes = translator.decap_outcomes();
+    summary.written = merger.written();
+    summary.drops = merger.drops();
+    summary.decap_outcomes = merger.decap_outcomes();
     summary.ending = std::move(ending);
     summary.exit_code = code;
     if (feeds.size() > 1) {
       for (Feed* feed : feeds) {
         summary.agents.push_back({{feed->address(), feed->agent_name},
-                                  translator.written(feed->index()),
-                                  translator.drops(feed->index()),
-                                  translator.decap_outcomes(feed->index()),
+                                  merger.written(feed->index()),
+                                  merger.drops(feed->index()),
+                                  merger.decap_outcomes(feed->index()),
                                   OutcomeOf(*feed, stopped_by_capctl)});
       }
-      summary.out_of_order = translator.out_of_order();
+      summary.out_of_order = merger.out_of_order();
     }
     lock.unlock();
     observer_.OnSummary(summary);

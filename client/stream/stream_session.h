@@ -3,7 +3,7 @@
 // SessionObserver: the one object behind `capctl stream`, the Wireshark extcap and `capctl serve`.
 //
 // How data flows: each Feed's reader queues the agent's messages -> the Merger (on the thread
-// that calls Run) takes them in timestamp order through the StreamTranslator into the writer ->
+// that calls Run) takes them in timestamp order through capfile::StreamToFile into the writer ->
 // one Flush per round, outside the feeds' lock, so the readers keep queueing meanwhile. Events
 // (interfaces, carriers, warnings, an agent's end, progress, the summary) go to the observer.
 //

@@ -16,12 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "capfile/stream_to_file.h"
 #include "client/cli/options.h"
 #include "client/output/capture_files.h"
 #include "client/stream/feed.h"
 #include "client/stream/merger.h"
 #include "client/stream/session_observer.h"
-#include "client/stream/stream_translator.h"
 #include "tests/unit/capfile/capture_file_test_util.h"
 
 namespace capd::client {
@@ -42,7 +42,8 @@ class FakeFeed final : public Feed {
             std::chrono::steady_clock::time_point arrived = std::chrono::steady_clock::now()) {
     const size_t bytes = message.has_packets() ? message.packets().data().size() : 0;
     queued_bytes += bytes;
-    queue.push_back({std::make_unique<v1::StreamResponse>(std::move(message)), arrived});
+    queue.push_back(
+        {std::make_unique<v1::StreamResponse>(std::move(message)), arrived, std::nullopt, {}});
   }
   // The call is over: the messages pushed are all there is.
   void Finish(grpc::Status final_status = grpc::Status::OK) {
@@ -302,8 +303,8 @@ TEST(MergerTest, LatePacketIsWrittenAndCountedOutOfOrder) {
   FakeFeed alpha(0, "alpha"), bravo(1, "bravo");
   RecordingWriter writer;
   RecordingObserver observer;
-  StreamTranslator translator(writer, false, false);
-  Merger merger({&alpha, &bravo}, translator, observer, 0);
+  capfile::StreamToFile file(writer);
+  Merger merger({&alpha, &bravo}, file, writer, observer, {});
   alpha.Push(Interface(0, "eth0", "alpha"), t0);
   bravo.Push(Interface(0, "eth0", "bravo"), t0);
   alpha.Push(Batch({{0, 100, "a1", ""}}), t0);
@@ -327,7 +328,7 @@ TEST(MergerTest, LatePacketIsWrittenAndCountedOutOfOrder) {
   round = merger.RunRound(t1 + Merger::kReorderWindow);
   ASSERT_TRUE(round.ok());
   EXPECT_EQ(Timestamps(writer.packets), (std::vector<uint64_t>{100, 50}));
-  EXPECT_EQ(translator.out_of_order(), 1u);
+  EXPECT_EQ(merger.out_of_order(), 1u);
 
   // With a packet queued on both sides nothing waits: the earlier goes first.
   alpha.Push(Batch({{0, 300, "a2", ""}}), t1);
@@ -335,7 +336,7 @@ TEST(MergerTest, LatePacketIsWrittenAndCountedOutOfOrder) {
   round = merger.RunRound(t1);
   ASSERT_TRUE(round.ok());
   EXPECT_EQ(Timestamps(writer.packets), (std::vector<uint64_t>{100, 50, 200, 300}));
-  EXPECT_EQ(translator.out_of_order(), 1u);
+  EXPECT_EQ(merger.out_of_order(), 1u);
 }
 
 // capctl's own -c over several agents: exactly N packets, the earliest ones, then every feed is
