@@ -432,6 +432,45 @@ TEST(StreamSessionTest, MalformedBatchStopsWithALocalError) {
             "stopped: agent sent a malformed batch (array lengths differ)");
 }
 
+// A pcap file with decapsulation holds the inner frames' link type: the capture interface is
+// left out of the file (and said to be), the decapsulated session's interface holds the packets,
+// and the summary carries the tunnel outcomes of both.
+TEST(StreamSessionTest, PcapWithDecapLeavesTheCaptureInterfaceOut) {
+  StreamOptions options = DefaultOptions();
+  options.format = FileFormat::kPcap;
+  options.decap.mode = DecapOptions::Mode::kVxlan;
+  RecordingWriter writer;
+  RecordingObserver observer;
+  StreamSession session(options, writer, observer, {"out.pcap", false, -1});
+  std::vector<FakeFeed*> feeds = AddFeeds(session, 1);
+  feeds[0]->Push(Interface(0, "ens5", "alpha"));
+  v1::StreamResponse inner = Interface(1, "vxlan-7", "alpha");
+  inner.mutable_interface()->set_encapsulation("vxlan");
+  inner.mutable_interface()->set_description("VXLAN VNI 7");
+  feeds[0]->Push(std::move(inner));
+  feeds[0]->Push(Batch({{1, 10, "i1", ""}, {1, 20, "i2", ""}}));
+  v1::StreamResponse statistics;
+  statistics.mutable_statistics()->set_timestamp_ns(30);
+  v1::InterfaceStatistics* outer = statistics.mutable_statistics()->add_interfaces();
+  outer->set_interface_index(0);
+  (*outer->mutable_decap_outcomes())["decapsulated"] = 2;
+  (*outer->mutable_decap_outcomes())["malformed"] = 1;
+  feeds[0]->Push(std::move(statistics));
+  feeds[0]->Push(End(v1::StreamEnd::COUNT_REACHED));
+  feeds[0]->Finish();
+
+  EXPECT_EQ(session.Run(), 0);
+  ASSERT_EQ(writer.interfaces.size(), 1u);
+  EXPECT_EQ(writer.interfaces[0].name, "vxlan-7");
+  EXPECT_EQ(Timestamps(writer.packets), (std::vector<uint64_t>{10, 20}));
+  ASSERT_EQ(observer.interfaces.size(), 2u);
+  EXPECT_TRUE(observer.interfaces[0].left_out);
+  EXPECT_TRUE(observer.interfaces[1].decapsulated);
+  EXPECT_FALSE(observer.interfaces[1].left_out);
+  EXPECT_EQ(observer.summary.written, 2u);
+  EXPECT_EQ(observer.summary.decap_outcomes, "; tunnel packets: 2 decapsulated, 1 malformed");
+}
+
 // The one decision of why a feed ended.
 TEST(OutcomeOfTest, EachWayAFeedEnds) {
   FakeFeed feed(0, "a");
