@@ -1,7 +1,7 @@
 // The batch codec on both ends of the stream. capd appends the packets it reads from the ring to
 // a PacketBatch (BatchBuilder) until the batch is full, then gRPC serializes the StreamResponse;
-// capctl parses it and walks the packets (MergedStream::WriteRun). These benchmarks do exactly
-// that without gRPC, so their cost can be told apart from the transport's.
+// capctl parses it and walks the packets (Merger::WriteRun, client/stream/merger.cc). These
+// benchmarks do exactly that without gRPC, so their cost can be told apart from the transport's.
 //
 // One iteration is one full batch: as many packets of the given frame size as BatchBuilder takes
 // before full() (kMaxPackets or kMaxBytes, whichever comes first; the batch_packets counter says
