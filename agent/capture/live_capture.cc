@@ -37,10 +37,6 @@ Status ActivateError(int rc, pcap_t* handle, const std::string& interface) {
   }
 }
 
-uint64_t WrappingDelta(u_int now, u_int before) {
-  return static_cast<uint32_t>(static_cast<uint32_t>(now) - static_cast<uint32_t>(before));
-}
-
 }  // namespace
 
 std::optional<int> ExpectedDatalink(const std::string& interface) {
@@ -67,11 +63,14 @@ std::optional<int> ExpectedDatalink(const std::string& interface) {
   }
 }
 
-uint16_t DatalinkToLinktype(int dlt) {
-  // pcap/dlt.h: on Linux DLT_RAW is 12 (14 on OpenBSD) but files carry LINKTYPE_RAW (101).
-  // Values 104 and up, and 0-10, are the same in both spaces.
-  if (dlt == DLT_RAW) return 101;
-  return static_cast<uint16_t>(dlt);
+std::optional<int> LiveCaptureFactory::ExpectedDatalink(const std::string& interface) const {
+  return agent::ExpectedDatalink(interface);
+}
+
+StatusOr<std::unique_ptr<CaptureSource>> LiveCaptureFactory::Open(const CaptureConfig& config) {
+  auto opened = LiveCapture::Open(config);
+  if (!opened.ok()) return opened.status();
+  return std::unique_ptr<CaptureSource>(std::move(opened).value());
 }
 
 StatusOr<std::unique_ptr<LiveCapture>> LiveCapture::Open(const LiveCaptureConfig& config) {
@@ -124,8 +123,6 @@ LiveCapture::LiveCapture(pcap_t* handle, std::string interface)
     : handle_(handle), interface_(std::move(interface)) {}
 
 LiveCapture::~LiveCapture() { pcap_close(handle_); }
-
-uint16_t LiveCapture::linktype() const { return DatalinkToLinktype(datalink_); }
 
 StatusOr<const bpf_program*> LiveCapture::ProgramFor(const filters::ComposedFilter& filter,
                                                      filters::CompiledFilter& live) {
@@ -195,11 +192,7 @@ StatusOr<CaptureCounters> LiveCapture::Stats() {
   if (pcap_stats(handle_, &now) != 0) {
     return Internal(Describe("pcap_stats", interface_, pcap_geterr(handle_)));
   }
-  totals_.received += WrappingDelta(now.ps_recv, last_raw_.ps_recv);
-  totals_.kernel_drops += WrappingDelta(now.ps_drop, last_raw_.ps_drop);
-  totals_.interface_drops += WrappingDelta(now.ps_ifdrop, last_raw_.ps_ifdrop);
-  last_raw_ = now;
-  return totals_;
+  return counters_.Add(now);
 }
 
 }  // namespace capd::agent
