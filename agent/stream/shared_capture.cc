@@ -181,22 +181,27 @@ void SharedCapture::Loop() {
     // Joins and leaves happen between batches: those leaving get everything captured up to now,
     // those joining (AdmitPending) nothing from before.
     const Clock::time_point now = Clock::now();
-    bool leaving = false;
+    // Those leaving get the batch so far first (FanOut skips a subscriber whose end is set).
+    auto leaves = [&](const Subscriber& s) {
+      return s.end || shutdown_.requested() || s.stop->requested() || now >= s.deadline;
+    };
+    if (std::any_of(active_.begin(), active_.end(), [&](auto& s) { return leaves(*s); })) {
+      path_->FlushBatch();
+    }
     for (auto& s : active_) {
-      if (!s->end && shutdown_.requested()) {
-        s->end.emplace();
-        s->end->set_reason(v1::StreamEnd::AGENT_SHUTDOWN);
-      } else if (!s->end && s->stop->requested()) {
+      if (s->end) continue;
+      if (s->stop->requested()) {
         s->end.emplace();
         s->end->set_reason(s->stop->reason());
-      } else if (!s->end && now >= s->deadline) {
+      } else if (shutdown_.requested()) {
+        s->end.emplace();
+        s->end->set_reason(v1::StreamEnd::AGENT_SHUTDOWN);
+      } else if (now >= s->deadline) {
         s->end.emplace();
         s->end->set_reason(v1::StreamEnd::DURATION_REACHED);
         s->end->set_message("duration of " + std::to_string(s->duration_ms) + " ms reached");
       }
-      leaving = leaving || s->end.has_value();
     }
-    if (leaving) path_->FlushBatch();
     RetireEnded();
     if (!AdmitPending()) return;
 
