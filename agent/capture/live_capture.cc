@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -37,12 +38,23 @@ Status ActivateError(int rc, pcap_t* handle, const std::string& interface) {
   }
 }
 
+// Whether libpcap offers `dlt` for the activated `handle` (pcap_list_datalinks).
+bool Offers(pcap_t* handle, int dlt) {
+  int* list = nullptr;
+  const int n = pcap_list_datalinks(handle, &list);
+  const bool offered = n > 0 && std::find(list, list + n, dlt) != list + n;
+  if (list != nullptr) pcap_free_datalinks(list);
+  return offered;
+}
+
 }  // namespace
 
 std::optional<int> ExpectedDatalink(const std::string& interface) {
   // libpcap 1.10.3's "any" device is cooked v1 (DLT_LINUX_SLL, 113) unless asked otherwise
-  // (measured: pcap_datalink() after pcap_activate("any")).
-  if (interface == "any") return DLT_LINUX_SLL;
+  // (measured: pcap_datalink() after pcap_activate("any")); it offers cooked v2 (276) too, which
+  // LiveCapture::Open sets, as tcpdump 4.99 does. Were it not offered, Open's datalink differs
+  // from this and the filter is compiled again after opening.
+  if (interface == "any") return DLT_LINUX_SLL2;
   if (interface.empty() || interface.find('/') != std::string::npos || interface[0] == '.') {
     return std::nullopt;
   }
@@ -113,6 +125,11 @@ StatusOr<std::unique_ptr<LiveCapture>> LiveCapture::Open(const LiveCaptureConfig
   capture->fd_ = pcap_get_selectable_fd(raw);
   if (capture->fd_ < 0) {
     return Internal(Describe("pcap_get_selectable_fd", config.interface, "no selectable fd"));
+  }
+  // Cooked v2 names the interface each packet came in on (tcpdump 4.99 sets it for "any" when
+  // libpcap lists it; libpcap 1.10.3 opens "any" as cooked v1, which does not).
+  if (pcap_datalink(raw) == DLT_LINUX_SLL && Offers(raw, DLT_LINUX_SLL2)) {
+    CAPD_RETURN_IF_ERROR(check(pcap_set_datalink(raw, DLT_LINUX_SLL2), "pcap_set_datalink"));
   }
   capture->datalink_ = pcap_datalink(raw);
   capture->snaplen_ = pcap_snapshot(raw);

@@ -6,7 +6,9 @@
 // to a callback for the duration of the call only (the bytes live in the kernel ring) and says why
 // it returned (never kEndOfFile). The handle is non-blocking: waiting is done by the caller with
 // poll() on fd(), so that it can also wait for a stop request and its own deadlines.
-
+//
+// "any" is opened as Linux cooked v2 (LINUX_SLL2, 276) where libpcap offers it, as tcpdump 4.99
+// does: it names the interface of each packet.
 //
 // Thread-safety: one thread uses a LiveCapture; nothing here locks.
 
