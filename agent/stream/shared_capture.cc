@@ -181,7 +181,8 @@ void SharedCapture::Loop() {
     // Joins and leaves happen between batches: those leaving get everything captured up to now,
     // those joining (AdmitPending) nothing from before.
     const Clock::time_point now = Clock::now();
-    // Those leaving get the batch so far first (FanOut skips a subscriber whose end is set).
+    // The batch so far goes out before any end is marked: FanOut skips a subscriber whose end
+    // is set.
     auto leaves = [&](const Subscriber& s) {
       return s.end || shutdown_.requested() || s.stop->requested() || now >= s.deadline;
     };
