@@ -10,6 +10,7 @@
 #include <string>
 
 #include "agent/capture/savefile_source.h"
+#include "agent/stream/hold_policy.h"
 #include "tests/support/capture_file.h"
 #include "tests/unit/agent/hub_test_support.h"
 
@@ -240,6 +241,30 @@ TEST_F(CaptureHubTest, SnaplenCutsPacketsAndKeepsTheirLength) {
     bytes += batch.data().size();
   }
   EXPECT_EQ(bytes, 10u * 64);
+}
+
+TEST_F(CaptureHubTest, ALonePacketLeavesAloneAndABurstThenQuietLeavesAsOneBatch) {
+  testing::WriteUdpCapture(File("a.pcap"), 1000, 53, 18);
+  auto files = std::make_shared<SavefileSourceFactory>(
+      std::map<std::string, std::string>{{"eth0", File("a.pcap")}});
+  auto gate = std::make_shared<testing::GatedFactory>(files);
+  Client a;
+  CaptureHub hub;
+  Subscribe(hub, Request("eth0"), Identity(gate), a);
+  ASSERT_TRUE(a.sink.WaitForDescriptions(1));
+  // A quiet link: the batch leaves as soon as the ring is drained.
+  gate->Release(1);
+  ASSERT_TRUE(a.sink.WaitForPackets(1));
+  // A busy drain (HoldPolicy::kMinPackets or more) is held to fill; when nothing follows, it
+  // still leaves (by HoldPolicy::kMaxHold), whole.
+  gate->Release(HoldPolicy::kMinPackets + 44);
+  ASSERT_TRUE(a.sink.WaitForPackets(1 + HoldPolicy::kMinPackets + 44));
+  StopAndWait(a);
+  const auto batches = a.sink.batches();
+  ASSERT_EQ(batches.size(), 2u);
+  EXPECT_EQ(batches[0].timestamp_ns_size(), 1);
+  EXPECT_EQ(batches[1].timestamp_ns_size(), static_cast<int>(HoldPolicy::kMinPackets + 44));
+  EXPECT_EQ(a.sink.last_statistics().interfaces(0).packets_sent(), 301u);
 }
 
 TEST_F(CaptureHubTest, StatisticsCarryTheSourceDropsAndTheClientsOwn) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "tests/support/raw_frames.h"
 
@@ -198,6 +200,56 @@ StatusOr<std::unique_ptr<CaptureSource>> LossyFactory::Open(const CaptureConfig&
   if (!opened.ok()) return opened.status();
   return std::unique_ptr<CaptureSource>(
       std::make_unique<LossySource>(std::move(opened).value(), deliver_per_drop_, error_));
+}
+
+class GatedSource : public CaptureSource {
+ public:
+  GatedSource(std::unique_ptr<CaptureSource> inner, GatedFactory& gate)
+      : inner_(std::move(inner)), gate_(gate) {}
+  Status SetFilter(const filters::ComposedFilter& f) override { return inner_->SetFilter(f); }
+  Status ReplaceFilter(const filters::ComposedFilter& f) override {
+    return inner_->ReplaceFilter(f);
+  }
+  RecvStatus Dispatch(int, PacketCallback callback, void* context) override {
+    uint64_t ignored;
+    // Cleared before the check: a Release after it makes the fd readable again.
+    [[maybe_unused]] auto n = read(gate_.fd_, &ignored, sizeof ignored);
+    const uint64_t waiting = gate_.released_.load() - delivered_;
+    if (waiting == 0) return RecvStatus::kWouldBlock;
+    const RecvStatus status = inner_->Dispatch(static_cast<int>(waiting), callback, context);
+    delivered_ = inner_->Stats().value().received;
+    return status;
+  }
+  StatusOr<CaptureCounters> Stats() override { return inner_->Stats(); }
+  int fd() const override { return gate_.fd_; }
+  int datalink() const override { return inner_->datalink(); }
+  int snaplen() const override { return inner_->snaplen(); }
+  uint32_t nanoseconds_per_tick() const override { return inner_->nanoseconds_per_tick(); }
+  const std::string& interface() const override { return inner_->interface(); }
+  const std::string& error() const override { return inner_->error(); }
+
+ private:
+  std::unique_ptr<CaptureSource> inner_;
+  GatedFactory& gate_;
+  uint64_t delivered_ = 0;
+};
+
+GatedFactory::GatedFactory(std::shared_ptr<SavefileSourceFactory> files)
+    : files_(std::move(files)), fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+GatedFactory::~GatedFactory() { close(fd_); }
+
+StatusOr<std::unique_ptr<CaptureSource>> GatedFactory::Open(const CaptureConfig& config) {
+  auto opened = files_->Open(config);
+  if (!opened.ok()) return opened.status();
+  return std::unique_ptr<CaptureSource>(
+      std::make_unique<GatedSource>(std::move(opened).value(), *this));
+}
+
+void GatedFactory::Release(uint64_t n) {
+  released_ += n;
+  const uint64_t one = 1;
+  [[maybe_unused]] auto written = write(fd_, &one, sizeof one);
 }
 
 }  // namespace capd::agent::testing

@@ -5,6 +5,7 @@
 
 #include <pcap/pcap.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -105,6 +106,27 @@ class LossyFactory : public CaptureSourceFactory {
   std::shared_ptr<SavefileSourceFactory> files_;
   uint64_t deliver_per_drop_;
   std::string error_;
+};
+
+// Lets packets out of a file only as the test releases them, like a ring the kernel fills: fd()
+// is readable while released packets wait, Dispatch delivers those and says kWouldBlock when
+// none is left. One source at a time.
+class GatedFactory : public CaptureSourceFactory {
+ public:
+  explicit GatedFactory(std::shared_ptr<SavefileSourceFactory> files);
+  ~GatedFactory() override;
+  std::optional<int> ExpectedDatalink(const std::string& interface) const override {
+    return files_->ExpectedDatalink(interface);
+  }
+  StatusOr<std::unique_ptr<CaptureSource>> Open(const CaptureConfig& config) override;
+  // `n` more packets may be read (all at once, as one burst).
+  void Release(uint64_t n);
+
+ private:
+  friend class GatedSource;
+  std::shared_ptr<SavefileSourceFactory> files_;
+  std::atomic<uint64_t> released_{0};
+  int fd_;
 };
 
 }  // namespace capd::agent::testing
