@@ -640,14 +640,15 @@ int main(int argc, char** argv) {
   (*listener)->Stop();
   if (metadata_thread.joinable()) metadata_thread.join();
 
-  // Streams send their last packets, statistics and end reason; give them a moment, then stop.
-  if (!service.WaitForStreams(std::chrono::seconds(3))) {
-    spdlog::warn("streams still draining after 3 s; cancelling them");
-  }
+  // Every capture ends (each stream is handed what was captured, its statistics and its end) and
+  // its thread is joined; so are the recording calls in progress.
+  service.JoinWork();
   // Recordings finish their files and keep their state "running", to resume at the next start.
   if (recordings) recordings->StopAll();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  service.WaitForStreams(std::chrono::seconds(2));
+  // gRPC writes what the streams have queued to clients that read, for up to 3 s, then cancels
+  // the rest; every reactor is then done and goes.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  service.WaitForStreams();
   spdlog::info("capd stopped");
   return helper_lost.load() ? 1 : 0;
 }

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -37,16 +38,23 @@ Status ActivateError(int rc, pcap_t* handle, const std::string& interface) {
   }
 }
 
-uint64_t WrappingDelta(u_int now, u_int before) {
-  return static_cast<uint32_t>(static_cast<uint32_t>(now) - static_cast<uint32_t>(before));
+// Whether libpcap offers `dlt` for the activated `handle` (pcap_list_datalinks).
+bool Offers(pcap_t* handle, int dlt) {
+  int* list = nullptr;
+  const int n = pcap_list_datalinks(handle, &list);
+  const bool offered = n > 0 && std::find(list, list + n, dlt) != list + n;
+  if (list != nullptr) pcap_free_datalinks(list);
+  return offered;
 }
 
 }  // namespace
 
 std::optional<int> ExpectedDatalink(const std::string& interface) {
   // libpcap 1.10.3's "any" device is cooked v1 (DLT_LINUX_SLL, 113) unless asked otherwise
-  // (measured: pcap_datalink() after pcap_activate("any")).
-  if (interface == "any") return DLT_LINUX_SLL;
+  // (measured: pcap_datalink() after pcap_activate("any")); it offers cooked v2 (276) too, which
+  // LiveCapture::Open sets, as tcpdump 4.99 does. Were it not offered, Open's datalink differs
+  // from this and the filter is compiled again after opening.
+  if (interface == "any") return DLT_LINUX_SLL2;
   if (interface.empty() || interface.find('/') != std::string::npos || interface[0] == '.') {
     return std::nullopt;
   }
@@ -67,11 +75,14 @@ std::optional<int> ExpectedDatalink(const std::string& interface) {
   }
 }
 
-uint16_t DatalinkToLinktype(int dlt) {
-  // pcap/dlt.h: on Linux DLT_RAW is 12 (14 on OpenBSD) but files carry LINKTYPE_RAW (101).
-  // Values 104 and up, and 0-10, are the same in both spaces.
-  if (dlt == DLT_RAW) return 101;
-  return static_cast<uint16_t>(dlt);
+std::optional<int> LiveCaptureFactory::ExpectedDatalink(const std::string& interface) const {
+  return agent::ExpectedDatalink(interface);
+}
+
+StatusOr<std::unique_ptr<CaptureSource>> LiveCaptureFactory::Open(const CaptureConfig& config) {
+  auto opened = LiveCapture::Open(config);
+  if (!opened.ok()) return opened.status();
+  return std::unique_ptr<CaptureSource>(std::move(opened).value());
 }
 
 StatusOr<std::unique_ptr<LiveCapture>> LiveCapture::Open(const LiveCaptureConfig& config) {
@@ -115,6 +126,11 @@ StatusOr<std::unique_ptr<LiveCapture>> LiveCapture::Open(const LiveCaptureConfig
   if (capture->fd_ < 0) {
     return Internal(Describe("pcap_get_selectable_fd", config.interface, "no selectable fd"));
   }
+  // Cooked v2 names the interface each packet came in on (tcpdump 4.99 sets it for "any" when
+  // libpcap lists it; libpcap 1.10.3 opens "any" as cooked v1, which does not).
+  if (pcap_datalink(raw) == DLT_LINUX_SLL && Offers(raw, DLT_LINUX_SLL2)) {
+    CAPD_RETURN_IF_ERROR(check(pcap_set_datalink(raw, DLT_LINUX_SLL2), "pcap_set_datalink"));
+  }
   capture->datalink_ = pcap_datalink(raw);
   capture->snaplen_ = pcap_snapshot(raw);
   return capture;
@@ -124,8 +140,6 @@ LiveCapture::LiveCapture(pcap_t* handle, std::string interface)
     : handle_(handle), interface_(std::move(interface)) {}
 
 LiveCapture::~LiveCapture() { pcap_close(handle_); }
-
-uint16_t LiveCapture::linktype() const { return DatalinkToLinktype(datalink_); }
 
 StatusOr<const bpf_program*> LiveCapture::ProgramFor(const filters::ComposedFilter& filter,
                                                      filters::CompiledFilter& live) {
@@ -195,11 +209,7 @@ StatusOr<CaptureCounters> LiveCapture::Stats() {
   if (pcap_stats(handle_, &now) != 0) {
     return Internal(Describe("pcap_stats", interface_, pcap_geterr(handle_)));
   }
-  totals_.received += WrappingDelta(now.ps_recv, last_raw_.ps_recv);
-  totals_.kernel_drops += WrappingDelta(now.ps_drop, last_raw_.ps_drop);
-  totals_.interface_drops += WrappingDelta(now.ps_ifdrop, last_raw_.ps_ifdrop);
-  last_raw_ = now;
-  return totals_;
+  return counters_.Add(now);
 }
 
 }  // namespace capd::agent

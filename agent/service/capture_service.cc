@@ -152,10 +152,19 @@ grpc::ServerUnaryReactor* CaptureService::RecordingCall(
     reactor->Finish(refused);
     return reactor;
   }
-  // Starting or stopping a recording opens or joins its capture: off gRPC's threads.
-  std::thread([recordings, reactor, work = std::move(work)] {
-    reactor->Finish(work(*recordings));
-  }).detach();
+  {
+    std::lock_guard lock(mu_);
+    if (shutting_down_) {
+      reactor->Finish({grpc::StatusCode::UNAVAILABLE, "capd is shutting down"});
+      return reactor;
+    }
+  }
+  // Starting or stopping a recording opens or joins its capture: off gRPC's threads, on one the
+  // service joins at shutdown.
+  const bool started = recording_calls_.Start(
+      "capd-record-rpc",
+      [recordings, reactor, work = std::move(work)] { reactor->Finish(work(*recordings)); });
+  if (!started) reactor->Finish({grpc::StatusCode::UNAVAILABLE, "capd is shutting down"});
   return reactor;
 }
 
@@ -432,9 +441,14 @@ void CaptureService::BeginShutdown() {
   for (StreamReactor* stream : streams_) stream->RequestStop(v1::StreamEnd::AGENT_SHUTDOWN);
 }
 
-bool CaptureService::WaitForStreams(std::chrono::milliseconds timeout) {
+void CaptureService::JoinWork() {
+  hub_->Shutdown();
+  recording_calls_.JoinAll();
+}
+
+void CaptureService::WaitForStreams() {
   std::unique_lock lock(mu_);
-  return all_gone_.wait_for(lock, timeout, [this] { return streams_.empty(); });
+  all_gone_.wait(lock, [this] { return streams_.empty(); });
 }
 
 }  // namespace capd::agent

@@ -3,7 +3,8 @@
 //
 // Every Stream call becomes a StreamReactor subscribed to a capture of the service's CaptureHub
 // (streams of the same packets share one); the service keeps a registry of the reactors so that
-// shutdown can end each with a reason and wait until all are gone.
+// shutdown can end each with a reason and wait until all are gone. The capture threads (the hub's)
+// and the threads of recording calls are owned: shutdown ends their work and joins them.
 
 #include <atomic>
 #include <chrono>
@@ -22,6 +23,7 @@
 #include "agent/security/access.h"
 #include "agent/service/stream_reactor.h"
 #include "agent/stream/capture_hub.h"
+#include "agent/stream/owned_threads.h"
 #include "proto/capture.grpc.pb.h"
 
 namespace capd::agent {
@@ -65,8 +67,8 @@ class CaptureService final : public v1::Capture::CallbackService {
   grpc::ServerWriteReactor<v1::StreamResponse>* Stream(grpc::CallbackServerContext* context,
                                                        const v1::StreamRequest* request) override;
 
-  // Recordings (capd --record-dir). Start and Stop run on a thread of their own (a capture
-  // takes a moment to open and to drain); the reactor finishes from there.
+  // Recordings (capd --record-dir). Start and Stop run on a thread of their own, owned by the
+  // service (a capture takes a moment to open and to drain); the reactor finishes from there.
   grpc::ServerUnaryReactor* StartRecording(grpc::CallbackServerContext* context,
                                            const v1::StartRecordingRequest* request,
                                            v1::RecordingInfo* response) override;
@@ -91,11 +93,17 @@ class CaptureService final : public v1::Capture::CallbackService {
   // becomes the agent's name unless --name was given.
   void SetInstanceMetadata(std::shared_ptr<const InstanceMetadata> metadata, bool use_as_name);
 
-  // Refuses new streams and asks every running one to end with AGENT_SHUTDOWN.
+  // Refuses new streams and recording calls and asks every running stream to end with
+  // AGENT_SHUTDOWN. Never blocks.
   void BeginShutdown();
-  // Blocks until every stream's reactor is gone (their capture threads have returned), or the
-  // timeout passes. Returns true if all are gone.
-  bool WaitForStreams(std::chrono::milliseconds timeout);
+  // After BeginShutdown: ends every capture of the service's hub and joins their threads (each
+  // stream has then been handed its last statistics and its end), and joins the recording calls
+  // in progress (each finishes its call). Blocks for as long as a capture takes to open or a
+  // recording call to return; not to be called from a gRPC reaction.
+  void JoinWork();
+  // Blocks until every stream's reactor is gone: gRPC is done with each (after Server::Shutdown
+  // every call is) and its capture has ended (JoinWork).
+  void WaitForStreams();
 
  private:
   void Forget(StreamReactor* reactor);
@@ -117,7 +125,6 @@ class CaptureService final : public v1::Capture::CallbackService {
                                           std::function<grpc::Status(RecordingManager&)> work);
 
   std::atomic<RecordingManager*> recordings_{nullptr};
-  // Shared with the capture threads, which may outlive the service by a moment at exit.
   const std::shared_ptr<CaptureHub> hub_ = std::make_shared<CaptureHub>();
   ServiceOptions options_;  // identity.own_traffic guarded by mu_ until ready_
   std::atomic<uint16_t> listening_port_{0};
@@ -131,7 +138,8 @@ class CaptureService final : public v1::Capture::CallbackService {
   std::condition_variable fetch_cv_;
   std::set<FetchReactor*> fetches_;  // registered until their OnDone
   bool stop_watchdog_ = false;
-  std::thread watchdog_;  // last: started once everything it uses exists
+  std::thread watchdog_;          // started once everything it uses exists
+  OwnedThreads recording_calls_;  // last: joined (destructor) before anything they use goes
 };
 
 }  // namespace capd::agent

@@ -1,0 +1,59 @@
+#pragma once
+// One client's view of a shared capture: its limits, its stop, and its counts, which start when it
+// joins. Owned by the capture thread once admitted; nothing here locks.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "agent/capture/capture_source.h"
+#include "agent/peers/carrier_registry.h"
+#include "agent/stream/stop_signal.h"
+#include "agent/stream/stream_sink.h"
+#include "common/status.h"
+#include "pipeline/mirror_stage.h"
+#include "proto/capture.pb.h"
+
+namespace capd::agent {
+
+struct Subscriber {
+  using Clock = std::chrono::steady_clock;
+  // CaptureHub::DoneFn
+  using DoneFn = std::function<void(StatusOr<v1::StreamEnd>)>;
+
+  StreamSink* sink;
+  StopSignal* stop;
+  DoneFn done;
+  uint64_t max_packets = 0;  // 0: none
+  uint64_t duration_ms = 0;  // 0: none
+  Clock::time_point deadline = Clock::time_point::max();
+  uint64_t started_ns = 0;
+  // Counted for this subscriber since it joined.
+  uint64_t delivered = 0;    // packets put into its batches (what -c counts)
+  uint64_t sent = 0;         // in batches its sink accepted
+  uint64_t agent_drops = 0;  // in batches its sink refused (its queue was full)
+  // The capture's cumulative counters when it joined: its statistics are the difference.
+  CaptureCounters kernel_at_join;
+  uint64_t captured_at_join = 0;
+  std::map<std::string, uint64_t> outcomes_at_join;
+  std::map<uint32_t, uint64_t> inner_packets_at_join;
+  std::optional<v1::StreamEnd> end;  // set when it is to leave
+
+  // Takes the capture's counters now as this subscriber's zero. `counters`: the source's, if it
+  // could give them; `mirror`: null unless decapsulating.
+  void MarkJoined(const StatusOr<CaptureCounters>& counters, uint64_t captured,
+                  const pipeline::MirrorStage* mirror);
+
+  // Fills `out` with what this subscriber saw since it joined: the capture interface's counters
+  // (index 0: the source's received and drops, packets read, sent, agent drops, decapsulation
+  // outcomes) and, when decapsulating, each inner interface's packets. `carriers`: the relays left
+  // out of the capture, if any.
+  void FillStatistics(const StatusOr<CaptureCounters>& counters, uint64_t captured,
+                      const pipeline::MirrorStage* mirror, const CarrierSnapshot* carriers,
+                      uint64_t timestamp_ns, v1::Statistics& out) const;
+};
+
+}  // namespace capd::agent
