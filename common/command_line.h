@@ -102,7 +102,7 @@ inline std::string CommandPath(const CLI::App& app) {
 }
 
 // The one line for a bad command line: CLI11's message (a check's "--flag: takes ..." made
-// "--flag takes ...") and where the help is.
+// "--flag takes ...") and where the help is (nothing with an empty `command_path`).
 inline std::string ErrorLine(const std::string& message, const std::string& command_path) {
   std::string text = message;
   if (const size_t at = text.find(": takes "); at != std::string::npos && at < 40) {
@@ -112,7 +112,7 @@ inline std::string ErrorLine(const std::string& message, const std::string& comm
     if (c == '\n') c = ' ';
   }
   while (!text.empty() && text.back() == ' ') text.pop_back();
-  return text + "; see `" + command_path + " --help`";
+  return command_path.empty() ? text : text + "; see `" + command_path + " --help`";
 }
 
 }  // namespace capd
