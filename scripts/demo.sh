@@ -23,8 +23,14 @@ for _ in $(seq 50); do
 done
 
 ./build/client/capctl interfaces --agent "127.0.0.1:${PORT}"
-# Make a little traffic on the default interface so a quiet machine still shows packets.
-( for _ in 1 2 3 4 5; do getent ahosts deb.debian.org >/dev/null 2>&1 || true; sleep 1; done ) &
+# Make a little traffic on the default interface so a quiet machine still shows packets: UDP
+# datagrams to the default gateway's discard port (and the ARP that finds it), never leaving
+# the local link, naming no server.
+GATEWAY=$(ip -4 route show default 2>/dev/null | awk '/^default/ { print $3; exit }')
+( for i in 1 2 3 4 5; do
+    if [ -n "$GATEWAY" ]; then echo "capd demo $i" 2>/dev/null >"/dev/udp/${GATEWAY}/9" || true; fi
+    sleep 1
+  done ) &
 TRAFFIC_PID=$!
 ./build/client/capctl stream --agent "127.0.0.1:${PORT}" -c 50 --duration 10 -w "$OUT"
 wait "$TRAFFIC_PID" || true

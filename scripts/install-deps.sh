@@ -10,7 +10,7 @@ BUILD_PACKAGES=(
   libspdlog-dev libfmt-dev libcli11-dev libcap-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
 )
 # Tools the tests use as independent readers and to build test networks.
-TEST_PACKAGES=(tcpdump tcpreplay tshark wireshark-common iproute2 netsniff-ng procps openssh-server openssh-client socat shellcheck python3 python3-yaml strace dpkg-dev systemd nftables)
+TEST_PACKAGES=(libclang-rt-14-dev tcpdump tcpreplay tshark wireshark-common iproute2 netsniff-ng procps openssh-server openssh-client socat shellcheck python3 python3-yaml strace dpkg-dev systemd nftables)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -24,7 +24,8 @@
 
 #include "agent/stream/stop_signal.h"
 #include "agent/stream/stream_sink.h"
-#include "client/output/rotating_writer.h"
+#include "capfile/rotating_writer.h"
+#include "capfile/stream_to_file.h"
 
 namespace capd::agent {
 namespace fs = std::filesystem;
@@ -290,7 +291,7 @@ class Recording final : public StreamSink {
       return folder.status();
     }
     dir_fd_ = std::move(folder).value();
-    client::RotationOptions rotation;
+    capfile::RingOptions rotation;
     rotation.path = (dir_ / (request_.name() + ".pcapng")).string();
     rotation.max_bytes =
         request_.rotation().max_bytes() != 0 ? request_.rotation().max_bytes() : kDefaultMaxBytes;
@@ -306,13 +307,14 @@ class Recording final : public StreamSink {
     const std::string name = request_.name();
     rotation.log = [name](const std::string& m) { spdlog::warn("recording {}: {}", name, m); };
     CreateReserve();
-    auto writer = client::MakeRing(rotation, "capd recording " + name);
+    auto writer = capfile::MakeRing(rotation, "capd recording " + name);
     if (!writer.ok()) {
       Fail(writer.status().message());  // not resumed again at the next start
       dir_fd_.reset();
       return writer.status();
     }
     writer_ = std::move(writer).value();
+    to_file_ = std::make_unique<capfile::StreamToFile>(*writer_);
     writer_ok_ = true;
     {
       std::lock_guard lock(mu_);
@@ -511,6 +513,7 @@ class Recording final : public StreamSink {
     }
     if (writer_ok_) Check(writer_->Close());
     UpdateCounts();
+    to_file_.reset();
     writer_.reset();
     // The end of the run is on disk before anyone is told: a capture that failed is not resumed
     // at the next start.
@@ -522,7 +525,7 @@ class Recording final : public StreamSink {
   // Writer thread: the ring's counts, for Info and the state file.
   void UpdateCounts() {
     if (!writer_) return;
-    const client::RingCounts counts = writer_->Counts();
+    const capfile::RingCounts counts = writer_->Counts();
     std::lock_guard lock(mu_);
     run_counts_ = counts;
   }
@@ -563,64 +566,27 @@ class Recording final : public StreamSink {
     return opened.get();
   }
 
+  // A malformed batch (never from capd's own capture) is left out and logged; a writer failure
+  // ends the recording (Check).
   void Write(const v1::StreamResponse& message) {
     if (!writer_ok_) return;
     if (message.has_interface()) {
-      const v1::InterfaceDescription& d = message.interface();
-      client::InterfaceInfo info;
-      info.name = d.name();
-      info.description = d.description();
-      info.filter = d.filter();
-      info.os = d.os();
-      info.link_type = static_cast<uint16_t>(d.link_type());
-      info.snaplen = d.snaplen();
-      if (!Check(writer_->AddInterface(info))) return;
-      file_index_[d.index()] = next_file_index_++;
-      start_ns_[d.index()] = d.capture_start_ns();
+      Check(to_file_->AddInterface(0, message.interface()).status());
     } else if (message.has_packets()) {
-      const v1::PacketBatch& b = message.packets();
-      const int n = b.timestamp_ns_size();
-      if (b.interface_index_size() != n || b.original_length_size() != n ||
-          b.captured_length_size() != n || b.comment_packet_size() != b.comment_size()) {
+      auto view = to_file_->View(0, message.packets());
+      if (!view.ok()) {
+        spdlog::warn("recording {}: batch left out: {}", request_.name(), view.status().message());
         return;
       }
-      const auto* data = reinterpret_cast<const uint8_t*>(b.data().data());
-      size_t offset = 0;
-      int next_comment = 0;
-      for (int i = 0; i < n; ++i) {
-        const uint32_t caplen = b.captured_length(i);
-        if (caplen > b.data().size() - offset) break;
-        std::string_view comment;
-        if (next_comment < b.comment_size() &&
-            b.comment_packet(next_comment) == static_cast<uint32_t>(i)) {
-          comment = b.comment(next_comment++);
-        }
-        auto it = file_index_.find(b.interface_index(i));
-        if (it != file_index_.end()) {
-          if (!Check(writer_->WritePacket(it->second, b.timestamp_ns(i), b.original_length(i),
-                                          std::span<const uint8_t>(data + offset, caplen),
-                                          comment))) {
-            break;
-          }
-        }
-        offset += caplen;
-      }
+      capfile::BatchCursor cursor;
+      Check(to_file_->WriteUntil(0, *view, cursor, {}));
     } else if (message.has_statistics()) {
       const v1::Statistics& s = message.statistics();
       uint64_t drops = 0;
       for (const v1::InterfaceStatistics& i : s.interfaces()) {
         drops += i.kernel_drops() + i.interface_drops() + i.agent_drops();
-        auto it = file_index_.find(i.interface_index());
-        if (it == file_index_.end()) continue;
-        client::InterfaceCounters c;
-        c.start_ns = start_ns_[i.interface_index()];
-        c.end_ns = s.timestamp_ns();
-        c.received = i.packets_received();
-        c.interface_drops = i.interface_drops();
-        c.kernel_drops = i.kernel_drops();
-        c.agent_drops = i.agent_drops();
-        if (!Check(writer_->WriteStatistics(it->second, c))) return;
       }
+      if (!Check(to_file_->WriteStatistics(0, s))) return;
       std::lock_guard lock(mu_);
       run_drops_ = drops;
     }
@@ -697,11 +663,9 @@ class Recording final : public StreamSink {
   std::atomic<bool> active_ = false;  // threads started and not yet joined
 
   // Writer thread only.
-  std::unique_ptr<client::RingWriter> writer_;
+  std::unique_ptr<capfile::RingWriter> writer_;
+  std::unique_ptr<capfile::StreamToFile> to_file_;  // into writer_: one feed, 0
   bool writer_ok_ = true;
-  std::map<uint32_t, uint32_t> file_index_;  // stream interface index -> file interface index
-  std::map<uint32_t, uint64_t> start_ns_;
-  uint32_t next_file_index_ = 0;
 
   std::mutex mu_;
   std::condition_variable set_up_;
@@ -713,7 +677,7 @@ class Recording final : public StreamSink {
   size_t queued_bytes_ = 0;
   std::vector<std::unique_ptr<v1::StreamResponse>> free_;
   PersistedState state_;
-  std::optional<client::RingCounts> run_counts_;  // while a ring is open (from Start to join)
+  std::optional<capfile::RingCounts> run_counts_;  // while a ring is open (from Start to join)
   uint64_t run_drops_ = 0;  // latest statistics of this run (cumulative within the run)
 };
 

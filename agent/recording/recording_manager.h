@@ -6,8 +6,8 @@
 // stream does; recordings of the same packets share one), with
 // the recording itself as its StreamSink: messages wait in a queue bounded in bytes (a full queue
 // drops the batch and the loop counts it, so the disk never slows the capture); the recording's
-// writer thread takes them off the queue into a rotating writer (client/output/rotating_writer.h,
-// linked from capd_client_output: the same encoder capctl uses), flushing once per batch and
+// writer thread takes them off the queue through capfile/stream_to_file.h (the translation capctl
+// uses) into a ring of pcapng files (capfile/rotating_writer.h), flushing once per batch and
 // ticking once a second so time rotation happens on a quiet link too.
 //
 // State: DIR/NAME/request.txtpb (the StartRecordingRequest, protobuf text format) and

@@ -10,12 +10,12 @@
 #include <string_view>
 #include <vector>
 
-#include "client/output/capture_writer.h"
+#include "capfile/capture_writer.h"
 
 namespace {
 
 using capd::Status;
-using capd::client::ByteSink;
+using capd::capfile::ByteSink;
 
 // Discards what it is given; keeps the byte count so the benchmark can report the file size.
 class DiscardSink : public ByteSink {
@@ -37,8 +37,8 @@ void BM_PcapngWrite(benchmark::State& state) {
   const std::vector<uint8_t> frame(static_cast<size_t>(state.range(0)), 0x5a);
   uint64_t written = 0;
   auto writer =
-      capd::client::MakePcapngWriter(std::make_unique<DiscardSink>(&written), "capd_micro");
-  capd::client::InterfaceInfo info;
+      capd::capfile::MakePcapngWriter(std::make_unique<DiscardSink>(&written), "capd_micro");
+  capd::capfile::InterfaceInfo info;
   info.name = "bench0";
   info.description = "capd micro-benchmark";
   if (!writer->AddInterface(info).ok()) {

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "capfile/capture_writer.h"
 #include "client/cli/agent_address.h"
-#include "client/output/capture_writer.h"
-#include "client/output/rotating_writer.h"
+#include "client/cli/rotation_options.h"
 #include "common/status.h"
 
 namespace CLI {
@@ -20,6 +20,8 @@ class App;
 }  // namespace CLI
 
 namespace capd::client {
+
+using capfile::FileFormat;
 
 // How to reach an agent securely (capd --tls-cert/--tls-client-ca/--auth-token-file).
 struct ConnectionOptions {

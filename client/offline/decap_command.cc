@@ -6,7 +6,7 @@
 #include <memory>
 #include <span>
 
-#include "client/output/capture_writer.h"
+#include "client/output/capture_files.h"
 #include "pipeline/mirror_stage.h"
 
 #ifndef CAPD_VERSION
@@ -41,7 +41,13 @@ int RunDecapFileCommand(const DecapFileOptions& options) {
   char errbuf[PCAP_ERRBUF_SIZE] = {};
   std::unique_ptr<pcap_t, PcapCloser> input(pcap_open_offline_with_tstamp_precision(
       options.input.c_str(), PCAP_TSTAMP_PRECISION_NANO, errbuf));
-  if (!input) return Fail(options.input + ": " + errbuf, 2);
+  if (!input) {
+    // libpcap names the file in some messages ("PATH: No such file or directory") and not in
+    // others ("unknown file format"): name it once either way.
+    const std::string error(errbuf);
+    return Fail(
+        error.find(options.input) == std::string::npos ? options.input + ": " + error : error, 2);
+  }
 
   pipeline::MirrorOptions mirror_options;
   mirror_options.decap = ToDecapConfig(options.decap);

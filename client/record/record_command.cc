@@ -79,7 +79,26 @@ void SetDecap(const DecapOptions& d, v1::Decapsulation& out) {
 
 // Streams the files into DIR: each written as NAME.part and renamed when its last chunk came, so
 // an interrupted fetch never leaves a truncated file under the real name.
-int Fetch(const RecordOptions& options, v1::Capture::Stub& stub, grpc::ClientContext& context) {
+// The file a running recording is still writing ("" when it is not running): the agent leaves it
+// out of a fetch, because it is incomplete, and the user should hear so.
+std::string OpenFileOf(const RecordOptions& options, v1::Capture::Stub& stub,
+                       const AgentConnection& connection) {
+  grpc::ClientContext context;
+  connection.Prepare(context);
+  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  v1::ListRecordingsResponse response;
+  if (!stub.ListRecordings(&context, {}, &response).ok()) return "";
+  for (const v1::RecordingInfo& r : response.recordings()) {
+    if (r.name() == options.name && r.state() == v1::RecordingInfo::RUNNING && r.files_size() > 0) {
+      return r.files(r.files_size() - 1);
+    }
+  }
+  return "";
+}
+
+int Fetch(const RecordOptions& options, v1::Capture::Stub& stub, grpc::ClientContext& context,
+          const AgentConnection& connection) {
+  const std::string open_file = OpenFileOf(options, stub, connection);
   std::error_code error;
   std::filesystem::create_directories(options.out_dir, error);
   if (error) {
@@ -138,6 +157,12 @@ int Fetch(const RecordOptions& options, v1::Capture::Stub& stub, grpc::ClientCon
   std::fprintf(stderr, "capctl: fetched %d files (%llu bytes) of recording %s into %s\n", files,
                static_cast<unsigned long long>(bytes), options.name.c_str(),
                options.out_dir.c_str());
+  if (!open_file.empty()) {
+    std::fprintf(stderr,
+                 "capctl: recording %s is running: %s, the file it is writing, is not included "
+                 "(fetch again after it rotates, or after `capctl record stop %s`)\n",
+                 options.name.c_str(), open_file.c_str(), options.name.c_str());
+  }
   return 0;
 }
 
@@ -191,7 +216,7 @@ int RunRecordCommand(const RecordOptions& options) {
       return 0;
     }
     case RecordOptions::Action::kFetch:
-      return Fetch(options, *stub, context);
+      return Fetch(options, *stub, context, *connection);
   }
   return 1;
 }

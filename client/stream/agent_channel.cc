@@ -115,6 +115,16 @@ StatusOr<AgentConnection> AgentConnection::Connect(const AgentAddress& agent,
   grpc_connectivity_state state = channel->GetState(/*try_to_connect=*/true);
   while (state != GRPC_CHANNEL_READY) {
     if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
+      if (tunnel != nullptr && !options.tls()) {
+        // The local end of the forward accepted, the instance's end did not: gRPC's reason would
+        // name the tunnel's local port, which the user never chose.
+        return Unavailable("cannot reach agent at " + agent.text + ": the " +
+                           (agent.transport == AgentAddress::Transport::kSsh ? "ssh" : "SSM") +
+                           " tunnel is up, but nothing answered on the instance's 127.0.0.1:" +
+                           std::to_string(options.remote_port) +
+                           " (is capd running there and listening on that port? --remote-port "
+                           "names it; default 50051)");
+      }
       return Unavailable("cannot reach agent at " + agent.text + ": " +
                          WhyUnreachable(channel, options.tls()));
     }

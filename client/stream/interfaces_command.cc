@@ -1,4 +1,7 @@
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
+#include <string>
 
 #include "client/stream/agent_channel.h"
 #include "client/stream/stream_command.h"
@@ -25,13 +28,24 @@ int RunInterfacesCommand(const InterfacesOptions& options) {
   }
   std::printf("agent %s (capd %s) at %s\n", response.agent_name().c_str(),
               response.agent_version().c_str(), options.agent.target.c_str());
+  // Columns as wide as the longest name (Linux allows 15 bytes, altnames and mirror targets'
+  // made-up names run longer), so that states and addresses line up whatever the names.
+  int name_width = 0;
   for (const v1::NetworkInterface& i : response.interfaces()) {
-    std::string addresses;
-    for (const std::string& a : i.addresses()) addresses += (addresses.empty() ? "" : ", ") + a;
-    std::printf("%c %-16s %-8s %s%s\n", i.name() == response.default_interface() ? '*' : ' ',
-                i.name().c_str(), i.up() ? (i.running() ? "up" : "no-link") : "down",
-                addresses.c_str(),
-                i.description().empty() ? "" : (" (" + i.description() + ")").c_str());
+    name_width = std::max(name_width, static_cast<int>(i.name().size()));
+  }
+  for (const v1::NetworkInterface& i : response.interfaces()) {
+    std::string details;  // addresses, then the description in parentheses
+    for (const std::string& a : i.addresses()) details += (details.empty() ? "" : ", ") + a;
+    if (!i.description().empty()) {
+      details += (details.empty() ? "(" : " (") + i.description() + ")";
+    }
+    const char* state = i.up() ? (i.running() ? "up" : "no-link") : "down";
+    std::string line =
+        std::string(i.name() == response.default_interface() ? "* " : "  ") + i.name() +
+        std::string(static_cast<size_t>(name_width) - i.name().size() + 2, ' ') + state;
+    if (!details.empty()) line += std::string(9 - std::strlen(state), ' ') + details;
+    std::printf("%s\n", line.c_str());
   }
   if (!response.default_interface().empty()) {
     std::printf("* default-route interface, used when -i is not given\n");

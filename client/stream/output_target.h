@@ -6,7 +6,7 @@
 #include <string>
 
 #include "client/cli/options.h"
-#include "client/output/capture_writer.h"
+#include "client/output/capture_files.h"
 #include "common/status.h"
 
 namespace capd::client {

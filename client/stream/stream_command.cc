@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "client/output/rotating_writer.h"
+#include "client/output/rotation.h"
 #include "client/stream/agent_channel.h"
 #include "client/stream/agent_feed.h"
 #include "client/stream/output_target.h"

@@ -1,4 +1,4 @@
-// libFuzzer target for the capture writers in client/output (pcapng and pcap).
+// libFuzzer target for the capture writers in capfile/ (pcapng and pcap).
 //
 // Input: a sequence of writer operations (FuzzedDataProvider): AddInterface with any link type,
 // snaplen, name, description, filter and OS text; WritePacket with any interface index, length,
@@ -30,15 +30,15 @@
 #include <string_view>
 #include <vector>
 
-#include "client/output/capture_writer.h"
+#include "capfile/capture_writer.h"
 
 namespace {
 
 using capd::Status;
 using capd::StatusCode;
-using capd::client::CaptureWriter;
-using capd::client::InterfaceCounters;
-using capd::client::InterfaceInfo;
+using capd::capfile::CaptureWriter;
+using capd::capfile::InterfaceCounters;
+using capd::capfile::InterfaceInfo;
 
 // libpcap's DLT_USB_LINUX_MMAPPED (LINKTYPE 220): libpcap rewrites the original length of some
 // packets on read ("fixup" for old libpcap captures, pcap-util.c fixup_pcap_pkthdr in 1.10.3).
@@ -52,7 +52,7 @@ void Check(bool condition, const char* what) {
 }
 
 // A ByteSink in memory; it may be told to fail from its n-th write on.
-class MemorySink final : public capd::client::ByteSink {
+class MemorySink final : public capd::capfile::ByteSink {
  public:
   MemorySink(std::string* bytes, int fail_at_write) : bytes_(bytes), fail_at_(fail_at_write) {}
   Status Write(std::string_view bytes) override {
@@ -342,10 +342,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* input, size_t size) {
       in.ConsumeIntegralInRange<int>(0, 15) == 0 ? in.ConsumeIntegralInRange<int>(0, 6) : -1;
   Model pcapng_model, pcap_model;
   pcap_model.pcap = true;
-  auto pcapng = capd::client::MakePcapngWriter(
+  auto pcapng = capd::capfile::MakePcapngWriter(
       std::make_unique<MemorySink>(&pcapng_model.bytes, fail_at), in.ConsumeRandomLengthString(32));
   auto pcap =
-      capd::client::MakePcapWriter(std::make_unique<MemorySink>(&pcap_model.bytes, fail_at));
+      capd::capfile::MakePcapWriter(std::make_unique<MemorySink>(&pcap_model.bytes, fail_at));
 
   const uint16_t usual_link_type = LinkType(in);
   const uint32_t usual_snaplen = Snaplen(in);

@@ -165,6 +165,27 @@ std::vector<CapturedPacket> ReadOrFail(const std::filesystem::path& path) {
   return packets.ok() ? std::move(packets).value() : std::vector<CapturedPacket>{};
 }
 
+std::vector<CapturedPacket> ReadAllOrFail(const std::vector<std::filesystem::path>& files) {
+  std::vector<CapturedPacket> all;
+  for (const auto& f : files) {
+    auto packets = ReadOrFail(f);
+    all.insert(all.end(), packets.begin(), packets.end());
+  }
+  return all;
+}
+
+void WaitForPacketsInFile(const std::filesystem::path& path, size_t count, Subprocess& writer) {
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (true) {
+    auto packets = ReadCapture(path);  // may fail while a block is half written
+    if (packets.ok() && packets->size() >= count) return;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+        << "the packets never reached " << path << ": " << writer.Describe();
+    ASSERT_TRUE(writer.Running()) << writer.Describe();
+    writer.WaitFor(std::chrono::milliseconds(10));
+  }
+}
+
 void ExpectUdpPayloads(const std::vector<CapturedPacket>& packets,
                        const std::vector<std::string>& payloads, uint16_t port) {
   ASSERT_EQ(packets.size(), payloads.size());

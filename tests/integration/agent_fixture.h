@@ -104,6 +104,14 @@ std::vector<std::string> MakePayloads(int count, std::string_view tag);
 // The capture file's packets, failing the test when the file cannot be read.
 std::vector<CapturedPacket> ReadOrFail(const std::filesystem::path& path);
 
+// The packets of `files` (e.g. a ring of rotated files), in the order given.
+std::vector<CapturedPacket> ReadAllOrFail(const std::vector<std::filesystem::path>& files);
+
+// Waits until `path` holds at least `count` packets (capctl writes and flushes every batch), so
+// that a test about how a stream ends does not race with the last batch. Fails the test when
+// `writer` exits first or kStartTimeout passes.
+void WaitForPacketsInFile(const std::filesystem::path& path, size_t count, Subprocess& writer);
+
 // Expects exactly `payloads`, in order, as IPv4 UDP datagrams to `port` over Ethernet, each
 // complete (caplen == len).
 void ExpectUdpPayloads(const std::vector<CapturedPacket>& packets,

@@ -50,17 +50,6 @@ class BudgetTest : public HardenedAgentTest {
     HardenedAgentTest::TearDown();
   }
 
-  // A record folder owned by nobody (capd runs as deployed: --user nobody), inside a test folder
-  // nobody may pass through.
-  fs::path RecordFolder() {
-    fs::permissions(dir_->path(),
-                    fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-    const fs::path records = File("records");
-    fs::create_directories(records);
-    EXPECT_EQ(chown(records.c_str(), 65534, 65534), 0);
-    return records;
-  }
-
   // `count` connections to capd (each its own TCP connection), as stubs. Without BDP probing the
   // client's receive window stays at HTTP/2's 64 KiB, so a call it does not read stalls capd's
   // writes at once (with it, gRPC grows the window on loopback until a client that never reads
@@ -159,7 +148,7 @@ size_t ThreadCount(pid_t pid) {
 TEST_F(BudgetTest, SixtyRecordingStartsWithABudgetOfFour) {
   constexpr int kStarts = 60;
   constexpr int kBudget = 4;
-  const fs::path records = RecordFolder();
+  const fs::path records = RecordFolderForNobody();
   ASSERT_NO_FATAL_FAILURE(
       StartAgentWith({"--user", "nobody", "--no-metadata", "--record-dir", records.string(),
                       "--max-recordings", std::to_string(kBudget), "--max-streams", "2"}));
@@ -229,7 +218,7 @@ TEST_F(BudgetTest, SixtyRecordingStartsWithABudgetOfFour) {
 // capd restarted with a smaller budget than the recordings it left running: it resumes that
 // many (in name order) and marks the others failed, saying why, instead of running them all.
 TEST_F(BudgetTest, RestartWithASmallerBudgetResumesOnlyThatMany) {
-  const fs::path records = RecordFolder();
+  const fs::path records = RecordFolderForNobody();
   ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--user", "nobody", "--no-metadata", "--record-dir",
                                           records.string(), "--max-recordings", "3"}));
   ASSERT_NO_FATAL_FAILURE(Connect());
@@ -268,7 +257,7 @@ TEST_F(BudgetTest, RestartWithASmallerBudgetResumesOnlyThatMany) {
 // 100,000 (the max_files = 2^32-1) are INVALID_ARGUMENT with the bounds in the message,
 // and start nothing; the bounds themselves are accepted.
 TEST_F(BudgetTest, RotationOutsideItsBoundsIsInvalid) {
-  const fs::path records = RecordFolder();
+  const fs::path records = RecordFolderForNobody();
   ASSERT_NO_FATAL_FAILURE(
       StartAgentWith({"--user", "nobody", "--no-metadata", "--record-dir", records.string()}));
   ASSERT_NO_FATAL_FAILURE(Connect());
@@ -321,7 +310,7 @@ TEST_F(BudgetTest, FourHundredFetchesThatNeverReadAreBounded) {
   // not read (the message being written and HTTP/2 frames up to the window, a few MiB) each,
   // plus allocator slack.
   constexpr uint64_t kRssAllowance = 64 * kMiB;
-  const fs::path records = RecordFolder();
+  const fs::path records = RecordFolderForNobody();
   const std::string sent = PlantStoppedRecording(records, "big", 3, 8 * kMiB);
   ASSERT_NO_FATAL_FAILURE(
       StartAgentWith({"--user", "nobody", "--no-metadata", "--record-dir", records.string()}));
@@ -400,7 +389,7 @@ TEST_F(BudgetTest, FourHundredFetchesThatNeverReadAreBounded) {
 // (2 s here; 60 s by default), as a stream is: the client sees CANCELLED, capd logs why, and the
 // place is free.
 TEST_F(BudgetTest, StalledFetchIsEndedAfterTheStallTimeout) {
-  const fs::path records = RecordFolder();
+  const fs::path records = RecordFolderForNobody();
   PlantStoppedRecording(records, "big", 2, 8 * kMiB);
   ASSERT_NO_FATAL_FAILURE(
       StartAgentWith({"--user", "nobody", "--no-metadata", "--record-dir", records.string(),

@@ -1,10 +1,10 @@
 // `capctl stream -w PATH --rotate-*` end to end on a real veth, the client side of rotation
-// (client/output/rotating_writer.h through client/stream/stream_command.cc): the files of one
-// capture hold exactly the packets sent, in order and byte for byte as tcpdump saw them; each file
-// is within its size bound and a complete capture for capinfos; --rotate-files keeps the newest
-// N; --rotate-seconds files sit on wall-clock slots; kill -9 leaves every finished file valid and
-// the current one readable; --post-rotate runs once per finished file and its failure does not
-// stop the capture.
+// (capfile/rotating_writer.h, with client/output/rotation.h's post-rotate command, through
+// client/stream/stream_command.cc): the files of one capture hold exactly the packets sent, in
+// order and byte for byte as tcpdump saw them; each file is within its size bound and a complete
+// capture for capinfos; --rotate-files keeps the newest N; --rotate-seconds files sit on wall-clock
+// slots; kill -9 leaves every finished file valid and the current one readable; --post-rotate runs
+// once per finished file and its failure does not stop the capture.
 
 #include <gtest/gtest.h>
 #include <pcap/pcap.h>
@@ -120,15 +120,6 @@ class ClientRotationTest : public AgentTest {
     return static_cast<int64_t>(timegm(&utc));
   }
 
-  std::vector<CapturedPacket> ReadAll(const std::vector<std::filesystem::path>& files) {
-    std::vector<CapturedPacket> all;
-    for (const auto& f : files) {
-      auto packets = ReadOrFail(f);
-      all.insert(all.end(), packets.begin(), packets.end());
-    }
-    return all;
-  }
-
   UniqueFd sink_;
 };
 
@@ -203,7 +194,7 @@ TEST_F(ClientRotationTest, RingKeepsTheNewestFilesWithTheLastPacket) {
   for (const auto& f : files) {
     ASSERT_NO_FATAL_FAILURE(ExpectCapinfos(f, ReadOrFail(f).size()));
   }
-  const auto kept = ReadAll(files);
+  const auto kept = ReadAllOrFail(files);
   ASSERT_FALSE(kept.empty());
   const std::vector<std::string> tail(payloads.end() - static_cast<long>(kept.size()),
                                       payloads.end());
@@ -255,7 +246,7 @@ TEST_F(ClientRotationTest, TimeRotationLandsOnWallClockBoundaries) {
       EXPECT_LT(seconds, slot + 2) << files[i];
     }
   }
-  ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAll(files), sent, kPort));
+  ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAllOrFail(files), sent, kPort));
 }
 
 // kill -9 of capctl while traffic flows: every file but the newest is finished and complete for
@@ -341,7 +332,7 @@ TEST_F(ClientRotationTest, PostRotateRunsOncePerFileAndItsFailureDoesNotStopTheC
 
   const auto files = Files();
   ASSERT_GE(files.size(), 8u);
-  ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAll(files), payloads, kPort));
+  ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAllOrFail(files), payloads, kPort));
   // The commands run in the background (capctl does not wait for an upload): wait for the last.
   ASSERT_TRUE(WaitForFileContains(list, files.back().string(), kStartTimeout))
       << ReadFileToString(list);

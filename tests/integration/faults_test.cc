@@ -28,19 +28,6 @@ constexpr char kDst[] = "10.200.0.1";
 constexpr uint16_t kPort = 7000;
 constexpr uint64_t kMiB = 1024 * 1024;
 
-// Waits until `path` holds at least `count` packets (capctl writes and flushes every batch).
-void WaitForPacketsInFile(const std::filesystem::path& path, size_t count, Subprocess& writer) {
-  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
-  while (true) {
-    auto packets = ReadCapture(path);  // may fail while a block is half written
-    if (packets.ok() && packets->size() >= count) return;
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline)
-        << "the packets never reached " << path << ": " << writer.Describe();
-    ASSERT_TRUE(writer.Running()) << writer.Describe();
-    writer.WaitFor(std::chrono::milliseconds(10));
-  }
-}
-
 class CaptureFaultTest : public HardenedAgentTest {};
 
 // `ip link del veth0` while a stream captures on it: capctl exits 1 naming a capture error, the
@@ -262,11 +249,7 @@ TEST_F(CaptureFaultTest, RecordingCyclesLeaveNoDescriptorBehind) {
   constexpr int kCycles = 200;
   // The record folder belongs to capd's user, inside a test folder it may pass through.
   namespace fs = std::filesystem;
-  fs::permissions(dir_->path(),
-                  fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-  const fs::path records = File("records");
-  fs::create_directories(records);
-  ASSERT_EQ(chown(records.c_str(), 65534, 65534), 0);
+  const fs::path records = RecordFolderForNobody();
   ASSERT_NO_FATAL_FAILURE(
       StartAgentWith({"--user", "nobody", "--no-metadata", "--record-dir", records.string()}));
   const pid_t pid = AgentPid();

@@ -1,5 +1,9 @@
 #include "tests/integration/hardened_agent_fixture.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <sstream>
 
 namespace capd::test {
@@ -25,6 +29,16 @@ std::string HardenedAgentTest::RunCapctl(const std::string& name,
   if (HasFatalFailure()) return "";
   ExpectExit(*capctl, code, timeout);
   return capctl->Stderr();
+}
+
+std::filesystem::path HardenedAgentTest::RecordFolderForNobody() {
+  namespace fs = std::filesystem;
+  fs::permissions(dir_->path(),
+                  fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  const fs::path records = File("records");
+  fs::create_directories(records);
+  EXPECT_EQ(::chown(records.c_str(), 65534, 65534), 0) << std::strerror(errno);
+  return records;
 }
 
 pid_t HardenedAgentTest::AgentPid() {

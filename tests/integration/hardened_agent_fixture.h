@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,10 @@ class HardenedAgentTest : public AgentTest {
   std::string RunCapctl(const std::string& name, const std::vector<std::string>& args, int code,
                         const std::string& netns = "",
                         std::chrono::milliseconds timeout = kExitTimeout);
+
+  // A record folder (--record-dir) owned by nobody, for capd run as deployed (--user nobody),
+  // inside a test folder that nobody may pass through.
+  std::filesystem::path RecordFolderForNobody();
 
   // capd's pid (the test fails when capd is not running).
   pid_t AgentPid();

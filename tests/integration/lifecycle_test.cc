@@ -87,20 +87,6 @@ class LifecycleTest : public AgentTest {
   }
 };
 
-// Waits until `path` holds at least `count` packets (capctl writes and flushes every batch), so
-// a test about how a stream ends does not race with the last batch.
-void WaitForPacketsInFile(const std::filesystem::path& path, size_t count, Subprocess& writer) {
-  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
-  while (true) {
-    auto packets = ReadCapture(path);  // may fail while a block is half written
-    if (packets.ok() && packets->size() >= count) return;
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline)
-        << "the packets never reached " << path << ": " << writer.Describe();
-    ASSERT_TRUE(writer.Running()) << writer.Describe();
-    writer.WaitFor(std::chrono::milliseconds(10));
-  }
-}
-
 // SIGTERM or SIGINT to capd mid-stream: every stream ends with AGENT_SHUTDOWN, capctl exits 1
 // (the capture did not end as asked) with its summary naming the shutdown, the file is complete
 // and valid, and capd exits 0.

@@ -270,11 +270,7 @@ TEST_F(RequestLimitsTest, MaxStreamsRefusesTheThirdStream) {
 // runs as deployed (--user nobody, recordings on) and keeps serving.
 TEST_F(RequestLimitsTest, TextThatIsNotUtf8IsRefusedByField) {
   namespace fs = std::filesystem;
-  fs::permissions(dir_->path(),
-                  fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-  const fs::path records = File("records");
-  fs::create_directories(records);
-  ASSERT_EQ(chown(records.c_str(), 65534, 65534), 0);
+  const fs::path records = RecordFolderForNobody();
   ASSERT_NO_FATAL_FAILURE(
       StartAgentWith({"--user", "nobody", "--no-metadata", "--record-dir", records.string()}));
   ASSERT_NO_FATAL_FAILURE(Connect());

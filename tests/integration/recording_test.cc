@@ -65,15 +65,6 @@ class RecordingTest : public AgentTest {
     return files;
   }
 
-  std::vector<CapturedPacket> ReadAll(const std::vector<std::filesystem::path>& files) {
-    std::vector<CapturedPacket> all;
-    for (const auto& f : files) {
-      auto packets = ReadOrFail(f);
-      all.insert(all.end(), packets.begin(), packets.end());
-    }
-    return all;
-  }
-
   // Sends the payloads in rounds, waiting after each until the agent's recording has written
   // them (the listed packet count), so a test never races the recording's flush.
   void SendAndWait(const std::string& recording, const std::vector<std::string>& payloads,
@@ -115,6 +106,18 @@ TEST_F(RecordingTest, FilesHoldEveryPacketWithinTheSizeBound) {
       << start->Describe();
   const auto payloads = MakePayloads(kCount, "rec");
   ASSERT_NO_FATAL_FAILURE(SendAndWait("night", payloads, kCount));
+  // A fetch while it runs leaves out the file still being written (the traffic has ended, so
+  // it stays the same file), and says so.
+  std::unique_ptr<Subprocess> early;
+  ASSERT_EQ(Record("fetch-running", {"fetch", "night", "--out", File("early").string()}, &early), 0)
+      << early->Describe();
+  const std::string open_file = Files("night").back().filename().string();
+  EXPECT_NE(early->Stderr().find(open_file + ", the file it is writing, is not included"),
+            std::string::npos)
+      << early->Stderr();
+  EXPECT_FALSE(std::filesystem::exists(File("early") / open_file));
+  EXPECT_TRUE(std::filesystem::exists(File("early") / Files("night").front().filename()));
+
   std::unique_ptr<Subprocess> stop;
   ASSERT_EQ(Record("stop", {"stop", "night"}, &stop), 0) << stop->Describe();
 
@@ -128,7 +131,7 @@ TEST_F(RecordingTest, FilesHoldEveryPacketWithinTheSizeBound) {
     total += packets.size();
   }
   EXPECT_EQ(total, static_cast<size_t>(kCount));
-  ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAll(files), payloads, kPort));
+  ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAllOrFail(files), payloads, kPort));
 
   // Fetch brings the same files to the client.
   std::unique_ptr<Subprocess> fetch;
@@ -158,7 +161,7 @@ TEST_F(RecordingTest, RingKeepsTheNewestFilesWithTheLastPacket) {
   ASSERT_EQ(Record("stop", {"stop", "ring"}, &stop), 0) << stop->Describe();
   const auto files = Files("ring");
   ASSERT_EQ(files.size(), 3u);
-  const auto kept = ReadAll(files);
+  const auto kept = ReadAllOrFail(files);
   ASSERT_FALSE(kept.empty());
   // The kept packets are the tail of what was sent, the very last one in the newest file.
   const std::vector<std::string> tail(payloads.end() - static_cast<long>(kept.size()),
@@ -205,7 +208,7 @@ TEST_F(RecordingTest, TimeRotationLandsOnWallClockBoundaries) {
       EXPECT_LT(static_cast<int64_t>(p.ts_ns / 1'000'000'000), start_s + 2) << name;
     }
   }
-  ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAll(files), sent, kPort));
+  ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAllOrFail(files), sent, kPort));
 }
 
 // Started by one client that then goes away, stopped by another: nothing is lost in between.
@@ -226,7 +229,7 @@ TEST_F(RecordingTest, OutlivesTheClientThatStartedIt) {
   std::unique_ptr<Subprocess> list;
   ASSERT_EQ(Record("list", {"list"}, &list), 0);
   EXPECT_NE(list->Stdout().find("alone: stopped"), std::string::npos) << list->Stdout();
-  ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAll(Files("alone")), payloads, kPort));
+  ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAllOrFail(Files("alone")), payloads, kPort));
 }
 
 // capd stopped (SIGTERM) and started again: the recording resumes by itself, the gap is listed
@@ -255,7 +258,7 @@ TEST_F(RecordingTest, RestartedAgentResumesTheRecording) {
   std::vector<std::string> all = first;
   all.insert(all.end(), second.begin(), second.end());
   const auto files = Files("phoenix");
-  ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAll(files), all, kPort));
+  ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAllOrFail(files), all, kPort));
   bool noted = false;
   for (const auto& f : files) {
     std::ifstream in(f, std::ios::binary);

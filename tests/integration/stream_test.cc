@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -209,6 +211,24 @@ TEST_F(StreamTest, InterfacesListsTheAgentsInterfaces) {
   EXPECT_NE(out.find(kIface), std::string::npos) << out;
   EXPECT_NE(out.find("lo"), std::string::npos) << out;
   EXPECT_NE(out.find(kDst), std::string::npos) << "veth0's address is missing:\n" << out;
+  // The state column starts at the same place on every line, however long the names (libpcap
+  // lists pseudo-devices such as bluetooth-monitor, 17 characters).
+  std::istringstream lines(out);
+  std::set<size_t> state_columns;
+  size_t listed = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("* ", 0) != 0 && line.rfind("  ", 0) != 0) continue;
+    ++listed;
+    for (const char* state : {" up", " no-link", " down"}) {
+      const size_t at = line.find(state, 2);
+      if (at != std::string::npos && line.substr(2, at - 2).find(' ') != std::string::npos) {
+        state_columns.insert(at + 1);
+        break;
+      }
+    }
+  }
+  EXPECT_GE(listed, 2u) << out;
+  EXPECT_EQ(state_columns.size(), 1u) << "the state column moves:\n" << out;
 }
 
 }  // namespace

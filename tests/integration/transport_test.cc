@@ -249,6 +249,29 @@ INSTANTIATE_TEST_SUITE_P(Relays, RelayTest,
                                   (info.param.as_root ? "AsRoot" : "");
                          });
 
+// A wrong --remote-port over ssh://: ssh's local end accepts, the instance's end finds nothing.
+// The message names the port on the instance the user gave, not the tunnel's local port.
+TEST_F(TransportTest, WrongRemotePortOverSshNamesTheInstancesPort) {
+  auto sshd = MakeTestSshd(dir_->path(), kDst);
+  ASSERT_TRUE(sshd.ok()) << sshd.status().message();
+  std::unique_ptr<Subprocess> relay;
+  ASSERT_NO_FATAL_FAILURE(Spawn("sshd", SshdCommand(*sshd), &relay));
+  ASSERT_TRUE(relay->WaitForStderr(SshdReadyLine(*sshd), kStartTimeout)) << relay->Describe();
+  ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--no-metadata", "--user", "nobody"}));
+
+  std::unique_ptr<Subprocess> capctl;
+  ASSERT_NO_FATAL_FAILURE(
+      Spawn("capctl",
+            {"env", "CAPCTL_SSH_COMMAND=ssh -F " + sshd->client_config.string(), kCapctlPath,
+             "interfaces", "--agent", std::string("ssh://root@") + kDst, "--remote-port", "50099"},
+            &capctl, network().peer_ns()));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 1));
+  const std::string err = capctl->Stderr();
+  EXPECT_NE(err.find("nothing answered on the instance's 127.0.0.1:50099"), std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("ipv4:127.0.0.1"), std::string::npos) << "names the tunnel's end: " << err;
+}
+
 // ---------------------------------------------------------------------------------------------
 // tshark as the reader of capctl's FIFO and of its stdout.
 

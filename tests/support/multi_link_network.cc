@@ -14,27 +14,6 @@
 namespace capd::test {
 namespace {
 
-Status Run(const std::vector<std::string>& argv, const std::string& netns = "") {
-  const CommandResult r = RunCommand(argv, netns);
-  if (r.status.Exited(0)) return Status::Ok();
-  // Appends only: GCC 12 warns falsely (-Wrestrict, GCC bug 105329) on "literal" + std::string&&.
-  std::string message = "`";
-  message.append(JoinArgs(argv)).append("`");
-  if (!netns.empty()) message.append(" in netns ").append(netns);
-  message.append(": ").append(r.status.ToString()).append(": ").append(r.output);
-  return Internal(message);
-}
-
-// Kills every process in the namespace, then deletes it. Best effort: used for cleanup.
-void KillAndDelete(const std::string& netns) {
-  const CommandResult pids = RunCommand({"ip", "netns", "pids", netns});
-  std::istringstream in(pids.output);
-  for (pid_t pid; in >> pid;) {
-    if (pid > 1 && pid != ::getpid()) ::kill(pid, SIGKILL);
-  }
-  RunCommand({"ip", "netns", "del", netns});
-}
-
 // Locally administered, one per link end: 02:00:00:00:<link>:<1 capture, 2 sender>.
 std::string Mac(int link, int end) {
   char text[18];
@@ -64,16 +43,16 @@ StatusOr<std::unique_ptr<MultiLinkNetwork>> MultiLinkNetwork::Create(int links) 
                              "-m" + std::to_string(counter++) + "-";
   const std::string capture_ns = prefix + "a";
   const std::string sender_ns = prefix + "b";
-  if (Status s = Run({"ip", "netns", "add", capture_ns}); !s.ok()) {
+  if (Status s = RunChecked({"ip", "netns", "add", capture_ns}); !s.ok()) {
     return Status(StatusCode::kFailedPrecondition, s.message());
   }
-  if (Status s = Run({"ip", "netns", "add", sender_ns}); !s.ok()) {
+  if (Status s = RunChecked({"ip", "netns", "add", sender_ns}); !s.ok()) {
     RunCommand({"ip", "netns", "del", capture_ns});
     return Status(StatusCode::kFailedPrecondition, s.message());
   }
   std::unique_ptr<MultiLinkNetwork> network(new MultiLinkNetwork(capture_ns, sender_ns, links));
   for (const std::string& ns : {capture_ns, sender_ns}) {
-    CAPD_RETURN_IF_ERROR(Run({"ip", "-n", ns, "link", "set", "lo", "up"}));
+    CAPD_RETURN_IF_ERROR(RunChecked({"ip", "-n", ns, "link", "set", "lo", "up"}));
   }
   for (int link = 0; link < links; ++link) {
     CAPD_RETURN_IF_ERROR(network->SetupLink(link));  // on failure the destructor deletes both
@@ -87,28 +66,31 @@ Status MultiLinkNetwork::SetupLink(int link) {
   const std::string cap = CaptureInterface(link);
   const std::string snd = SenderInterface(link);
   // Created directly inside the namespaces, so the names never meet in the root namespace.
-  CAPD_RETURN_IF_ERROR(Run({"ip", "-n", a, "link", "add", cap, "address", Mac(link, 1), "type",
-                            "veth", "peer", "name", snd, "address", Mac(link, 2), "netns", b}));
+  CAPD_RETURN_IF_ERROR(
+      RunChecked({"ip", "-n", a, "link", "add", cap, "address", Mac(link, 1), "type", "veth",
+                  "peer", "name", snd, "address", Mac(link, 2), "netns", b}));
   // Before the links go up, so not even the first router solicitation is sent.
-  CAPD_RETURN_IF_ERROR(Run({"sysctl", "-qw", "net.ipv6.conf." + cap + ".disable_ipv6=1"}, a));
-  CAPD_RETURN_IF_ERROR(Run({"sysctl", "-qw", "net.ipv6.conf." + snd + ".disable_ipv6=1"}, b));
   CAPD_RETURN_IF_ERROR(
-      Run({"ip", "-n", a, "addr", "add", CaptureAddress(link) + "/24", "dev", cap}));
+      RunChecked({"sysctl", "-qw", "net.ipv6.conf." + cap + ".disable_ipv6=1"}, a));
   CAPD_RETURN_IF_ERROR(
-      Run({"ip", "-n", b, "addr", "add", SenderAddress(link) + "/24", "dev", snd}));
-  CAPD_RETURN_IF_ERROR(Run({"ip", "-n", a, "link", "set", cap, "up"}));
-  CAPD_RETURN_IF_ERROR(Run({"ip", "-n", b, "link", "set", snd, "up"}));
+      RunChecked({"sysctl", "-qw", "net.ipv6.conf." + snd + ".disable_ipv6=1"}, b));
+  CAPD_RETURN_IF_ERROR(
+      RunChecked({"ip", "-n", a, "addr", "add", CaptureAddress(link) + "/24", "dev", cap}));
+  CAPD_RETURN_IF_ERROR(
+      RunChecked({"ip", "-n", b, "addr", "add", SenderAddress(link) + "/24", "dev", snd}));
+  CAPD_RETURN_IF_ERROR(RunChecked({"ip", "-n", a, "link", "set", cap, "up"}));
+  CAPD_RETURN_IF_ERROR(RunChecked({"ip", "-n", b, "link", "set", snd, "up"}));
   // After the links are up: taking a device down flushes its neighbour entries.
-  CAPD_RETURN_IF_ERROR(Run({"ip", "-n", a, "neigh", "replace", SenderAddress(link), "lladdr",
-                            Mac(link, 2), "dev", cap, "nud", "permanent"}));
-  CAPD_RETURN_IF_ERROR(Run({"ip", "-n", b, "neigh", "replace", CaptureAddress(link), "lladdr",
-                            Mac(link, 1), "dev", snd, "nud", "permanent"}));
+  CAPD_RETURN_IF_ERROR(RunChecked({"ip", "-n", a, "neigh", "replace", SenderAddress(link), "lladdr",
+                                   Mac(link, 2), "dev", cap, "nud", "permanent"}));
+  CAPD_RETURN_IF_ERROR(RunChecked({"ip", "-n", b, "neigh", "replace", CaptureAddress(link),
+                                   "lladdr", Mac(link, 1), "dev", snd, "nud", "permanent"}));
   return Status::Ok();
 }
 
 MultiLinkNetwork::~MultiLinkNetwork() {
-  KillAndDelete(capture_ns_);
-  KillAndDelete(sender_ns_);
+  KillAndDeleteNamespace(capture_ns_);
+  KillAndDeleteNamespace(sender_ns_);
 }
 
 }  // namespace capd::test

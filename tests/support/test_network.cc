@@ -17,9 +17,7 @@
 #include <vector>
 
 namespace capd::test {
-namespace {
-
-Status Run(const std::vector<std::string>& argv, const std::string& netns = "") {
+Status RunChecked(const std::vector<std::string>& argv, const std::string& netns) {
   const CommandResult r = RunCommand(argv, netns);
   if (r.status.Exited(0)) return Status::Ok();
   // Appends only: GCC 12 warns falsely (-Wrestrict, GCC bug 105329) on "literal" + std::string&&.
@@ -30,8 +28,7 @@ Status Run(const std::vector<std::string>& argv, const std::string& netns = "") 
   return Internal(message);
 }
 
-// Kills every process in the namespace, then deletes it. Best effort: used for cleanup.
-void KillAndDelete(const std::string& netns) {
+void KillAndDeleteNamespace(const std::string& netns) {
   const CommandResult pids = RunCommand({"ip", "netns", "pids", netns});
   std::istringstream in(pids.output);
   for (pid_t pid; in >> pid;) {
@@ -39,8 +36,6 @@ void KillAndDelete(const std::string& netns) {
   }
   RunCommand({"ip", "netns", "del", netns});
 }
-
-}  // namespace
 
 void TestNetwork::RemoveStaleNamespaces() {
   std::error_code ec;
@@ -59,7 +54,7 @@ void TestNetwork::RemoveStaleNamespaces() {
     }
     if (pid <= 0 || pid == ::getpid()) continue;
     if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // its owner is alive
-    KillAndDelete(name);
+    KillAndDeleteNamespace(name);
   }
 }
 
@@ -70,10 +65,10 @@ StatusOr<std::unique_ptr<TestNetwork>> TestNetwork::Create() {
       std::string(kNamePrefix) + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-";
   auto agent_ns = prefix + "a";
   auto peer_ns = prefix + "b";
-  if (Status s = Run({"ip", "netns", "add", agent_ns}); !s.ok()) {
+  if (Status s = RunChecked({"ip", "netns", "add", agent_ns}); !s.ok()) {
     return Status(StatusCode::kFailedPrecondition, s.message());
   }
-  if (Status s = Run({"ip", "netns", "add", peer_ns}); !s.ok()) {
+  if (Status s = RunChecked({"ip", "netns", "add", peer_ns}); !s.ok()) {
     RunCommand({"ip", "netns", "del", agent_ns});
     return Status(StatusCode::kFailedPrecondition, s.message());
   }
@@ -86,31 +81,31 @@ Status TestNetwork::Setup() {
   const std::string a = agent_ns_;
   const std::string b = peer_ns_;
   // Created directly inside the namespaces, so the names never meet in the root namespace.
-  CAPD_RETURN_IF_ERROR(Run({"ip", "-n", a, "link", "add", kAgentInterface, "type", "veth", "peer",
-                            "name", kPeerInterface, "netns", b}));
+  CAPD_RETURN_IF_ERROR(RunChecked({"ip", "-n", a, "link", "add", kAgentInterface, "type", "veth",
+                                   "peer", "name", kPeerInterface, "netns", b}));
   // Before the links go up, so not even the first router solicitation is sent.
-  CAPD_RETURN_IF_ERROR(Run(
+  CAPD_RETURN_IF_ERROR(RunChecked(
       {"sysctl", "-qw", std::string("net.ipv6.conf.") + kAgentInterface + ".disable_ipv6=1"}, a));
-  CAPD_RETURN_IF_ERROR(Run(
+  CAPD_RETURN_IF_ERROR(RunChecked(
       {"sysctl", "-qw", std::string("net.ipv6.conf.") + kPeerInterface + ".disable_ipv6=1"}, b));
-  CAPD_RETURN_IF_ERROR(Run(
+  CAPD_RETURN_IF_ERROR(RunChecked(
       {"ip", "-n", a, "addr", "add", std::string(kAgentAddress) + "/24", "dev", kAgentInterface}));
-  CAPD_RETURN_IF_ERROR(Run(
+  CAPD_RETURN_IF_ERROR(RunChecked(
       {"ip", "-n", b, "addr", "add", std::string(kPeerAddress) + "/24", "dev", kPeerInterface}));
   for (const auto& [ns, iface] : {std::pair{a, kAgentInterface}, std::pair{b, kPeerInterface}}) {
-    CAPD_RETURN_IF_ERROR(Run({"ip", "-n", ns, "link", "set", "lo", "up"}));
-    CAPD_RETURN_IF_ERROR(Run({"ip", "-n", ns, "link", "set", iface, "up"}));
+    CAPD_RETURN_IF_ERROR(RunChecked({"ip", "-n", ns, "link", "set", "lo", "up"}));
+    CAPD_RETURN_IF_ERROR(RunChecked({"ip", "-n", ns, "link", "set", iface, "up"}));
   }
   return Status::Ok();
 }
 
 TestNetwork::~TestNetwork() {
-  KillAndDelete(agent_ns_);
-  KillAndDelete(peer_ns_);
+  KillAndDeleteNamespace(agent_ns_);
+  KillAndDeleteNamespace(peer_ns_);
 }
 
 Status TestNetwork::AddDefaultRoute() {
-  return Run({"ip", "-n", agent_ns_, "route", "add", "default", "via", kPeerAddress});
+  return RunChecked({"ip", "-n", agent_ns_, "route", "add", "default", "via", kPeerAddress});
 }
 
 StatusOr<UniqueFd> OpenSocketIn(const std::string& netns, int domain, int type) {

@@ -59,6 +59,13 @@ class TestNetwork {
   std::string peer_ns_;
 };
 
+// Runs `argv` (inside `netns` when given) and fails naming the command, the namespace, its exit
+// status and its output unless it exits 0.
+Status RunChecked(const std::vector<std::string>& argv, const std::string& netns = "");
+
+// Kills every process in the namespace, then deletes it. Best effort: used for cleanup.
+void KillAndDeleteNamespace(const std::string& netns);
+
 // socket(domain, type | SOCK_CLOEXEC, 0) created inside network namespace `netns`, by a
 // short-lived thread that joins the namespace; the socket stays in that namespace for its life.
 StatusOr<UniqueFd> OpenSocketIn(const std::string& netns, int domain, int type);

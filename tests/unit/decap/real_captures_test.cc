@@ -20,14 +20,14 @@
 #include <pcap/pcap.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "decap/decapsulator.h"
+#include "tests/support/tshark_dissection.h"
 
 namespace capd::decap {
 namespace {
@@ -67,69 +67,17 @@ Result Decap(const Config& config, const Capture& capture, const Packet& packet)
                      static_cast<uint32_t>(packet.bytes.size()), packet.original_length);
 }
 
-bool HaveTshark() { return std::system("tshark --version >/dev/null 2>&1") == 0; }
+using Layer = test::TsharkLayer;
+using Dissection = test::TsharkPacket;  // one per packet: the layers in order
 
-std::string RunCommand(const std::string& command) {
-  std::string output;
-  FILE* pipe = ::popen((command + " 2>/dev/null").c_str(), "r");
-  if (pipe == nullptr) return output;
-  char chunk[65536];
-  size_t n;
-  while ((n = std::fread(chunk, 1, sizeof(chunk), pipe)) > 0) output.append(chunk, n);
-  EXPECT_EQ(::pclose(pipe), 0) << command;
-  return output;
-}
-
-// One layer of tshark's dissection.
-struct Layer {
-  std::string name;
-  long pos = -1;
-  long size = -1;
-  long udp_length = -1;  // udp.length, for udp layers
-  long vni = -1;         // vxlan.vni / geneve.vni, for tunnel layers
-};
-using Dissection = std::vector<Layer>;  // one per packet: the layers in order
-
-// The value of ` attribute="..."` in a PDML line, or "".
-std::string Attribute(const std::string& line, const std::string& attribute) {
-  const std::string key = " " + attribute + "=\"";
-  const size_t start = line.find(key);
-  if (start == std::string::npos) return {};
-  const size_t value = start + key.size();
-  const size_t end = line.find('"', value);
-  return end == std::string::npos ? std::string() : line.substr(value, end - value);
-}
-
+// tshark's dissection of `file`; `tshark_options` are words such as "-d udp.port==8472,vxlan".
 std::vector<Dissection> Dissect(const fs::path& file, const std::string& tshark_options = "") {
-  const std::string pdml =
-      RunCommand("tshark -n -r '" + file.string() + "' " + tshark_options + " -T pdml");
-  std::vector<Dissection> packets;
-  size_t start = 0;
-  while (start < pdml.size()) {
-    size_t end = pdml.find('\n', start);
-    if (end == std::string::npos) end = pdml.size();
-    const std::string line = pdml.substr(start, end - start);
-    start = end + 1;
-    if (line.find("<packet>") != std::string::npos) {
-      packets.emplace_back();
-    } else if (line.find("<proto ") != std::string::npos && !packets.empty()) {
-      const std::string name = Attribute(line, "name");
-      const std::string pos = Attribute(line, "pos");
-      const std::string size = Attribute(line, "size");
-      if (name == "geninfo" || name == "frame" || pos.empty() || size.empty()) continue;
-      packets.back().push_back({name, std::stol(pos), std::stol(size)});
-    } else if (line.find("<field ") != std::string::npos && !packets.empty() &&
-               !packets.back().empty()) {
-      const std::string name = Attribute(line, "name");
-      Layer& layer = packets.back().back();
-      if (name == "udp.length" && layer.name == "udp") {
-        layer.udp_length = std::stol(Attribute(line, "show"));
-      } else if ((name == "vxlan.vni" || name == "geneve.vni") && layer.name != "udp") {
-        layer.vni = std::stol(Attribute(line, "value"), nullptr, 16);
-      }
-    }
-  }
-  return packets;
+  std::vector<std::string> args;
+  std::istringstream words(tshark_options);
+  for (std::string word; words >> word;) args.push_back(word);
+  auto packets = test::TsharkDissect(file, args);
+  EXPECT_TRUE(packets.ok()) << packets.status().message();
+  return packets.ok() ? std::move(packets).value() : std::vector<Dissection>{};
 }
 
 // What tshark says the inner frame of one packet is.
@@ -200,7 +148,7 @@ void PrintTo(const OracleCase& c, std::ostream* os) { *os << c.file; }
 class TsharkOracleTest : public ::testing::TestWithParam<OracleCase> {};
 
 TEST_P(TsharkOracleTest, InnerFramesAreTheOnesTsharkDecodes) {
-  if (!HaveTshark()) GTEST_SKIP() << "tshark is not installed: no independent dissection";
+  if (!test::HaveTshark()) GTEST_SKIP() << "tshark is not installed: no independent dissection";
   const OracleCase& param = GetParam();
   const fs::path path = kDataDir / param.file;
   const Capture capture = ReadCapture(path);

@@ -1,0 +1,113 @@
+#pragma once
+// A ring of pcapng files, like dumpcap -b and tcpdump -C/-G/-W/-z, used by `capctl stream
+// --rotate-*` (client/output/rotation.h adds its post-rotate command) and by capd's recordings
+// (agent/recording/). Nothing here starts a process: what happens to a finished file is the
+// caller's (on_file_finished).
+//
+// How data flows: every call is encoded at once by a pcapng encoder for the current file (into
+// memory), so the writer knows the exact size of each block before it reaches the disk; Flush
+// writes what is pending with one write(). A packet that would take the file past max_bytes, or
+// whose timestamp falls in a later time slot, first finishes the current file (its statistics
+// blocks, close) and opens the next one (section header and every interface again).
+//
+// Files: PREFIX_NNNNN_YYYYmmddHHMMSS.pcapng, PREFIX = path without its extension, NNNNN from
+// 00001, the time in UTC: the start of its time slot for a file opened by time rotation, else the
+// time it was opened (the packet's timestamp, or the wall clock).
+//
+// Time slots: every `seconds` since midnight UTC (a slot that would cross midnight ends there).
+// Packets are filed by their own timestamps (the agent's kernel clock), so a file holds exactly
+// the packets of its slot even when they arrive late; Tick(now) opens the next file when the wall
+// clock passes a boundary and no packet did it first (a quiet link still gets a file per slot).
+// Tick waits kTickGrace after the boundary so that packets of the old slot still in flight land
+// in the old file. Slots never go backwards: a packet older than the current file's slot (clock
+// skew between agent and client) goes into the current file.
+//
+// Crash safety: bytes reach the file at each Flush (one write per batch, no fsync: a kill -9
+// loses nothing the kernel has; a power cut may). A finished file is closed and never opened
+// again, so after kill -9 every finished file is complete and the current one is readable up to
+// its last flushed block (it lacks only its statistics blocks). A write that fails part way
+// (ENOSPC, EIO) is cut back: the file is truncated to the end of its last whole block, so every
+// file of the ring reads to its end, and the writer stops. Adopted files (a resumed ring) are
+// scanned once and a torn last block is cut off the same way.
+//
+// Files are created relative to the folder's descriptor, never through a path: O_TMPFILE then
+// linkat, or (without O_TMPFILE) O_CREAT | O_EXCL | O_NOFOLLOW after removing any entry of that
+// name, so a link planted in the folder is replaced, never followed. Adopted files are opened
+// with O_NOFOLLOW; a link or anything but a regular file is left out of the ring.
+//
+// Thread-safety: none; one thread owns the writer (the same one that calls Tick).
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "capfile/capture_writer.h"
+#include "common/status.h"
+
+namespace capd::capfile {
+
+struct RingOptions {
+  std::string path;             // e.g. /data/cap.pcapng -> /data/cap_00001_20240101120000.pcapng
+  uint64_t max_bytes = 0;       // 0: no size rotation
+  uint32_t seconds = 0;         // 0: no time rotation
+  uint32_t max_files = 0;       // keep the newest N files (the current one included); 0: all
+  uint64_t min_free_bytes = 0;  // keep this much free in the folder (statvfs); 0: no check
+  // Resuming a ring (agent recordings): files PREFIX_NNNNN_*.pcapng already in the folder join
+  // the ring, oldest first, and numbering continues after the highest.
+  bool adopt_existing_files = false;
+  // A section comment (shb_comment) for the first file only, e.g. the gap a resumed recording has.
+  std::string first_file_comment;
+  // The folder of `path`, already open (capd's recordings hold their folder open, so a renamed or
+  // replaced folder name cannot redirect them); the writer keeps a duplicate. -1: the writer
+  // opens path's folder itself.
+  int dir_fd = -1;
+  // The files' permissions: file_mode less the umask, as open(2) does; exactly file_mode with
+  // exact_file_mode (capd's recordings are 0640 whatever umask capd was started with).
+  mode_t file_mode = 0644;
+  bool exact_file_mode = false;
+  // Where the writer reports what it does on its own (a file deleted for --min-free, a torn block
+  // cut off). Empty: one "capctl: ..." line on stderr.
+  std::function<void(const std::string&)> log;
+  // Called with the path of each file once it is complete and closed (at rotation and at Close,
+  // or the destructor), on the writer's thread; not for a file a failed write stopped. It runs
+  // inside WritePacket/Tick/Close: it must not block (capctl starts its command and returns).
+  std::function<void(const std::string& path)> on_file_finished;
+};
+
+// Packets of the old slot still arriving after its end (batching, network) are given this long
+// before Tick closes the file; a packet of the new slot rotates at once.
+inline constexpr uint64_t kTickGraceNs = 250'000'000;
+
+// What the ring holds on disk, for callers that report counts (capd's recordings): packets are
+// counted once their blocks are written whole, so the counts equal what a reader finds.
+struct RingCounts {
+  uint64_t packets_on_disk = 0;  // in the ring's files now, adopted files included
+  uint64_t packets_removed = 0;  // in files this writer deleted (max_files, min_free_bytes)
+};
+
+class RingWriter : public CaptureWriter {
+ public:
+  virtual RingCounts Counts() const = 0;
+};
+
+// Opens the first file at once, so a bad path is reported before any capture starts:
+// kInvalidArgument for the path (missing folder, no permission) or for options that cannot work
+// (empty path, "-"). The writer's statuses after that: kResourceExhausted when --min-free cannot
+// be kept (writing stopped: nothing more is written), kInternal for I/O errors.
+// The returned writer's Close() (or its destructor) writes the kept statistics into the last file
+// and reports it to on_file_finished too.
+StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RingOptions& options,
+                                                            std::string application);
+// The same writer, with its counts.
+StatusOr<std::unique_ptr<RingWriter>> MakeRing(const RingOptions& options, std::string application);
+
+// "100", "10k", "5M", "2G" (powers of 1000, as tcpdump -C) -> bytes. kInvalidArgument otherwise.
+StatusOr<uint64_t> ParseByteSize(const std::string& text);
+
+// The file name (without folder) of file `number` of the ring for `path`, opened at `unix_seconds`.
+std::string RingFileName(const std::string& path, uint32_t number, int64_t unix_seconds);
+
+}  // namespace capd::capfile
