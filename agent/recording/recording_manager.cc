@@ -810,7 +810,7 @@ StatusOr<v1::RecordingInfo> RecordingManager::Start(const v1::StartRecordingRequ
   {
     std::lock_guard lock(mu_);
     if (stopping_) return Unavailable("capd is shutting down");
-    if (recordings_.count(request.name()) != 0) {
+    if (recordings_.count(request.name()) != 0 || deleting_.count(request.name()) != 0) {
       return AlreadyExists("recording '" + request.name() + "' already exists");
     }
     if (const size_t running = RunningLocked(); running >= max_recordings_) {
@@ -865,6 +865,65 @@ StatusOr<v1::RecordingInfo> RecordingManager::Stop(const std::string& name) {
   recording->Stop(v1::StreamEnd::CLIENT_CANCELLED, /*keep_running=*/false);
   spdlog::info("recording {} stopped", name);
   return recording->Info();
+}
+
+StatusOr<v1::RecordingInfo> RecordingManager::Delete(const std::string& name) {
+  CAPD_RETURN_IF_ERROR(ValidateRecordingName(name));
+  std::shared_ptr<Recording> recording;
+  {
+    std::lock_guard lock(mu_);
+    auto it = recordings_.find(name);
+    if (it == recordings_.end() || deleting_.count(name) != 0) {
+      return NotFound("no recording named '" + name + "'");
+    }
+    if (starting_.count(name) != 0 || it->second->running()) {
+      return Status(
+          StatusCode::kFailedPrecondition,
+          "recording '" + name + "' is running: stop it first (capctl record stop " + name + ")");
+    }
+    recording = it->second;
+    deleting_.insert(name);  // off the list for Start, Stop and Fetch while its files go
+  }
+  const v1::RecordingInfo info = recording->Info();
+  const fs::path dir = fs::path(dir_) / name;
+  // Entries are removed through the folder's descriptor, never through a path, and whatever
+  // they are (a link planted there is removed, not followed): the ring files first and the
+  // state last, so that a failure part-way leaves a recording that still loads.
+  Status removed = [&]() -> Status {
+    auto folder = OpenFolderAt(dir_fd_, name, "recording folder " + dir.string());
+    if (!folder.ok()) return folder.status();
+    std::vector<std::string> entries;
+    const int listing = ::fcntl(folder->get(), F_DUPFD_CLOEXEC, 0);
+    DIR* stream = listing >= 0 ? ::fdopendir(listing) : nullptr;
+    if (stream == nullptr) {
+      const int err = errno;
+      if (listing >= 0) ::close(listing);
+      return Internal(Errno("opendir", dir.string(), err));
+    }
+    while (const struct dirent* entry = ::readdir(stream)) {
+      const std::string entry_name = entry->d_name;
+      if (entry_name != "." && entry_name != "..") entries.push_back(entry_name);
+    }
+    ::closedir(stream);
+    std::stable_partition(entries.begin(), entries.end(), [](const std::string& e) {
+      return e != kStateFile && e != kRequestFile;
+    });
+    for (const std::string& entry : entries) {
+      if (::unlinkat(folder->get(), entry.c_str(), 0) != 0 && errno != ENOENT) {
+        return Internal(Errno("unlink", (dir / entry).string(), errno));
+      }
+    }
+    if (::unlinkat(dir_fd_, name.c_str(), AT_REMOVEDIR) != 0) {
+      return Internal(Errno("rmdir", dir.string(), errno));
+    }
+    return Status::Ok();
+  }();
+  std::lock_guard lock(mu_);
+  deleting_.erase(name);
+  if (!removed.ok()) return removed;
+  recordings_.erase(name);
+  spdlog::info("recording {} deleted ({} files, {} bytes)", name, info.files_size(), info.bytes());
+  return info;
 }
 
 std::vector<v1::RecordingInfo> RecordingManager::List() {

@@ -14,7 +14,7 @@
 // DIR/NAME/recording.state (state, counters, gaps; rewritten atomically every few seconds). A
 // recording whose state says running when capd starts is resumed: its ring continues (numbering
 // after the last file), and the gap is noted in the list and as the section comment of the first
-// new file. A stopped recording stays listed and fetchable; its name stays taken.
+// new file. A stopped recording stays listed and fetchable, and its name taken, until Delete.
 //
 // Files on disk: DIR and each recording folder are capd's user's own, 0750, and every file in them
 // 0640, whatever the umask. An existing DIR that belongs to another user or that its group or
@@ -80,6 +80,11 @@ class RecordingManager {
   StatusOr<v1::RecordingInfo> Start(const v1::StartRecordingRequest& request);
   // kNotFound for an unknown name. Stopping a stopped recording is not an error.
   StatusOr<v1::RecordingInfo> Stop(const std::string& name);
+  // Removes a recording that does not run: every entry of its folder, then the folder, and its
+  // name from the list (free for Start again). Returns its last Info. kNotFound for an unknown
+  // name, kFailedPrecondition while it runs or starts. When an entry cannot be removed, the
+  // recording stays listed (what is left of it) and the error names the entry.
+  StatusOr<v1::RecordingInfo> Delete(const std::string& name);
   std::vector<v1::RecordingInfo> List();
   // Paths of the files a fetch may send, oldest first: the finished ones, and the current one
   // too once the recording is not running. kNotFound for an unknown name.
@@ -107,6 +112,7 @@ class RecordingManager {
   bool stopping_ = false;
   const size_t max_recordings_;
   std::set<std::string> starting_;  // names whose Start is under way (guarded by mu_)
+  std::set<std::string> deleting_;  // names whose Delete is under way (guarded by mu_)
 };
 
 }  // namespace capd::agent

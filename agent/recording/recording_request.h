@@ -25,7 +25,7 @@ inline constexpr uint32_t kMaxRotationFiles = 100'000;
 
 // UTF-8, then [A-Za-z0-9._-]{1,64} starting with a letter or a digit (so never "." or ".."):
 // the name is a folder in --record-dir and must stay inside it. kInvalidArgument naming the rule
-// otherwise. Used for StartRecording's, StopRecording's and FetchRecording's names.
+// otherwise. Used for the names of StartRecording, StopRecording, DeleteRecording and FetchRecording.
 Status ValidateRecordingName(const std::string& name);
 
 // StartRecording: the name, then the capture it asks for (ValidateStreamRequest on

@@ -181,6 +181,18 @@ grpc::ServerUnaryReactor* CaptureService::StopRecording(grpc::CallbackServerCont
   });
 }
 
+grpc::ServerUnaryReactor* CaptureService::DeleteRecording(grpc::CallbackServerContext* context,
+                                                          const v1::DeleteRecordingRequest* request,
+                                                          v1::RecordingInfo* response) {
+  // Removing a ring of up to 100,000 files takes a while: off gRPC's threads too.
+  return RecordingCall(context, [request, response](RecordingManager& recordings) {
+    auto deleted = recordings.Delete(request->name());
+    if (!deleted.ok()) return ToGrpcStatus(deleted.status());
+    *response = std::move(deleted).value();
+    return grpc::Status::OK;
+  });
+}
+
 grpc::ServerUnaryReactor* CaptureService::ListRecordings(grpc::CallbackServerContext* context,
                                                          const v1::ListRecordingsRequest*,
                                                          v1::ListRecordingsResponse* response) {

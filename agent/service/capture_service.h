@@ -73,6 +73,9 @@ class CaptureService final : public v1::Capture::CallbackService {
   grpc::ServerUnaryReactor* StopRecording(grpc::CallbackServerContext* context,
                                           const v1::StopRecordingRequest* request,
                                           v1::RecordingInfo* response) override;
+  grpc::ServerUnaryReactor* DeleteRecording(grpc::CallbackServerContext* context,
+                                            const v1::DeleteRecordingRequest* request,
+                                            v1::RecordingInfo* response) override;
   grpc::ServerUnaryReactor* ListRecordings(grpc::CallbackServerContext* context,
                                            const v1::ListRecordingsRequest* request,
                                            v1::ListRecordingsResponse* response) override;

@@ -75,7 +75,7 @@ struct StreamOptions {
 
 // `capctl record start|stop|list|fetch`: recordings kept by the agent (capd --record-dir).
 struct RecordOptions {
-  enum class Action { kStart, kStop, kList, kFetch };
+  enum class Action { kStart, kStop, kList, kFetch, kDelete };
   Action action = Action::kList;
   AgentAddress agent;
   ConnectionOptions connection;

@@ -13,7 +13,7 @@
 
 #include "client/cli/options.h"
 #include "client/extcap/control_pipe.h"
-#include "client/extcap/stderr_relay.h"
+#include "client/extcap/extcap_observer.h"
 #include "client/stream/agent_channel.h"
 #include "client/stream/stream_command.h"
 #include "common/command_line.h"
@@ -275,7 +275,7 @@ void PrintRemoteInterfaces(const ExtcapRequest& request) {
   }
 }
 
-// The capture itself: RunStreamCommand into Wireshark's FIFO, its messages to the control pipes.
+// The capture itself: a stream session into Wireshark's FIFO, its messages to the control pipes.
 int RunCapture(const ExtcapRequest& request) {
   if (request.fifo.empty()) {
     std::fputs("capctl: --capture needs --fifo PATH\n", stderr);
@@ -288,24 +288,12 @@ int RunCapture(const ExtcapRequest& request) {
   }
 
   ControlPipes pipes(request.control_in, request.control_out);
-  auto relay = StderrRelay::Start([&pipes](std::string_view line) {
-    pipes.Log(line);
-    std::string_view text = line;
-    if (text.rfind("capctl: ", 0) == 0) text.remove_prefix(8);
-    if (text.rfind("capturing on ", 0) == 0 || text.rfind("warning: ", 0) == 0 ||
-        text.find("packets written") != text.npos) {
-      pipes.ShowStatus("capd: " + std::string(text));
-    }
-  });
-  if (!relay.ok()) {
-    std::fprintf(stderr, "capctl: %s\n", relay.status().message().c_str());
-    return 1;
-  }
-  const int code = RunStreamCommand(options.value());
-  const std::vector<std::string> lines = relay.value()->Stop();
+  ExtcapObserver observer(pipes);
+  const int code =
+      RunStream(options.value(), observer, [&]() { return OpenCaptureOutput(options.value()); });
   if (code != 0) {
     // Wireshark shows an extcap's stderr when the capture ends ("Error by extcap pipe").
-    for (const std::string& line : lines) std::fprintf(stderr, "%s\n", line.c_str());
+    for (const std::string& line : observer.lines()) std::fprintf(stderr, "%s\n", line.c_str());
   }
   return code;
 }

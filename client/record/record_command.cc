@@ -206,6 +206,19 @@ int RunRecordCommand(const RecordOptions& options) {
       Print(info);
       return 0;
     }
+    case RecordOptions::Action::kDelete: {
+      // A recording of 100,000 files takes a while to remove: longer than the other calls.
+      context.set_deadline(std::chrono::system_clock::now() + 10 * kCallTimeout);
+      v1::DeleteRecordingRequest request;
+      request.set_name(options.name);
+      v1::RecordingInfo info;
+      const grpc::Status status = stub->DeleteRecording(&context, request, &info);
+      if (!status.ok()) return Refused(options, "to delete the recording", status);
+      std::fprintf(stderr, "capctl: recording %s deleted (%d files, %llu bytes)\n",
+                   options.name.c_str(), info.files_size(),
+                   static_cast<unsigned long long>(info.bytes()));
+      return 0;
+    }
     case RecordOptions::Action::kList: {
       context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
       v1::ListRecordingsResponse response;

@@ -1,16 +1,17 @@
 #include "client/serve/pcap_fanout.h"
 
 #include <arpa/inet.h>
-#include <byteswap.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -22,14 +23,12 @@ namespace capd::client {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Chunk = std::shared_ptr<const std::string>;
+using Chunk = PcapFanout::Record;
 
-constexpr size_t kFileHeaderBytes = 24;
-constexpr size_t kRecordHeaderBytes = 16;
-// The agent's snaplen is at most 262144: a record claiming more than this is a broken stream.
-constexpr uint32_t kMaxRecordBytes = 16 << 20;
 constexpr size_t kMaxClients = 64;
-constexpr size_t kReadBytes = 256 * 1024;
+// Records handed over but not yet queued for the clients: beyond this Publish waits for the
+// fan-out thread (which never blocks on a client), as a writer into a full pipe would.
+constexpr size_t kMaxInboxBytes = 4 << 20;
 // The kernel's send buffer per client, fixed: left alone, Linux grows it up to tcp_wmem's
 // maximum (4 MiB by default) for a client that does not read, and a client's backlog would not be
 // bounded by its queue. 256 KiB (the kernel doubles it) still keeps a LAN client at full speed.
@@ -57,60 +56,6 @@ bool IsLoopback(const sockaddr_storage& address) {
   const auto& a = reinterpret_cast<const sockaddr_in6&>(address);
   return IN6_IS_ADDR_LOOPBACK(&a.sin6_addr);
 }
-
-// Cuts a classic pcap byte stream into its file header and whole records.
-class PcapCutter {
- public:
-  enum class Unit { kNone, kHeader, kRecord };
-
-  void Append(const char* data, size_t size) {
-    if (offset_ > 0 && offset_ >= buffer_.size() / 2) {  // reclaim what was taken
-      buffer_.erase(0, offset_);
-      offset_ = 0;
-    }
-    buffer_.append(data, size);
-  }
-
-  // The next complete unit into `out`; kNone when more input is needed. A stream that is not
-  // pcap is kInvalidArgument.
-  StatusOr<Unit> Take(std::string& out) {
-    const size_t available = buffer_.size() - offset_;
-    const char* p = buffer_.data() + offset_;
-    if (!header_done_) {
-      if (available < kFileHeaderBytes) return Unit::kNone;
-      uint32_t magic;
-      std::memcpy(&magic, p, 4);
-      if (magic == 0xa1b2c3d4 || magic == 0xa1b23c4d) {
-        swapped_ = false;
-      } else if (magic == 0xd4c3b2a1 || magic == 0x4d3cb2a1) {
-        swapped_ = true;
-      } else {
-        return InvalidArgument("the stream is not pcap (magic " + std::to_string(magic) + ")");
-      }
-      out.assign(p, kFileHeaderBytes);
-      offset_ += kFileHeaderBytes;
-      header_done_ = true;
-      return Unit::kHeader;
-    }
-    if (available < kRecordHeaderBytes) return Unit::kNone;
-    uint32_t caplen;
-    std::memcpy(&caplen, p + 8, 4);  // ts_sec, ts_frac, then incl_len
-    if (swapped_) caplen = bswap_32(caplen);
-    if (caplen > kMaxRecordBytes) {
-      return InvalidArgument("a pcap record claims " + std::to_string(caplen) + " bytes");
-    }
-    if (available < kRecordHeaderBytes + caplen) return Unit::kNone;
-    out.assign(p, kRecordHeaderBytes + caplen);
-    offset_ += kRecordHeaderBytes + caplen;
-    return Unit::kRecord;
-  }
-
- private:
-  std::string buffer_;
-  size_t offset_ = 0;
-  bool header_done_ = false;
-  bool swapped_ = false;
-};
 
 struct Client {
   int fd = -1;
@@ -205,17 +150,55 @@ StatusOr<std::unique_ptr<PcapFanout>> PcapFanout::Listen(const std::string& addr
     close(fd);
     return Internal("getsockname: " + why);
   }
+  const int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake < 0) {
+    const std::string why = std::strerror(errno);
+    close(fd);
+    return Internal("eventfd: " + why);
+  }
   return std::unique_ptr<PcapFanout>(
-      new PcapFanout(fd, SocketAddressText(bound), IsLoopback(bound), client_queue_bytes));
+      new PcapFanout(fd, wake, SocketAddressText(bound), IsLoopback(bound), client_queue_bytes));
 }
 
 PcapFanout::~PcapFanout() {
+  EndInput();
   Wait();
   if (listen_fd_ >= 0) close(listen_fd_);
+  if (wake_fd_ >= 0) close(wake_fd_);
 }
 
-void PcapFanout::Start(int input_fd, std::chrono::milliseconds drain_timeout) {
-  thread_ = std::thread([this, input_fd, drain_timeout] { Run(input_fd, drain_timeout); });
+void PcapFanout::Start(std::chrono::milliseconds drain_timeout) {
+  thread_ = std::thread([this, drain_timeout] { Run(drain_timeout); });
+}
+
+void PcapFanout::Wake() {
+  const uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof one);
+}
+
+void PcapFanout::Publish(std::string header, std::vector<Record> records) {
+  size_t bytes = header.size();
+  for (const Record& r : records) bytes += r->size();
+  {
+    std::unique_lock lock(mu_);
+    inbox_space_.wait(lock, [&] {
+      return input_ended_ || inbox_bytes_ == 0 || inbox_bytes_ + bytes <= kMaxInboxBytes;
+    });
+    if (input_ended_) return;
+    if (!header.empty()) inbox_header_ = std::move(header);
+    for (Record& r : records) inbox_.push_back(std::move(r));
+    inbox_bytes_ += bytes;
+  }
+  Wake();
+}
+
+void PcapFanout::EndInput() {
+  {
+    std::lock_guard lock(mu_);
+    if (input_ended_) return;
+    input_ended_ = true;
+  }
+  Wake();
 }
 
 PcapFanout::Totals PcapFanout::Wait() {
@@ -223,13 +206,12 @@ PcapFanout::Totals PcapFanout::Wait() {
   return totals_;
 }
 
-void PcapFanout::Run(int input_fd, std::chrono::milliseconds drain_timeout) {
+void PcapFanout::Run(std::chrono::milliseconds drain_timeout) {
   std::list<Client> clients;
   Chunk header;
-  PcapCutter cutter;
   bool input_open = true;
   Clock::time_point drain_deadline;
-  std::vector<char> buffer(kReadBytes);
+  std::deque<Chunk> records;
 
   const auto leave = [this](Client& c) {
     std::fprintf(stderr, "capctl: client %s left (%s): %llu packets sent, %llu dropped\n",
@@ -284,7 +266,7 @@ void PcapFanout::Run(int input_fd, std::chrono::milliseconds drain_timeout) {
 
     std::vector<pollfd> fds;
     if (listen_fd_ >= 0) fds.push_back({listen_fd_, POLLIN, 0});
-    if (input_open) fds.push_back({input_fd, POLLIN, 0});
+    if (input_open) fds.push_back({wake_fd_, POLLIN, 0});
     const size_t first_client = fds.size();
     for (const Client& c : clients) {
       fds.push_back({c.fd, static_cast<short>(POLLIN | (c.queue.empty() ? 0 : POLLOUT)), 0});
@@ -325,32 +307,32 @@ void PcapFanout::Run(int input_fd, std::chrono::milliseconds drain_timeout) {
                      clients.size());
       }
     }
-    if (input_open && (fds[index++].revents & (POLLIN | POLLHUP | POLLERR))) {
-      const ssize_t n = read(input_fd, buffer.data(), buffer.size());
-      if (n > 0) {
-        cutter.Append(buffer.data(), static_cast<size_t>(n));
-        std::string unit;
-        while (true) {
-          auto taken = cutter.Take(unit);
-          if (!taken.ok()) {
-            std::fprintf(stderr, "capctl: %s\n", taken.status().message().c_str());
-            input_open = false;
-            break;
-          }
-          if (taken.value() == PcapCutter::Unit::kNone) break;
-          auto chunk = std::make_shared<const std::string>(std::move(unit));
-          unit = std::string();
-          if (taken.value() == PcapCutter::Unit::kHeader) {
-            header = chunk;
-            // Clients that connected before the stream started get it first.
-            for (Client& c : clients) c.queue.push_front({header, false});
-          } else {
-            ++totals_.packets_in;
-            for (Client& c : clients) enqueue(c, chunk);
-          }
-        }
-      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-        input_open = false;  // the stream ended (or its pipe failed)
+    if (input_open && (fds[index++].revents & POLLIN)) {
+      uint64_t wakes;
+      (void)!read(wake_fd_, &wakes, sizeof wakes);
+      std::string new_header;
+      {
+        std::lock_guard lock(mu_);
+        new_header.swap(inbox_header_);
+        records.swap(inbox_);
+        inbox_bytes_ = 0;
+        input_open = !input_ended_ || !records.empty() || !new_header.empty();
+      }
+      inbox_space_.notify_all();
+      if (!new_header.empty()) {
+        header = std::make_shared<const std::string>(std::move(new_header));
+        // Clients that connected before the stream started get it first.
+        for (Client& c : clients) c.queue.push_front({header, false});
+      }
+      for (const Chunk& record : records) {
+        ++totals_.packets_in;
+        for (Client& c : clients) enqueue(c, record);
+      }
+      records.clear();
+      // The end comes after the last records: look again at once for it.
+      if (input_open) {
+        std::lock_guard lock(mu_);
+        if (input_ended_ && inbox_.empty() && inbox_header_.empty()) input_open = false;
       }
       if (!input_open) drain_deadline = Clock::now() + drain_timeout;
     }
@@ -377,7 +359,14 @@ void PcapFanout::Run(int input_fd, std::chrono::milliseconds drain_timeout) {
     }
   }
   for (Client& c : clients) leave(c);
-  close(input_fd);
+  {
+    // Nobody takes more: a writer waiting for space must not wait forever.
+    std::lock_guard lock(mu_);
+    input_ended_ = true;
+    inbox_.clear();
+    inbox_bytes_ = 0;
+  }
+  inbox_space_.notify_all();
 }
 
 }  // namespace capd::client

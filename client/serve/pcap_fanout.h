@@ -2,24 +2,29 @@
 // One pcap byte stream served to any number of TCP clients (PCAP-over-IP: Wireshark
 // `-i TCP@HOST:PORT`, Arkime, NetworkMiner, Zeek).
 //
-// How data flows: a pcap stream (file header, then records) arrives on an input fd; the fan-out
-// thread cuts it into the header and whole records and queues each record for every connected
-// client. A client gets the header first, then the records from when it connected. A client's
-// queue is bounded: a record that does not fit is dropped for that client alone and counted,
-// so a slow client never slows the input or the other clients. What a client has not taken yet
-// is at most its queue plus the socket's send buffer (fixed at 256 KiB, see the .cc). One thread,
-// one poll() loop, non-blocking sockets; records are shared between queues, not copied.
+// How data flows: the writer's thread hands the pcap file header and whole records over
+// (Publish, e.g. from PcapFanoutWriter); the fan-out thread queues each record for every
+// connected client. A client gets the header first, then the records from when it connected. A
+// client's queue is bounded: a record that does not fit is dropped for that client alone and
+// counted, so a slow client never slows the input or the other clients. What a client has not taken
+// yet is at most its queue plus the socket's send buffer (fixed at 256 KiB, see the .cc). One
+// thread, one poll() loop, non-blocking sockets; records are shared between queues, not copied.
 //
-// When the input ends (EOF), the listener closes, clients get what is queued for at most
+// When the input ends (EndInput), the listener closes, clients get what is queued for at most
 // `drain_timeout`, then their connections close (a pcap reader sees the end of the capture).
 //
-// Thread-safety: Listen() and Start() from one thread; Wait() from the same thread.
+// Thread-safety: Listen(), Start() and Wait() from one thread; Publish() and EndInput() from any
+// one thread (the writer's).
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/status.h"
 
@@ -27,6 +32,9 @@ namespace capd::client {
 
 class PcapFanout {
  public:
+  // One pcap record (16-byte header and data), shared by every client's queue.
+  using Record = std::shared_ptr<const std::string>;
+
   struct Totals {
     uint64_t clients = 0;          // clients that connected
     uint64_t packets_in = 0;       // records read from the input
@@ -47,23 +55,39 @@ class PcapFanout {
   const std::string& address() const { return address_; }
   bool loopback() const { return loopback_; }
 
-  // Starts the thread; it owns `input_fd` (the read end of the pcap stream) from here on.
-  void Start(int input_fd, std::chrono::milliseconds drain_timeout);
+  // Starts the thread.
+  void Start(std::chrono::milliseconds drain_timeout);
+  // Hands over the file header (once, before the first record; empty otherwise) and records, in
+  // order. Waits only while several MiB handed over earlier are not yet queued (the fan-out
+  // thread takes them at once; clients never make it wait). Ignored after EndInput.
+  void Publish(std::string header, std::vector<Record> records);
+  // The input is over: what was published is still delivered, then the clients are closed.
+  void EndInput();
   // Waits until the input has ended and the clients are closed; returns the totals.
   Totals Wait();
 
  private:
-  PcapFanout(int listen_fd, std::string address, bool loopback, size_t client_queue_bytes)
+  PcapFanout(int listen_fd, int wake_fd, std::string address, bool loopback,
+             size_t client_queue_bytes)
       : listen_fd_(listen_fd),
+        wake_fd_(wake_fd),
         address_(std::move(address)),
         loopback_(loopback),
         client_queue_bytes_(client_queue_bytes) {}
-  void Run(int input_fd, std::chrono::milliseconds drain_timeout);
+  void Run(std::chrono::milliseconds drain_timeout);
+  void Wake();
 
   int listen_fd_;
+  int wake_fd_;  // an eventfd: Publish and EndInput wake the fan-out thread's poll()
   std::string address_;
   bool loopback_;
   size_t client_queue_bytes_;
+  std::mutex mu_;
+  std::condition_variable inbox_space_;
+  std::string inbox_header_;  // guarded by mu_
+  std::deque<Record> inbox_;  // guarded by mu_
+  size_t inbox_bytes_ = 0;    // guarded by mu_
+  bool input_ended_ = false;  // guarded by mu_
   std::thread thread_;
   Totals totals_;  // written by the thread, read after join
 };

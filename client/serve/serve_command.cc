@@ -1,13 +1,10 @@
 #include "client/serve/serve_command.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 
+#include "client/serve/fanout_writer.h"
 #include "client/serve/pcap_fanout.h"
+#include "client/stream/session_text.h"
 #include "client/stream/stream_command.h"
 #include "filters/bpf_filter.h"
 
@@ -21,7 +18,7 @@ constexpr std::chrono::seconds kDrainTimeout{5};
 
 int RunServeCommand(const ServeOptions& options) {
   // Before listening: a filter that cannot compile is one line, not a listener that serves
-  // nothing (RunStreamCommand checks it too, for `capctl stream`).
+  // nothing (RunStream checks it too, for `capctl stream`).
   if (Status filter = filters::PrecheckFilter(options.stream.filter); !filter.ok()) {
     std::fprintf(stderr, "capctl: %s\n", filter.message().c_str());
     return 2;
@@ -39,23 +36,22 @@ int RunServeCommand(const ServeOptions& options) {
                  server.address().c_str());
   }
 
-  // RunStreamCommand writes to a path; /proc/self/fd/N of a pipe opens that pipe (Linux), so
-  // the stream needs no file in the file system. The write end kept here is closed once the
-  // stream is over: only then does the fan-out thread see the end of its input.
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) {
-    std::fprintf(stderr, "capctl: pipe2: %s\n", std::strerror(errno));
-    return 1;
-  }
-  server.Start(fds[0], kDrainTimeout);
+  server.Start(kDrainTimeout);
   std::fprintf(stderr, "capctl: serving pcap on %s (Wireshark: -k -i TCP@%s)\n",
                server.address().c_str(), server.address().c_str());
 
   StreamOptions stream = options.stream;
   stream.format = FileFormat::kPcap;
-  stream.fifo_path = "/proc/self/fd/" + std::to_string(fds[1]);
-  const int code = RunStreamCommand(stream);
-  close(fds[1]);
+  StderrSessionObserver observer;
+  const int code = RunStream(stream, observer, [&]() -> StatusOr<OpenedOutput> {
+    OpenedOutput opened;
+    opened.writer = MakePcapFanoutWriter(server);
+    // Clients come and go: none of them is the reader whose leaving ends the capture.
+    opened.output.name = "the clients of " + server.address();
+    opened.output.is_stream = true;
+    return opened;
+  });
+  server.EndInput();  // also when no agent accepted the stream (the writer was never closed)
   const PcapFanout::Totals totals = server.Wait();
   std::fprintf(stderr,
                "capctl: served %llu packets to %llu clients: %llu sent in all, %llu dropped for "

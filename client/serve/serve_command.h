@@ -3,11 +3,12 @@
 // PCAP-over-IP to every TCP client that connects (Wireshark `-i TCP@HOST:PORT`, Arkime,
 // NetworkMiner, Zeek).
 //
-// How data flows: one Stream call to the agent (RunStreamCommand, with its transports, checks,
-// signals and summary) writes classic pcap with nanosecond timestamps into a pipe; PcapFanout
-// reads the pipe and hands the header and the records to the clients, each through its own
-// bounded queue. The stream runs while `capctl serve` runs, with or without clients; it ends
-// with -c/--duration, SIGINT/SIGTERM or the agent, and then the clients' connections close.
+// How data flows: one stream session (RunStream, with its transports, checks, signals and
+// summary) writes classic pcap with nanosecond timestamps through a fan-out writer
+// (fanout_writer.h) that hands the header and each record to PcapFanout, which queues them for
+// the clients, each through its own bounded queue. The stream runs while `capctl serve` runs, with
+// or without clients; it ends with -c/--duration, SIGINT/SIGTERM or the agent, and then the
+// clients' connections close.
 //
 // The link type of a pcap stream is that of the first interface (with --decap, that of the
 // decapsulated frames); other interfaces are refused as `capctl stream --format pcap` refuses

@@ -4,8 +4,7 @@ namespace capd::client {
 
 AgentFeed::AgentFeed(size_t index, std::string address, AgentConnection connection,
                      v1::StreamRequest request, FeedHub& hub)
-    : index_(index),
-      address_(std::move(address)),
+    : Feed(index, std::move(address)),
       connection_(std::move(connection)),
       request_(std::move(request)),
       hub_(hub) {
@@ -36,7 +35,7 @@ void AgentFeed::ReadLoop() {
     std::unique_lock lock(hub_.mu);
     hub_.changed.wait(lock, [&] { return queued_bytes < kMaxQueuedBytes || done; });
     queued_bytes += bytes;
-    queue.push_back({std::move(message), std::chrono::steady_clock::now()});
+    queue.push_back({std::move(message), std::chrono::steady_clock::now(), std::nullopt, {}});
     ++hub_.arrivals;
     lock.unlock();
     hub_.changed.notify_all();

@@ -1,16 +1,44 @@
 #pragma once
-// `capctl stream`: one Stream call written to a capture file, stdout or a FIFO.
+// `capctl stream`: a capture from one or more agents written to a capture file, stdout, a FIFO,
+// a ring of files or a Wireshark started for it. The same run serves the Wireshark extcap and
+// `capctl serve`, which bring their own observer (and serve its own writer).
 //
-// How data flows: gRPC reader (this thread) -> CaptureWriter (pcapng/pcap, in memory) -> one
-// write() per received batch to the ByteSink. A signal thread turns SIGINT/SIGTERM into a
-// cancellation of the call, after which the file is completed (statistics blocks) and closed.
+// How data flows: connect to every agent -> open the output -> a StreamSession (one AgentFeed per
+// agent, the merger, the writer) -> its events to a SessionObserver. A signal thread turns
+// SIGINT/SIGTERM into StreamSession::Interrupt, after which the file is completed (statistics
+// blocks) and closed.
+
+#include <functional>
+#include <memory>
 
 #include "client/cli/options.h"
+#include "client/output/capture_files.h"
+#include "client/stream/session_observer.h"
+#include "client/stream/stream_session.h"
+#include "common/status.h"
 
 namespace capd::client {
 
-// Returns the process exit code (0 done, 1 failure, 2 bad arguments or a refused request) after
-// printing the summary line, or one error line, on stderr.
+struct OpenedOutput {
+  std::unique_ptr<CaptureWriter> writer;
+  SessionOutput output;
+};
+// Called once, after at least one agent was reached (an unreachable agent leaves no empty file).
+using OutputOpener = std::function<StatusOr<OpenedOutput>()>;
+
+// The output `options` name: -W ring, else -w FILE, --fifo PATH (waits for a reader, or until
+// give_up() says so) or stdout; pcapng or pcap per --format.
+StatusOr<OpenedOutput> OpenCaptureOutput(const StreamOptions& options,
+                                         const std::function<bool()>& give_up = {});
+
+// Checks the filter, connects, opens the output and runs the session; every message goes to
+// `observer` (an error before the session: OnMessage). Returns the process exit code (0 done, 1
+// failure, 2 bad arguments or a refused request).
+int RunStream(const StreamOptions& options, SessionObserver& observer,
+              const OutputOpener& open_output);
+
+// `capctl stream`: RunStream with the output of the options (or a Wireshark, -k) and its lines
+// on stderr (client/stream/session_text.h).
 int RunStreamCommand(const StreamOptions& options);
 
 // `capctl interfaces`

@@ -203,6 +203,40 @@ class RecordingFilesTest : public HardenedAgentTest {
 // capd as root (where a followed link does harm): links planted in an adopted recording folder
 // (the temporaries of both state files, a ring file's name) and in the record dir (a folder
 // elsewhere) are not followed; the root-only targets keep their bytes; the refusals say why.
+// `capctl record delete`, as deployed: refused while the recording runs (exit 2, saying to
+// stop it first); once stopped, its folder and every file in it are gone (a link planted there
+// is removed, its target untouched), the list no longer has it, a second delete is "no
+// recording", and the name starts a new recording.
+TEST_F(RecordingFilesTest, DeleteRemovesAStoppedRecordingAndFreesItsName) {
+  const fs::path records = RecordDir(true);
+  ASSERT_NO_FATAL_FAILURE(StartRecorder(records, true));
+  Record({"start", "--name", "old", "-i", "veth0", "-f", "udp port 7200"});
+  const std::string running =
+      RunCapctl("delete-running", {"record", "delete", "old", "--agent", kAgentTarget}, 2);
+  EXPECT_NE(running.find("is running: stop it first"), std::string::npos) << running;
+  EXPECT_EQ(List("old").state, "running");
+  Record({"stop", "old"});
+  const fs::path folder = records / "old";
+  ASSERT_TRUE(fs::exists(folder / "request.txtpb"));
+  const fs::path victim = File("victim");
+  WriteText(victim, "not capd's\n", 0600);
+  fs::create_symlink(victim, folder / "old_99999_20240101000000.pcapng");
+
+  const std::string deleted =
+      RunCapctl("delete", {"record", "delete", "old", "--agent", kAgentTarget}, 0);
+  EXPECT_NE(deleted.find("recording old deleted"), std::string::npos) << deleted;
+  EXPECT_FALSE(fs::exists(fs::symlink_status(folder))) << folder << " is still there";
+  EXPECT_EQ(ReadText(victim), "not capd's\n");
+  EXPECT_EQ(List("old").line, "");
+  const std::string again =
+      RunCapctl("delete-again", {"record", "delete", "old", "--agent", kAgentTarget}, 2);
+  EXPECT_NE(again.find("no recording named 'old'"), std::string::npos) << again;
+
+  Record({"start", "--name", "old", "-i", "veth0", "-f", "udp port 7200"});
+  EXPECT_EQ(List("old").state, "running");
+  ExpectAgentAlive();
+}
+
 TEST_F(RecordingFilesTest, PlantedLinksAreNotFollowed) {
   const fs::path records = RecordDir(false);
   const fs::path victims = File("root-only");

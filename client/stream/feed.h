@@ -1,0 +1,77 @@
+#pragma once
+// One agent's stream as the merger sees it: a queue of the agent's messages, filled by a reader
+// (AgentFeed: a gRPC call on a thread of its own; a unit test: messages pushed by hand) and
+// drained by the merger.
+//
+// How data flows: reader -> Feed::queue (guarded by the shared FeedHub mutex; the reader bumps
+// FeedHub::arrivals and notifies `changed` for every message and when its call ends) -> Merger.
+
+#include <grpcpp/support/status.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "capfile/stream_to_file.h"
+#include "proto/capture.pb.h"
+
+namespace capd::client {
+
+// The lock and wake-up shared by every feed and the merger.
+struct FeedHub {
+  std::mutex mu;
+  std::condition_variable changed;
+  // Guarded by mu: bumped by a reader for every message it queues and when its call ends, so
+  // the merger can tell that something arrived while it was not waiting (a notification then
+  // reaches nobody) and must not wait at all.
+  uint64_t arrivals = 0;
+};
+
+struct Arrival {
+  std::unique_ptr<v1::StreamResponse> message;
+  std::chrono::steady_clock::time_point arrived;
+  // A PacketBatch, once the merger has checked it (at the head of the queue), and how far the
+  // merger has written it.
+  std::optional<capfile::BatchView> view;
+  capfile::BatchCursor cursor;
+};
+
+class Feed {
+ public:
+  Feed(size_t index, std::string address) : index_(index), address_(std::move(address)) {}
+  virtual ~Feed() = default;
+  Feed(const Feed&) = delete;
+  Feed& operator=(const Feed&) = delete;
+
+  // Starts reading (called once, by the session, before it merges). Must not block.
+  virtual void Start() = 0;
+  // Asks the reader to stop; it then sets `done` (promptly) and notifies the hub. Thread-safe.
+  virtual void Cancel() = 0;
+
+  // The feed's position among the session's feeds, from 0.
+  size_t index() const { return index_; }
+  // The agent as the user named it (--agent), for messages.
+  const std::string& address() const { return address_; }
+
+  // Guarded by the hub's mutex:
+  std::deque<Arrival> queue;
+  size_t queued_bytes = 0;
+  bool done = false;  // the call has finished; `status` is set
+  grpc::Status status;
+  std::optional<v1::StreamEnd> end;  // the agent's StreamEnd, once the merger saw it
+  std::string agent_name;            // from its first interface description
+  bool started = false;              // an interface description arrived: the capture ran
+  bool ended_written = false;        // its end is reported and its statistics blocks written
+
+ private:
+  const size_t index_;
+  const std::string address_;
+};
+
+}  // namespace capd::client

@@ -1,0 +1,195 @@
+#include "client/stream/stream_session.h"
+
+#include <poll.h>
+
+#include <chrono>
+#include <mutex>
+
+#include "capfile/stream_to_file.h"
+#include "client/stream/agent_channel.h"
+#include "client/stream/merger.h"
+
+namespace capd::client {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How long the merger waits for a reader before it looks at the output and the clock itself.
+constexpr std::chrono::milliseconds kQuietLook{1000};
+
+uint64_t WallClockNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+}  // namespace
+
+StreamSession::StreamSession(const StreamOptions& options, CaptureWriter& writer,
+                             SessionObserver& observer, SessionOutput output)
+    : options_(options), writer_(writer), observer_(observer), output_(std::move(output)) {}
+
+StreamSession::~StreamSession() {
+  for (auto& feed : feeds_) feed->Cancel();
+}
+
+void StreamSession::Interrupt() {
+  interrupted_.store(true);
+  for (auto& feed : feeds_) feed->Cancel();
+}
+
+int StreamSession::Run() {
+  std::vector<Feed*> feeds;
+  for (auto& feed : feeds_) feeds.push_back(feed.get());
+  capfile::StreamToFile file(writer_);
+  Merger::Settings settings;
+  // With one agent the agent counts -c itself; with several capctl counts over all of them.
+  settings.count = feeds_.size() > 1 ? options_.count : 0;
+  settings.leave_out_capture_interfaces =
+      options_.format == FileFormat::kPcap && options_.decap.mode != DecapOptions::Mode::kNone;
+  settings.statistics_in_every_file = options_.rotation.has_value();
+  Merger merger(feeds, file, writer_, observer_, settings);
+  for (Feed* feed : feeds) feed->Start();
+  Status local_error;
+  bool reader_gone = false;
+  const auto stop_all = [&] {
+    for (Feed* feed : feeds) feed->Cancel();
+  };
+
+  std::unique_lock lock(hub_.mu);
+  while (true) {
+    // What the readers had queued when this round began: the round takes all of it.
+    const uint64_t arrivals_seen = hub_.arrivals;
+    Merger::Round round;
+    if (auto ran = merger.RunRound(Clock::now()); ran.ok()) {
+      round = *ran;
+    } else {
+      local_error = ran.status();
+    }
+    for (Feed* feed : feeds) {
+      if (feed->done && feed->queue.empty()) merger.EndFeed(*feed, interrupted_.load());
+    }
+    // One write per round, outside the lock: the readers keep filling their queues meanwhile.
+    lock.unlock();
+    // A ring of files also turns over on wall-clock boundaries when the link is quiet.
+    if (local_error.ok()) local_error = writer_.Tick(WallClockNs());
+    Status flushed = local_error.ok() && merger.AnyFeedStarted() ? writer_.Flush() : Status::Ok();
+    lock.lock();
+    if (flushed.ok()) {
+      merger.CommitFlushed();
+    } else if (flushed.code() == StatusCode::kUnavailable && output_.is_stream) {
+      reader_gone = true;  // Wireshark closed, `head` had enough: a normal way to stop
+      merger.DiscardUnflushed();
+    } else {
+      local_error = flushed;
+      merger.DiscardUnflushed();
+    }
+    hub_.changed.notify_all();  // readers waiting for queue space
+    if (!local_error.ok() || reader_gone) {
+      stop_all();
+      break;
+    }
+    lock.unlock();
+    observer_.OnProgress({merger.written(), merger.drops()});
+    lock.lock();
+    // Once the count is reached the packets still queued are not wanted: done means the calls
+    // have finished.
+    bool all_done = true;
+    for (Feed* feed : feeds) {
+      all_done = all_done && feed->done && (feed->queue.empty() || merger.count_reached());
+    }
+    if (all_done) break;
+    // On a quiet link nothing is written, so EPIPE never comes: Linux raises POLLERR on a
+    // pipe's write end once the last reader has closed it (tshark -c N done, Wireshark closed).
+    if (output_.watch_fd >= 0) {
+      pollfd watch{output_.watch_fd, 0, 0};
+      if (poll(&watch, 1, 0) == 1 && (watch.revents & (POLLERR | POLLHUP)) != 0) {
+        reader_gone = true;
+        stop_all();
+        break;
+      }
+    }
+    if (round.full) continue;  // more is queued: write on at once
+    // Readers notify on every message (the agent's statistics come once a second) and at their
+    // end; what they queued while the lock was released for the write is not waited for. The
+    // merger looks on its own only for what no reader announces: the output's reader leaving, a
+    // ring's time boundary, the end of a reorder wait.
+    hub_.changed.wait_until(lock, std::min(round.reorder_deadline, Clock::now() + kQuietLook),
+                            [&] { return hub_.arrivals != arrivals_seen; });
+  }
+  // Wait for the readers to finish (cancelled ones finish promptly).
+  hub_.changed.wait_for(lock, std::chrono::seconds(5), [&] {
+    for (Feed* feed : feeds) {
+      if (!feed->done) return false;
+    }
+    return true;
+  });
+
+  const bool interrupted = interrupted_.load();
+  const bool stopped_by_capctl =
+      interrupted || merger.count_reached() || reader_gone || !local_error.ok();
+  SessionSummary summary;
+  summary.output_name = output_.name;
+  const auto finish = [&](std::string ending, int code) {
+    summary.written = merger.written();
+    summary.drops = merger.drops();
+    summary.decap_outcomes = merger.decap_outcomes();
+    summary.ending = std::move(ending);
+    summary.exit_code = code;
+    if (feeds.size() > 1) {
+      for (Feed* feed : feeds) {
+        summary.agents.push_back({{feed->address(), feed->agent_name},
+                                  merger.written(feed->index()),
+                                  merger.drops(feed->index()),
+                                  merger.decap_outcomes(feed->index()),
+                                  OutcomeOf(*feed, stopped_by_capctl)});
+      }
+      summary.out_of_order = merger.out_of_order();
+    }
+    lock.unlock();
+    observer_.OnSummary(summary);
+    return code;
+  };
+
+  if (!local_error.ok()) {
+    for (Feed* feed : feeds) merger.EndFeed(*feed, true);
+    (void)writer_.Close();
+    return finish("stopped: " + local_error.message(), 1);
+  }
+  if (reader_gone) return finish("the reader of " + output_.name + " went away", 0);
+  // A single agent that refused the stream before it started: its status is the whole story.
+  if (feeds.size() == 1 && !interrupted) {
+    const FeedOutcome outcome = OutcomeOf(*feeds[0], false);
+    if (outcome.kind == FeedEnd::kRefused) {
+      summary.kind = SessionSummary::Kind::kRefused;
+      summary.refused_agent = {feeds[0]->address(), feeds[0]->agent_name};
+      summary.refusal = DescribeRefusal(feeds[0]->status);
+      summary.exit_code = outcome.exit_code;
+      lock.unlock();
+      observer_.OnSummary(summary);
+      return outcome.exit_code;
+    }
+  }
+  for (Feed* feed : feeds) merger.EndFeed(*feed, interrupted);
+  // No agent accepted the stream: leave -w FILE as it was (see the flush in the loop). The
+  // reader may be gone already; the summary says what was written.
+  if (Status closed = merger.AnyFeedStarted() ? writer_.Close() : Status::Ok();
+      !closed.ok() && !output_.is_stream) {
+    lock.unlock();
+    observer_.OnMessage(closed.message());
+    lock.lock();
+  }
+  if (interrupted) return finish("interrupted", 0);
+  if (merger.count_reached()) return finish("packet count reached", 0);
+  int code = 0;
+  std::string ending;
+  for (Feed* feed : feeds) {
+    const FeedOutcome outcome = OutcomeOf(*feed, false);
+    code = std::max(code, outcome.exit_code);
+    const std::string why = outcome.Full();
+    if (ending.find(why) == std::string::npos) ending += (ending.empty() ? "" : "; ") + why;
+  }
+  return finish(ending, code);
+}
+
+}  // namespace capd::client
