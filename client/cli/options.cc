@@ -287,7 +287,7 @@ struct Parser {
     std::string agent;
     std::string name;  // the positional NAME of stop and fetch
   };
-  RecordAction record_start, record_stop, record_list, record_fetch;
+  RecordAction record_start, record_stop, record_list, record_fetch, record_delete;
 
   std::string interfaces_agent;
   // stream and serve: the words after "--", all of them filter words (CLI11 would refuse them).
@@ -388,7 +388,12 @@ struct Parser {
     record_fetch.app->add_option("--out", r.out_dir, "the folder to copy into")
         ->type_name("DIR")
         ->capture_default_str();
-    for (RecordAction* action : {&record_start, &record_stop, &record_list, &record_fetch}) {
+    record_delete.app = record->add_subcommand(
+        "delete", "remove a stopped recording and its files; its name is free again");
+    record_delete.app->add_option("NAME", record_delete.name, "the recording")->type_name("NAME");
+    record_delete.app->add_option("--name", r.name, "the same, as a flag")->type_name("NAME");
+    for (RecordAction* action :
+         {&record_start, &record_stop, &record_list, &record_fetch, &record_delete}) {
       AddAgentOption(*action->app, action->agent);
       AddConnectionOptions(*action->app, r.connection);
     }
@@ -484,13 +489,15 @@ struct Parser {
   Status FinishRecord() {
     RecordOptions& r = line.record;
     RecordAction* action = nullptr;
-    for (RecordAction* a : {&record_start, &record_stop, &record_list, &record_fetch}) {
+    for (RecordAction* a :
+         {&record_start, &record_stop, &record_list, &record_fetch, &record_delete}) {
       if (a->app->parsed()) action = a;
     }
     if (action == &record_start) r.action = RecordOptions::Action::kStart;
     if (action == &record_stop) r.action = RecordOptions::Action::kStop;
     if (action == &record_list) r.action = RecordOptions::Action::kList;
     if (action == &record_fetch) r.action = RecordOptions::Action::kFetch;
+    if (action == &record_delete) r.action = RecordOptions::Action::kDelete;
     if (!action->name.empty()) {
       if (!r.name.empty()) return Bad(*action->app, "give NAME or --name, not both");
       r.name = action->name;

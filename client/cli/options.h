@@ -73,7 +73,7 @@ struct StreamOptions {
   std::optional<RotationOptions> rotation;
 };
 
-// `capctl record start|stop|list|fetch`: recordings kept by the agent (capd --record-dir).
+// `capctl record start|stop|list|fetch|delete`: recordings kept by the agent (capd --record-dir).
 struct RecordOptions {
   enum class Action { kStart, kStop, kList, kFetch, kDelete };
   Action action = Action::kList;

@@ -120,11 +120,12 @@ TEST(OptionsTest, EverySubcommandHasHelpNamingItsOptions) {
       {{"serve", "--help"}, {"capctl serve", "--listen", "--client-queue", "--agent"}},
       {{"interfaces", "--help"}, {"capctl interfaces", "--agent", "--token-file"}},
       {{"decap", "--help"}, {"capctl decap", "IN", "--vni", "--inner-filter"}},
-      {{"record", "--help"}, {"start", "stop", "list", "fetch"}},
+      {{"record", "--help"}, {"start", "stop", "list", "fetch", "delete"}},
       {{"record", "start", "--help"}, {"capctl record start", "--name", "--rotate-files"}},
       {{"record", "stop", "-h"}, {"capctl record stop", "NAME"}},
       {{"record", "list", "--help"}, {"capctl record list", "--agent"}},
       {{"record", "fetch", "--help"}, {"capctl record fetch", "--out"}},
+      {{"record", "delete", "--help"}, {"capctl record delete", "NAME"}},
   };
   for (const auto& c : cases) {
     auto line = Parse(c.args);

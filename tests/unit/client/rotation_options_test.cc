@@ -108,6 +108,11 @@ TEST(RecordOptionsTest, StopListFetch) {
   EXPECT_EQ(fetch->record.action, RecordOptions::Action::kFetch);
   EXPECT_EQ(fetch->record.name, "night");
   EXPECT_EQ(fetch->record.out_dir, "/tmp/x");
+  auto del = Parse({"record", "delete", "night"});
+  ASSERT_TRUE(del.ok()) << del.status().message();
+  EXPECT_EQ(del->record.action, RecordOptions::Action::kDelete);
+  EXPECT_EQ(del->record.name, "night");
+  EXPECT_FALSE(Parse({"record", "delete"}).ok());
 }
 
 TEST(RecordOptionsTest, Refusals) {
