@@ -33,7 +33,8 @@ StatusOr<OutputTarget> OpenFifo(const std::string& path, const std::function<boo
     }
     if (give_up && give_up())
       return Unavailable("the reader of " + path + " exited before opening it");
-    // Once, so that a capctl that seems to hang says why (not for the Wireshark it started).
+    // Once, so that a capctl that seems to hang on a terminal says why. Not for the Wireshark
+    // capctl started, nor as an extcap (Wireshark shows an extcap's stderr as an error).
     if (say_waiting && std::exchange(say_waiting, false)) {
       std::fprintf(stderr,
                    "capctl: waiting for a reader of the FIFO %s (e.g. wireshark -k -i %s)\n",
@@ -50,7 +51,9 @@ StatusOr<OutputTarget> OpenFifo(const std::string& path, const std::function<boo
 
 StatusOr<OutputTarget> OpenOutputTarget(const StreamOptions& options,
                                         const std::function<bool()>& give_up) {
-  if (!options.fifo_path.empty()) return OpenFifo(options.fifo_path, give_up, !options.wireshark);
+  if (!options.fifo_path.empty()) {
+    return OpenFifo(options.fifo_path, give_up, !options.wireshark && isatty(STDERR_FILENO));
+  }
   if (options.write_path.empty() || options.write_path == "-") {
     if (options.write_path.empty() && isatty(STDOUT_FILENO)) {
       return InvalidArgument(
