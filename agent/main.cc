@@ -1,7 +1,6 @@
 // capd: the capture agent. Wires the gRPC service to a server and handles signals; everything
 // else lives in capture/, stream/ and service/.
 
-#include <getopt.h>
 #include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -28,6 +27,7 @@
 
 #include "agent/capture/filter_sandbox.h"
 #include "agent/capture/interfaces.h"
+#include "agent/cli/flags.h"
 #include "agent/listener/tcp_listener.h"
 #include "agent/metadata/instance_metadata.h"
 #include "agent/peers/carrier_registry.h"
@@ -48,337 +48,24 @@ namespace {
 // Set when a helper capd cannot replace has died: capd then ends with exit status 1.
 std::atomic<bool> helper_lost{false};
 
-constexpr char kUsage[] =
-    "usage: capd [--listen ADDRESS:PORT] [--name NAME] [--user USER] [--max-streams N]\n"
-    "            [--max-queue-bytes SIZE] [--buffer-size SIZE] [--block-timeout-ms N]\n"
-    "            [--max-decap-interfaces N] [--stall-timeout SEC]\n"
-    "            [--max-recordings N] [--max-fetches N]\n"
-    "            [--tls-cert F --tls-key F [--tls-client-ca F]]\n"
-    "            [--auth-token-file F] [--allow-group G] [--allow-user U]\n"
-    "            [--max-connections N] [--max-connections-per-client N]\n"
-    "            [--record-dir DIR] [--log-level LEVEL] [--version]\n"
-    "  --listen ADDRESS:PORT  where clients connect (default 127.0.0.1:50051); any address\n"
-    "                         other than loopback requires TLS\n"
-    "  --name NAME            this agent's name in capture files (default: the host name)\n"
-    "  --user USER            after start-up run as USER with only CAP_NET_RAW and\n"
-    "                         CAP_NET_ADMIN; the peer helper (capd-peers) keeps only\n"
-    "                         CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH to find the relays\n"
-    "                         of streams\n"
-    "  --max-streams N        streams served at once (default 16)\n"
-    "  --max-connections N    connections open at once (default 512; at most the descriptor\n"
-    "                         limit less 256); more wait in the kernel's queue\n"
-    "  --max-connections-per-client N  connections open at once from one remote address or\n"
-    "                         one local user (default 64); more are closed at once\n"
-    "  --max-queue-bytes SIZE per-stream queue for a slow client, e.g. 32M (default 32M)\n"
-    "  --max-decap-interfaces N  decapsulated sessions (encapsulation, VNI) per capture\n"
-    "                         (default 256, 1..4096); frames of further sessions are\n"
-    "                         dropped, counted as interface_limit and reported to clients\n"
-    "  --stall-timeout SEC    end a stream or fetch whose client read nothing for SEC\n"
-    "                         seconds (default 60, 1..3600)\n"
-    "  --buffer-size SIZE     each capture's kernel ring, like tcpdump -B (default 32M,\n"
-    "                         1M..1G); it counts in capd's memory once traffic fills it\n"
-    "  --block-timeout-ms N   longest a lone packet waits in the ring (default 3, 1..1000);\n"
-    "                         more saves CPU at high packet rates, less is more live\n"
-    "  --tls-cert F, --tls-key F   serve TLS with this certificate chain and key (PEM)\n"
-    "  --tls-client-ca F      require client certificates signed by this CA (mutual TLS)\n"
-    "  --auth-token-file F    require this bearer token from clients (capctl --token-file)\n"
-    "  --record-dir DIR       enable recordings (capctl record ...), kept under DIR; those\n"
-    "                         running when capd stops resume when it starts again\n"
-    "  --max-recordings N     recordings running at once (default 8, 1..256); apart from\n"
-    "                         --max-streams\n"
-    "  --max-fetches N        recording fetches served at once (default 8, 1..256)\n"
-    "  --metadata-endpoint URL  EC2 instance metadata (IMDSv2), default http://169.254.169.254;\n"
-    "                         --no-metadata skips it. On EC2 the instance id names the agent\n"
-    "                         (unless --name) and interfaces get their ENI, VPC and subnet\n"
-    "  --allow-group GROUP    local clients in GROUP may capture (repeatable; default: the\n"
-    "                         group capd, if it exists); root always may\n"
-    "  --allow-user USER      local clients running as USER may capture (repeatable)\n"
-    "  --no-carrier-exclusion capture the connections of local relays (sshd, the SSM worker,\n"
-    "                         socat) that carry capd's streams; excluded by default\n"
-    "  --log-level LEVEL      trace, debug, info, warn, error or off (default info)\n"
-    "  --version              print the version and exit\n";
-
-capd::agent::AccessOptions DefaultAccess() {
-  capd::agent::AccessOptions access;
-  access.listen = "127.0.0.1:50051";
-  return access;
-}
-
-struct Flags {
-  capd::agent::AccessOptions access = DefaultAccess();
-  std::string name;
-  std::string user;
-  std::string log_level = "info";
-  size_t max_streams = 16;
-  capd::agent::ConnectionLimits connections;
-  size_t max_queue_bytes = 32 * 1024 * 1024;
-  size_t max_decap_interfaces = capd::agent::kDefaultMaxDecapInterfaces;
-  size_t stall_timeout_seconds = 60;
-  size_t max_recordings = capd::agent::kDefaultMaxRecordings;
-  size_t max_fetches = 8;
-  capd::agent::RingSettings ring;
-  bool carrier_exclusion = true;
-  std::string metadata_endpoint = capd::agent::kDefaultMetadataEndpoint;
-  bool name_given = false;  // else the host name, replaced by the instance id on EC2
-  std::string record_dir;
-  std::vector<std::string> allow_groups;  // empty: the group capd
-  std::vector<std::string> allow_users;
-};
-
-// "32M", "512k", "1G" (powers of 1024) or plain bytes.
-bool ParseSize(const char* text, size_t& out) {
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long value = std::strtoull(text, &end, 10);
-  if (end == text || errno != 0) return false;
-  unsigned long long scale = 1;
-  if (*end == 'k' || *end == 'K')
-    scale = 1ULL << 10, ++end;
-  else if (*end == 'm' || *end == 'M')
-    scale = 1ULL << 20, ++end;
-  else if (*end == 'g' || *end == 'G')
-    scale = 1ULL << 30, ++end;
-  if (*end != '\0' || value > (1ULL << 40) / scale) return false;
-  out = static_cast<size_t>(value * scale);
-  return true;
-}
-
-// A plain decimal count.
-bool ParseCount(const char* text, size_t& out) {
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long value = std::strtoull(text, &end, 10);
-  if (end == text || *end != '\0' || errno != 0 || *text == '-') return false;
-  out = static_cast<size_t>(value);
-  return true;
-}
-
-// "HOST:PORT" or "[IPV6]:PORT" with a port of 0..65535 (gRPC would take "127.0.0.1" alone as
-// port 443), or a unix: address (refused below with its own reason).
-bool IsAddressAndPort(const std::string& listen) {
-  if (listen.starts_with("unix:")) return true;
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  const std::string host = listen.substr(0, colon), port = listen.substr(colon + 1);
-  if (port.empty() || port.size() > 5 ||
-      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
-      std::stoul(port) > 65535) {
-    return false;
+// Bad arguments exit 2 with one line; --help and --version exit 0.
+capd::agent::AgentFlags ParseFlags(int argc, char** argv) {
+  auto line = capd::agent::ParseAgentCommandLine(argc, argv);
+  if (!line.ok()) {
+    std::fprintf(stderr, "capd: %s\n", line.status().message().c_str());
+    std::exit(2);
   }
-  // An IPv6 address has colons of its own: only in brackets is the last one the port's.
-  if (host.find(':') != std::string::npos) {
-    return host.size() > 2 && host.front() == '[' && host.back() == ']';
+  switch (line->action) {
+    case capd::agent::AgentCommandLine::Action::kHelp:
+      std::fputs(line->help.c_str(), stdout);
+      std::exit(0);
+    case capd::agent::AgentCommandLine::Action::kVersion:
+      std::printf("capd %s\n", CAPD_VERSION);
+      std::exit(0);
+    case capd::agent::AgentCommandLine::Action::kRun:
+      break;
   }
-  return true;
-}
-
-// Exit code 2 with one line for bad arguments, as capctl does.
-[[noreturn]] void Usage(const std::string& problem) {
-  std::fprintf(stderr, "capd: %s\n%s", problem.c_str(), kUsage);
-  std::exit(2);
-}
-
-Flags ParseFlags(int argc, char** argv) {
-  enum {
-    kUser = 1000,
-    kMaxStreams,
-    kMaxQueue,
-    kTlsCert,
-    kTlsKey,
-    kTlsClientCa,
-    kToken,
-    kNoCarrier,
-    kRecordDir,
-    kMetadataEndpoint,
-    kNoMetadata,
-    kBufferSize,
-    kBlockTimeout,
-    kAllowGroup,
-    kAllowUser,
-    kMaxConnections,
-    kMaxConnectionsPerClient,
-    kMaxDecapInterfaces,
-    kStallTimeout,
-    kMaxRecordings,
-    kMaxFetches
-  };
-  static const option kOptions[] = {
-      {"listen", required_argument, nullptr, 'l'},
-      {"name", required_argument, nullptr, 'n'},
-      {"user", required_argument, nullptr, kUser},
-      {"max-streams", required_argument, nullptr, kMaxStreams},
-      {"max-queue-bytes", required_argument, nullptr, kMaxQueue},
-      {"max-connections", required_argument, nullptr, kMaxConnections},
-      {"max-connections-per-client", required_argument, nullptr, kMaxConnectionsPerClient},
-      {"max-decap-interfaces", required_argument, nullptr, kMaxDecapInterfaces},
-      {"stall-timeout", required_argument, nullptr, kStallTimeout},
-      {"max-recordings", required_argument, nullptr, kMaxRecordings},
-      {"max-fetches", required_argument, nullptr, kMaxFetches},
-      {"buffer-size", required_argument, nullptr, kBufferSize},
-      {"block-timeout-ms", required_argument, nullptr, kBlockTimeout},
-      {"tls-cert", required_argument, nullptr, kTlsCert},
-      {"tls-key", required_argument, nullptr, kTlsKey},
-      {"tls-client-ca", required_argument, nullptr, kTlsClientCa},
-      {"auth-token-file", required_argument, nullptr, kToken},
-      {"no-carrier-exclusion", no_argument, nullptr, kNoCarrier},
-      {"allow-group", required_argument, nullptr, kAllowGroup},
-      {"allow-user", required_argument, nullptr, kAllowUser},
-      {"record-dir", required_argument, nullptr, kRecordDir},
-      {"metadata-endpoint", required_argument, nullptr, kMetadataEndpoint},
-      {"no-metadata", no_argument, nullptr, kNoMetadata},
-      {"log-level", required_argument, nullptr, 'L'},
-      {"version", no_argument, nullptr, 'V'},
-      {"help", no_argument, nullptr, 'h'},
-      {nullptr, 0, nullptr, 0}};
-  Flags flags;
-  opterr = 0;
-  int c;
-  while ((c = getopt_long(argc, argv, "h", kOptions, nullptr)) != -1) {
-    switch (c) {
-      case 'l':
-        flags.access.listen = optarg;
-        break;
-      case kUser:
-        flags.user = optarg;
-        break;
-      case kMaxStreams: {
-        size_t n = 0;
-        if (!ParseSize(optarg, n) || n == 0 || n > 1024) Usage("--max-streams takes 1..1024");
-        flags.max_streams = n;
-        break;
-      }
-      case kMaxConnections: {
-        size_t n = 0;
-        if (!ParseCount(optarg, n) || n == 0 || n > 1'000'000) {
-          Usage("--max-connections takes 1..1000000");
-        }
-        flags.connections.max_connections = n;
-        break;
-      }
-      case kMaxConnectionsPerClient: {
-        size_t n = 0;
-        if (!ParseCount(optarg, n) || n == 0 || n > 1'000'000) {
-          Usage("--max-connections-per-client takes 1..1000000");
-        }
-        flags.connections.max_per_client = n;
-        break;
-      }
-      case kMaxQueue:
-        if (!ParseSize(optarg, flags.max_queue_bytes) || flags.max_queue_bytes < (1 << 20)) {
-          Usage("--max-queue-bytes takes a size of at least 1M, e.g. 32M");
-        }
-        break;
-      case kMaxDecapInterfaces: {
-        size_t n = 0;
-        if (!ParseSize(optarg, n) || n == 0 || n > capd::agent::kMaxDecapInterfaces) {
-          Usage("--max-decap-interfaces takes 1..4096");
-        }
-        flags.max_decap_interfaces = n;
-        break;
-      }
-      case kStallTimeout: {
-        size_t seconds = 0;
-        if (!ParseSize(optarg, seconds) || seconds == 0 || seconds > 3600) {
-          Usage("--stall-timeout takes 1..3600 seconds");
-        }
-        flags.stall_timeout_seconds = seconds;
-        break;
-      }
-      case kMaxRecordings: {
-        size_t n = 0;
-        if (!ParseSize(optarg, n) || n == 0 || n > 256) Usage("--max-recordings takes 1..256");
-        flags.max_recordings = n;
-        break;
-      }
-      case kMaxFetches: {
-        size_t n = 0;
-        if (!ParseSize(optarg, n) || n == 0 || n > 256) Usage("--max-fetches takes 1..256");
-        flags.max_fetches = n;
-        break;
-      }
-      case kBufferSize: {
-        size_t bytes = 0;
-        if (!ParseSize(optarg, bytes) || bytes < (1 << 20) || bytes > (1 << 30)) {
-          Usage("--buffer-size takes a size from 1M to 1G, e.g. 32M");
-        }
-        flags.ring.buffer_bytes = static_cast<int>(bytes);
-        break;
-      }
-      case kBlockTimeout: {
-        size_t ms = 0;
-        if (!ParseSize(optarg, ms) || ms == 0 || ms > 1000) {
-          Usage("--block-timeout-ms takes 1..1000 milliseconds");
-        }
-        flags.ring.block_timeout_ms = static_cast<int>(ms);
-        break;
-      }
-      case kTlsCert:
-        flags.access.tls_cert_file = optarg;
-        break;
-      case kTlsKey:
-        flags.access.tls_key_file = optarg;
-        break;
-      case kTlsClientCa:
-        flags.access.tls_client_ca_file = optarg;
-        break;
-      case kToken:
-        flags.access.token_file = optarg;
-        break;
-      case kNoCarrier:
-        flags.carrier_exclusion = false;
-        break;
-      case kAllowGroup:
-        if (*optarg == '\0') Usage("--allow-group takes a group name or id");
-        flags.allow_groups.emplace_back(optarg);
-        break;
-      case kAllowUser:
-        if (*optarg == '\0') Usage("--allow-user takes a user name or id");
-        flags.allow_users.emplace_back(optarg);
-        break;
-      case kMetadataEndpoint:
-        flags.metadata_endpoint = optarg;
-        break;
-      case kNoMetadata:
-        flags.metadata_endpoint.clear();
-        break;
-      case kRecordDir:
-        if (*optarg == '\0') Usage("--record-dir takes a folder");
-        flags.record_dir = optarg;
-        break;
-      case 'n':
-        flags.name = optarg;
-        break;
-      case 'L':
-        flags.log_level = optarg;
-        break;
-      case 'V':
-        std::printf("capd %s\n", CAPD_VERSION);
-        std::exit(0);
-      case 'h':
-        std::fputs(kUsage, stdout);
-        std::exit(0);
-      default:
-        Usage(std::string("unknown or incomplete option '") + argv[optind - 1] + "'");
-    }
-  }
-  if (optind < argc) Usage(std::string("unexpected argument '") + argv[optind] + "'");
-  if (!IsAddressAndPort(flags.access.listen)) {
-    Usage("--listen takes ADDRESS:PORT (IPv6 as [ADDRESS]:PORT), e.g. 127.0.0.1:50051, not '" +
-          capd::PrintableText(flags.access.listen) + "'");
-  }
-  // gRPC gives no peer credentials for a unix socket, so capd could not tell who connects.
-  if (flags.access.listen.starts_with("unix:")) {
-    Usage("--listen " + flags.access.listen +
-          ": unix sockets are not supported (capd could not tell which user connects); use a "
-          "loopback address such as 127.0.0.1:50051");
-  }
-  flags.name_given = !flags.name.empty();
-  if (flags.name.empty()) {
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
-    flags.name = host;
-  }
-  return flags;
+  return std::move(line->flags);
 }
 
 // capd's log on stderr with every message made printable: filters, interface and recording
@@ -413,14 +100,10 @@ void GrpcLogToSpdlog(gpr_log_func_args* args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Flags flags = ParseFlags(argc, argv);
+  const capd::agent::AgentFlags flags = ParseFlags(argc, argv);
   auto logger = std::make_shared<spdlog::logger>("capd", std::make_shared<PrintableStderrSink>());
   spdlog::set_default_logger(logger);
-  const auto level = spdlog::level::from_str(flags.log_level);
-  if (level == spdlog::level::off && flags.log_level != "off") {
-    Usage("unknown log level '" + flags.log_level + "'");
-  }
-  spdlog::set_level(level);
+  spdlog::set_level(spdlog::level::from_str(flags.log_level));  // a known level (agent/cli)
   gpr_set_log_function(GrpcLogToSpdlog);
   // A client that goes away must surface as an error on write, not kill the agent.
   signal(SIGPIPE, SIG_IGN);

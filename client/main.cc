@@ -35,12 +35,12 @@ int main(int argc, char** argv) {
   }
   auto line = capd::client::ParseCommandLine(argc, argv);
   if (!line.ok()) {
-    std::fprintf(stderr, "capctl: %s\n%s", line.status().message().c_str(), capd::client::kUsage);
+    std::fprintf(stderr, "capctl: %s\n", line.status().message().c_str());
     return 2;
   }
   switch (line->command) {
     case capd::client::CommandLine::Command::kHelp:
-      std::fputs(capd::client::kUsage, stdout);
+      std::fputs(line->help.c_str(), stdout);
       return 0;
     case capd::client::CommandLine::Command::kVersion:
       std::printf("capctl %s\n", CAPD_VERSION);

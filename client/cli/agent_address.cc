@@ -22,6 +22,16 @@ StatusOr<AgentAddress> ParseAgentAddress(std::string_view text) {
                            " (expected HOST:PORT[/IFACE], ssh://[user@]host[/IFACE] or "
                            "ssm://i-xxxx[/IFACE])");
   };
+  // Any other scheme (http://, grpc://, tcp://) would otherwise read as a host named "http".
+  if (const size_t scheme = rest.find("://"); scheme != std::string_view::npos &&
+                                              !rest.starts_with("ssh://") &&
+                                              !rest.starts_with("ssm://")) {
+    return InvalidArgument("agent address '" + address.text + "': the scheme " +
+                           std::string(rest.substr(0, scheme)) +
+                           ":// is not supported; give HOST:PORT (gRPC, TLS with --tls-ca), "
+                           "[IPv6]:PORT, ssh://[user@]host[:port] or ssm://i-xxxx, each with an "
+                           "optional /IFACE");
+  }
   if (rest.starts_with("ssh://")) {
     address.transport = AgentAddress::Transport::kSsh;
     rest.remove_prefix(6);

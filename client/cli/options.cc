@@ -1,223 +1,84 @@
 #include "client/cli/options.h"
 
-#include <getopt.h>
-
+#include <CLI/CLI.hpp>
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
+#include <string_view>
+
+#include "common/command_line.h"
 
 namespace capd::client {
-
-const char kUsage[] =
-    "usage: capctl interfaces [--agent A] [connection options]\n"
-    "       capctl stream [--agent A] [connection options] [-i IFACE] [-f FILTER] [-c COUNT] "
-    "[--duration SEC]\n"
-    "                     [-s SNAPLEN] [-p] [-w FILE|-] [--fifo PATH] [--format pcapng|pcap]\n"
-    "                     [--decap vxlan|geneve|auto] [--vxlan-port N] [--geneve-port N]\n"
-    "                     [--vni N[,N...]] [--inner-filter FILTER] [FILTER WORDS...]\n"
-    "       capctl decap IN.pcap[ng] -w OUT|- [--decap vxlan|geneve|auto] [--vxlan-port N]\n"
-    "                     [--geneve-port N] [--vni N[,N...]] [--inner-filter FILTER]\n"
-    "       capctl serve [--listen HOST:PORT] [--client-queue BYTES] [stream options without\n"
-    "                     -w/--fifo/--format]: PCAP-over-IP (Wireshark -i TCP@HOST:PORT)\n"
-    "       capctl extcap install [--dir DIR] [--copy]: make capctl a Wireshark extcap\n"
-    "       capctl stream ... -w PATH [--rotate-size SIZE] [--rotate-seconds SEC]\n"
-    "                     [--rotate-files N] [--post-rotate CMD] [--min-free SIZE]\n"
-    "       capctl record start --name NAME [-i IFACE] [-f FILTER] [--decap ...]\n"
-    "                     [--rotate-size SIZE] [--rotate-seconds SEC] [--rotate-files N]\n"
-    "       capctl record stop NAME | record list | record fetch NAME [--out DIR]\n"
-    "       capctl record delete NAME: remove a stopped recording and its files\n"
-    "  --agent A       HOST:PORT[/IFACE], ssh://[user@]host[:port][/IFACE] or\n"
-    "                  ssm://i-xxxx[/IFACE] (default $CAPD_AGENT or 127.0.0.1:50051)\n"
-    "  -i IFACE        interface to capture on (default: the agent's default-route interface)\n"
-    "  -f FILTER       capture filter in BPF syntax, as for tcpdump\n"
-    "  -c COUNT        stop after COUNT packets\n"
-    "  --duration SEC  stop after SEC seconds\n"
-    "  -s SNAPLEN      bytes kept per packet (1..262144; 0 = 262144)\n"
-    "  -p              do not put the interface into promiscuous mode\n"
-    "  -w FILE|-       write to FILE, or to stdout with '-' (e.g. | wireshark -k -i -)\n"
-    "  --fifo PATH     create the FIFO PATH if needed and write to it (Wireshark: -k -i PATH)\n"
-    "  --wireshark     start Wireshark ($WIRESHARK or wireshark) on a private FIFO\n"
-    "  --format F      pcapng (default) or pcap (nanosecond timestamps)\n"
-    "  --decap MODE    mirror target: strip VXLAN (UDP 4789), Geneve (UDP 6081) or both; the\n"
-    "                  output has one interface per VNI; -f then filters the outer packets\n"
-    "  --vni LIST      keep only these VNIs (mirror sessions)\n"
-    "  --inner-filter F  BPF filter on the decapsulated frames\n"
-    "  --rotate-size SIZE  start a new file before one would exceed SIZE bytes (k, M, G:\n"
-    "                  powers of 1000); files are PATH_NNNNN_YYYYmmddHHMMSS.pcapng\n"
-    "  --rotate-seconds SEC  start a new file every SEC seconds since midnight UTC\n"
-    "  --rotate-files N  keep only the newest N files\n"
-    "  --post-rotate CMD run CMD FILE for each finished file (e.g. an upload)\n"
-    "  --min-free SIZE delete the oldest file when the disk has less than SIZE free; stop\n"
-    "                  writing when none is left\n"
-    "  --tls-ca F      verify the agent's TLS certificate with this CA (enables TLS)\n"
-    "  --tls-cert F --tls-key F  client certificate for mutual TLS\n"
-    "  --tls-server-name N  the name in the agent's certificate, if not the address\n"
-    "  --token-file F  send the bearer token in F (capd --auth-token-file)\n"
-    "  --remote-port N ssh:// and ssm://: the agent's port on the instance (default 50051)\n"
-    "exit status: 0 done, 2 bad arguments or a request the agent refused, 1 anything else\n";
-
 namespace {
 
-Status Bad(const std::string& message) { return InvalidArgument(message); }
+constexpr uint64_t kMaxSize = uint64_t{1} << 60;  // an exabyte: past any disk
 
-template <typename T>
-bool ParseUnsigned(const char* text, T& out) {
-  const char* end = text + std::strlen(text);
-  auto [ptr, error] = std::from_chars(text, end, out);
-  return error == std::errc() && ptr == end && end != text;
+// A number of seconds, decimals allowed: (0, 1e9].
+CLI::Validator PositiveSeconds() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double seconds = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end != '\0' || !(seconds > 0) || seconds > 1e9) {
+          return "takes a positive number of seconds, not '" + text + "'";
+        }
+        return "";
+      },
+      "", "seconds");
 }
 
-StatusOr<AgentAddress> DefaultAgent() {
+// "N[,N...]" with VNIs 0..16777215.
+CLI::Validator VniList() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        size_t start = 0;
+        while (start <= text.size()) {
+          const size_t comma = std::min(text.find(',', start), text.size());
+          std::string item = text.substr(start, comma - start);
+          if (!CountIn(0, 0xFFFFFF).operator()(item).empty()) {
+            return "takes VNIs 0..16777215 separated by commas, not '" + item + "'";
+          }
+          start = comma + 1;
+        }
+        return "";
+      },
+      "", "vnis");
+}
+
+std::vector<uint32_t> SplitVnis(const std::string& text) {
+  std::vector<uint32_t> vnis;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    vnis.push_back(static_cast<uint32_t>(std::stoul(text.substr(start, comma - start))));
+    start = comma + 1;
+  }
+  return vnis;
+}
+
+StatusOr<AgentAddress> AgentFrom(const std::string& text) {
+  if (!text.empty()) return ParseAgentAddress(text);
   const char* env = std::getenv("CAPD_AGENT");
   return ParseAgentAddress(env != nullptr && *env != '\0' ? env : kDefaultAgent);
 }
 
-enum DecapFlag { kDecap = 2000, kVxlanPort, kGenevePort, kVni, kInnerFilter };
-#define CAPD_DECAP_LONG_OPTIONS                                 \
-  {"decap", required_argument, nullptr, kDecap},                \
-      {"vxlan-port", required_argument, nullptr, kVxlanPort},   \
-      {"geneve-port", required_argument, nullptr, kGenevePort}, \
-      {"vni", required_argument, nullptr, kVni}, {              \
-    "inner-filter", required_argument, nullptr, kInnerFilter    \
+// -i and an --agent HOST/IFACE that names another interface: which one the user meant is not
+// ours to guess. (The /IFACE of $CAPD_AGENT is a default, which -i overrides.)
+Status CheckInterface(const std::string& interface, const std::vector<AgentAddress>& agents,
+                      bool agents_given) {
+  if (interface.empty() || !agents_given) return Status::Ok();
+  for (const AgentAddress& agent : agents) {
+    if (!agent.interface.empty() && agent.interface != interface) {
+      return InvalidArgument("-i " + interface + " and --agent " + agent.text +
+                             " name different interfaces: give the interface once");
+    }
   }
-
-Status ParsePort(const char* flag, const char* text, uint16_t& out) {
-  uint32_t port = 0;
-  if (!ParseUnsigned(text, port) || port == 0 || port > 65535) {
-    return Bad(std::string(flag) + " takes a UDP port 1..65535, not '" + text + "'");
-  }
-  out = static_cast<uint16_t>(port);
   return Status::Ok();
-}
-
-// Handles one of the --decap family of flags; false if `c` is not one of them.
-bool ParseDecapFlag(int c, const char* arg, DecapOptions& out, Status& status) {
-  switch (c) {
-    case kDecap:
-      if (std::strcmp(arg, "vxlan") == 0) {
-        out.mode = DecapOptions::Mode::kVxlan;
-      } else if (std::strcmp(arg, "geneve") == 0) {
-        out.mode = DecapOptions::Mode::kGeneve;
-      } else if (std::strcmp(arg, "auto") == 0) {
-        out.mode = DecapOptions::Mode::kAuto;
-      } else {
-        status = Bad(std::string("--decap takes vxlan, geneve or auto, not '") + arg + "'");
-      }
-      return true;
-    case kVxlanPort:
-      status = ParsePort("--vxlan-port", arg, out.vxlan_port);
-      return true;
-    case kGenevePort:
-      status = ParsePort("--geneve-port", arg, out.geneve_port);
-      return true;
-    case kVni: {
-      std::string list = arg;
-      size_t start = 0;
-      while (start <= list.size()) {
-        const size_t comma = std::min(list.find(',', start), list.size());
-        const std::string item = list.substr(start, comma - start);
-        uint32_t vni = 0;
-        if (!ParseUnsigned(item.c_str(), vni) || vni > 0xFFFFFF) {
-          status = Bad("--vni takes VNIs 0..16777215 separated by commas, not '" + item + "'");
-          return true;
-        }
-        out.vnis.push_back(vni);
-        start = comma + 1;
-      }
-      return true;
-    }
-    case kInnerFilter:
-      out.inner_filter = arg;
-      return true;
-    default:
-      return false;
-  }
-}
-
-enum RotationFlag { kRotateSize = 4000, kRotateSeconds, kRotateFiles, kPostRotate, kMinFree };
-#define CAPD_ROTATION_LONG_OPTIONS                                    \
-  {"rotate-size", required_argument, nullptr, kRotateSize},           \
-      {"rotate-seconds", required_argument, nullptr, kRotateSeconds}, \
-      {"rotate-files", required_argument, nullptr, kRotateFiles}, {   \
-    "post-rotate", required_argument, nullptr, kPostRotate            \
-  }
-
-// Handles one of the rotation flags; false if `c` is not one of them.
-bool ParseRotationFlag(int c, const char* arg, RotationOptions& out, Status& status) {
-  switch (c) {
-    case kRotateSize:
-    case kMinFree: {
-      auto size = capfile::ParseByteSize(arg);
-      const char* flag = c == kRotateSize ? "--rotate-size" : "--min-free";
-      if (!size.ok() || size.value() == 0) {
-        status = Bad(std::string(flag) + " takes a size in bytes with an optional k, M or G " +
-                     "(powers of 1000), not '" + arg + "'");
-      } else {
-        (c == kRotateSize ? out.max_bytes : out.min_free_bytes) = size.value();
-      }
-      return true;
-    }
-    case kRotateSeconds:
-      if (!ParseUnsigned(arg, out.seconds) || out.seconds == 0 || out.seconds > 86400) {
-        status = Bad(std::string("--rotate-seconds takes 1..86400 seconds, not '") + arg + "'");
-      }
-      return true;
-    case kRotateFiles:
-      if (!ParseUnsigned(arg, out.max_files) || out.max_files == 0) {
-        status =
-            Bad(std::string("--rotate-files takes a positive number of files, not '") + arg + "'");
-      }
-      return true;
-    case kPostRotate:
-      if (*arg == '\0') status = Bad("--post-rotate takes a command");
-      out.post_rotate_command = arg;
-      return true;
-    default:
-      return false;
-  }
-}
-
-enum ConnectionFlag { kTlsCa = 3000, kTlsCert, kTlsKey, kTlsServerName, kTokenFile, kRemotePort };
-#define CAPD_CONNECTION_LONG_OPTIONS                                   \
-  {"tls-ca", required_argument, nullptr, kTlsCa},                      \
-      {"tls-cert", required_argument, nullptr, kTlsCert},              \
-      {"tls-key", required_argument, nullptr, kTlsKey},                \
-      {"tls-server-name", required_argument, nullptr, kTlsServerName}, \
-      {"remote-port", required_argument, nullptr, kRemotePort}, {      \
-    "token-file", required_argument, nullptr, kTokenFile               \
-  }
-
-// Handles one of the connection flags; false if `c` is not one of them.
-bool ParseConnectionFlag(int c, const char* arg, ConnectionOptions& out, Status& status) {
-  switch (c) {
-    case kRemotePort:
-      status = ParsePort("--remote-port", arg, out.remote_port);
-      return true;
-    case kTlsCa:
-      out.tls_ca_file = arg;
-      return true;
-    case kTlsCert:
-      out.tls_cert_file = arg;
-      return true;
-    case kTlsKey:
-      out.tls_key_file = arg;
-      return true;
-    case kTlsServerName:
-      out.tls_server_name = arg;
-      return true;
-    case kTokenFile:
-      out.token_file = arg;
-      return true;
-    default:
-      return false;
-  }
 }
 
 Status CheckConnection(const ConnectionOptions& c) {
   if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
-    return Bad("--tls-cert and --tls-key go together");
+    return InvalidArgument("--tls-cert and --tls-key go together");
   }
   return Status::Ok();
 }
@@ -226,349 +87,516 @@ Status CheckConnection(const ConnectionOptions& c) {
 Status CheckDecap(const DecapOptions& decap) {
   if (decap.mode == DecapOptions::Mode::kNone &&
       (!decap.vnis.empty() || !decap.inner_filter.empty())) {
-    return Bad(
+    return InvalidArgument(
         "--vni and --inner-filter select decapsulated frames: add --decap vxlan|geneve|auto");
   }
   return Status::Ok();
 }
 
-// `serve` takes the same flags plus its own (nullptr for `stream`).
-Status ParseStream(int argc, char** argv, StreamOptions& out, ServeOptions* serve = nullptr) {
-  enum { kAgent = 1000, kDuration, kFifo, kFormat, kWireshark, kListen, kClientQueue };
-  static const option kOptions[] = {{"agent", required_argument, nullptr, kAgent},
-                                    {"interface", required_argument, nullptr, 'i'},
-                                    {"filter", required_argument, nullptr, 'f'},
-                                    {"count", required_argument, nullptr, 'c'},
-                                    {"duration", required_argument, nullptr, kDuration},
-                                    {"snaplen", required_argument, nullptr, 's'},
-                                    {"no-promiscuous-mode", no_argument, nullptr, 'p'},
-                                    {"write", required_argument, nullptr, 'w'},
-                                    {"fifo", required_argument, nullptr, kFifo},
-                                    {"wireshark", no_argument, nullptr, kWireshark},
-                                    {"format", required_argument, nullptr, kFormat},
-                                    {"listen", required_argument, nullptr, kListen},
-                                    {"client-queue", required_argument, nullptr, kClientQueue},
-                                    CAPD_DECAP_LONG_OPTIONS,
-                                    CAPD_CONNECTION_LONG_OPTIONS,
-                                    CAPD_ROTATION_LONG_OPTIONS,
-                                    {"min-free", required_argument, nullptr, kMinFree},
-                                    {nullptr, 0, nullptr, 0}};
-  bool filter_given = false;
-  RotationOptions rotation;
-  bool rotating = false;
-  int c;
-  // '+': stop at the first non-option, so filter words like "not port 22" stay together.
-  while ((c = getopt_long(argc, argv, "+i:f:c:s:pw:", kOptions, nullptr)) != -1) {
-    switch (c) {
-      case kAgent: {
-        auto agent = ParseAgentAddress(optarg);
-        if (!agent.ok()) return agent.status();
-        out.agents.push_back(std::move(agent.value()));
-        break;
-      }
-      case 'i':
-        out.interface = optarg;
-        break;
-      case 'f':
-        out.filter = optarg;
-        filter_given = true;
-        break;
-      case 'c':
-        if (!ParseUnsigned(optarg, out.count) || out.count == 0) {
-          return Bad(std::string("-c takes a positive packet count, not '") + optarg + "'");
-        }
-        break;
-      case kDuration: {
-        char* end = nullptr;
-        const double seconds = std::strtod(optarg, &end);
-        if (end == optarg || *end != '\0' || !(seconds > 0) || seconds > 1e9) {
-          return Bad(std::string("--duration takes a positive number of seconds, not '") + optarg +
-                     "'");
-        }
-        out.duration_ms = static_cast<uint64_t>(std::ceil(seconds * 1000));
-        break;
-      }
-      case 's':
-        if (!ParseUnsigned(optarg, out.snaplen) || out.snaplen > 262144) {
-          return Bad(std::string("-s takes a snaplen of 1..262144 (0 = 262144), not '") + optarg +
-                     "'");
-        }
-        break;
-      case 'p':
-        out.promiscuous = false;
-        break;
-      case 'w':
-        out.write_path = optarg;
-        break;
-      case kFifo:
-        out.fifo_path = optarg;
-        break;
-      case kWireshark:
-        out.wireshark = true;
-        break;
-      case kListen:
-        if (serve == nullptr) return Bad("--listen is an option of capctl serve");
-        serve->listen = optarg;
-        break;
-      case kClientQueue:
-        if (serve == nullptr) return Bad("--client-queue is an option of capctl serve");
-        if (!ParseUnsigned(optarg, serve->client_queue_bytes) ||
-            serve->client_queue_bytes < 65536) {
-          return Bad(std::string("--client-queue takes a number of bytes >= 65536, not '") +
-                     optarg + "'");
-        }
-        break;
-      case kFormat:
-        if (serve != nullptr) {
-          return Bad("serve always sends pcap with nanosecond timestamps: drop --format");
-        }
-        if (std::strcmp(optarg, "pcapng") == 0) {
-          out.format = FileFormat::kPcapng;
-        } else if (std::strcmp(optarg, "pcap") == 0) {
-          out.format = FileFormat::kPcap;
-        } else {
-          return Bad(std::string("--format takes pcapng or pcap, not '") + optarg + "'");
-        }
-        break;
-      default: {
-        Status decap_status;
-        if (ParseDecapFlag(c, optarg, out.decap, decap_status)) {
-          CAPD_RETURN_IF_ERROR(decap_status);
-          break;
-        }
-        if (ParseConnectionFlag(c, optarg, out.connection, decap_status)) {
-          CAPD_RETURN_IF_ERROR(decap_status);
-          break;
-        }
-        if (ParseRotationFlag(c, optarg, rotation, decap_status)) {
-          CAPD_RETURN_IF_ERROR(decap_status);
-          rotating = true;
-          break;
-        }
-        return Bad(std::string("unknown or incomplete option '") + argv[optind - 1] + "'");
-      }
-    }
+CLI::Option* AddAgentOption(CLI::App& app, std::string& text) {
+  return app
+      .add_option("--agent", text,
+                  "HOST:PORT[/IFACE], ssh://[user@]host[:port][/IFACE] or "
+                  "ssm://i-xxxx[/IFACE] (default: $CAPD_AGENT, else 127.0.0.1:50051)")
+      ->type_name("ADDRESS");
+}
+
+CLI::Option* AddFormatOption(CLI::App& app, FileFormat& format) {
+  return app
+      .add_option_function<std::string>(
+          "--format",
+          [&format](const std::string& v) {
+            format = v == "pcap" ? FileFormat::kPcap : FileFormat::kPcapng;
+          },
+          "pcapng (default) or pcap (nanosecond timestamps)")
+      ->type_name("FORMAT")
+      ->check(OneOf({"pcapng", "pcap"}));
+}
+
+// The rotation flags of `stream` (all of them) and `record start` (no --post-rotate or
+// --min-free: an agent runs no command a client sends it, and watches its own disk).
+struct RotationFlags {
+  std::vector<CLI::Option*> given;  // any of these with a count: rotation was asked for
+};
+RotationFlags AddRotationOptions(CLI::App& app, uint64_t& max_bytes, uint32_t& seconds,
+                                 uint32_t& max_files, std::string* post_rotate,
+                                 uint64_t* min_free) {
+  CLI::Option_group* group = app.add_option_group(
+      "Rotation",
+      "a ring of pcapng files PATH_NNNNN_YYYYmmddHHMMSS.pcapng; sizes: k, M, G "
+      "= powers of 1000, KiB, MiB, GiB = powers of 1024");
+  RotationFlags flags;
+  flags.given.push_back(group
+                            ->add_option("--rotate-size", max_bytes,
+                                         "start a new file before one would exceed SIZE bytes")
+                            ->type_name("SIZE")
+                            ->transform(ByteSizeIn(1, kMaxSize, "1 byte or more")));
+  flags.given.push_back(group
+                            ->add_option("--rotate-seconds", seconds,
+                                         "start a new file every SEC seconds since midnight UTC")
+                            ->type_name("SEC")
+                            ->transform(CountIn(1, 86400, "seconds")));
+  flags.given.push_back(group->add_option("--rotate-files", max_files, "keep the newest N files")
+                            ->type_name("N")
+                            ->transform(CountIn(1, UINT32_MAX, "files")));
+  if (post_rotate != nullptr) {
+    flags.given.push_back(group
+                              ->add_option("--post-rotate", *post_rotate,
+                                           "run CMD FILE for each finished file (e.g. an upload)")
+                              ->type_name("CMD")
+                              ->check(NotEmpty("a command")));
   }
-  if (rotating) {
-    // A ring is files in a folder: stdout, a FIFO and Wireshark have nowhere to rotate to.
-    if (out.write_path.empty() || out.write_path == "-" || !out.fifo_path.empty() ||
-        out.wireshark) {
-      return Bad(
-          "--rotate-size, --rotate-seconds, --rotate-files, --post-rotate and --min-free need "
-          "-w PATH (a file, not - or --fifo)");
-    }
-    if (out.format != FileFormat::kPcapng) return Bad("rotating files are pcapng only");
-    rotation.path = out.write_path;
-    out.rotation = std::move(rotation);
+  if (min_free != nullptr) {
+    flags.given.push_back(
+        group
+            ->add_option("--min-free", *min_free,
+                         "delete the oldest file when the disk has less than SIZE free; stop "
+                         "writing when none is left")
+            ->type_name("SIZE")
+            ->transform(ByteSizeIn(1, kMaxSize, "1 byte or more")));
   }
-  CAPD_RETURN_IF_ERROR(CheckDecap(out.decap));
-  CAPD_RETURN_IF_ERROR(CheckConnection(out.connection));
-  if (optind < argc) {
-    if (filter_given) return Bad("give the filter either with -f or as words, not both");
-    for (int i = optind; i < argc; ++i) {
-      if (!out.filter.empty()) out.filter += ' ';
-      out.filter += argv[i];
-    }
+  return flags;
+}
+
+bool AnyGiven(const std::vector<CLI::Option*>& options) {
+  for (const CLI::Option* o : options) {
+    if (o->count() > 0) return true;
   }
-  if ((!out.write_path.empty()) + (!out.fifo_path.empty()) + out.wireshark > 1) {
-    return Bad("-w, --fifo and --wireshark are alternatives: give one");
-  }
-  if (out.agents.empty()) {
-    auto agent = DefaultAgent();
+  return false;
+}
+
+}  // namespace
+
+void AddConnectionOptions(CLI::App& app, ConnectionOptions& out) {
+  CLI::Option_group* group = app.add_option_group("Connection", "how to reach the agent securely");
+  group
+      ->add_option("--tls-ca", out.tls_ca_file,
+                   "verify the agent's TLS certificate with this CA (enables TLS)")
+      ->type_name("FILE");
+  group->add_option("--tls-cert", out.tls_cert_file, "client certificate for mutual TLS")
+      ->type_name("FILE");
+  group->add_option("--tls-key", out.tls_key_file, "its key")->type_name("FILE");
+  group
+      ->add_option("--tls-server-name", out.tls_server_name,
+                   "the name in the agent's certificate, if not the address")
+      ->type_name("NAME");
+  group
+      ->add_option("--token-file", out.token_file,
+                   "send the bearer token in this file (capd --auth-token-file)")
+      ->type_name("FILE");
+  group
+      ->add_option("--remote-port", out.remote_port,
+                   "ssh:// and ssm://: the agent's port on the instance's loopback")
+      ->type_name("PORT")
+      ->transform(CountIn(1, 65535))
+      ->capture_default_str();
+}
+
+void AddDecapOptions(CLI::App& app, DecapOptions& out) {
+  CLI::Option_group* group = app.add_option_group(
+      "Decapsulation", "mirror target: one output interface per VNI; -f filters the outer packets");
+  group
+      ->add_option_function<std::string>(
+          "--decap",
+          [&out](const std::string& v) {
+            out.mode = v == "vxlan"    ? DecapOptions::Mode::kVxlan
+                       : v == "geneve" ? DecapOptions::Mode::kGeneve
+                       : v == "auto"   ? DecapOptions::Mode::kAuto
+                                       : DecapOptions::Mode::kNone;
+          },
+          "strip VXLAN (UDP 4789), Geneve (UDP 6081) or both (auto)")
+      ->type_name("MODE")
+      ->check(OneOf({"vxlan", "geneve", "auto", "none"}));
+  group->add_option("--vxlan-port", out.vxlan_port, "VXLAN's UDP port")
+      ->type_name("PORT")
+      ->transform(CountIn(1, 65535))
+      ->capture_default_str();
+  group->add_option("--geneve-port", out.geneve_port, "Geneve's UDP port")
+      ->type_name("PORT")
+      ->transform(CountIn(1, 65535))
+      ->capture_default_str();
+  group
+      ->add_option_function<std::vector<std::string>>(
+          "--vni",
+          [&out](const std::vector<std::string>& lists) {
+            for (const std::string& list : lists) {
+              for (uint32_t vni : SplitVnis(list)) out.vnis.push_back(vni);
+            }
+          },
+          "keep only these VNIs (mirror sessions); repeatable")
+      ->type_name("N[,N...]")
+      ->check(VniList())
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->allow_extra_args(false);
+  group->add_option("--inner-filter", out.inner_filter, "BPF filter on the decapsulated frames")
+      ->type_name("FILTER");
+}
+
+Status CompleteStreamOptions(const std::vector<std::string>& agent_texts, StreamOptions& out) {
+  for (const std::string& text : agent_texts) {
+    auto agent = ParseAgentAddress(text);
     if (!agent.ok()) return agent.status();
     out.agents.push_back(std::move(agent.value()));
   }
+  if (out.agents.empty()) {
+    auto agent = AgentFrom("");
+    if (!agent.ok()) return agent.status();
+    out.agents.push_back(std::move(agent.value()));
+  }
+  CAPD_RETURN_IF_ERROR(CheckInterface(out.interface, out.agents, !agent_texts.empty()));
+  CAPD_RETURN_IF_ERROR(CheckDecap(out.decap));
+  CAPD_RETURN_IF_ERROR(CheckConnection(out.connection));
   // With one agent its /IFACE is the interface; with several, each agent keeps its own.
   if (out.interface.empty() && out.agents.size() == 1) out.interface = out.agents[0].interface;
   return Status::Ok();
 }
 
-Status ParseServe(int argc, char** argv, ServeOptions& out) {
-  CAPD_RETURN_IF_ERROR(ParseStream(argc, argv, out.stream, &out));
-  if (!out.stream.write_path.empty() || !out.stream.fifo_path.empty() || out.stream.wireshark) {
-    return Bad(
-        "serve sends the capture to its TCP clients: -w, --fifo and --wireshark do not apply");
-  }
-  out.stream.format = FileFormat::kPcap;
-  return Status::Ok();
+namespace {
+
+Status Bad(const CLI::App& app, const std::string& message) {
+  return InvalidArgument(ErrorLine(message, CommandPath(app)));
 }
 
-Status ParseDecapFile(int argc, char** argv, DecapFileOptions& out) {
-  enum { kFormat = 1000 };
-  static const option kOptions[] = {{"write", required_argument, nullptr, 'w'},
-                                    {"format", required_argument, nullptr, kFormat},
-                                    CAPD_DECAP_LONG_OPTIONS,
-                                    {nullptr, 0, nullptr, 0}};
-  out.decap.mode = DecapOptions::Mode::kAuto;
-  int c;
-  while ((c = getopt_long(argc, argv, "w:", kOptions, nullptr)) != -1) {
-    Status status;
-    if (c == 'w') {
-      out.write_path = optarg;
-    } else if (c == kFormat && std::strcmp(optarg, "pcapng") == 0) {
-      out.format = FileFormat::kPcapng;
-    } else if (c == kFormat && std::strcmp(optarg, "pcap") == 0) {
-      out.format = FileFormat::kPcap;
-    } else if (c == kFormat) {
-      return Bad(std::string("--format takes pcapng or pcap, not '") + optarg + "'");
-    } else if (ParseDecapFlag(c, optarg, out.decap, status)) {
-      CAPD_RETURN_IF_ERROR(status);
-    } else {
-      return Bad(std::string("unknown or incomplete option '") + argv[optind - 1] + "'");
-    }
-  }
-  if (optind != argc - 1) return Bad("decap takes one input file: capctl decap IN.pcap -w OUT");
-  out.input = argv[optind];
-  if (out.write_path.empty()) return Bad("decap needs -w OUT (or -w - for stdout)");
-  return Status::Ok();
-}
+// Where each subcommand's values land before they are checked together.
+struct Parser {
+  CLI::App app{"capctl: the capd client (packet capture from capd agents)", "capctl"};
+  CommandLine line;
+  CLI::App* interfaces = nullptr;
+  CLI::App* stream = nullptr;
+  CLI::App* serve = nullptr;
+  CLI::App* decap = nullptr;
+  CLI::App* record = nullptr;
+  CLI::App* version = nullptr;
 
-Status ParseInterfaces(int argc, char** argv, InterfacesOptions& out) {
-  static const option kOptions[] = {{"agent", required_argument, nullptr, 'a'},
-                                    CAPD_CONNECTION_LONG_OPTIONS,
-                                    {nullptr, 0, nullptr, 0}};
-  bool given = false;
-  int c;
-  while ((c = getopt_long(argc, argv, "+", kOptions, nullptr)) != -1) {
-    Status status;
-    if (ParseConnectionFlag(c, optarg, out.connection, status)) {
-      CAPD_RETURN_IF_ERROR(status);
-      continue;
+  // stream and serve
+  struct StreamFlags {
+    std::vector<std::string> agents;
+    CLI::Option* filter = nullptr;
+    RotationFlags rotation;
+    RotationOptions rotation_values;
+    std::vector<CLI::Option*> outputs;  // serve: -w, --fifo, --wireshark, --format (refused)
+  };
+  StreamFlags stream_flags, serve_flags;
+  std::string serve_unused_text;
+  bool serve_unused_flag = false;
+  FileFormat serve_unused_format = FileFormat::kPcap;
+
+  // record
+  struct RecordAction {
+    CLI::App* app = nullptr;
+    std::string agent;
+    std::string name;  // the positional NAME of stop and fetch
+  };
+  RecordAction record_start, record_stop, record_list, record_fetch, record_delete;
+
+  std::string interfaces_agent;
+  // stream and serve: the words after "--", all of them filter words (CLI11 would refuse them).
+  std::vector<std::string> words_after_dashes;
+
+  Parser() {
+    // A flag given twice: the last one counts, as getopt had it.
+    app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    app.require_subcommand(0, 1);
+    app.footer(
+        "Sizes: a number of bytes with k, M, G (powers of 1000, as tcpdump -C and dumpcap count) "
+        "or KiB, MiB, GiB (powers of 1024). Counts take no suffix.\n"
+        "Exit status: 0 done, 2 bad arguments or a request the agent refused, 1 anything else.\n"
+        "`capctl COMMAND --help` describes each command.");
+    version = app.add_subcommand("version", "print capctl's version");
+    app.add_flag_callback(
+        "--version", [this] { line.command = CommandLine::Command::kVersion; },
+        "print capctl's version");
+    app.add_subcommand("help", "this help; `capctl help COMMAND` a command's");
+
+    interfaces = app.add_subcommand("interfaces", "list the interfaces of an agent's host");
+    AddAgentOption(*interfaces, interfaces_agent);
+    AddConnectionOptions(*interfaces, line.interfaces.connection);
+
+    stream = app.add_subcommand(
+        "stream",
+        "capture on an agent (or several, merged) into a file, stdout, a FIFO or "
+        "Wireshark");
+    AddStream(*stream, line.stream, stream_flags);
+    stream
+        ->add_option("-w,--write", line.stream.write_path,
+                     "write to FILE, or to stdout with - (e.g. | wireshark -k -i -)")
+        ->type_name("FILE|-");
+    stream
+        ->add_option("--fifo", line.stream.fifo_path,
+                     "create the FIFO PATH if needed and write to it (Wireshark: -k -i PATH)")
+        ->type_name("PATH");
+    stream->add_flag("--wireshark", line.stream.wireshark,
+                     "start Wireshark ($WIRESHARK or wireshark) on a private FIFO");
+    AddFormatOption(*stream, line.stream.format);
+    stream_flags.rotation = AddRotationOptions(
+        *stream, stream_flags.rotation_values.max_bytes, stream_flags.rotation_values.seconds,
+        stream_flags.rotation_values.max_files, &stream_flags.rotation_values.post_rotate_command,
+        &stream_flags.rotation_values.min_free_bytes);
+
+    serve = app.add_subcommand(
+        "serve", "serve a stream as PCAP-over-IP to every TCP client (Wireshark -i TCP@HOST:PORT)");
+    AddStream(*serve, line.serve.stream, serve_flags);
+    serve->add_option("--listen", line.serve.listen, "HOST:PORT to listen on (port 0: any free)")
+        ->type_name("HOST:PORT")
+        ->capture_default_str();
+    serve
+        ->add_option("--client-queue", line.serve.client_queue_bytes,
+                     "bytes queued per client, then its packets are dropped")
+        ->type_name("SIZE")
+        ->transform(ByteSizeIn(65536, kMaxSize, "64KiB or more"))
+        ->capture_default_str();
+    // Outputs `serve` does not have, declared (hidden) to say why rather than "unknown".
+    serve_flags.outputs = {serve->add_option("-w,--write", serve_unused_text)->group(""),
+                           serve->add_option("--fifo", serve_unused_text)->group(""),
+                           serve->add_flag("--wireshark", serve_unused_flag)->group(""),
+                           AddFormatOption(*serve, serve_unused_format)->group("")};
+
+    decap = app.add_subcommand("decap", "decapsulate VXLAN/Geneve in a capture file");
+    decap->add_option("IN", line.decap_file.input, "a pcap or pcapng file")
+        ->type_name("IN")
+        ->required();
+    decap->add_option("-w,--write", line.decap_file.write_path, "OUT file, or - for stdout")
+        ->type_name("OUT|-")
+        ->required();
+    AddFormatOption(*decap, line.decap_file.format);
+    line.decap_file.decap.mode = DecapOptions::Mode::kAuto;
+    AddDecapOptions(*decap, line.decap_file.decap);
+
+    record = app.add_subcommand("record", "recordings kept by the agent (capd --record-dir)");
+    record->require_subcommand(1, 1);
+    RecordOptions& r = line.record;
+    record_start.app = record->add_subcommand("start", "start a recording on the agent");
+    record_start.app->add_option("--name", r.name, "the recording's name")
+        ->type_name("NAME")
+        ->required();
+    record_start.app
+        ->add_option("-i,--interface", r.interface,
+                     "interface (default: the agent's default-route interface)")
+        ->type_name("IFACE");
+    record_start.app->add_option("-f,--filter", r.filter, "capture filter in BPF syntax")
+        ->type_name("FILTER");
+    AddDecapOptions(*record_start.app, r.decap);
+    AddRotationOptions(*record_start.app, r.rotate_bytes, r.rotate_seconds, r.rotate_files, nullptr,
+                       nullptr);
+    record_stop.app = record->add_subcommand("stop", "stop a recording (its files stay)");
+    record_stop.app->add_option("NAME", record_stop.name, "the recording")->type_name("NAME");
+    record_stop.app->add_option("--name", r.name, "the same, as a flag")->type_name("NAME");
+    record_list.app = record->add_subcommand("list", "list the agent's recordings");
+    record_fetch.app = record->add_subcommand("fetch", "copy a recording's files here");
+    record_fetch.app->add_option("NAME", record_fetch.name, "the recording")->type_name("NAME");
+    record_fetch.app->add_option("--name", r.name, "the same, as a flag")->type_name("NAME");
+    record_fetch.app->add_option("--out", r.out_dir, "the folder to copy into")
+        ->type_name("DIR")
+        ->capture_default_str();
+    record_delete.app = record->add_subcommand(
+        "delete", "remove a stopped recording and its files; its name is free again");
+    record_delete.app->add_option("NAME", record_delete.name, "the recording")->type_name("NAME");
+    record_delete.app->add_option("--name", r.name, "the same, as a flag")->type_name("NAME");
+    for (RecordAction* action :
+         {&record_start, &record_stop, &record_list, &record_fetch, &record_delete}) {
+      AddAgentOption(*action->app, action->agent);
+      AddConnectionOptions(*action->app, r.connection);
     }
-    if (c != 'a') {
-      return Bad(std::string("unknown or incomplete option '") + argv[optind - 1] + "'");
+
+    // Handled before this parser sees the command line (client/extcap); here for --help.
+    app.add_subcommand("extcap", "capctl as a Wireshark extcap: `capctl extcap install --help`");
+  }
+
+  void AddStream(CLI::App& sub, StreamOptions& out, StreamFlags& flags) {
+    // tcpdump's way: the words after the options are the filter ("-i eth0 tcp port 80"). CLI11
+    // stops at the first word it does not know and leaves the rest in remaining().
+    sub.prefix_command();
+    sub.footer("Words after the options are the capture filter, as tcpdump takes them:\n  capctl " +
+               sub.get_name() + " -i eth0 tcp port 80");
+    sub.add_option("--agent", flags.agents,
+                   "HOST:PORT[/IFACE], ssh://[user@]host[:port][/IFACE] or ssm://i-xxxx[/IFACE]; "
+                   "repeatable: the streams are merged (default: $CAPD_AGENT, else "
+                   "127.0.0.1:50051)")
+        ->type_name("ADDRESS")
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+        ->allow_extra_args(false);
+    sub.add_option("-i,--interface", out.interface,
+                   "interface to capture on (default: the agent's default-route interface)")
+        ->type_name("IFACE");
+    flags.filter =
+        sub.add_option("-f,--filter", out.filter, "capture filter in BPF syntax, as for tcpdump")
+            ->type_name("FILTER");
+    sub.add_option("-c,--count", out.count, "stop after COUNT packets")
+        ->type_name("COUNT")
+        ->transform(CountIn(1, 1'000'000'000'000, "packets"));
+    sub.add_option_function<std::string>(
+           "--duration",
+           [&out](const std::string& v) {
+             out.duration_ms =
+                 static_cast<uint64_t>(std::ceil(std::strtod(v.c_str(), nullptr) * 1000));
+           },
+           "stop after SEC seconds (decimals allowed)")
+        ->type_name("SEC")
+        ->check(PositiveSeconds());
+    sub.add_option("-s,--snaplen", out.snaplen, "bytes kept per packet (0 = 262144)")
+        ->type_name("SNAPLEN")
+        ->transform(CountIn(0, 262144));
+    sub.add_flag_callback(
+        "-p,--no-promiscuous-mode", [&out] { out.promiscuous = false; },
+        "do not put the interface into promiscuous mode");
+    AddDecapOptions(sub, out.decap);
+    AddConnectionOptions(sub, out.connection);
+  }
+
+  // The filter words, then the checks that span flags.
+  Status FinishStream(CLI::App& sub, StreamOptions& out, StreamFlags& flags) {
+    std::vector<std::string> words = sub.remaining();
+    if (!words.empty() && words[0].size() > 1 && words[0][0] == '-') {
+      return Bad(sub, "unknown option '" + words[0] + "'");
     }
-    auto agent = ParseAgentAddress(optarg);
+    words.insert(words.end(), words_after_dashes.begin(), words_after_dashes.end());
+    if (!words.empty()) {
+      if (flags.filter->count() > 0) {
+        return Bad(sub, "give the filter either with -f or as words, not both");
+      }
+      for (const std::string& word : words) {
+        if (!out.filter.empty()) out.filter += ' ';
+        out.filter += word;
+      }
+    }
+    if (AnyGiven(flags.rotation.given)) {
+      // A ring is files in a folder: stdout, a FIFO and Wireshark have nowhere to rotate to.
+      if (out.write_path.empty() || out.write_path == "-" || !out.fifo_path.empty() ||
+          out.wireshark) {
+        return Bad(sub,
+                   "--rotate-size, --rotate-seconds, --rotate-files, --post-rotate and --min-free "
+                   "need -w PATH (a file, not - or --fifo)");
+      }
+      if (out.format != FileFormat::kPcapng) return Bad(sub, "rotating files are pcapng only");
+      flags.rotation_values.path = out.write_path;
+      out.rotation = flags.rotation_values;
+    }
+    if ((!out.write_path.empty()) + (!out.fifo_path.empty()) + out.wireshark > 1) {
+      return Bad(sub, "-w, --fifo and --wireshark are alternatives: give one");
+    }
+    if (Status s = CompleteStreamOptions(flags.agents, out); !s.ok()) {
+      return Bad(sub, s.message());
+    }
+    return Status::Ok();
+  }
+
+  StatusOr<AgentAddress> Agent(const CLI::App& sub, const std::string& text) {
+    auto agent = AgentFrom(text);
+    if (!agent.ok()) return Bad(sub, agent.status().message());
+    return agent;
+  }
+
+  Status FinishRecord() {
+    RecordOptions& r = line.record;
+    RecordAction* action = nullptr;
+    for (RecordAction* a :
+         {&record_start, &record_stop, &record_list, &record_fetch, &record_delete}) {
+      if (a->app->parsed()) action = a;
+    }
+    if (action == &record_start) r.action = RecordOptions::Action::kStart;
+    if (action == &record_stop) r.action = RecordOptions::Action::kStop;
+    if (action == &record_list) r.action = RecordOptions::Action::kList;
+    if (action == &record_fetch) r.action = RecordOptions::Action::kFetch;
+    if (action == &record_delete) r.action = RecordOptions::Action::kDelete;
+    if (!action->name.empty()) {
+      if (!r.name.empty()) return Bad(*action->app, "give NAME or --name, not both");
+      r.name = action->name;
+    }
+    if (r.action != RecordOptions::Action::kList && r.name.empty()) {
+      return Bad(*action->app, "record " + action->app->get_name() + " needs a NAME");
+    }
+    auto agent = Agent(*action->app, action->agent);
     if (!agent.ok()) return agent.status();
-    out.agent = std::move(agent.value());
-    given = true;
+    r.agent = std::move(agent.value());
+    const std::vector<AgentAddress> agents = {r.agent};
+    Status checked = CheckInterface(r.interface, agents, !action->agent.empty());
+    if (checked.ok()) checked = CheckDecap(r.decap);
+    if (checked.ok()) checked = CheckConnection(r.connection);
+    if (!checked.ok()) return Bad(*action->app, checked.message());
+    if (r.interface.empty()) r.interface = r.agent.interface;
+    return Status::Ok();
   }
-  if (optind < argc) return Bad(std::string("unexpected argument '") + argv[optind] + "'");
-  CAPD_RETURN_IF_ERROR(CheckConnection(out.connection));
-  if (!given) {
-    auto agent = DefaultAgent();
-    if (!agent.ok()) return agent.status();
-    out.agent = std::move(agent.value());
-  }
-  return Status::Ok();
-}
 
-// capctl record start|stop|list|fetch ...; argv[0] is "record".
-Status ParseRecord(int argc, char** argv, RecordOptions& out) {
-  if (argc < 2) return Bad("record takes start, stop, list, fetch or delete");
-  const std::string action = argv[1];
-  if (action == "start") {
-    out.action = RecordOptions::Action::kStart;
-  } else if (action == "stop") {
-    out.action = RecordOptions::Action::kStop;
-  } else if (action == "list") {
-    out.action = RecordOptions::Action::kList;
-  } else if (action == "fetch") {
-    out.action = RecordOptions::Action::kFetch;
-  } else if (action == "delete") {
-    out.action = RecordOptions::Action::kDelete;
-  } else {
-    return Bad("record takes start, stop, list, fetch or delete, not '" + action + "'");
-  }
-  enum { kAgent = 1000, kName, kOut };
-  static const option kOptions[] = {{"agent", required_argument, nullptr, kAgent},
-                                    {"name", required_argument, nullptr, kName},
-                                    {"out", required_argument, nullptr, kOut},
-                                    {"interface", required_argument, nullptr, 'i'},
-                                    {"filter", required_argument, nullptr, 'f'},
-                                    CAPD_DECAP_LONG_OPTIONS,
-                                    CAPD_CONNECTION_LONG_OPTIONS,
-                                    CAPD_ROTATION_LONG_OPTIONS,
-                                    {nullptr, 0, nullptr, 0}};
-  const bool start = out.action == RecordOptions::Action::kStart;
-  bool agent_given = false;
-  RotationOptions rotation;
-  // Parse argv[1..] as if the action were the program name. 0, not 1: glibc then resets its
-  // permutation state, which lets options come after NAME (record fetch NAME --out DIR).
-  optind = 0;
-  int c;
-  while ((c = getopt_long(argc - 1, argv + 1, "i:f:", kOptions, nullptr)) != -1) {
-    Status status;
-    if (c == kAgent) {
-      auto agent = ParseAgentAddress(optarg);
+  Status Finish() {
+    if (stream->parsed()) {
+      line.command = CommandLine::Command::kStream;
+      return FinishStream(*stream, line.stream, stream_flags);
+    }
+    if (serve->parsed()) {
+      line.command = CommandLine::Command::kServe;
+      for (const CLI::Option* o : serve_flags.outputs) {
+        if (o->count() == 0) continue;
+        return Bad(*serve, o->get_name(false, true) == "--format"
+                               ? "serve always sends pcap with nanosecond timestamps: drop "
+                                 "--format"
+                               : "serve sends the capture to its TCP clients: -w, --fifo and "
+                                 "--wireshark do not apply");
+      }
+      line.serve.stream.format = FileFormat::kPcap;
+      return FinishStream(*serve, line.serve.stream, serve_flags);
+    }
+    if (interfaces->parsed()) {
+      line.command = CommandLine::Command::kInterfaces;
+      auto agent = Agent(*interfaces, interfaces_agent);
       if (!agent.ok()) return agent.status();
-      out.agent = std::move(agent.value());
-      agent_given = true;
-    } else if (ParseConnectionFlag(c, optarg, out.connection, status)) {
-      CAPD_RETURN_IF_ERROR(status);
-    } else if (c == kName) {
-      out.name = optarg;
-    } else if (c == kOut && out.action == RecordOptions::Action::kFetch) {
-      out.out_dir = optarg;
-    } else if (start && c == 'i') {
-      out.interface = optarg;
-    } else if (start && c == 'f') {
-      out.filter = optarg;
-    } else if (start && ParseDecapFlag(c, optarg, out.decap, status)) {
-      CAPD_RETURN_IF_ERROR(status);
-    } else if (start && c != kPostRotate && ParseRotationFlag(c, optarg, rotation, status)) {
-      CAPD_RETURN_IF_ERROR(status);
-    } else {
-      return Bad("record " + action + ": unknown or incomplete option '" +
-                 std::string(argv[optind]) + "'");
+      line.interfaces.agent = std::move(agent.value());
+      if (Status s = CheckConnection(line.interfaces.connection); !s.ok()) {
+        return Bad(*interfaces, s.message());
+      }
+      return Status::Ok();
     }
+    if (decap->parsed()) {
+      line.command = CommandLine::Command::kDecapFile;
+      if (line.decap_file.decap.mode == DecapOptions::Mode::kNone) {
+        return Bad(*decap, "decap takes --decap vxlan, geneve or auto");
+      }
+      return Status::Ok();
+    }
+    if (record->parsed()) {
+      line.command = CommandLine::Command::kRecord;
+      return FinishRecord();
+    }
+    if (version->parsed()) line.command = CommandLine::Command::kVersion;
+    if (line.command == CommandLine::Command::kVersion) return Status::Ok();
+    return Bad(app, "no command given");
   }
-  // optind counts within argv + 1.
-  int next = optind + 1;
-  if ((out.action == RecordOptions::Action::kStop || out.action == RecordOptions::Action::kFetch ||
-       out.action == RecordOptions::Action::kDelete) &&
-      out.name.empty() && next < argc) {
-    out.name = argv[next++];
-  }
-  if (next < argc) return Bad(std::string("unexpected argument '") + argv[next] + "'");
-  if (out.action != RecordOptions::Action::kList && out.name.empty()) {
-    return Bad(start ? "record start needs --name NAME" : "record " + action + " needs a NAME");
-  }
-  CAPD_RETURN_IF_ERROR(CheckDecap(out.decap));
-  CAPD_RETURN_IF_ERROR(CheckConnection(out.connection));
-  out.rotate_bytes = rotation.max_bytes;
-  out.rotate_seconds = rotation.seconds;
-  out.rotate_files = rotation.max_files;
-  if (!agent_given) {
-    auto agent = DefaultAgent();
-    if (!agent.ok()) return agent.status();
-    out.agent = std::move(agent.value());
-  }
-  if (start && out.interface.empty()) out.interface = out.agent.interface;
-  return Status::Ok();
-}
+};
 
 }  // namespace
 
 StatusOr<CommandLine> ParseCommandLine(int argc, char** argv) {
-  CommandLine line;
-  if (argc < 2) return Bad("no command given");
-  const std::string command = argv[1];
-  opterr = 0;
-  optind = 1;  // parse argv[1..] as if argv[1] were the program name
-  if (command == "-h" || command == "--help" || command == "help") {
-    line.command = CommandLine::Command::kHelp;
-  } else if (command == "--version" || command == "version") {
-    line.command = CommandLine::Command::kVersion;
-  } else if (command == "interfaces") {
-    line.command = CommandLine::Command::kInterfaces;
-    CAPD_RETURN_IF_ERROR(ParseInterfaces(argc - 1, argv + 1, line.interfaces));
-  } else if (command == "stream") {
-    line.command = CommandLine::Command::kStream;
-    CAPD_RETURN_IF_ERROR(ParseStream(argc - 1, argv + 1, line.stream));
-  } else if (command == "serve") {
-    line.command = CommandLine::Command::kServe;
-    CAPD_RETURN_IF_ERROR(ParseServe(argc - 1, argv + 1, line.serve));
-  } else if (command == "record") {
-    line.command = CommandLine::Command::kRecord;
-    CAPD_RETURN_IF_ERROR(ParseRecord(argc - 1, argv + 1, line.record));
-  } else if (command == "decap") {
-    line.command = CommandLine::Command::kDecapFile;
-    CAPD_RETURN_IF_ERROR(ParseDecapFile(argc - 1, argv + 1, line.decap_file));
-  } else {
-    return Bad("unknown command '" + command + "'");
+  Parser parser;
+  CLI::App& app = parser.app;
+  if (argc >= 2 && std::string_view(argv[1]) == "help") {
+    parser.line.command = CommandLine::Command::kHelp;
+    parser.line.help = app.help();
+    if (argc >= 3) {
+      for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+        if (sub->get_name() == argv[2]) parser.line.help = sub->help("capctl");
+      }
+    }
+    return std::move(parser.line);
   }
-  return line;
+  try {
+    // CLI11 takes the arguments in reverse, without the program name.
+    std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
+    if (!args.empty() && (args[0] == "stream" || args[0] == "serve")) {
+      if (auto dashes = std::find(args.begin(), args.end(), "--"); dashes != args.end()) {
+        parser.words_after_dashes.assign(dashes + 1, args.end());
+        args.erase(dashes, args.end());
+      }
+    }
+    std::reverse(args.begin(), args.end());
+    app.parse(args);
+  } catch (const CLI::CallForHelp&) {
+    parser.line.command = CommandLine::Command::kHelp;
+    parser.line.help = app.help();
+    return std::move(parser.line);
+  } catch (const CLI::ParseError& e) {
+    return InvalidArgument(ErrorLine(e.what(), CommandPath(app)));
+  }
+  CAPD_RETURN_IF_ERROR(parser.Finish());
+  return std::move(parser.line);
 }
 
 }  // namespace capd::client

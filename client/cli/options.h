@@ -1,6 +1,9 @@
 #pragma once
 // capctl's command line: `capctl interfaces ...`, `capctl stream ...`, `capctl record ...` (the
-// README's "capctl" section).
+// README's "capctl" section), parsed by CLI11 into the option structs below. The option groups
+// (connection, decap, rotation) are declared once and shared by the subcommands that take them;
+// sizes follow common/byte_size.h; `capctl SUBCOMMAND --help` is generated from the same
+// declarations.
 
 #include <cstdint>
 #include <optional>
@@ -11,6 +14,10 @@
 #include "client/cli/agent_address.h"
 #include "client/cli/rotation_options.h"
 #include "common/status.h"
+
+namespace CLI {
+class App;
+}  // namespace CLI
 
 namespace capd::client {
 
@@ -49,7 +56,8 @@ struct DecapFileOptions {
 struct StreamOptions {
   std::vector<AgentAddress> agents;
   ConnectionOptions connection;
-  std::string interface;     // -i; overrides the agent address's /IFACE
+  std::string interface;     // -i, or the one agent's /IFACE (an --agent naming another
+                             // interface than -i is an error); empty: the agent's default
   std::string filter;        // -f, or the words after the options (as tcpdump takes them)
   uint64_t count = 0;        // -c; 0: no limit
   uint64_t duration_ms = 0;  // --duration SEC (decimals allowed)
@@ -65,7 +73,7 @@ struct StreamOptions {
   std::optional<RotationOptions> rotation;
 };
 
-// `capctl record start|stop|list|fetch`: recordings kept by the agent (capd --record-dir).
+// `capctl record start|stop|list|fetch|delete`: recordings kept by the agent (capd --record-dir).
 struct RecordOptions {
   enum class Action { kStart, kStop, kList, kFetch, kDelete };
   Action action = Action::kList;
@@ -97,6 +105,7 @@ struct InterfacesOptions {
 struct CommandLine {
   enum class Command { kHelp, kVersion, kInterfaces, kStream, kDecapFile, kRecord, kServe };
   Command command = Command::kHelp;
+  std::string help;  // kHelp: the text to print (`capctl --help`, `capctl stream --help`, ...)
   StreamOptions stream;
   DecapFileOptions decap_file;
   InterfacesOptions interfaces;
@@ -104,9 +113,20 @@ struct CommandLine {
   ServeOptions serve;
 };
 
-// kInvalidArgument with a one-line message for anything wrong; the caller exits 2.
+// kInvalidArgument with a one-line message for anything wrong, ending with where the help is
+// ("...; see `capctl stream --help`"); the caller prints it and exits 2. --help anywhere gives
+// kHelp with that subcommand's help.
 StatusOr<CommandLine> ParseCommandLine(int argc, char** argv);
 
-extern const char kUsage[];
+// For another CLI11 parser of the same settings (the Wireshark extcap's): the connection and
+// decap option groups as the subcommands declare them (--decap also takes "none" there), and
+// the checks that complete stream options once their fields are set.
+void AddConnectionOptions(CLI::App& app, ConnectionOptions& out);
+void AddDecapOptions(CLI::App& app, DecapOptions& out);
+// Fills out.agents from `agent_texts` (none: $CAPD_AGENT, else kDefaultAgent), takes the one
+// agent's /IFACE as the interface, and refuses what `capctl stream` refuses: an -i naming
+// another interface than an --agent HOST/IFACE, --vni without --decap, --tls-cert without
+// --tls-key. kInvalidArgument with one line.
+Status CompleteStreamOptions(const std::vector<std::string>& agent_texts, StreamOptions& out);
 
 }  // namespace capd::client

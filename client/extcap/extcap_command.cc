@@ -1,7 +1,7 @@
 #include "client/extcap/extcap_command.h"
 
-#include <getopt.h>
-
+#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +16,7 @@
 #include "client/extcap/extcap_observer.h"
 #include "client/stream/agent_channel.h"
 #include "client/stream/stream_command.h"
+#include "common/command_line.h"
 #include "filters/bpf_filter.h"
 #include "proto/capture.grpc.pb.h"
 
@@ -31,25 +32,13 @@ constexpr char kDisplay[] = "capd remote capture";
 // The selector value meaning "the agent's default-route interface": no interface name has '*'.
 constexpr std::string_view kDefaultInterface = "*";
 
-// The dialog's arguments that become `capctl stream` flags, in display order. Their numbers are
-// the `arg {number=N}` of --extcap-config.
-struct StreamArgument {
-  const char* call;         // without the leading "--"
-  const char* stream_flag;  // as `capctl stream` takes it
-};
-constexpr StreamArgument kStreamArguments[] = {
-    {"agent", "--agent"},
-    {"remote-interface", "-i"},
-    {"decap", "--decap"},
-    {"vni", "--vni"},
-    {"inner-filter", "--inner-filter"},
-    {"snaplen", "-s"},
-    {"tls-ca", "--tls-ca"},
-    {"tls-cert", "--tls-cert"},
-    {"tls-key", "--tls-key"},
-    {"tls-server-name", "--tls-server-name"},
-    {"token-file", "--token-file"},
-    {"remote-port", "--remote-port"},
+// The dialog's arguments, in display order: their numbers are the `arg {number=N}` of
+// --extcap-config. Each is the `capctl stream` flag of the same name (-i for remote-interface,
+// -s for snaplen), declared by the same option groups (client/cli/options.h).
+constexpr std::string_view kDialogArguments[] = {
+    "agent",        "remote-interface", "decap",      "vni",
+    "inner-filter", "snaplen",          "tls-ca",     "tls-cert",
+    "tls-key",      "tls-server-name",  "token-file", "remote-port",
 };
 constexpr int kRemoteInterfaceArg = 1;  // its index above
 
@@ -66,7 +55,10 @@ struct ExtcapRequest {
   std::string fifo;
   std::string control_in;
   std::string control_out;
-  std::vector<std::string> stream_args;  // `capctl stream` flags from the dialog's arguments
+  // The dialog's arguments: the agent and interface as given, the rest already in place.
+  std::string agent;
+  std::string remote_interface;
+  StreamOptions stream;
 };
 
 // Wireshark's extcap sentences are lists of {key=value}: a brace or a line break in a value
@@ -81,119 +73,81 @@ std::string Clean(std::string_view text) {
   return out;
 }
 
-enum ExtcapFlag {
-  kInterfaces = 1000,
-  kVersion,
-  kDlts,
-  kConfig,
-  kInterfaceFlag,
-  kReloadOption,
-  kCaptureFilter,
-  kCapture,
-  kFifo,
-  kControlIn,
-  kControlOut,
-  kFirstStreamArgument = 2000,
-};
+// Wireshark passes a dialog argument left empty as "--vni" "" (or "--vni="): it means "not set".
+std::vector<std::string> WithoutEmptyDialogArguments(int argc, char** argv) {
+  auto is_dialog = [](std::string_view word) {
+    if (!word.starts_with("--")) return false;
+    word.remove_prefix(2);
+    for (std::string_view call : kDialogArguments) {
+      if (word == call) return true;
+    }
+    return false;
+  };
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view word = argv[i];
+    if (is_dialog(word) && i + 1 < argc && argv[i + 1][0] == '\0') {
+      ++i;
+      continue;
+    }
+    if (word.ends_with("=") && is_dialog(word.substr(0, word.size() - 1))) continue;
+    args.emplace_back(word);
+  }
+  return args;
+}
 
 StatusOr<ExtcapRequest> ParseExtcap(int argc, char** argv) {
-  std::vector<option> options = {
-      {"extcap-interfaces", no_argument, nullptr, kInterfaces},
-      {"extcap-version", optional_argument, nullptr, kVersion},
-      {"extcap-dlts", no_argument, nullptr, kDlts},
-      {"extcap-config", no_argument, nullptr, kConfig},
-      {"extcap-interface", required_argument, nullptr, kInterfaceFlag},
-      {"extcap-reload-option", required_argument, nullptr, kReloadOption},
-      {"extcap-capture-filter", required_argument, nullptr, kCaptureFilter},
-      {"capture", no_argument, nullptr, kCapture},
-      {"fifo", required_argument, nullptr, kFifo},
-      {"extcap-control-in", required_argument, nullptr, kControlIn},
-      {"extcap-control-out", required_argument, nullptr, kControlOut},
-  };
-  for (size_t i = 0; i < std::size(kStreamArguments); ++i) {
-    options.push_back({kStreamArguments[i].call, required_argument, nullptr,
-                       kFirstStreamArgument + static_cast<int>(i)});
-  }
-  options.push_back({nullptr, 0, nullptr, 0});
-
   ExtcapRequest request;
-  bool version_given = false;
-  opterr = 0;
-  optind = 0;  // a full reset of getopt's state (glibc)
-  int c;
-  while ((c = getopt_long(argc, argv, "", options.data(), nullptr)) != -1) {
-    switch (c) {
-      case kInterfaces:
-        request.list_interfaces = true;
-        break;
-      case kVersion:
-        version_given = true;  // Wireshark's own version (e.g. "4.0"): nothing depends on it
-        break;
-      case kDlts:
-        request.list_dlts = true;
-        break;
-      case kConfig:
-        request.config = true;
-        break;
-      case kInterfaceFlag:
-        request.interface = optarg;
-        break;
-      case kReloadOption:
-        request.reload_option = optarg;
-        break;
-      case kCaptureFilter:
-        request.capture_filter = optarg;
-        break;
-      case kCapture:
-        request.capture = true;
-        break;
-      case kFifo:
-        request.fifo = optarg;
-        break;
-      case kControlIn:
-        request.control_in = optarg;
-        break;
-      case kControlOut:
-        request.control_out = optarg;
-        break;
-      default: {
-        if (c >= kFirstStreamArgument &&
-            c < kFirstStreamArgument + static_cast<int>(std::size(kStreamArguments))) {
-          const StreamArgument& argument = kStreamArguments[c - kFirstStreamArgument];
-          const std::string value = optarg;
-          // Selector values that mean "leave the flag out".
-          if (value.empty()) break;
-          if (argument.stream_flag == std::string_view("-i") && value == kDefaultInterface) break;
-          if (argument.stream_flag == std::string_view("--decap") && value == "none") break;
-          request.stream_args.push_back(argument.stream_flag);
-          request.stream_args.push_back(value);
-          break;
-        }
-        // A newer Wireshark may pass --extcap-* arguments this capctl does not know: not fatal.
-        const char* given = argv[optind - 1];
-        if (std::strncmp(given, "--extcap-", 9) == 0) break;
-        return InvalidArgument(std::string("unknown or incomplete extcap argument '") + given +
-                               "'");
-      }
+  CLI::App app{"capctl as a Wireshark extcap", "capctl"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  // A newer Wireshark may pass --extcap-* arguments this capctl does not know: not fatal.
+  app.allow_extras();
+  app.add_flag("--extcap-interfaces", request.list_interfaces);
+  std::string wireshark_version;  // Wireshark's own (e.g. "4.0"): nothing depends on it
+  CLI::Option* version = app.add_option("--extcap-version", wireshark_version)->expected(0, 1);
+  app.add_flag("--extcap-dlts", request.list_dlts);
+  app.add_flag("--extcap-config", request.config);
+  app.add_option("--extcap-interface", request.interface);
+  app.add_option("--extcap-reload-option", request.reload_option);
+  app.add_option_function<std::string>(
+      "--extcap-capture-filter", [&request](const std::string& f) { request.capture_filter = f; });
+  app.add_flag("--capture", request.capture);
+  app.add_option("--fifo", request.fifo);
+  app.add_option("--extcap-control-in", request.control_in);
+  app.add_option("--extcap-control-out", request.control_out);
+  // The dialog's arguments, checked as `capctl stream` checks its flags.
+  app.add_option("--agent", request.agent);
+  app.add_option("--remote-interface", request.remote_interface);
+  app.add_option("--snaplen", request.stream.snaplen)->transform(CountIn(0, 262144));
+  AddDecapOptions(app, request.stream.decap);
+  AddConnectionOptions(app, request.stream.connection);
+  try {
+    std::vector<std::string> args = WithoutEmptyDialogArguments(argc, argv);
+    std::reverse(args.begin(), args.end());  // CLI11 takes them last first
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    return InvalidArgument(ErrorLine(e.what(), ""));
+  }
+  for (const std::string& extra : app.remaining()) {
+    if (extra.starts_with("-") && !extra.starts_with("--extcap-")) {
+      return InvalidArgument("unknown or incomplete extcap argument '" + extra + "'");
     }
   }
-  request.version_only = version_given && !request.list_interfaces;
+  request.version_only = version->count() > 0 && !request.list_interfaces;
   return request;
 }
 
-// The stream options the dialog's arguments (plus `extra` flags) describe, checked exactly as
-// `capctl stream` checks its command line.
-StatusOr<StreamOptions> ToStreamOptions(const ExtcapRequest& request,
-                                        const std::vector<std::string>& extra) {
-  std::vector<std::string> words = {"capctl", "stream"};
-  words.insert(words.end(), request.stream_args.begin(), request.stream_args.end());
-  words.insert(words.end(), extra.begin(), extra.end());
-  std::vector<char*> argv;
-  for (std::string& w : words) argv.push_back(w.data());
-  argv.push_back(nullptr);
-  auto line = ParseCommandLine(static_cast<int>(words.size()), argv.data());
-  if (!line.ok()) return line.status();
-  return line->stream;
+// The stream options the dialog's arguments describe (with Wireshark's FIFO and capture filter
+// when it gives them), checked as `capctl stream` checks its command line.
+StatusOr<StreamOptions> ToStreamOptions(const ExtcapRequest& request) {
+  StreamOptions options = request.stream;
+  if (request.remote_interface != kDefaultInterface) options.interface = request.remote_interface;
+  options.fifo_path = request.fifo;
+  if (request.capture_filter) options.filter = *request.capture_filter;
+  std::vector<std::string> agents;
+  if (!request.agent.empty()) agents.push_back(request.agent);
+  CAPD_RETURN_IF_ERROR(CompleteStreamOptions(agents, options));
+  return options;
 }
 
 void PrintVersion() { std::printf("extcap {version=%s}{display=%s}\n", CAPD_VERSION, kDisplay); }
@@ -286,7 +240,7 @@ void PrintConfig() {
 // --extcap-reload-option remote-interface: the agent's interfaces, asked of the agent the
 // dialog names. An agent that cannot be asked still leaves the default entry, saying why.
 void PrintRemoteInterfaces(const ExtcapRequest& request) {
-  auto options = ToStreamOptions(request, {});
+  auto options = ToStreamOptions(request);
   if (!options.ok()) {
     PrintDefaultInterfaceValue(" (cannot list: " + Clean(options.status().message()) + ")");
     return;
@@ -327,11 +281,7 @@ int RunCapture(const ExtcapRequest& request) {
     std::fputs("capctl: --capture needs --fifo PATH\n", stderr);
     return 2;
   }
-  std::vector<std::string> extra = {"--fifo", request.fifo};
-  if (request.capture_filter && !request.capture_filter->empty()) {
-    extra.insert(extra.end(), {"-f", *request.capture_filter});
-  }
-  auto options = ToStreamOptions(request, extra);
+  auto options = ToStreamOptions(request);
   if (!options.ok()) {
     std::fprintf(stderr, "capctl: %s\n", options.status().message().c_str());
     return 2;

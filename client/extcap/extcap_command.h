@@ -10,11 +10,11 @@
 //   --extcap-capture-filter F --extcap-interface capd   nothing if F is plausible, else why not
 //   --capture --extcap-interface capd --fifo PATH [--extcap-capture-filter F] [arguments]
 //
-// How data flows in a capture: the arguments become a `capctl stream --fifo PATH -f F ...`
-// command line (the same parser and checks as on a terminal), RunStreamCommand streams pcapng
-// into Wireshark's FIFO, and what it prints on stderr goes to Wireshark's control pipes instead
-// (the log window, the status bar). Wireshark shows anything an extcap writes on stderr as an
-// error ("Error by extcap pipe: ..."), so capctl writes there only when the capture failed.
+// How data flows in a capture: the arguments become StreamOptions (the option groups and checks
+// of `capctl stream`, client/cli/options.h, without a command line), RunStreamCommand streams
+// pcapng into Wireshark's FIFO, and what it prints on stderr goes to Wireshark's control pipes
+// instead (the log window, the status bar). Wireshark shows anything an extcap writes on stderr as
+// an error ("Error by extcap pipe: ..."), so capctl writes there only when the capture failed.
 //
 // Wireshark derives a preference from each argument: extcap.capd.<call without dashes>, e.g.
 // `tshark -i capd -o extcap.capd.agent:ssh://ops@bastion -o extcap.capd.remoteinterface:eth0`.

@@ -1,11 +1,12 @@
 // `capctl extcap install`: puts capctl where the installed Wireshark looks for extcaps.
 
-#include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -14,17 +15,11 @@
 #include <system_error>
 
 #include "client/extcap/extcap_command.h"
+#include "common/command_line.h"
 #include "common/status.h"
 
 namespace capd::client {
 namespace {
-
-constexpr char kInstallUsage[] =
-    "usage: capctl extcap install [--dir DIR] [--copy]\n"
-    "  links capctl into Wireshark's personal extcap folder (as `tshark -G folders` reports it),\n"
-    "  so Wireshark lists the interface \"capd remote capture\"\n"
-    "  --dir DIR  use this folder instead (Wireshark: Help > About > Folders > Personal Extcap)\n"
-    "  --copy     copy the executable instead of linking to it\n";
 
 // The value of a `tshark -G folders` line ("Label:<spaces>\t<value>"), or "" when absent.
 std::string FolderValue(const std::string& report, std::string_view label) {
@@ -106,43 +101,31 @@ Status Install(const std::string& folder, bool copy) {
 }  // namespace
 
 int RunExtcapCommand(int argc, char** argv) {
-  if (argc < 2 || std::strcmp(argv[1], "install") != 0) {
-    std::fputs(argc < 2 ? kInstallUsage : "capctl: unknown extcap command\n", stderr);
-    if (argc >= 2) std::fputs(kInstallUsage, stderr);
-    return 2;
-  }
-  enum { kDir = 1000, kCopy };
-  static const option kOptions[] = {{"dir", required_argument, nullptr, kDir},
-                                    {"copy", no_argument, nullptr, kCopy},
-                                    {"help", no_argument, nullptr, 'h'},
-                                    {nullptr, 0, nullptr, 0}};
+  CLI::App app{"capctl as a Wireshark extcap", "capctl extcap"};
+  app.require_subcommand(1, 1);
+  CLI::App* install = app.add_subcommand(
+      "install",
+      "link capctl into Wireshark's personal extcap folder (as `tshark -G folders` reports it), "
+      "so Wireshark lists the interface \"capd remote capture\"");
   std::string folder;
   bool copy = false;
-  // argv[1] is "install": parse from there as if it were the program name.
-  const int sub_argc = argc - 1;
-  char** sub_argv = argv + 1;
-  opterr = 0;
-  optind = 0;
-  int c;
-  while ((c = getopt_long(sub_argc, sub_argv, "h", kOptions, nullptr)) != -1) {
-    switch (c) {
-      case kDir:
-        folder = optarg;
-        break;
-      case kCopy:
-        copy = true;
-        break;
-      case 'h':
-        std::fputs(kInstallUsage, stdout);
-        return 0;
-      default:
-        std::fprintf(stderr, "capctl: unknown or incomplete option '%s'\n%s", sub_argv[optind - 1],
-                     kInstallUsage);
-        return 2;
-    }
-  }
-  if (optind < sub_argc) {
-    std::fprintf(stderr, "capctl: unexpected argument '%s'\n%s", sub_argv[optind], kInstallUsage);
+  install
+      ->add_option("--dir", folder,
+                   "use this folder instead (Wireshark: Help > About > Folders > Personal "
+                   "Extcap)")
+      ->type_name("DIR")
+      ->check(NotEmpty("a folder"));
+  install->add_flag("--copy", copy, "copy the executable instead of linking to it");
+  try {
+    // argv[0] is "extcap"; CLI11 takes the rest last first.
+    std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
+    std::reverse(args.begin(), args.end());
+    app.parse(args);
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "capctl: %s\n", ErrorLine(e.what(), CommandPath(app)).c_str());
     return 2;
   }
   if (folder.empty()) {

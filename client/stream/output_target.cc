@@ -6,13 +6,16 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 namespace capd::client {
 namespace {
 
-StatusOr<OutputTarget> OpenFifo(const std::string& path, const std::function<bool()>& give_up) {
+StatusOr<OutputTarget> OpenFifo(const std::string& path, const std::function<bool()>& give_up,
+                                bool say_waiting) {
   struct stat st {};
   if (stat(path.c_str(), &st) == 0) {
     if (!S_ISFIFO(st.st_mode)) {
@@ -30,6 +33,13 @@ StatusOr<OutputTarget> OpenFifo(const std::string& path, const std::function<boo
     }
     if (give_up && give_up())
       return Unavailable("the reader of " + path + " exited before opening it");
+    // Once, so that a capctl that seems to hang on a terminal says why. Not for the Wireshark
+    // capctl started, nor as an extcap (Wireshark shows an extcap's stderr as an error).
+    if (say_waiting && std::exchange(say_waiting, false)) {
+      std::fprintf(stderr,
+                   "capctl: waiting for a reader of the FIFO %s (e.g. wireshark -k -i %s)\n",
+                   path.c_str(), path.c_str());
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   // Writes block from here on: the stream's pace is the reader's (the agent's queue absorbs it).
@@ -41,7 +51,9 @@ StatusOr<OutputTarget> OpenFifo(const std::string& path, const std::function<boo
 
 StatusOr<OutputTarget> OpenOutputTarget(const StreamOptions& options,
                                         const std::function<bool()>& give_up) {
-  if (!options.fifo_path.empty()) return OpenFifo(options.fifo_path, give_up);
+  if (!options.fifo_path.empty()) {
+    return OpenFifo(options.fifo_path, give_up, !options.wireshark && isatty(STDERR_FILENO));
+  }
   if (options.write_path.empty() || options.write_path == "-") {
     if (options.write_path.empty() && isatty(STDOUT_FILENO)) {
       return InvalidArgument(

@@ -364,7 +364,7 @@ TEST_F(RequestLimitsTest, TextThatIsNotUtf8IsRefusedByField) {
 // packet socket's mapping in capd's address space (what a user sees in /proc/PID/maps), and the
 // stream's log line names both. Out-of-range values are refused at start with exit code 2.
 TEST_F(HardenedAgentTest, RingFlagsSizeEveryCapturesRing) {
-  ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--buffer-size", "4M", "--block-timeout-ms", "20"}));
+  ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--buffer-size", "4MiB", "--block-timeout-ms", "20"}));
   std::unique_ptr<Subprocess> capctl;
   ASSERT_NO_FATAL_FAILURE(StartStream(
       "capctl", {"-i", kIface, "-f", "udp", "-w", File("out.pcapng").string()}, &capctl));

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "common/byte_size.h"
+
 namespace capd::client {
 namespace {
 
@@ -69,6 +71,184 @@ TEST(OptionsTest, RefusesBadValuesWithOneLine) {
       EXPECT_EQ(line.status().message().find('\n'), std::string::npos);
     }
   }
+}
+
+// What a user reads after a mistake: one line, the problem, and the help of the command used.
+TEST(OptionsTest, AnErrorIsOneLineNamingTheRightHelp) {
+  unsetenv("CAPD_AGENT");
+  const struct {
+    std::vector<std::string> args;
+    std::string says;
+    std::string help;
+  } cases[] = {
+      {{"stream", "-c", "ten"}, "--count takes 1..", "capctl stream --help"},
+      {{"stream", "--bogus"}, "unknown option '--bogus'", "capctl stream --help"},
+      {{"serve", "--client-queue", "1k"}, "--client-queue takes a size", "capctl serve --help"},
+      {{"serve", "-w", "x"}, "-w, --fifo and --wireshark do not apply", "capctl serve --help"},
+      {{"record", "start", "-i", "eth0"}, "--name is required", "capctl record start --help"},
+      {{"record", "fetch"}, "needs a NAME", "capctl record fetch --help"},
+      {{"interfaces", "--remote-port", "0"},
+       "--remote-port takes 1..65535",
+       "capctl interfaces --help"},
+      {{"decap", "in.pcap"}, "--write is required", "capctl decap --help"},
+      {{"frobnicate"}, "frobnicate", "capctl --help"},
+      {{}, "no command given", "capctl --help"},
+  };
+  for (const auto& c : cases) {
+    auto line = Parse(c.args);
+    ASSERT_FALSE(line.ok()) << c.says;
+    EXPECT_EQ(line.status().code(), StatusCode::kInvalidArgument);
+    const std::string& message = line.status().message();
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    EXPECT_NE(message.find(c.says), std::string::npos) << message;
+    EXPECT_NE(message.find("see `" + c.help + "`"), std::string::npos) << message;
+  }
+}
+
+// --help on every subcommand: exit 0 (kHelp) with that command's own options in the text.
+TEST(OptionsTest, EverySubcommandHasHelpNamingItsOptions) {
+  const struct {
+    std::vector<std::string> args;
+    std::vector<std::string> names;
+  } cases[] = {
+      {{"--help"}, {"stream", "serve", "record", "decap", "interfaces", "extcap", "KiB"}},
+      {{"help"}, {"stream", "serve", "record"}},
+      {{"help", "stream"}, {"capctl stream", "--rotate-size", "--decap"}},
+      {{"stream", "--help"},
+       {"capctl stream", "-i,--interface", "-w,--write", "--fifo", "--rotate-size", "--decap",
+        "--tls-ca", "--remote-port", "tcp port 80"}},
+      {{"serve", "--help"}, {"capctl serve", "--listen", "--client-queue", "--agent"}},
+      {{"interfaces", "--help"}, {"capctl interfaces", "--agent", "--token-file"}},
+      {{"decap", "--help"}, {"capctl decap", "IN", "--vni", "--inner-filter"}},
+      {{"record", "--help"}, {"start", "stop", "list", "fetch", "delete"}},
+      {{"record", "start", "--help"}, {"capctl record start", "--name", "--rotate-files"}},
+      {{"record", "stop", "-h"}, {"capctl record stop", "NAME"}},
+      {{"record", "list", "--help"}, {"capctl record list", "--agent"}},
+      {{"record", "fetch", "--help"}, {"capctl record fetch", "--out"}},
+      {{"record", "delete", "--help"}, {"capctl record delete", "NAME"}},
+  };
+  for (const auto& c : cases) {
+    auto line = Parse(c.args);
+    ASSERT_TRUE(line.ok()) << line.status().message();
+    EXPECT_EQ(line->command, CommandLine::Command::kHelp);
+    for (const std::string& name : c.names) {
+      EXPECT_NE(line->help.find(name), std::string::npos) << c.args[0] << ": no " << name << " in\n"
+                                                          << line->help;
+    }
+  }
+  // record start takes no --post-rotate: an agent runs no command a client sends it.
+  EXPECT_EQ(Parse({"record", "start", "--help"})->help.find("--post-rotate"), std::string::npos);
+  EXPECT_EQ(Parse({"version"})->command, CommandLine::Command::kVersion);
+  EXPECT_EQ(Parse({"--version"})->command, CommandLine::Command::kVersion);
+}
+
+// One size grammar for every size flag: k, M, G in powers of 1000, KiB, MiB, GiB in powers of
+// 1024; counts take no suffix at all.
+TEST(OptionsTest, SizesAndCounts) {
+  EXPECT_EQ(capd::ParseByteSize("100"), 100u);
+  EXPECT_EQ(capd::ParseByteSize("20k"), 20'000u);
+  EXPECT_EQ(capd::ParseByteSize("20kB"), 20'000u);
+  EXPECT_EQ(capd::ParseByteSize("5M"), 5'000'000u);
+  EXPECT_EQ(capd::ParseByteSize("2G"), 2'000'000'000u);
+  EXPECT_EQ(capd::ParseByteSize("4KiB"), 4096u);
+  EXPECT_EQ(capd::ParseByteSize("32MiB"), 32u << 20);
+  EXPECT_EQ(capd::ParseByteSize("1gib"), 1u << 30);
+  for (const char* bad : {"", "k", "-1", "1.5M", "10X", "1 M", "5Mi B", "99999999999999999999",
+                          "20000000000T", "0x10"}) {
+    EXPECT_FALSE(capd::ParseByteSize(bad).has_value()) << bad;
+  }
+
+  auto serve = Parse({"serve", "--client-queue", "1MiB"});
+  ASSERT_TRUE(serve.ok()) << serve.status().message();
+  EXPECT_EQ(serve->serve.client_queue_bytes, 1u << 20);
+  EXPECT_EQ(Parse({"serve", "--client-queue", "65536"})->serve.client_queue_bytes, 65536u);
+
+  for (const std::vector<std::string>& counts : std::vector<std::vector<std::string>>{
+           {"stream", "-c", "1k"},
+           {"stream", "-s", "0x10"},
+           {"stream", "-w", "x", "--rotate-files", "1k"},
+           {"stream", "-w", "x", "--rotate-seconds", "1M"},
+           {"record", "start", "--name", "n", "--rotate-files", "2k"}}) {
+    auto line = Parse(counts);
+    ASSERT_FALSE(line.ok()) << counts[counts.size() - 2];
+    EXPECT_NE(line.status().message().find(", not '" + counts.back() + "'"), std::string::npos)
+        << line.status().message();
+  }
+  EXPECT_EQ(Parse({"stream", "-c", "1000"})->stream.count, 1000u);
+  EXPECT_EQ(Parse({"stream", "-c", "010"})->stream.count, 10u);  // decimal, not C's octal
+}
+
+// An interface named twice, differently, is a question only the user can answer.
+TEST(OptionsTest, InterfaceAndAgentInterfaceMustAgree) {
+  unsetenv("CAPD_AGENT");
+  auto conflict = Parse({"stream", "-i", "eth0", "--agent", "10.0.0.1:50051/eth1", "-w", "x"});
+  ASSERT_FALSE(conflict.ok());
+  EXPECT_NE(conflict.status().message().find("-i eth0 and --agent 10.0.0.1:50051/eth1"),
+            std::string::npos)
+      << conflict.status().message();
+  EXPECT_FALSE(
+      Parse({"record", "start", "--name", "n", "-i", "eth0", "--agent", "10.0.0.1:50051/eth1"})
+          .ok());
+
+  auto same = Parse({"stream", "-i", "eth1", "--agent", "10.0.0.1:50051/eth1", "-w", "x"});
+  ASSERT_TRUE(same.ok()) << same.status().message();
+  EXPECT_EQ(same->stream.interface, "eth1");
+
+  // $CAPD_AGENT's /IFACE is a default, which -i overrides.
+  setenv("CAPD_AGENT", "10.1.2.3:6000/ens5", 1);
+  auto overridden = Parse({"stream", "-i", "lo", "-w", "x"});
+  unsetenv("CAPD_AGENT");
+  ASSERT_TRUE(overridden.ok()) << overridden.status().message();
+  EXPECT_EQ(overridden->stream.interface, "lo");
+}
+
+TEST(OptionsTest, UnsupportedSchemeIsNamed) {
+  auto line = Parse({"stream", "--agent", "http://10.0.0.1:50051", "-w", "x"});
+  ASSERT_FALSE(line.ok());
+  const std::string& message = line.status().message();
+  EXPECT_NE(message.find("http:// is not supported"), std::string::npos) << message;
+  EXPECT_NE(message.find("ssh://"), std::string::npos) << message;
+  EXPECT_NE(message.find("ssm://"), std::string::npos) << message;
+  EXPECT_NE(message.find("HOST:PORT"), std::string::npos) << message;
+}
+
+TEST(OptionsTest, OtherSubcommands) {
+  unsetenv("CAPD_AGENT");
+  auto serve = Parse({"serve", "--listen", "127.0.0.1:0", "--agent", "10.0.0.1:1", "--agent",
+                      "ssh://ops@bastion/eth0", "udp"});
+  ASSERT_TRUE(serve.ok()) << serve.status().message();
+  EXPECT_EQ(serve->command, CommandLine::Command::kServe);
+  EXPECT_EQ(serve->serve.listen, "127.0.0.1:0");
+  ASSERT_EQ(serve->serve.stream.agents.size(), 2u);
+  EXPECT_EQ(serve->serve.stream.agents[1].transport, AgentAddress::Transport::kSsh);
+  EXPECT_EQ(serve->serve.stream.filter, "udp");
+  EXPECT_EQ(serve->serve.stream.format, FileFormat::kPcap);
+  EXPECT_FALSE(Parse({"serve", "--format", "pcapng"}).ok());
+
+  auto decap = Parse({"decap", "in.pcap", "-w", "-", "--vni", "7,8", "--vni", "9"});
+  ASSERT_TRUE(decap.ok()) << decap.status().message();
+  EXPECT_EQ(decap->decap_file.input, "in.pcap");
+  EXPECT_EQ(decap->decap_file.write_path, "-");
+  EXPECT_EQ(decap->decap_file.decap.mode, DecapOptions::Mode::kAuto);
+  EXPECT_EQ(decap->decap_file.decap.vnis, (std::vector<uint32_t>{7, 8, 9}));
+  EXPECT_FALSE(Parse({"decap", "in.pcap", "-w", "-", "--vni", "16777216"}).ok());
+
+  auto interfaces = Parse({"interfaces", "--agent", "[::1]:7000", "--tls-ca", "ca.pem"});
+  ASSERT_TRUE(interfaces.ok()) << interfaces.status().message();
+  EXPECT_EQ(interfaces->interfaces.agent.target, "[::1]:7000");
+  EXPECT_TRUE(interfaces->interfaces.connection.tls());
+  EXPECT_FALSE(Parse({"interfaces", "extra"}).ok());
+  EXPECT_FALSE(Parse({"interfaces", "--tls-cert", "c.pem"}).ok());  // without --tls-key
+
+  auto stream = Parse({"stream", "--decap", "geneve", "--geneve-port", "6082", "--remote-port",
+                       "2222", "--wireshark", "--", "not", "port", "22"});
+  ASSERT_TRUE(stream.ok()) << stream.status().message();
+  EXPECT_EQ(stream->stream.decap.mode, DecapOptions::Mode::kGeneve);
+  EXPECT_EQ(stream->stream.decap.geneve_port, 6082u);
+  EXPECT_EQ(stream->stream.connection.remote_port, 2222u);
+  EXPECT_TRUE(stream->stream.wireshark);
+  EXPECT_EQ(stream->stream.filter, "not port 22");
+  EXPECT_FALSE(Parse({"stream", "--vni", "5"}).ok());  // --vni without --decap
 }
 
 }  // namespace

@@ -108,6 +108,11 @@ TEST(RecordOptionsTest, StopListFetch) {
   EXPECT_EQ(fetch->record.action, RecordOptions::Action::kFetch);
   EXPECT_EQ(fetch->record.name, "night");
   EXPECT_EQ(fetch->record.out_dir, "/tmp/x");
+  auto del = Parse({"record", "delete", "night"});
+  ASSERT_TRUE(del.ok()) << del.status().message();
+  EXPECT_EQ(del->record.action, RecordOptions::Action::kDelete);
+  EXPECT_EQ(del->record.name, "night");
+  EXPECT_FALSE(Parse({"record", "delete"}).ok());
 }
 
 TEST(RecordOptionsTest, Refusals) {
@@ -120,6 +125,35 @@ TEST(RecordOptionsTest, Refusals) {
   // An agent runs no command a client sends it.
   EXPECT_FALSE(Parse({"record", "start", "--name", "x", "--post-rotate", "rm -rf /"}).ok());
   EXPECT_FALSE(Parse({"record", "start", "--name", "x", "--rotate-size", "huge"}).ok());
+}
+
+// The one size grammar: k, M, G in powers of 1000 (as tcpdump -C), KiB, MiB, GiB in powers of
+// 1024; file counts and seconds take no suffix.
+TEST(RotationOptionsTest, SizesInEitherUnitCountsWithout) {
+  auto line = Parse({"stream", "-w", "cap.pcapng", "--rotate-size", "20k", "--min-free", "1GiB"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(line->stream.rotation->max_bytes, 20'000u);
+  EXPECT_EQ(line->stream.rotation->min_free_bytes, uint64_t{1} << 30);
+  auto record = Parse({"record", "start", "--name", "n", "--rotate-size", "64MiB"});
+  ASSERT_TRUE(record.ok()) << record.status().message();
+  EXPECT_EQ(record->record.rotate_bytes, uint64_t{64} << 20);
+  for (const char* flag : {"--rotate-files", "--rotate-seconds"}) {
+    auto refused = Parse({"stream", "-w", "cap.pcapng", flag, "1k"});
+    ASSERT_FALSE(refused.ok()) << flag;
+    EXPECT_NE(refused.status().message().find(std::string(flag) + " takes"), std::string::npos)
+        << refused.status().message();
+  }
+}
+
+TEST(RecordOptionsTest, NameAsArgumentOrFlagButNotBoth) {
+  auto flag = Parse({"record", "stop", "--name", "night"});
+  ASSERT_TRUE(flag.ok()) << flag.status().message();
+  EXPECT_EQ(flag->record.name, "night");
+  EXPECT_FALSE(Parse({"record", "fetch", "a", "--name", "b"}).ok());
+  // Options after NAME, as before.
+  auto fetch = Parse({"record", "fetch", "night", "--agent", "10.0.0.5:50051/eth0"});
+  ASSERT_TRUE(fetch.ok()) << fetch.status().message();
+  EXPECT_EQ(fetch->record.agent.target, "10.0.0.5:50051");
 }
 
 }  // namespace
