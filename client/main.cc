@@ -41,6 +41,8 @@ int main(int argc, char** argv) {
   switch (line->command) {
     case capd::client::CommandLine::Command::kHelp:
       std::fputs(line->help.c_str(), stdout);
+      // CLI11's footer ends without a line break: a shell prompt would follow on the same line.
+      if (!line->help.empty() && line->help.back() != '\n') std::fputc('\n', stdout);
       return 0;
     case capd::client::CommandLine::Command::kVersion:
       std::printf("capctl %s\n", CAPD_VERSION);
