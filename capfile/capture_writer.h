@@ -1,8 +1,9 @@
 #pragma once
-// Capture file encoders used by capctl. How data flows: the stream reader calls AddInterface for
-// each InterfaceDescription, WritePacket for each record of a PacketBatch, Flush after each batch
-// (one write() to the sink per flush, so a FIFO reader sees packets promptly), WriteStatistics
-// and Close at the end. Encoders build blocks in memory; a ByteSink does the I/O.
+// Capture file encoders, for capctl's output and capd's recordings. How data flows: the stream
+// reader (stream_to_file.h) calls AddInterface for each InterfaceDescription, WritePacket for each
+// record of a PacketBatch; the caller Flushes after each batch (one write() to the sink per flush,
+// so a FIFO reader sees packets promptly), then WriteStatistics and Close at the end. Encoders
+// build blocks in memory; a ByteSink does the I/O.
 //
 // Thread-safety: none; one thread owns a writer.
 

@@ -139,7 +139,11 @@ class RotatingWriter final : public RingWriter {
                                                 : InvalidArgument(std::move(message));
       return stopped_;
     }
-    if (options_.adopt_existing_files) AdoptExisting();
+    // Numbering continues after the highest file of this name already there (an earlier run's),
+    // so a new run never replaces an earlier file nor starts again at 00001 beside it.
+    const std::map<uint32_t, std::string> existing = ExistingFiles();
+    if (!existing.empty()) next_number_ = existing.rbegin()->first + 1;
+    if (options_.adopt_existing_files) AdoptExisting(existing);
     const int64_t now = static_cast<int64_t>(std::time(nullptr));
     return OpenFile(now, options_.seconds > 0 ? SlotOf(now) : 0);
   }
@@ -404,24 +408,29 @@ class RotatingWriter final : public RingWriter {
     return stopped_;
   }
 
-  // The ring files of an earlier run, oldest first. Each is scanned for its packets, and a block
-  // a crash left half written is cut off (that file is never written again otherwise).
-  void AdoptExisting() {
+  // The files of this ring's name already in the folder, by number: an earlier run's (capctl run
+  // again with the same -w, a recording resumed).
+  std::map<uint32_t, std::string> ExistingFiles() const {
     std::map<uint32_t, std::string> found;
     const int listing = ::fcntl(dir_fd_, F_DUPFD_CLOEXEC, 0);
     DIR* dir = listing >= 0 ? ::fdopendir(listing) : nullptr;
     if (dir == nullptr) {
       if (listing >= 0) ::close(listing);
       Log("cannot list " + dir_ + ": " + std::strerror(errno));
-      return;
+      return found;
     }
     while (const struct dirent* entry = ::readdir(dir)) {
       const std::string name = entry->d_name;
       if (auto number = RingNumber(name, stem_)) found[*number] = name;
     }
     ::closedir(dir);
+    return found;
+  }
+
+  // The ring files of an earlier run, oldest first. Each is scanned for its packets, and a block
+  // a crash left half written is cut off (that file is never written again otherwise).
+  void AdoptExisting(const std::map<uint32_t, std::string>& found) {
     for (const auto& [number, name] : found) {
-      next_number_ = number + 1;
       const std::string path = dir_ + "/" + name;
       const int fd = ::openat(dir_fd_, name.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
       if (fd < 0) {

@@ -11,8 +11,10 @@
 // blocks, close) and opens the next one (section header and every interface again).
 //
 // Files: PREFIX_NNNNN_YYYYmmddHHMMSS.pcapng, PREFIX = path without its extension, NNNNN from
-// 00001, the time in UTC: the start of its time slot for a file opened by time rotation, else the
-// time it was opened (the packet's timestamp, or the wall clock).
+// 00001, or after the highest number of PREFIX's files already in the folder (a second run with
+// the same -w continues the numbering; the earlier files are not part of its ring unless adopted,
+// so max_files never deletes them), the time in UTC: the start of its time slot for a file opened
+// by time rotation, else the time it was opened (the packet's timestamp, or the wall clock).
 //
 // Time slots: every `seconds` since midnight UTC (a slot that would cross midnight ends there).
 // Packets are filed by their own timestamps (the agent's kernel clock), so a file holds exactly

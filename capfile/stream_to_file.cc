@@ -12,9 +12,9 @@ StatusOr<BatchView> BatchView::Check(const v1::PacketBatch& batch) {
       batch.captured_length_size() != n || batch.comment_packet_size() != batch.comment_size()) {
     return Internal("agent sent a malformed batch (array lengths differ)");
   }
-  int64_t previous = -1;
+  uint32_t previous = 0;
   for (const uint32_t position : batch.comment_packet()) {
-    if (static_cast<int64_t>(position) <= previous || position >= static_cast<uint32_t>(n)) {
+    if (position < previous || position >= static_cast<uint32_t>(n)) {
       return Internal("agent sent a malformed batch (comment positions out of order)");
     }
     previous = position;
@@ -46,6 +46,12 @@ BatchPacket BatchView::Next(BatchCursor& cursor) const {
   if (cursor.next_comment < b.comment_packet_size() &&
       b.comment_packet(cursor.next_comment) == static_cast<uint32_t>(i)) {
     packet.comment = b.comment(cursor.next_comment++);
+    // A writer takes one comment per packet: further ones for the same packet are passed over
+    // (capd attaches at most one), so the packets after it keep theirs.
+    while (cursor.next_comment < b.comment_packet_size() &&
+           b.comment_packet(cursor.next_comment) == static_cast<uint32_t>(i)) {
+      ++cursor.next_comment;
+    }
   }
   cursor.data_offset += captured;
   ++cursor.next_packet;

@@ -67,7 +67,7 @@ struct BatchCursor {
 class BatchView {
  public:
   // kInternal when: the per-packet arrays differ in length; comment_packet and comment differ in
-  // length, or comment_packet is not strictly increasing below the packet count; the captured
+  // length, or comment_packet is not ascending below the packet count; the captured
   // lengths add up to more than the data blob; a captured length is over its original length.
   static StatusOr<BatchView> Check(const v1::PacketBatch& batch);
 
@@ -78,7 +78,8 @@ class BatchView {
   uint64_t PeekTimestamp(const BatchCursor& cursor) const {
     return batch_->timestamp_ns(cursor.next_packet);
   }
-  // The packet at the cursor (not AtEnd); the cursor moves past it.
+  // The packet at the cursor (not AtEnd); the cursor moves past it. With several comments for
+  // one packet, the first.
   BatchPacket Next(BatchCursor& cursor) const;
 
  private:

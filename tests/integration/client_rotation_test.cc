@@ -249,6 +249,46 @@ TEST_F(ClientRotationTest, TimeRotationLandsOnWallClockBoundaries) {
   ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAllOrFail(files), sent, kPort));
 }
 
+// Two `capctl stream` runs one after the other with the same -w PREFIX, as a dumpcap user does:
+// the second run's files are numbered after the first run's highest (never a second 00001 beside
+// them), the first run's files are left byte for byte as they were, and each run's files hold
+// exactly that run's packets.
+TEST_F(ClientRotationTest, ASecondRunWithTheSamePrefixContinuesTheNumbering) {
+  constexpr int kCount = 100;
+  std::vector<std::filesystem::path> first_files;
+  std::vector<std::string> first_bytes;
+  for (int run = 0; run < 2; ++run) {
+    std::unique_ptr<Subprocess> capctl;
+    ASSERT_NO_FATAL_FAILURE(
+        StartRing({"-c", std::to_string(kCount), "--rotate-size", "10k"}, &capctl));
+    const auto payloads = MakePayloads(kCount, run == 0 ? "first" : "second");
+    const UniqueFd peer = PeerSocket();
+    ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kPort, payloads));
+    ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));
+    const auto files = Files();
+    if (run == 0) {
+      ASSERT_GE(files.size(), 2u);
+      first_files = files;
+      for (const auto& f : files) first_bytes.push_back(ReadFileToString(f));
+      ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAllOrFail(files), payloads, kPort));
+      continue;
+    }
+    ASSERT_GT(files.size(), first_files.size());
+    for (size_t i = 0; i < first_files.size(); ++i) {
+      EXPECT_EQ(files[i], first_files[i]);
+      EXPECT_TRUE(ReadFileToString(files[i]) == first_bytes[i]) << files[i] << " changed";
+    }
+    const std::vector<std::filesystem::path> second(files.begin() + first_files.size(),
+                                                    files.end());
+    for (size_t i = 0; i < second.size(); ++i) {
+      EXPECT_EQ(Number(second[i]), Number(first_files.back()) + 1 + static_cast<int>(i))
+          << second[i];
+      ASSERT_NO_FATAL_FAILURE(ExpectCapinfos(second[i], ReadOrFail(second[i]).size()));
+    }
+    ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAllOrFail(second), payloads, kPort));
+  }
+}
+
 // kill -9 of capctl while traffic flows: every file but the newest is finished and complete for
 // capinfos; the newest is readable by libpcap, at most its very end cut short; and the files
 // together hold a prefix of what was sent, in order, no packet twice.

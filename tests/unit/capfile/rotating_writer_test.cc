@@ -418,6 +418,41 @@ TEST(RotatingWriterTest, AdoptedRingCountsItsFilesAndCutsATornBlock) {
   EXPECT_EQ(counts.packets_on_disk, on_disk);
 }
 
+TEST(RotatingWriterTest, ASecondRunWithTheSamePrefixContinuesTheNumbering) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const uint64_t now = NowNs();
+  {
+    auto first = Open(Ring(dir.File("p.pcapng"), 1000));
+    ASSERT_NE(first, nullptr);
+    CAPD_ASSERT_OK(first->AddInterface(Ethernet()));
+    WritePackets(*first, 30, now, 1);
+    CAPD_ASSERT_OK(first->Close());
+  }
+  const auto before = RingFiles(dir.File(""), "p");
+  ASSERT_GT(before.size(), 2u);
+  std::vector<std::string> first_contents;
+  for (const auto& f : before) first_contents.push_back(ReadFileBytes(f));
+
+  // Not adopted: the earlier files stay as they were, and max_files counts only this run's.
+  auto second = Open(Ring(dir.File("p.pcapng"), 1000, 0, 1));
+  ASSERT_NE(second, nullptr);
+  CAPD_ASSERT_OK(second->AddInterface(Ethernet()));
+  WritePackets(*second, 30, now + kSecond, 1);
+  CAPD_ASSERT_OK(second->Close());
+  const auto after = RingFiles(dir.File(""), "p");
+  ASSERT_EQ(after.size(), before.size() + 1);
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(after[i], before[i]);
+    EXPECT_EQ(ReadFileBytes(after[i]), first_contents[i]) << after[i];
+  }
+  // Numbered after the highest earlier file (the second run's own older files were trimmed).
+  const std::string last = std::filesystem::path(after.back()).filename().string();
+  EXPECT_EQ(last.substr(0, 2), "p_");
+  EXPECT_GT(std::stoul(last.substr(2, 5)), before.size()) << last;
+  EXPECT_EQ(ReadWithLibpcap(after.back()).error, "");
+}
+
 TEST(RotatingWriterTest, MinFreeStopsWritingWhenNothingIsLeftToDelete) {
   TempDir dir;
   ASSERT_TRUE(dir.ok());

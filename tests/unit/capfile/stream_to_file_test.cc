@@ -108,6 +108,21 @@ TEST(StreamToFileTest, ABatchBecomesPacketsWithTheirCommentsOnTheirInterfaces) {
   EXPECT_EQ(read.packets[3].comments, std::vector<std::string>{"second comment"});
 }
 
+TEST(StreamToFileTest, ASecondCommentForOnePacketIsPassedOverAndLaterCommentsStay) {
+  File file;
+  ASSERT_TRUE(file.to_file().AddInterface(0, Description(0, "eth0")).ok());
+  v1::PacketBatch b;
+  AddPacket(b, 0, 1000, 60, 'a', "first");
+  b.add_comment_packet(0);
+  b.add_comment("also first");
+  AddPacket(b, 0, 2000, 60, 'b', "second");
+  CAPD_ASSERT_OK(file.to_file().WriteBatch(0, b));
+  const test::PcapngFile read = file.Read();
+  ASSERT_EQ(read.packets.size(), 2u);
+  EXPECT_EQ(read.packets[0].comments, std::vector<std::string>{"first"});
+  EXPECT_EQ(read.packets[1].comments, std::vector<std::string>{"second"});
+}
+
 TEST(StreamToFileTest, MalformedBatchesAreRefusedBeforeAnythingIsWritten) {
   File file;
   ASSERT_TRUE(file.to_file().AddInterface(0, Description(0, "eth0")).ok());
