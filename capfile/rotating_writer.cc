@@ -514,46 +514,6 @@ std::string RingFileName(const std::string& path, uint32_t number, int64_t unix_
   return SplitPath(path).stem + "_" + digits + "_" + stamp + ".pcapng";
 }
 
-StatusOr<uint64_t> ParseByteSize(const std::string& text) {
-  uint64_t value = 0;
-  size_t i = 0;
-  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
-    if (value > (std::numeric_limits<uint64_t>::max() - 9) / 10) {
-      return InvalidArgument("size '" + text + "' is too large");
-    }
-    value = value * 10 + static_cast<uint64_t>(text[i] - '0');
-  }
-  const size_t digits = i;
-  uint64_t scale = 1;
-  if (i < text.size()) {
-    switch (text[i]) {
-      case 'k':
-      case 'K':
-        scale = 1000;
-        break;
-      case 'm':
-      case 'M':
-        scale = 1000 * 1000;
-        break;
-      case 'g':
-      case 'G':
-        scale = 1000 * 1000 * 1000;
-        break;
-      default:
-        scale = 0;
-    }
-    ++i;
-  }
-  if (digits == 0 || scale == 0 || i != text.size()) {
-    return InvalidArgument("size '" + text +
-                           "' is not a number of bytes with an optional k, M or G");
-  }
-  if (value > std::numeric_limits<uint64_t>::max() / scale) {
-    return InvalidArgument("size '" + text + "' is too large");
-  }
-  return value * scale;
-}
-
 StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RingOptions& options,
                                                             std::string application) {
   auto ring = MakeRing(options, std::move(application));

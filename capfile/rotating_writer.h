@@ -106,9 +106,6 @@ StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RingOptions& o
 // The same writer, with its counts.
 StatusOr<std::unique_ptr<RingWriter>> MakeRing(const RingOptions& options, std::string application);
 
-// "100", "10k", "5M", "2G" (powers of 1000, as tcpdump -C) -> bytes. kInvalidArgument otherwise.
-StatusOr<uint64_t> ParseByteSize(const std::string& text);
-
 // The file name (without folder) of file `number` of the ring for `path`, opened at `unix_seconds`.
 std::string RingFileName(const std::string& path, uint32_t number, int64_t unix_seconds);
 

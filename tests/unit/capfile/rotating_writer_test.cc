@@ -139,16 +139,6 @@ InterfaceCounters SomeCounters() {
   return c;
 }
 
-TEST(ParseByteSizeTest, PowersOfAThousand) {
-  EXPECT_EQ(ParseByteSize("100").value(), 100u);
-  EXPECT_EQ(ParseByteSize("10k").value(), 10'000u);
-  EXPECT_EQ(ParseByteSize("5M").value(), 5'000'000u);
-  EXPECT_EQ(ParseByteSize("2G").value(), 2'000'000'000u);
-  for (const char* bad : {"", "k", "10x", "10kk", "-1", "1.5M", "99999999999999999999"}) {
-    EXPECT_FALSE(ParseByteSize(bad).ok()) << bad;
-  }
-}
-
 TEST(RingFileNameTest, DumpcapStyle) {
   EXPECT_EQ(RingFileName("/data/cap.pcapng", 1, 1700000000), "cap_00001_20231114221320.pcapng");
   EXPECT_EQ(RingFileName("trace", 123456, 0), "trace_123456_19700101000000.pcapng");
