@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "capfile/capture_writer.h"
-#include "client/cli/agent_address.h"
+#include "client/transport/agent_address.h"
 #include "client/cli/rotation_options.h"
 #include "common/status.h"
 

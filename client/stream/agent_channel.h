@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "client/cli/agent_address.h"
+#include "client/transport/agent_address.h"
 #include "client/cli/options.h"
 #include "client/transport/tunnel.h"
 #include "common/status.h"

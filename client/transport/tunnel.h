@@ -14,7 +14,7 @@
 #include <memory>
 #include <string>
 
-#include "client/cli/agent_address.h"
+#include "client/transport/agent_address.h"
 #include "common/status.h"
 
 namespace capd::client {

@@ -1,4 +1,4 @@
-#include "client/cli/agent_address.h"
+#include "client/transport/agent_address.h"
 
 #include <charconv>
 
