@@ -9,11 +9,13 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "client/cli/options.h"
 #include "client/extcap/control_pipe.h"
 #include "client/extcap/extcap_observer.h"
+#include "client/extcap/fifo_hold.h"
 #include "client/stream/agent_channel.h"
 #include "client/stream/stream_command.h"
 #include "filters/bpf_filter.h"
@@ -321,31 +323,41 @@ void PrintRemoteInterfaces(const ExtcapRequest& request) {
   }
 }
 
+// How long a capture waits for Wireshark's dumpcap to open the FIFO before going on without
+// holding it (dumpcap opens it within milliseconds; a person running --capture by hand may not).
+constexpr std::chrono::seconds kFifoReaderWait{10};
+
 // The capture itself: a stream session into Wireshark's FIFO, its messages to the control pipes.
+// Whatever fails, before or after the capture starts, ends the same way: the reason on stderr,
+// then the FIFO closed (fifo_hold.h says why in this order), then a non-zero exit.
 int RunCapture(const ExtcapRequest& request) {
   if (request.fifo.empty()) {
     std::fputs("capctl: --capture needs --fifo PATH\n", stderr);
     return 2;
   }
+  auto held = FifoHold::Open(request.fifo, kFifoReaderWait);
+  FifoHold hold = held.ok() ? std::move(held.value()) : FifoHold();
+  const auto fail = [&hold](const std::vector<std::string>& lines, int code) {
+    for (const std::string& line : lines) std::fprintf(stderr, "%s\n", line.c_str());
+    std::fflush(stderr);
+    hold.Release();
+    return code;
+  };
+
   std::vector<std::string> extra = {"--fifo", request.fifo};
   if (request.capture_filter && !request.capture_filter->empty()) {
     extra.insert(extra.end(), {"-f", *request.capture_filter});
   }
   auto options = ToStreamOptions(request, extra);
-  if (!options.ok()) {
-    std::fprintf(stderr, "capctl: %s\n", options.status().message().c_str());
-    return 2;
-  }
+  if (!options.ok()) return fail({"capctl: " + options.status().message()}, 2);
 
   ControlPipes pipes(request.control_in, request.control_out);
   ExtcapObserver observer(pipes);
   const int code =
       RunStream(options.value(), observer, [&]() { return OpenCaptureOutput(options.value()); });
-  if (code != 0) {
-    // Wireshark shows an extcap's stderr when the capture ends ("Error by extcap pipe").
-    for (const std::string& line : observer.lines()) std::fprintf(stderr, "%s\n", line.c_str());
-  }
-  return code;
+  // Wireshark shows an extcap's stderr when the capture ends ("Error by extcap pipe").
+  if (code != 0) return fail(observer.lines(), code);
+  return 0;
 }
 
 }  // namespace
