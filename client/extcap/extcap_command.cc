@@ -355,9 +355,13 @@ int RunCapture(const ExtcapRequest& request) {
   ExtcapObserver observer(pipes);
   const int code =
       RunStream(options.value(), observer, [&]() { return OpenCaptureOutput(options.value()); });
-  // Wireshark shows an extcap's stderr when the capture ends ("Error by extcap pipe").
-  if (code != 0) return fail(observer.lines(), code);
-  return 0;
+  if (code == 0) return 0;
+  // Wireshark shows an extcap's stderr when the capture ends ("Error by extcap pipe: ..."): one
+  // line, the reason. The session's last line is it (the summary, which says why the capture
+  // ended, or the message of a failure before it started); earlier lines (the interface) are in
+  // the log window.
+  const std::vector<std::string>& said = observer.lines();
+  return fail({said.empty() ? "capctl: the capture failed" : said.back()}, code);
 }
 
 }  // namespace
