@@ -353,8 +353,12 @@ int RunCapture(const ExtcapRequest& request) {
 
   ControlPipes pipes(request.control_in, request.control_out);
   ExtcapObserver observer(pipes);
-  const int code =
-      RunStream(options.value(), observer, [&]() { return OpenCaptureOutput(options.value()); });
+  const int code = RunStream(options.value(), observer, [&]() {
+    auto opened = OpenCaptureOutput(options.value());
+    // The FIFO's path is Wireshark's own business: the summary says where the packets went.
+    if (opened.ok()) opened->output.name = "Wireshark";
+    return opened;
+  });
   if (code == 0) return 0;
   // Wireshark shows an extcap's stderr when the capture ends ("Error by extcap pipe: ..."): one
   // line, the reason. The session's last line is it (the summary, which says why the capture

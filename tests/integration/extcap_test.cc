@@ -549,6 +549,7 @@ class ExtcapFailureTest : public ExtcapTest {
     const std::string line = said.substr(at, said.find('\n', at) - at);
     EXPECT_NE(line.find(reason), std::string::npos) << tshark.Describe();
     EXPECT_EQ(said.find("capturing on"), std::string::npos) << tshark.Describe();
+    EXPECT_EQ(line.find("/tmp/"), std::string::npos) << "Wireshark's FIFO named: " << line;
   }
 
   // The reason tshark shows for a capture with these options, checked kRepeats times.
