@@ -513,7 +513,7 @@ class ExtcapFailureTest : public ExtcapTest {
   // A bound on how long tshark may take to give up, far below its -a duration: a hang is a
   // failure, not a slow run.
   static constexpr auto kGiveUpBound = std::chrono::seconds(15);
-  static constexpr int kRepeats = 3;
+  static constexpr int kRepeats = 5;
 
   void SetUp() override {
     ExtcapTest::SetUp();
