@@ -9,11 +9,13 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "client/cli/options.h"
 #include "client/extcap/control_pipe.h"
 #include "client/extcap/extcap_observer.h"
+#include "client/extcap/fifo_hold.h"
 #include "client/stream/agent_channel.h"
 #include "client/stream/stream_command.h"
 #include "common/command_line.h"
@@ -275,27 +277,45 @@ void PrintRemoteInterfaces(const ExtcapRequest& request) {
   }
 }
 
+// How long a capture waits for Wireshark's dumpcap to open the FIFO before going on without
+// holding it (dumpcap opens it within milliseconds; a person running --capture by hand may not).
+constexpr std::chrono::seconds kFifoReaderWait{10};
+
 // The capture itself: a stream session into Wireshark's FIFO, its messages to the control pipes.
+// Whatever fails, before or after the capture starts, ends the same way: the reason on stderr,
+// then the FIFO closed (fifo_hold.h says why in this order), then a non-zero exit.
 int RunCapture(const ExtcapRequest& request) {
   if (request.fifo.empty()) {
     std::fputs("capctl: --capture needs --fifo PATH\n", stderr);
     return 2;
   }
+  auto held = FifoHold::Open(request.fifo, kFifoReaderWait);
+  FifoHold hold = held.ok() ? std::move(held.value()) : FifoHold();
+  const auto fail = [&hold](const std::vector<std::string>& lines, int code) {
+    for (const std::string& line : lines) std::fprintf(stderr, "%s\n", line.c_str());
+    std::fflush(stderr);
+    hold.Release();
+    return code;
+  };
+
   auto options = ToStreamOptions(request);
-  if (!options.ok()) {
-    std::fprintf(stderr, "capctl: %s\n", options.status().message().c_str());
-    return 2;
-  }
+  if (!options.ok()) return fail({"capctl: " + options.status().message()}, 2);
 
   ControlPipes pipes(request.control_in, request.control_out);
   ExtcapObserver observer(pipes);
-  const int code =
-      RunStream(options.value(), observer, [&]() { return OpenCaptureOutput(options.value()); });
-  if (code != 0) {
-    // Wireshark shows an extcap's stderr when the capture ends ("Error by extcap pipe").
-    for (const std::string& line : observer.lines()) std::fprintf(stderr, "%s\n", line.c_str());
-  }
-  return code;
+  const int code = RunStream(options.value(), observer, [&]() {
+    auto opened = OpenCaptureOutput(options.value());
+    // The FIFO's path is Wireshark's own business: the summary says where the packets went.
+    if (opened.ok()) opened->output.name = "Wireshark";
+    return opened;
+  });
+  if (code == 0) return 0;
+  // Wireshark shows an extcap's stderr when the capture ends ("Error by extcap pipe: ..."): one
+  // line, the reason. The session's last line is it (the summary, which says why the capture
+  // ended, or the message of a failure before it started); earlier lines (the interface) are in
+  // the log window.
+  const std::vector<std::string>& said = observer.lines();
+  return fail({said.empty() ? "capctl: the capture failed" : said.back()}, code);
 }
 
 }  // namespace

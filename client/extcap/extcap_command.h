@@ -14,7 +14,10 @@
 // of `capctl stream`, client/cli/options.h, without a command line), RunStreamCommand streams
 // pcapng into Wireshark's FIFO, and what it prints on stderr goes to Wireshark's control pipes
 // instead (the log window, the status bar). Wireshark shows anything an extcap writes on stderr as
-// an error ("Error by extcap pipe: ..."), so capctl writes there only when the capture failed.
+// an error ("Error by extcap pipe: ..."), so capctl writes there only when the capture failed: one
+// line, the reason. Whatever fails, before or after the capture starts, capctl holds the FIFO
+// open from the start and closes it only after that line (fifo_hold.h): Wireshark then ends the
+// capture at once and shows the line, instead of waiting for a FIFO nobody opens.
 //
 // Wireshark derives a preference from each argument: extcap.capd.<call without dashes>, e.g.
 // `tshark -i capd -o extcap.capd.agent:ssh://ops@bastion -o extcap.capd.remoteinterface:eth0`.

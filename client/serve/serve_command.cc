@@ -45,7 +45,7 @@ int RunServeCommand(const ServeOptions& options) {
   StderrSessionObserver observer;
   const int code = RunStream(stream, observer, [&]() -> StatusOr<OpenedOutput> {
     OpenedOutput opened;
-    opened.writer = MakePcapFanoutWriter(server);
+    opened.writer = WithPcapLinkType(stream, MakePcapFanoutWriter(server));
     // Clients come and go: none of them is the reader whose leaving ends the capture.
     opened.output.name = "the clients of " + server.address();
     opened.output.is_stream = true;

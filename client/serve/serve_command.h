@@ -10,9 +10,10 @@
 // or without clients; it ends with -c/--duration, SIGINT/SIGTERM or the agent, and then the
 // clients' connections close.
 //
-// The link type of a pcap stream is that of the first interface (with --decap, that of the
-// decapsulated frames); other interfaces are refused as `capctl stream --format pcap` refuses
-// them.
+// A pcap stream has one link type, that of the first interface. With --decap it is the
+// decapsulated frames', all Ethernet: bare-IP frames (Geneve with an IP payload) get a made-up
+// Ethernet header (client/stream/ethernet_framing.h), so that mixed mirror sessions never end the
+// stream; the capture interface itself is left out, as `capctl stream --format pcap` leaves it.
 
 #include "client/cli/options.h"
 

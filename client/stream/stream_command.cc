@@ -11,6 +11,7 @@
 #include "client/output/rotation.h"
 #include "client/stream/agent_channel.h"
 #include "client/stream/agent_feed.h"
+#include "client/stream/ethernet_framing.h"
 #include "client/stream/output_target.h"
 #include "client/stream/session_text.h"
 #include "client/stream/signal_watcher.h"
@@ -50,7 +51,16 @@ StatusOr<OpenedOutput> OpenCaptureOutput(const StreamOptions& options,
   opened.writer = options.format == FileFormat::kPcap
                       ? MakePcapWriter(std::move(target->sink))
                       : MakePcapngWriter(std::move(target->sink), "capctl " CAPD_VERSION);
+  opened.writer = WithPcapLinkType(options, std::move(opened.writer));
   return opened;
+}
+
+std::unique_ptr<CaptureWriter> WithPcapLinkType(const StreamOptions& options,
+                                                std::unique_ptr<CaptureWriter> writer) {
+  if (options.format != FileFormat::kPcap || options.decap.mode == DecapOptions::Mode::kNone) {
+    return writer;
+  }
+  return FrameBareIpAsEthernet(std::move(writer));
 }
 
 int RunStream(const StreamOptions& options, SessionObserver& observer,

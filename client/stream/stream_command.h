@@ -26,6 +26,12 @@ struct OpenedOutput {
 // Called once, after at least one agent was reached (an unreachable agent leaves no empty file).
 using OutputOpener = std::function<StatusOr<OpenedOutput>()>;
 
+// `writer` as the pcap representation under --decap needs it: with --format pcap and
+// decapsulation, bare-IP frames are framed as Ethernet (ethernet_framing.h), so the stream keeps
+// one link type; otherwise `writer` itself.
+std::unique_ptr<CaptureWriter> WithPcapLinkType(const StreamOptions& options,
+                                                std::unique_ptr<CaptureWriter> writer);
+
 // The output `options` name: -W ring, else -w FILE, --fifo PATH (waits for a reader, or until
 // give_up() says so) or stdout; pcapng or pcap per --format.
 StatusOr<OpenedOutput> OpenCaptureOutput(const StreamOptions& options,

@@ -980,6 +980,43 @@ TEST_F(DecapTest, GeneveBareIpReplayIsOnARawInterface) {
   EXPECT_NE(r.output.find("192.168.100.2\t192.168.100.1\t8080"), std::string::npos) << r.output;
 }
 
+// --format pcap with both Geneve payload kinds (geneve-gcp.pcap's bare IPv4, geneve.pcap's
+// Ethernet): one Ethernet pcap file with every frame, the bare-IP one behind a made-up header
+// (zero addresses, ethertype IPv4) and otherwise the bytes the pcapng capture has.
+TEST_F(DecapTest, PcapFormatFramesBareIpAsEthernetBesideEthernet) {
+  if (!HaveTcpreplay()) GTEST_SKIP() << "tcpreplay is not installed (apt-get install tcpreplay)";
+  constexpr size_t kFrames = 1 + 39;
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  std::unique_ptr<Subprocess> pcap, pcapng;
+  ASSERT_NO_FATAL_FAILURE(StartStream("pcap",
+                                      {"-i", kIface, "--decap", "auto", "--format", "pcap", "-c",
+                                       std::to_string(kFrames), "-w", File("out.pcap").string()},
+                                      &pcap));
+  ASSERT_NO_FATAL_FAILURE(StartStream("pcapng",
+                                      {"-i", kIface, "--decap", "auto", "-c",
+                                       std::to_string(kFrames), "-w", File("out.pcapng").string()},
+                                      &pcapng));
+  ASSERT_NO_FATAL_FAILURE(Replay(kRealCaptures / "geneve-gcp.pcap"));
+  ASSERT_NO_FATAL_FAILURE(Replay(kRealCaptures / "geneve.pcap"));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*pcap, 0));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*pcapng, 0));
+
+  const auto a = ReadOrFail(File("out.pcap"));
+  const PcapngFile b = ReadPcapngOrFail(File("out.pcapng"));
+  ASSERT_EQ(a.size(), kFrames);
+  ASSERT_EQ(b.packets.size(), kFrames);
+  for (size_t k = 0; k < kFrames; ++k) {
+    SCOPED_TRACE("packet " + std::to_string(k));
+    EXPECT_EQ(a[k].linktype, 1);  // DLT_EN10MB
+    const bool raw = b.interfaces.at(b.packets[k].interface_id).link_type == kLinkTypeRaw;
+    EXPECT_EQ(raw, k == 0) << "the bare-IP frame was replayed first";
+    const std::string header = raw ? std::string(12, '\0') + std::string("\x08\x00", 2) : "";
+    EXPECT_TRUE(a[k].bytes == header + b.packets[k].bytes);
+    EXPECT_EQ(a[k].len, b.packets[k].len + header.size());
+  }
+  ExpectCapinfos(File("out.pcap"), kFrames);
+}
+
 // nsh-over-vxlan-gpe.pcap (UDP 4790, VXLAN-GPE carrying NSH) is never taken for VXLAN: not with
 // --decap auto (4790 is not a tunnel port: not even counted), and not with --vxlan-port 4790
 // (counted as unsupported_payload). Each capture ends on a plain VXLAN sentinel on its port.

@@ -505,5 +505,104 @@ TEST_F(ExtcapTest, FailedCaptureSaysWhyOnStderr) {
       << bad.err;
 }
 
+// tshark with the installed extcap, failing in each way a user meets: it ends on its own well
+// before its -a duration, non-zero, with capctl's reason on its stderr ("Error by extcap pipe"),
+// every time (the reason once raced the FIFO's end and was sometimes lost).
+class ExtcapFailureTest : public ExtcapTest {
+ protected:
+  // A bound on how long tshark may take to give up, far below its -a duration: a hang is a
+  // failure, not a slow run.
+  static constexpr auto kGiveUpBound = std::chrono::seconds(15);
+  static constexpr int kRepeats = 5;
+
+  void SetUp() override {
+    ExtcapTest::SetUp();
+    if (!HaveProgram("tshark")) GTEST_SKIP() << "needs tshark (apt-get install tshark)";
+    env_ = HomeEnv();
+    std::vector<std::string> install = env_;
+    install.insert(install.end(), {kCapctlPath, "extcap", "install"});
+    const CommandResult installed = RunCommand(install);
+    ASSERT_TRUE(installed.status.Exited(0)) << installed.status << installed.output;
+  }
+
+  // Starts `tshark -i capd -a duration:120 -w FILE` with the given options in the agent's
+  // namespace.
+  void StartTshark(const std::vector<std::string>& options, std::unique_ptr<Subprocess>* out) {
+    std::vector<std::string> argv = env_;
+    argv.insert(argv.end(), {"tshark", "-n", "-i", "capd", "-a", "duration:120", "-w",
+                             File("tshark-" + std::to_string(++tsharks_) + ".pcapng").string()});
+    argv.insert(argv.end(), options.begin(), options.end());
+    ASSERT_NO_FATAL_FAILURE(Spawn("tshark-" + std::to_string(tsharks_), argv, out));
+  }
+
+  // Expects `tshark` to end within the bound, its stderr holding `reason` on the line Wireshark
+  // shows, and non-zero when `started` is false. tshark 4.0 exits 0 once a capture has started,
+  // whatever ends it (even an error of dumpcap's own on the pipe): that is not capctl's to change.
+  void ExpectGivesUpWith(Subprocess& tshark, const std::string& reason, bool started = false) {
+    const auto status = tshark.WaitFor(kGiveUpBound);
+    ASSERT_TRUE(status.has_value()) << "tshark still waits: " << tshark.Describe();
+    if (!started) EXPECT_FALSE(status->Exited(0)) << tshark.Describe();
+    // One line from capctl: the reason, not what came before it.
+    const std::string said = tshark.Stderr();
+    const size_t at = said.find("Error by extcap pipe: ");
+    ASSERT_NE(at, std::string::npos) << tshark.Describe();
+    const std::string line = said.substr(at, said.find('\n', at) - at);
+    EXPECT_NE(line.find(reason), std::string::npos) << tshark.Describe();
+    EXPECT_EQ(said.find("capturing on"), std::string::npos) << tshark.Describe();
+    EXPECT_EQ(line.find("/tmp/"), std::string::npos) << "Wireshark's FIFO named: " << line;
+  }
+
+  // The reason tshark shows for a capture with these options, checked kRepeats times.
+  void ExpectEveryRunGivesUpWith(const std::vector<std::string>& options,
+                                 const std::string& reason) {
+    for (int i = 0; i < kRepeats; ++i) {
+      SCOPED_TRACE("run " + std::to_string(i + 1));
+      std::unique_ptr<Subprocess> tshark;
+      ASSERT_NO_FATAL_FAILURE(StartTshark(options, &tshark));
+      ASSERT_NO_FATAL_FAILURE(ExpectGivesUpWith(*tshark, reason));
+    }
+  }
+
+  std::vector<std::string> env_;
+  int tsharks_ = 0;
+};
+
+TEST_F(ExtcapFailureTest, UnreachableAgent) {
+  ExpectEveryRunGivesUpWith({"-o", "extcap.capd.agent:127.0.0.1:1"},
+                            "capctl: cannot reach agent at 127.0.0.1:1");
+}
+
+TEST_F(ExtcapFailureTest, FilterThatDoesNotCompile) {
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  ExpectEveryRunGivesUpWith(
+      {"-o", std::string("extcap.capd.agent:") + kAgentTarget, "-f", "udp port 7000 and tcp port"},
+      "capctl: filter 'udp port 7000 and tcp port'");
+}
+
+TEST_F(ExtcapFailureTest, InterfaceTheAgentDoesNotHave) {
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  ExpectEveryRunGivesUpWith({"-o", std::string("extcap.capd.agent:") + kAgentTarget, "-o",
+                             "extcap.capd.remoteinterface:nosuch0"},
+                            "nosuch0");
+}
+
+TEST_F(ExtcapFailureTest, AgentKilledMidCapture) {
+  for (int i = 0; i < kRepeats; ++i) {
+    SCOPED_TRACE("run " + std::to_string(i + 1));
+    ASSERT_NO_FATAL_FAILURE(StartAgent());
+    std::unique_ptr<Subprocess> tshark;
+    ASSERT_NO_FATAL_FAILURE(
+        StartTshark({"-o", std::string("extcap.capd.agent:") + kAgentTarget, "-o",
+                     std::string("extcap.capd.remoteinterface:") + kIface},
+                    &tshark));
+    ASSERT_TRUE(agent().WaitForStderr(kCaptureOpenLine, kStartTimeout))
+        << agent().Describe() << "\n"
+        << tshark->Describe();
+    ASSERT_TRUE(agent().Signal(SIGKILL));
+    ASSERT_TRUE(agent().WaitFor(kExitTimeout).has_value());
+    ASSERT_NO_FATAL_FAILURE(ExpectGivesUpWith(*tshark, "agent went away", /*started=*/true));
+  }
+}
+
 }  // namespace
 }  // namespace capd::test

@@ -400,9 +400,10 @@ class ServeTest : public TransportTest {
  protected:
   // capctl serve --listen 127.0.0.1:0 ARGS... in the agent namespace; returns "127.0.0.1:PORT"
   // once it listens and the agent's capture is open.
-  std::string StartServe(const std::vector<std::string>& args, std::unique_ptr<Subprocess>* out) {
+  std::string StartServe(const std::vector<std::string>& args, std::unique_ptr<Subprocess>* out,
+                         const std::string& filter = kUdpFilter) {
     std::vector<std::string> argv = {kCapctlPath,   "serve", "--agent", kAgentTarget, "--listen",
-                                     "127.0.0.1:0", "-i",    kIface,    "-f",         kUdpFilter};
+                                     "127.0.0.1:0", "-i",    kIface,    "-f",         filter};
     argv.insert(argv.end(), args.begin(), args.end());
     Spawn("serve", argv, out);
     if (HasFatalFailure()) return "";
@@ -658,6 +659,125 @@ TEST_F(SsmTest, WithoutTheSessionManagerPluginOneLineAndExit1) {
             "capctl: ssm:// needs the Session Manager plugin (session-manager-plugin) on PATH\n");
   EXPECT_FALSE(std::filesystem::exists(File("aws.args"))) << "the aws stand-in was started";
   EXPECT_FALSE(std::filesystem::exists(File("out.pcapng"))) << "an empty capture file was left";
+}
+
+// A classic pcap stream read as the strictest PCAP-over-IP readers read it (Arkime takes only the
+// a1b2c3d4/a1b23c4d magics, one link type for the whole stream, caplen <= snaplen): the link type
+// and each record's bytes and original length; `error` says what such a reader would refuse.
+struct StrictPcap {
+  uint32_t link_type = 0;
+  struct Record {
+    std::string bytes;
+    uint32_t len = 0;
+  };
+  std::vector<Record> records;
+  std::string error;
+};
+
+StrictPcap ReadStrictPcap(const std::string& stream) {
+  StrictPcap out;
+  const auto u32 = [&stream](size_t at) {
+    uint32_t v;
+    std::memcpy(&v, stream.data() + at, 4);  // host order: capctl writes it so, on this host
+    return v;
+  };
+  if (stream.size() < 24) {
+    out.error = "no file header";
+    return out;
+  }
+  if (u32(0) != 0xa1b2c3d4 && u32(0) != 0xa1b23c4d) {
+    out.error = "not a classic pcap magic";
+    return out;
+  }
+  const uint32_t snaplen = u32(16);
+  out.link_type = u32(20);
+  for (size_t at = 24; at < stream.size();) {
+    if (stream.size() - at < 16) {
+      out.error = "a truncated record header";
+      return out;
+    }
+    const uint32_t caplen = u32(at + 8);
+    const uint32_t len = u32(at + 12);
+    if (caplen > snaplen || caplen > len || stream.size() - at - 16 < caplen) {
+      out.error = "a record with caplen " + std::to_string(caplen) + ", len " +
+                  std::to_string(len) + ", snaplen " + std::to_string(snaplen);
+      return out;
+    }
+    out.records.push_back({stream.substr(at + 16, caplen), len});
+    at += 16 + caplen;
+  }
+  return out;
+}
+
+// serve --decap auto fed with real Geneve captures of both payload kinds, bare IP (GCP) and
+// Ethernet, mixed both ways: the server keeps serving, and Wireshark's PCAP-over-IP client and a
+// strict classic-pcap reader each get every frame, as Ethernet (bare IP behind a made-up header
+// with zero addresses, README "PCAP-over-IP").
+TEST_F(ServeTest, DecapAutoServesMixedGenevePayloadsToEveryReader) {
+  if (!HaveProgram("tshark")) GTEST_SKIP() << "needs tshark (apt-get install tshark)";
+  if (!RunCommand({"tcpreplay", "--version"}).status.Exited(0)) {
+    GTEST_SKIP() << "needs tcpreplay (apt-get install tcpreplay)";
+  }
+  const std::filesystem::path real = CAPD_REAL_CAPTURES_DIR;
+  // geneve-gcp.pcap: 1 bare IPv4 payload; geneve.pcap: 39 Ethernet payloads.
+  const std::vector<std::filesystem::path> replays = {
+      real / "geneve-gcp.pcap", real / "geneve.pcap", real / "geneve-gcp.pcap"};
+  constexpr size_t kFrames = 1 + 39 + 1;
+
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  std::unique_ptr<Subprocess> serve;
+  const std::string address = StartServe({"--decap", "auto"}, &serve, "udp port 6081");
+  ASSERT_FALSE(address.empty());
+  std::unique_ptr<Subprocess> tshark;
+  ASSERT_NO_FATAL_FAILURE(Spawn("tshark",
+                                {"tshark", "-n", "-i", "TCP@" + address, "-c",
+                                 std::to_string(kFrames), "-w", File("tshark.pcapng").string()},
+                                &tshark));
+  ASSERT_TRUE(serve->WaitForStderr("connected (1 connected)", kStartTimeout)) << serve->Describe();
+  SocketReader strict(Connect());
+  ASSERT_TRUE(serve->WaitForStderr("connected (2 connected)", kStartTimeout)) << serve->Describe();
+
+  for (const auto& file : replays) {
+    const CommandResult r =
+        RunCommand({"tcpreplay", "-q", "-t", "-i", TestNetwork::kPeerInterface, file.string()},
+                   network().peer_ns());
+    ASSERT_TRUE(r.status.Exited(0)) << "tcpreplay " << file << ": " << r.output;
+  }
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*tshark, 0));
+  EXPECT_TRUE(serve->Running()) << "a second link type ended the server: " << serve->Describe();
+
+  const auto got = ReadOrFail(File("tshark.pcapng"));
+  ASSERT_EQ(got.size(), kFrames);
+  for (const auto& packet : got) EXPECT_EQ(packet.linktype, 1);  // DLT_EN10MB
+  // The bare-IP frames, first and last: the made-up header, then the inner IPv4 packet whole.
+  for (const size_t k : {size_t{0}, kFrames - 1}) {
+    SCOPED_TRACE("frame " + std::to_string(k));
+    ASSERT_GE(got[k].bytes.size(), 34u);
+    EXPECT_EQ(got[k].bytes.substr(0, 14), std::string(12, '\0') + std::string("\x08\x00", 2));
+    EXPECT_EQ(static_cast<uint8_t>(got[k].bytes[14]) >> 4, 4) << "an IPv4 packet follows";
+    EXPECT_EQ(got[k].len, got[k].bytes.size());
+  }
+  const CommandResult fields = RunCommand({"tshark", "-n", "-r", File("tshark.pcapng").string(),
+                                           "-T", "fields", "-e", "ip.src", "-e", "tcp.dstport"});
+  EXPECT_NE(fields.output.find("192.168.100.2\t8080"), std::string::npos) << fields.output;
+
+  // The strict reader: everything until capctl serve ends and closes its connection.
+  ASSERT_TRUE(serve->Signal(SIGINT));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*serve, 0));
+  for (int i = 0; i < 500 && !strict.done(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // the reader's thread, at EOF
+  }
+  ASSERT_TRUE(strict.done()) << "the server did not close the connection";
+  const StrictPcap stream = ReadStrictPcap(strict.bytes());
+  EXPECT_EQ(stream.error, "");
+  EXPECT_EQ(stream.link_type, 1u);
+  ASSERT_EQ(stream.records.size(), kFrames);
+  for (size_t k = 0; k < kFrames; ++k) {
+    SCOPED_TRACE("frame " + std::to_string(k));
+    EXPECT_EQ(stream.records[k].bytes, got[k].bytes);
+    EXPECT_EQ(stream.records[k].len, got[k].len);
+  }
+  EXPECT_EQ(serve->Stderr().find("/proc/"), std::string::npos) << serve->Describe();
 }
 
 }  // namespace
