@@ -9,17 +9,10 @@
 
 #include "capfile/capture_writer.h"
 #include "capfile/encoding.h"
+#include "capfile/pcap_format.h"
 
 namespace capd::capfile {
 namespace {
-
-using internal::AppendHost;
-
-// The nanosecond variant of the pcap magic (libpcap >= 1.5, Wireshark >= 1.8).
-constexpr uint32_t kNanosecondMagic = 0xa1b23c4d;
-constexpr uint16_t kVersionMajor = 2;
-constexpr uint16_t kVersionMinor = 4;
-constexpr uint64_t kNanosPerSecond = 1'000'000'000;
 
 class PcapWriter final : public CaptureWriter {
  public:
@@ -33,7 +26,7 @@ class PcapWriter final : public CaptureWriter {
     if (interface_count_ == 0) {
       link_type_ = info.link_type;
       snaplen_ = info.snaplen;
-      AppendFileHeader();
+      pcap::AppendFileHeader(buffer_, link_type_, snaplen_);
     } else if (info.link_type != link_type_) {
       return InvalidArgument("interface " + info.name + " has link type " +
                              std::to_string(info.link_type) + " but this pcap file has " +
@@ -52,16 +45,8 @@ class PcapWriter final : public CaptureWriter {
       return InvalidArgument("unknown interface index " + std::to_string(interface_index) + " (" +
                              std::to_string(interface_count_) + " interfaces added)");
     }
-    CAPD_RETURN_IF_ERROR(internal::CheckPacketLengths(original_length, data.size()));
-    // A later interface may have a larger snaplen than the file header says.
-    const uint32_t captured = internal::CapturedLength(data.size(), snaplen_);
-    // ts_sec is 32 bits unsigned: good until 2106.
-    AppendHost<uint32_t>(buffer_, static_cast<uint32_t>(timestamp_ns / kNanosPerSecond));
-    AppendHost<uint32_t>(buffer_, static_cast<uint32_t>(timestamp_ns % kNanosPerSecond));
-    AppendHost<uint32_t>(buffer_, captured);
-    AppendHost<uint32_t>(buffer_, original_length);
-    internal::AppendBytes(buffer_, data.first(captured));
-    return Status::Ok();
+    // A later interface may have a larger snaplen than the file header says: the header's wins.
+    return pcap::AppendRecord(buffer_, timestamp_ns, original_length, data, snaplen_);
   }
 
   Status WriteStatistics(uint32_t /*interface_index*/,
@@ -78,16 +63,6 @@ class PcapWriter final : public CaptureWriter {
   }
 
  private:
-  void AppendFileHeader() {
-    AppendHost<uint32_t>(buffer_, kNanosecondMagic);
-    AppendHost<uint16_t>(buffer_, kVersionMajor);
-    AppendHost<uint16_t>(buffer_, kVersionMinor);
-    AppendHost<int32_t>(buffer_, 0);   // thiszone: timestamps are UTC
-    AppendHost<uint32_t>(buffer_, 0);  // sigfigs
-    AppendHost<uint32_t>(buffer_, snaplen_);
-    AppendHost<uint32_t>(buffer_, link_type_);
-  }
-
   std::unique_ptr<ByteSink> sink_;
   std::string buffer_;
   uint32_t interface_count_ = 0;

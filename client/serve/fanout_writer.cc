@@ -1,24 +1,15 @@
 #include "client/serve/fanout_writer.h"
 
 #include <cstdint>
-#include <cstring>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "capfile/pcap_format.h"
+
 namespace capd::client {
 namespace {
-
-// The nanosecond variant of the pcap magic (libpcap >= 1.5, Wireshark >= 1.8).
-constexpr uint32_t kNanosecondMagic = 0xa1b23c4d;
-constexpr uint64_t kNanosPerSecond = 1'000'000'000;
-
-template <typename T>
-void Append(std::string& out, T value) {
-  char bytes[sizeof(T)];
-  std::memcpy(bytes, &value, sizeof(T));
-  out.append(bytes, sizeof(T));
-}
 
 class PcapFanoutWriter final : public CaptureWriter {
  public:
@@ -28,14 +19,7 @@ class PcapFanoutWriter final : public CaptureWriter {
     if (interface_count_ == 0) {
       link_type_ = info.link_type;
       snaplen_ = info.snaplen;
-      // Host byte order, as the pcap writer: readers tell the order from the magic.
-      Append<uint32_t>(header_, kNanosecondMagic);
-      Append<uint16_t>(header_, 2);
-      Append<uint16_t>(header_, 4);
-      Append<int32_t>(header_, 0);   // thiszone: timestamps are UTC
-      Append<uint32_t>(header_, 0);  // sigfigs
-      Append<uint32_t>(header_, snaplen_);
-      Append<uint32_t>(header_, link_type_);
+      capfile::pcap::AppendFileHeader(header_, link_type_, snaplen_);
     } else if (info.link_type != link_type_) {
       return InvalidArgument("interface " + info.name + " has link type " +
                              std::to_string(info.link_type) + " but this pcap stream has " +
@@ -53,21 +37,10 @@ class PcapFanoutWriter final : public CaptureWriter {
     if (interface_index >= interface_count_) {
       return InvalidArgument("unknown interface index " + std::to_string(interface_index));
     }
-    if (data.size() > original_length) {
-      return InvalidArgument("captured length " + std::to_string(data.size()) +
-                             " exceeds the original length " + std::to_string(original_length));
-    }
-    // A later interface may have a larger snaplen than the header says: keep the first bytes.
-    const uint32_t captured =
-        snaplen_ != 0 && data.size() > snaplen_ ? snaplen_ : static_cast<uint32_t>(data.size());
     std::string record;
-    record.reserve(16 + captured);
-    // ts_sec is 32 bits unsigned: good until 2106.
-    Append<uint32_t>(record, static_cast<uint32_t>(timestamp_ns / kNanosPerSecond));
-    Append<uint32_t>(record, static_cast<uint32_t>(timestamp_ns % kNanosPerSecond));
-    Append<uint32_t>(record, captured);
-    Append<uint32_t>(record, original_length);
-    record.append(reinterpret_cast<const char*>(data.data()), captured);
+    record.reserve(capfile::pcap::kRecordHeaderBytes + data.size());
+    CAPD_RETURN_IF_ERROR(
+        capfile::pcap::AppendRecord(record, timestamp_ns, original_length, data, snaplen_));
     pending_.push_back(std::make_shared<const std::string>(std::move(record)));
     return Status::Ok();
   }
