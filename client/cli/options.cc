@@ -399,7 +399,9 @@ struct Parser {
     }
 
     // Handled before this parser sees the command line (client/extcap); here for --help.
-    app.add_subcommand("extcap", "capctl as a Wireshark extcap: `capctl extcap install --help`");
+    app.add_subcommand(
+        "extcap",
+        "capctl as a Wireshark extcap: `capctl extcap install --help`, `capctl extcap uninstall`");
   }
 
   void AddStream(CLI::App& sub, StreamOptions& out, StreamFlags& flags) {

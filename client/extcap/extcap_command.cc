@@ -320,6 +320,18 @@ int RunCapture(const ExtcapRequest& request) {
 
 }  // namespace
 
+std::vector<std::string> ExtcapPreferenceNames() {
+  std::vector<std::string> names;
+  for (std::string_view call : kDialogArguments) {
+    std::string name = "extcap." + std::string(kInterface) + ".";
+    for (char c : call) {
+      if (c != '-') name += c;  // Wireshark drops the dashes
+    }
+    names.push_back(std::move(name));
+  }
+  return names;
+}
+
 bool IsExtcapInvocation(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--extcap-", 9) == 0 || std::strcmp(argv[i], "--capture") == 0) {

@@ -22,6 +22,9 @@
 // Wireshark derives a preference from each argument: extcap.capd.<call without dashes>, e.g.
 // `tshark -i capd -o extcap.capd.agent:ssh://ops@bastion -o extcap.capd.remoteinterface:eth0`.
 
+#include <string>
+#include <vector>
+
 namespace capd::client {
 
 // True when the command line is Wireshark's: any --extcap-* argument, or --capture.
@@ -30,10 +33,15 @@ bool IsExtcapInvocation(int argc, char** argv);
 // Answers the extcap step the arguments ask for; returns the exit code.
 int RunExtcap(int argc, char** argv);
 
+// The preferences Wireshark derives from the dialog's arguments, in the dialog's order, e.g.
+// "extcap.capd.agent", "extcap.capd.remoteinterface": the names `tshark -o NAME:VALUE` takes.
+std::vector<std::string> ExtcapPreferenceNames();
+
 // `capctl extcap install [--dir DIR] [--copy]` (argv[0] is "extcap"): links (or copies) this
 // executable into the folder the installed Wireshark reads extcaps from, as `tshark -G folders`
 // reports it: "Personal Extcap path" (Wireshark 4.2 and later, ~/.local/lib/wireshark/extcap),
-// else "Personal configuration" + /extcap (4.0, ~/.config/wireshark/extcap).
+// else "Personal configuration" + /extcap (4.0, ~/.config/wireshark/extcap), and prints where and
+// the preference names. `capctl extcap uninstall [--dir DIR]` removes what install put there.
 int RunExtcapCommand(int argc, char** argv);
 
 }  // namespace capd::client

@@ -95,6 +95,36 @@ Status Install(const std::string& folder, bool copy) {
       "capctl: Wireshark lists \"capd remote capture\" after a restart (or Capture > Refresh "
       "Interfaces); tshark -i capd -o extcap.capd.agent:HOST:PORT captures from the command "
       "line\n");
+  // Wireshark drops the dashes of the arguments' names: a misspelt -o is ignored silently, so the
+  // exact names are worth printing once.
+  std::string names;
+  for (const std::string& name : ExtcapPreferenceNames())
+    names += (names.empty() ? "" : ", ") + name;
+  std::printf("capctl: its settings as tshark -o NAME:VALUE takes them: %s\n", names.c_str());
+  return Status::Ok();
+}
+
+// Removes FOLDER/capctl when it is what install leaves: a link, or a regular file (a copy).
+// Anything else there (a folder) is refused; nothing there is not an error.
+Status Uninstall(const std::string& folder) {
+  const std::string target = folder + "/capctl";
+  struct stat st {};
+  if (lstat(target.c_str(), &st) != 0) {
+    if (errno != ENOENT) return Internal("lstat(" + target + "): " + std::strerror(errno));
+    std::printf("capctl: no capctl in %s: nothing to remove\n", folder.c_str());
+    return Status::Ok();
+  }
+  if (!S_ISLNK(st.st_mode) && !S_ISREG(st.st_mode)) {
+    return InvalidArgument(
+        target + " is not a link or a file that `capctl extcap install` made: left alone");
+  }
+  if (unlink(target.c_str()) != 0) {
+    return Internal("unlink(" + target + "): " + std::strerror(errno));
+  }
+  std::printf(
+      "capctl: removed %s; Wireshark no longer lists \"capd remote capture\" after a "
+      "restart\n",
+      target.c_str());
   return Status::Ok();
 }
 
@@ -116,6 +146,14 @@ int RunExtcapCommand(int argc, char** argv) {
       ->type_name("DIR")
       ->check(NotEmpty("a folder"));
   install->add_flag("--copy", copy, "copy the executable instead of linking to it");
+  CLI::App* uninstall = app.add_subcommand(
+      "uninstall",
+      "remove capctl from Wireshark's personal extcap folder (what install put there)");
+  uninstall
+      ->add_option("--dir", folder,
+                   "the folder given to install --dir, if any (default: as install finds it)")
+      ->type_name("DIR")
+      ->check(NotEmpty("a folder"));
   try {
     // argv[0] is "extcap"; CLI11 takes the rest last first.
     std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
@@ -136,10 +174,10 @@ int RunExtcapCommand(int argc, char** argv) {
     }
     folder = found.value();
   }
-  const Status installed = Install(folder, copy);
-  if (!installed.ok()) {
-    std::fprintf(stderr, "capctl: %s\n", installed.message().c_str());
-    return 1;
+  const Status done = uninstall->parsed() ? Uninstall(folder) : Install(folder, copy);
+  if (!done.ok()) {
+    std::fprintf(stderr, "capctl: %s\n", done.message().c_str());
+    return ExitCodeFor(done.code());
   }
   return 0;
 }

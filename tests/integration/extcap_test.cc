@@ -309,6 +309,40 @@ TEST_F(ExtcapTest, InstalledTsharkCapturesExactlyTheMatchingPackets) {
   ExpectUdpPayloads(ReadOrFail(File("tshark.pcapng")), payloads, kPort);
   // capctl (tshark's extcap child) ended its stream.
   EXPECT_TRUE(agent().WaitForStderr("stream on veth0 ended", kStartTimeout)) << agent().Describe();
+
+  // The preference names install printed are the ones this Wireshark derived (a misspelt -o is
+  // ignored silently): every one of them, and as many as tshark has.
+  const CommandResult prefs = RunCommand(with_env({"tshark", "-G", "currentprefs"}));
+  ASSERT_TRUE(prefs.status.Exited(0)) << prefs.output;
+  std::smatch printed;
+  ASSERT_TRUE(std::regex_search(install.output, printed,
+                                std::regex(R"(tshark -o NAME:VALUE takes them: ([^\n]+))")))
+      << install.output;
+  const std::string names = printed[1].str();
+  size_t named = 0;
+  for (size_t at = 0; at < names.size();) {
+    size_t end = names.find(", ", at);
+    if (end == std::string::npos) end = names.size();
+    const std::string name = names.substr(at, end - at);
+    EXPECT_NE(prefs.output.find("#" + name + ":"), std::string::npos) << name;
+    ++named;
+    at = end + 2;
+  }
+  const std::regex tshark_pref(R"(#extcap\.capd\.[a-z]+:)");
+  EXPECT_EQ(named, static_cast<size_t>(std::distance(
+                       std::sregex_iterator(prefs.output.begin(), prefs.output.end(), tshark_pref),
+                       std::sregex_iterator())));
+
+  // uninstall takes it away again; a second uninstall finds nothing and says so.
+  const CommandResult removed = RunCommand(with_env({kCapctlPath, "extcap", "uninstall"}));
+  ASSERT_TRUE(removed.status.Exited(0)) << removed.output;
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::symlink_status(link))) << removed.output;
+  const CommandResult relisted = RunCommand(with_env({"tshark", "-D"}));
+  EXPECT_EQ(relisted.output.find("capd (capd remote capture)"), std::string::npos)
+      << relisted.output;
+  const CommandResult again = RunCommand(with_env({kCapctlPath, "extcap", "uninstall"}));
+  EXPECT_TRUE(again.status.Exited(0)) << again.output;
+  EXPECT_NE(again.output.find("nothing to remove"), std::string::npos) << again.output;
 }
 
 // What capctl --capture told Wireshark's GUI: the packets in the FIFO, and the control packets
