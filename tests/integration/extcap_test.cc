@@ -597,6 +597,16 @@ class ExtcapFailureTest : public ExtcapTest {
     }
   }
 
+  // capd as deployed: --user nobody, keeping only its two capabilities.
+  void StartDeployedAgent() {
+    ASSERT_NO_FATAL_FAILURE(Spawn("capd",
+                                  {kCapdPath, "--listen", kAgentTarget, "--name", "capd-it",
+                                   "--log-level", "info", "--user", "nobody", "--no-metadata"},
+                                  &agent_));
+    ASSERT_TRUE(agent_->WaitForStderr(std::string("listening on ") + kAgentTarget, kStartTimeout))
+        << agent_->Describe();
+  }
+
   std::vector<std::string> env_;
   int tsharks_ = 0;
 };
@@ -607,14 +617,14 @@ TEST_F(ExtcapFailureTest, UnreachableAgent) {
 }
 
 TEST_F(ExtcapFailureTest, FilterThatDoesNotCompile) {
-  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  ASSERT_NO_FATAL_FAILURE(StartDeployedAgent());
   ExpectEveryRunGivesUpWith(
       {"-o", std::string("extcap.capd.agent:") + kAgentTarget, "-f", "udp port 7000 and tcp port"},
       "capctl: filter 'udp port 7000 and tcp port'");
 }
 
 TEST_F(ExtcapFailureTest, InterfaceTheAgentDoesNotHave) {
-  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  ASSERT_NO_FATAL_FAILURE(StartDeployedAgent());
   ExpectEveryRunGivesUpWith({"-o", std::string("extcap.capd.agent:") + kAgentTarget, "-o",
                              "extcap.capd.remoteinterface:nosuch0"},
                             "nosuch0");
