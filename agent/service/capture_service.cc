@@ -300,7 +300,8 @@ grpc::ServerUnaryReactor* CaptureService::ListInterfaces(grpc::CallbackServerCon
 
 grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
     grpc::CallbackServerContext* context, const v1::StreamRequest* request) {
-  if (grpc::Status allowed = Authorize(*context); !allowed.ok()) {
+  std::string principal;
+  if (grpc::Status allowed = Authorize(*context, &principal); !allowed.ok()) {
     if (auto held_back = RefusalLogThrottle().Admit()) {
       spdlog::warn("refused a stream from {}: {}{}", context->peer(), allowed.error_message(),
                    HeldBackNote(*held_back));
@@ -333,10 +334,66 @@ grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
   spdlog::info("stream from {}: interface '{}', filter {}, count {}, duration {} ms",
                context->peer(), request->interface(), filters::QuoteFilter(request->filter()),
                request->max_packets(), request->duration_ms());
+  // The handle goes out with the call's first message (initial metadata), to this client only.
+  auto handle = NewStreamHandle();
+  if (handle.ok()) context->AddInitialMetadata(StreamHandles::kMetadataKey, handle.value());
   auto* reactor = new StreamReactor(*hub_, *request, options_.identity, std::move(relay),
                                     options_.max_queue_bytes, options_.stall_timeout, context,
                                     [this](StreamReactor* gone) { Forget(gone); });
   streams_.insert(reactor);
+  if (handle.ok()) handles_.Add(handle.value(), principal, reactor->subscription(), reactor);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CaptureService::ChangeStream(grpc::CallbackServerContext* context,
+                                                       const v1::ChangeStreamRequest* request,
+                                                       v1::ChangeStreamResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  std::string principal;
+  if (grpc::Status allowed = Authorize(*context, &principal); !allowed.ok()) {
+    reactor->Finish(allowed);
+    return reactor;
+  }
+  const std::string handle = request->stream_handle();
+  auto begun = handles_.BeginChange(handle, principal);
+  if (!begun.ok()) {
+    if (auto held_back = RefusalLogThrottle().Admit()) {
+      spdlog::info("filter change from {} refused: {}{}", context->peer(), begun.status().message(),
+                   HeldBackNote(*held_back));
+    }
+    reactor->Finish(ToGrpcStatus(begun.status()));
+    return reactor;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (shutting_down_) {
+      handles_.EndChange(handle);
+      reactor->Finish({grpc::StatusCode::UNAVAILABLE, "capd is shutting down"});
+      return reactor;
+    }
+  }
+  // The compile (capd-filters, up to its budget) and the move wait for a capture thread: not
+  // on gRPC's threads.
+  const uint64_t subscription = begun.value();
+  const std::string peer = context->peer();
+  const bool started = change_calls_.Start(
+      "capd-change", [this, reactor, request, response, handle, subscription, peer] {
+        auto changed = hub_->Change(subscription, *request);
+        handles_.EndChange(handle);
+        if (!changed.ok()) {
+          spdlog::info("filter change from {} refused: {}", peer, changed.status().message());
+          reactor->Finish(ToGrpcStatus(changed.status()));
+          return;
+        }
+        *response = std::move(changed).value();
+        spdlog::info("stream from {}: filter changed; kernel filter now '{}'", peer,
+                     response->filter());
+        reactor->Finish(grpc::Status::OK);
+      });
+  if (!started) {
+    handles_.EndChange(handle);
+    reactor->Finish({grpc::StatusCode::UNAVAILABLE, "capd is shutting down"});
+  }
   return reactor;
 }
 
@@ -355,13 +412,22 @@ LocalPeer LocatePeer(const TcpEndpoint& peer, uint16_t port) {
 
 }  // namespace
 
-grpc::Status CaptureService::Authorize(const grpc::CallbackServerContext& context) const {
+grpc::Status CaptureService::Authorize(const grpc::CallbackServerContext& context,
+                                       std::string* principal) const {
+  std::string ignored;
+  std::string& who = principal != nullptr ? *principal : ignored;
+  who = "anyone";
   const auto& metadata = context.client_metadata();
-  if (options_.token && metadata.find("authorization") != metadata.end()) {
+  if (auto sent = metadata.find("authorization"); options_.token && sent != metadata.end()) {
+    who = "token:" + std::string(sent->second.data(), sent->second.size());
     return options_.token->Check(context);  // a token sent is a token checked, from anywhere
   }
   if (options_.client_certificates && context.auth_context() &&
       context.auth_context()->IsPeerAuthenticated()) {
+    const auto certificate = context.auth_context()->FindPropertyValues("x509_pem_cert");
+    who = "cert:" + (certificate.empty()
+                         ? std::string()
+                         : std::string(certificate.front().data(), certificate.front().size()));
     return grpc::Status::OK;
   }
   const std::string peer_text = context.peer();
@@ -370,6 +436,7 @@ grpc::Status CaptureService::Authorize(const grpc::CallbackServerContext& contex
     const LocalPeer located =
         peer ? LocatePeer(*peer, listening_port()) : LocalPeer{LocalPeer::Place::kUnknown, 0};
     if (located.place == LocalPeer::Place::kLocal) {
+      who = "uid:" + std::to_string(located.uid);
       const auto refusal = options_.local_access->Refusal(located.uid);
       if (!refusal) return grpc::Status::OK;
       if (options_.token) {
@@ -416,6 +483,7 @@ StreamRelay CaptureService::IdentifyRelay(const std::string& peer_text) {
 }
 
 void CaptureService::Forget(StreamReactor* reactor) {
+  handles_.RemoveOwner(reactor);
   std::lock_guard lock(mu_);
   streams_.erase(reactor);
   if (streams_.empty()) all_gone_.notify_all();
@@ -442,7 +510,8 @@ void CaptureService::BeginShutdown() {
 }
 
 void CaptureService::JoinWork() {
-  hub_->Shutdown();
+  hub_->Shutdown();  // every capture has ended: each change waiting for one has its answer
+  change_calls_.JoinAll();
   recording_calls_.JoinAll();
 }
 

@@ -21,6 +21,7 @@
 #include "agent/peers/peer_helper.h"
 #include "agent/recording/recording_manager.h"
 #include "agent/security/access.h"
+#include "agent/service/stream_handles.h"
 #include "agent/service/stream_reactor.h"
 #include "agent/stream/capture_hub.h"
 #include "agent/stream/owned_threads.h"
@@ -66,6 +67,11 @@ class CaptureService final : public v1::Capture::CallbackService {
                                            v1::ListInterfacesResponse* response) override;
   grpc::ServerWriteReactor<v1::StreamResponse>* Stream(grpc::CallbackServerContext* context,
                                                        const v1::StreamRequest* request) override;
+  // A running stream's new filter (CaptureHub::Change), from the principal that opened it
+  // (StreamHandles). The compile and the move run on a thread the service owns.
+  grpc::ServerUnaryReactor* ChangeStream(grpc::CallbackServerContext* context,
+                                         const v1::ChangeStreamRequest* request,
+                                         v1::ChangeStreamResponse* response) override;
 
   // Recordings (capd --record-dir). Start and Stop run on a thread of their own, owned by the
   // service (a capture takes a moment to open and to drain); the reactor finishes from there.
@@ -111,7 +117,10 @@ class CaptureService final : public v1::Capture::CallbackService {
   // a fetch has no other thread to notice).
   void FetchWatchdog();
   // Token, client certificate, or a local peer's uid (LocalAccessPolicy); see the README.
-  grpc::Status Authorize(const grpc::CallbackServerContext& context) const;
+  // `principal`, if given, names who was let in: "token:<token>", "cert:<PEM>", "uid:<uid>",
+  // or "anyone" when the service checks no one (unit tests).
+  grpc::Status Authorize(const grpc::CallbackServerContext& context,
+                         std::string* principal = nullptr) const;
   // Asks the peer helper who relays the stream from `peer` and registers the relay's
   // connections for exclusion; may block for the helper's answer (a few ms, at most 2 s).
   StreamRelay IdentifyRelay(const std::string& peer);
@@ -131,6 +140,7 @@ class CaptureService final : public v1::Capture::CallbackService {
   std::mutex mu_;
   std::condition_variable all_gone_;
   std::set<StreamReactor*> streams_;
+  StreamHandles handles_;
   bool ready_ = false;
   bool shutting_down_ = false;
 
@@ -139,6 +149,7 @@ class CaptureService final : public v1::Capture::CallbackService {
   std::set<FetchReactor*> fetches_;  // registered until their OnDone
   bool stop_watchdog_ = false;
   std::thread watchdog_;          // started once everything it uses exists
+  OwnedThreads change_calls_;     // ChangeStream's compiles and moves
   OwnedThreads recording_calls_;  // last: joined (destructor) before anything they use goes
 };
 

@@ -29,8 +29,9 @@ StreamReactor::StreamReactor(CaptureHub& hub, const v1::StreamRequest& request,
   constructed_.store(true, std::memory_order_release);
   // The capture holds a reference until its done call; the last reference deletes the reactor,
   // so nothing ever has to block in a reaction to wait for the capture.
-  hub.Subscribe(request, identity_, *this, stop_,
-                [this](StatusOr<v1::StreamEnd> ended) { OnCaptureDone(std::move(ended)); });
+  subscription_ =
+      hub.Subscribe(request, identity_, *this, stop_,
+                    [this](StatusOr<v1::StreamEnd> ended) { OnCaptureDone(std::move(ended)); });
 }
 
 StreamReactor::~StreamReactor() {

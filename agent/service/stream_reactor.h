@@ -57,6 +57,8 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   // Ends the stream with `reason` (e.g. agent shutdown): the capture thread sends what it has,
   // the statistics and the end, then the call finishes. Thread-safe.
   void RequestStop(v1::StreamEnd::Reason reason) { stop_.Request(reason); }
+  // Its subscription in the hub (CaptureHub::Change); 0 if the hub refused it at once.
+  uint64_t subscription() const { return subscription_; }
 
   // StreamSink (capture thread)
   bool Send(std::unique_ptr<v1::StreamResponse> message, bool droppable) override;
@@ -85,6 +87,7 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   const std::string peer_;
   OnDestroyed on_destroyed_;
   StopSignal stop_;
+  uint64_t subscription_ = 0;  // set by the constructor
 
   std::mutex mu_;
   struct Queued {

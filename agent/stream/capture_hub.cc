@@ -26,48 +26,127 @@ std::string SharingKey(const v1::StreamRequest& request, const std::string& inte
 
 }  // namespace
 
-void CaptureHub::Subscribe(const v1::StreamRequest& request, const AgentIdentity& identity,
-                           StreamSink& sink, StopSignal& stop, DoneFn done) {
+uint64_t CaptureHub::Subscribe(const v1::StreamRequest& request, const AgentIdentity& identity,
+                               StreamSink& sink, StopSignal& stop, DoneFn done) {
   Status valid = ValidateStreamRequest(request);
   if (!valid.ok()) {
     done(valid);
-    return;
+    return 0;
   }
   std::string interface = request.interface();
   if (interface.empty()) {
     auto default_interface = DefaultRouteInterface();
     if (!default_interface.ok()) {
       done(default_interface.status());
-      return;
+      return 0;
     }
     interface = default_interface.value();
   }
   auto subscriber = std::make_unique<Subscriber>();
   subscriber->sink = &sink;
   subscriber->stop = &stop;
-  subscriber->done = std::move(done);
   subscriber->max_packets = request.max_packets();
   subscriber->duration_ms = request.duration_ms();
 
-  std::string key = SharingKey(request, interface);
   std::unique_lock lock(mu_);
   // Checked under mu_, which Shutdown takes to request it: no thread starts after the join began.
   if (shutdown_.requested()) {
     lock.unlock();
-    subscriber->done(Unavailable("capd is shutting down"));
-    return;
+    done(Unavailable("capd is shutting down"));
+    return 0;
   }
+  const uint64_t id = next_id_++;
+  subscriber->id = id;
+  // The hub forgets the subscription before its owner hears it ended.
+  subscriber->done = [this, id, done = std::move(done)](StatusOr<v1::StreamEnd> end) {
+    {
+      std::lock_guard forget(mu_);
+      subscriptions_.erase(id);
+    }
+    done(std::move(end));
+  };
+  JoinLocked(std::move(subscriber), request, interface, identity);
+  return id;
+}
+
+void CaptureHub::JoinLocked(std::unique_ptr<Subscriber> subscriber,
+                            const v1::StreamRequest& request, const std::string& interface,
+                            const AgentIdentity& identity) {
+  const uint64_t id = subscriber->id;
+  std::string key = SharingKey(request, interface);
   auto found = captures_.find(key);
   if (found != captures_.end()) {
-    if (found->second->TryJoin(subscriber)) return;
+    if (found->second->TryJoin(subscriber)) {
+      subscriptions_[id] = found->second;
+      return;
+    }
   }
   auto capture =
       std::make_shared<SharedCapture>(*this, shutdown_, key, request, interface, identity);
   capture->TryJoin(subscriber);
   captures_[key] = capture;
+  subscriptions_[id] = capture;
   // The thread holds the capture until its work returns; the hub joins it (Shutdown). Start
   // cannot be refused here: JoinAll begins only after shutdown_ was requested under mu_.
   threads_.Start("capd-capture", [capture] { capture->Main(); });
+}
+
+void CaptureHub::Rejoin(std::unique_ptr<Subscriber> subscriber, const v1::StreamRequest& request,
+                        const std::string& interface, const AgentIdentity& identity) {
+  std::unique_lock lock(mu_);
+  if (shutdown_.requested()) {
+    lock.unlock();
+    v1::StreamEnd end;
+    end.set_reason(v1::StreamEnd::AGENT_SHUTDOWN);
+    subscriber->done(end);
+    return;
+  }
+  JoinLocked(std::move(subscriber), request, interface, identity);
+}
+
+StatusOr<v1::ChangeStreamResponse> CaptureHub::Change(uint64_t id,
+                                                      const v1::ChangeStreamRequest& change) {
+  // A subscriber being moved is briefly in no capture's hands: look again a few times.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    std::shared_ptr<SharedCapture> capture;
+    {
+      std::lock_guard lock(mu_);
+      auto found = subscriptions_.find(id);
+      if (found != subscriptions_.end()) capture = found->second.lock();
+    }
+    if (!capture) break;
+    v1::StreamRequest request = capture->request();
+    const bool mirror = request.decap().mode() != v1::Decapsulation::NONE;
+    if (!mirror && (change.has_vnis() || change.has_inner_filter())) {
+      return InvalidArgument("VNIs and an inner filter apply only to a mirror-target stream");
+    }
+    request.set_filter(change.filter());
+    if (change.has_vnis()) {
+      request.mutable_decap()->mutable_vnis()->Assign(change.vnis().vnis().begin(),
+                                                      change.vnis().vnis().end());
+    }
+    if (change.has_inner_filter()) request.mutable_decap()->set_inner_filter(change.inner_filter());
+    CAPD_RETURN_IF_ERROR(ValidateStreamRequest(request));
+    auto checked = capture->CheckFilters(request);
+    if (!checked.ok()) return checked.status();
+    std::promise<StatusOr<uint32_t>> moved;
+    auto future = moved.get_future();
+    if (!capture->RequestMove(id, request, [&moved](StatusOr<uint32_t> first_index) {
+          moved.set_value(std::move(first_index));
+        })) {
+      continue;  // it is closing: the subscriber is on its way elsewhere, or gone
+    }
+    auto first_index = future.get();
+    if (!first_index.ok()) {
+      if (first_index.status().code() == StatusCode::kNotFound) continue;
+      return first_index.status();
+    }
+    v1::ChangeStreamResponse response;
+    response.set_filter(checked.value());
+    response.set_first_interface_index(first_index.value());
+    return response;
+  }
+  return NotFound("no such stream");
 }
 
 void CaptureHub::Shutdown() {

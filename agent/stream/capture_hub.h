@@ -43,6 +43,7 @@
 namespace capd::agent {
 
 class SharedCapture;
+struct Subscriber;
 
 class CaptureHub {
  public:
@@ -61,8 +62,23 @@ class CaptureHub {
   // last message to `sink`: from Subscribe itself for a request that fails validation, otherwise
   // on the capture's thread. `sink` and `stop` must stay valid until then. Never blocks on the
   // capture (opening it happens on its thread). After Shutdown, `done` gets UNAVAILABLE at once.
-  void Subscribe(const v1::StreamRequest& request, const AgentIdentity& identity, StreamSink& sink,
-                 StopSignal& stop, DoneFn done);
+  // Returns the subscription's id for Change (0 when it was refused at once).
+  uint64_t Subscribe(const v1::StreamRequest& request, const AgentIdentity& identity,
+                     StreamSink& sink, StopSignal& stop, DoneFn done);
+
+  // Changes what subscription `id` captures without ending it: its filter, and for a
+  // mirror-target stream its VNIs and inner filter (the rest of its request stays). The new
+  // request is validated as Subscribe's and its filters compiled first, for the capture's link
+  // type, in the identity's sandbox (own-traffic exclusion in front): a refusal
+  // (kInvalidArgument with the reason) leaves the subscription untouched. Then, at the capture
+  // thread's next pass, the subscriber leaves its capture (which goes on for the others, or
+  // closes) with everything read so far and its final statistics for the old interfaces, and
+  // joins (or opens) the capture of the new request, with fresh stream-local interface indices
+  // (Subscriber::index_base). Its count, duration, stop and sink stay. Packets that arrive
+  // between the old capture's last read and the new one's start are in neither; none is sent
+  // twice. kNotFound for an unknown or ended subscription. Blocks for the compile (capd-filters'
+  // budget) and one pass of the capture loop: not on a gRPC reaction thread.
+  StatusOr<v1::ChangeStreamResponse> Change(uint64_t id, const v1::ChangeStreamRequest& change);
 
   // Captures open now (each shared by one or more subscribers).
   size_t open_captures() const;
@@ -76,10 +92,20 @@ class CaptureHub {
  private:
   friend class SharedCapture;
   void Forget(const std::string& key, const SharedCapture* capture);
+  // Puts `subscriber` (which left another capture) into the capture for `request`: joins it
+  // or opens it, as Subscribe does. Called from the capture thread it left.
+  void Rejoin(std::unique_ptr<Subscriber> subscriber, const v1::StreamRequest& request,
+              const std::string& interface, const AgentIdentity& identity);
+  // Requires mu_: joins `subscriber` to the capture for `request` or opens one.
+  void JoinLocked(std::unique_ptr<Subscriber> subscriber, const v1::StreamRequest& request,
+                  const std::string& interface, const AgentIdentity& identity);
 
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<SharedCapture>> captures_;  // by SharingKey
-  StopSignal shutdown_;                                             // every capture polls it
+  // Where each subscription is, until its `done` (Change finds it here).
+  std::map<uint64_t, std::weak_ptr<SharedCapture>> subscriptions_;
+  uint64_t next_id_ = 1;
+  StopSignal shutdown_;   // every capture polls it
   OwnedThreads threads_;  // last: joined before the rest goes
 };
 

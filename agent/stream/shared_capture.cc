@@ -146,6 +146,8 @@ Status SharedCapture::Open() {
     mirror_ = std::move(stage.value());
   }
   CAPD_RETURN_IF_ERROR(capture.SetFilter(*composed));
+  opened_snaplen_ = capture.snaplen();
+  opened_link_type_.store(capture.datalink(), std::memory_order_release);
   settings_ = fmt::format(
       "link type {}, snaplen {}, ring {} KiB, block timeout {} ms, filter '{}'{}",
       capture.linktype(), capture.snaplen(), config.buffer_bytes / 1024, config.block_timeout_ms,
@@ -205,6 +207,7 @@ void SharedCapture::Loop() {
     }
     RetireEnded();
     if (!AdmitPending()) return;
+    ApplyMoves();
 
     if (carriers_ && identity_.carriers->generation() != carriers_->generation) {
       // A stream with a relay started or ended (at most once per such event): the new
@@ -307,9 +310,11 @@ bool SharedCapture::AdmitPending() {
 }
 
 void SharedCapture::Admit(std::unique_ptr<Subscriber> s) {
-  s->started_ns = NowNs();
-  if (s->duration_ms != 0) {
-    s->deadline = Clock::now() + std::chrono::milliseconds(s->duration_ms);
+  if (!s->changed) {
+    s->started_ns = NowNs();
+    if (s->duration_ms != 0) {
+      s->deadline = Clock::now() + std::chrono::milliseconds(s->duration_ms);
+    }
   }
   s->MarkJoined(capture_->Stats(), path_->captured(), mirror_.get());
   // Logged before the client can see anything of the stream, so the log never trails it.
@@ -317,6 +322,95 @@ void SharedCapture::Admit(std::unique_ptr<Subscriber> s) {
                active_.size() + 1);
   for (const v1::StreamResponse& description : descriptions_) SendCopy(*s, description);
   active_.push_back(std::move(s));
+}
+
+bool SharedCapture::RequestMove(uint64_t id, const v1::StreamRequest& request, MoveDoneFn done) {
+  {
+    std::lock_guard lock(mu_);
+    if (closing_) return false;
+    moves_.push_back({id, request, std::move(done)});
+  }
+  const uint64_t one = 1;
+  [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof one);
+  return true;
+}
+
+void SharedCapture::ApplyMoves() {
+  std::vector<Move> moves;
+  {
+    std::lock_guard lock(mu_);
+    moves.swap(moves_);
+  }
+  for (Move& move : moves) {
+    auto it = std::find_if(active_.begin(), active_.end(),
+                           [&](const auto& s) { return s->id == move.id; });
+    if (it != active_.end() && !(*it)->end) path_->FlushBatch();  // what it is owed, first
+    if (it == active_.end() || (*it)->end) {  // (the flush may have reached its count)
+      move.done(NotFound("the stream has ended"));
+      continue;
+    }
+    std::unique_ptr<Subscriber> s = std::move(*it);
+    active_.erase(it);
+    // Its last statistics for the old interfaces; the new ones count from the new capture.
+    SendStatistics(*s);
+    const uint32_t first_index = s->index_base + static_cast<uint32_t>(descriptions_.size());
+    spdlog::info(
+        "stream on {} changed: filter {} (stream interfaces from {}); {} stream(s) left "
+        "on this capture",
+        capture_->interface(), filters::QuoteFilter(move.request.filter()), first_index,
+        active_.size());
+    s->index_base = first_index;
+    s->changed = true;
+    s->sent = 0;
+    s->agent_drops = 0;
+    s->outcomes_at_join.clear();
+    s->inner_packets_at_join.clear();
+    hub_.Rejoin(std::move(s), move.request, interface_, identity_);
+    move.done(first_index);
+  }
+}
+
+StatusOr<std::string> SharedCapture::CheckFilters(const v1::StreamRequest& request) {
+  const int link_type = opened_link_type_.load(std::memory_order_acquire);
+  if (link_type < 0) return Unavailable("the stream's capture is still opening; try again");
+  ComposeRequest compose;
+  compose.user_filter = request.filter();
+  compose.own = identity_.own_traffic;
+  if (identity_.carriers) compose.own.carriers = identity_.carriers->Snapshot()->expression;
+  compose.scope = scope_;
+  compose.link_type = link_type;
+  compose.snaplen = opened_snaplen_;
+  StatusOr<filters::ComposedFilter> composed =
+      identity_.filter_sandbox
+          ? identity_.filter_sandbox->Compose(compose)
+          : filters::ComposeCaptureFilter(compose.user_filter, compose.own, link_type,
+                                          compose.snaplen, compose.scope);
+  if (!composed.ok()) return composed.status();
+  const std::string& inner = request.decap().inner_filter();
+  if (request.decap().mode() != v1::Decapsulation::NONE && !inner.empty() &&
+      identity_.filter_sandbox) {
+    auto compiled = CompileInnerFilter(inner);
+    if (!compiled.ok()) return compiled.status();
+  }
+  return composed->expression;
+}
+
+void SharedCapture::OffsetIndices(const Subscriber& subscriber, v1::StreamResponse& message) {
+  const uint32_t base = subscriber.index_base;
+  if (base == 0) return;
+  if (message.has_packets()) {
+    for (uint32_t& index : *message.mutable_packets()->mutable_interface_index()) index += base;
+  } else if (message.has_interface()) {
+    v1::InterfaceDescription* d = message.mutable_interface();
+    d->set_index(d->index() + base);
+    if (!d->encapsulation().empty()) {
+      d->set_capture_interface_index(d->capture_interface_index() + base);
+    }
+  } else if (message.has_statistics()) {
+    for (v1::InterfaceStatistics& i : *message.mutable_statistics()->mutable_interfaces()) {
+      i.set_interface_index(i.interface_index() + base);
+    }
+  }
 }
 
 void SharedCapture::RetireEnded() {
@@ -354,6 +448,7 @@ void SharedCapture::FanOut(std::unique_ptr<v1::StreamResponse> batch, size_t pac
       message = s->sink->NewMessage();
       *message = *batch;  // NOLINT(bugprone-use-after-move): moved only for `last`, after this
     }
+    OffsetIndices(*s, *message);
     size_t n = packets;
     if (s->max_packets != 0 && s->max_packets - s->delivered < n) {
       n = s->max_packets - s->delivered;
@@ -380,6 +475,7 @@ void SharedCapture::SendToAll(const v1::StreamResponse& message) {
 void SharedCapture::SendCopy(Subscriber& subscriber, const v1::StreamResponse& message) {
   auto copy = subscriber.sink->NewMessage();
   *copy = message;  // reuses the recycled message's capacity
+  OffsetIndices(subscriber, *copy);
   subscriber.sink->Send(std::move(copy), /*droppable=*/false);
 }
 
@@ -459,6 +555,7 @@ void SharedCapture::SendStatistics(Subscriber& sub) {
     }
     s->set_capture_warning(warning);
   }
+  OffsetIndices(sub, *message);
   sub.sink->Send(std::move(message), /*droppable=*/false);
 }
 
@@ -474,11 +571,14 @@ void SharedCapture::EndAll(const v1::StreamEnd& end) {
 
 void SharedCapture::Finish(const Status& setup_error) {
   std::vector<std::unique_ptr<Subscriber>> pending;
+  std::vector<Move> moves;
   {
     std::lock_guard lock(mu_);
     closing_ = true;
     pending.swap(pending_);
+    moves.swap(moves_);
   }
+  for (Move& move : moves) move.done(NotFound("the stream has ended"));
   hub_.Forget(key_, this);
   path_.reset();
   mirror_.reset();

@@ -9,7 +9,9 @@
 // it is held to fill (hold_policy.h) while the loop sleeps in poll() on the source, its wake-up
 // fd, every subscriber's stop and the hub's shutdown.
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -46,12 +48,30 @@ class SharedCapture {
   // The capture thread's whole work: open, loop until the last subscriber leaves, tell everyone.
   void Main();
 
+  // The request the capture was opened for. Any thread.
+  const v1::StreamRequest& request() const { return request_; }
+  // Compiles `request`'s filter (and inner filter) as this capture's would be, for its link
+  // type and snaplen, with the own-traffic exclusion in front, in the identity's sandbox.
+  // Returns the composed kernel filter's text; kUnavailable while the capture is still opening.
+  // Any thread; blocks for the compile.
+  StatusOr<std::string> CheckFilters(const v1::StreamRequest& request);
+  // Asks the capture thread to move subscription `id` to the capture for `request`
+  // (CaptureHub::Change); `done` gets, once, the first stream-local index of its new interfaces
+  // or kNotFound (it has ended, or is not here). False once the capture is closing (`done` is
+  // then not called).
+  using MoveDoneFn = std::function<void(StatusOr<uint32_t>)>;
+  bool RequestMove(uint64_t id, const v1::StreamRequest& request, MoveDoneFn done);
+
  private:
   Status Open();
   void Loop();
   // Admits pending subscribers; false when none is left and the capture closes.
   bool AdmitPending();
   void Admit(std::unique_ptr<Subscriber> subscriber);
+  // Moves the subscribers RequestMove asked for to their new captures.
+  void ApplyMoves();
+  // A subscriber's interface indices: the capture's plus its index_base.
+  static void OffsetIndices(const Subscriber& subscriber, v1::StreamResponse& message);
   // Sends the final statistics to those that are to leave and moves them to finished_.
   void RetireEnded();
   void FanOut(std::unique_ptr<v1::StreamResponse> batch, size_t packets);
@@ -87,6 +107,15 @@ class SharedCapture {
   std::mutex mu_;
   std::vector<std::unique_ptr<Subscriber>> pending_;  // guarded by mu_
   bool closing_ = false;                              // guarded by mu_
+  struct Move {
+    uint64_t id;
+    v1::StreamRequest request;
+    MoveDoneFn done;
+  };
+  std::vector<Move> moves_;  // guarded by mu_
+  // Set once the source is open (the link type and snaplen CheckFilters compiles for); -1 before.
+  std::atomic<int> opened_link_type_{-1};
+  int opened_snaplen_ = 0;  // written before opened_link_type_ (release), read after it
 
   // The capture thread's own state.
   std::vector<std::unique_ptr<Subscriber>> active_;

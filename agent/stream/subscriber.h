@@ -27,6 +27,12 @@ struct Subscriber {
   StreamSink* sink;
   StopSignal* stop;
   DoneFn done;
+  uint64_t id = 0;  // the hub's name for this subscription (CaptureHub::Change)
+  // Added to every interface index the capture sends it: 0 on its first capture; after a
+  // change (CaptureHub::Change), the first index its earlier captures did not use, so indices
+  // stay unique within the stream.
+  uint32_t index_base = 0;
+  bool changed = false;      // it came from another capture: its start and deadline stay
   uint64_t max_packets = 0;  // 0: none
   uint64_t duration_ms = 0;  // 0: none
   Clock::time_point deadline = Clock::time_point::max();
