@@ -66,6 +66,7 @@ bool ControlPipes::Write(const std::string& packet) {
 
 void ControlPipes::Send(uint8_t control, uint8_t command, std::string_view payload) {
   if (out_path_.empty()) return;
+  std::lock_guard lock(mu_);
   std::string packet = FrameControlPacket(control, command, payload);
   if (!TryOpenOut()) {
     if (pending_.size() == kMaxPending) {

@@ -10,17 +10,19 @@
 //
 // The GUI opens its write end of control-in with a blocking open() on its main thread
 // (ui/qt/interface_toolbar.cpp, Wireshark 4.0), so an extcap that never opens control-in hangs
-// Wireshark: Open() opens it at once (non-blocking) and holds it; what Wireshark sends there
-// (Initialized, values of controls capctl does not have) is a few bytes and is not read.
+// Wireshark: the constructor opens it at once (non-blocking) and holds it; the toolbar
+// (toolbar.h) reads it on a thread of its own (in_fd()).
 //
 // Control-out is opened lazily: Wireshark's reader thread opens it some time after starting
 // capctl. Messages before that are kept (a few), and a message that cannot be written without
 // blocking is dropped and counted: status messages must never slow the capture.
 //
-// Thread-safety: none; one thread sends.
+// Thread-safety: the sending calls are thread-safe (the session's thread logs, the toolbar's
+// thread answers Apply).
 
 #include <cstdint>
 #include <deque>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -43,14 +45,21 @@ class ControlPipes {
   void Log(std::string_view line);
   // Replaces the status bar text.
   void ShowStatus(std::string_view message);
+  // Any command to any control (control_frames.h: Set, Enable, Disable...).
+  void Send(uint8_t control, uint8_t command, std::string_view payload);
+  // control-in, open for reading (non-blocking); -1 without control pipes.
+  int in_fd() const { return in_fd_; }
 
-  uint64_t dropped() const { return dropped_; }
+  uint64_t dropped() const {
+    std::lock_guard lock(mu_);
+    return dropped_;
+  }
 
  private:
-  void Send(uint8_t control, uint8_t command, std::string_view payload);
   bool TryOpenOut();
   bool Write(const std::string& packet);
 
+  mutable std::mutex mu_;  // guards what follows but in_fd_ (set once)
   std::string out_path_;
   int in_fd_ = -1;
   int out_fd_ = -1;

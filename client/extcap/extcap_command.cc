@@ -16,6 +16,7 @@
 #include "client/extcap/control_pipe.h"
 #include "client/extcap/extcap_observer.h"
 #include "client/extcap/fifo_hold.h"
+#include "client/extcap/toolbar.h"
 #include "client/stream/agent_channel.h"
 #include "client/stream/stream_command.h"
 #include "common/command_line.h"
@@ -163,6 +164,8 @@ void PrintInterfaces() {
       "control {number=%u}{type=button}{role=logger}{display=Log}"
       "{tooltip=What capctl reported about this capture}\n",
       ControlPipes::kLoggerControl);
+  // The toolbar: filters changed while the capture runs, and capd's drops (toolbar.h).
+  PrintToolbarControls(stdout);
 }
 
 void PrintDlts() {
@@ -303,12 +306,21 @@ int RunCapture(const ExtcapRequest& request) {
 
   ControlPipes pipes(request.control_in, request.control_out);
   ExtcapObserver observer(pipes);
-  const int code = RunStream(options.value(), observer, [&]() {
-    auto opened = OpenCaptureOutput(options.value());
-    // The FIFO's path is Wireshark's own business: the summary says where the packets went.
-    if (opened.ok()) opened->output.name = "Wireshark";
-    return opened;
-  });
+  ToolbarObserver toolbar_observer(observer, pipes);
+  StreamChanger changer;
+  const StreamOptions& o = options.value();
+  ToolbarReader toolbar(
+      pipes, changer,
+      {o.filter, o.decap.mode != DecapOptions::Mode::kNone, o.decap.vnis, o.decap.inner_filter});
+  const int code = RunStream(
+      options.value(), toolbar_observer,
+      [&]() {
+        auto opened = OpenCaptureOutput(options.value());
+        // The FIFO's path is Wireshark's own business: the summary says where the packets went.
+        if (opened.ok()) opened->output.name = "Wireshark";
+        return opened;
+      },
+      &changer);
   if (code == 0) return 0;
   // Wireshark shows an extcap's stderr when the capture ends ("Error by extcap pipe: ..."): one
   // line, the reason. The session's last line is it (the summary, which says why the capture

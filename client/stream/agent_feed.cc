@@ -31,6 +31,7 @@ void AgentFeed::ReadLoop() {
   while (true) {
     auto message = std::make_unique<v1::StreamResponse>();
     if (!reader->Read(message.get())) break;
+    NoteHandle();
     const size_t bytes = message->has_packets() ? message->packets().data().size() : 0;
     std::unique_lock lock(hub_.mu);
     hub_.changed.wait(lock, [&] { return queued_bytes < kMaxQueuedBytes || done; });
@@ -48,6 +49,40 @@ void AgentFeed::ReadLoop() {
     ++hub_.arrivals;
   }
   hub_.changed.notify_all();
+}
+
+void AgentFeed::NoteHandle() {
+  std::lock_guard lock(handle_mu_);
+  if (handle_) return;
+  // Readable once a message arrived (gRPC: initial metadata comes before it).
+  const auto& metadata = context_.GetServerInitialMetadata();
+  auto found = metadata.find("capd-stream-handle");
+  handle_ = found == metadata.end() ? std::string()
+                                    : std::string(found->second.data(), found->second.size());
+}
+
+StatusOr<v1::ChangeStreamResponse> AgentFeed::Change(v1::ChangeStreamRequest change) {
+  {
+    std::lock_guard lock(handle_mu_);
+    if (!handle_) return Unavailable("the stream has not started yet");
+    if (handle_->empty()) {
+      return Status(StatusCode::kFailedPrecondition,
+                    "this agent cannot change a running stream (an older capd)");
+    }
+    change.set_stream_handle(*handle_);
+  }
+  auto stub = v1::Capture::NewStub(connection_.channel());
+  grpc::ClientContext context;
+  connection_.Prepare(context);
+  context.set_deadline(std::chrono::system_clock::now() + kChangeTimeout);
+  v1::ChangeStreamResponse response;
+  const grpc::Status status = stub->ChangeStream(&context, change, &response);
+  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "this agent cannot change a running stream (an older capd)");
+  }
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
 }
 
 }  // namespace capd::client

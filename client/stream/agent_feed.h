@@ -6,6 +6,8 @@
 // whose own bounded queue then drops and counts) -> the merger on the main thread.
 
 #include <cstddef>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -25,8 +27,18 @@ class AgentFeed final : public Feed {
   void Start() override;
   void Cancel() override { context_.TryCancel(); }
 
+  // Changes what the agent captures for this stream (capd.v1 ChangeStream) and waits for its
+  // answer (at most kChangeTimeout): the kernel filter it now applies, or why not (its refusal
+  // via FromGrpcStatus; kUnavailable before the stream started; kFailedPrecondition from an
+  // agent that cannot change a running stream). Thread-safe; any thread but the merger's.
+  StatusOr<v1::ChangeStreamResponse> Change(v1::ChangeStreamRequest change);
+  // Longer than capd-filters' compile budget (1.5 s) plus a capture loop's pass.
+  static constexpr std::chrono::seconds kChangeTimeout{10};
+
  private:
   void ReadLoop();
+  // The handle the agent gave with the stream's first message, once it came.
+  void NoteHandle();
 
   // Enough for a second of a fast capture; beyond it the reader waits for the merger.
   static constexpr size_t kMaxQueuedBytes = 64 * 1024 * 1024;
@@ -36,6 +48,8 @@ class AgentFeed final : public Feed {
   FeedHub& hub_;
   grpc::ClientContext context_;
   std::thread thread_;
+  std::mutex handle_mu_;
+  std::optional<std::string> handle_;  // guarded: set (maybe empty: an older agent) once started
 };
 
 }  // namespace capd::client

@@ -64,7 +64,7 @@ std::unique_ptr<CaptureWriter> WithPcapLinkType(const StreamOptions& options,
 }
 
 int RunStream(const StreamOptions& options, SessionObserver& observer,
-              const OutputOpener& open_output) {
+              const OutputOpener& open_output, StreamChanger* changer) {
   // A busy stream brings messages of up to ~256 KiB several hundred times a second, each parsed
   // into a fresh buffer and freed once written. By default glibc gives such chunks back to the
   // kernel on free (mmap, or trimming the heap's top) and the next message faults the pages in
@@ -133,14 +133,17 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
     v1::StreamRequest agent_request = request;
     // -i wins; else the interface named in the agent address; else the agent's default.
     agent_request.set_interface(!options.interface.empty() ? options.interface : agent->interface);
-    run.AddFeed(std::make_unique<AgentFeed>(feed_index++, agent->text, std::move(connection),
-                                            agent_request, run.hub()));
+    auto feed = std::make_unique<AgentFeed>(feed_index++, agent->text, std::move(connection),
+                                            agent_request, run.hub());
+    if (changer != nullptr) changer->Attach(feed.get());
+    run.AddFeed(std::move(feed));
   }
   {
     std::lock_guard lock(mu);
     active = &run;
   }
   int code = run.Run();
+  if (changer != nullptr) changer->DetachAll();    // before `run` and its feeds go
   if (code == 0 && !first_failure.ok()) code = 1;  // an agent could not be reached at all
   std::lock_guard lock(mu);
   active = nullptr;

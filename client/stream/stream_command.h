@@ -14,6 +14,7 @@
 #include "client/cli/options.h"
 #include "client/output/capture_files.h"
 #include "client/stream/session_observer.h"
+#include "client/stream/stream_changer.h"
 #include "client/stream/stream_session.h"
 #include "common/status.h"
 
@@ -39,9 +40,10 @@ StatusOr<OpenedOutput> OpenCaptureOutput(const StreamOptions& options,
 
 // Checks the filter, connects, opens the output and runs the session; every message goes to
 // `observer` (an error before the session: OnMessage). Returns the process exit code (0 done, 1
-// failure, 2 bad arguments or a refused request).
+// failure, 2 bad arguments or a refused request). `changer`, if given, reaches the session's
+// agents while it runs (stream_changer.h).
 int RunStream(const StreamOptions& options, SessionObserver& observer,
-              const OutputOpener& open_output);
+              const OutputOpener& open_output, StreamChanger* changer = nullptr);
 
 // `capctl stream`: RunStream with the output of the options (or a Wireshark, -k) and its lines
 // on stderr (client/stream/session_text.h).
