@@ -96,6 +96,7 @@ void CaptureHub::Rejoin(std::unique_ptr<Subscriber> subscriber, const v1::Stream
   std::unique_lock lock(mu_);
   if (shutdown_.requested()) {
     lock.unlock();
+    if (subscriber->on_admitted) subscriber->on_admitted(Unavailable("capd is shutting down"));
     v1::StreamEnd end;
     end.set_reason(v1::StreamEnd::AGENT_SHUTDOWN);
     subscriber->done(end);
@@ -115,18 +116,9 @@ StatusOr<v1::ChangeStreamResponse> CaptureHub::Change(uint64_t id,
       if (found != subscriptions_.end()) capture = found->second.lock();
     }
     if (!capture) break;
-    v1::StreamRequest request = capture->request();
-    const bool mirror = request.decap().mode() != v1::Decapsulation::NONE;
-    if (!mirror && (change.has_vnis() || change.has_inner_filter())) {
-      return InvalidArgument("VNIs and an inner filter apply only to a mirror-target stream");
-    }
-    request.set_filter(change.filter());
-    if (change.has_vnis()) {
-      request.mutable_decap()->mutable_vnis()->Assign(change.vnis().vnis().begin(),
-                                                      change.vnis().vnis().end());
-    }
-    if (change.has_inner_filter()) request.mutable_decap()->set_inner_filter(change.inner_filter());
-    CAPD_RETURN_IF_ERROR(ValidateStreamRequest(request));
+    auto changed = ApplyChange(capture->request(), change);
+    if (!changed.ok()) return changed.status();
+    const v1::StreamRequest& request = changed.value();
     auto checked = capture->CheckFilters(request);
     if (!checked.ok()) return checked.status();
     std::promise<StatusOr<uint32_t>> moved;

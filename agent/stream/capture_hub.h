@@ -74,10 +74,14 @@ class CaptureHub {
   // thread's next pass, the subscriber leaves its capture (which goes on for the others, or
   // closes) with everything read so far and its final statistics for the old interfaces, and
   // joins (or opens) the capture of the new request, with fresh stream-local interface indices
-  // (Subscriber::index_base). Its count, duration, stop and sink stay. Packets that arrive
-  // between the old capture's last read and the new one's start are in neither; none is sent
-  // twice. kNotFound for an unknown or ended subscription. Blocks for the compile (capd-filters'
-  // budget) and one pass of the capture loop: not on a gRPC reaction thread.
+  // (Subscriber::index_base). Its count, duration, stop and sink stay. Returns once the new
+  // capture has admitted it: a packet that reaches the interface after the answer is the new
+  // filter's. Packets that arrive between the old capture's last read and the new one's start
+  // are in neither (a subscriber is in one capture at a time, so none is sent twice).
+  // kNotFound for an unknown or ended subscription; the new capture's own failure to open
+  // (rare: the filter compiled a moment before) ends the stream with it and is returned. Blocks
+  // for the compile (capd-filters' budget), a pass of each capture loop and, when no other
+  // stream has the new selection, a capture's opening: not on a gRPC reaction thread.
   StatusOr<v1::ChangeStreamResponse> Change(uint64_t id, const v1::ChangeStreamRequest& change);
 
   // Captures open now (each shared by one or more subscribers).

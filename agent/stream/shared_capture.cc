@@ -321,7 +321,10 @@ void SharedCapture::Admit(std::unique_ptr<Subscriber> s) {
   spdlog::info("stream on {}: {}; {} stream(s) on this capture", capture_->interface(), settings_,
                active_.size() + 1);
   for (const v1::StreamResponse& description : descriptions_) SendCopy(*s, description);
+  auto admitted = std::move(s->on_admitted);
+  s->on_admitted = nullptr;
   active_.push_back(std::move(s));
+  if (admitted) admitted(Status::Ok());
 }
 
 bool SharedCapture::RequestMove(uint64_t id, const v1::StreamRequest& request, MoveDoneFn done) {
@@ -365,8 +368,15 @@ void SharedCapture::ApplyMoves() {
     s->agent_drops = 0;
     s->outcomes_at_join.clear();
     s->inner_packets_at_join.clear();
+    // Answered once the new capture has it: packets sent after the answer are in the stream.
+    s->on_admitted = [done = std::move(move.done), first_index](Status admitted) {
+      if (admitted.ok()) {
+        done(first_index);
+      } else {
+        done(admitted);
+      }
+    };
     hub_.Rejoin(std::move(s), move.request, interface_, identity_);
-    move.done(first_index);
   }
 }
 
@@ -585,6 +595,10 @@ void SharedCapture::Finish(const Status& setup_error) {
   capture_.reset();  // the ring is gone before anyone hears the capture ended
   for (auto& s : finished_) s->done(*s->end);
   for (auto& s : pending) {
+    if (s->on_admitted) {
+      s->on_admitted(setup_error.ok() ? Unavailable("the new capture ended as the stream joined it")
+                                      : setup_error);
+    }
     if (!setup_error.ok()) {
       s->done(setup_error);
     } else {

@@ -53,4 +53,21 @@ Status ValidateStreamRequest(const v1::StreamRequest& request) {
   return Status::Ok();
 }
 
+StatusOr<v1::StreamRequest> ApplyChange(const v1::StreamRequest& running,
+                                        const v1::ChangeStreamRequest& change) {
+  v1::StreamRequest request = running;
+  const bool mirror = request.decap().mode() != v1::Decapsulation::NONE;
+  if (!mirror && (change.has_vnis() || change.has_inner_filter())) {
+    return InvalidArgument("VNIs and an inner filter apply only to a mirror-target stream");
+  }
+  request.set_filter(change.filter());
+  if (change.has_vnis()) {
+    request.mutable_decap()->mutable_vnis()->Assign(change.vnis().vnis().begin(),
+                                                    change.vnis().vnis().end());
+  }
+  if (change.has_inner_filter()) request.mutable_decap()->set_inner_filter(change.inner_filter());
+  CAPD_RETURN_IF_ERROR(ValidateStreamRequest(request));
+  return request;
+}
+
 }  // namespace capd::agent

@@ -24,4 +24,10 @@ inline constexpr uint64_t kMaxPackets = 1ULL << 48;
 // of A-Z a-z 0-9 - _ . : @, more than 4096 VNIs or one that is not 24-bit.
 Status ValidateStreamRequest(const v1::StreamRequest& request);
 
+// `running` with `change` applied (ChangeStream): its filter, and for a mirror-target stream its
+// VNIs and inner filter when present; then validated as a new stream's request. kInvalidArgument
+// as ValidateStreamRequest's, or for VNIs or an inner filter on a plain stream.
+StatusOr<v1::StreamRequest> ApplyChange(const v1::StreamRequest& running,
+                                        const v1::ChangeStreamRequest& change);
+
 }  // namespace capd::agent

@@ -32,7 +32,10 @@ struct Subscriber {
   // change (CaptureHub::Change), the first index its earlier captures did not use, so indices
   // stay unique within the stream.
   uint32_t index_base = 0;
-  bool changed = false;      // it came from another capture: its start and deadline stay
+  bool changed = false;  // it came from another capture: its start and deadline stay
+  // Set while it moves (CaptureHub::Change): called once, when the new capture admits it (ok:
+  // from then on its packets are the new capture's) or cannot (why).
+  std::function<void(Status)> on_admitted;
   uint64_t max_packets = 0;  // 0: none
   uint64_t duration_ms = 0;  // 0: none
   Clock::time_point deadline = Clock::time_point::max();
