@@ -1,12 +1,14 @@
-// Request validation, for the request of each of the six RPCs: what a client may send capd
-// before any capture opens or any file is named. Input: byte 0 chooses the message (mod 6:
+// Request validation, for the request of each of the seven RPCs: what a client may send capd
+// before any capture opens or any file is named. Input: byte 0 chooses the message (mod 7:
 // ListInterfacesRequest, StreamRequest, StartRecordingRequest, StopRecordingRequest,
-// ListRecordingsRequest, FetchRecordingRequest), the rest is its wire encoding, parsed as gRPC
-// parses it; the agent's validation runs on whatever parses. Invariants:
+// ListRecordingsRequest, FetchRecordingRequest, ChangeStreamRequest applied to a running
+// mirror-target stream), the rest is its wire encoding, parsed as gRPC parses it; the agent's
+// validation runs on whatever parses. Invariants:
 //   - a refusal is INVALID_ARGUMENT with a message of printable ASCII (it reaches logs and
 //     terminals: no client bytes in it unescaped);
-//   - an accepted stream request has UTF-8 text, filters of at most 16 KiB, an interface name a
-//     kernel could have, snaplen, duration, count and VNIs within their bounds;
+//   - an accepted stream request (or a stream as a change leaves it) has UTF-8 text, filters
+//     of at most 16 KiB, an interface name a kernel could have, snaplen, duration, count and
+//     VNIs within their bounds;
 //   - an accepted recording name stays inside --record-dir: UTF-8, 1..64 bytes, no '/' or NUL,
 //     not "." or "..", starting with a letter or a digit, DIR/NAME normalising to a child of DIR;
 //   - an accepted StartRecordingRequest is within its rotation bounds, and its request.txtpb
@@ -123,7 +125,7 @@ bool Parse(const uint8_t* data, size_t size, Message* message) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  const uint8_t selector = data[0] % 6;
+  const uint8_t selector = data[0] % 7;
   ++data;
   --size;
   switch (selector) {
@@ -161,6 +163,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 5: {
       v1::FetchRecordingRequest request;
       if (Parse(data, size, &request)) CheckRecordingName(request.name());
+      break;
+    }
+    case 6: {
+      v1::ChangeStreamRequest change;
+      if (!Parse(data, size, &change)) break;
+      v1::StreamRequest running;
+      running.set_interface("eth0");
+      running.mutable_decap()->set_mode(v1::Decapsulation::AUTO);
+      const auto changed = ApplyChange(running, change);
+      if (changed.ok()) {
+        CheckAcceptedStream(changed.value());
+      } else {
+        CheckRefusal(changed.status());
+      }
       break;
     }
   }

@@ -116,7 +116,7 @@ TEST_F(ExtcapTest, InterfacesAndDltsUnderAnyName) {
     EXPECT_TRUE(listed.status.Exited(0)) << listed.status << listed.err;
     EXPECT_EQ(listed.err, "");
     const auto sentences = ParseSentences(listed.out);
-    ASSERT_EQ(sentences.size(), 3u) << listed.out;
+    ASSERT_EQ(sentences.size(), 8u) << listed.out;
     EXPECT_EQ(sentences[0].kind, "extcap");
     EXPECT_TRUE(std::regex_match(Field(sentences[0], "version"), std::regex(R"(\d+\.\d+\.\d+)")))
         << listed.out;
@@ -126,6 +126,18 @@ TEST_F(ExtcapTest, InterfacesAndDltsUnderAnyName) {
     EXPECT_EQ(sentences[2].kind, "control");
     EXPECT_EQ(Field(sentences[2], "type"), "button");
     EXPECT_EQ(Field(sentences[2], "role"), "logger");
+    // The toolbar (toolbar_test.cc drives it): three strings, Apply, and the drops shown.
+    const std::vector<std::pair<std::string, std::string>> toolbar = {{"string", "Capture filter"},
+                                                                      {"string", "VNIs"},
+                                                                      {"string", "Inner filter"},
+                                                                      {"button", "Apply"},
+                                                                      {"string", "Drops"}};
+    for (size_t i = 0; i < toolbar.size(); ++i) {
+      EXPECT_EQ(sentences[3 + i].kind, "control");
+      EXPECT_EQ(Field(sentences[3 + i], "number"), std::to_string(i + 1));
+      EXPECT_EQ(Field(sentences[3 + i], "type"), toolbar[i].first);
+      EXPECT_EQ(Field(sentences[3 + i], "display"), toolbar[i].second);
+    }
 
     const Output version = Capctl({"--extcap-version=4.2"}, "", program);
     EXPECT_TRUE(version.status.Exited(0)) << version.status << version.err;
