@@ -35,7 +35,7 @@ AgentIdentity Identity(std::shared_ptr<CaptureSourceFactory> sources) {
 }
 
 v1::StreamRequest Request(const std::string& filter) {
-  v1::StreamRequest request;
+  v1::StreamRequest request;  // a file as eth0
   request.set_interface("eth0");
   request.set_filter(filter);
   return request;
@@ -171,6 +171,42 @@ TEST_F(StreamChangeTest, MovingToAFilterAnotherClientUsesJoinsItsCapture) {
   EXPECT_EQ(PacketsOn(a.sink, 0), 10u);
   b.stop.Request(v1::StreamEnd::CLIENT_CANCELLED);
   ASSERT_TRUE(b.done.Wait().ok());
+}
+
+TEST(StreamChangeMirrorTest, NewVnisGetTheirOwnInterfacesAfterTheOldOnes) {
+  auto files = std::make_shared<SavefileSourceFactory>(
+      std::map<std::string, std::string>{{"eth0", testing::RealCapture("geneve.pcap").string()}});
+  const AgentIdentity identity = Identity(files);
+  v1::StreamRequest request = Request("");
+  request.mutable_decap()->set_mode(v1::Decapsulation::GENEVE);
+  Client a;
+  CaptureHub hub;
+  const uint64_t id = hub.Subscribe(request, identity, a.sink, a.stop, a.done.Callback());
+  ASSERT_TRUE(a.sink.WaitForPackets(39));  // VNI 10 (19 packets) and 11 (20)
+  ASSERT_EQ(a.sink.descriptions().size(), 3u);
+
+  v1::ChangeStreamRequest change;
+  change.mutable_vnis()->add_vnis(11);
+  auto changed = hub.Change(id, change);
+  ASSERT_TRUE(changed.ok()) << changed.status().message();
+  EXPECT_EQ(changed->first_interface_index(), 3u);
+  ASSERT_TRUE(a.sink.WaitForPackets(39 + 20));
+  const auto described = a.sink.descriptions();
+  ASSERT_EQ(described.size(), 5u);
+  EXPECT_EQ(described[3].index(), 3u);
+  EXPECT_TRUE(described[3].encapsulation().empty()) << "the new capture interface";
+  EXPECT_EQ(described[4].index(), 4u);
+  EXPECT_EQ(described[4].vni(), 11u);
+  EXPECT_EQ(described[4].capture_interface_index(), 3u);
+  EXPECT_EQ(PacketsOn(a.sink, 4), 20u) << "only VNI 11 after the change";
+  a.stop.Request(v1::StreamEnd::CLIENT_CANCELLED);
+  ASSERT_TRUE(a.done.Wait().ok());
+  const v1::Statistics last = a.sink.last_statistics();
+  ASSERT_EQ(last.interfaces_size(), 2);
+  EXPECT_EQ(last.interfaces(0).interface_index(), 3u);
+  EXPECT_EQ(last.interfaces(0).decap_outcomes().at("vni_not_selected"), 19u);
+  EXPECT_EQ(last.interfaces(1).interface_index(), 4u);
+  EXPECT_EQ(last.interfaces(1).packets_captured(), 20u);
 }
 
 TEST(StreamHandlesTest, OnlyTheOpenersPrincipalFindsTheStream) {
