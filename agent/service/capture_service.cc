@@ -386,8 +386,8 @@ grpc::ServerUnaryReactor* CaptureService::ChangeStream(grpc::CallbackServerConte
           return;
         }
         *response = std::move(changed).value();
-        spdlog::info("stream from {}: filter changed; kernel filter now '{}'", peer,
-                     response->filter());
+        spdlog::info("stream from {}: filter changed; kernel filter now {}", peer,
+                     filters::QuoteFilter(response->filter()));
         reactor->Finish(grpc::Status::OK);
       });
   if (!started) {
