@@ -5,6 +5,10 @@
 // (streams of the same packets share one); the service keeps a registry of the reactors so that
 // shutdown can end each with a reason and wait until all are gone. The capture threads (the hub's)
 // and the threads of recording calls are owned: shutdown ends their work and joins them.
+//
+// ChangeStream: each stream gets a handle (StreamHandles) that only its own client learns and
+// only its own principal may use; a change is compiled and applied (CaptureHub::Change) on a
+// thread the service owns, joined at shutdown like the recording calls.
 
 #include <atomic>
 #include <chrono>
