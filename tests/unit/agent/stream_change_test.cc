@@ -11,6 +11,7 @@
 #include "agent/capture/savefile_source.h"
 #include "agent/service/stream_handles.h"
 #include "agent/stream/capture_hub.h"
+#include "agent/stream/stream_request.h"
 #include "tests/unit/agent/hub_test_support.h"
 
 namespace capd::agent {
@@ -207,6 +208,47 @@ TEST(StreamChangeMirrorTest, NewVnisGetTheirOwnInterfacesAfterTheOldOnes) {
   EXPECT_EQ(last.interfaces(0).decap_outcomes().at("vni_not_selected"), 19u);
   EXPECT_EQ(last.interfaces(1).interface_index(), 4u);
   EXPECT_EQ(last.interfaces(1).packets_captured(), 20u);
+}
+
+TEST(ApplyChangeTest, AChangeIsValidatedAsANewStreamsRequest) {
+  v1::StreamRequest plain = Request("udp");
+  plain.set_max_packets(10);
+  auto applied = ApplyChange(plain, Change("tcp port 80"));
+  ASSERT_TRUE(applied.ok());
+  EXPECT_EQ(applied->filter(), "tcp port 80");
+  EXPECT_EQ(applied->interface(), "eth0");
+  EXPECT_EQ(applied->max_packets(), 10u) << "the rest of the request stays";
+
+  EXPECT_EQ(ApplyChange(plain, Change("udp\xff")).status().code(), StatusCode::kInvalidArgument)
+      << "text that is not UTF-8";
+  EXPECT_EQ(ApplyChange(plain, Change(std::string(16 * 1024 + 1, 'x'))).status().code(),
+            StatusCode::kInvalidArgument);
+  v1::ChangeStreamRequest inner = Change("");
+  inner.set_inner_filter("tcp");
+  EXPECT_EQ(ApplyChange(plain, inner).status().code(), StatusCode::kInvalidArgument)
+      << "an inner filter on a plain stream";
+
+  v1::StreamRequest mirror = Request("");
+  mirror.mutable_decap()->set_mode(v1::Decapsulation::VXLAN);
+  mirror.mutable_decap()->add_vnis(5);
+  mirror.mutable_decap()->set_inner_filter("icmp");
+  auto kept = ApplyChange(mirror, Change("udp"));
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->decap().vnis_size(), 1) << "VNIs absent from the change stay";
+  EXPECT_EQ(kept->decap().inner_filter(), "icmp");
+  v1::ChangeStreamRequest all = Change("");
+  all.mutable_vnis();  // present and empty: every session
+  all.set_inner_filter("");
+  auto cleared = ApplyChange(mirror, all);
+  ASSERT_TRUE(cleared.ok());
+  EXPECT_EQ(cleared->decap().vnis_size(), 0);
+  EXPECT_EQ(cleared->decap().inner_filter(), "");
+  v1::ChangeStreamRequest wide = Change("");
+  wide.mutable_vnis()->add_vnis(1u << 24);
+  EXPECT_EQ(ApplyChange(mirror, wide).status().code(), StatusCode::kInvalidArgument);
+  v1::ChangeStreamRequest many = Change("");
+  for (int i = 0; i < 4097; ++i) many.mutable_vnis()->add_vnis(i);
+  EXPECT_EQ(ApplyChange(mirror, many).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(StreamHandlesTest, OnlyTheOpenersPrincipalFindsTheStream) {
