@@ -310,7 +310,7 @@ int RunCapture(const ExtcapRequest& request) {
   StreamChanger changer;
   const StreamOptions& o = options.value();
   ToolbarReader toolbar(
-      pipes, changer,
+      pipes, changer, toolbar_observer,
       {o.filter, o.decap.mode != DecapOptions::Mode::kNone, o.decap.vnis, o.decap.inner_filter});
   const int code = RunStream(
       options.value(), toolbar_observer,

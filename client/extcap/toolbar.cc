@@ -155,8 +155,9 @@ std::string DescribeDrops(const DropCounts& drops) {
          std::to_string(drops.agent) + ")";
 }
 
-ToolbarReader::ToolbarReader(ControlPipes& pipes, StreamChanger& changer, ToolbarStart start)
-    : pipes_(pipes), changer_(changer), toolbar_(std::move(start)) {
+ToolbarReader::ToolbarReader(ControlPipes& pipes, StreamChanger& changer, ToolbarObserver& observer,
+                             ToolbarStart start)
+    : pipes_(pipes), changer_(changer), observer_(observer), toolbar_(std::move(start)) {
   if (pipes_.in_fd() < 0) return;
   stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop_fd_ < 0) return;
@@ -217,7 +218,24 @@ void ToolbarReader::Apply() {
   if (all) toolbar_.Applied(change.value());
   const std::string text = DescribeChange(results);
   pipes_.Log("capctl: " + text);
+  observer_.SetChangeStatus("capd: " + text);
   pipes_.ShowStatus("capd: " + text);
+}
+
+void ToolbarObserver::SetChangeStatus(std::string text) {
+  std::lock_guard lock(mu_);
+  change_status_ = std::move(text);
+}
+
+void ToolbarObserver::OnInterface(const InterfaceSeen& i) {
+  inner_.OnInterface(i);
+  if (i.decapsulated || capture_interfaces_++ == 0) return;
+  std::string status;
+  {
+    std::lock_guard lock(mu_);
+    status = change_status_;
+  }
+  if (!status.empty()) pipes_.ShowStatus(status);
 }
 
 void ToolbarObserver::ShowDrops(const DropCounts& drops) {

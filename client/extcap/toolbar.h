@@ -20,6 +20,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdio>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -88,11 +89,15 @@ std::string DescribeChange(const std::vector<AgentChange>& results);
 // The drop counters as the Drops control shows them.
 std::string DescribeDrops(const DropCounts& drops);
 
+class ToolbarObserver;
+
 // Reads control-in on its own thread and acts on it (see the top of this file).
 class ToolbarReader {
  public:
-  // Starts reading when `pipes` has control-in. `pipes` and `changer` outlive the reader.
-  ToolbarReader(ControlPipes& pipes, StreamChanger& changer, ToolbarStart start);
+  // Starts reading when `pipes` has control-in. `pipes`, `changer` and `observer` (which keeps
+  // the last change's status) outlive the reader.
+  ToolbarReader(ControlPipes& pipes, StreamChanger& changer, ToolbarObserver& observer,
+                ToolbarStart start);
   ~ToolbarReader();  // stops and joins (after an Apply in progress has its answers)
   ToolbarReader(const ToolbarReader&) = delete;
   ToolbarReader& operator=(const ToolbarReader&) = delete;
@@ -103,17 +108,22 @@ class ToolbarReader {
 
   ControlPipes& pipes_;
   StreamChanger& changer_;
+  ToolbarObserver& observer_;
   Toolbar toolbar_;  // the reader thread's
   ControlFrameParser parser_;
   int stop_fd_ = -1;
   std::thread thread_;
 };
 
-// Forwards every event to `inner` and shows the drop counters in the toolbar.
+// Forwards every event to `inner` and shows the drop counters in the toolbar. A change's new
+// capture interface makes `inner` say "capturing on ..." in the status bar, which may come just
+// after the change's own status: that status is then shown again, so the bar ends on it.
 class ToolbarObserver : public SessionObserver {
  public:
   ToolbarObserver(SessionObserver& inner, ControlPipes& pipes) : inner_(inner), pipes_(pipes) {}
-  void OnInterface(const InterfaceSeen& i) override { inner_.OnInterface(i); }
+  // The status bar text of the last change (any thread).
+  void SetChangeStatus(std::string text);
+  void OnInterface(const InterfaceSeen& i) override;
   void OnCarriersExcluded(const AgentRef& a, const std::string& c) override {
     inner_.OnCarriersExcluded(a, c);
   }
@@ -128,6 +138,9 @@ class ToolbarObserver : public SessionObserver {
   SessionObserver& inner_;
   ControlPipes& pipes_;
   std::optional<std::string> shown_;  // the Drops text last sent
+  int capture_interfaces_ = 0;        // interfaces seen that are not decapsulated ones
+  std::mutex mu_;
+  std::string change_status_;  // guarded by mu_
 };
 
 }  // namespace capd::client

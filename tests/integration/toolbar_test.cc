@@ -223,6 +223,15 @@ class ToolbarTest : public AgentTest {
         << capctl_->Describe() << agent_->Describe();
     ASSERT_NO_FATAL_FAILURE(SendPhase("p2", kPhase));
     ASSERT_TRUE(ReadUntilPayload("p2-B-" + std::to_string(kPhase - 1))) << capctl_->Describe();
+    // The new interface ("capturing on ...") came before these packets: the status bar still
+    // ends on the change's result.
+    char drain[65536];
+    for (ssize_t n; (n = ::read(control_reader_.get(), drain, sizeof drain)) > 0;) {
+      control_.append(drain, n);
+    }
+    const auto status_now = ParseControlOut(control_).status;
+    ASSERT_FALSE(status_now.empty());
+    EXPECT_NE(status_now.back().find("filter applied on"), std::string::npos) << status_now.back();
 
     // A filter that does not compile: refused with the agent's reason, the old one kept.
     ASSERT_NO_FATAL_FAILURE(
