@@ -38,12 +38,25 @@ FeedOutcome FromStreamEnd(const v1::StreamEnd& end) {
 
 }  // namespace
 
+bool IsTransportFailure(const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return true;
+    default:
+      return false;
+  }
+}
+
 FeedOutcome OutcomeOf(const Feed& feed, bool stopped_by_capctl) {
   // The agent's own word comes first: it ended the stream before capctl stopped anything.
   if (feed.end) return FromStreamEnd(*feed.end);
   if (stopped_by_capctl) return {FeedEnd::kStopped, "stopped", "", 0};
   if (!feed.status.ok()) {
-    if (feed.started) {
+    // Before the first message too: capd killed after it opened the capture (its log says so)
+    // closes the socket before its interface description reaches capctl.
+    if (feed.started || IsTransportFailure(feed.status)) {
       return {FeedEnd::kWentAway, "agent went away: " + feed.status.error_message(), "", 1};
     }
     return {FeedEnd::kRefused, "refused: " + DescribeRefusal(feed.status), "",

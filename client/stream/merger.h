@@ -29,6 +29,13 @@
 
 namespace capd::client {
 
+// A call that failed on the way rather than by the agent's answer: the connection closed or was
+// reset, a GOAWAY, the agent shutting down (UNAVAILABLE), or the call cancelled or timed out
+// without capctl asking. Such a feed "went away", whenever it failed; a refusal is a status the
+// agent sends on purpose (INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAUTHENTICATED,
+// PERMISSION_DENIED, FAILED_PRECONDITION, ...) before the capture starts.
+bool IsTransportFailure(const grpc::Status& status);
+
 // Why a feed ended: the one place that decides it. `stopped_by_capctl`: capctl ended the feed
 // itself (an interrupt, its own -c over several agents, a local error or the reader going away),
 // so an error status from the cancelled call is not the agent's doing.

@@ -39,7 +39,7 @@ enum class FeedEnd {
   kCancelled,        // the agent says the stream was cancelled
   kUnknownReason,    // a StreamEnd with a reason this capctl does not know
   kStopped,   // capctl stopped it (interrupt, its own -c, a local error), or it ended cleanly
-  kWentAway,  // the call failed after the capture had started
+  kWentAway,  // the call failed after the capture had started, or on the way before it
   kRefused,   // the agent refused the stream
   kNoReason,  // the call ended without a StreamEnd and without an error
 };
