@@ -274,12 +274,12 @@ struct Parser {
     CLI::Option* filter = nullptr;
     RotationFlags rotation;
     RotationOptions rotation_values;
-    std::vector<CLI::Option*> outputs;  // serve: -w, --fifo, --wireshark, --format (refused)
+    std::vector<CLI::Option*> outputs;  // serve: -w, --fifo, --wireshark (refused)
   };
   StreamFlags stream_flags, serve_flags;
   std::string serve_unused_text;
   bool serve_unused_flag = false;
-  FileFormat serve_unused_format = FileFormat::kPcap;
+  CLI::Option* serve_format = nullptr;
 
   // record
   struct RecordAction {
@@ -345,11 +345,15 @@ struct Parser {
         ->type_name("SIZE")
         ->transform(ByteSizeIn(65536, kMaxSize, "64KiB or more"))
         ->capture_default_str();
+    serve_format = AddFormatOption(*serve, line.serve.stream.format)
+                       ->description(
+                           "pcap (default; nanosecond timestamps, one link type, as every "
+                           "PCAP-over-IP reader takes it) or pcapng (for readers that take it, "
+                           "such as Wireshark: each interface its own link type)");
     // Outputs `serve` does not have, declared (hidden) to say why rather than "unknown".
     serve_flags.outputs = {serve->add_option("-w,--write", serve_unused_text)->group(""),
                            serve->add_option("--fifo", serve_unused_text)->group(""),
-                           serve->add_flag("--wireshark", serve_unused_flag)->group(""),
-                           AddFormatOption(*serve, serve_unused_format)->group("")};
+                           serve->add_flag("--wireshark", serve_unused_flag)->group("")};
 
     decap = app.add_subcommand("decap", "decapsulate VXLAN/Geneve in a capture file");
     decap->add_option("IN", line.decap_file.input, "a pcap or pcapng file")
@@ -528,13 +532,11 @@ struct Parser {
       line.command = CommandLine::Command::kServe;
       for (const CLI::Option* o : serve_flags.outputs) {
         if (o->count() == 0) continue;
-        return Bad(*serve, o->get_name(false, true) == "--format"
-                               ? "serve always sends pcap with nanosecond timestamps: drop "
-                                 "--format"
-                               : "serve sends the capture to its TCP clients: -w, --fifo and "
-                                 "--wireshark do not apply");
+        return Bad(*serve,
+                   "serve sends the capture to its TCP clients: -w, --fifo and --wireshark do "
+                   "not apply");
       }
-      line.serve.stream.format = FileFormat::kPcap;
+      if (serve_format->count() == 0) line.serve.stream.format = FileFormat::kPcap;
       return FinishStream(*serve, line.serve.stream, serve_flags);
     }
     if (interfaces->parsed()) {

@@ -92,7 +92,7 @@ struct RecordOptions {
 // `capctl serve`: the stream of `capctl stream` (the same flags, without an output), served as
 // PCAP-over-IP to every TCP client that connects.
 struct ServeOptions {
-  StreamOptions stream;                    // format is always pcap; no -w, --fifo, --wireshark
+  StreamOptions stream;                    // pcap unless --format; no -w, --fifo, --wireshark
   std::string listen = "127.0.0.1:57012";  // --listen HOST:PORT (port 0: any free port)
   size_t client_queue_bytes = 4 << 20;     // --client-queue BYTES: per client, then drops
 };
