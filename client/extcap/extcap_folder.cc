@@ -61,8 +61,8 @@ ExtcapFolderChoice ChooseExtcapFolder(std::string_view folders_output,
             "Wireshark " +
                 (versioned ? std::to_string(major) + "." + std::to_string(minor) + " "
                            : std::string("before 4.2 ")) +
-                "reads personal extcaps from its personal configuration folder (`tshark -G "
-                "folders`) + /extcap",
+                "reads personal extcaps from the extcap folder of its personal configuration "
+                "folder (as `tshark -G folders` names it)",
             true};
   }
   if (versioned && !before_4_2) {
