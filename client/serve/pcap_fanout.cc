@@ -225,8 +225,12 @@ void PcapFanout::Run(std::chrono::milliseconds drain_timeout) {
     totals_.packets_dropped += c.dropped;
     close(c.fd);
   };
-  // Runs of records that fit the client's queue become one entry each.
+  // Runs of records that fit the client's queue become one entry each. A run that is less than
+  // half of its buffer gets a copy of its own: otherwise a slow client, taking a few records of
+  // each hand-over as its queue frees up, would keep whole buffers alive for them, and its memory
+  // would no longer be bounded by its queue (at most about twice the queue, this way).
   const auto enqueue = [this](Client& c, const Records& records) {
+    const size_t first_new = c.queue.size();  // earlier entries are other buffers'
     size_t begin = 0;
     for (const uint32_t end : records.ends) {
       const size_t size = end - begin;
@@ -249,6 +253,14 @@ void PcapFanout::Run(std::chrono::milliseconds drain_timeout) {
         c.queued_bytes += size;
       }
       begin = end;
+    }
+    for (size_t i = first_new; i < c.queue.size(); ++i) {
+      Client::Queued& run = c.queue[i];
+      const size_t size = run.end - run.begin;
+      if (size * 2 >= run.bytes->size()) continue;
+      run.bytes = std::make_shared<const std::string>(*run.bytes, run.begin, size);
+      run.begin = 0;
+      run.end = size;
     }
   };
 

@@ -12,7 +12,8 @@
 // so a slow client never slows the input or the other clients. What a client has not taken yet
 // is at most its queue plus the socket's send buffer (fixed at 256 KiB, see the .cc). One thread,
 // one poll() loop, non-blocking sockets; the records of one hand-over share one buffer that every
-// client's queue points into, never copied per client or allocated per packet.
+// client's queue points into, never allocated per packet, and copied for a client only when it
+// takes less than half of it (a slow client's few records: its memory stays bounded by its queue).
 //
 // When the input ends (EndInput), the listener closes, clients get what is queued for at most
 // `drain_timeout`, then their connections close (a reader sees the end of the capture).

@@ -336,6 +336,8 @@ TEST(PcapngFanoutWriterTest, EveryClientGetsEveryInterfaceLateJoinerToo) {
   for (size_t i = 6; i < 10; ++i) ASSERT_TRUE(write(1, i).ok());
   ASSERT_TRUE(writer->Flush().ok());
 
+  // Once the early client has packet 9, the fan-out has queued it: the late client joins after.
+  ASSERT_TRUE(early.ReadBlocks(2 + 6 + 1 + 4)) << "the header, packets 0-5, the new interface, 6-9";
   RawClient late;
   ASSERT_TRUE(ConnectRaw(fanout.address(), &late));
   ASSERT_TRUE(late.ReadBlocks(3)) << "section header and both interfaces";
