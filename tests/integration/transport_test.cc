@@ -787,7 +787,8 @@ TEST_F(ServeTest, DecapAutoServesMixedGenevePayloadsToEveryReader) {
 // serve --format pcapng --decap auto with the same real Geneve captures: tshark (which takes pcapng
 // over TCP@) gets every frame in its own link type, the bare-IP payloads as raw IP and the
 // Ethernet payloads as Ethernet, with no made-up header; a reader that joins mid-stream gets a
-// valid pcapng stream (the section header and every interface before its first packet).
+// valid pcapng stream (the section header and every interface before its first packet). Against
+// capd as deployed.
 TEST_F(ServeTest, PcapngKeepsEachLinkTypeForTsharkAndALateReader) {
   if (!HaveProgram("tshark")) GTEST_SKIP() << "needs tshark (apt-get install tshark)";
   if (!RunCommand({"tcpreplay", "--version"}).status.Exited(0)) {
@@ -803,7 +804,13 @@ TEST_F(ServeTest, PcapngKeepsEachLinkTypeForTsharkAndALateReader) {
     ASSERT_TRUE(r.status.Exited(0)) << "tcpreplay " << file << ": " << r.output;
   };
 
-  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  // capd as deployed (the unit's --user; it keeps only its capture capabilities).
+  ASSERT_NO_FATAL_FAILURE(Spawn("capd",
+                                {kCapdPath, "--listen", kAgentTarget, "--name", "capd-it",
+                                 "--log-level", "info", "--user", "nobody"},
+                                &agent_));
+  ASSERT_TRUE(agent_->WaitForStderr(std::string("listening on ") + kAgentTarget, kStartTimeout))
+      << agent_->Describe();
   std::unique_ptr<Subprocess> serve;
   const std::string address =
       StartServe({"--format", "pcapng", "--decap", "auto"}, &serve, "udp port 6081");
