@@ -6,18 +6,19 @@
 # one; capd listens on loopback in the other and one `capctl stream -c PACKETS` captures each
 # burst there, with --no-compress and then with --compress, alternating ROUNDS times. For each
 # burst: the bytes that crossed loopback (the capture namespace's lo rx_bytes: the gRPC stream
-# with its TCP/IP headers, i.e. what a tunnel would carry), capd's on-CPU time (every thread,
-# /proc/PID/task/*/schedstat) and capctl's (getrusage of the child), per packet.
+# with its TCP/IP headers, i.e. what a tunnel would carry), capd's CPU time (utime + stime of
+# /proc/PID/stat, which keeps the time of threads that ended, such as the capture's; 10 ms
+# ticks) and capctl's (getrusage of the child, less its CPU once it was ready), per packet.
 # Traffic: frames of each size in SIZES, payload "zero" (bench/run.sh's trafgen frames: best
 # case for compression) or "random" (trafgen drnd: encrypted traffic, worst case), at RATE.
 #
 # Usage: sudo bench/compress.sh [BUILD_DIR]
-#   PACKETS=200000 RATE=50000pps SIZES="64 512 1500" PAYLOADS="zero random" ROUNDS=2
+#   PACKETS=400000 RATE=100000pps SIZES="64 512 1500" PAYLOADS="zero random" ROUNDS=2
 set -euo pipefail
 
 BUILD_DIR=$(cd "${1:-./build}" && pwd)
-PACKETS=${PACKETS:-200000}
-RATE=${RATE:-50000pps}
+PACKETS=${PACKETS:-400000}
+RATE=${RATE:-100000pps}
 SIZES=${SIZES:-64 512 1500}
 PAYLOADS=${PAYLOADS:-zero random}
 ROUNDS=${ROUNDS:-2}
@@ -54,10 +55,8 @@ ip netns exec "$CAP" "$CAPD" --listen 127.0.0.1:50051 --no-metadata >"$TMP/capd.
 CAPD_PID=$!
 for _ in $(seq 100); do grep -q "listening on" "$TMP/capd.log" && break; sleep 0.1; done
 
-cpu_ns() {  # on-CPU ns of every thread of $1
-  local total=0 t
-  for t in /proc/"$1"/task/*/schedstat; do total=$((total + $(cut -d' ' -f1 "$t"))); done
-  echo "$total"
+cpu_ns() {  # on-CPU ns of every thread of $1, ended threads included (utime + stime, ticks)
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.0f\n", ($12 + $13) * 1e9 / hz }' "/proc/$1/stat"
 }
 lo_bytes() { ip netns exec "$CAP" cat /sys/class/net/lo/statistics/rx_bytes; }
 
@@ -73,7 +72,7 @@ for _ in $(seq "$ROUNDS"); do
   udp(sport=40000, dport=9), $fill }
 CFG
       for mode in --no-compress --compress; do
-        rm -f "$TMP/out.pcapng"
+        rm -f "$TMP/out.pcapng" "$TMP/capctl.err"
         ip netns exec "$CAP" python3 -c '
 import resource, subprocess, sys
 subprocess.run(sys.argv[2:], stderr=open(sys.argv[1], "w"))
@@ -83,7 +82,9 @@ print(int((r.ru_utime + r.ru_stime) * 1e9))' "$TMP/capctl.err" "$CAPCTL" stream 
           -w "$TMP/out.pcapng" >"$TMP/capctl.cpu" &
         client=$!
         for _ in $(seq 100); do grep -q "capturing on" "$TMP/capctl.err" 2>/dev/null && break; sleep 0.1; done
-        capd0=$(cpu_ns "$CAPD_PID") lo0=$(lo_bytes)
+        # capctl's start-up (connecting, the file header) is left out: its CPU so far.
+        capctl_pid=$(pgrep -P "$client")
+        capd0=$(cpu_ns "$CAPD_PID") lo0=$(lo_bytes) capctl0=$(cpu_ns "$capctl_pid")
         ip netns exec "$SND" trafgen --dev "${ID}a" --conf "$TMP/t.cfg" --num "$PACKETS" \
           --rate "$RATE" --no-sock-mem --notouch-irq >/dev/null 2>&1
         wait "$client"
@@ -91,7 +92,7 @@ print(int((r.ru_utime + r.ru_stime) * 1e9))' "$TMP/capctl.err" "$CAPCTL" stream 
         summary=$(grep "packets written" "$TMP/capctl.err" | sed 's/.*pcapng; //')
         ratio=$(sed -n 's/.*compressed \([0-9.]*:1\).*/\1/p' <<<"$summary")
         awk -v s="$size" -v p="$payload" -v m="${mode#--}" -v n="$PACKETS" -v w=$((lo1 - lo0)) \
-          -v a=$((capd1 - capd0)) -v c="$(cat "$TMP/capctl.cpu")" -v r="${ratio:--}" \
+          -v a=$((capd1 - capd0)) -v c=$(($(cat "$TMP/capctl.cpu") - capctl0)) -v r="${ratio:--}" \
           -v sum="$(grep -o 'dropped: [^(]*' <<<"$summary" | cut -c1-60)" \
           'BEGIN { printf "%-5s %-7s %-12s %9d %12.1f %10.3f %10.3f %8s  %s\n", s, p, m, n, w / n, a / n / 1000, c / n / 1000, r, sum }'
       done
