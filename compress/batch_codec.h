@@ -14,8 +14,8 @@
 // window holds the protocol headers seen before (docs/performance.md, "Compressed batches").
 //
 // Thread-safety: an object is used by one thread at a time. Memory: a compressor at level 1 holds
-// ~1.5 MiB (its window and tables), a decompressor at most its window (<= 8 MiB, refused above)
-// plus the output.
+// 1.3 MiB (its 512 KiB window and tables), a decompressor at most its window (<= 8 MiB, refused
+// above) plus the output.
 
 #include <cstddef>
 #include <memory>
