@@ -26,10 +26,7 @@ StreamReactor::StreamReactor(CaptureHub& hub, const v1::StreamRequest& request,
       context_(context),
       peer_(context->peer()),
       on_destroyed_(std::move(on_destroyed)) {
-  // gRPC runs the reactions on other threads, ordered after this constructor by synchronisation
-  // inside libgrpc that ThreadSanitizer cannot see; each reaction starts with an acquire of this
-  // flag, which makes the order visible to it (tests/sanitizers/tsan.supp).
-  constructed_.store(true, std::memory_order_release);
+  // Before the flag below: reactions read compressor_.
   if (request.compression() == v1::COMPRESSION_ZSTD) {
     auto compressor = compress::BatchCompressor::Create();
     if (compressor.ok()) {
@@ -43,6 +40,10 @@ StreamReactor::StreamReactor(CaptureHub& hub, const v1::StreamRequest& request,
       spdlog::warn("stream to {}: no compression: {}", peer_, compressor.status().message());
     }
   }
+  // gRPC runs the reactions on other threads, ordered after this constructor by synchronisation
+  // inside libgrpc that ThreadSanitizer cannot see; each reaction starts with an acquire of this
+  // flag, which makes the order visible to it (tests/sanitizers/tsan.supp).
+  constructed_.store(true, std::memory_order_release);
   // The capture holds a reference until its done call; the last reference deletes the reactor,
   // so nothing ever has to block in a reaction to wait for the capture.
   hub.Subscribe(request, identity_, *this, stop_,
