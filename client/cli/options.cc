@@ -445,6 +445,13 @@ struct Parser {
     sub.add_flag_callback(
         "-p,--no-promiscuous-mode", [&out] { out.promiscuous = false; },
         "do not put the interface into promiscuous mode");
+    CLI::Option* compress = sub.add_flag_callback(
+        "--compress", [&out] { out.compress = true; },
+        "ask the agents for zstd-compressed batches (default: on for ssh:// and ssm:// agents, "
+        "off for HOST:PORT)");
+    sub.add_flag_callback(
+           "--no-compress", [&out] { out.compress = false; }, "never ask for compressed batches")
+        ->excludes(compress);
     AddDecapOptions(sub, out.decap);
     AddConnectionOptions(sub, out.connection);
   }
@@ -601,6 +608,11 @@ StatusOr<CommandLine> ParseCommandLine(int argc, char** argv) {
   }
   CAPD_RETURN_IF_ERROR(parser.Finish());
   return std::move(parser.line);
+}
+
+bool CompressionFor(const StreamOptions& options, const AgentAddress& agent) {
+  if (options.compress) return *options.compress;
+  return agent.transport != AgentAddress::Transport::kDirect;
 }
 
 }  // namespace capd::client

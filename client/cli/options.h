@@ -71,7 +71,14 @@ struct StreamOptions {
   // Set when --rotate-size/--rotate-seconds/--rotate-files/--post-rotate/--min-free is given:
   // write_path becomes a ring of pcapng files (rotation->path == write_path, never "-").
   std::optional<RotationOptions> rotation;
+  // --compress / --no-compress: ask the agents for compressed batches; unset: CompressionFor.
+  std::optional<bool> compress;
 };
+
+// Whether to ask `agent` for compressed batches: as --compress/--no-compress say, else on through
+// a tunnel (ssh://, ssm://: a few MB/s, where compression delivers more packets) and off for a
+// direct address (loopback or a LAN, where it would cost CPU for nothing).
+bool CompressionFor(const StreamOptions& options, const AgentAddress& agent);
 
 // `capctl record start|stop|list|fetch|delete`: recordings kept by the agent (capd --record-dir).
 struct RecordOptions {

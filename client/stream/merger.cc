@@ -102,6 +102,9 @@ void Merger::OnStatistics(Feed& feed, const v1::Statistics& statistics) {
     capture_warnings_[feed.index()] = capture_warning;
     if (!capture_warning.empty()) observer_.OnWarning(RefOf(feed), capture_warning);
   }
+  if (statistics.compressed_bytes() > 0) {
+    compression_[feed.index()] = {statistics.uncompressed_bytes(), statistics.compressed_bytes()};
+  }
   if (settings_.statistics_in_every_file) {
     (void)file_.WriteStatistics(feed.index(), statistics);
   } else {
@@ -274,6 +277,16 @@ DropCounts Merger::drops(size_t feed) const {
     drops.agent += interface.latest.agent_drops();
   }
   return drops;
+}
+
+CompressionBytes Merger::compression(size_t feed) const {
+  CompressionBytes total;
+  for (const auto& [index, bytes] : compression_) {
+    if (feed != kAllFeeds && index != feed) continue;
+    total.uncompressed += bytes.uncompressed;
+    total.compressed += bytes.compressed;
+  }
+  return total;
 }
 
 std::string Merger::decap_outcomes(size_t feed) const {

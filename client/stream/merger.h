@@ -97,6 +97,8 @@ class Merger {
   DropCounts drops(size_t feed = kAllFeeds) const;
   // "; tunnel packets: 120 decapsulated, 2 malformed" per interface, or empty.
   std::string decap_outcomes(size_t feed = kAllFeeds) const;
+  // The agents' latest compression counters (Statistics), for one feed or all.
+  CompressionBytes compression(size_t feed = kAllFeeds) const;
   // Packets whose timestamp was earlier than one already written.
   uint64_t out_of_order() const { return out_of_order_; }
 
@@ -123,6 +125,7 @@ class Merger {
   uint64_t out_of_order_ = 0;
   uint64_t last_timestamp_ns_ = 0;
   std::map<size_t, std::string> excluded_carriers_;
+  std::map<size_t, CompressionBytes> compression_;  // per feed: from its latest statistics
   std::map<size_t, std::string> relay_warnings_;
   std::map<size_t, std::string> capture_warnings_;
 };

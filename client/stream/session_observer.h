@@ -63,6 +63,13 @@ struct DropCounts {
   uint64_t total() const { return kernel + interface + agent; }
 };
 
+// The packet batches' bytes before and after the agents compressed them (their Statistics);
+// both 0 when no agent compressed.
+struct CompressionBytes {
+  uint64_t uncompressed = 0;
+  uint64_t compressed = 0;
+};
+
 // Packets written and drops so far; at most a few times a second (after each written round).
 struct Progress {
   uint64_t written = 0;
@@ -89,7 +96,8 @@ struct SessionSummary {
   std::string output_name;  // "/tmp/x.pcapng", "stdout", "FIFO /tmp/f", ...
   uint64_t written = 0;
   DropCounts drops;
-  std::string decap_outcomes;  // as in AgentSummary, for all agents
+  std::string decap_outcomes;    // as in AgentSummary, for all agents
+  CompressionBytes compression;  // for all agents
   // Why the session ended: "interrupted", "packet count reached", the agents' outcomes joined
   // with "; ", "the reader of stdout went away", "stopped: <local error>".
   std::string ending;
