@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "capfile/encoding.h"
 #include "common/status.h"
@@ -26,6 +27,18 @@ inline void AppendFileHeader(std::string& out, uint16_t link_type, uint32_t snap
   internal::AppendHost<uint32_t>(out, 0);  // sigfigs
   internal::AppendHost<uint32_t>(out, snaplen);
   internal::AppendHost<uint32_t>(out, link_type);
+}
+
+// Classic pcap holds one link type per file or stream, the first interface's: kInvalidArgument
+// for an interface with another one. `container` names what is written ("file", "stream").
+inline Status CheckOneLinkType(std::string_view interface_name, uint32_t link_type,
+                               uint32_t pcap_link_type, std::string_view container) {
+  if (link_type == pcap_link_type) return Status::Ok();
+  const std::string what(container);
+  return InvalidArgument("interface " + std::string(interface_name) + " has link type " +
+                         std::to_string(link_type) + " but this pcap " + what + " has " +
+                         std::to_string(pcap_link_type) + ": a pcap " + what +
+                         " holds one link type; use pcapng for several");
 }
 
 // One record: kInvalidArgument when `data` is longer than the original packet (nothing is

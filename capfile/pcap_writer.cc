@@ -27,11 +27,8 @@ class PcapWriter final : public CaptureWriter {
       link_type_ = info.link_type;
       snaplen_ = info.snaplen;
       pcap::AppendFileHeader(buffer_, link_type_, snaplen_);
-    } else if (info.link_type != link_type_) {
-      return InvalidArgument("interface " + info.name + " has link type " +
-                             std::to_string(info.link_type) + " but this pcap file has " +
-                             std::to_string(link_type_) +
-                             ": a pcap file holds one link type; use pcapng for several");
+    } else {
+      CAPD_RETURN_IF_ERROR(pcap::CheckOneLinkType(info.name, info.link_type, link_type_, "file"));
     }
     ++interface_count_;
     return Status::Ok();

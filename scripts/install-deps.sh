@@ -7,7 +7,7 @@ BUILD_PACKAGES=(
   build-essential cmake pkg-config
   libpcap-dev libtins-dev libboost-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libssl-dev
-  libspdlog-dev libfmt-dev libcli11-dev libcap-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
+  libspdlog-dev libfmt-dev libcli11-dev libcap-dev libzstd-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
 )
 # Tools the tests use as independent readers and to build test networks.
 TEST_PACKAGES=(libclang-rt-14-dev tcpdump tcpreplay tshark wireshark-common iproute2 netsniff-ng procps openssh-server openssh-client socat shellcheck python3 python3-yaml strace dpkg-dev systemd nftables)

@@ -2,8 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <thread>
+
 #include "agent/service/status_mapping.h"
 #include "common/log_throttle.h"
+#include "compress/batch_codec.h"
 
 namespace capd::agent {
 namespace {
@@ -23,6 +26,20 @@ StreamReactor::StreamReactor(CaptureHub& hub, const v1::StreamRequest& request,
       context_(context),
       peer_(context->peer()),
       on_destroyed_(std::move(on_destroyed)) {
+  // Before the flag below: reactions read compressor_.
+  if (request.compression() == v1::COMPRESSION_ZSTD) {
+    auto compressor = compress::BatchCompressor::Create();
+    if (compressor.ok()) {
+      compressor_ = std::move(*compressor);
+      references_.fetch_add(1);
+      // Detached: it holds a reference, so the last one to let go deletes the reactor and no
+      // reaction ever waits to join it.
+      std::thread(&StreamReactor::CompressLoop, this).detach();
+    } else {
+      // The stream goes out plain, which the client decodes as well.
+      spdlog::warn("stream to {}: no compression: {}", peer_, compressor.status().message());
+    }
+  }
   // gRPC runs the reactions on other threads, ordered after this constructor by synchronisation
   // inside libgrpc that ThreadSanitizer cannot see; each reaction starts with an acquire of this
   // flag, which makes the order visible to it (tests/sanitizers/tsan.supp).
@@ -92,6 +109,10 @@ std::unique_ptr<v1::StreamResponse> StreamReactor::NewMessage() {
 
 void StreamReactor::StartNextWriteLocked() {
   if (queue_.empty() || cancelled_) return;
+  if (compressor_) {
+    compress_wake_.notify_one();
+    return;
+  }
   in_flight_ = std::move(queue_.front().message);
   queued_bytes_ -= queue_.front().bytes;
   queue_.pop_front();
@@ -143,6 +164,66 @@ void StreamReactor::MaybeFinishLocked() {
     finish_called_ = true;
     Finish(*finish_status_);
   }
+  if (finish_called_ && compressor_) compress_wake_.notify_one();
+}
+
+void StreamReactor::CompressLoop() {
+  SeeConstruction();
+  std::unique_lock lock(mu_);
+  while (true) {
+    compress_wake_.wait(
+        lock, [this] { return finish_called_ || (!in_flight_ && !queue_.empty() && !cancelled_); });
+    if (finish_called_) break;
+    in_flight_ = std::move(queue_.front().message);
+    queued_bytes_ -= queue_.front().bytes;
+    queue_.pop_front();
+    in_flight_since_ = std::chrono::steady_clock::now();
+    if (in_flight_->has_packets()) {
+      lock.unlock();
+      const Status compressed = CompressBatch(*in_flight_->mutable_packets());
+      lock.lock();
+      if (!compressed.ok()) {
+        // Only when zstd runs out of memory; the stream cannot go on without a hole.
+        spdlog::error("stream to {}: compression failed: {}; ending it", peer_,
+                      compressed.message());
+        stop_.Request(v1::StreamEnd::CAPTURE_ERROR);
+        context_->TryCancel();
+        cancelled_ = true;
+      }
+    } else if (in_flight_->has_statistics()) {
+      CountCompressionLocked(*in_flight_->mutable_statistics());
+    }
+    if (cancelled_) {
+      in_flight_.reset();
+      queue_.clear();
+      queued_bytes_ = 0;
+      MaybeFinishLocked();
+      continue;
+    }
+    StartWrite(in_flight_.get());
+  }
+  lock.unlock();
+  ReleaseReference();
+}
+
+Status StreamReactor::CompressBatch(v1::PacketBatch& batch) {
+  if (!batch.SerializeToString(&serialized_)) return Internal("a batch did not serialize");
+  CAPD_RETURN_IF_ERROR(compressor_->Compress(serialized_, compressed_));
+  // Clear() keeps the blob's and arrays' capacity for the message's next use (BatchBuilder);
+  // the swap keeps the previous part's buffer for the next compression.
+  batch.Clear();
+  batch.set_compression(v1::COMPRESSION_ZSTD);
+  batch.set_uncompressed_length(static_cast<uint32_t>(serialized_.size()));
+  batch.mutable_compressed()->swap(compressed_);
+  std::lock_guard lock(mu_);
+  uncompressed_bytes_ += serialized_.size();
+  compressed_bytes_ += batch.compressed().size();
+  return Status::Ok();
+}
+
+void StreamReactor::CountCompressionLocked(v1::Statistics& statistics) const {
+  statistics.set_uncompressed_bytes(uncompressed_bytes_);
+  statistics.set_compressed_bytes(compressed_bytes_);
 }
 
 void StreamReactor::OnDone() {

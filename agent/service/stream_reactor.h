@@ -8,6 +8,14 @@
 // and the loop counts it: a client that stops reading costs at most the bound in memory and
 // never slows the capture. Nothing here blocks inside a reaction (grpc/grpc#36609).
 //
+// Compression, when the request asks for it (StreamRequest.compression): a thread of the
+// stream's own takes each message off the queue, compresses a packet batch (compress/), and
+// starts its write; without it the write starts on the thread that found the writer idle. So
+// the capture thread never pays for compression, and no gRPC reaction waits for it. Batches
+// are dropped on the way INTO the queue, before compression, so every compressed batch sent is
+// part of the one zstd stream the client decodes in order. The queue's bound counts batches as
+// captured (uncompressed).
+//
 // A client that is alive but reads nothing (keepalive does not notice it) would keep a capture
 // running for nobody: a write in flight for longer than the stall timeout (capd --stall-timeout,
 // default 60 s) cancels the call.
@@ -20,18 +28,24 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "agent/stream/capture_hub.h"
 #include "agent/stream/stop_signal.h"
 #include "agent/stream/stream_sink.h"
 #include "proto/capture.grpc.pb.h"
+
+namespace capd::compress {
+class BatchCompressor;
+}  // namespace capd::compress
 
 namespace capd::agent {
 
@@ -78,6 +92,14 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   void StartNextWriteLocked();
   void MaybeFinishLocked();
   void ReleaseReference();
+  // The compression thread (only when compressor_ is set): holds a reference until the call
+  // is finished.
+  void CompressLoop();
+  // Replaces the batch's fields with their compressed form. Compression thread only.
+  Status CompressBatch(v1::PacketBatch& batch);
+  // Sets the compression counters on a statistics message leaving the queue (every batch
+  // queued before it has been compressed by then). Requires mu_ held.
+  void CountCompressionLocked(v1::Statistics& statistics) const;
 
   const AgentIdentity identity_;
   const StreamRelay relay_;
@@ -103,7 +125,17 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   bool cancelled_ = false;
   bool finish_called_ = false;
 
-  // One reference for gRPC (released in OnDone), one for the capture (released when it is done).
+  // Set when the client asked for compression; then compress_wake_ (with mu_) wakes the
+  // compression thread when the writer is idle and a message waits, or the call finished.
+  std::unique_ptr<compress::BatchCompressor> compressor_;
+  std::condition_variable compress_wake_;
+  std::string serialized_;           // compression thread only: the batch before compression
+  std::string compressed_;           // compression thread only: the part, swapped into the message
+  uint64_t uncompressed_bytes_ = 0;  // guarded by mu_: batches compressed so far, before
+  uint64_t compressed_bytes_ = 0;    // and after
+
+  // One reference for gRPC (released in OnDone), one for the capture (released when it is done),
+  // and one for the compression thread when there is one.
   std::atomic<int> references_{2};
   // Set at the end of the constructor; read first by every reaction (see the constructor).
   std::atomic<bool> constructed_{false};

@@ -274,12 +274,12 @@ struct Parser {
     CLI::Option* filter = nullptr;
     RotationFlags rotation;
     RotationOptions rotation_values;
-    std::vector<CLI::Option*> outputs;  // serve: -w, --fifo, --wireshark, --format (refused)
+    std::vector<CLI::Option*> outputs;  // serve: -w, --fifo, --wireshark (refused)
   };
   StreamFlags stream_flags, serve_flags;
   std::string serve_unused_text;
   bool serve_unused_flag = false;
-  FileFormat serve_unused_format = FileFormat::kPcap;
+  CLI::Option* serve_format = nullptr;
 
   // record
   struct RecordAction {
@@ -345,11 +345,15 @@ struct Parser {
         ->type_name("SIZE")
         ->transform(ByteSizeIn(65536, kMaxSize, "64KiB or more"))
         ->capture_default_str();
+    serve_format = AddFormatOption(*serve, line.serve.stream.format)
+                       ->description(
+                           "pcap (default; nanosecond timestamps, one link type, as every "
+                           "PCAP-over-IP reader takes it) or pcapng (for readers that take it, "
+                           "such as Wireshark: each interface its own link type)");
     // Outputs `serve` does not have, declared (hidden) to say why rather than "unknown".
     serve_flags.outputs = {serve->add_option("-w,--write", serve_unused_text)->group(""),
                            serve->add_option("--fifo", serve_unused_text)->group(""),
-                           serve->add_flag("--wireshark", serve_unused_flag)->group(""),
-                           AddFormatOption(*serve, serve_unused_format)->group("")};
+                           serve->add_flag("--wireshark", serve_unused_flag)->group("")};
 
     decap = app.add_subcommand("decap", "decapsulate VXLAN/Geneve in a capture file");
     decap->add_option("IN", line.decap_file.input, "a pcap or pcapng file")
@@ -441,6 +445,13 @@ struct Parser {
     sub.add_flag_callback(
         "-p,--no-promiscuous-mode", [&out] { out.promiscuous = false; },
         "do not put the interface into promiscuous mode");
+    CLI::Option* compress = sub.add_flag_callback(
+        "--compress", [&out] { out.compress = true; },
+        "ask the agents for zstd-compressed batches (default: on for ssh:// and ssm:// agents, "
+        "off for HOST:PORT)");
+    sub.add_flag_callback(
+           "--no-compress", [&out] { out.compress = false; }, "never ask for compressed batches")
+        ->excludes(compress);
     AddDecapOptions(sub, out.decap);
     AddConnectionOptions(sub, out.connection);
   }
@@ -528,13 +539,11 @@ struct Parser {
       line.command = CommandLine::Command::kServe;
       for (const CLI::Option* o : serve_flags.outputs) {
         if (o->count() == 0) continue;
-        return Bad(*serve, o->get_name(false, true) == "--format"
-                               ? "serve always sends pcap with nanosecond timestamps: drop "
-                                 "--format"
-                               : "serve sends the capture to its TCP clients: -w, --fifo and "
-                                 "--wireshark do not apply");
+        return Bad(*serve,
+                   "serve sends the capture to its TCP clients: -w, --fifo and --wireshark do "
+                   "not apply");
       }
-      line.serve.stream.format = FileFormat::kPcap;
+      if (serve_format->count() == 0) line.serve.stream.format = FileFormat::kPcap;
       return FinishStream(*serve, line.serve.stream, serve_flags);
     }
     if (interfaces->parsed()) {
@@ -599,6 +608,11 @@ StatusOr<CommandLine> ParseCommandLine(int argc, char** argv) {
   }
   CAPD_RETURN_IF_ERROR(parser.Finish());
   return std::move(parser.line);
+}
+
+bool CompressionFor(const StreamOptions& options, const AgentAddress& agent) {
+  if (options.compress) return *options.compress;
+  return agent.transport != AgentAddress::Transport::kDirect;
 }
 
 }  // namespace capd::client

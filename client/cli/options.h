@@ -71,7 +71,14 @@ struct StreamOptions {
   // Set when --rotate-size/--rotate-seconds/--rotate-files/--post-rotate/--min-free is given:
   // write_path becomes a ring of pcapng files (rotation->path == write_path, never "-").
   std::optional<RotationOptions> rotation;
+  // --compress / --no-compress: ask the agents for compressed batches; unset: CompressionFor.
+  std::optional<bool> compress;
 };
+
+// Whether to ask `agent` for compressed batches: as --compress/--no-compress say, else on through
+// a tunnel (ssh://, ssm://: a few MB/s, where compression delivers more packets) and off for a
+// direct address (loopback or a LAN, where it would cost CPU for nothing).
+bool CompressionFor(const StreamOptions& options, const AgentAddress& agent);
 
 // `capctl record start|stop|list|fetch|delete`: recordings kept by the agent (capd --record-dir).
 struct RecordOptions {
@@ -92,7 +99,7 @@ struct RecordOptions {
 // `capctl serve`: the stream of `capctl stream` (the same flags, without an output), served as
 // PCAP-over-IP to every TCP client that connects.
 struct ServeOptions {
-  StreamOptions stream;                    // format is always pcap; no -w, --fifo, --wireshark
+  StreamOptions stream;                    // pcap unless --format; no -w, --fifo, --wireshark
   std::string listen = "127.0.0.1:57012";  // --listen HOST:PORT (port 0: any free port)
   size_t client_queue_bytes = 4 << 20;     // --client-queue BYTES: per client, then drops
 };

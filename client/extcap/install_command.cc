@@ -15,52 +15,37 @@
 #include <system_error>
 
 #include "client/extcap/extcap_command.h"
+#include "client/extcap/extcap_folder.h"
 #include "common/command_line.h"
 #include "common/status.h"
 
 namespace capd::client {
 namespace {
 
-// The value of a `tshark -G folders` line ("Label:<spaces>\t<value>"), or "" when absent.
-std::string FolderValue(const std::string& report, std::string_view label) {
-  size_t start = 0;
-  while (start < report.size()) {
-    size_t end = report.find('\n', start);
-    if (end == std::string::npos) end = report.size();
-    const std::string line = report.substr(start, end - start);
-    start = end + 1;
-    if (line.rfind(label, 0) != 0) continue;
-    const size_t tab = line.find('\t');
-    if (tab == std::string::npos) continue;
-    std::string value = line.substr(tab + 1);
-    while (!value.empty() && (value.back() == '\r' || value.back() == ' ')) value.pop_back();
-    return value;
-  }
-  return "";
-}
-
-// Where the installed Wireshark reads personal extcaps, from `tshark -G folders` (with this
-// process's HOME and XDG_CONFIG_HOME, as Wireshark started by this user would have them).
-StatusOr<std::string> PersonalExtcapFolder() {
-  // tshark's stderr ("Running as user root ...") is noise here.
-  FILE* pipe = popen("tshark -G folders 2>/dev/null", "r");
-  if (pipe == nullptr) return Internal(std::string("popen(tshark): ") + std::strerror(errno));
-  std::string report;
+// stdout of `tshark ARGS` (stderr, "Running as user root ...", is noise here), or "" when tshark
+// is missing or fails.
+std::string TsharkSays(const char* command) {
+  FILE* pipe = popen(command, "r");
+  if (pipe == nullptr) return "";
+  std::string out;
   char buffer[4096];
   size_t n;
-  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) report.append(buffer, n);
-  const int status = pclose(pipe);
-  if (status != 0 || report.empty()) {
-    return Status(StatusCode::kFailedPrecondition,
-                  "cannot ask Wireshark for its extcap folder (`tshark -G folders` failed; is "
-                  "tshark installed?): give it with --dir (Wireshark: Help > About > Folders)");
-  }
-  // Wireshark 4.2 and later name it; 4.0 reads <personal configuration>/extcap.
-  std::string folder = FolderValue(report, "Personal Extcap path:");
-  if (!folder.empty()) return folder;
-  folder = FolderValue(report, "Personal configuration:");
-  if (!folder.empty()) return folder + "/extcap";
-  return Internal("`tshark -G folders` names no personal folder:\n" + report);
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+  return pclose(pipe) == 0 ? out : "";
+}
+
+// Where the installed Wireshark reads personal extcaps, from what its tshark says (with this
+// process's HOME and XDG_CONFIG_HOME, as Wireshark started by this user would have them).
+ExtcapFolderChoice PersonalExtcapFolder() {
+  const std::string folders = TsharkSays("tshark -G folders 2>/dev/null");
+  // The version matters only when the report does not name the folder (Wireshark 4.0).
+  const std::string version = folders.find("Personal Extcap path:") == std::string::npos
+                                  ? TsharkSays("tshark --version 2>/dev/null")
+                                  : "";
+  const char* home = std::getenv("HOME");
+  const char* xdg = std::getenv("XDG_CONFIG_HOME");
+  return ChooseExtcapFolder(folders, version, home != nullptr ? home : "",
+                            xdg != nullptr ? xdg : "");
 }
 
 Status Install(const std::string& folder, bool copy) {
@@ -135,8 +120,8 @@ int RunExtcapCommand(int argc, char** argv) {
   app.require_subcommand(1, 1);
   CLI::App* install = app.add_subcommand(
       "install",
-      "link capctl into Wireshark's personal extcap folder (as `tshark -G folders` reports it), "
-      "so Wireshark lists the interface \"capd remote capture\"");
+      "link capctl into Wireshark's personal extcap folder (as `tshark -G folders` names it, "
+      "or as its version implies), so Wireshark lists the interface \"capd remote capture\"");
   std::string folder;
   bool copy = false;
   install
@@ -167,12 +152,13 @@ int RunExtcapCommand(int argc, char** argv) {
     return 2;
   }
   if (folder.empty()) {
-    auto found = PersonalExtcapFolder();
-    if (!found.ok()) {
-      std::fprintf(stderr, "capctl: %s\n", found.status().message().c_str());
+    const ExtcapFolderChoice choice = PersonalExtcapFolder();
+    if (choice.folder.empty() || choice.folder[0] != '/') {
+      std::fprintf(stderr, "capctl: no extcap folder (is HOME set?): give it with --dir\n");
       return 1;
     }
-    folder = found.value();
+    std::printf("capctl: extcap folder %s: %s\n", choice.folder.c_str(), choice.why.c_str());
+    folder = choice.folder;
   }
   const Status done = uninstall->parsed() ? Uninstall(folder) : Install(folder, copy);
   if (!done.ok()) {

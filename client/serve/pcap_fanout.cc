@@ -23,7 +23,7 @@ namespace capd::client {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Chunk = PcapFanout::Record;
+using Buffer = std::shared_ptr<const std::string>;
 
 constexpr size_t kMaxClients = 64;
 // Records handed over but not yet queued for the clients: beyond this Publish waits for the
@@ -60,9 +60,12 @@ bool IsLoopback(const sockaddr_storage& address) {
 struct Client {
   int fd = -1;
   std::string peer;
+  // [begin, end) of a shared buffer: header bytes, or `packets` whole records.
   struct Queued {
-    Chunk bytes;
-    bool packet;  // false for the file header, which is never dropped
+    Buffer bytes;
+    size_t begin;
+    size_t end;
+    uint32_t packets;  // 0 for header bytes, which are never dropped
   };
   std::deque<Queued> queue;
   size_t queued_bytes = 0;  // packets only
@@ -76,9 +79,10 @@ struct Client {
 // Sends what the socket takes without blocking. False when the connection failed.
 bool Flush(Client& client) {
   while (!client.queue.empty()) {
-    const std::string& bytes = *client.queue.front().bytes;
-    const ssize_t n = send(client.fd, bytes.data() + client.offset, bytes.size() - client.offset,
-                           MSG_NOSIGNAL | MSG_DONTWAIT);
+    const Client::Queued& front = client.queue.front();
+    const size_t size = front.end - front.begin;
+    const ssize_t n = send(client.fd, front.bytes->data() + front.begin + client.offset,
+                           size - client.offset, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
@@ -86,10 +90,10 @@ bool Flush(Client& client) {
       return false;
     }
     client.offset += static_cast<size_t>(n);
-    if (client.offset < bytes.size()) continue;
-    if (client.queue.front().packet) {
-      ++client.sent;
-      client.queued_bytes -= bytes.size();
+    if (client.offset < size) continue;
+    if (front.packets > 0) {
+      client.sent += front.packets;
+      client.queued_bytes -= size;
     }
     client.queue.pop_front();
     client.offset = 0;
@@ -176,17 +180,16 @@ void PcapFanout::Wake() {
   (void)!write(wake_fd_, &one, sizeof one);
 }
 
-void PcapFanout::Publish(std::string header, std::vector<Record> records) {
-  size_t bytes = header.size();
-  for (const Record& r : records) bytes += r->size();
+void PcapFanout::Publish(std::string header, Records records) {
+  const size_t bytes = header.size() + (records.bytes ? records.bytes->size() : 0);
   {
     std::unique_lock lock(mu_);
     inbox_space_.wait(lock, [&] {
       return input_ended_ || inbox_bytes_ == 0 || inbox_bytes_ + bytes <= kMaxInboxBytes;
     });
     if (input_ended_) return;
-    if (!header.empty()) inbox_header_ = std::move(header);
-    for (Record& r : records) inbox_.push_back(std::move(r));
+    inbox_header_ += header;
+    if (!records.ends.empty()) inbox_.push_back(std::move(records));
     inbox_bytes_ += bytes;
   }
   Wake();
@@ -208,10 +211,10 @@ PcapFanout::Totals PcapFanout::Wait() {
 
 void PcapFanout::Run(std::chrono::milliseconds drain_timeout) {
   std::list<Client> clients;
-  Chunk header;
+  Buffer header;  // all header bytes so far, for a client that joins
   bool input_open = true;
   Clock::time_point drain_deadline;
-  std::deque<Chunk> records;
+  std::deque<Records> inbox;
 
   const auto leave = [this](Client& c) {
     std::fprintf(stderr, "capctl: client %s left (%s): %llu packets sent, %llu dropped\n",
@@ -222,18 +225,43 @@ void PcapFanout::Run(std::chrono::milliseconds drain_timeout) {
     totals_.packets_dropped += c.dropped;
     close(c.fd);
   };
-  const auto enqueue = [this](Client& c, const Chunk& record) {
-    if (c.queued_bytes + record->size() > client_queue_bytes_) {
-      if (c.dropped++ == 0) {
-        std::fprintf(stderr,
-                     "capctl: client %s is too slow: dropping packets for it (its queue of %zu "
-                     "bytes is full)\n",
-                     c.peer.c_str(), client_queue_bytes_);
+  // Runs of records that fit the client's queue become one entry each. A run that is less than
+  // half of its buffer gets a copy of its own: otherwise a slow client, taking a few records of
+  // each hand-over as its queue frees up, would keep whole buffers alive for them, and its memory
+  // would no longer be bounded by its queue (at most about twice the queue, this way).
+  const auto enqueue = [this](Client& c, const Records& records) {
+    const size_t first_new = c.queue.size();  // earlier entries are other buffers'
+    size_t begin = 0;
+    for (const uint32_t end : records.ends) {
+      const size_t size = end - begin;
+      if (c.queued_bytes + size > client_queue_bytes_) {
+        if (c.dropped++ == 0) {
+          std::fprintf(stderr,
+                       "capctl: client %s is too slow: dropping packets for it (its queue of %zu "
+                       "bytes is full)\n",
+                       c.peer.c_str(), client_queue_bytes_);
+        }
+      } else {
+        Client::Queued* last = c.queue.empty() ? nullptr : &c.queue.back();
+        if (last != nullptr && last->packets > 0 && last->bytes == records.bytes &&
+            last->end == begin) {
+          last->end = end;
+          ++last->packets;
+        } else {
+          c.queue.push_back({records.bytes, begin, end, 1});
+        }
+        c.queued_bytes += size;
       }
-      return;
+      begin = end;
     }
-    c.queue.push_back({record, true});
-    c.queued_bytes += record->size();
+    for (size_t i = first_new; i < c.queue.size(); ++i) {
+      Client::Queued& run = c.queue[i];
+      const size_t size = run.end - run.begin;
+      if (size * 2 >= run.bytes->size()) continue;
+      run.bytes = std::make_shared<const std::string>(*run.bytes, run.begin, size);
+      run.begin = 0;
+      run.end = size;
+    }
   };
 
   while (true) {
@@ -301,7 +329,7 @@ void PcapFanout::Run(std::chrono::milliseconds drain_timeout) {
         Client& c = clients.emplace_back();
         c.fd = fd;
         c.peer = SocketAddressText(peer);
-        if (header) c.queue.push_back({header, false});
+        if (header) c.queue.push_back({header, 0, header->size(), 0});
         ++totals_.clients;
         std::fprintf(stderr, "capctl: client %s connected (%zu connected)\n", c.peer.c_str(),
                      clients.size());
@@ -314,21 +342,23 @@ void PcapFanout::Run(std::chrono::milliseconds drain_timeout) {
       {
         std::lock_guard lock(mu_);
         new_header.swap(inbox_header_);
-        records.swap(inbox_);
+        inbox.swap(inbox_);
         inbox_bytes_ = 0;
-        input_open = !input_ended_ || !records.empty() || !new_header.empty();
+        input_open = !input_ended_ || !inbox.empty() || !new_header.empty();
       }
       inbox_space_.notify_all();
       if (!new_header.empty()) {
-        header = std::make_shared<const std::string>(std::move(new_header));
-        // Clients that connected before the stream started get it first.
-        for (Client& c : clients) c.queue.push_front({header, false});
+        // Connected clients get the new part where it belongs (before the records that need
+        // it); a client that joins later gets all of it at once.
+        auto part = std::make_shared<const std::string>(new_header);
+        for (Client& c : clients) c.queue.push_back({part, 0, part->size(), 0});
+        header = std::make_shared<const std::string>(header ? *header + new_header : new_header);
       }
-      for (const Chunk& record : records) {
-        ++totals_.packets_in;
-        for (Client& c : clients) enqueue(c, record);
+      for (const Records& records : inbox) {
+        totals_.packets_in += records.ends.size();
+        for (Client& c : clients) enqueue(c, records);
       }
-      records.clear();
+      inbox.clear();
       // The end comes after the last records: look again at once for it.
       if (input_open) {
         std::lock_guard lock(mu_);

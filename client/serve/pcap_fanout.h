@@ -1,17 +1,22 @@
 #pragma once
-// One pcap byte stream served to any number of TCP clients (PCAP-over-IP: Wireshark
-// `-i TCP@HOST:PORT`, Arkime, NetworkMiner, Zeek).
+// One capture byte stream (classic pcap or pcapng) served to any number of TCP clients
+// (PCAP-over-IP: Wireshark `-i TCP@HOST:PORT`, Arkime, NetworkMiner, Zeek).
 //
-// How data flows: the writer's thread hands the pcap file header and whole records over
-// (Publish, e.g. from PcapFanoutWriter); the fan-out thread queues each record for every
-// connected client. A client gets the header first, then the records from when it connected. A
-// client's queue is bounded: a record that does not fit is dropped for that client alone and
-// counted, so a slow client never slows the input or the other clients. What a client has not taken
-// yet is at most its queue plus the socket's send buffer (fixed at 256 KiB, see the .cc). One
-// thread, one poll() loop, non-blocking sockets; records are shared between queues, not copied.
+// How data flows: the writer's thread hands over header bytes and whole records (Publish, e.g.
+// from the writers of fanout_writer.h); the fan-out thread queues them for every connected
+// client. The header is what every client needs before records and whenever it joins: pcap's
+// file header; pcapng's section header block and each interface description block, added as
+// interfaces appear. A client gets the whole header so far first, then the records from when it
+// connected, and every later header part in its place among them. A client's queue is bounded: a
+// record that does not fit is dropped for that client alone and counted (header bytes never are),
+// so a slow client never slows the input or the other clients. What a client has not taken yet
+// is at most its queue plus the socket's send buffer (fixed at 256 KiB, see the .cc). One thread,
+// one poll() loop, non-blocking sockets; the records of one hand-over share one buffer that every
+// client's queue points into, never allocated per packet, and copied for a client only when it
+// takes less than half of it (a slow client's few records: its memory stays bounded by its queue).
 //
 // When the input ends (EndInput), the listener closes, clients get what is queued for at most
-// `drain_timeout`, then their connections close (a pcap reader sees the end of the capture).
+// `drain_timeout`, then their connections close (a reader sees the end of the capture).
 //
 // Thread-safety: Listen(), Start() and Wait() from one thread; Publish() and EndInput() from any
 // one thread (the writer's).
@@ -32,8 +37,11 @@ namespace capd::client {
 
 class PcapFanout {
  public:
-  // One pcap record (16-byte header and data), shared by every client's queue.
-  using Record = std::shared_ptr<const std::string>;
+  // Whole records (pcap records, pcapng Enhanced Packet Blocks) back to back in one buffer.
+  struct Records {
+    std::shared_ptr<const std::string> bytes;
+    std::vector<uint32_t> ends;  // where each record ends in *bytes, ascending
+  };
 
   struct Totals {
     uint64_t clients = 0;          // clients that connected
@@ -57,10 +65,10 @@ class PcapFanout {
 
   // Starts the thread.
   void Start(std::chrono::milliseconds drain_timeout);
-  // Hands over the file header (once, before the first record; empty otherwise) and records, in
-  // order. Waits only while several MiB handed over earlier are not yet queued (the fan-out
-  // thread takes them at once; clients never make it wait). Ignored after EndInput.
-  void Publish(std::string header, std::vector<Record> records);
+  // Hands over header bytes to add (before the records that need them; empty when none) and
+  // records, in order. Waits only while several MiB handed over earlier are not yet queued (the
+  // fan-out thread takes them at once; clients never make it wait). Ignored after EndInput.
+  void Publish(std::string header, Records records);
   // The input is over: what was published is still delivered, then the clients are closed.
   void EndInput();
   // Waits until the input has ended and the clients are closed; returns the totals.
@@ -84,10 +92,10 @@ class PcapFanout {
   size_t client_queue_bytes_;
   std::mutex mu_;
   std::condition_variable inbox_space_;
-  std::string inbox_header_;  // guarded by mu_
-  std::deque<Record> inbox_;  // guarded by mu_
-  size_t inbox_bytes_ = 0;    // guarded by mu_
-  bool input_ended_ = false;  // guarded by mu_
+  std::string inbox_header_;   // guarded by mu_
+  std::deque<Records> inbox_;  // guarded by mu_
+  size_t inbox_bytes_ = 0;     // guarded by mu_
+  bool input_ended_ = false;   // guarded by mu_
   std::thread thread_;
   Totals totals_;  // written by the thread, read after join
 };

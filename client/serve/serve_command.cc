@@ -36,16 +36,17 @@ int RunServeCommand(const ServeOptions& options) {
                  server.address().c_str());
   }
 
+  const StreamOptions& stream = options.stream;
+  const bool pcapng = stream.format == FileFormat::kPcapng;
   server.Start(kDrainTimeout);
-  std::fprintf(stderr, "capctl: serving pcap on %s (Wireshark: -k -i TCP@%s)\n",
-               server.address().c_str(), server.address().c_str());
+  std::fprintf(stderr, "capctl: serving %s on %s (Wireshark: -k -i TCP@%s)\n",
+               pcapng ? "pcapng" : "pcap", server.address().c_str(), server.address().c_str());
 
-  StreamOptions stream = options.stream;
-  stream.format = FileFormat::kPcap;
   StderrSessionObserver observer;
   const int code = RunStream(stream, observer, [&]() -> StatusOr<OpenedOutput> {
     OpenedOutput opened;
-    opened.writer = WithPcapLinkType(stream, MakePcapFanoutWriter(server));
+    opened.writer = pcapng ? MakePcapngFanoutWriter(server, "capctl " CAPD_VERSION)
+                           : WithPcapLinkType(stream, MakePcapFanoutWriter(server));
     // Clients come and go: none of them is the reader whose leaving ends the capture.
     opened.output.name = "the clients of " + server.address();
     opened.output.is_stream = true;

@@ -1,5 +1,7 @@
 #include "client/stream/agent_feed.h"
 
+#include "client/stream/batch_decompression.h"
+
 namespace capd::client {
 
 AgentFeed::AgentFeed(size_t index, std::string address, AgentConnection connection,
@@ -28,10 +30,21 @@ void AgentFeed::Start() { thread_ = std::thread(&AgentFeed::ReadLoop, this); }
 void AgentFeed::ReadLoop() {
   auto stub = v1::Capture::NewStub(connection_.channel());
   auto reader = stub->Stream(&context_, request_);
+  BatchDecompression decompression(address());
+  Status undecodable;
   while (true) {
     auto message = std::make_unique<v1::StreamResponse>();
     if (!reader->Read(message.get())) break;
     NoteHandle();
+    // Decoded after anything that counts what came over the wire, before anything that reads
+    // the packets.
+    if (message->has_packets()) {
+      undecodable = decompression.Decode(*message->mutable_packets());
+      if (!undecodable.ok()) {
+        context_.TryCancel();
+        break;
+      }
+    }
     const size_t bytes = message->has_packets() ? message->packets().data().size() : 0;
     std::unique_lock lock(hub_.mu);
     hub_.changed.wait(lock, [&] { return queued_bytes < kMaxQueuedBytes || done; });
@@ -42,6 +55,8 @@ void AgentFeed::ReadLoop() {
     hub_.changed.notify_all();
   }
   grpc::Status finished = reader->Finish();
+  if (!undecodable.ok())
+    finished = grpc::Status(grpc::StatusCode::DATA_LOSS, undecodable.message());
   {
     std::lock_guard lock(hub_.mu);
     status = std::move(finished);

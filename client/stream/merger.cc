@@ -38,12 +38,25 @@ FeedOutcome FromStreamEnd(const v1::StreamEnd& end) {
 
 }  // namespace
 
+bool IsTransportFailure(const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return true;
+    default:
+      return false;
+  }
+}
+
 FeedOutcome OutcomeOf(const Feed& feed, bool stopped_by_capctl) {
   // The agent's own word comes first: it ended the stream before capctl stopped anything.
   if (feed.end) return FromStreamEnd(*feed.end);
   if (stopped_by_capctl) return {FeedEnd::kStopped, "stopped", "", 0};
   if (!feed.status.ok()) {
-    if (feed.started) {
+    // Before the first message too: capd killed after it opened the capture (its log says so)
+    // closes the socket before its interface description reaches capctl.
+    if (feed.started || IsTransportFailure(feed.status)) {
       return {FeedEnd::kWentAway, "agent went away: " + feed.status.error_message(), "", 1};
     }
     return {FeedEnd::kRefused, "refused: " + DescribeRefusal(feed.status), "",
@@ -88,6 +101,9 @@ void Merger::OnStatistics(Feed& feed, const v1::Statistics& statistics) {
   if (capture_warning != capture_warnings_[feed.index()]) {
     capture_warnings_[feed.index()] = capture_warning;
     if (!capture_warning.empty()) observer_.OnWarning(RefOf(feed), capture_warning);
+  }
+  if (statistics.compressed_bytes() > 0) {
+    compression_[feed.index()] = {statistics.uncompressed_bytes(), statistics.compressed_bytes()};
   }
   if (settings_.statistics_in_every_file) {
     (void)file_.WriteStatistics(feed.index(), statistics);
@@ -261,6 +277,16 @@ DropCounts Merger::drops(size_t feed) const {
     drops.agent += interface.latest.agent_drops();
   }
   return drops;
+}
+
+CompressionBytes Merger::compression(size_t feed) const {
+  CompressionBytes total;
+  for (const auto& [index, bytes] : compression_) {
+    if (feed != kAllFeeds && index != feed) continue;
+    total.uncompressed += bytes.uncompressed;
+    total.compressed += bytes.compressed;
+  }
+  return total;
 }
 
 std::string Merger::decap_outcomes(size_t feed) const {

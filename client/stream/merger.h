@@ -29,6 +29,13 @@
 
 namespace capd::client {
 
+// A call that failed on the way rather than by the agent's answer: the connection closed or was
+// reset, a GOAWAY, the agent shutting down (UNAVAILABLE), or the call cancelled or timed out
+// without capctl asking. Such a feed "went away", whenever it failed; a refusal is a status the
+// agent sends on purpose (INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAUTHENTICATED,
+// PERMISSION_DENIED, FAILED_PRECONDITION, ...) before the capture starts.
+bool IsTransportFailure(const grpc::Status& status);
+
 // Why a feed ended: the one place that decides it. `stopped_by_capctl`: capctl ended the feed
 // itself (an interrupt, its own -c over several agents, a local error or the reader going away),
 // so an error status from the cancelled call is not the agent's doing.
@@ -90,6 +97,8 @@ class Merger {
   DropCounts drops(size_t feed = kAllFeeds) const;
   // "; tunnel packets: 120 decapsulated, 2 malformed" per interface, or empty.
   std::string decap_outcomes(size_t feed = kAllFeeds) const;
+  // The agents' latest compression counters (Statistics), for one feed or all.
+  CompressionBytes compression(size_t feed = kAllFeeds) const;
   // Packets whose timestamp was earlier than one already written.
   uint64_t out_of_order() const { return out_of_order_; }
 
@@ -116,6 +125,7 @@ class Merger {
   uint64_t out_of_order_ = 0;
   uint64_t last_timestamp_ns_ = 0;
   std::map<size_t, std::string> excluded_carriers_;
+  std::map<size_t, CompressionBytes> compression_;  // per feed: from its latest statistics
   std::map<size_t, std::string> relay_warnings_;
   std::map<size_t, std::string> capture_warnings_;
 };

@@ -39,7 +39,7 @@ enum class FeedEnd {
   kCancelled,        // the agent says the stream was cancelled
   kUnknownReason,    // a StreamEnd with a reason this capctl does not know
   kStopped,   // capctl stopped it (interrupt, its own -c, a local error), or it ended cleanly
-  kWentAway,  // the call failed after the capture had started
+  kWentAway,  // the call failed after the capture had started, or on the way before it
   kRefused,   // the agent refused the stream
   kNoReason,  // the call ended without a StreamEnd and without an error
 };
@@ -61,6 +61,13 @@ struct DropCounts {
   uint64_t interface = 0;
   uint64_t agent = 0;
   uint64_t total() const { return kernel + interface + agent; }
+};
+
+// The packet batches' bytes before and after the agents compressed them (their Statistics);
+// both 0 when no agent compressed.
+struct CompressionBytes {
+  uint64_t uncompressed = 0;
+  uint64_t compressed = 0;
 };
 
 // Packets written and drops so far; at most a few times a second (after each written round).
@@ -89,7 +96,8 @@ struct SessionSummary {
   std::string output_name;  // "/tmp/x.pcapng", "stdout", "FIFO /tmp/f", ...
   uint64_t written = 0;
   DropCounts drops;
-  std::string decap_outcomes;  // as in AgentSummary, for all agents
+  std::string decap_outcomes;    // as in AgentSummary, for all agents
+  CompressionBytes compression;  // for all agents
   // Why the session ended: "interrupted", "packet count reached", the agents' outcomes joined
   // with "; ", "the reader of stdout went away", "stopped: <local error>".
   std::string ending;

@@ -133,6 +133,7 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
     v1::StreamRequest agent_request = request;
     // -i wins; else the interface named in the agent address; else the agent's default.
     agent_request.set_interface(!options.interface.empty() ? options.interface : agent->interface);
+    if (CompressionFor(options, *agent)) agent_request.set_compression(v1::COMPRESSION_ZSTD);
     auto feed = std::make_unique<AgentFeed>(feed_index++, agent->text, std::move(connection),
                                             agent_request, run.hub());
     if (changer != nullptr) changer->Attach(feed.get());

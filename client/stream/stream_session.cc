@@ -134,6 +134,7 @@ int StreamSession::Run() {
     summary.written = merger.written();
     summary.drops = merger.drops();
     summary.decap_outcomes = merger.decap_outcomes();
+    summary.compression = merger.compression();
     summary.ending = std::move(ending);
     summary.exit_code = code;
     if (feeds.size() > 1) {

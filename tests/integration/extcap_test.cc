@@ -357,6 +357,28 @@ TEST_F(ExtcapTest, InstalledTsharkCapturesExactlyTheMatchingPackets) {
   EXPECT_NE(again.output.find("nothing to remove"), std::string::npos) << again.output;
 }
 
+// Without tshark, install cannot ask Wireshark: it uses the folder Wireshark 4.0 reads (as capctl
+// always chose), says so and names the folder of 4.2 and later; uninstall finds the same folder.
+TEST_F(ExtcapTest, InstallWithoutTsharkSaysWhichFolderAndWhy) {
+  std::vector<std::string> env = HomeEnv();
+  env.push_back("PATH=" + File("empty-path").string());  // no tshark on it
+  auto with_env = [&env](std::vector<std::string> argv) {
+    argv.insert(argv.begin(), env.begin(), env.end());
+    return argv;
+  };
+  const CommandResult install = RunCommand(with_env({kCapctlPath, "extcap", "install"}));
+  ASSERT_TRUE(install.status.Exited(0)) << install.status << install.output;
+  const std::filesystem::path link = File("home") / ".config/wireshark/extcap/capctl";
+  EXPECT_TRUE(std::filesystem::is_symlink(link)) << install.output;
+  EXPECT_NE(install.output.find("tshark is not installed"), std::string::npos) << install.output;
+  EXPECT_NE(install.output.find((File("home") / ".local/lib/wireshark/extcap").string()),
+            std::string::npos)
+      << install.output;
+  const CommandResult removed = RunCommand(with_env({kCapctlPath, "extcap", "uninstall"}));
+  ASSERT_TRUE(removed.status.Exited(0)) << removed.output;
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::symlink_status(link))) << removed.output;
+}
+
 // What capctl --capture told Wireshark's GUI: the packets in the FIFO, and the control packets
 // ('T', 3-byte length (payload + 2), control number, command, payload) on control-out.
 struct GuiCapture {
@@ -642,10 +664,12 @@ TEST_F(ExtcapFailureTest, InterfaceTheAgentDoesNotHave) {
                             "nosuch0");
 }
 
+// capd as deployed, killed once its log says the capture is open: at that moment its first
+// message may or may not have reached capctl, and either way the reason is that it went away.
 TEST_F(ExtcapFailureTest, AgentKilledMidCapture) {
   for (int i = 0; i < kRepeats; ++i) {
     SCOPED_TRACE("run " + std::to_string(i + 1));
-    ASSERT_NO_FATAL_FAILURE(StartAgent());
+    ASSERT_NO_FATAL_FAILURE(StartDeployedAgent());
     std::unique_ptr<Subprocess> tshark;
     ASSERT_NO_FATAL_FAILURE(
         StartTshark({"-o", std::string("extcap.capd.agent:") + kAgentTarget, "-o",

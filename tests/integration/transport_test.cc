@@ -18,19 +18,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "tests/integration/agent_fixture.h"
+#include "tests/support/pcapng_file.h"
 #include "tests/support/programs.h"
 #include "tests/support/test_sshd.h"
 
@@ -410,7 +414,7 @@ class ServeTest : public TransportTest {
     EXPECT_TRUE((*out)->WaitForStderr("capctl: capturing on", kStartTimeout)) << (*out)->Describe();
     std::smatch m;
     const std::string said = (*out)->Stderr();
-    if (!std::regex_search(said, m, std::regex(R"(serving pcap on (127\.0\.0\.1:(\d+)))"))) {
+    if (!std::regex_search(said, m, std::regex(R"(serving pcap(?:ng)? on (127\.0\.0\.1:(\d+)))"))) {
       ADD_FAILURE() << "no 'serving pcap on' line: " << (*out)->Describe();
       return "";
     }
@@ -777,6 +781,107 @@ TEST_F(ServeTest, DecapAutoServesMixedGenevePayloadsToEveryReader) {
     EXPECT_EQ(stream.records[k].bytes, got[k].bytes);
     EXPECT_EQ(stream.records[k].len, got[k].len);
   }
+  EXPECT_EQ(serve->Stderr().find("/proc/"), std::string::npos) << serve->Describe();
+}
+
+// serve --format pcapng --decap auto with the same real Geneve captures: tshark (which takes pcapng
+// over TCP@) gets every frame in its own link type, the bare-IP payloads as raw IP and the
+// Ethernet payloads as Ethernet, with no made-up header; a reader that joins mid-stream gets a
+// valid pcapng stream (the section header and every interface before its first packet). Against
+// capd as deployed.
+TEST_F(ServeTest, PcapngKeepsEachLinkTypeForTsharkAndALateReader) {
+  if (!HaveProgram("tshark")) GTEST_SKIP() << "needs tshark (apt-get install tshark)";
+  if (!RunCommand({"tcpreplay", "--version"}).status.Exited(0)) {
+    GTEST_SKIP() << "needs tcpreplay (apt-get install tcpreplay)";
+  }
+  const std::filesystem::path real = CAPD_REAL_CAPTURES_DIR;
+  // geneve-gcp.pcap: 1 bare IPv4 payload; geneve.pcap: 39 Ethernet payloads.
+  constexpr size_t kFrames = 1 + 39 + 1;
+  const auto replay = [this](const std::filesystem::path& file) {
+    const CommandResult r =
+        RunCommand({"tcpreplay", "-q", "-t", "-i", TestNetwork::kPeerInterface, file.string()},
+                   network().peer_ns());
+    ASSERT_TRUE(r.status.Exited(0)) << "tcpreplay " << file << ": " << r.output;
+  };
+
+  // capd as deployed (the unit's --user; it keeps only its capture capabilities).
+  ASSERT_NO_FATAL_FAILURE(Spawn("capd",
+                                {kCapdPath, "--listen", kAgentTarget, "--name", "capd-it",
+                                 "--log-level", "info", "--user", "nobody"},
+                                &agent_));
+  ASSERT_TRUE(agent_->WaitForStderr(std::string("listening on ") + kAgentTarget, kStartTimeout))
+      << agent_->Describe();
+  std::unique_ptr<Subprocess> serve;
+  const std::string address =
+      StartServe({"--format", "pcapng", "--decap", "auto"}, &serve, "udp port 6081");
+  ASSERT_FALSE(address.empty());
+  EXPECT_NE(serve->Stderr().find("serving pcapng on"), std::string::npos) << serve->Describe();
+  std::unique_ptr<Subprocess> tshark;
+  ASSERT_NO_FATAL_FAILURE(Spawn("tshark",
+                                {"tshark", "-n", "-i", "TCP@" + address, "-c",
+                                 std::to_string(kFrames), "-w", File("tshark.pcapng").string()},
+                                &tshark));
+  ASSERT_TRUE(serve->WaitForStderr("connected (1 connected)", kStartTimeout)) << serve->Describe();
+  ASSERT_NO_FATAL_FAILURE(replay(real / "geneve-gcp.pcap"));
+  ASSERT_NO_FATAL_FAILURE(replay(real / "geneve.pcap"));
+  SocketReader late(Connect());
+  ASSERT_TRUE(serve->WaitForStderr("connected (2 connected)", kStartTimeout)) << serve->Describe();
+  ASSERT_NO_FATAL_FAILURE(replay(real / "geneve-gcp.pcap"));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*tshark, 0));
+  EXPECT_TRUE(serve->Running()) << serve->Describe();
+
+  // tshark's file, read by an independent pcapng reader: two link types, each frame in its own.
+  auto got = test::ReadPcapng(File("tshark.pcapng"));
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  ASSERT_EQ(got->packets.size(), kFrames);
+  std::vector<uint16_t> link_types;
+  for (const auto& packet : got->packets) {
+    link_types.push_back(got->interfaces.at(packet.interface_id).link_type);
+  }
+  EXPECT_EQ(link_types.front(), 101) << "bare IP is LINKTYPE_RAW";
+  EXPECT_EQ(link_types.back(), 101);
+  EXPECT_EQ(std::count(link_types.begin(), link_types.end(), 1), 39) << "Ethernet payloads";
+  for (const size_t k : {size_t{0}, kFrames - 1}) {
+    EXPECT_EQ(static_cast<uint8_t>(got->packets[k].bytes[0]) >> 4, 4)
+        << "frame " << k << ": the inner IPv4 packet itself, no made-up Ethernet header";
+  }
+  // And as tshark dissects it: raw IP for the bare payloads, Ethernet for the others.
+  const CommandResult protocols = RunCommand({"tshark", "-n", "-r", File("tshark.pcapng").string(),
+                                              "-T", "fields", "-e", "frame.protocols"});
+  ASSERT_TRUE(protocols.status.Exited(0)) << protocols.output;
+  std::istringstream lines(protocols.output);
+  std::vector<std::string> stacks;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("Running as user", 0) != 0) stacks.push_back(line);  // tshark's stderr, as root
+  }
+  ASSERT_EQ(stacks.size(), kFrames) << protocols.output;
+  EXPECT_EQ(stacks.front().rfind("raw:ip", 0), 0u) << stacks.front();
+  EXPECT_EQ(stacks.back().rfind("raw:ip", 0), 0u) << stacks.back();
+  EXPECT_EQ(stacks[1].rfind("eth:", 0), 0u) << stacks[1];
+  const CommandResult info = RunCommand({"capinfos", File("tshark.pcapng").string()});
+  EXPECT_NE(info.output.find("Per packet"), std::string::npos) << info.output;
+
+  // The late reader: valid pcapng from its first byte, every interface, then the frames from when
+  // it joined, among them the last one.
+  ASSERT_TRUE(serve->Signal(SIGINT));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*serve, 0));
+  for (int i = 0; i < 500 && !late.done(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // the reader's thread, at EOF
+  }
+  ASSERT_TRUE(late.done()) << "the server did not close the connection";
+  std::ofstream(File("late.pcapng"), std::ios::binary) << late.bytes();
+  auto joined = test::ReadPcapng(File("late.pcapng"));
+  ASSERT_TRUE(joined.ok()) << joined.status().message();
+  ASSERT_FALSE(joined->packets.empty());
+  ASSERT_LE(joined->packets.size(), kFrames);
+  const size_t first = kFrames - joined->packets.size();
+  for (size_t k = 0; k < joined->packets.size(); ++k) {
+    const auto& packet = joined->packets[k];
+    EXPECT_EQ(packet.bytes, got->packets[first + k].bytes) << "frame " << first + k;
+    EXPECT_EQ(joined->interfaces.at(packet.interface_id).link_type, link_types[first + k]);
+  }
+  const CommandResult late_read = RunCommand({"capinfos", File("late.pcapng").string()});
+  EXPECT_TRUE(late_read.status.Exited(0)) << late_read.output;
   EXPECT_EQ(serve->Stderr().find("/proc/"), std::string::npos) << serve->Describe();
 }
 

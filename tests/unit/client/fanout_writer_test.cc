@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -25,6 +27,7 @@
 
 #include "client/output/capture_files.h"
 #include "client/serve/pcap_fanout.h"
+#include "tests/support/pcapng_file.h"
 
 namespace capd::client {
 namespace {
@@ -238,6 +241,141 @@ TEST(PcapFanoutWriterTest, CaptureWithoutPacketsEndsTheClientsStream) {
   const PcapFanout::Totals totals = fanout.Wait();
   EXPECT_EQ(totals.clients, 1u);
   EXPECT_EQ(totals.packets_in, 0u);
+}
+
+// A raw TCP client of the fan-out: what it received, kept whole for an independent pcapng reader.
+struct RawClient {
+  int fd = -1;
+  std::string bytes;
+  ~RawClient() {
+    if (fd >= 0) close(fd);
+  }
+  // Reads until `blocks` whole pcapng blocks have arrived (then the fan-out has accepted this
+  // client and sent its header), or the connection ends. False on an error or an early end.
+  bool ReadBlocks(size_t blocks) {
+    while (true) {
+      size_t at = 0, whole = 0;
+      while (at + 8 <= bytes.size()) {
+        uint32_t length;
+        std::memcpy(&length, bytes.data() + at + 4, sizeof length);
+        if (length < 12 || at + length > bytes.size()) break;
+        at += length;
+        ++whole;
+      }
+      if (whole >= blocks) return true;
+      char buffer[65536];
+      const ssize_t n = recv(fd, buffer, sizeof buffer, 0);
+      if (n <= 0) return false;
+      bytes.append(buffer, static_cast<size_t>(n));
+    }
+  }
+  // Reads to the end of the capture (the fan-out closes the connection).
+  void ReadToEnd() {
+    char buffer[65536];
+    for (ssize_t n; (n = recv(fd, buffer, sizeof buffer, 0)) > 0;) {
+      bytes.append(buffer, static_cast<size_t>(n));
+    }
+  }
+};
+
+bool ConnectRaw(const std::string& address, RawClient* client) {
+  client->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1))));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return client->fd >= 0 && connect(client->fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0;
+}
+
+StatusOr<test::PcapngFile> ReadBack(const std::string& bytes, const std::string& name) {
+  const std::filesystem::path path =
+      std::filesystem::temp_directory_path() /
+      ("capd-fanout-" + std::to_string(getpid()) + "-" + name + ".pcapng");
+  std::ofstream(path, std::ios::binary) << bytes;
+  auto file = test::ReadPcapng(path);
+  std::filesystem::remove(path);
+  return file;
+}
+
+// pcapng for the readers that take it: interfaces with different link types in one stream (what
+// --decap gives, here Ethernet and raw IP), an interface that appears mid-stream reaches the
+// client already connected before the packets that need it, and a client that joins late gets the
+// section header and every interface so far, then the packets from when it joined. Read back
+// with an independent pcapng reader (libpcap refuses mixed link types).
+TEST(PcapngFanoutWriterTest, EveryClientGetsEveryInterfaceLateJoinerToo) {
+  auto listening = PcapFanout::Listen("127.0.0.1:0", 1 << 20);
+  ASSERT_TRUE(listening.ok()) << listening.status().message();
+  PcapFanout& fanout = *listening.value();
+  fanout.Start(std::chrono::seconds(60));
+  std::unique_ptr<CaptureWriter> writer = MakePcapngFanoutWriter(fanout, "capctl test");
+  const auto write = [&](uint32_t interface, size_t i) {
+    const std::string payload = Payload(i);
+    return writer->WritePacket(interface, 1'700'000'000'000'000'000 + i, 1000,
+                               {reinterpret_cast<const uint8_t*>(payload.data()), 1000},
+                               i == 3 ? "a comment" : "");
+  };
+
+  InterfaceInfo ethernet;
+  ethernet.name = "eth0";
+  ethernet.link_type = 1;
+  ASSERT_TRUE(writer->AddInterface(ethernet).ok());
+  ASSERT_TRUE(writer->Flush().ok());
+  RawClient early;
+  ASSERT_TRUE(ConnectRaw(fanout.address(), &early));
+  ASSERT_TRUE(early.ReadBlocks(2)) << "section header and the first interface";
+  for (size_t i = 0; i < 5; ++i) ASSERT_TRUE(write(0, i).ok());
+  ASSERT_TRUE(writer->Flush().ok());
+
+  // A packet before the new interface in the same round, as the merger may have it.
+  ASSERT_TRUE(write(0, 5).ok());
+  InterfaceInfo raw;
+  raw.name = "veth0 vni 7";
+  raw.link_type = 101;
+  ASSERT_TRUE(writer->AddInterface(raw).ok());
+  ASSERT_TRUE(writer->Flush().ok());
+  for (size_t i = 6; i < 10; ++i) ASSERT_TRUE(write(1, i).ok());
+  ASSERT_TRUE(writer->Flush().ok());
+
+  // Once the early client has packet 9, the fan-out has queued it: the late client joins after.
+  ASSERT_TRUE(early.ReadBlocks(2 + 6 + 1 + 4)) << "the header, packets 0-5, the new interface, 6-9";
+  RawClient late;
+  ASSERT_TRUE(ConnectRaw(fanout.address(), &late));
+  ASSERT_TRUE(late.ReadBlocks(3)) << "section header and both interfaces";
+  for (size_t i = 10; i < 16; ++i) ASSERT_TRUE(write(static_cast<uint32_t>(i % 2), i).ok());
+  ASSERT_TRUE(writer->Close().ok());
+  early.ReadToEnd();
+  late.ReadToEnd();
+  const PcapFanout::Totals totals = fanout.Wait();
+  EXPECT_EQ(totals.clients, 2u);
+  EXPECT_EQ(totals.packets_in, 16u);
+  EXPECT_EQ(totals.packets_dropped, 0u);
+
+  auto early_file = ReadBack(early.bytes, "early");
+  ASSERT_TRUE(early_file.ok()) << early_file.status().message();
+  ASSERT_EQ(early_file->interfaces.size(), 2u);
+  EXPECT_EQ(early_file->interfaces[0].link_type, 1);
+  EXPECT_EQ(early_file->interfaces[1].link_type, 101);
+  EXPECT_EQ(early_file->interfaces[1].name, "veth0 vni 7");
+  ASSERT_EQ(early_file->packets.size(), 16u);
+  for (size_t i = 0; i < 16; ++i) {
+    const test::PcapngPacket& p = early_file->packets[i];
+    EXPECT_EQ(p.bytes, Payload(i)) << i;
+    EXPECT_EQ(p.ts_ns, 1'700'000'000'000'000'000 + i) << i;
+    EXPECT_EQ(p.interface_id, i < 6 ? 0u : (i < 10 ? 1u : i % 2)) << i;
+  }
+  ASSERT_EQ(early_file->packets[3].comments.size(), 1u);
+  EXPECT_EQ(early_file->packets[3].comments[0], "a comment");
+
+  auto late_file = ReadBack(late.bytes, "late");
+  ASSERT_TRUE(late_file.ok()) << late_file.status().message();
+  ASSERT_EQ(late_file->interfaces.size(), 2u);
+  EXPECT_EQ(late_file->interfaces[1].link_type, 101);
+  ASSERT_EQ(late_file->packets.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(late_file->packets[i].bytes, Payload(10 + i));
+    EXPECT_EQ(late_file->packets[i].interface_id, (10 + i) % 2);
+  }
+  EXPECT_TRUE(late_file->statistics.empty());
 }
 
 }  // namespace

@@ -53,6 +53,28 @@ TEST(OptionsTest, AgentFromEnvironmentAndInterfaceFromAddress) {
   EXPECT_EQ(line->stream.interface, "ens5");
 }
 
+// Compression is asked of agents behind a tunnel (a few MB/s) and not of direct addresses,
+// unless the user says otherwise; stream and serve take the same flags.
+TEST(OptionsTest, CompressionByTransportUnlessTold) {
+  unsetenv("CAPD_AGENT");
+  auto line = Parse({"stream", "-w", "x", "--agent", "10.0.0.5:50051", "--agent",
+                     "ssh://admin@bastion", "--agent", "ssm://i-0123456789abcdef0"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  const StreamOptions& s = line->stream;
+  ASSERT_EQ(s.agents.size(), 3u);
+  EXPECT_FALSE(CompressionFor(s, s.agents[0]));
+  EXPECT_TRUE(CompressionFor(s, s.agents[1]));
+  EXPECT_TRUE(CompressionFor(s, s.agents[2]));
+
+  line = Parse({"stream", "-w", "x", "--compress"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_TRUE(CompressionFor(line->stream, line->stream.agents[0]));
+  line = Parse({"serve", "--agent", "ssh://bastion", "--no-compress"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_FALSE(CompressionFor(line->serve.stream, line->serve.stream.agents[0]));
+  EXPECT_FALSE(Parse({"stream", "-w", "x", "--compress", "--no-compress"}).ok());
+}
+
 TEST(OptionsTest, RefusesBadValuesWithOneLine) {
   for (std::vector<std::string> args :
        std::vector<std::vector<std::string>>{{"stream", "-c", "0"},
@@ -223,7 +245,11 @@ TEST(OptionsTest, OtherSubcommands) {
   EXPECT_EQ(serve->serve.stream.agents[1].transport, AgentAddress::Transport::kSsh);
   EXPECT_EQ(serve->serve.stream.filter, "udp");
   EXPECT_EQ(serve->serve.stream.format, FileFormat::kPcap);
-  EXPECT_FALSE(Parse({"serve", "--format", "pcapng"}).ok());
+  // pcapng for the readers that take it (several link types under --decap).
+  auto pcapng = Parse({"serve", "--agent", "10.0.0.1:1", "--format", "pcapng"});
+  ASSERT_TRUE(pcapng.ok()) << pcapng.status().message();
+  EXPECT_EQ(pcapng->serve.stream.format, FileFormat::kPcapng);
+  EXPECT_FALSE(Parse({"serve", "--format", "text"}).ok());
 
   auto decap = Parse({"decap", "in.pcap", "-w", "-", "--vni", "7,8", "--vni", "9"});
   ASSERT_TRUE(decap.ok()) << decap.status().message();

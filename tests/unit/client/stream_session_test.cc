@@ -505,6 +505,38 @@ TEST(OutcomeOfTest, EachWayAFeedEnds) {
   EXPECT_EQ(OutcomeOf(feed, false).exit_code, 1);
 }
 
+// capd killed after it opened the capture but before its first message reached capctl: the call
+// fails with UNAVAILABLE ("Socket closed") and no message. That is the agent going away, never a
+// refusal; the statuses the agent sends on purpose before the start are refusals.
+TEST(OutcomeOfTest, TransportFailureBeforeTheFirstMessageIsWentAwayNotRefused) {
+  FakeFeed feed(0, "a");
+  ASSERT_FALSE(feed.started);
+  for (const grpc::Status& failure :
+       {grpc::Status(grpc::StatusCode::UNAVAILABLE, "Socket closed"),
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "Connection reset by peer"),
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "GOAWAY received"),
+        grpc::Status(grpc::StatusCode::CANCELLED, "Cancelled"),
+        grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded")}) {
+    feed.status = failure;
+    EXPECT_TRUE(IsTransportFailure(failure)) << failure.error_message();
+    const FeedOutcome outcome = OutcomeOf(feed, false);
+    EXPECT_EQ(outcome.kind, FeedEnd::kWentAway) << failure.error_message();
+    EXPECT_EQ(outcome.text, "agent went away: " + failure.error_message());
+    EXPECT_EQ(outcome.exit_code, 1);
+  }
+  for (const grpc::StatusCode code :
+       {grpc::StatusCode::INVALID_ARGUMENT, grpc::StatusCode::NOT_FOUND,
+        grpc::StatusCode::RESOURCE_EXHAUSTED, grpc::StatusCode::UNAUTHENTICATED,
+        grpc::StatusCode::PERMISSION_DENIED, grpc::StatusCode::FAILED_PRECONDITION}) {
+    feed.status = grpc::Status(code, "no");
+    EXPECT_FALSE(IsTransportFailure(feed.status)) << code;
+    const FeedOutcome outcome = OutcomeOf(feed, false);
+    EXPECT_EQ(outcome.kind, FeedEnd::kRefused) << code;
+    EXPECT_EQ(outcome.text.rfind("refused: ", 0), 0u) << outcome.text;
+    EXPECT_NE(outcome.exit_code, 0) << code;
+  }
+}
+
 // Through the real pcapng writer: libpcap reads back every packet, in time order, with its bytes.
 TEST(StreamSessionTest, PcapngFileReadsBackWithLibpcapInTimeOrder) {
   TempDir dir;
