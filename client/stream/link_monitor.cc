@@ -26,10 +26,14 @@ std::vector<LinkMonitor::Began> LinkMonitor::Update(Clock::time_point now,
     const double wait_share = std::clamp(
         std::chrono::duration<double>(c.output_wait - f.last.output_wait).count() / seconds, 0.0,
         1.0);
-    // The agent's count describes the second before it arrived: the wait then counts too.
-    const double share = std::max(wait_share, f.previous_wait_share);
+    if (wait_share >= kOutputWaitShare) {
+      f.waited_at = now;
+      f.waited_share = wait_share;
+    }
+    const bool output_held = f.waited_at.has_value() && now - *f.waited_at <= kOutputMemory;
+    const double share = output_held ? f.waited_share : wait_share;
     if (c.agent_drops > f.last.agent_drops) {
-      const Bottleneck cause = share >= kOutputWaitShare ? Bottleneck::kOutput : Bottleneck::kLink;
+      const Bottleneck cause = output_held ? Bottleneck::kOutput : Bottleneck::kLink;
       if (!f.in_episode) {
         f.in_episode = true;
         f.cause = cause;
@@ -43,7 +47,6 @@ std::vector<LinkMonitor::Began> LinkMonitor::Update(Clock::time_point now,
       f.in_episode = false;
       f.cause = Bottleneck::kNone;
     }
-    f.previous_wait_share = wait_share;
     f.last = c;
   }
   measured_ = now;

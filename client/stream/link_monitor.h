@@ -7,10 +7,11 @@
 // when capctl takes the stream more slowly than the agent captures. Either the link is slower
 // than the capture, or capctl's output is: then the merger falls behind, the feed's queue fills,
 // and the feed's reader waits for room instead of reading the link (Feed::output_wait). So an
-// increase of the agent's drop count in an interval where the reader waited for at least
-// kOutputWaitShare of the time (this interval or the one before: the agent's count arrives about
-// a second late) is blamed on the output, otherwise on the link. capctl's own CPU (a reader too
-// slow to decode) would also look like the link; it is not measured.
+// increase of the agent's drop count seen within kOutputMemory of an interval where the reader
+// waited for at least kOutputWaitShare of the time is blamed on the output, otherwise on the
+// link. The memory is there because the count comes in the agent's statistics, queued behind the
+// batches: after a stalled output it is merged only once the output has caught up again. capctl's
+// own CPU (a reader too slow to decode) would also look like the link; it is not measured.
 //
 // An episode begins with the first increase of an agent's drop count and ends once the count has
 // not moved for kEpisodeQuiet; each beginning is reported once.
@@ -21,6 +22,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "client/stream/session_observer.h"
@@ -36,6 +38,8 @@ class LinkMonitor {
   static constexpr std::chrono::seconds kEpisodeQuiet{10};
   // The reader waited for the output at least this share of an interval: the output limits.
   static constexpr double kOutputWaitShare = 0.2;
+  // ... and drops seen this long after such an interval still are the output's.
+  static constexpr std::chrono::seconds kOutputMemory{5};
 
   // One feed's counters, as they are now (totals since the feed started).
   struct Counters {
@@ -80,7 +84,10 @@ class LinkMonitor {
     Counters last;    // at the last measurement
     Counters now;     // at the last Update
     double rate = 0;  // bytes per second over the last interval
-    double previous_wait_share = 0;
+    // The end of the last interval in which the reader waited kOutputWaitShare or more, and
+    // that share.
+    std::optional<Clock::time_point> waited_at;
+    double waited_share = 0;
     bool in_episode = false;
     Bottleneck cause = Bottleneck::kNone;  // of the current episode
     Bottleneck worst = Bottleneck::kNone;

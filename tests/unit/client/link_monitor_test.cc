@@ -100,6 +100,27 @@ TEST(LinkMonitorTest, DropsWhileTheReaderWaitedAreTheOutputs) {
   EXPECT_EQ(links.worst(0), Bottleneck::kOutput);
 }
 
+// The agent's count is queued behind the batches: after a stalled output it is merged once the
+// output has caught up. Drops seen within kOutputMemory of the wait are the output's; later ones
+// (a new episode) the link's.
+TEST(LinkMonitorTest, DropsSeenSoonAfterTheOutputStalledAreStillTheOutputs) {
+  const Clock::time_point t0{};
+  LinkMonitor links(1, t0);
+  // A 3 s stall measured as one interval (the merger was blocked in its write).
+  links.Update(t0 + seconds(3), {At(64'000'000, 0, milliseconds(2900))});
+  auto began = links.Update(t0 + seconds(4), {At(70'000'000, 9000, milliseconds(2900))});
+  ASSERT_EQ(began.size(), 1u);
+  EXPECT_EQ(began[0].cause, Bottleneck::kOutput);
+  EXPECT_NEAR(began[0].output_wait_share, 2.9 / 3, 1e-9);
+  // Quiet until the episode ends, then drops long after the wait: the link.
+  links.Update(t0 + seconds(15), {At(71'000'000, 9000, milliseconds(2900))});
+  EXPECT_EQ(links.dropping(), Bottleneck::kNone);
+  began = links.Update(t0 + seconds(16), {At(72'000'000, 9100, milliseconds(2900))});
+  ASSERT_EQ(began.size(), 1u);
+  EXPECT_EQ(began[0].cause, Bottleneck::kLink);
+  EXPECT_EQ(links.worst(0), Bottleneck::kOutput);
+}
+
 // A wait below kOutputWaitShare is the merger's normal pace, not a bottleneck.
 TEST(LinkMonitorTest, ShortWaitsStillBlameTheLink) {
   const Clock::time_point t0{};
