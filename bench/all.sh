@@ -19,6 +19,10 @@
 #   6. ssh:     bench/ssh.sh: ssh host 'tcpdump -U -w -' into tshark against capctl stream
 #               --agent ssh://... into tshark, through a real sshd: own SSH packets in an idle
 #               capture, burst completeness, whole-pipeline CPU per packet (its own section).
+#   7. tunnel:  bench/tunnel.sh: the same workflows (and ssh -C, and capctl with --compress when
+#               it has the flag) through a link shaped to TUNNEL_RATE while the capture
+#               interface carries more: packets delivered per second, completeness, CPU per
+#               delivered packet (its own section).
 # CPU figures are the processes' exact on-CPU time (schedstat), start-up excluded; the window
 # includes 0.5 s before each burst and SETTLE_S after it, so capd's idle cost (its 10 ms ring
 # timeout) is in them too.
@@ -34,7 +38,9 @@
 #   IDLE_S=10 IDLE_ROUNDS=3            bench/idle.sh: seconds per measurement, measurements per case
 #   SSH_IDLE_S=3 SSH_PACKETS=300000 SSH_ROUNDS=5 SSH_RATE=   bench/ssh.sh (IDLE_S, PACKETS,
 #                                      ROUNDS, RATE there; its goals are its own)
-#   STEPS="grid clients decap micro idle ssh"   which parts to run
+#   TUNNEL_RATE=20mbit TUNNEL_TRAFFIC_RATE=60mbit TUNNEL_DURATION=20 TUNNEL_ROUNDS=1
+#                                      bench/tunnel.sh (RATE, TRAFFIC_RATE, DURATION, ROUNDS there)
+#   STEPS="grid clients decap micro idle ssh tunnel"   which parts to run
 #   SETTLE_S=1.5                       run.sh/decap.sh: a file unchanged this long is finished
 #   GOAL_RSS_MIB=64 GOAL_P99_MS=5 GOAL_DECAP_RATIO=1.10 GOAL_CPU_RATIO=   (issue 8; an empty
 #                                      GOAL_CPU_RATIO checks completeness only)
@@ -60,7 +66,11 @@ SSH_IDLE_S=${SSH_IDLE_S:-3}
 SSH_PACKETS=${SSH_PACKETS:-300000}
 SSH_ROUNDS=${SSH_ROUNDS:-5}
 SSH_RATE=${SSH_RATE:-}
-STEPS=${STEPS:-grid clients decap micro idle ssh}
+TUNNEL_RATE=${TUNNEL_RATE:-20mbit}
+TUNNEL_TRAFFIC_RATE=${TUNNEL_TRAFFIC_RATE:-60mbit}
+TUNNEL_DURATION=${TUNNEL_DURATION:-20}
+TUNNEL_ROUNDS=${TUNNEL_ROUNDS:-1}
+STEPS=${STEPS:-grid clients decap micro idle ssh tunnel}
 SETTLE_S=${SETTLE_S:-1.5}
 GOAL_RSS_MIB=${GOAL_RSS_MIB:-64}
 GOAL_P99_MS=${GOAL_P99_MS:-5}
@@ -87,6 +97,8 @@ COMMAND+=" LAT_PACKETS=$LAT_PACKETS DECAP_PACKETS=$DECAP_PACKETS"
 COMMAND+=" DECAP_LARGE_PACKETS=$DECAP_LARGE_PACKETS DECAP_ROUNDS=$DECAP_ROUNDS"
 COMMAND+=" MICRO_MIN_TIME=$MICRO_MIN_TIME IDLE_S=$IDLE_S IDLE_ROUNDS=$IDLE_ROUNDS"
 COMMAND+=" SSH_IDLE_S=$SSH_IDLE_S SSH_PACKETS=$SSH_PACKETS SSH_ROUNDS=$SSH_ROUNDS SSH_RATE=$SSH_RATE"
+COMMAND+=" TUNNEL_RATE=$TUNNEL_RATE TUNNEL_TRAFFIC_RATE=$TUNNEL_TRAFFIC_RATE"
+COMMAND+=" TUNNEL_DURATION=$TUNNEL_DURATION TUNNEL_ROUNDS=$TUNNEL_ROUNDS"
 COMMAND+=" STEPS=\"$STEPS\" SETTLE_S=$SETTLE_S"
 COMMAND+=" bench/all.sh $BUILD_DIR"
 
@@ -196,6 +208,15 @@ if has_step ssh; then
   step "$OUT/ssh-run.txt" env RESULTS= TSV= KEEP=0 IDLE_S="$SSH_IDLE_S" PACKETS="$SSH_PACKETS" \
     SIZE=64 RATE="$SSH_RATE" ROUNDS="$SSH_ROUNDS" SETTLE_S="$SETTLE_S" \
     "$BENCH_DIR/ssh.sh" "$BUILD_DIR" "$OUT/ssh"
+fi
+if has_step tunnel; then
+  log "tunnel: tcpdump and capd through ssh over a $TUNNEL_RATE link, ${TUNNEL_DURATION}s of" \
+    "$TUNNEL_TRAFFIC_RATE traffic per workflow, $TUNNEL_ROUNDS round(s)"
+  # Every setting given, as for ssh.sh; RESULTS empty: the report below carries its section.
+  step "$OUT/tunnel-run.txt" env RESULTS= TSV= KEEP=0 RATE="$TUNNEL_RATE" DELAY_MS=0 \
+    TRAFFIC_RATE="$TUNNEL_TRAFFIC_RATE" SMALL_PPS=2000 SMALL_SIZE=120 \
+    DURATION="$TUNNEL_DURATION" ROUNDS="$TUNNEL_ROUNDS" WORKFLOWS="a b c d" SETTLE_S=3 \
+    "$BENCH_DIR/tunnel.sh" "$BUILD_DIR" "$OUT/tunnel"
 fi
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - START))
@@ -450,6 +471,16 @@ report() {
       echo "## Through SSH (bench/ssh.sh)"
       echo
       echo "(no ssh results)"
+    fi
+  fi
+  if has_step tunnel; then
+    echo
+    if [[ -s $OUT/tunnel/tunnel.md ]]; then
+      cat "$OUT/tunnel/tunnel.md"  # its own heading, table and ratios, between markers
+    else
+      echo "## Through a thin tunnel (bench/tunnel.sh)"
+      echo
+      echo "(no tunnel results)"
     fi
   fi
   # bench/connections.sh is run on its own (not a step here): its last section is kept as it is.
