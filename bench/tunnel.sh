@@ -465,9 +465,11 @@ run_workflow() {
   local round=$1 wf=$2 c0 c1 sent bytes t0 t_end got drops tun0 tun1
   RUN=r$round-$wf
   if [[ $wf == d ]] && ((!HAS_COMPRESS)); then
-    echo "(d) skipped: this capctl has no --compress"
     log "(d) skipped: this capctl has no --compress"
-    NOTES+=("(d) skipped: this capctl has no --compress")
+    if ((round == 1)); then
+      echo "(d) skipped: this capctl has no --compress"
+      NOTES+=("(d) skipped: this capctl has no --compress")
+    fi
     return 0
   fi
   log "round $round: ($wf), ${DURATION}s of traffic"
