@@ -485,8 +485,7 @@ run_workflow() {
   # bulk's last ACKs and FIN), which the capturers capture too.
   read -r c1 bytes < <(veth_count)
   wait_quiet "$FILE" || NOTES+=("$RUN: the capture was still growing after 120 s")
-  local ignored
-  read -r c1 ignored < <(veth_count)
+  read -r c1 _ < <(veth_count)
   t_end=$(awk -v t="$(now)" -v s="$SETTLE_S" 'BEGIN { printf "%.3f", t - s }')
   cpu_read
   tun1=$(tunnel_bytes)
@@ -513,6 +512,7 @@ run_workflow() {
 }
 
 # ------------------------------------------------------------------------------------------------
+# shellcheck disable=SC2016  # awk's fields, not the shell's
 AWK_FIELDS='{ delete f; for (i = 1; i <= NF; i++) { k = $i; sub(/=.*/, "", k); v = $i; sub(/^[^=]*=/, "", v); f[k] = v ~ /^-?[0-9]+(\.[0-9]+)?$/ ? v + 0 : v } }'
 
 # table_md: one row per workflow (medians over the rounds), then the ratios the issue asks for.
