@@ -26,7 +26,7 @@ std::vector<LinkMonitor::Began> LinkMonitor::Update(Clock::time_point now,
     const double wait_share = std::clamp(
         std::chrono::duration<double>(c.output_wait - f.last.output_wait).count() / seconds, 0.0,
         1.0);
-    if (wait_share >= kOutputWaitShare) {
+    if (c.output_wait - f.last.output_wait >= kOutputWait) {
       f.waited_at = now;
       f.waited_share = wait_share;
     }

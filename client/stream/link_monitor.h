@@ -6,12 +6,15 @@
 // How it decides: an agent drops whole batches when its queue for this client is full, that is
 // when capctl takes the stream more slowly than the agent captures. Either the link is slower
 // than the capture, or capctl's output is: then the merger falls behind, the feed's queue fills,
-// and the feed's reader waits for room instead of reading the link (Feed::output_wait). So an
-// increase of the agent's drop count seen within kOutputMemory of an interval where the reader
-// waited for at least kOutputWaitShare of the time is blamed on the output, otherwise on the
-// link. The memory is there because the count comes in the agent's statistics, queued behind the
-// batches: after a stalled output it is merged only once the output has caught up again. capctl's
-// own CPU (a reader too slow to decode) would also look like the link; it is not measured.
+// and the feed's reader waits for room instead of reading the link (Feed::output_wait), which it
+// never does while the output keeps up. So an increase of the agent's drop count seen within
+// kOutputMemory of an interval in which the reader waited kOutputWait or more in all is blamed on
+// the output, otherwise on the link. An absolute wait, not a share: while the output is stalled
+// the merger measures nothing, so the interval that holds the stall can be long. The memory is
+// there because the count comes in the agent's statistics, queued behind the batches: after a
+// stalled output it is merged only once the output has caught up again. capctl's
+// own CPU (a reader too slow to decode, or starved) would also look like the link; it is not
+// measured.
 //
 // An episode begins with the first increase of an agent's drop count and ends once the count has
 // not moved for kEpisodeQuiet; each beginning is reported once.
@@ -36,8 +39,8 @@ class LinkMonitor {
   static constexpr std::chrono::milliseconds kInterval{1000};
   // No new agent drops for this long ends an episode.
   static constexpr std::chrono::seconds kEpisodeQuiet{10};
-  // The reader waited for the output at least this share of an interval: the output limits.
-  static constexpr double kOutputWaitShare = 0.2;
+  // The reader waited for the output at least this long in an interval: the output limits.
+  static constexpr std::chrono::milliseconds kOutputWait{100};
   // ... and drops seen this long after such an interval still are the output's.
   static constexpr std::chrono::seconds kOutputMemory{5};
 
@@ -84,8 +87,8 @@ class LinkMonitor {
     Counters last;    // at the last measurement
     Counters now;     // at the last Update
     double rate = 0;  // bytes per second over the last interval
-    // The end of the last interval in which the reader waited kOutputWaitShare or more, and
-    // that share.
+    // The end of the last interval in which the reader waited kOutputWait or more, and the
+    // share of that interval it waited.
     std::optional<Clock::time_point> waited_at;
     double waited_share = 0;
     bool in_episode = false;

@@ -107,6 +107,27 @@ void SessionTextObserver::OnSummary(const SessionSummary& s) {
     Emit(Line::kRefused, "agent " + s.refused_agent.address + " refused the stream: " + s.refusal);
     return;
   }
+  // Before the summary line, which stays the last one with one agent (the extcap gives Wireshark
+  // the last line as the reason).
+  if (s.received_bytes > 0) {
+    Emit(Line::kLinkSummary, "received " + BytesText(s.received_bytes) +
+                                 (s.agents.empty() ? " from the agent" : " from the agents") +
+                                 Format(" in %.1f s (", s.seconds) +
+                                 RateText(s.seconds > 0 ? s.received_bytes / s.seconds : 0) + ")");
+  }
+  for (const AgentDropping& d : s.agent_drops) {
+    const std::string dropped =
+        "agent " + d.agent.address +
+        Format(" dropped %llu packets: ", static_cast<unsigned long long>(d.dropped));
+    if (d.cause == Bottleneck::kOutput) {
+      Emit(Line::kLinkSummary, dropped + "capctl's output (" + d.output_name +
+                                   ") was the bottleneck, not the link; " + kOutputHelp);
+    } else if (d.cause == Bottleneck::kLink) {
+      Emit(Line::kLinkSummary, dropped + "the link to it was the bottleneck; " + kLinkHelp);
+    } else {
+      Emit(Line::kLinkSummary, dropped + "its stream did not keep up; " + kLinkHelp);
+    }
+  }
   Emit(Line::kSummary,
        Format("%llu packets written to ", static_cast<unsigned long long>(s.written)) +
            s.output_name + "; " + DropsText(s.drops, s.decap_outcomes) +
@@ -123,26 +144,6 @@ void SessionTextObserver::OnSummary(const SessionSummary& s) {
     Emit(Line::kSummaryDetail,
          Format("  %llu packets arrived after the merge window and are out of order",
                 static_cast<unsigned long long>(s.out_of_order)));
-  }
-  if (s.received_bytes > 0) {
-    Emit(Line::kSummaryDetail, "  received " + BytesText(s.received_bytes) +
-                                   (s.agents.empty() ? " from the agent" : " from the agents") +
-                                   Format(" in %.1f s (", s.seconds) +
-                                   RateText(s.seconds > 0 ? s.received_bytes / s.seconds : 0) +
-                                   ")");
-  }
-  for (const AgentDropping& d : s.agent_drops) {
-    const std::string dropped =
-        "  agent " + d.agent.address +
-        Format(" dropped %llu packets: ", static_cast<unsigned long long>(d.dropped));
-    if (d.cause == Bottleneck::kOutput) {
-      Emit(Line::kSummaryDetail, dropped + "capctl's output (" + d.output_name +
-                                     ") was the bottleneck, not the link; " + kOutputHelp);
-    } else if (d.cause == Bottleneck::kLink) {
-      Emit(Line::kSummaryDetail, dropped + "the link to it was the bottleneck; " + kLinkHelp);
-    } else {
-      Emit(Line::kSummaryDetail, dropped + "its stream did not keep up; " + kLinkHelp);
-    }
   }
 }
 

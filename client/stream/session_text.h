@@ -27,6 +27,8 @@ class SessionTextObserver : public SessionObserver {
     kSummary,        // "N packets written to F; dropped: ... (why)"
     kSummaryDetail,  // the per-agent lines and the out-of-order line after it
     kAgentDropping,  // "agent A is dropping packets: the link to it is the bottleneck (...)"
+    kLinkSummary,    // "received N MB from the agent ...", "agent A dropped N packets: ..."
+                     // (before kSummary)
   };
 
   void OnInterface(const InterfaceSeen& interface) override;

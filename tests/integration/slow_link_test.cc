@@ -137,7 +137,7 @@ TEST_F(SlowLinkTest, AgentDropsOnASlowLinkAreNamedWithTheLinkAndAddUp) {
   EXPECT_GT(summary.agent, 0u) << "the agent dropped nothing on an 8 Mbit/s link: " << err;
   EXPECT_NE(SummaryLine(err).find("(packet count reached"), std::string::npos) << err;
   // The summary says why and what would help; the live line came once (one episode).
-  const std::string why = "capctl:   agent " + std::string(kVethTarget) + " dropped " +
+  const std::string why = "capctl: agent " + std::string(kVethTarget) + " dropped " +
                           std::to_string(summary.agent) +
                           " packets: the link to it was the bottleneck; a narrower filter, -s "
                           "SNAPLEN or --compress would help";
@@ -150,7 +150,7 @@ TEST_F(SlowLinkTest, AgentDropsOnASlowLinkAreNamedWithTheLinkAndAddUp) {
   // What crossed the link: at least the packets written, no faster than the link goes.
   std::smatch m;
   ASSERT_TRUE(std::regex_search(
-      err, m, std::regex(R"(capctl:   received ([0-9.]+) (MB|kB) from the agent in ([0-9.]+) s)")))
+      err, m, std::regex(R"(capctl: received ([0-9.]+) (MB|kB) from the agent in ([0-9.]+) s)")))
       << err;
   const double received = std::stod(m[1]) * (m[2] == "MB" ? 1e6 : 1e3);
   const double seconds = std::stod(m[3]);
@@ -186,12 +186,43 @@ TEST_F(SlowLinkTest, AgentDropsOnASlowLinkAreNamedWithTheLinkAndAddUp) {
   ExpectAgentAlive();
 }
 
+// Bytes queued in the TCP connections to or from capd's port in the agent namespace (capd's send
+// queues and the receiving end's unread data), from /proc/PID/net/tcp of a process there.
+uint64_t QueuedOnAgentPort(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/net/tcp");
+  uint64_t queued = 0;
+  std::string line;
+  std::getline(in, line);  // the header
+  while (std::getline(in, line)) {
+    // "  N: LOCAL:PORT REMOTE:PORT ST TX:RX ..." in hex.
+    char local[64], remote[64];
+    unsigned state = 0;
+    unsigned long tx = 0, rx = 0;
+    if (std::sscanf(line.c_str(), " %*d: %63s %63s %x %lx:%lx", local, remote, &state, &tx, &rx) !=
+        5) {
+      continue;
+    }
+    const std::string port = ":" + std::string("C383");  // 50051
+    const auto ends_with = [&](const char* text) {
+      const std::string t(text);
+      return t.size() >= port.size() && t.compare(t.size() - port.size(), port.size(), port) == 0;
+    };
+    if (state == 1 && (ends_with(local) || ends_with(remote))) queued += tx + rx;
+  }
+  return queued;
+}
+
 // The same flood over loopback into `capctl stream -w -` whose pipe the test leaves unread until
 // the agent has its count: capctl's queue fills, its reader stops reading, and the agent drops.
-// capctl must blame its output, not the link.
+// capctl must blame its output, not the link. The flood is paced (each 200 packets, until the
+// connection has carried what was sent) until capctl's queue is nearly full, so that the agent
+// drops only once capctl's reader waits for its output, not because a reader starved of CPU on a
+// busy machine fell behind a full-speed flood (which capctl would not tell from a slow link).
 TEST_F(SlowLinkTest, AgentDropsBehindAStalledOutputAreNamedWithTheOutput) {
   // More than capctl's 64 MiB queue, gRPC's window and the agent's 1 MiB queue together.
   constexpr int kPackets = 100'000;
+  // ~59 MB of frames: below capctl's 64 MiB queue (the pipe holds another 1 MiB).
+  constexpr int kPaced = 57'000;
   ASSERT_NO_FATAL_FAILURE(
       StartAgentWith({"--user", "nobody", "--no-metadata", "--max-queue-bytes", "1M"}));
   const UniqueFd sink = AgentSocket(kDst, kPort);
@@ -208,10 +239,19 @@ TEST_F(SlowLinkTest, AgentDropsBehindAStalledOutputAreNamedWithTheOutput) {
 
   const UniqueFd peer = PeerSocket();
   std::string payload(kPayloadBytes, 'x');
+  const pid_t capd = AgentPid();
   for (int i = 0; i < kPackets; ++i) {
     const std::string label = "flood-" + std::to_string(i) + "-";
     payload.replace(0, label.size(), label);
     ASSERT_TRUE(SendUdp(peer.get(), kDst, kPort, payload).ok());
+    if (i >= kPaced || (i + 1) % 200 != 0) continue;
+    // Carried: nothing queued, twice 2 ms apart (a batch may wait in the ring for its block).
+    const auto paced_deadline = std::chrono::steady_clock::now() + kStartTimeout;
+    for (int empty = 0; empty < 2;) {
+      ASSERT_LT(std::chrono::steady_clock::now(), paced_deadline) << "packet " << i;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      empty = QueuedOnAgentPort(capd) == 0 ? empty + 1 : 0;
+    }
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (int topups = 0;
@@ -234,7 +274,7 @@ TEST_F(SlowLinkTest, AgentDropsBehindAStalledOutputAreNamedWithTheOutput) {
   ASSERT_TRUE(ParseSummary(SummaryLine(err), summary)) << capctl->Describe();
   EXPECT_GT(summary.agent, 0u) << err;
   EXPECT_EQ(summary.written + summary.agent, static_cast<uint64_t>(kPackets)) << err;
-  EXPECT_EQ(CountLines(err, "capctl:   agent " + std::string(kAgentTarget) + " dropped " +
+  EXPECT_EQ(CountLines(err, "capctl: agent " + std::string(kAgentTarget) + " dropped " +
                                 std::to_string(summary.agent) +
                                 " packets: capctl's output (stdout) was the bottleneck, not the "
                                 "link; a narrower filter or -s SNAPLEN would help"),
@@ -246,6 +286,8 @@ TEST_F(SlowLinkTest, AgentDropsBehindAStalledOutputAreNamedWithTheOutput) {
             1u)
       << err;
   EXPECT_EQ(CountLines(err, "the link to it"), 0u) << err;
+  // The summary stays the last line: the extcap gives it to Wireshark as the reason.
+  EXPECT_EQ(err.substr(err.rfind('\n', err.size() - 2) + 1), SummaryLine(err) + "\n") << err;
   std::printf("stalled output: %llu written, %llu dropped by agent; %llu bytes read\n",
               static_cast<unsigned long long>(summary.written),
               static_cast<unsigned long long>(summary.agent),

@@ -121,14 +121,25 @@ TEST(LinkMonitorTest, DropsSeenSoonAfterTheOutputStalledAreStillTheOutputs) {
   EXPECT_EQ(links.worst(0), Bottleneck::kOutput);
 }
 
-// A wait below kOutputWaitShare is the merger's normal pace, not a bottleneck.
+// Waits shorter than kOutputWait are the merger's normal pace, not a bottleneck.
 TEST(LinkMonitorTest, ShortWaitsStillBlameTheLink) {
   const Clock::time_point t0{};
   LinkMonitor links(1, t0);
-  links.Update(t0 + seconds(1), {At(1'000'000, 0, milliseconds(50))});
-  auto began = links.Update(t0 + seconds(2), {At(2'000'000, 7, milliseconds(100))});
+  links.Update(t0 + seconds(1), {At(1'000'000, 0, milliseconds(20))});
+  auto began = links.Update(t0 + seconds(2), {At(2'000'000, 7, milliseconds(60))});
   ASSERT_EQ(began.size(), 1u);
   EXPECT_EQ(began[0].cause, Bottleneck::kLink);
+}
+
+// A long stall is measured as one long interval (the merger measures nothing while it waits for
+// the output): the wait counts in full, however small its share of that interval.
+TEST(LinkMonitorTest, AWaitWithinALongIntervalStillBlamesTheOutput) {
+  const Clock::time_point t0{};
+  LinkMonitor links(1, t0);
+  auto began = links.Update(t0 + seconds(8), {At(70'000'000, 30'000, milliseconds(400))});
+  ASSERT_EQ(began.size(), 1u);
+  EXPECT_EQ(began[0].cause, Bottleneck::kOutput);
+  EXPECT_DOUBLE_EQ(began[0].output_wait_share, 0.05);
 }
 
 // The end of the session measures whatever time has passed, so drops counted in the agent's last
