@@ -12,9 +12,8 @@
 // the output, otherwise on the link. An absolute wait, not a share: while the output is stalled
 // the merger measures nothing, so the interval that holds the stall can be long. The memory is
 // there because the count comes in the agent's statistics, queued behind the batches: after a
-// stalled output it is merged only once the output has caught up again. capctl's
-// own CPU (a reader too slow to decode, or starved) would also look like the link; it is not
-// measured.
+// stalled output it is merged only once the output has caught up again. capctl's own CPU (a
+// reader too slow to decode, or starved of CPU) would also look like the link; it is not measured.
 //
 // An episode begins with the first increase of an agent's drop count and ends once the count has
 // not moved for kEpisodeQuiet; each beginning is reported once.
