@@ -106,6 +106,9 @@ struct AgentDropping {
   // The share of the last interval(s) capctl's reader spent waiting for its output, 0..1.
   double output_wait_share = 0;
   std::string output_name;  // as in SessionSummary: "/tmp/x.pcapng", "FIFO /tmp/f", ...
+  // The agent already compresses its batches (its statistics count compressed bytes), so
+  // --compress is no remedy.
+  bool compressed = false;
 };
 
 // One agent's share of the summary.

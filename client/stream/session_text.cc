@@ -34,6 +34,11 @@ std::string CompressionText(const CompressionBytes& c) {
 // What would help when the agent drops: less to send, or (over a link) fewer bytes for it.
 constexpr char kLinkHelp[] = "a narrower filter, -s SNAPLEN or --compress would help";
 constexpr char kOutputHelp[] = "a narrower filter or -s SNAPLEN would help";
+constexpr char kCompressedLinkHelp[] =
+    "a narrower filter or -s SNAPLEN would help (its batches are compressed already)";
+const char* LinkHelp(const AgentDropping& d) {
+  return d.compressed ? kCompressedLinkHelp : kLinkHelp;
+}
 
 std::string BytesText(uint64_t bytes) {
   if (bytes >= 1000 * 1000) return Format("%.2f MB", bytes / 1e6);
@@ -70,7 +75,7 @@ void SessionTextObserver::OnAgentDropping(const AgentDropping& d) {
   } else {
     Emit(Line::kAgentDropping,
          "agent " + d.agent.address + " is dropping packets: the link to it is the bottleneck (" +
-             RateText(d.received_bytes_per_second) + " received); " + kLinkHelp);
+             RateText(d.received_bytes_per_second) + " received); " + LinkHelp(d));
   }
 }
 
@@ -123,9 +128,9 @@ void SessionTextObserver::OnSummary(const SessionSummary& s) {
       Emit(Line::kLinkSummary, dropped + "capctl's output (" + d.output_name +
                                    ") was the bottleneck, not the link; " + kOutputHelp);
     } else if (d.cause == Bottleneck::kLink) {
-      Emit(Line::kLinkSummary, dropped + "the link to it was the bottleneck; " + kLinkHelp);
+      Emit(Line::kLinkSummary, dropped + "the link to it was the bottleneck; " + LinkHelp(d));
     } else {
-      Emit(Line::kLinkSummary, dropped + "its stream did not keep up; " + kLinkHelp);
+      Emit(Line::kLinkSummary, dropped + "its stream did not keep up; " + LinkHelp(d));
     }
   }
   Emit(Line::kSummary,

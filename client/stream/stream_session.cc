@@ -75,7 +75,8 @@ int StreamSession::Run() {
                          began.dropped,
                          began.received_bytes_per_second,
                          began.output_wait_share,
-                         output_.name};
+                         output_.name,
+                         merger.compression(began.feed).compressed > 0};
   };
 
   std::unique_lock lock(hub_.mu);
@@ -181,6 +182,7 @@ int StreamSession::Run() {
       d.dropped = dropped;
       d.received_bytes_per_second = links.bytes_per_second(feed->index());
       d.output_name = output_.name;
+      d.compressed = merger.compression(feed->index()).compressed > 0;
       summary.agent_drops.push_back(std::move(d));
     }
     if (feeds.size() > 1) {

@@ -155,6 +155,34 @@ TEST(SessionTextTest, AgentDropsNameTheBottleneckAndWhatWouldHelp) {
             }));
 }
 
+// An agent that compresses already: --compress is no remedy, so it is not offered.
+TEST(SessionTextTest, CompressedAgentsAreNotToldToCompress) {
+  Lines out;
+  AgentDropping d;
+  d.agent = {"ssh://ops@10.0.0.1", "host-a"};
+  d.cause = Bottleneck::kLink;
+  d.dropped = 50;
+  d.received_bytes_per_second = 2'456'000;
+  d.compressed = true;
+  out.OnAgentDropping(d);
+  SessionSummary s;
+  s.output_name = "stdout";
+  s.ending = "interrupted";
+  s.drops.agent = 50;
+  s.agent_drops = {d};
+  out.OnSummary(s);
+  EXPECT_EQ(out.lines,
+            (std::vector<std::string>{
+                "agent ssh://ops@10.0.0.1 is dropping packets: the link to it is the bottleneck "
+                "(2.46 MB/s received); a narrower filter or -s SNAPLEN would help (its batches "
+                "are compressed already)",
+                "agent ssh://ops@10.0.0.1 dropped 50 packets: the link to it was the bottleneck; "
+                "a narrower filter or -s SNAPLEN would help (its batches are compressed already)",
+                "0 packets written to stdout; dropped: 0 by kernel, 0 by interface, 50 by agent "
+                "(interrupted)",
+            }));
+}
+
 // Several agents: "from the agents"; nothing received: no line at all.
 TEST(SessionTextTest, ReceivedLineOnlyWhenSomethingArrived) {
   Lines several;
@@ -165,8 +193,7 @@ TEST(SessionTextTest, ReceivedLineOnlyWhenSomethingArrived) {
   EXPECT_EQ(several.lines.front(), "received 1.5 kB from the agents in 2.0 s (750 B/s)");
   Lines none;
   none.OnSummary(TwoAgentSummary());
-  EXPECT_EQ(none.lines,
-            std::vector<std::string>(several.lines.begin() + 1, several.lines.end()));
+  EXPECT_EQ(none.lines, std::vector<std::string>(several.lines.begin() + 1, several.lines.end()));
 }
 
 TEST(SessionTextTest, RatesAndProgressInDecimalUnits) {
