@@ -39,7 +39,8 @@
 #   SSH_IDLE_S=3 SSH_PACKETS=300000 SSH_ROUNDS=5 SSH_RATE=   bench/ssh.sh (IDLE_S, PACKETS,
 #                                      ROUNDS, RATE there; its goals are its own)
 #   TUNNEL_RATE=20mbit TUNNEL_TRAFFIC_RATE=60mbit TUNNEL_DURATION=20 TUNNEL_ROUNDS=1
-#                                      bench/tunnel.sh (RATE, TRAFFIC_RATE, DURATION, ROUNDS there)
+#   TUNNEL_PAYLOADS="random text"      bench/tunnel.sh (RATE, TRAFFIC_RATE, DURATION, ROUNDS,
+#                                      PAYLOAD there), once per payload
 #   STEPS="grid clients decap micro idle ssh tunnel"   which parts to run
 #   SETTLE_S=1.5                       run.sh/decap.sh: a file unchanged this long is finished
 #   GOAL_RSS_MIB=64 GOAL_P99_MS=5 GOAL_DECAP_RATIO=1.10 GOAL_CPU_RATIO=   (issue 8; an empty
@@ -70,6 +71,7 @@ TUNNEL_RATE=${TUNNEL_RATE:-20mbit}
 TUNNEL_TRAFFIC_RATE=${TUNNEL_TRAFFIC_RATE:-60mbit}
 TUNNEL_DURATION=${TUNNEL_DURATION:-20}
 TUNNEL_ROUNDS=${TUNNEL_ROUNDS:-1}
+TUNNEL_PAYLOADS=${TUNNEL_PAYLOADS:-random text}
 STEPS=${STEPS:-grid clients decap micro idle ssh tunnel}
 SETTLE_S=${SETTLE_S:-1.5}
 GOAL_RSS_MIB=${GOAL_RSS_MIB:-64}
@@ -99,6 +101,7 @@ COMMAND+=" MICRO_MIN_TIME=$MICRO_MIN_TIME IDLE_S=$IDLE_S IDLE_ROUNDS=$IDLE_ROUND
 COMMAND+=" SSH_IDLE_S=$SSH_IDLE_S SSH_PACKETS=$SSH_PACKETS SSH_ROUNDS=$SSH_ROUNDS SSH_RATE=$SSH_RATE"
 COMMAND+=" TUNNEL_RATE=$TUNNEL_RATE TUNNEL_TRAFFIC_RATE=$TUNNEL_TRAFFIC_RATE"
 COMMAND+=" TUNNEL_DURATION=$TUNNEL_DURATION TUNNEL_ROUNDS=$TUNNEL_ROUNDS"
+COMMAND+=" TUNNEL_PAYLOADS=\"$TUNNEL_PAYLOADS\""
 COMMAND+=" STEPS=\"$STEPS\" SETTLE_S=$SETTLE_S"
 COMMAND+=" bench/all.sh $BUILD_DIR"
 
@@ -212,11 +215,13 @@ fi
 if has_step tunnel; then
   log "tunnel: tcpdump and capd through ssh over a $TUNNEL_RATE link, ${TUNNEL_DURATION}s of" \
     "$TUNNEL_TRAFFIC_RATE traffic per workflow, $TUNNEL_ROUNDS round(s)"
-  # Every setting given, as for ssh.sh; RESULTS empty: the report below carries its section.
-  step "$OUT/tunnel-run.txt" env RESULTS= TSV= KEEP=0 RATE="$TUNNEL_RATE" DELAY_MS=0 \
-    TRAFFIC_RATE="$TUNNEL_TRAFFIC_RATE" SMALL_PPS=2000 SMALL_SIZE=120 \
-    DURATION="$TUNNEL_DURATION" ROUNDS="$TUNNEL_ROUNDS" WORKFLOWS="a b c d" SETTLE_S=3 \
-    "$BENCH_DIR/tunnel.sh" "$BUILD_DIR" "$OUT/tunnel"
+  # Every setting given, as for ssh.sh; RESULTS empty: the report below carries its sections.
+  for payload in $TUNNEL_PAYLOADS; do
+    step "$OUT/tunnel-$payload-run.txt" env RESULTS= TSV= KEEP=0 RATE="$TUNNEL_RATE" DELAY_MS=0 \
+      TRAFFIC_RATE="$TUNNEL_TRAFFIC_RATE" PAYLOAD="$payload" SMALL_PPS=2000 SMALL_SIZE=120 \
+      DURATION="$TUNNEL_DURATION" ROUNDS="$TUNNEL_ROUNDS" WORKFLOWS="a b c d" SETTLE_S=3 \
+      "$BENCH_DIR/tunnel.sh" "$BUILD_DIR" "$OUT/tunnel-$payload"
+  done
 fi
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - START))
@@ -474,14 +479,17 @@ report() {
     fi
   fi
   if has_step tunnel; then
-    echo
-    if [[ -s $OUT/tunnel/tunnel.md ]]; then
-      cat "$OUT/tunnel/tunnel.md"  # its own heading, table and ratios, between markers
-    else
-      echo "## Through a thin tunnel (bench/tunnel.sh)"
+    local payload
+    for payload in $TUNNEL_PAYLOADS; do
       echo
-      echo "(no tunnel results)"
-    fi
+      if [[ -s $OUT/tunnel-$payload/tunnel.md ]]; then
+        cat "$OUT/tunnel-$payload/tunnel.md"  # its own heading, table and ratios, between markers
+      else
+        echo "## Through a thin tunnel (bench/tunnel.sh, PAYLOAD=$payload)"
+        echo
+        echo "(no tunnel results)"
+      fi
+    done
   fi
   # bench/connections.sh is run on its own (not a step here): its last section is kept as it is.
   if [[ -f $RESULTS ]] && grep -q '^<!-- bench/connections.sh: begin' "$RESULTS"; then

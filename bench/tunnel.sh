@@ -15,8 +15,10 @@
 # The agent's end of the tunnel veth is shaped on egress with tc tbf to RATE (what the agent
 # sends to the client: the capture), optionally with DELAY_MS of netem delay on both ends (the
 # internet's round trip). The traffic namespace sends, for DURATION seconds, across the capture veth:
-#   - TCP bulk: socat from /dev/urandom (payloads that do not compress, like TLS) to a socat
-#     sink in the agent namespace, through a tbf of TRAFFIC_RATE on the traffic end (so that TCP
+#   - TCP bulk: socat from /dev/urandom (PAYLOAD=random: payloads that do not compress, like
+#     TLS) or from a text corpus in a loop (PAYLOAD=text: Debian's changelogs, ~20 MB of plain
+#     English, names and dates, like a plain-text protocol or logs) to a socat sink in the agent
+#     namespace, through a tbf of TRAFFIC_RATE on the traffic end (so that TCP
 #     settles at that rate), GSO off (gso_max_size 1500: frames as a NIC would deliver them,
 #     not 64 KiB veth super-packets); the agent's ACKs come back the other way;
 #   - small packets: trafgen, SMALL_PPS UDP datagrams per second of SMALL_SIZE bytes (DNS-,
@@ -39,6 +41,7 @@
 #   DELAY_MS=0             netem delay on each end of the tunnel veth (round trip 2x); 0: none
 #                          (needs sch_netem, which some kernels, this VM's among them, lack)
 #   TRAFFIC_RATE=60mbit    tc rate of the TCP bulk on the capture veth (3x RATE)
+#   PAYLOAD=random         the bulk's bytes: random (TLS-like, incompressible) or text
 #   SMALL_PPS=2000 SMALL_SIZE=120   the small UDP packets (frame length without FCS)
 #   DURATION=20            seconds of traffic per workflow
 #   ROUNDS=1               rounds (each: every workflow); medians reported
@@ -56,6 +59,7 @@ OUT_DIR=${2:-}
 RATE=${RATE:-20mbit}
 DELAY_MS=${DELAY_MS:-0}
 TRAFFIC_RATE=${TRAFFIC_RATE:-60mbit}
+PAYLOAD=${PAYLOAD:-random}
 SMALL_PPS=${SMALL_PPS:-2000}
 SMALL_SIZE=${SMALL_SIZE:-120}
 DURATION=${DURATION:-20}
@@ -90,6 +94,7 @@ id "$CAPD_USER" >/dev/null 2>&1 || die "no user $CAPD_USER (CAPD_USER)"
 [[ $DURATION =~ ^[1-9][0-9]*$ && $ROUNDS =~ ^[1-9][0-9]*$ && $SMALL_PPS =~ ^[0-9]+$ &&
   $DELAY_MS =~ ^[0-9]+$ ]] || die "DURATION, ROUNDS, SMALL_PPS and DELAY_MS are whole numbers"
 ((SMALL_SIZE >= 60 && SMALL_SIZE <= 1514)) || die "SMALL_SIZE must be 60..1514"
+[[ $PAYLOAD == random || $PAYLOAD == text ]] || die "PAYLOAD is random or text"
 for wf in $WORKFLOWS; do [[ $wf =~ ^[abcd]$ ]] || die "WORKFLOWS: a, b, c or d, not '$wf'"; done
 
 # What this capctl can do about compression (another change adds the flags).
@@ -330,6 +335,14 @@ start_sinks() {  # the traffic's receivers in the agent namespace (no ICMP error
   drnd($((SMALL_SIZE - 42)))
 }
 EOF
+  if [[ $PAYLOAD == text ]]; then
+    # Plain text, looped: the Debian changelogs on this machine (zcat -f also takes plain files).
+    find /usr/share/doc -name 'changelog*' -type f -print0 2>/dev/null |
+      xargs -0 zcat -f 2>/dev/null | head -c 20000000 >"$TMP/corpus.txt" || true
+    (($(stat -c %s "$TMP/corpus.txt") > 1000000)) || die "PAYLOAD=text: too little text in /usr/share/doc"
+    # A script, not socat's SYSTEM: socat cuts that address at its first ';'.
+    printf 'while :; do cat %s; done\n' "$TMP/corpus.txt" >"$TMP/corpus-loop.sh"
+  fi
   sleep 0.5
 }
 
@@ -345,6 +358,10 @@ send_traffic() {
   local bulk small=""
   (
     echo "$BASHPID" >"$CG_BASE/traffic/cgroup.procs"
+    if [[ $PAYLOAD == text ]]; then
+      exec ip netns exec "$TX_NS" timeout "$DURATION" socat -u "EXEC:sh $TMP/corpus-loop.sh" \
+        "TCP:$CAP_IP:$BULK_PORT,sndbuf=262144" 2>"$TMP/bulk.log"
+    fi
     exec ip netns exec "$TX_NS" timeout "$DURATION" socat -u /dev/urandom \
       "TCP:$CAP_IP:$BULK_PORT,sndbuf=262144" 2>"$TMP/bulk.log"
   ) &
@@ -582,8 +599,8 @@ section_md() {
   rev=$(git -C "$BENCH_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
   [[ -z $(git -C "$BENCH_DIR" status --porcelain --untracked-files=no 2>/dev/null) ]] ||
     dirty=" (the work tree had uncommitted changes)"
-  echo "<!-- bench/tunnel.sh: begin (replaced by each run of bench/tunnel.sh or bench/all.sh) -->"
-  echo "## Through a thin tunnel: tcpdump over ssh vs capd over ssh:// (bench/tunnel.sh)"
+  echo "<!-- bench/$MARKER: begin (replaced by each run of bench/tunnel.sh or bench/all.sh) -->"
+  echo "## Through a thin tunnel: tcpdump over ssh vs capd over ssh:// (bench/tunnel.sh, PAYLOAD=$PAYLOAD)"
   echo
   echo "- date: $(date -u '+%F %T UTC'); commit: $rev$dirty"
   echo "- binaries (modified): capd $BIN_TIMES"
@@ -592,7 +609,9 @@ section_md() {
   echo "- $(ssh -V 2>&1 | head -1); tcpdump $(tcpdump --version 2>&1 | head -1 | awk '{ print $3 }')"
   echo
   echo "The agent's egress to the client shaped to $RATE (tc tbf) with ${DELAY_MS} ms of netem delay on each"
-  echo "end; for ${DURATION} s its capture interface carries TCP bulk of /dev/urandom payloads (tbf $TRAFFIC_RATE,"
+  local bulk="/dev/urandom payloads"
+  [[ $PAYLOAD == random ]] || bulk="plain text (Debian changelogs, looped)"
+  echo "end; for ${DURATION} s its capture interface carries TCP bulk of $bulk (tbf $TRAFFIC_RATE,"
   echo "frames <= 1514 B) with its ACKs, and $SMALL_PPS UDP datagrams/s of $SMALL_SIZE B. No capture filter."
   echo "Delivered: packets in the FIFO reader's file (tshark -i FIFO -w FILE); per second over the time"
   echo "from the start of the traffic to the file's last growth. CPU: sshd + ssh + tcpdump or capd +"
@@ -604,13 +623,16 @@ section_md() {
     echo
     printf -- '- note: %s\n' "${NOTES[@]}"
   fi
-  echo "<!-- bench/tunnel.sh: end -->"
+  echo "<!-- bench/$MARKER: end -->"
 }
 
 main() {
-  COMMAND="RATE=$RATE DELAY_MS=$DELAY_MS TRAFFIC_RATE=$TRAFFIC_RATE SMALL_PPS=$SMALL_PPS"
+  COMMAND="RATE=$RATE DELAY_MS=$DELAY_MS TRAFFIC_RATE=$TRAFFIC_RATE PAYLOAD=$PAYLOAD SMALL_PPS=$SMALL_PPS"
   COMMAND+=" SMALL_SIZE=$SMALL_SIZE DURATION=$DURATION ROUNDS=$ROUNDS WORKFLOWS=\"$WORKFLOWS\""
   COMMAND+=" bench/tunnel.sh $BUILD_DIR"
+  # One section of RESULTS.md per payload: "tunnel.sh" (random, as before) and "tunnel.sh text".
+  MARKER=tunnel.sh
+  [[ $PAYLOAD == random ]] || MARKER="tunnel.sh $PAYLOAD"
   LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
   BIN_TIMES="$(date -u -r "$CAPD" '+%F %T UTC'), capctl $(date -u -r "$CAPCTL" '+%F %T UTC')"
   cg_setup
@@ -628,7 +650,7 @@ main() {
   echo
   cat "$OUT_DIR/tunnel.md"
   if [[ -n $RESULTS ]]; then
-    update_results "$RESULTS" "$OUT_DIR/tunnel.md" tunnel.sh
+    update_results "$RESULTS" "$OUT_DIR/tunnel.md" "$MARKER"
     log "updated the section in $RESULTS"
   fi
   log "results in $OUT_DIR (tunnel.tsv, tunnel.md, logs/)"
