@@ -19,6 +19,10 @@
 #   6. ssh:     bench/ssh.sh: ssh host 'tcpdump -U -w -' into tshark against capctl stream
 #               --agent ssh://... into tshark, through a real sshd: own SSH packets in an idle
 #               capture, burst completeness, whole-pipeline CPU per packet (its own section).
+#   7. tunnel:  bench/tunnel.sh: the same workflows (and ssh -C, and capctl with --compress when
+#               it has the flag) through a link shaped to TUNNEL_RATE while the capture
+#               interface carries more: packets delivered per second, completeness, CPU per
+#               delivered packet (its own section).
 # CPU figures are the processes' exact on-CPU time (schedstat), start-up excluded; the window
 # includes 0.5 s before each burst and SETTLE_S after it, so capd's idle cost (its 10 ms ring
 # timeout) is in them too.
@@ -34,7 +38,10 @@
 #   IDLE_S=10 IDLE_ROUNDS=3            bench/idle.sh: seconds per measurement, measurements per case
 #   SSH_IDLE_S=3 SSH_PACKETS=300000 SSH_ROUNDS=5 SSH_RATE=   bench/ssh.sh (IDLE_S, PACKETS,
 #                                      ROUNDS, RATE there; its goals are its own)
-#   STEPS="grid clients decap micro idle ssh"   which parts to run
+#   TUNNEL_RATE=20mbit TUNNEL_TRAFFIC_RATE=60mbit TUNNEL_DURATION=20 TUNNEL_ROUNDS=1
+#   TUNNEL_PAYLOADS="random text"      bench/tunnel.sh (RATE, TRAFFIC_RATE, DURATION, ROUNDS,
+#                                      PAYLOAD there), once per payload
+#   STEPS="grid clients decap micro idle ssh tunnel"   which parts to run
 #   SETTLE_S=1.5                       run.sh/decap.sh: a file unchanged this long is finished
 #   GOAL_RSS_MIB=64 GOAL_P99_MS=5 GOAL_DECAP_RATIO=1.10 GOAL_CPU_RATIO=   (issue 8; an empty
 #                                      GOAL_CPU_RATIO checks completeness only)
@@ -60,7 +67,12 @@ SSH_IDLE_S=${SSH_IDLE_S:-3}
 SSH_PACKETS=${SSH_PACKETS:-300000}
 SSH_ROUNDS=${SSH_ROUNDS:-5}
 SSH_RATE=${SSH_RATE:-}
-STEPS=${STEPS:-grid clients decap micro idle ssh}
+TUNNEL_RATE=${TUNNEL_RATE:-20mbit}
+TUNNEL_TRAFFIC_RATE=${TUNNEL_TRAFFIC_RATE:-60mbit}
+TUNNEL_DURATION=${TUNNEL_DURATION:-20}
+TUNNEL_ROUNDS=${TUNNEL_ROUNDS:-1}
+TUNNEL_PAYLOADS=${TUNNEL_PAYLOADS:-random text}
+STEPS=${STEPS:-grid clients decap micro idle ssh tunnel}
 SETTLE_S=${SETTLE_S:-1.5}
 GOAL_RSS_MIB=${GOAL_RSS_MIB:-64}
 GOAL_P99_MS=${GOAL_P99_MS:-5}
@@ -87,6 +99,9 @@ COMMAND+=" LAT_PACKETS=$LAT_PACKETS DECAP_PACKETS=$DECAP_PACKETS"
 COMMAND+=" DECAP_LARGE_PACKETS=$DECAP_LARGE_PACKETS DECAP_ROUNDS=$DECAP_ROUNDS"
 COMMAND+=" MICRO_MIN_TIME=$MICRO_MIN_TIME IDLE_S=$IDLE_S IDLE_ROUNDS=$IDLE_ROUNDS"
 COMMAND+=" SSH_IDLE_S=$SSH_IDLE_S SSH_PACKETS=$SSH_PACKETS SSH_ROUNDS=$SSH_ROUNDS SSH_RATE=$SSH_RATE"
+COMMAND+=" TUNNEL_RATE=$TUNNEL_RATE TUNNEL_TRAFFIC_RATE=$TUNNEL_TRAFFIC_RATE"
+COMMAND+=" TUNNEL_DURATION=$TUNNEL_DURATION TUNNEL_ROUNDS=$TUNNEL_ROUNDS"
+COMMAND+=" TUNNEL_PAYLOADS=\"$TUNNEL_PAYLOADS\""
 COMMAND+=" STEPS=\"$STEPS\" SETTLE_S=$SETTLE_S"
 COMMAND+=" bench/all.sh $BUILD_DIR"
 
@@ -196,6 +211,17 @@ if has_step ssh; then
   step "$OUT/ssh-run.txt" env RESULTS= TSV= KEEP=0 IDLE_S="$SSH_IDLE_S" PACKETS="$SSH_PACKETS" \
     SIZE=64 RATE="$SSH_RATE" ROUNDS="$SSH_ROUNDS" SETTLE_S="$SETTLE_S" \
     "$BENCH_DIR/ssh.sh" "$BUILD_DIR" "$OUT/ssh"
+fi
+if has_step tunnel; then
+  log "tunnel: tcpdump and capd through ssh over a $TUNNEL_RATE link, ${TUNNEL_DURATION}s of" \
+    "$TUNNEL_TRAFFIC_RATE traffic per workflow, $TUNNEL_ROUNDS round(s)"
+  # Every setting given, as for ssh.sh; RESULTS empty: the report below carries its sections.
+  for payload in $TUNNEL_PAYLOADS; do
+    step "$OUT/tunnel-$payload-run.txt" env RESULTS= TSV= KEEP=0 RATE="$TUNNEL_RATE" DELAY_MS=0 \
+      TRAFFIC_RATE="$TUNNEL_TRAFFIC_RATE" PAYLOAD="$payload" SMALL_PPS=2000 SMALL_SIZE=120 \
+      DURATION="$TUNNEL_DURATION" ROUNDS="$TUNNEL_ROUNDS" WORKFLOWS="a b c d" SETTLE_S=3 \
+      "$BENCH_DIR/tunnel.sh" "$BUILD_DIR" "$OUT/tunnel-$payload"
+  done
 fi
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - START))
@@ -451,6 +477,19 @@ report() {
       echo
       echo "(no ssh results)"
     fi
+  fi
+  if has_step tunnel; then
+    local payload
+    for payload in $TUNNEL_PAYLOADS; do
+      echo
+      if [[ -s $OUT/tunnel-$payload/tunnel.md ]]; then
+        cat "$OUT/tunnel-$payload/tunnel.md"  # its own heading, table and ratios, between markers
+      else
+        echo "## Through a thin tunnel (bench/tunnel.sh, PAYLOAD=$payload)"
+        echo
+        echo "(no tunnel results)"
+      fi
+    done
   fi
   # bench/connections.sh is run on its own (not a step here): its last section is kept as it is.
   if [[ -f $RESULTS ]] && grep -q '^<!-- bench/connections.sh: begin' "$RESULTS"; then

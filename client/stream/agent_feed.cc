@@ -36,6 +36,7 @@ void AgentFeed::ReadLoop() {
     auto message = std::make_unique<v1::StreamResponse>();
     if (!reader->Read(message.get())) break;
     NoteHandle();
+    const size_t wire_bytes = message->ByteSizeLong();
     // Decoded after anything that counts what came over the wire, before anything that reads
     // the packets.
     if (message->has_packets()) {
@@ -47,7 +48,13 @@ void AgentFeed::ReadLoop() {
     }
     const size_t bytes = message->has_packets() ? message->packets().data().size() : 0;
     std::unique_lock lock(hub_.mu);
-    hub_.changed.wait(lock, [&] { return queued_bytes < kMaxQueuedBytes || done; });
+    received_bytes += wire_bytes;
+    const auto room = [&] { return queued_bytes < kMaxQueuedBytes || done; };
+    if (!room()) {
+      const auto waited_from = std::chrono::steady_clock::now();
+      hub_.changed.wait(lock, room);
+      output_wait += std::chrono::steady_clock::now() - waited_from;
+    }
     queued_bytes += bytes;
     queue.push_back({std::move(message), std::chrono::steady_clock::now(), std::nullopt, {}});
     ++hub_.arrivals;

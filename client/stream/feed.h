@@ -68,6 +68,11 @@ class Feed {
   std::string agent_name;            // from its first interface description
   bool started = false;              // an interface description arrived: the capture ran
   bool ended_written = false;        // its end is reported and its statistics blocks written
+  // Wire bytes of the messages read (each message's size as it arrived, before anything the
+  // reader does to it), for the link's throughput (client/stream/link_monitor.h).
+  uint64_t received_bytes = 0;
+  // How long the reader waited for queue space (the merger, so the output, being behind).
+  std::chrono::steady_clock::duration output_wait{0};
 
  private:
   const size_t index_;

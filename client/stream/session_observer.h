@@ -70,10 +70,45 @@ struct CompressionBytes {
   uint64_t compressed = 0;
 };
 
+// What limited an agent's stream when the agent dropped packets from its queue for this client
+// (its "dropped by agent" count: the agent captured faster than capctl took the stream).
+enum class Bottleneck {
+  kNone,
+  // capctl read everything the link delivered (its reader never waited for its output): the
+  // link to the agent (a tunnel, a WAN) carries less than the capture.
+  kLink,
+  // capctl's reader waited for its own output (a slow FIFO or pipe reader, a slow disk), so it
+  // stopped reading the link: capctl's output is the bottleneck, not the link.
+  kOutput,
+};
+
 // Packets written and drops so far; at most a few times a second (after each written round).
 struct Progress {
   uint64_t written = 0;
   DropCounts drops;
+  // Wire bytes received from all agents so far (the size of each message as it arrived).
+  uint64_t received_bytes = 0;
+  // Received bytes per second over the last interval of about a second; 0 until one has passed.
+  double received_bytes_per_second = 0;
+  // The figure above is new since the previous Progress (about once a second).
+  bool rate_updated = false;
+  // While an agent is dropping (an episode, see AgentDropping): why; kNone otherwise.
+  Bottleneck dropping = Bottleneck::kNone;
+};
+
+// An agent began dropping packets for this stream (an episode: it ends once the agent has dropped
+// nothing new for a while, see client/stream/link_monitor.h). Told once per episode.
+struct AgentDropping {
+  AgentRef agent;
+  Bottleneck cause = Bottleneck::kLink;
+  uint64_t dropped = 0;                  // the agent's drop count for this stream so far
+  double received_bytes_per_second = 0;  // from this agent, over the last interval
+  // The share of the last interval(s) capctl's reader spent waiting for its output, 0..1.
+  double output_wait_share = 0;
+  std::string output_name;  // as in SessionSummary: "/tmp/x.pcapng", "FIFO /tmp/f", ...
+  // The agent already compresses its batches (its statistics count compressed bytes), so
+  // --compress is no remedy.
+  bool compressed = false;
 };
 
 // One agent's share of the summary.
@@ -105,6 +140,14 @@ struct SessionSummary {
   std::vector<AgentSummary> agents;
   uint64_t out_of_order = 0;  // packets written after the merge window (several agents)
   int exit_code = 0;
+  // Wire bytes received from all agents, over `seconds` (from the start of the session to its
+  // end); 0 when nothing was received.
+  uint64_t received_bytes = 0;
+  double seconds = 0;
+  // One entry per agent that dropped packets from its queue (drops.agent > 0), in the order the
+  // agents were given: the cause seen (kOutput if capctl's output held it back at any time;
+  // kNone if no measurement saw the count grow).
+  std::vector<AgentDropping> agent_drops;
 };
 
 class SessionObserver {
@@ -120,6 +163,8 @@ class SessionObserver {
   // One agent's stream is over (with several agents; with one the summary says it).
   virtual void OnAgentEnded(const AgentRef& agent, const FeedOutcome& outcome) = 0;
   virtual void OnProgress(const Progress& progress) = 0;
+  // An agent began dropping packets for this stream (once per episode). Optional.
+  virtual void OnAgentDropping(const AgentDropping& /*dropping*/) {}
   // A message that is not one of the above (a connection that failed, an output that would not
   // close). May come before the session runs, or from the signal thread while connecting.
   virtual void OnMessage(const std::string& message) = 0;

@@ -31,7 +31,53 @@ std::string CompressionText(const CompressionBytes& c) {
                 static_cast<double>(c.uncompressed) / 1e6, static_cast<double>(c.compressed) / 1e6);
 }
 
+// What would help when the agent drops: less to send, or (over a link) fewer bytes for it.
+constexpr char kLinkHelp[] = "a narrower filter, -s SNAPLEN or --compress would help";
+constexpr char kOutputHelp[] = "a narrower filter or -s SNAPLEN would help";
+constexpr char kCompressedLinkHelp[] =
+    "a narrower filter or -s SNAPLEN would help (its batches are compressed already)";
+const char* LinkHelp(const AgentDropping& d) {
+  return d.compressed ? kCompressedLinkHelp : kLinkHelp;
+}
+
+std::string BytesText(uint64_t bytes) {
+  if (bytes >= 1000 * 1000) return Format("%.2f MB", bytes / 1e6);
+  if (bytes >= 1000) return Format("%.1f kB", bytes / 1e3);
+  return Format("%llu B", static_cast<unsigned long long>(bytes));
+}
+
 }  // namespace
+
+std::string SessionTextObserver::RateText(double bytes_per_second) {
+  if (bytes_per_second >= 1e6) return Format("%.2f MB/s", bytes_per_second / 1e6);
+  if (bytes_per_second >= 1e3) return Format("%.1f kB/s", bytes_per_second / 1e3);
+  return Format("%.0f B/s", bytes_per_second);
+}
+
+std::string SessionTextObserver::ProgressText(const Progress& p) {
+  std::string text =
+      Format("%llu packets, %llu dropped; link ", static_cast<unsigned long long>(p.written),
+             static_cast<unsigned long long>(p.drops.total())) +
+      RateText(p.received_bytes_per_second);
+  if (p.dropping == Bottleneck::kLink) text += "; agent dropping: the link is the bottleneck";
+  if (p.dropping == Bottleneck::kOutput)
+    text += "; agent dropping: capctl's output is the bottleneck";
+  return text;
+}
+
+void SessionTextObserver::OnAgentDropping(const AgentDropping& d) {
+  if (d.cause == Bottleneck::kOutput) {
+    Emit(Line::kAgentDropping,
+         "agent " + d.agent.address + " is dropping packets: capctl's output (" + d.output_name +
+             ") is the bottleneck, not the link (" +
+             Format("capctl waited for it %.0f %% of the time; ", 100 * d.output_wait_share) +
+             RateText(d.received_bytes_per_second) + " received); " + kOutputHelp);
+  } else {
+    Emit(Line::kAgentDropping,
+         "agent " + d.agent.address + " is dropping packets: the link to it is the bottleneck (" +
+             RateText(d.received_bytes_per_second) + " received); " + LinkHelp(d));
+  }
+}
 
 void SessionTextObserver::OnInterface(const InterfaceSeen& i) {
   if (i.left_out) {
@@ -66,6 +112,27 @@ void SessionTextObserver::OnSummary(const SessionSummary& s) {
     Emit(Line::kRefused, "agent " + s.refused_agent.address + " refused the stream: " + s.refusal);
     return;
   }
+  // Before the summary line, which stays the last one with one agent (the extcap gives Wireshark
+  // the last line as the reason).
+  if (s.received_bytes > 0) {
+    Emit(Line::kLinkSummary, "received " + BytesText(s.received_bytes) +
+                                 (s.agents.empty() ? " from the agent" : " from the agents") +
+                                 Format(" in %.1f s (", s.seconds) +
+                                 RateText(s.seconds > 0 ? s.received_bytes / s.seconds : 0) + ")");
+  }
+  for (const AgentDropping& d : s.agent_drops) {
+    const std::string dropped =
+        "agent " + d.agent.address +
+        Format(" dropped %llu packets: ", static_cast<unsigned long long>(d.dropped));
+    if (d.cause == Bottleneck::kOutput) {
+      Emit(Line::kLinkSummary, dropped + "capctl's output (" + d.output_name +
+                                   ") was the bottleneck, not the link; " + kOutputHelp);
+    } else if (d.cause == Bottleneck::kLink) {
+      Emit(Line::kLinkSummary, dropped + "the link to it was the bottleneck; " + LinkHelp(d));
+    } else {
+      Emit(Line::kLinkSummary, dropped + "its stream did not keep up; " + LinkHelp(d));
+    }
+  }
   Emit(Line::kSummary,
        Format("%llu packets written to ", static_cast<unsigned long long>(s.written)) +
            s.output_name + "; " + DropsText(s.drops, s.decap_outcomes) +
@@ -96,9 +163,13 @@ void StderrSessionObserver::OnProgress(const Progress& progress) {
   const double seconds = std::chrono::duration<double>(now - last_).count();
   const double rate =
       last_packets_ <= progress.written ? (progress.written - last_packets_) / seconds : 0;
-  std::fprintf(stderr, "\rPackets: %llu  dropped: %llu  rate: %.0f pkt/s   ",
+  const char* dropping = progress.dropping == Bottleneck::kLink     ? "  (agent dropping: link)"
+                         : progress.dropping == Bottleneck::kOutput ? "  (agent dropping: output)"
+                                                                    : "";
+  std::fprintf(stderr, "\rPackets: %llu  dropped: %llu  rate: %.0f pkt/s  link: %s%s   ",
                static_cast<unsigned long long>(progress.written),
-               static_cast<unsigned long long>(progress.drops.total()), rate);
+               static_cast<unsigned long long>(progress.drops.total()), rate,
+               RateText(progress.received_bytes_per_second).c_str(), dropping);
   last_ = now;
   last_packets_ = progress.written;
   shown_ = true;
@@ -110,6 +181,7 @@ void StderrSessionObserver::OnSummary(const SessionSummary& summary) {
 }
 
 void StderrSessionObserver::Emit(Line /*kind*/, const std::string& text) {
+  if (std::exchange(shown_, false)) std::fputc('\n', stderr);  // below the progress line
   std::fprintf(stderr, "capctl: %s\n", text.c_str());
 }
 

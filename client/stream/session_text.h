@@ -26,6 +26,9 @@ class SessionTextObserver : public SessionObserver {
     kRefused,        // "agent A refused the stream: ..."
     kSummary,        // "N packets written to F; dropped: ... (why)"
     kSummaryDetail,  // the per-agent lines and the out-of-order line after it
+    kAgentDropping,  // "agent A is dropping packets: the link to it is the bottleneck (...)"
+    kLinkSummary,    // "received N MB from the agent ...", "agent A dropped N packets: ..."
+                     // (before kSummary)
   };
 
   void OnInterface(const InterfaceSeen& interface) override;
@@ -33,8 +36,15 @@ class SessionTextObserver : public SessionObserver {
   void OnWarning(const AgentRef& agent, const std::string& warning) override;
   void OnAgentEnded(const AgentRef& agent, const FeedOutcome& outcome) override;
   void OnProgress(const Progress& /*progress*/) override {}
+  void OnAgentDropping(const AgentDropping& dropping) override;
   void OnMessage(const std::string& message) override;
   void OnSummary(const SessionSummary& summary) override;
+
+  // "850 B/s", "12.3 kB/s", "2.45 MB/s" (decimal units, as link speeds are sold).
+  static std::string RateText(double bytes_per_second);
+  // The progress as one short line for a status bar: "1200 packets, 30 dropped; link 2.45
+  // MB/s", and while an agent drops, why ("; agent dropping: the link is the bottleneck").
+  static std::string ProgressText(const Progress& progress);
 
  protected:
   // One line, without "capctl: " and without a newline.
@@ -43,7 +53,7 @@ class SessionTextObserver : public SessionObserver {
 
 // `capctl stream`'s reporter: every line on stderr as "capctl: TEXT", and on a terminal (when
 // the capture does not go to stdout or a FIFO) a dumpcap-like progress line rewritten in place
-// at most twice a second.
+// at most twice a second, with the link's throughput and, while an agent drops, its cause.
 class StderrSessionObserver : public SessionTextObserver {
  public:
   // Call once the output is known: the progress line is shown only if `enabled` and stderr is a

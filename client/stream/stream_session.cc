@@ -7,6 +7,7 @@
 
 #include "capfile/stream_to_file.h"
 #include "client/stream/agent_channel.h"
+#include "client/stream/link_monitor.h"
 #include "client/stream/merger.h"
 
 namespace capd::client {
@@ -56,6 +57,28 @@ int StreamSession::Run() {
     for (Feed* feed : feeds) feed->Cancel();
   };
 
+  // The links' throughput and the agents' drop episodes (see link_monitor.h).
+  LinkMonitor links(feeds.size(), Clock::now());
+  std::vector<LinkMonitor::Counters> counters(feeds.size());
+  // With the hub's lock held: the feeds' counters into the monitor.
+  const auto measure_links = [&](bool final) {
+    for (Feed* feed : feeds) {
+      counters[feed->index()] = {feed->received_bytes, merger.drops(feed->index()).agent,
+                                 feed->output_wait};
+    }
+    return links.Update(Clock::now(), counters, final);
+  };
+  const auto dropping_of = [&](const LinkMonitor::Began& began) {
+    const Feed& feed = *feeds[began.feed];
+    return AgentDropping{{feed.address(), feed.agent_name},
+                         began.cause,
+                         began.dropped,
+                         began.received_bytes_per_second,
+                         began.output_wait_share,
+                         output_.name,
+                         merger.compression(began.feed).compressed > 0};
+  };
+
   std::unique_lock lock(hub_.mu);
   while (true) {
     // What the readers had queued when this round began: the round takes all of it.
@@ -89,8 +112,16 @@ int StreamSession::Run() {
       stop_all();
       break;
     }
+    std::vector<AgentDropping> began;
+    for (const auto& b : measure_links(false)) began.push_back(dropping_of(b));
     lock.unlock();
-    observer_.OnProgress({merger.written(), merger.drops()});
+    for (const AgentDropping& d : began) observer_.OnAgentDropping(d);
+    Progress progress{merger.written(), merger.drops()};
+    progress.received_bytes = links.received_bytes();
+    progress.received_bytes_per_second = links.bytes_per_second();
+    progress.rate_updated = links.rate_updated();
+    progress.dropping = links.dropping();
+    observer_.OnProgress(progress);
     lock.lock();
     // Once the count is reached the packets still queued are not wanted: done means the calls
     // have finished.
@@ -137,6 +168,23 @@ int StreamSession::Run() {
     summary.compression = merger.compression();
     summary.ending = std::move(ending);
     summary.exit_code = code;
+    // The last drop counts may have come after the last measurement.
+    std::vector<AgentDropping> began;
+    for (const auto& b : measure_links(true)) began.push_back(dropping_of(b));
+    summary.received_bytes = links.received_bytes();
+    summary.seconds = links.seconds();
+    for (Feed* feed : feeds) {
+      const uint64_t dropped = merger.drops(feed->index()).agent;
+      if (dropped == 0) continue;
+      AgentDropping d;
+      d.agent = {feed->address(), feed->agent_name};
+      d.cause = links.worst(feed->index());  // kNone: no measurement saw the count grow
+      d.dropped = dropped;
+      d.received_bytes_per_second = links.bytes_per_second(feed->index());
+      d.output_name = output_.name;
+      d.compressed = merger.compression(feed->index()).compressed > 0;
+      summary.agent_drops.push_back(std::move(d));
+    }
     if (feeds.size() > 1) {
       for (Feed* feed : feeds) {
         summary.agents.push_back({{feed->address(), feed->agent_name},
@@ -148,6 +196,7 @@ int StreamSession::Run() {
       summary.out_of_order = merger.out_of_order();
     }
     lock.unlock();
+    for (const AgentDropping& d : began) observer_.OnAgentDropping(d);
     observer_.OnSummary(summary);
     return code;
   };

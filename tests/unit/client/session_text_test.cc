@@ -107,6 +107,114 @@ TEST(SessionTextTest, RefusedSingleAgentIsOneLine) {
       (std::vector<std::string>{"agent 127.0.0.1:50051 refused the stream: too busy: 16 streams"}));
 }
 
+// The link's throughput and the agents' drops: the episode lines (link, output) and the summary's
+// lines after the counts, word for word.
+TEST(SessionTextTest, AgentDropsNameTheBottleneckAndWhatWouldHelp) {
+  Lines out;
+  AgentDropping link;
+  link.agent = {"ssh://ops@10.0.0.1", "host-a"};
+  link.cause = Bottleneck::kLink;
+  link.dropped = 120;
+  link.received_bytes_per_second = 2'456'000;
+  link.output_name = "FIFO /tmp/f";
+  out.OnAgentDropping(link);
+  AgentDropping output = link;
+  output.cause = Bottleneck::kOutput;
+  output.output_wait_share = 0.854;
+  out.OnAgentDropping(output);
+
+  SessionSummary s;
+  s.output_name = "FIFO /tmp/f";
+  s.written = 9000;
+  s.drops = {0, 0, 4000};
+  s.ending = "interrupted";
+  s.received_bytes = 24'560'000;
+  s.seconds = 10.04;
+  AgentDropping unknown = link;
+  unknown.cause = Bottleneck::kNone;
+  s.agent_drops = {link, output, unknown};
+  s.agent_drops[0].dropped = 4000;
+  out.OnSummary(s);
+  EXPECT_EQ(out.lines,
+            (std::vector<std::string>{
+                "agent ssh://ops@10.0.0.1 is dropping packets: the link to it is the bottleneck "
+                "(2.46 MB/s received); a narrower filter, -s SNAPLEN or --compress would help",
+                "agent ssh://ops@10.0.0.1 is dropping packets: capctl's output (FIFO /tmp/f) is "
+                "the bottleneck, not the link (capctl waited for it 85 % of the time; 2.46 MB/s "
+                "received); a narrower filter or -s SNAPLEN would help",
+                "received 24.56 MB from the agent in 10.0 s (2.45 MB/s)",
+                "agent ssh://ops@10.0.0.1 dropped 4000 packets: the link to it was the "
+                "bottleneck; a narrower filter, -s SNAPLEN or --compress would help",
+                "agent ssh://ops@10.0.0.1 dropped 120 packets: capctl's output (FIFO /tmp/f) was "
+                "the bottleneck, not the link; a narrower filter or -s SNAPLEN would help",
+                "agent ssh://ops@10.0.0.1 dropped 120 packets: its stream did not keep up; a "
+                "narrower filter, -s SNAPLEN or --compress would help",
+                // Last: the extcap gives Wireshark the last line as the reason the capture ended.
+                "9000 packets written to FIFO /tmp/f; dropped: 0 by kernel, 0 by interface, 4000 "
+                "by agent (interrupted)",
+            }));
+}
+
+// An agent that compresses already: --compress is no remedy, so it is not offered.
+TEST(SessionTextTest, CompressedAgentsAreNotToldToCompress) {
+  Lines out;
+  AgentDropping d;
+  d.agent = {"ssh://ops@10.0.0.1", "host-a"};
+  d.cause = Bottleneck::kLink;
+  d.dropped = 50;
+  d.received_bytes_per_second = 2'456'000;
+  d.compressed = true;
+  out.OnAgentDropping(d);
+  SessionSummary s;
+  s.output_name = "stdout";
+  s.ending = "interrupted";
+  s.drops.agent = 50;
+  s.agent_drops = {d};
+  out.OnSummary(s);
+  EXPECT_EQ(out.lines,
+            (std::vector<std::string>{
+                "agent ssh://ops@10.0.0.1 is dropping packets: the link to it is the bottleneck "
+                "(2.46 MB/s received); a narrower filter or -s SNAPLEN would help (its batches "
+                "are compressed already)",
+                "agent ssh://ops@10.0.0.1 dropped 50 packets: the link to it was the bottleneck; "
+                "a narrower filter or -s SNAPLEN would help (its batches are compressed already)",
+                "0 packets written to stdout; dropped: 0 by kernel, 0 by interface, 50 by agent "
+                "(interrupted)",
+            }));
+}
+
+// Several agents: "from the agents"; nothing received: no line at all.
+TEST(SessionTextTest, ReceivedLineOnlyWhenSomethingArrived) {
+  Lines several;
+  SessionSummary s = TwoAgentSummary();
+  s.received_bytes = 1500;
+  s.seconds = 2;
+  several.OnSummary(s);
+  EXPECT_EQ(several.lines.front(), "received 1.5 kB from the agents in 2.0 s (750 B/s)");
+  Lines none;
+  none.OnSummary(TwoAgentSummary());
+  EXPECT_EQ(none.lines, std::vector<std::string>(several.lines.begin() + 1, several.lines.end()));
+}
+
+TEST(SessionTextTest, RatesAndProgressInDecimalUnits) {
+  EXPECT_EQ(SessionTextObserver::RateText(0), "0 B/s");
+  EXPECT_EQ(SessionTextObserver::RateText(999), "999 B/s");
+  EXPECT_EQ(SessionTextObserver::RateText(12'345), "12.3 kB/s");
+  EXPECT_EQ(SessionTextObserver::RateText(2'500'000), "2.50 MB/s");
+  Progress p;
+  p.written = 1200;
+  p.drops = {1, 2, 27};
+  p.received_bytes_per_second = 2'450'000;
+  EXPECT_EQ(SessionTextObserver::ProgressText(p), "1200 packets, 30 dropped; link 2.45 MB/s");
+  p.dropping = Bottleneck::kLink;
+  EXPECT_EQ(SessionTextObserver::ProgressText(p),
+            "1200 packets, 30 dropped; link 2.45 MB/s; agent dropping: the link is the bottleneck");
+  p.dropping = Bottleneck::kOutput;
+  EXPECT_EQ(SessionTextObserver::ProgressText(p),
+            "1200 packets, 30 dropped; link 2.45 MB/s; agent dropping: capctl's output is the "
+            "bottleneck");
+}
+
 // The framed packets on control-out: (control, command, payload) each.
 struct ControlPacket {
   int control;
@@ -130,7 +238,8 @@ std::vector<ControlPacket> ParseControl(const std::string& bytes) {
 }
 
 // The extcap's log gets every line as capctl stream prints it; the status bar the capture's
-// interface, warnings and the summary, as "capd: ..."; stderr nothing (the lines are kept for a
+// interface, warnings, the progress once a second, an agent's drops and the summary, as
+// "capd: ..."; stderr nothing (the lines are kept for a
 // failure).
 TEST(ExtcapObserverTest, LogGetsEveryLineStatusBarTheImportantOnes) {
   capfile::testing::TempDir dir;
@@ -157,6 +266,17 @@ TEST(ExtcapObserverTest, LogGetsEveryLineStatusBarTheImportantOnes) {
     observer.OnInterface(session);
     observer.OnCarriersExcluded(eth0.agent, "sshd[12] 10.0.0.1:22");
     observer.OnWarning(eth0.agent, "could not identify the relay");
+    // Progress reaches the status bar only with a new rate (about once a second).
+    Progress progress;
+    progress.written = 3;
+    progress.received_bytes_per_second = 1'000'000;
+    observer.OnProgress(progress);
+    progress.rate_updated = true;
+    observer.OnProgress(progress);
+    AgentDropping dropping;
+    dropping.agent = eth0.agent;
+    dropping.received_bytes_per_second = 1'000'000;
+    observer.OnAgentDropping(dropping);
     SessionSummary s;
     s.output_name = "FIFO /tmp/wireshark.fifo";
     s.written = 5;
@@ -171,12 +291,16 @@ TEST(ExtcapObserverTest, LogGetsEveryLineStatusBarTheImportantOnes) {
   const std::string summary =
       "5 packets written to FIFO /tmp/wireshark.fifo; dropped: 0 by kernel, 0 by interface, 0 by "
       "agent (interrupted)";
+  const std::string dropped =
+      "agent 127.0.0.1:50051 is dropping packets: the link to it is the bottleneck (1.00 MB/s "
+      "received); a narrower filter, -s SNAPLEN or --compress would help";
   EXPECT_EQ(lines, (std::vector<std::string>{
                        "capctl: capturing on eth0 (agent host-a, link type 1, snaplen 262144)",
                        "capctl: new interface vxlan-7: VXLAN VNI 7",
                        "capctl: agent 127.0.0.1:50051 excludes the connections carrying this "
                        "stream: sshd[12] 10.0.0.1:22",
                        "capctl: warning: agent 127.0.0.1:50051: could not identify the relay",
+                       "capctl: " + dropped,
                        "capctl: " + summary,
                    }));
   std::vector<std::string> log, status;
@@ -194,6 +318,8 @@ TEST(ExtcapObserverTest, LogGetsEveryLineStatusBarTheImportantOnes) {
   EXPECT_EQ(status, (std::vector<std::string>{
                         "capd: capturing on eth0 (agent host-a, link type 1, snaplen 262144)",
                         "capd: warning: agent 127.0.0.1:50051: could not identify the relay",
+                        "capd: 3 packets, 0 dropped; link 1.00 MB/s",
+                        "capd: " + dropped,
                         "capd: " + summary,
                     }));
 }

@@ -167,6 +167,10 @@ class RecordingObserver final : public SessionObserver {
     ended.emplace_back(agent.address, outcome);
   }
   void OnProgress(const Progress& progress) override { last_progress = progress; }
+  void OnAgentDropping(const AgentDropping& d) override {
+    dropping.push_back(d);
+    dropping_before_summary = summaries == 0;
+  }
   void OnMessage(const std::string& message) override { messages.push_back(message); }
   void OnSummary(const SessionSummary& s) override {
     ++summaries;
@@ -178,6 +182,8 @@ class RecordingObserver final : public SessionObserver {
   std::vector<std::pair<std::string, std::string>> warnings;
   std::vector<std::pair<std::string, FeedOutcome>> ended;
   Progress last_progress;
+  std::vector<AgentDropping> dropping;
+  bool dropping_before_summary = false;
   std::vector<std::string> messages;
   int summaries = 0;
   SessionSummary summary;
@@ -571,6 +577,48 @@ TEST(StreamSessionTest, PcapngFileReadsBackWithLibpcapInTimeOrder) {
               std::vector<uint8_t>(60, i % 2 == 0 ? uint8_t{'a'} : uint8_t{'b'}));
   }
   EXPECT_EQ(observer.summary.written, 4u);
+}
+
+// The links' figures reach the observer: the wire bytes the feeds counted, and each agent that
+// dropped with its cause (its reader waited for the output, or did not), told once before the
+// summary and again in it.
+TEST(StreamSessionTest, SummaryCarriesTheBytesReceivedAndWhoDroppedWhy) {
+  StreamOptions options = DefaultOptions();
+  RecordingWriter writer;
+  RecordingObserver observer;
+  StreamSession session(options, writer, observer, {"FIFO /tmp/f", true, -1});
+  std::vector<FakeFeed*> feeds = AddFeeds(session, 3);
+  for (size_t i = 0; i < feeds.size(); ++i) {
+    feeds[i]->Push(Interface(0, "eth0", "host-" + std::to_string(i)));
+    feeds[i]->Push(Batch({{0, 100 + i, "p", ""}}));
+  }
+  feeds[0]->Push(Statistics(0, 0, 7));  // dropped; its reader never waited: the link
+  feeds[0]->received_bytes = 10'000;
+  feeds[1]->Push(Statistics(0, 0, 3));  // dropped while its reader waited: capctl's output
+  feeds[1]->received_bytes = 20'000;
+  feeds[1]->output_wait = std::chrono::milliseconds(500);
+  feeds[2]->received_bytes = 30'000;  // no drops
+  for (FakeFeed* feed : feeds) {
+    feed->Push(End(v1::StreamEnd::DURATION_REACHED));
+    feed->Finish();
+  }
+
+  EXPECT_EQ(session.Run(), 0);
+
+  EXPECT_EQ(observer.summary.received_bytes, 60'000u);
+  EXPECT_GT(observer.summary.seconds, 0);
+  ASSERT_EQ(observer.summary.agent_drops.size(), 2u);
+  EXPECT_EQ(observer.summary.agent_drops[0].agent.address, "agent-0");
+  EXPECT_EQ(observer.summary.agent_drops[0].dropped, 7u);
+  EXPECT_EQ(observer.summary.agent_drops[0].cause, Bottleneck::kLink);
+  EXPECT_EQ(observer.summary.agent_drops[1].agent.address, "agent-1");
+  EXPECT_EQ(observer.summary.agent_drops[1].dropped, 3u);
+  EXPECT_EQ(observer.summary.agent_drops[1].cause, Bottleneck::kOutput);
+  EXPECT_EQ(observer.summary.agent_drops[1].output_name, "FIFO /tmp/f");
+  ASSERT_EQ(observer.dropping.size(), 2u);
+  EXPECT_TRUE(observer.dropping_before_summary);
+  EXPECT_EQ(observer.dropping[0].cause, Bottleneck::kLink);
+  EXPECT_EQ(observer.dropping[1].cause, Bottleneck::kOutput);
 }
 
 }  // namespace
