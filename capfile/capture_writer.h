@@ -100,6 +100,16 @@ struct InterfaceCounters {
 
 enum class FileFormat { kPcapng, kPcap };
 
+// Packets of one interface without comments, as a PacketBatch carries them: per-packet arrays
+// and one blob holding their captured bytes back to back. Borrowed for one WritePackets call.
+struct PacketRun {
+  const uint64_t* timestamp_ns = nullptr;
+  const uint32_t* original_length = nullptr;
+  const uint32_t* captured_length = nullptr;
+  const uint8_t* data = nullptr;  // packet k's bytes follow packet k-1's
+  size_t count = 0;
+};
+
 class CaptureWriter {
  public:
   virtual ~CaptureWriter() = default;
@@ -113,6 +123,18 @@ class CaptureWriter {
   Status WritePacket(uint32_t interface_index, uint64_t timestamp_ns, uint32_t original_length,
                      std::span<const uint8_t> data) {
     return WritePacket(interface_index, timestamp_ns, original_length, data, {});
+  }
+  // The same bytes as WritePacket for each packet of `run` in turn (with no comment). Writers
+  // that encode per packet take the default; the file encoders do the run in one pass (capctl's
+  // per-packet path). After an error the run may be partly written.
+  virtual Status WritePackets(uint32_t interface_index, const PacketRun& run) {
+    const uint8_t* data = run.data;
+    for (size_t k = 0; k < run.count; ++k) {
+      CAPD_RETURN_IF_ERROR(WritePacket(interface_index, run.timestamp_ns[k], run.original_length[k],
+                                       {data, run.captured_length[k]}));
+      data += run.captured_length[k];
+    }
+    return Status::Ok();
   }
   // pcapng: an Interface Statistics Block. pcap has no place for it: ignored.
   virtual Status WriteStatistics(uint32_t interface_index, const InterfaceCounters& counters) = 0;

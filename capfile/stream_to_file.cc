@@ -1,5 +1,6 @@
 #include "capfile/stream_to_file.h"
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <utility>
@@ -157,17 +158,63 @@ Status StreamToFile::WritePacket(FeedId feed, const BatchPacket& packet) {
 
 Status StreamToFile::WriteUntil(FeedId feed, const BatchView& view, BatchCursor& cursor,
                                 const RunLimits& limits, uint64_t* packets, size_t* bytes) {
+  // The extent first (the arrays only), then the writer gets it in pieces: packets of one
+  // interface without a comment in one WritePackets call, a packet with a comment on its own.
+  const v1::PacketBatch& batch = view.batch();
+  const int first = cursor.next_packet;
+  const int size = view.size();
+  int end = first;
+  size_t extent_bytes = 0;
+  while (end < size && static_cast<uint64_t>(end - first) < limits.max_packets &&
+         (end == first ||
+          (extent_bytes < limits.max_bytes && batch.timestamp_ns(end) <= limits.until_ns))) {
+    extent_bytes += batch.captured_length(end);
+    ++end;
+  }
+  const auto* blob = reinterpret_cast<const uint8_t*>(batch.data().data());
   uint64_t written = 0;
   size_t written_bytes = 0;
   Status status;
-  while (!view.AtEnd(cursor) && written < limits.max_packets &&
-         (written == 0 ||
-          (written_bytes < limits.max_bytes && view.PeekTimestamp(cursor) <= limits.until_ns))) {
-    const BatchPacket packet = view.Next(cursor);
-    status = WritePacket(feed, packet);
+  while (cursor.next_packet < end) {
+    const int i = cursor.next_packet;
+    const bool commented = cursor.next_comment < batch.comment_packet_size() &&
+                           batch.comment_packet(cursor.next_comment) == static_cast<uint32_t>(i);
+    if (commented) {
+      const BatchPacket packet = view.Next(cursor);
+      status = WritePacket(feed, packet);
+      if (!status.ok()) break;
+      ++written;
+      written_bytes += packet.data.size();
+      continue;
+    }
+    const uint32_t index = batch.interface_index(i);
+    int piece_end = end;
+    if (cursor.next_comment < batch.comment_packet_size()) {
+      piece_end =
+          std::min<int>(piece_end, static_cast<int>(batch.comment_packet(cursor.next_comment)));
+    }
+    int k = i + 1;
+    size_t piece_bytes = batch.captured_length(i);
+    while (k < piece_end && batch.interface_index(k) == index)
+      piece_bytes += batch.captured_length(k++);
+    StreamInterface* interface = Lookup(feed, index);
+    if (interface == nullptr || !interface->in_file) {
+      status = Internal("agent sent a packet for an undeclared interface");
+      break;
+    }
+    PacketRun run;
+    run.timestamp_ns = batch.timestamp_ns().data() + i;
+    run.original_length = batch.original_length().data() + i;
+    run.captured_length = batch.captured_length().data() + i;
+    run.data = blob + cursor.data_offset;
+    run.count = static_cast<size_t>(k - i);
+    status = writer_.WritePackets(interface->file_index, run);
     if (!status.ok()) break;
-    ++written;
-    written_bytes += packet.data.size();
+    interface->delivered += run.count;
+    cursor.next_packet = k;
+    cursor.data_offset += piece_bytes;
+    written += run.count;
+    written_bytes += piece_bytes;
   }
   if (packets != nullptr) *packets += written;
   if (bytes != nullptr) *bytes += written_bytes;

@@ -167,24 +167,28 @@ Status Merger::DrainControl(Feed& feed, bool& progressed) {
 
 Status Merger::WriteRun(Feed& feed, Arrival& arrival, uint64_t until_ns, uint64_t budget) {
   // The per-packet path of capctl: no clock, no lock taken, no check the batch's view did not
-  // already make; the writer's buffer grows and is flushed per round.
+  // already make; the run goes to the writer in one piece per interface (StreamToFile::WriteUntil)
+  // and the writer's buffer grows and is flushed per round.
   const capfile::BatchView& view = *arrival.view;
-  uint64_t& unflushed = unflushed_[feed.index()];
+  capfile::StreamToFile::RunLimits limits;
+  limits.until_ns = until_ns;
+  limits.max_packets = budget;
+  limits.max_bytes = unflushed_bytes_ < kRoundBytes ? kRoundBytes - unflushed_bytes_ : 0;
+  const int first = arrival.cursor.next_packet;
   uint64_t written = 0;
-  while (!view.AtEnd(arrival.cursor) && written < budget &&
-         (written == 0 || unflushed_bytes_ < kRoundBytes)) {
-    const uint64_t ts = view.PeekTimestamp(arrival.cursor);
-    if (written > 0 && ts > until_ns) break;
-    const capfile::BatchPacket packet = view.Next(arrival.cursor);
+  size_t bytes = 0;
+  const Status status =
+      file_.WriteUntil(feed.index(), view, arrival.cursor, limits, &written, &bytes);
+  const v1::PacketBatch& batch = view.batch();
+  for (int i = first; i < arrival.cursor.next_packet; ++i) {
+    const uint64_t ts = batch.timestamp_ns(i);
     if (ts < last_timestamp_ns_) ++out_of_order_;
     last_timestamp_ns_ = std::max(last_timestamp_ns_, ts);
-    CAPD_RETURN_IF_ERROR(file_.WritePacket(feed.index(), packet));
-    ++unflushed;
-    unflushed_bytes_ += packet.data.size();
-    ++written;
   }
+  unflushed_[feed.index()] += written;
+  unflushed_bytes_ += bytes;
   counted_ += written;
-  return Status::Ok();
+  return status;
 }
 
 StatusOr<Merger::Round> Merger::RunRound(Clock::time_point now) {

@@ -331,5 +331,88 @@ TEST(StreamToFileTest, AnInterfaceLeftOutOfTheFileRefusesPacketsButKeepsStatisti
   EXPECT_TRUE(read.statistics.empty());
 }
 
+// What a writer gets from a batch, as bytes: written in runs (WriteUntil, the merger's path,
+// which hands packets of one interface without comments to the writer at once) or packet by
+// packet (WritePacket for each). Both must give the same file.
+std::string WrittenInRuns(const v1::PacketBatch& batch, const StreamToFile::RunLimits& limits) {
+  std::vector<std::string> writes;
+  auto writer = MakePcapngWriter(std::make_unique<testing::RecordingSink>(&writes), "runs");
+  StreamToFile to_file(*writer);
+  auto narrow = Description(0, "eth0");
+  narrow.set_snaplen(1200);  // the 1400-byte packets are cut
+  EXPECT_TRUE(to_file.AddInterface(0, narrow).ok());
+  EXPECT_TRUE(to_file.AddInterface(0, Description(7, "eth1")).ok());
+  auto view = to_file.View(0, batch);
+  EXPECT_TRUE(view.ok()) << view.status().message();
+  BatchCursor cursor;
+  uint64_t packets = 0;
+  size_t bytes = 0;
+  while (view.ok() && !view->AtEnd(cursor)) {
+    EXPECT_TRUE(to_file.WriteUntil(0, *view, cursor, limits, &packets, &bytes).ok());
+  }
+  EXPECT_EQ(packets, static_cast<uint64_t>(batch.timestamp_ns_size()));
+  EXPECT_EQ(bytes, batch.data().size());
+  EXPECT_EQ(to_file.Find(0, 0)->delivered + to_file.Find(0, 7)->delivered, packets);
+  EXPECT_TRUE(writer->Close().ok());
+  std::string all;
+  for (const std::string& w : writes) all += w;
+  return all;
+}
+
+std::string WrittenPacketByPacket(const v1::PacketBatch& batch) {
+  std::vector<std::string> writes;
+  auto writer = MakePcapngWriter(std::make_unique<testing::RecordingSink>(&writes), "runs");
+  StreamToFile to_file(*writer);
+  auto narrow = Description(0, "eth0");
+  narrow.set_snaplen(1200);
+  EXPECT_TRUE(to_file.AddInterface(0, narrow).ok());
+  EXPECT_TRUE(to_file.AddInterface(0, Description(7, "eth1")).ok());
+  auto view = to_file.View(0, batch);
+  EXPECT_TRUE(view.ok()) << view.status().message();
+  BatchCursor cursor;
+  while (view.ok() && !view->AtEnd(cursor)) {
+    EXPECT_TRUE(to_file.WritePacket(0, view->Next(cursor)).ok());
+  }
+  EXPECT_TRUE(writer->Close().ok());
+  std::string all;
+  for (const std::string& w : writes) all += w;
+  return all;
+}
+
+TEST(StreamToFileTest, RunsWriteTheSameBytesAsPacketByPacket) {
+  v1::PacketBatch b;
+  uint64_t ts = 1'700'000'000'000'000'000ULL;
+  // Sizes around the padding and the writer's small/large boundary, two interfaces, comments
+  // on the first packet, in the middle (one packet with two) and on the last, and a run of
+  // large packets, some over the first interface's snaplen.
+  const size_t sizes[] = {0, 1, 2, 3, 4, 5, 60, 61, 1023, 1024, 1025, 1400, 64, 1400, 1514, 7};
+  int n = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (size_t size : sizes) {
+      const uint32_t interface = (n / 5) % 2 == 0 ? 0 : 7;
+      std::string comment;
+      if (n == 0 || n % 11 == 3 || n == 47) comment = n == 47 ? "last" : "note";
+      AddPacket(b, interface, ts += 997, size, static_cast<char>('a' + n % 26), comment);
+      if (n == 14) {  // a second comment on the same packet is passed over
+        b.add_comment_packet(14);
+        b.add_comment("second");
+      }
+      ++n;
+    }
+  }
+  ASSERT_EQ(n, 48);
+  const std::string expected = WrittenPacketByPacket(b);
+  EXPECT_EQ(WrittenInRuns(b, {}), expected);
+  StreamToFile::RunLimits few;
+  few.max_packets = 3;
+  EXPECT_EQ(WrittenInRuns(b, few), expected);
+  StreamToFile::RunLimits small_rounds;
+  small_rounds.max_bytes = 2000;
+  EXPECT_EQ(WrittenInRuns(b, small_rounds), expected);
+  StreamToFile::RunLimits one_at_a_time;
+  one_at_a_time.until_ns = 0;
+  EXPECT_EQ(WrittenInRuns(b, one_at_a_time), expected);
+}
+
 }  // namespace
 }  // namespace capd::capfile
