@@ -1,5 +1,7 @@
 #include "agent/stream/batch_builder.h"
 
+#include <algorithm>
+
 namespace capd::agent {
 
 void BatchBuilder::Start(std::unique_ptr<v1::StreamResponse> message) {
@@ -9,19 +11,24 @@ void BatchBuilder::Start(std::unique_ptr<v1::StreamResponse> message) {
   batch_ = message_->mutable_packets();
   batch_->Clear();
   data_ = batch_->mutable_data();
+  sized_ = 0;
   packets_ = 0;
   bytes_ = 0;
 }
 
-void BatchBuilder::Append(uint32_t interface_index, uint64_t timestamp_ns, uint32_t original_length,
-                          const uint8_t* data, uint32_t captured_length) {
-  data_->append(reinterpret_cast<const char*>(data), captured_length);
-  batch_->add_interface_index(interface_index);
-  batch_->add_timestamp_ns(timestamp_ns);
-  batch_->add_original_length(original_length);
-  batch_->add_captured_length(captured_length);
-  ++packets_;
-  bytes_ += captured_length;
+void BatchBuilder::Grow() {
+  // Doubling from 256 (a quiet link's batch is small) up to kMaxPackets; a recycled message's
+  // capacity makes this a few stores after the first batches.
+  sized_ = std::min(kMaxPackets, std::max<size_t>(256, sized_ * 2));
+  const int n = static_cast<int>(sized_);
+  batch_->mutable_interface_index()->Resize(n, 0);
+  batch_->mutable_timestamp_ns()->Resize(n, 0);
+  batch_->mutable_original_length()->Resize(n, 0);
+  batch_->mutable_captured_length()->Resize(n, 0);
+  interface_index_ = batch_->mutable_interface_index()->mutable_data();
+  timestamp_ns_ = batch_->mutable_timestamp_ns()->mutable_data();
+  original_length_ = batch_->mutable_original_length()->mutable_data();
+  captured_length_ = batch_->mutable_captured_length()->mutable_data();
 }
 
 void BatchBuilder::AddComment(std::string_view comment) {
@@ -32,6 +39,11 @@ void BatchBuilder::AddComment(std::string_view comment) {
 }
 
 std::unique_ptr<v1::StreamResponse> BatchBuilder::Finish() {
+  const int n = static_cast<int>(packets_);
+  batch_->mutable_interface_index()->Truncate(n);
+  batch_->mutable_timestamp_ns()->Truncate(n);
+  batch_->mutable_original_length()->Truncate(n);
+  batch_->mutable_captured_length()->Truncate(n);
   batch_ = nullptr;
   data_ = nullptr;
   packets_ = 0;
