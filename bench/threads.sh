@@ -10,7 +10,11 @@
 #
 # Usage: sudo bench/threads.sh [BUILD_DIR]
 # Settings: SIZE=64 COUNT=250000 RATE=50000pps (empty: as fast as trafgen goes) SETTLE_S=1.5
-#           PERF=0 PERF_FREQ=4000 PERF_CALLGRAPH=-g PERF_OUT= (keep perf.data) TCPDUMP=1 CAPCTL_ARGS= CAPD_ARGS= CAPD_ENV= (VAR=VALUE... for capd alone)
+#           TCPDUMP=1 (0: capd + capctl only) CAPCTL_ARGS= CAPD_ARGS=
+#           CAPD_ENV= (VAR=VALUE ... for capd alone, e.g. GLIBC_TUNABLES=...)
+#           PERF=0 PERF_FREQ=4000 PERF_CALLGRAPH=-g ("--call-graph dwarf,8192" through libraries
+#           without frame pointers) PERF_SORT=comm,dso,symbol PERF_REPORT_ARGS= PERF_LINES=60
+#           PERF_OUT= (a path: perf.data of capd + capctl is kept there)
 set -euo pipefail
 
 BUILD_DIR=${1:-./build}
@@ -22,6 +26,7 @@ PERF=${PERF:-0}
 TCPDUMP=${TCPDUMP:-1}
 CAPCTL_ARGS=${CAPCTL_ARGS:-}
 CAPD_ARGS=${CAPD_ARGS:-}
+CAPD_ENV=${CAPD_ENV:-}
 PORT=50051
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -88,7 +93,10 @@ burst() {
 }
 
 start_perf() {  # start_perf FILE PIDS
-  perf record -F "${PERF_FREQ:-4000}" ${PERF_CALLGRAPH:--g} -o "$1" -p "$2" 2>"$TMP/perf.err" >/dev/null &
+  local callgraph=()
+  read -r -a callgraph <<<"${PERF_CALLGRAPH:--g}"
+  perf record -F "${PERF_FREQ:-4000}" "${callgraph[@]}" -o "$1" -p "$2" 2>"$TMP/perf.err" \
+    >/dev/null &
   PERF_PID=$!
   PIDS+=("$PERF_PID")
   sleep 0.3
@@ -99,7 +107,10 @@ stop_perf() {
   forget "$PERF_PID"
 }
 report() {  # report FILE
-  perf report -i "$1" --no-children --sort "${PERF_SORT:-comm,dso,symbol}" --stdio -g none ${PERF_REPORT_ARGS:-} 2>/dev/null |
+  local extra=()
+  read -r -a extra <<<"${PERF_REPORT_ARGS:-}"
+  perf report -i "$1" --no-children --sort "${PERF_SORT:-comm,dso,symbol}" --stdio -g none \
+    "${extra[@]}" 2>/dev/null |
     grep -v "^#" | grep "%" | head -"${PERF_LINES:-60}" || true
 }
 
@@ -127,7 +138,8 @@ fi
 
 read -r -a capd_extra <<<"$CAPD_ARGS"
 read -r -a capctl_extra <<<"$CAPCTL_ARGS"
-env ${CAPD_ENV:-} ip netns exec "$CAP_NS" "$CAPD" --listen "127.0.0.1:$PORT" "${capd_extra[@]}" \
+read -r -a capd_env <<<"$CAPD_ENV"
+env "${capd_env[@]}" ip netns exec "$CAP_NS" "$CAPD" --listen "127.0.0.1:$PORT" "${capd_extra[@]}" \
   >"$TMP/capd.log" 2>&1 &
 CAPD_PID=$!  # (env execs ip, which execs capd: the same process)
 PIDS+=("$CAPD_PID")
