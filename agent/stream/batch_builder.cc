@@ -39,11 +39,13 @@ void BatchBuilder::AddComment(std::string_view comment) {
 }
 
 std::unique_ptr<v1::StreamResponse> BatchBuilder::Finish() {
-  const int n = static_cast<int>(packets_);
-  batch_->mutable_interface_index()->Truncate(n);
-  batch_->mutable_timestamp_ns()->Truncate(n);
-  batch_->mutable_original_length()->Truncate(n);
-  batch_->mutable_captured_length()->Truncate(n);
+  if (batch_ != nullptr) {  // (not started: nothing to cut)
+    const int n = static_cast<int>(packets_);
+    batch_->mutable_interface_index()->Truncate(n);
+    batch_->mutable_timestamp_ns()->Truncate(n);
+    batch_->mutable_original_length()->Truncate(n);
+    batch_->mutable_captured_length()->Truncate(n);
+  }
   batch_ = nullptr;
   data_ = nullptr;
   packets_ = 0;

@@ -133,5 +133,35 @@ TEST(BatchBuilderTest, RecycledMessageStartsEmptyAndKeepsCapacity) {
   EXPECT_TRUE(builder.Finish()->has_packets());
 }
 
+// The arrays are sized ahead in steps and cut at Finish: the message on the wire is the one the
+// packets make, whatever the step, and a recycled message with longer arrays is cut too.
+TEST(BatchBuilderTest, TheWireHoldsExactlyThePacketsAcrossGrowthSteps) {
+  const std::vector<uint8_t> bytes(70, 7);
+  auto expected = [&](int packets) {
+    v1::StreamResponse message;
+    v1::PacketBatch* b = message.mutable_packets();
+    for (int i = 0; i < packets; ++i) {
+      b->mutable_data()->append(reinterpret_cast<const char*>(bytes.data()), 60 + i % 10);
+      b->add_interface_index(static_cast<uint32_t>(i % 3));
+      b->add_timestamp_ns(1000 + static_cast<uint64_t>(i));
+      b->add_original_length(static_cast<uint32_t>(100 + i));
+      b->add_captured_length(static_cast<uint32_t>(60 + i % 10));
+    }
+    return message.SerializeAsString();
+  };
+  BatchBuilder builder;
+  std::unique_ptr<v1::StreamResponse> message = std::make_unique<v1::StreamResponse>();
+  for (int packets : {1, 255, 256, 257, 1000, 3}) {  // the last two recycle longer arrays
+    builder.Start(std::move(message));
+    for (int i = 0; i < packets; ++i) {
+      builder.Append(static_cast<uint32_t>(i % 3), 1000 + static_cast<uint64_t>(i),
+                     static_cast<uint32_t>(100 + i), bytes.data(),
+                     static_cast<uint32_t>(60 + i % 10));
+    }
+    message = builder.Finish();
+    EXPECT_EQ(message->SerializeAsString(), expected(packets)) << packets << " packets";
+  }
+}
+
 }  // namespace
 }  // namespace capd::agent
