@@ -140,18 +140,20 @@ RotationFlags AddRotationOptions(CLI::App& app, uint64_t& max_bytes, uint32_t& s
                             ->type_name("N")
                             ->transform(CountIn(1, UINT32_MAX, "files")));
   if (post_rotate != nullptr) {
-    flags.given.push_back(group
-                              ->add_option("--post-rotate", *post_rotate,
-                                           "run CMD FILE for each finished file (e.g. an upload)")
-                              ->type_name("CMD")
-                              ->check(NotEmpty("a command")));
+    flags.given.push_back(
+        group
+            ->add_option("--post-rotate", *post_rotate,
+                         "run CMD FILE for each finished file (retried when it fails; "
+                         "capctl waits for it at exit)")
+            ->type_name("CMD")
+            ->check(NotEmpty("a command")));
   }
   if (min_free != nullptr) {
     flags.given.push_back(
         group
             ->add_option("--min-free", *min_free,
-                         "delete the oldest file when the disk has less than SIZE free; stop "
-                         "writing when none is left")
+                         "delete the oldest file when the disk has less than SIZE free (never "
+                         "one not handed off yet); stop writing when none is left")
             ->type_name("SIZE")
             ->transform(ByteSizeIn(1, kMaxSize, "1 byte or more")));
   }
@@ -257,6 +259,36 @@ Status Bad(const CLI::App& app, const std::string& message) {
   return InvalidArgument(ErrorLine(message, CommandPath(app)));
 }
 
+// How `stream` hands each finished file off (client/output/file_handoff.h): these tune the
+// --post-rotate command's runs; given without it they are refused.
+std::vector<CLI::Option*> AddHandoffOptions(CLI::App& app, RotationOptions& rotation) {
+  CLI::Option_group* group = app.add_option_group(
+      "Hand-off",
+      "each finished file goes to --post-rotate; the ring never deletes a file before that "
+      "succeeded; a failure is retried after 1, 2, 4, 8... s (at most 60 s)");
+  std::vector<CLI::Option*> given;
+  given.push_back(
+      group->add_option("--handoff-jobs", rotation.handoff_jobs, "run at most N commands at once")
+          ->type_name("N")
+          ->capture_default_str()
+          ->transform(CountIn(1, 64, "commands")));
+  given.push_back(group
+                      ->add_option("--handoff-attempts", rotation.handoff_attempts,
+                                   "try each file N times before giving up on it (it stays)")
+                      ->type_name("N")
+                      ->capture_default_str()
+                      ->transform(CountIn(1, 100, "attempts")));
+  given.push_back(group
+                      ->add_option("--handoff-wait", rotation.handoff_wait_seconds,
+                                   "at exit, wait up to SEC for commands running or queued "
+                                   "(a second Ctrl-C stops waiting; capctl exits 1 if any "
+                                   "file was not handed off)")
+                      ->type_name("SEC")
+                      ->capture_default_str()
+                      ->transform(CountIn(0, 86400, "seconds")));
+  return given;
+}
+
 // Where each subcommand's values land before they are checked together.
 struct Parser {
   CLI::App app{"capctl: the capd client (packet capture from capd agents)", "capctl"};
@@ -274,6 +306,7 @@ struct Parser {
     CLI::Option* filter = nullptr;
     RotationFlags rotation;
     RotationOptions rotation_values;
+    std::vector<CLI::Option*> handoff;  // stream: --handoff-*
     std::vector<CLI::Option*> outputs;  // serve: -w, --fifo, --wireshark (refused)
   };
   StreamFlags stream_flags, serve_flags;
@@ -332,6 +365,7 @@ struct Parser {
         *stream, stream_flags.rotation_values.max_bytes, stream_flags.rotation_values.seconds,
         stream_flags.rotation_values.max_files, &stream_flags.rotation_values.post_rotate_command,
         &stream_flags.rotation_values.min_free_bytes);
+    stream_flags.handoff = AddHandoffOptions(*stream, stream_flags.rotation_values);
 
     serve = app.add_subcommand(
         "serve", "serve a stream as PCAP-over-IP to every TCP client (Wireshark -i TCP@HOST:PORT)");
@@ -471,6 +505,9 @@ struct Parser {
         if (!out.filter.empty()) out.filter += ' ';
         out.filter += word;
       }
+    }
+    if (AnyGiven(flags.handoff) && flags.rotation_values.post_rotate_command.empty()) {
+      return Bad(sub, "--handoff-jobs, --handoff-attempts and --handoff-wait need --post-rotate");
     }
     if (AnyGiven(flags.rotation.given)) {
       // A ring is files in a folder: stdout, a FIFO and Wireshark have nowhere to rotate to.

@@ -1,55 +1,81 @@
 #pragma once
 // capctl's ring of files (`capctl stream -w PATH --rotate-*`): capfile/'s rotating writer with
-// capctl's post-rotate command plugged in. The command runner lives here, on the client's side:
-// capd links capfile/ and must not be able to start processes through it.
+// capctl's hand-off of each finished file plugged in (file_handoff.h; today the --post-rotate
+// command). Processes are started here, on the client's side: capd links capfile/ and must not
+// be able to start processes through it.
 //
-// How data flows: the ring reports each finished file (capfile::RingOptions::on_file_finished);
-// PostRotateRunner starts `sh -c 'CMD "$1"' sh FILE` for it without waiting, and reaps the
-// commands that ended at each Tick, at Close and when the writer goes away, reporting a failure
-// through the ring's log (a "capctl: ..." line on stderr by default). Writing never waits for a
-// command, and a failing command never stops the ring.
+// How data flows: the ring reports each finished file (capfile::RingOptions::on_file_details) to
+// the FileHandoff, which starts `sh -c 'CMD "$1"' sh FILE` for it (at most --handoff-jobs at
+// once), retries it when it fails and reports each failure on stderr; the ring asks the hand-off
+// before deleting a file (RingOptions::may_delete), so --rotate-files and --min-free never delete
+// a file whose command has not succeeded. The writer polls the hand-off at each Tick and Flush;
+// Close finishes the last file, waits for the commands (bounded by --handoff-wait, a second
+// Ctrl-C stops it), applies --rotate-files to the files handed off meanwhile, and reports how
+// many files were handed off and which were not.
 //
-// Thread-safety: none; the writer's thread owns the writer and its runner.
+// Thread-safety: none, except HandedOffRing::stop_waiting; the writer's thread owns the writer.
 
 #include <sys/types.h>
 
 #include <functional>
 #include <memory>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "capfile/capture_writer.h"
 #include "client/cli/rotation_options.h"
 #include "client/output/capture_files.h"
+#include "client/output/file_handoff.h"
 #include "common/status.h"
 
 namespace capd::client {
 
-// Starts post-rotate commands and reaps them. The destructor reaps what has ended and leaves
-// the others running (an upload outlives capctl, as with tcpdump -z).
-class PostRotateRunner {
+// A process started for a hand-off: its own process group (Ctrl-C on capctl does not cut an
+// upload short), stdin /dev/null, the default signal dispositions and mask. Poll reaps it without
+// waiting; a process left running when capctl stops waiting goes on on its own.
+class ChildProcess final : public HandoffJob {
  public:
-  // command: as --post-rotate (never empty); log: where failures are reported.
-  PostRotateRunner(std::string command, std::function<void(const std::string&)> log)
-      : command_(std::move(command)), log_(std::move(log)) {}
-  PostRotateRunner(const PostRotateRunner&) = delete;
-  PostRotateRunner& operator=(const PostRotateRunner&) = delete;
-  ~PostRotateRunner() { Reap(); }
+  // argv[0] is run as is (a path); stdout goes to /dev/null when quiet_stdout.
+  static StatusOr<std::unique_ptr<ChildProcess>> Spawn(const std::vector<std::string>& argv,
+                                                       bool quiet_stdout = false);
+  ~ChildProcess() override;
+  std::optional<Status> Poll() override;
+  std::string Abandon() override;
 
-  // `sh -c 'CMD "$1"' sh FILE` in its own process group, stdin /dev/null, default signals.
-  void Run(const std::string& file);
-  // Collects the commands that ended; reports a non-zero exit or a signal.
-  void Reap();
+ private:
+  explicit ChildProcess(pid_t pid) : pid_(pid) {}
+  pid_t pid_;
+  bool reaped_ = false;
+};
+
+// --post-rotate CMD: `sh -c 'CMD "$1"' sh FILE`. CMD may carry its own arguments, and the file
+// name reaches it as one word whatever it contains.
+class PostRotateAction final : public HandoffAction {
+ public:
+  explicit PostRotateAction(std::string command) : command_(std::move(command)) {}
+  std::string Name() const override { return "post-rotate command"; }
+  StatusOr<std::unique_ptr<HandoffJob>> Start(const FinishedFile& file) override;
 
  private:
   const std::string command_;
-  const std::function<void(const std::string&)> log_;
-  std::vector<std::pair<pid_t, std::string>> children_;  // pid, the file it was given
 };
 
-// capfile::MakeRotatingWriter for capctl: the same ring, with options.post_rotate_command run
-// for each finished file (the last one at Close or destruction too). Statuses as there.
+// The hand-off's settings from the command line's.
+HandoffSettings HandoffSettingsOf(const RotationOptions& options);
+
+struct HandedOffRing {
+  std::unique_ptr<CaptureWriter> writer;
+  // Empty without a hand-off. stop_waiting: ends the wait at Close (any thread, e.g. a second
+  // Ctrl-C). all_handed_off: after Close, whether every file was handed off.
+  std::function<void()> stop_waiting;
+  std::function<bool()> all_handed_off;
+};
+
+// The ring for capctl: with options.post_rotate_command, each finished file is handed off as
+// described above; without, capfile's ring as it is. Statuses as capfile::MakeRotatingWriter.
+StatusOr<HandedOffRing> OpenRing(const RotationOptions& options, std::string application);
+
+// OpenRing's writer alone.
 StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RotationOptions& options,
                                                             std::string application);
 

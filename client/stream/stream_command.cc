@@ -39,9 +39,11 @@ StatusOr<OpenedOutput> OpenCaptureOutput(const StreamOptions& options,
   OpenedOutput opened;
   if (options.rotation) {
     // A ring of files named after -w PATH; the first is opened now so a bad path fails early.
-    auto ring = MakeRotatingWriter(*options.rotation, "capctl " CAPD_VERSION);
+    auto ring = OpenRing(*options.rotation, "capctl " CAPD_VERSION);
     if (!ring.ok()) return ring.status();
-    opened.writer = std::move(ring.value());
+    opened.writer = std::move(ring->writer);
+    opened.stop_waiting = std::move(ring->stop_waiting);
+    opened.all_handed_off = std::move(ring->all_handed_off);
     opened.output.name = "the ring of files " + options.rotation->path;
     return opened;
   }
@@ -79,8 +81,13 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
 
   std::mutex mu;
   StreamSession* active = nullptr;
+  std::function<void()> stop_waiting;  // the output's hand-off wait at Close
+  int signals = 0;
   SignalWatcher watcher([&](int) {
     std::lock_guard lock(mu);
+    // The first Ctrl-C ends the stream; the second also ends the wait for the hand-off of the
+    // finished files (uploads, post-rotate commands) that may follow it.
+    if (++signals >= 2 && stop_waiting) stop_waiting();
     if (active != nullptr) {
       active->Interrupt();
     } else {
@@ -142,12 +149,18 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   {
     std::lock_guard lock(mu);
     active = &run;
+    stop_waiting = opened->stop_waiting;
+    if (signals >= 2 && stop_waiting) stop_waiting();
   }
   int code = run.Run();
+  // Every finished file not handed off (failed after its retries, or still pending when capctl
+  // stopped waiting) is a failure of the run.
+  if (code == 0 && opened->all_handed_off && !opened->all_handed_off()) code = 1;
   if (changer != nullptr) changer->DetachAll();    // before `run` and its feeds go
   if (code == 0 && !first_failure.ok()) code = 1;  // an agent could not be reached at all
   std::lock_guard lock(mu);
   active = nullptr;
+  stop_waiting = nullptr;
   return code;
 }
 

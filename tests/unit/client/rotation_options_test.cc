@@ -36,6 +36,29 @@ TEST(RotationOptionsTest, FlagsFillTheRotation) {
   EXPECT_EQ(line->stream.interface, "eth0");
 }
 
+TEST(RotationOptionsTest, HandoffFlagsTuneThePostRotateCommand) {
+  unsetenv("CAPD_AGENT");
+  auto defaults = Parse({"stream", "-w", "cap.pcapng", "--post-rotate", "true"});
+  ASSERT_TRUE(defaults.ok()) << defaults.status().message();
+  EXPECT_EQ(defaults->stream.rotation->handoff_jobs, 2u);
+  EXPECT_EQ(defaults->stream.rotation->handoff_attempts, 5u);
+  EXPECT_EQ(defaults->stream.rotation->handoff_wait_seconds, 300u);
+  auto line = Parse({"stream", "-w", "cap.pcapng", "--post-rotate", "true", "--handoff-jobs", "4",
+                     "--handoff-attempts", "1", "--handoff-wait", "0"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(line->stream.rotation->handoff_jobs, 4u);
+  EXPECT_EQ(line->stream.rotation->handoff_attempts, 1u);
+  EXPECT_EQ(line->stream.rotation->handoff_wait_seconds, 0u);
+  auto alone = Parse({"stream", "-w", "cap.pcapng", "--rotate-size", "1M", "--handoff-jobs", "4"});
+  ASSERT_FALSE(alone.ok());
+  EXPECT_NE(alone.status().message().find("need --post-rotate"), std::string::npos)
+      << alone.status().message();
+  EXPECT_FALSE(
+      Parse({"stream", "-w", "c.pcapng", "--post-rotate", "true", "--handoff-jobs", "0"}).ok());
+  EXPECT_FALSE(
+      Parse({"stream", "-w", "c.pcapng", "--post-rotate", "true", "--handoff-attempts", "0"}).ok());
+}
+
 TEST(RotationOptionsTest, NoFlagsNoRotation) {
   auto line = Parse({"stream", "-w", "cap.pcapng"});
   ASSERT_TRUE(line.ok()) << line.status().message();
