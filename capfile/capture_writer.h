@@ -84,6 +84,7 @@ struct InterfaceInfo {
   std::string os;           // if_os, may be empty
   uint16_t link_type = 1;   // LINKTYPE_*
   uint32_t snaplen = 262144;
+  std::string agent;  // the capd agent that captured it (its --name); not written to the file
 };
 
 // Counters for one interface, written as a pcapng Interface Statistics Block.

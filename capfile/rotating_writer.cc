@@ -317,6 +317,7 @@ class RotatingWriter final : public RingWriter {
     file_first_ns_ = 0;
     file_last_ns_ = 0;
     file_number_ = next_number_ - 1;
+    file_name_seconds_ = name_seconds;
     file_written_ = 0;
     file_disk_packets_ = 0;
     pending_packets_ = 0;
@@ -364,12 +365,14 @@ class RotatingWriter final : public RingWriter {
       FinishedFile details;
       details.path = file_path_;
       details.number = file_number_;
+      details.opened_seconds = file_name_seconds_;
       details.bytes = file_written_;
       details.packets = file_disk_packets_;
       details.first_ns = file_first_ns_;
       details.last_ns = file_last_ns_;
       for (const InterfaceInfo& info : interfaces_) {
         details.interfaces.push_back(info.name);
+        details.agents.push_back(info.agent);
         if (std::find(details.link_types.begin(), details.link_types.end(), info.link_type) ==
             details.link_types.end()) {
           details.link_types.push_back(info.link_type);
@@ -555,6 +558,7 @@ class RotatingWriter final : public RingWriter {
   uint64_t file_first_ns_ = 0;  // the current file's packets' time range
   uint64_t file_last_ns_ = 0;
   uint32_t file_number_ = 0;
+  int64_t file_name_seconds_ = 0;
   std::vector<uint64_t> file_delivered_;  // by interface
   int64_t file_slot_ = 0;
 

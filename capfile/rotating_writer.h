@@ -61,7 +61,9 @@ struct FinishedFile {
   uint64_t packets = 0;                 // Enhanced Packet Blocks in it
   uint64_t first_ns = 0;                // the earliest packet timestamp (0: no packets)
   uint64_t last_ns = 0;                 // the latest packet timestamp (0: no packets)
+  int64_t opened_seconds = 0;           // the time in its name (Unix seconds)
   std::vector<std::string> interfaces;  // the file's interfaces (IDBs), in order
+  std::vector<std::string> agents;      // the agent of each (InterfaceInfo::agent)
   std::vector<uint16_t> link_types;     // their LINKTYPE_* values, distinct, in order
 };
 

@@ -264,28 +264,40 @@ Status Bad(const CLI::App& app, const std::string& message) {
 std::vector<CLI::Option*> AddHandoffOptions(CLI::App& app, RotationOptions& rotation) {
   CLI::Option_group* group = app.add_option_group(
       "Hand-off",
-      "each finished file goes to --post-rotate; the ring never deletes a file before that "
-      "succeeded; a failure is retried after 1, 2, 4, 8... s (at most 60 s)");
+      "each finished file goes to --post-rotate or --upload; the ring never deletes a file before "
+      "that succeeded; a failure is retried after 1, 2, 4, 8... s (at most 60 s)");
+  group
+      ->add_option("--upload", rotation.upload_url,
+                   "put each finished file (without --rotate-*: the -w file at the end) into S3 "
+                   "with the aws CLI, as PREFIX/AGENT/IFACE/YYYY/MM/DD/START_END_NNNNN.pcapng")
+      ->type_name("s3://BUCKET/PREFIX");
+  group
+      ->add_option("--upload-endpoint-url", rotation.upload_endpoint_url,
+                   "an S3-compatible store's URL, for aws --endpoint-url")
+      ->type_name("URL")
+      ->check(NotEmpty("a URL"));
   std::vector<CLI::Option*> given;
-  given.push_back(
-      group->add_option("--handoff-jobs", rotation.handoff_jobs, "run at most N commands at once")
-          ->type_name("N")
-          ->capture_default_str()
-          ->transform(CountIn(1, 64, "commands")));
+  given.push_back(group
+                      ->add_option("--handoff-jobs", rotation.handoff_jobs,
+                                   "run at most N commands or uploads at once")
+                      ->type_name("N")
+                      ->capture_default_str()
+                      ->transform(CountIn(1, 64, "commands")));
   given.push_back(group
                       ->add_option("--handoff-attempts", rotation.handoff_attempts,
                                    "try each file N times before giving up on it (it stays)")
                       ->type_name("N")
                       ->capture_default_str()
                       ->transform(CountIn(1, 100, "attempts")));
-  given.push_back(group
-                      ->add_option("--handoff-wait", rotation.handoff_wait_seconds,
-                                   "at exit, wait up to SEC for commands running or queued "
-                                   "(a second Ctrl-C stops waiting; capctl exits 1 if any "
-                                   "file was not handed off)")
-                      ->type_name("SEC")
-                      ->capture_default_str()
-                      ->transform(CountIn(0, 86400, "seconds")));
+  given.push_back(
+      group
+          ->add_option("--handoff-wait", rotation.handoff_wait_seconds,
+                       "at exit, wait up to SEC for commands or uploads running or queued "
+                       "(a second Ctrl-C stops waiting; capctl exits 1 if any "
+                       "file was not handed off)")
+          ->type_name("SEC")
+          ->capture_default_str()
+          ->transform(CountIn(0, 86400, "seconds")));
   return given;
 }
 
@@ -506,8 +518,28 @@ struct Parser {
         out.filter += word;
       }
     }
-    if (AnyGiven(flags.handoff) && flags.rotation_values.post_rotate_command.empty()) {
-      return Bad(sub, "--handoff-jobs, --handoff-attempts and --handoff-wait need --post-rotate");
+    const RotationOptions& handoff = flags.rotation_values;
+    const bool upload = !handoff.upload_url.empty();
+    if (upload && !handoff.post_rotate_command.empty()) {
+      return Bad(sub, "--upload and --post-rotate are alternatives: give one");
+    }
+    if (AnyGiven(flags.handoff) && handoff.post_rotate_command.empty() && !upload) {
+      return Bad(sub,
+                 "--handoff-jobs, --handoff-attempts and --handoff-wait need --post-rotate or "
+                 "--upload");
+    }
+    if (!handoff.upload_endpoint_url.empty() && !upload) {
+      return Bad(sub, "--upload-endpoint-url needs --upload");
+    }
+    if (upload) {
+      if (handoff.upload_url.rfind("s3://", 0) != 0 || handoff.upload_url.size() <= 5 ||
+          handoff.upload_url[5] == '/') {
+        return Bad(sub, "--upload takes s3://BUCKET[/PREFIX], not '" + handoff.upload_url + "'");
+      }
+      if (out.write_path.empty() || out.write_path == "-" || !out.fifo_path.empty() ||
+          out.wireshark) {
+        return Bad(sub, "--upload needs -w PATH (a file, not - or --fifo)");
+      }
     }
     if (AnyGiven(flags.rotation.given)) {
       // A ring is files in a folder: stdout, a FIFO and Wireshark have nowhere to rotate to.
@@ -520,6 +552,9 @@ struct Parser {
       if (out.format != FileFormat::kPcapng) return Bad(sub, "rotating files are pcapng only");
       flags.rotation_values.path = out.write_path;
       out.rotation = flags.rotation_values;
+    } else if (upload) {
+      flags.rotation_values.path = out.write_path;
+      out.single_file_handoff = flags.rotation_values;
     }
     if ((!out.write_path.empty()) + (!out.fifo_path.empty()) + out.wireshark > 1) {
       return Bad(sub, "-w, --fifo and --wireshark are alternatives: give one");

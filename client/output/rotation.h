@@ -1,8 +1,8 @@
 #pragma once
 // capctl's ring of files (`capctl stream -w PATH --rotate-*`): capfile/'s rotating writer with
-// capctl's hand-off of each finished file plugged in (file_handoff.h; today the --post-rotate
-// command). Processes are started here, on the client's side: capd links capfile/ and must not
-// be able to start processes through it.
+// capctl's hand-off of each finished file plugged in (file_handoff.h): the --post-rotate command,
+// or --upload's (s3_upload.h). Processes are started here, on the client's side: capd links
+// capfile/ and must not be able to start processes through it.
 //
 // How data flows: the ring reports each finished file (capfile::RingOptions::on_file_details) to
 // the FileHandoff, which starts `sh -c 'CMD "$1"' sh FILE` for it (at most --handoff-jobs at
@@ -71,9 +71,15 @@ struct HandedOffRing {
   std::function<bool()> all_handed_off;
 };
 
-// The ring for capctl: with options.post_rotate_command, each finished file is handed off as
-// described above; without, capfile's ring as it is. Statuses as capfile::MakeRotatingWriter.
+// The ring for capctl: with options.post_rotate_command or options.upload_url, each finished file
+// is handed off as described above; without, capfile's ring as it is. Statuses as
+// capfile::MakeRotatingWriter, and kInvalidArgument for an upload_url ParseS3Url refuses.
 StatusOr<HandedOffRing> OpenRing(const RotationOptions& options, std::string application);
+
+// -w FILE with --upload (or --post-rotate) and no rotation: `writer`, the plain file at
+// options.path, handed off once its Close has completed it (Close waits as the ring's does).
+StatusOr<HandedOffRing> WithHandoffAtClose(const RotationOptions& options,
+                                           std::unique_ptr<CaptureWriter> writer);
 
 // OpenRing's writer alone.
 StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RotationOptions& options,

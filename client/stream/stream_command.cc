@@ -54,6 +54,14 @@ StatusOr<OpenedOutput> OpenCaptureOutput(const StreamOptions& options,
                       ? MakePcapWriter(std::move(target->sink))
                       : MakePcapngWriter(std::move(target->sink), "capctl " CAPD_VERSION);
   opened.writer = WithPcapLinkType(options, std::move(opened.writer));
+  if (options.single_file_handoff) {
+    // --upload without rotation: the file is uploaded once complete, at the end.
+    auto handed = WithHandoffAtClose(*options.single_file_handoff, std::move(opened.writer));
+    if (!handed.ok()) return handed.status();
+    opened.writer = std::move(handed->writer);
+    opened.stop_waiting = std::move(handed->stop_waiting);
+    opened.all_handed_off = std::move(handed->all_handed_off);
+  }
   return opened;
 }
 
