@@ -84,7 +84,9 @@ TEST(RotationOptionsTest, UploadWithAndWithoutRotation) {
            {"stream", "-w", "x.pcapng", "--upload-endpoint-url", "http://x"}}) {
     auto line = Parse(bad);
     EXPECT_FALSE(line.ok()) << bad.back();
-    if (!line.ok()) EXPECT_EQ(line.status().code(), StatusCode::kInvalidArgument);
+    if (!line.ok()) {
+      EXPECT_EQ(line.status().code(), StatusCode::kInvalidArgument);
+    }
   }
 }
 

@@ -36,7 +36,9 @@ TEST(S3UploadTest, ParsesBucketAndPrefix) {
                           "s3:///x", "s3://-caps/x"}) {
     auto refused = ParseS3Url(bad);
     EXPECT_FALSE(refused.ok()) << bad;
-    if (!refused.ok()) EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+    if (!refused.ok()) {
+      EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+    }
   }
 }
 
