@@ -86,6 +86,28 @@ std::vector<std::string> DistinctAgents(const FinishedFile& file) {
   return agents;
 }
 
+// `aws s3 cp` says "upload failed: SRC to s3://BUCKET/KEY REASON": the file and the key are
+// known already, so the failure's line keeps the reason only.
+class UploadJob final : public HandoffJob {
+ public:
+  explicit UploadJob(std::unique_ptr<HandoffJob> process) : process_(std::move(process)) {}
+  std::optional<Status> Poll() override {
+    std::optional<Status> outcome = process_->Poll();
+    if (!outcome || outcome->ok()) return outcome;
+    std::string text = outcome->message();
+    const size_t echo = text.find(": upload failed: ");
+    const size_t destination = echo == std::string::npos ? echo : text.find(" to s3://", echo);
+    const size_t reason =
+        destination == std::string::npos ? destination : text.find(' ', destination + 9);
+    if (reason != std::string::npos) text = text.substr(0, echo + 2) + text.substr(reason + 1);
+    return Internal(text);
+  }
+  std::string Abandon() override { return process_->Abandon(); }
+
+ private:
+  std::unique_ptr<HandoffJob> process_;
+};
+
 }  // namespace
 
 StatusOr<S3Location> ParseS3Url(const std::string& url) {
@@ -186,10 +208,10 @@ std::vector<std::string> S3UploadAction::Command(const FinishedFile& file) const
 }
 
 StatusOr<std::unique_ptr<HandoffJob>> S3UploadAction::Start(const FinishedFile& file) {
-  // stdout is the CLI's progress and "upload:" lines; its errors stay on stderr.
-  auto child = ChildProcess::Spawn(Command(file), /*quiet_stdout=*/true);
+  // stdout is the CLI's "upload:" lines; its error ends the failure's line.
+  auto child = ChildProcess::Spawn(Command(file), {.quiet_stdout = true, .keep_stderr = true});
   if (!child.ok()) return child.status();
-  return std::unique_ptr<HandoffJob>(std::move(child).value());
+  return std::unique_ptr<HandoffJob>(std::make_unique<UploadJob>(std::move(child).value()));
 }
 
 }  // namespace capd::client

@@ -229,6 +229,10 @@ TEST_F(UploadTest, AServerThatIsAwayIsRetriedAndNothingIsDeletedMeanwhile) {
   ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kPort, payloads));
   ASSERT_TRUE(capctl->WaitForStderr("(attempt 2 of 8); retrying in 2 s", std::chrono::seconds(60)))
       << capctl->Describe();
+  // One line per failure, ending with the CLI's reason.
+  EXPECT_NE(capctl->Stderr().find("failed: exit status 1: Could not connect to the endpoint URL"),
+            std::string::npos)
+      << capctl->Stderr();
   // Nothing was uploaded, so nothing was deleted: the ring's files are numbered 1..N, N > 2.
   const auto held = RingFiles();
   ASSERT_GT(held.size(), 2u);

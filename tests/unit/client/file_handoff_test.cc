@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "client/output/rotation.h"
@@ -298,6 +299,17 @@ TEST(FileHandoffTest, ChildProcessReportsExitAndSignal) {
   EXPECT_EQ(run("kill -9 $$").message(), "killed by signal 9");
   auto missing = ChildProcess::Spawn({"/nonexistent/command"});
   EXPECT_FALSE(missing.ok());
+  // keep_stderr: the last line the command wrote on stderr ends the failure's text.
+  auto kept = ChildProcess::Spawn(
+      {"/bin/sh", "-c", "echo first >&2; printf 'the\\treason\\n\\n' >&2; exit 2"},
+      {.quiet_stdout = true, .keep_stderr = true});
+  ASSERT_TRUE(kept.ok()) << kept.status().message();
+  std::optional<Status> outcome;
+  for (int i = 0; i < 500 && !(outcome = (*kept)->Poll()); ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_EQ(outcome->message(), "exit status 2: the reason");
 }
 
 }  // namespace
