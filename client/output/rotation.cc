@@ -31,6 +31,9 @@ class RingWithPostRotate final : public CaptureWriter {
   Status WriteStatistics(uint32_t interface_index, const InterfaceCounters& counters) override {
     return ring_->WriteStatistics(interface_index, counters);
   }
+  Status WriteDecryptionSecrets(uint32_t secrets_type, std::string_view secrets) override {
+    return ring_->WriteDecryptionSecrets(secrets_type, secrets);
+  }
   Status Flush() override { return ring_->Flush(); }
   Status Tick(uint64_t now_ns) override {
     runner_->Reap();
