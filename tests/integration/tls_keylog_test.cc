@@ -181,6 +181,60 @@ TEST_F(TlsKeyLogTest, WiresharkDecryptsLiveFromAFifo) {
   ExpectExit(*tshark, 0);
 }
 
+// Through the Wireshark extcap (capctl extcap install, then tshark -i capd with the dialog's
+// "TLS key log" setting): the same decryption, live.
+TEST_F(TlsKeyLogTest, WiresharkDecryptsThroughTheExtcap) {
+  const fs::path home = File("home");
+  fs::create_directories(home);
+  const std::vector<std::string> env = {"env", "HOME=" + home.string(),
+                                        "XDG_CONFIG_HOME=" + (home / ".config").string()};
+  auto with_env = [&env](std::vector<std::string> argv) {
+    argv.insert(argv.begin(), env.begin(), env.end());
+    return argv;
+  };
+  const CommandResult install = RunCommand(with_env({kCapctlPath, "extcap", "install"}));
+  ASSERT_TRUE(install.status.Exited(0)) << install.status << install.output;
+  EXPECT_NE(install.output.find("extcap.capd.tlskeylog"), std::string::npos) << install.output;
+
+  const fs::path key_log = MakeKeyLog("extcap.keys", /*for_nobody=*/true);
+  ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--tls-keylog-dir", keys_.string(), "--user", "nobody"}));
+  ASSERT_NO_FATAL_FAILURE(StartTlsServer());
+  std::unique_ptr<Subprocess> tshark;
+  ASSERT_NO_FATAL_FAILURE(
+      Spawn("tshark",
+            with_env({"tshark",
+                      "-n",
+                      "-l",
+                      "-i",
+                      "capd",
+                      "-o",
+                      std::string("extcap.capd.agent:") + kAgentTarget,
+                      "-o",
+                      std::string("extcap.capd.remoteinterface:") + TestNetwork::kAgentInterface,
+                      "-o",
+                      "extcap.capd.tlskeylog:extcap.keys",
+                      "-f",
+                      "tcp port 443",
+                      "-Y",
+                      "http.request",
+                      "-T",
+                      "fields",
+                      "-e",
+                      "http.request.method",
+                      "-e",
+                      "http.request.uri"}),
+            &tshark));
+  ASSERT_TRUE(agent().WaitForStderr("following TLS key log " + key_log.string(), kStartTimeout))
+      << agent().Describe() << "\n"
+      << tshark->Describe();
+  ASSERT_TRUE(agent().WaitForStderr("stream on veth0", kStartTimeout)) << agent().Describe();
+  ASSERT_NO_FATAL_FAILURE(FetchOverTls(key_log));
+  EXPECT_TRUE(WaitForFileContains(File("tshark.out"), std::string("GET\t") + kUri, kExitTimeout))
+      << tshark->Describe();
+  ASSERT_TRUE(tshark->Signal(SIGINT));
+  ExpectExit(*tshark, 0);
+}
+
 // Every way out of the allowed folder is refused before any capture starts: exit 2, a clear
 // line, no file; capd (as deployed) goes on serving.
 TEST_F(TlsKeyLogTest, PathsOutsideTheAllowedFolderAreRefused) {
