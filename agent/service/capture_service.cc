@@ -352,6 +352,8 @@ grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
   // The handle goes out with the call's first message (initial metadata), to this client only.
   auto handle = NewStreamHandle();
   if (handle.ok()) context->AddInitialMetadata(StreamHandles::kMetadataKey, handle.value());
+  // Tells the client its key log is followed (an older capd ignores the field and says nothing).
+  if (keylog) context->AddInitialMetadata("capd-tls-keylog", "following");
   auto* reactor = new StreamReactor(*hub_, *request, options_.identity, std::move(relay),
                                     options_.max_queue_bytes, options_.stall_timeout, context,
                                     [this](StreamReactor* gone) { Forget(gone); });

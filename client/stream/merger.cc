@@ -114,6 +114,11 @@ void Merger::OnStatistics(Feed& feed, const v1::Statistics& statistics) {
 
 Status Merger::OnInterface(Feed& feed, const v1::InterfaceDescription& d) {
   if (feed.agent_name.empty()) feed.agent_name = d.agent_name();
+  if (!feed.started && feed.keylog_ignored) {
+    observer_.OnWarning({feed.address(), feed.agent_name},
+                        "it ignored --tls-keylog (a capd that predates it): the capture has no "
+                        "TLS keys");
+  }
   feed.started = true;
   InterfaceSeen seen;
   // With several agents every interface says where it was seen: NAME:IFACE.

@@ -126,6 +126,7 @@ class TlsKeyLogTest : public HardenedAgentTest {
     ASSERT_TRUE(WaitForPackets(out, kMinPackets)) << capctl->Describe();
     ASSERT_TRUE(capctl->Signal(SIGINT));
     ExpectExit(*capctl, 0);
+    EXPECT_EQ(capctl->Stderr().find("ignored --tls-keylog"), std::string::npos) << capctl->Stderr();
     EXPECT_NE(agent().Stderr().find("following TLS key log " + key_log.string()), std::string::npos)
         << agent().Stderr();
 

@@ -56,11 +56,14 @@ class QuietObserver final : public SessionObserver {
  public:
   void OnInterface(const InterfaceSeen&) override {}
   void OnCarriersExcluded(const AgentRef&, const std::string&) override {}
-  void OnWarning(const AgentRef&, const std::string&) override {}
+  void OnWarning(const AgentRef&, const std::string& warning) override {
+    warnings.push_back(warning);
+  }
   void OnAgentEnded(const AgentRef&, const FeedOutcome&) override {}
   void OnProgress(const Progress&) override {}
   void OnMessage(const std::string&) override {}
   void OnSummary(const SessionSummary&) override {}
+  std::vector<std::string> warnings;
 };
 
 v1::StreamResponse Interface() {
@@ -173,6 +176,26 @@ TEST(KeyLogMergeTest, AnUnknownPayloadIsSkipped) {
   auto round = merger.RunRound(t0);
   ASSERT_TRUE(round.ok()) << round.status().message();
   EXPECT_EQ(writer.events, (std::vector<std::string>{"packet 100"}));
+}
+
+// An agent that did not acknowledge the key log (an older capd ignores the field): said once,
+// when its capture starts.
+TEST(KeyLogMergeTest, AnAgentThatIgnoredTheKeyLogIsReported) {
+  const Clock::time_point t0 = Clock::now();
+  HandFeed feed(0, "alpha");
+  feed.keylog_ignored = true;
+  OrderWriter writer;
+  QuietObserver observer;
+  capfile::StreamToFile file(writer);
+  Merger::Settings settings;
+  settings.hold_for_keys = true;
+  Merger merger({&feed}, file, writer, observer, settings);
+  feed.Push(Interface(), t0);
+  feed.Push(Interface(), t0);
+  ASSERT_TRUE(merger.RunRound(t0).ok());
+  ASSERT_EQ(observer.warnings.size(), 1u);
+  EXPECT_EQ(observer.warnings[0],
+            "it ignored --tls-keylog (a capd that predates it): the capture has no TLS keys");
 }
 
 }  // namespace
