@@ -287,8 +287,7 @@ TEST(OptionsTest, TlsKeyLogNeedsPcapng) {
   line = Parse({"stream", "-w", "x.pcap", "--format", "pcap", "--tls-keylog", "app.log"});
   ASSERT_FALSE(line.ok());
   EXPECT_EQ(ExitCodeFor(line.status().code()), 2);
-  EXPECT_NE(line.status().message().find("--tls-keylog needs the pcapng format"),
-            std::string::npos)
+  EXPECT_NE(line.status().message().find("--tls-keylog needs the pcapng format"), std::string::npos)
       << line.status().message();
   EXPECT_FALSE(Parse({"serve", "--tls-keylog", "app.log"}).ok());
 }
