@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace capd::agent::keylog {
 
@@ -54,6 +55,8 @@ void KeyLogFollower::Run(const Deliver& deliver) {
     inotify = Fd();
   }
   std::string pending;
+  bool said_truncated = false;
+  bool said_replaced = false;
   auto last_check = std::chrono::steady_clock::now();
   while (!stop_.load(std::memory_order_acquire)) {
     bool more = true;
@@ -64,7 +67,12 @@ void KeyLogFollower::Run(const Deliver& deliver) {
                      read.status().message());
         return;
       }
-      if (read->truncated) spdlog::info("key log {} was truncated: reading from its start", path_);
+      if (read->truncated) {
+        // Whoever writes the file decides how often: said once at info, then at debug.
+        spdlog::log(
+            std::exchange(said_truncated, true) ? spdlog::level::debug : spdlog::level::info,
+            "key log {} was truncated: reading from its start", path_);
+      }
       dropped_.fetch_add(read->dropped, std::memory_order_relaxed);
       pending += read->lines;
       more = read->more;
@@ -82,7 +90,8 @@ void KeyLogFollower::Run(const Deliver& deliver) {
     if (now - last_check >= kPollInterval && !more) {
       last_check = now;
       if (tailer_.CheckReplaced()) {
-        spdlog::info("key log {} was replaced: following the new file", path_);
+        spdlog::log(std::exchange(said_replaced, true) ? spdlog::level::debug : spdlog::level::info,
+                    "key log {} was replaced: following the new file", path_);
         continue;
       }
     }
