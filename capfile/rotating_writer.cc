@@ -197,6 +197,22 @@ class RotatingWriter final : public RingWriter {
     return Status::Ok();
   }
 
+  // Written into the current file, and kept (up to kMaxRepeatedSecretsBytes, the newest) to
+  // start every later file with, after its interfaces: each file decrypts on its own.
+  Status WriteDecryptionSecrets(uint32_t secrets_type, std::string_view secrets) override {
+    CAPD_RETURN_IF_ERROR(Usable());
+    const size_t before = pending_.size();
+    CAPD_RETURN_IF_ERROR(Encode(encoder_->WriteDecryptionSecrets(secrets_type, secrets)));
+    file_bytes_ += pending_.size() - before;
+    secrets_.push_back({secrets_type, std::string(secrets)});
+    secrets_bytes_ += secrets.size();
+    while (secrets_bytes_ > kMaxRepeatedSecretsBytes && secrets_.size() > 1) {
+      secrets_bytes_ -= secrets_.front().second.size();
+      secrets_.pop_front();
+    }
+    return Status::Ok();
+  }
+
   // Kept, not written: each file gets the latest counters in its statistics blocks when it is
   // finished, with isb_usrdeliv = the packets of that interface in that file.
   Status WriteStatistics(uint32_t interface_index, const InterfaceCounters& counters) override {
@@ -329,6 +345,9 @@ class RotatingWriter final : public RingWriter {
     first_file_ = false;
     for (const InterfaceInfo& info : interfaces_) {
       CAPD_RETURN_IF_ERROR(Encode(encoder_->AddInterface(info)));
+    }
+    for (const auto& [type, secrets] : secrets_) {
+      CAPD_RETURN_IF_ERROR(Encode(encoder_->WriteDecryptionSecrets(type, secrets)));
     }
     file_bytes_ = pending_.size();
     // The header reaches the disk at once: a new file is a valid (empty) capture from the start.
@@ -535,6 +554,12 @@ class RotatingWriter final : public RingWriter {
 
   std::vector<InterfaceInfo> interfaces_;
   std::vector<std::optional<InterfaceCounters>> counters_;  // latest, by interface
+  // Decryption secrets written so far, repeated at the start of every new file. A TLS key log
+  // adds ~0.5 KiB per connection; beyond this bound the oldest go (their connections are
+  // usually over, or in earlier files).
+  static constexpr size_t kMaxRepeatedSecretsBytes = 4 << 20;
+  std::deque<std::pair<uint32_t, std::string>> secrets_;
+  size_t secrets_bytes_ = 0;
   uint64_t statistics_reserve_ = 0;  // bytes the statistics blocks will add at the end
 
   struct RingFile {

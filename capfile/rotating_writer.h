@@ -24,6 +24,10 @@
 // in the old file. Slots never go backwards: a packet older than the current file's slot (clock
 // skew between agent and client) goes into the current file.
 //
+// Decryption secrets (WriteDecryptionSecrets, a TLS key log): written where they come, and
+// repeated after the interfaces at the start of every later file (the newest 4 MiB of them), so
+// each file of the ring decrypts on its own.
+//
 // Crash safety: bytes reach the file at each Flush (one write per batch, no fsync: a kill -9
 // loses nothing the kernel has; a power cut may). A finished file is closed and never opened
 // again, so after kill -9 every finished file is complete and the current one is readable up to

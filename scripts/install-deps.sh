@@ -11,6 +11,8 @@ BUILD_PACKAGES=(
 )
 # Tools the tests use as independent readers and to build test networks.
 TEST_PACKAGES=(libclang-rt-14-dev tcpdump tcpreplay tshark wireshark-common iproute2 netsniff-ng procps openssh-server openssh-client socat shellcheck python3 python3-yaml strace dpkg-dev systemd nftables awscli)
+# The TLS key-log tests: a real TLS server and client.
+TEST_PACKAGES+=(openssl curl)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -498,6 +498,15 @@ struct Parser {
     sub.add_flag_callback(
            "--no-compress", [&out] { out.compress = false; }, "never ask for compressed batches")
         ->excludes(compress);
+    if (sub.get_name() == "stream") {
+      sub.add_option("--tls-keylog", out.tls_keylog,
+                     "follow the TLS key log PATH on the agent's host (a file some process "
+                     "writes as SSLKEYLOGFILE, inside a folder capd --tls-keylog-dir allows) and "
+                     "write its new keys into the pcapng file as Decryption Secrets Blocks, which "
+                     "Wireshark decrypts with; not with --format pcap")
+          ->type_name("PATH")
+          ->check(NotEmpty("a path"));
+    }
     AddDecapOptions(sub, out.decap);
     AddConnectionOptions(sub, out.connection);
   }
@@ -555,6 +564,11 @@ struct Parser {
     } else if (upload) {
       flags.rotation_values.path = out.write_path;
       out.single_file_handoff = flags.rotation_values;
+    }
+    if (!out.tls_keylog.empty() && out.format != FileFormat::kPcapng) {
+      // pcap has no block for secrets; a key log beside the file would be a second output to
+      // keep in step: refused, so nobody expects decryption from a pcap file.
+      return Bad(sub, "--tls-keylog needs the pcapng format: pcap files cannot hold TLS keys");
     }
     if ((!out.write_path.empty()) + (!out.fifo_path.empty()) + out.wireshark > 1) {
       return Bad(sub, "-w, --fifo and --wireshark are alternatives: give one");

@@ -76,6 +76,9 @@ struct StreamOptions {
   std::optional<RotationOptions> single_file_handoff;
   // --compress / --no-compress: ask the agents for compressed batches; unset: CompressionFor.
   std::optional<bool> compress;
+  // --tls-keylog PATH (stream only, pcapng only): StreamRequest.tls_keylog; its lines become
+  // Decryption Secrets Blocks.
+  std::string tls_keylog;
 };
 
 // Whether to ask `agent` for compressed batches: as --compress/--no-compress say, else on through

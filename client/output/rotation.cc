@@ -41,6 +41,9 @@ class RingWithHandoff final : public CaptureWriter {
   Status WriteStatistics(uint32_t interface_index, const InterfaceCounters& counters) override {
     return ring_->WriteStatistics(interface_index, counters);
   }
+  Status WriteDecryptionSecrets(uint32_t secrets_type, std::string_view secrets) override {
+    return ring_->WriteDecryptionSecrets(secrets_type, secrets);
+  }
   Status Flush() override {
     handoff_->Poll();
     return ring_->Flush();
@@ -102,6 +105,9 @@ class FileWithHandoff final : public CaptureWriter {
   }
   Status WriteStatistics(uint32_t interface_index, const InterfaceCounters& counters) override {
     return file_->WriteStatistics(interface_index, counters);
+  }
+  Status WriteDecryptionSecrets(uint32_t secrets_type, std::string_view secrets) override {
+    return file_->WriteDecryptionSecrets(secrets_type, secrets);
   }
   Status Flush() override { return file_->Flush(); }
   Status Tick(uint64_t now_ns) override { return file_->Tick(now_ns); }
