@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <limits>
 #include <tuple>
+#include <unordered_set>
 
 namespace capd::paths {
 
@@ -91,8 +92,8 @@ struct PathAnalyzer::Flow {
   bool client_fixed = false;  // set by a SYN, SYN-ACK or echo request: no more swapping
   uint64_t first_ns = 0, last_ns = 0;
   std::vector<PointStats> points;  // by point id
-  // By point id * 2 + direction: seq -> IP length of TCP data segments.
-  std::vector<std::unordered_map<uint32_t, uint16_t>> seqs;
+  // By point id * 2 + direction: sequence number << 16 | IP length of TCP data segments.
+  std::vector<std::unordered_set<uint64_t>> seqs;
   std::vector<uint32_t> max_retransmit_length;  // by point id * 2 + direction
   std::vector<uint64_t> max_length_first_ns;    // by point id * 2 + direction
   std::vector<IcmpReport> icmp;
@@ -267,9 +268,11 @@ void PathAnalyzer::Add(uint32_t point, int link_type, uint64_t ts_ns,
     if (d.data == 0) d.first_data_ns = ts_ns;
     ++d.data;
     if (p.flow.protocol == kProtoTcp) {
+      // The same sequence number with the same length again: a retransmission (a first
+      // transmission may have been one large offloaded segment of another length).
       auto& seqs = flow->seqs[slot];
-      auto [it, added] = seqs.try_emplace(p.tcp_seq, p.ip_length);
-      if (!added && it->second == p.ip_length) {
+      const uint64_t segment = static_cast<uint64_t>(p.tcp_seq) << 16 | p.ip_length;
+      if (!seqs.insert(segment).second) {
         if (p.ip_length > flow->max_retransmit_length[slot]) {
           flow->max_retransmit_length[slot] = p.ip_length;
           d.large_retransmits = 0;
