@@ -30,6 +30,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -100,13 +101,14 @@ class PathReportTest : public ::testing::Test {
 
   void TearDown() override {
     if (HasFailure()) {
-      for (auto* p : {client_agent_.get(), server_agent_.get(), capctl_.get()}) {
+      for (auto* p : {client_agent_.get(), server_agent_.get(), capctl_.get(), paths_.get()}) {
         if (p) std::fprintf(stderr, "%s\n", p->Describe().c_str());
       }
       if (!report_.empty()) std::fprintf(stderr, "capctl paths --json:\n%s\n", report_.c_str());
     }
     relays_.clear();
     capctl_.reset();
+    paths_.reset();
     client_agent_.reset();
     server_agent_.reset();
     for (const std::string& ns : created_) KillAndDeleteNamespace(ns);
@@ -191,7 +193,9 @@ class PathReportTest : public ::testing::Test {
   }
 
   // Both agents, the relay to the server's, and capctl stream merging them into `file`.
-  void StartCapture(bool as_nobody = false) {
+  // `pipe_seconds` > 0: capctl stream writes to stdout for that long (--duration), into a pipe
+  // read by `capctl paths --json -` (the report then comes at the stream's end: FinishPipe).
+  void StartCapture(bool as_nobody = false, int pipe_seconds = 0) {
     const uint16_t client_port = StartAgent("client", client_ns_, as_nobody, &client_agent_);
     const uint16_t server_port = StartAgent("server", server_ns_, as_nobody, &server_agent_);
     ASSERT_NE(client_port, 0);
@@ -209,12 +213,36 @@ class PathReportTest : public ::testing::Test {
         client_ns_));
     ASSERT_TRUE(WaitForListening(client_ns_, kRelayPort));
     file_ = dir_->File("both.pcapng");
-    capctl_ =
-        Start("capctl",
-              {kCapctlPath, "stream", "--agent",
-               "127.0.0.1:" + std::to_string(client_port) + "/eth0", "--agent",
-               "127.0.0.1:" + std::to_string(kRelayPort) + "/eth0", "-w", file_.string(), "ip"},
-              client_ns_);
+    std::vector<std::string> argv = {
+        kCapctlPath, "stream",
+        "--agent",   "127.0.0.1:" + std::to_string(client_port) + "/eth0",
+        "--agent",   "127.0.0.1:" + std::to_string(kRelayPort) + "/eth0"};
+    if (pipe_seconds == 0) {
+      argv.insert(argv.end(), {"-w", file_.string(), "ip"});
+      capctl_ = Start("capctl", argv, client_ns_);
+    } else {
+      int fds[2];
+      ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+      UniqueFd read_end(fds[0]), write_end(fds[1]);
+      SubprocessOptions paths;
+      paths.argv = {kCapctlPath, "paths", "--json", "--grace", "0.2", "-"};
+      paths.stdin_fd = read_end.get();
+      paths.stdout_path = dir_->File("paths.out");
+      paths.stderr_path = dir_->File("paths.err");
+      auto reader = Subprocess::Start(std::move(paths));
+      ASSERT_TRUE(reader.ok()) << reader.status().message();
+      paths_ = std::move(reader).value();
+      argv.insert(argv.end(), {"-w", "-", "--duration", std::to_string(pipe_seconds), "ip"});
+      SubprocessOptions stream;
+      stream.argv = argv;
+      stream.netns = client_ns_;
+      stream.stdout_fd = write_end.get();
+      stream.stderr_path = dir_->File("capctl.err");
+      auto writer = Subprocess::Start(std::move(stream));
+      ASSERT_TRUE(writer.ok()) << writer.status().message();
+      capctl_ = std::move(writer).value();
+      // Only the children hold the pipe now: capctl paths sees its end when capctl stream ends.
+    }
     ASSERT_TRUE(capctl_);
     for (const char* point : {"client:eth0", "server:eth0"}) {
       ASSERT_TRUE(capctl_->WaitForStderr(std::string("capctl: capturing on ") + point + " (",
@@ -265,6 +293,15 @@ class PathReportTest : public ::testing::Test {
         {kCapctlPath, "paths", "--json", "--grace", "0.2", file_.string()}, "", kExitTimeout);
     report_ = paths.output;
     ASSERT_TRUE(paths.status.Exited(0)) << paths.output;
+  }
+
+  // The piped capture's end: capctl stream stops after its --duration, capctl paths reports.
+  void FinishPipe() {
+    auto status = capctl_->WaitFor(kExitTimeout);
+    ASSERT_TRUE(status && status->Exited(0)) << capctl_->Describe();
+    status = paths_->WaitFor(kExitTimeout);
+    report_ = paths_->Stdout();
+    ASSERT_TRUE(status && status->Exited(0)) << paths_->Describe();
   }
 
   bool MarkerAtBothPoints() {
@@ -362,7 +399,7 @@ class PathReportTest : public ::testing::Test {
   std::string client_ns_, router_ns_, server_ns_;
   std::vector<std::string> created_;
   std::unique_ptr<TestDir> dir_;
-  std::unique_ptr<Subprocess> client_agent_, server_agent_, capctl_;
+  std::unique_ptr<Subprocess> client_agent_, server_agent_, capctl_, paths_;
   std::vector<std::unique_ptr<Subprocess>> relays_;
   UniqueFd marker_sink_;
   std::filesystem::path file_;
@@ -539,6 +576,43 @@ TEST_F(PathReportTest, MtuBlackHoleLargeSegmentsMissingAtTheServer) {
       << flow;
   EXPECT_NE(flow.find("seen at client:eth0, none larger than"), std::string::npos) << flow;
   EXPECT_EQ(flow.find("icmp_frag_needed"), std::string::npos) << flow;
+}
+
+// capctl paths following a live stream through a pipe (`capctl stream ... -w - | capctl paths
+// -`): the report when the stream ends, here a connection refused by the server.
+TEST_F(PathReportTest, FollowsALiveStreamThroughAPipe) {
+  ASSERT_NO_FATAL_FAILURE(StartCapture(/*as_nobody=*/false, /*pipe_seconds=*/3));
+  UniqueFd client = Connect(5434);
+  ASSERT_TRUE(WaitFd(client.get(), POLLOUT, kStartTimeout));
+  ASSERT_EQ(SocketError(client.get()), ECONNREFUSED);
+  ASSERT_NO_FATAL_FAILURE(FinishPipe());
+  const std::string flow = FlowLine("tcp", 5434);
+  EXPECT_NE(flow.find(Verdict("reset_by_server",
+                              "connection refused: the SYN was answered by RST from the server "
+                              "10.241.2.2:5434, seen at client:eth0 and server:eth0")),
+            std::string::npos)
+      << flow;
+}
+
+// capctl's exit codes for `paths`: 2 for bad arguments, 1 for an input it cannot read; no root.
+TEST(PathsCommandTest, ExitCodes) {
+  TestDir dir;
+  ASSERT_TRUE(dir.ok());
+  CommandResult r = RunCommand({kCapctlPath, "paths"});
+  EXPECT_TRUE(r.status.Exited(2)) << r.output;
+  r = RunCommand({kCapctlPath, "paths", "--grace", "-1", "x"});
+  EXPECT_TRUE(r.status.Exited(2)) << r.output;
+  r = RunCommand({kCapctlPath, "paths", dir.File("missing.pcapng").string()});
+  EXPECT_TRUE(r.status.Exited(1)) << r.output;
+  EXPECT_NE(r.output.find("missing.pcapng: No such file or directory"), std::string::npos)
+      << r.output;
+  {
+    std::ofstream text(dir.File("notes.txt"));
+    text << "not a capture\n";
+  }
+  r = RunCommand({kCapctlPath, "paths", dir.File("notes.txt").string()});
+  EXPECT_TRUE(r.status.Exited(1)) << r.output;
+  EXPECT_NE(r.output.find("not a pcap or pcapng capture"), std::string::npos) << r.output;
 }
 
 // As deployed: both agents run as nobody (the systemd unit's --user), the same report.
