@@ -15,6 +15,7 @@ namespace {
 // Sequence numbers remembered per flow, direction and point to notice a large segment sent again;
 // beyond this the memory starts over (a retransmission is then missed, never invented).
 constexpr size_t kMaxRememberedSeqs = 4096;
+constexpr uint64_t kMaxClockSpanNs = uint64_t{1} << 61;
 
 bool EndpointLess(const Address& a, uint16_t ap, const Address& b, uint16_t bp) {
   return std::tie(a, ap) < std::tie(b, bp);
@@ -321,7 +322,11 @@ std::vector<ClockEstimate> PathAnalyzer::EstimateClocks() const {
     for (size_t i = 0; i < s.size(); ++i) {
       for (size_t j = 0; j < s.size(); ++j) {
         if (s[i].point >= s[j].point || s[i].count != 1 || s[j].count != 1) continue;
-        const int64_t d = static_cast<int64_t>(s[j].ts_ns) - static_cast<int64_t>(s[i].ts_ns);
+        // Sightings further apart than 2^61 ns (73 years) are damaged timestamps, not clocks:
+        // left out, which also keeps every sum and difference below within int64_t.
+        const uint64_t ta = s[i].ts_ns, tb = s[j].ts_ns;
+        if ((tb >= ta ? tb - ta : ta - tb) > kMaxClockSpanNs) continue;
+        const int64_t d = tb >= ta ? static_cast<int64_t>(tb - ta) : -static_cast<int64_t>(ta - tb);
         spans[{s[i].point, s[j].point, entry.flow}][entry.direction].Add(d);
       }
     }
@@ -455,9 +460,11 @@ void PathAnalyzer::Judge(const Flow& flow, uint64_t end_ns, uint64_t grace_ns,
   auto large_missing = [&](Direction d, bool tcp) {
     for (size_t i = 0; i < points.size(); ++i) {
       const PointStats& x = points[i];
-      const uint32_t id = point_ids_.at(x.point);
-      const uint32_t large = tcp ? flow.max_retransmit_length[id * 2 + d] : x.dir[d].max_ip_length;
-      if (large == 0 || flow.max_length_first_ns[id * 2 + d] >= cutoff) continue;
+      // A point declared after the flow's last packet has no slot: it saw nothing of it.
+      const size_t slot = static_cast<size_t>(point_ids_.at(x.point)) * 2 + d;
+      if (slot >= flow.max_retransmit_length.size()) continue;
+      const uint32_t large = tcp ? flow.max_retransmit_length[slot] : x.dir[d].max_ip_length;
+      if (large == 0 || flow.max_length_first_ns[slot] >= cutoff) continue;
       for (const PointStats& y : points) {
         if (&y == &x || y.dir[d].packets == 0 || y.dir[d].max_ip_length >= large) continue;
         std::string text =

@@ -342,6 +342,19 @@ TEST_F(PathAnalyzerTest, ProblemsComeFirst) {
   EXPECT_EQ(r.flows[0].client_to_server.src_port, 40001);
 }
 
+// A capture point declared after a flow's packets (an agent whose interface block comes later in
+// the file) saw nothing of the flow; found by the paths fuzzer (a read past the flow's arrays).
+TEST_F(PathAnalyzerTest, PointDeclaredAfterTheFlowSawNothingOfIt) {
+  Handshake();
+  for (uint16_t i = 0; i < 3; ++i) Feed(c_, 20 + 200 * i, ToServer(kAck | kPsh, 161, 1448, 5 + i));
+  analyzer_->DeclarePoint("late:eth1");
+  EndAt(10000);
+  const FlowReport f = Flow(Finish());
+  ASSERT_EQ(f.points.size(), 3u);
+  EXPECT_EQ(f.points[2].point, "late:eth1");
+  EXPECT_FALSE(f.points[2].Seen());
+}
+
 TEST_F(PathAnalyzerTest, GarbageIsCountedNeverFatal) {
   std::mt19937 random(7);
   for (int i = 0; i < 20000; ++i) {
