@@ -273,14 +273,22 @@ void PathAnalyzer::Add(uint32_t point, int link_type, uint64_t ts_ns,
       // transmission may have been one large offloaded segment of another length).
       auto& seqs = flow->seqs[slot];
       const uint64_t segment = static_cast<uint64_t>(p.tcp_seq) << 16 | p.ip_length;
-      if (!seqs.insert(segment).second) {
+      const bool seen = seqs.count(segment) > 0;
+      if (!seen && segments_ < options_.max_segments) {
+        seqs.insert(segment);
+        ++segments_;
+      }
+      if (seen) {
         if (p.ip_length > flow->max_retransmit_length[slot]) {
           flow->max_retransmit_length[slot] = p.ip_length;
           d.large_retransmits = 0;
         }
         if (p.ip_length == flow->max_retransmit_length[slot]) ++d.large_retransmits;
       }
-      if (seqs.size() > kMaxRememberedSeqs) seqs.clear();
+      if (seqs.size() > kMaxRememberedSeqs) {
+        segments_ -= seqs.size();
+        seqs.clear();
+      }
     }
   }
   // The signature, for matching this packet with its sighting at another point.

@@ -20,7 +20,10 @@
 //
 // Memory: at most Options::max_flows flows are tracked; packets of further flows are only counted
 // (Report::packets_beyond_flow_cap). Packet signatures for matching across points (clock
-// estimate) are kept up to Options::max_signatures, then no more are recorded.
+// estimate) are kept up to Options::max_signatures, then no more are recorded
+// (Report::signatures_dropped); TCP segments remembered to notice retransmissions up to
+// Options::max_segments in all (then only those already remembered are recognised). With the
+// defaults that is some 100 MB at most, whatever the capture's size.
 //
 // Not thread-safe; no I/O; never fails on bad input (packets it cannot parse are counted by
 // reason).
@@ -116,7 +119,8 @@ struct Report {
 
 struct Options {
   size_t max_flows = 100000;
-  size_t max_signatures = 2000000;
+  size_t max_signatures = 500000;
+  size_t max_segments = 1000000;
   uint64_t grace_ns = 1'000'000'000;
 };
 
@@ -171,7 +175,8 @@ class PathAnalyzer {
   std::vector<std::unique_ptr<Flow>> flows_;
   std::unique_ptr<std::unordered_map<FlowKey, uint32_t, FlowKeyHash>> flow_ids_;
   std::unordered_map<uint64_t, SignatureEntry> signatures_;
-  Report counters_;  // packets, skipped, beyond cap, end_ns
+  size_t segments_ = 0;  // remembered in all flows' sets
+  Report counters_;      // packets, skipped, beyond cap, end_ns
 };
 
 }  // namespace capd::paths

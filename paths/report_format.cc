@@ -157,7 +157,7 @@ std::string FormatJsonLine(const FlowReport& f) {
   return out;
 }
 
-std::string FormatText(const Report& r) {
+std::string FormatSummary(const Report& r) {
   size_t problems = 0;
   for (const FlowReport& f : r.flows) problems += f.problem ? 1 : 0;
   std::string out = std::to_string(r.flows.size()) + " flows (" + std::to_string(problems) +
@@ -180,6 +180,15 @@ std::string FormatText(const Report& r) {
     }
     out += "not part of a flow: " + skipped + "\n";
   }
+  if (r.signatures_dropped > 0) {
+    out += "clock estimate from the first packets only: " + std::to_string(r.signatures_dropped) +
+           " packets beyond the signature cap were not matched across points\n";
+  }
+  return out;
+}
+
+std::string FormatText(const Report& r) {
+  std::string out = FormatSummary(r);
   for (const FlowReport& f : r.flows) {
     const Endpoints& e = f.client_to_server;
     out += "\n" + ProtocolName(e.protocol) + " " + FormatEndpoint(e.src, e.protocol, e.src_port) +

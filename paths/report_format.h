@@ -12,6 +12,10 @@ namespace capd::paths {
 // verdicts and a line per capture point.
 std::string FormatText(const Report& report);
 
+// The summary lines alone: flow and packet counts, capture points, clock estimates, the grace
+// window, what was not analysed.
+std::string FormatSummary(const Report& report);
+
 // One JSON object (one line, with its newline) per flow.
 std::string FormatJsonLine(const FlowReport& flow);
 

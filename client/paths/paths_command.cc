@@ -66,18 +66,9 @@ int RunPathsCommand(const PathsOptions& options) {
       const std::string line = paths::FormatJsonLine(flow);
       std::fwrite(line.data(), 1, line.size(), stdout);
     }
-    std::string summary = paths::FormatText(paths::Report{{},
-                                                          report.clocks,
-                                                          report.points,
-                                                          report.packets,
-                                                          report.packets_in_flows,
-                                                          report.packets_beyond_flow_cap,
-                                                          report.signatures_dropped,
-                                                          report.skipped,
-                                                          report.end_ns,
-                                                          report.grace_ns});
-    // Only the summary lines: the flows are on stdout.
-    std::fprintf(stderr, "%s", summary.c_str());
+    // The summary on stderr: stdout holds only the flows' JSON lines.
+    const std::string text = paths::FormatSummary(report);
+    std::fprintf(stderr, "%s", text.c_str());
   } else {
     const std::string text = paths::FormatText(report);
     std::fwrite(text.data(), 1, text.size(), stdout);

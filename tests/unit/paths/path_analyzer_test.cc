@@ -30,7 +30,10 @@ constexpr uint16_t kSyn = Tins::TCP::SYN, kAck = Tins::TCP::ACK, kRst = Tins::TC
 class PathAnalyzerTest : public ::testing::Test {
  protected:
   PathAnalyzerTest() {
-    Make(Options{.max_flows = 100000, .max_signatures = 100000, .grace_ns = 100 * kMs});
+    Make(Options{.max_flows = 100000,
+                 .max_signatures = 100000,
+                 .max_segments = 100000,
+                 .grace_ns = 100 * kMs});
   }
 
   void Make(Options options) {
@@ -251,6 +254,20 @@ TEST_F(PathAnalyzerTest, LargeSegmentsMissingAtTheServerHintAnMtuBlackHole) {
             "fragmentation needed being dropped)");
 }
 
+// With no room to remember segments, retransmissions go unnoticed: no black-hole verdict, never
+// a wrong one.
+TEST_F(PathAnalyzerTest, SegmentMemoryIsBounded) {
+  Make(Options{.max_flows = 10, .max_signatures = 5, .max_segments = 0, .grace_ns = 100 * kMs});
+  Handshake();
+  Both(c_, s_, 10, ToServer(kAck | kPsh, 101, 60, 4));
+  for (uint16_t i = 0; i < 4; ++i) Feed(c_, 20 + 200 * i, ToServer(kAck | kPsh, 161, 1448, 5 + i));
+  EndAt(10000);
+  const Report r = Finish();
+  EXPECT_THAT(Kinds(Flow(r)), Not(Contains("mtu_black_hole")));
+  EXPECT_GT(r.signatures_dropped, 0u);
+  EXPECT_THAT(FormatSummary(r), HasSubstr("packets beyond the signature cap were not matched"));
+}
+
 TEST_F(PathAnalyzerTest, Ipv6SynSeenAtClientNeverAtServer) {
   for (uint64_t ms : {0, 1000}) Feed(c_, ms, ToServer(kSyn, 100, 0, 0, "fd00:1::5", "fd00:2::9"));
   EndAt(10000);
@@ -324,7 +341,7 @@ TEST_F(PathAnalyzerTest, ClientIsTheSynSenderEvenWhenTheSynAckComesFirst) {
 }
 
 TEST_F(PathAnalyzerTest, FlowsBeyondTheCapAreCounted) {
-  Make(Options{.max_flows = 2, .max_signatures = 100, .grace_ns = 0});
+  Make(Options{.max_flows = 2, .max_signatures = 100, .max_segments = 100, .grace_ns = 0});
   for (uint16_t i = 0; i < 5; ++i) Feed(c_, i, test::UdpFrame(kClient, 1000 + i, kServer, 53, 10));
   const Report r = Finish();
   EXPECT_EQ(r.flows.size(), 2u);
