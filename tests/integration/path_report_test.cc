@@ -425,6 +425,12 @@ TEST_F(PathReportTest, WorkingConnectionHandshakeCompleteSeenAtBoth) {
             std::string::npos)
       << flow;
   EXPECT_EQ(flow.find("\"seen\":false"), std::string::npos) << flow;
+  // Both agents stamp with this host's clock: packets seen at both bound the offset on both
+  // sides (the summary on stderr; the points in the order their interfaces reached the file).
+  EXPECT_TRUE(std::regex_search(
+      report_, std::regex("clocks of (client:eth0 and server:eth0|server:eth0 and client:eth0) "
+                          "agree within [0-9.]+ ms as far as packets show")))
+      << report_;
 }
 
 // (b) SYNs dropped in the router: seen at the client, never at the server.
