@@ -118,16 +118,7 @@ struct InterfacesOptions {
 };
 
 struct CommandLine {
-  enum class Command {
-    kHelp,
-    kVersion,
-    kInterfaces,
-    kStream,
-    kDecapFile,
-    kRecord,
-    kServe,
-    kPaths
-  };
+  enum class Command { kHelp, kVersion, kInterfaces, kStream, kDecapFile, kRecord, kServe, kPaths };
   Command command = Command::kHelp;
   std::string help;  // kHelp: the text to print (`capctl --help`, `capctl stream --help`, ...)
   StreamOptions stream;
