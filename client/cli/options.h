@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "capfile/capture_writer.h"
-#include "client/transport/agent_address.h"
 #include "client/cli/rotation_options.h"
+#include "client/transport/agent_address.h"
 #include "common/status.h"
 
 namespace CLI {
@@ -71,8 +71,14 @@ struct StreamOptions {
   // Set when --rotate-size/--rotate-seconds/--rotate-files/--post-rotate/--min-free is given:
   // write_path becomes a ring of pcapng files (rotation->path == write_path, never "-").
   std::optional<RotationOptions> rotation;
+  // Set when --upload is given without rotation: -w FILE is uploaded once complete, at the end
+  // (its path, the upload and the --handoff-* settings; no rotation).
+  std::optional<RotationOptions> single_file_handoff;
   // --compress / --no-compress: ask the agents for compressed batches; unset: CompressionFor.
   std::optional<bool> compress;
+  // --tls-keylog PATH (stream only, pcapng only): StreamRequest.tls_keylog; its lines become
+  // Decryption Secrets Blocks.
+  std::string tls_keylog;
 };
 
 // Whether to ask `agent` for compressed batches: as --compress/--no-compress say, else on through
