@@ -310,6 +310,7 @@ struct Parser {
   CLI::App* serve = nullptr;
   CLI::App* decap = nullptr;
   CLI::App* record = nullptr;
+  CLI::App* paths = nullptr;
   CLI::App* version = nullptr;
 
   // stream and serve
@@ -411,6 +412,25 @@ struct Parser {
     AddFormatOption(*decap, line.decap_file.format);
     line.decap_file.decap.mode = DecapOptions::Mode::kAuto;
     AddDecapOptions(*decap, line.decap_file.decap);
+
+    paths = app.add_subcommand(
+        "paths", "where each flow of a (merged) capture was seen, with a verdict per flow");
+    paths->add_option("FILE", line.paths.input, "a pcapng or pcap file, or - for stdin")
+        ->type_name("FILE|-")
+        ->required();
+    paths->add_flag("--json", line.paths.json, "JSON lines, one object per flow (README)");
+    paths
+        ->add_option("--grace", line.paths.grace_seconds,
+                     "packets this close to the capture's end are not called lost")
+        ->type_name("SEC")
+        ->check(CLI::Range(0.0, 3600.0))
+        ->capture_default_str();
+    paths
+        ->add_option("--max-flows", line.paths.max_flows,
+                     "flows tracked; packets of further flows are only counted")
+        ->type_name("N")
+        ->check(CLI::Range(size_t{1}, size_t{10'000'000}))
+        ->capture_default_str();
 
     record = app.add_subcommand("record", "recordings kept by the agent (capd --record-dir)");
     record->require_subcommand(1, 1);
@@ -647,6 +667,10 @@ struct Parser {
       if (line.decap_file.decap.mode == DecapOptions::Mode::kNone) {
         return Bad(*decap, "decap takes --decap vxlan, geneve or auto");
       }
+      return Status::Ok();
+    }
+    if (paths->parsed()) {
+      line.command = CommandLine::Command::kPaths;
       return Status::Ok();
     }
     if (record->parsed()) {

@@ -110,13 +110,21 @@ struct ServeOptions {
   size_t client_queue_bytes = 4 << 20;     // --client-queue BYTES: per client, then drops
 };
 
+// `capctl paths FILE|-`: the path report of a capture (client/paths/paths_command.h).
+struct PathsOptions {
+  std::string input;           // a pcapng or pcap file, or "-" for stdin
+  bool json = false;           // --json: JSON lines, one object per flow
+  double grace_seconds = 1.0;  // --grace SEC: packets this close to the end may be in flight
+  size_t max_flows = 100000;   // --max-flows N: flows tracked, then only counted
+};
+
 struct InterfacesOptions {
   AgentAddress agent;
   ConnectionOptions connection;
 };
 
 struct CommandLine {
-  enum class Command { kHelp, kVersion, kInterfaces, kStream, kDecapFile, kRecord, kServe };
+  enum class Command { kHelp, kVersion, kInterfaces, kStream, kDecapFile, kRecord, kServe, kPaths };
   Command command = Command::kHelp;
   std::string help;  // kHelp: the text to print (`capctl --help`, `capctl stream --help`, ...)
   StreamOptions stream;
@@ -124,6 +132,7 @@ struct CommandLine {
   InterfacesOptions interfaces;
   RecordOptions record;
   ServeOptions serve;
+  PathsOptions paths;
 };
 
 // kInvalidArgument with a one-line message for anything wrong, ending with where the help is

@@ -292,5 +292,26 @@ TEST(OptionsTest, TlsKeyLogNeedsPcapng) {
   EXPECT_FALSE(Parse({"serve", "--tls-keylog", "app.log"}).ok());
 }
 
+TEST(OptionsTest, PathsReport) {
+  auto paths = Parse({"paths", "--json", "--grace", "0.25", "--max-flows", "500", "both.pcapng"});
+  ASSERT_TRUE(paths.ok()) << paths.status().message();
+  EXPECT_EQ(paths->command, CommandLine::Command::kPaths);
+  EXPECT_EQ(paths->paths.input, "both.pcapng");
+  EXPECT_TRUE(paths->paths.json);
+  EXPECT_DOUBLE_EQ(paths->paths.grace_seconds, 0.25);
+  EXPECT_EQ(paths->paths.max_flows, 500u);
+  auto piped = Parse({"paths", "-"});
+  ASSERT_TRUE(piped.ok()) << piped.status().message();
+  EXPECT_EQ(piped->paths.input, "-");
+  EXPECT_FALSE(piped->paths.json);
+  EXPECT_DOUBLE_EQ(piped->paths.grace_seconds, 1.0);
+  EXPECT_FALSE(Parse({"paths"}).ok());  // no input
+  EXPECT_FALSE(Parse({"paths", "a", "b"}).ok());
+  EXPECT_FALSE(Parse({"paths", "--max-flows", "0", "a"}).ok());
+  const auto missing = Parse({"paths"});
+  EXPECT_NE(missing.status().message().find("capctl paths --help"), std::string::npos)
+      << missing.status().message();
+}
+
 }  // namespace
 }  // namespace capd::client
