@@ -214,6 +214,17 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // Key-log folders are opened now, as root: a folder given is a folder that exists. The files in
+  // them are opened per stream, as --user.
+  if (!flags.tls_keylog_dirs.empty()) {
+    auto folders = capd::agent::keylog::KeyLogFolders::Open(flags.tls_keylog_dirs);
+    if (!folders.ok()) {
+      spdlog::error("{}", folders.status().message());
+      return 2;
+    }
+    options.keylog_folders = std::move(folders).value();
+    spdlog::info("streams may follow TLS key logs in {}", options.keylog_folders->Describe());
+  }
   if (!flags.user.empty()) {
     if (capd::Status dropped = capd::agent::DropPrivileges(flags.user); !dropped.ok()) {
       spdlog::error("{}", dropped.message());

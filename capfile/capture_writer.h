@@ -84,6 +84,7 @@ struct InterfaceInfo {
   std::string os;           // if_os, may be empty
   uint16_t link_type = 1;   // LINKTYPE_*
   uint32_t snaplen = 262144;
+  std::string agent;  // the capd agent that captured it (its --name); not written to the file
 };
 
 // Counters for one interface, written as a pcapng Interface Statistics Block.
@@ -99,6 +100,11 @@ struct InterfaceCounters {
 };
 
 enum class FileFormat { kPcapng, kPcap };
+
+// pcapng Decryption Secrets Block types (secrets_type).
+// "TLSK": a TLS key log in the NSS format (lines "LABEL <hex> <hex>\n"), which Wireshark reads
+// from the file without any setting (tls.keylog_file not needed).
+inline constexpr uint32_t kTlsKeyLogSecrets = 0x544c534b;
 
 // Packets of one interface without comments, as a PacketBatch carries them: per-packet arrays
 // and one blob holding their captured bytes back to back. Borrowed for one WritePackets call.
@@ -138,6 +144,15 @@ class CaptureWriter {
   }
   // pcapng: an Interface Statistics Block. pcap has no place for it: ignored.
   virtual Status WriteStatistics(uint32_t interface_index, const InterfaceCounters& counters) = 0;
+  // pcapng: a Decryption Secrets Block (type e.g. kTlsKeyLogSecrets), placed before every packet
+  // written after it, so a reader has the keys before the traffic they decrypt. The ring of
+  // files also repeats the secrets written so far at the start of each new file (see
+  // rotating_writer.h). kFailedPrecondition from a format without such a block (pcap), and from
+  // any writer that does not override this.
+  virtual Status WriteDecryptionSecrets(uint32_t /*secrets_type*/, std::string_view /*secrets*/) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "this capture file format has no place for decryption secrets (pcapng has)");
+  }
   // Hands everything buffered to the sink in one write.
   virtual Status Flush() = 0;
   // Wall-clock time (Unix epoch ns) for writers that act on it even when no packet arrives

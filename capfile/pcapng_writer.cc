@@ -25,6 +25,7 @@ constexpr uint32_t kSectionHeaderBlock = 0x0A0D0D0A;
 constexpr uint32_t kInterfaceDescriptionBlock = 1;
 constexpr uint32_t kInterfaceStatisticsBlock = 5;
 constexpr uint32_t kEnhancedPacketBlock = 6;
+constexpr uint32_t kDecryptionSecretsBlock = 0x0000000A;
 constexpr uint32_t kByteOrderMagic = 0x1A2B3C4D;
 
 constexpr uint16_t kOptEndOfOpt = 0;
@@ -178,6 +179,20 @@ class PcapngWriter final : public CaptureWriter {
     }
     AppendStringOption(kOptComment, counters.comment);
     AppendEndOfOptions();
+    EndBlock(start);
+    return Status::Ok();
+  }
+
+  // Block type, length, secrets type, secrets length, the secrets padded to 4, no options,
+  // length (draft-ietf-opsawg-pcapng, "Decryption Secrets Block").
+  Status WriteDecryptionSecrets(uint32_t secrets_type, std::string_view secrets) override {
+    // Kept well below the 32-bit block length; a key log chunk from the agent is KiB.
+    if (secrets.size() > (64u << 20)) return InvalidArgument("decryption secrets over 64 MiB");
+    const size_t start = BeginBlock(kDecryptionSecretsBlock);
+    AppendHost<uint32_t>(buffer_, secrets_type);
+    AppendHost<uint32_t>(buffer_, static_cast<uint32_t>(secrets.size()));
+    buffer_.append(secrets);
+    buffer_.append(internal::PaddingTo4(secrets.size()), '\0');
     EndBlock(start);
     return Status::Ok();
   }

@@ -128,6 +128,10 @@ class RotatingWriter final : public RingWriter {
 
   RingCounts Counts() const override { return counts_; }
 
+  void Trim() override {
+    if (dir_fd_ >= 0) TrimRing();
+  }
+
   // Adopts the files of an earlier run when asked, and opens the first file.
   Status Start() {
     dir_fd_ = options_.dir_fd >= 0 ? ::fcntl(options_.dir_fd, F_DUPFD_CLOEXEC, 0)
@@ -185,9 +189,27 @@ class RotatingWriter final : public RingWriter {
       pending_ += moved;
     }
     file_bytes_ += block;
+    if (file_packets_ == 0 || timestamp_ns < file_first_ns_) file_first_ns_ = timestamp_ns;
+    if (file_packets_ == 0 || timestamp_ns > file_last_ns_) file_last_ns_ = timestamp_ns;
     ++file_packets_;
     ++pending_packets_;
     ++file_delivered_[interface_index];
+    return Status::Ok();
+  }
+
+  // Written into the current file, and kept (up to kMaxRepeatedSecretsBytes, the newest) to
+  // start every later file with, after its interfaces: each file decrypts on its own.
+  Status WriteDecryptionSecrets(uint32_t secrets_type, std::string_view secrets) override {
+    CAPD_RETURN_IF_ERROR(Usable());
+    const size_t before = pending_.size();
+    CAPD_RETURN_IF_ERROR(Encode(encoder_->WriteDecryptionSecrets(secrets_type, secrets)));
+    file_bytes_ += pending_.size() - before;
+    secrets_.push_back({secrets_type, std::string(secrets)});
+    secrets_bytes_ += secrets.size();
+    while (secrets_bytes_ > kMaxRepeatedSecretsBytes && secrets_.size() > 1) {
+      secrets_bytes_ -= secrets_.front().second.size();
+      secrets_.pop_front();
+    }
     return Status::Ok();
   }
 
@@ -204,12 +226,14 @@ class RotatingWriter final : public RingWriter {
 
   Status Flush() override {
     CAPD_RETURN_IF_ERROR(Usable());
+    if (options_.may_delete) TrimRing();  // files held back may have been handed off since
     CAPD_RETURN_IF_ERROR(KeepFreeSpace());
     return WritePending();
   }
 
   Status Tick(uint64_t now_ns) override {
     CAPD_RETURN_IF_ERROR(Usable());
+    if (options_.may_delete) TrimRing();
     if (options_.seconds == 0 || now_ns < kTickGraceNs) return Status::Ok();
     const auto seconds = static_cast<int64_t>((now_ns - kTickGraceNs) / 1'000'000'000ULL);
     const int64_t slot = SlotOf(seconds);
@@ -306,6 +330,10 @@ class RotatingWriter final : public RingWriter {
     file_name_ = name;
     file_slot_ = slot;
     file_packets_ = 0;
+    file_first_ns_ = 0;
+    file_last_ns_ = 0;
+    file_number_ = next_number_ - 1;
+    file_name_seconds_ = name_seconds;
     file_written_ = 0;
     file_disk_packets_ = 0;
     pending_packets_ = 0;
@@ -317,6 +345,9 @@ class RotatingWriter final : public RingWriter {
     first_file_ = false;
     for (const InterfaceInfo& info : interfaces_) {
       CAPD_RETURN_IF_ERROR(Encode(encoder_->AddInterface(info)));
+    }
+    for (const auto& [type, secrets] : secrets_) {
+      CAPD_RETURN_IF_ERROR(Encode(encoder_->WriteDecryptionSecrets(type, secrets)));
     }
     file_bytes_ = pending_.size();
     // The header reaches the disk at once: a new file is a valid (empty) capture from the start.
@@ -346,8 +377,28 @@ class RotatingWriter final : public RingWriter {
     }
     Status status = WritePending();
     file_.reset();
-    finished_.push_back({file_name_, file_disk_packets_});
-    if (status.ok() && options_.on_file_finished) options_.on_file_finished(file_path_);
+    finished_.push_back({file_name_, file_path_, file_disk_packets_});
+    if (!status.ok()) return status;
+    if (options_.on_file_finished) options_.on_file_finished(file_path_);
+    if (options_.on_file_details) {
+      FinishedFile details;
+      details.path = file_path_;
+      details.number = file_number_;
+      details.opened_seconds = file_name_seconds_;
+      details.bytes = file_written_;
+      details.packets = file_disk_packets_;
+      details.first_ns = file_first_ns_;
+      details.last_ns = file_last_ns_;
+      for (const InterfaceInfo& info : interfaces_) {
+        details.interfaces.push_back(info.name);
+        details.agents.push_back(info.agent);
+        if (std::find(details.link_types.begin(), details.link_types.end(), info.link_type) ==
+            details.link_types.end()) {
+          details.link_types.push_back(info.link_type);
+        }
+      }
+      options_.on_file_details(details);
+    }
     return status;
   }
 
@@ -356,23 +407,47 @@ class RotatingWriter final : public RingWriter {
     return OpenFile(name_seconds, slot);
   }
 
-  // The current file counts towards max_files.
+  // The current file counts towards max_files while it is open. Files may_delete holds back are
+  // skipped: the oldest of the others go instead.
   void TrimRing() {
     if (options_.max_files == 0) return;
-    while (!finished_.empty() && finished_.size() + 1 > options_.max_files) {
-      RemoveOldest();
+    const size_t keep = closed_ || !file_ ? options_.max_files : options_.max_files - 1;
+    size_t i = 0;
+    while (finished_.size() > keep && i < finished_.size()) {
+      if (MayDelete(finished_[i].path)) {
+        RemoveAt(i);
+      } else {
+        ++i;
+      }
+    }
+    if (finished_.size() > keep && !said_held_) {
+      said_held_ = true;
+      Log("keeping " + std::to_string(finished_.size() + (keep < options_.max_files ? 1 : 0)) +
+          " files in the ring, more than --rotate-files " + std::to_string(options_.max_files) +
+          ": the oldest are not handed off yet (each is deleted once it is)");
     }
   }
 
-  void RemoveOldest() {
-    const RingFile oldest = finished_.front();
-    finished_.pop_front();
-    if (::unlinkat(dir_fd_, oldest.name.c_str(), 0) != 0 && errno != ENOENT) {
-      Log("cannot delete " + dir_ + "/" + oldest.name + " from the ring: " + std::strerror(errno));
+  bool MayDelete(const std::string& path) const {
+    return !options_.may_delete || options_.may_delete(path);
+  }
+
+  // The oldest finished file that may be deleted; finished_.size() when none may.
+  size_t OldestDeletable() const {
+    size_t i = 0;
+    while (i < finished_.size() && !MayDelete(finished_[i].path)) ++i;
+    return i;
+  }
+
+  void RemoveAt(size_t index) {
+    const RingFile file = finished_[index];
+    finished_.erase(finished_.begin() + static_cast<std::ptrdiff_t>(index));
+    if (::unlinkat(dir_fd_, file.name.c_str(), 0) != 0 && errno != ENOENT) {
+      Log("cannot delete " + dir_ + "/" + file.name + " from the ring: " + std::strerror(errno));
       return;
     }
-    counts_.packets_on_disk -= std::min(counts_.packets_on_disk, oldest.packets);
-    counts_.packets_removed += oldest.packets;
+    counts_.packets_on_disk -= std::min(counts_.packets_on_disk, file.packets);
+    counts_.packets_removed += file.packets;
   }
 
   StatusOr<uint64_t> FreeBytes() const {
@@ -389,22 +464,30 @@ class RotatingWriter final : public RingWriter {
     if (options_.min_free_bytes == 0) return Status::Ok();
     auto free = FreeBytes();
     if (!free.ok()) return free.status();
-    while (free.value() < options_.min_free_bytes && !finished_.empty()) {
+    size_t oldest = 0;
+    while (free.value() < options_.min_free_bytes &&
+           (oldest = OldestDeletable()) < finished_.size()) {
       Log("free space in " + dir_ + " is " + std::to_string(free.value()) +
           " bytes, below --min-free " + std::to_string(options_.min_free_bytes) + ": deleting " +
-          dir_ + "/" + finished_.front().name);
-      RemoveOldest();
+          dir_ + "/" + finished_[oldest].name);
+      RemoveAt(oldest);
       free = FreeBytes();
       if (!free.ok()) return free.status();
     }
     if (free.value() >= options_.min_free_bytes) return Status::Ok();
     (void)WritePending();
     file_.reset();
-    stopped_ = Status(StatusCode::kResourceExhausted,
-                      "free space in " + dir_ + " is " + std::to_string(free.value()) +
-                          " bytes, below --min-free " + std::to_string(options_.min_free_bytes) +
-                          ", and no older file of the ring is left to delete: stopped writing" +
-                          (file_path_.empty() ? "" : " (last file " + file_path_ + ")"));
+    // Files not handed off yet are never deleted to make room: writing stops instead.
+    std::string held;
+    for (const RingFile& file : finished_) held += (held.empty() ? "" : ", ") + file.path;
+    stopped_ = Status(
+        StatusCode::kResourceExhausted,
+        "free space in " + dir_ + " is " + std::to_string(free.value()) +
+            " bytes, below --min-free " + std::to_string(options_.min_free_bytes) +
+            (finished_.empty() ? ", and no older file of the ring is left to delete"
+                               : ", and the older files of the ring are not handed off yet (" +
+                                     held + "), so none is deleted") +
+            ": stopped writing" + (file_path_.empty() ? "" : " (last file " + file_path_ + ")"));
     return stopped_;
   }
 
@@ -451,7 +534,7 @@ class RotatingWriter final : public RingWriter {
         Log("left " + path + " out of the ring: " + scan.status().message());
         continue;
       }
-      finished_.push_back({name, scan->packets});
+      finished_.push_back({name, path, scan->packets});
       counts_.packets_on_disk += scan->packets;
     }
   }
@@ -471,10 +554,17 @@ class RotatingWriter final : public RingWriter {
 
   std::vector<InterfaceInfo> interfaces_;
   std::vector<std::optional<InterfaceCounters>> counters_;  // latest, by interface
+  // Decryption secrets written so far, repeated at the start of every new file. A TLS key log
+  // adds ~0.5 KiB per connection; beyond this bound the oldest go (their connections are
+  // usually over, or in earlier files).
+  static constexpr size_t kMaxRepeatedSecretsBytes = 4 << 20;
+  std::deque<std::pair<uint32_t, std::string>> secrets_;
+  size_t secrets_bytes_ = 0;
   uint64_t statistics_reserve_ = 0;  // bytes the statistics blocks will add at the end
 
   struct RingFile {
     std::string name;  // in the folder
+    std::string path;  // as on_file_finished had it (dir/name), for may_delete
     uint64_t packets;  // whole on disk
   };
   int dir_fd_ = -1;  // owned
@@ -490,6 +580,10 @@ class RotatingWriter final : public RingWriter {
   std::string pending_;                     // encoded, not yet written
   uint64_t file_bytes_ = 0;                 // written + pending
   uint64_t file_packets_ = 0;
+  uint64_t file_first_ns_ = 0;  // the current file's packets' time range
+  uint64_t file_last_ns_ = 0;
+  uint32_t file_number_ = 0;
+  int64_t file_name_seconds_ = 0;
   std::vector<uint64_t> file_delivered_;  // by interface
   int64_t file_slot_ = 0;
 
@@ -498,7 +592,8 @@ class RotatingWriter final : public RingWriter {
   uint32_t next_number_ = 1;
   bool first_file_ = true;
   bool closed_ = false;
-  Status stopped_;  // not ok: nothing more is written
+  bool said_held_ = false;  // the ring has said it holds more than max_files
+  Status stopped_;          // not ok: nothing more is written
 };
 
 }  // namespace

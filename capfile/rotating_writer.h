@@ -24,6 +24,10 @@
 // in the old file. Slots never go backwards: a packet older than the current file's slot (clock
 // skew between agent and client) goes into the current file.
 //
+// Decryption secrets (WriteDecryptionSecrets, a TLS key log): written where they come, and
+// repeated after the interfaces at the start of every later file (the newest 4 MiB of them), so
+// each file of the ring decrypts on its own.
+//
 // Crash safety: bytes reach the file at each Flush (one write per batch, no fsync: a kill -9
 // loses nothing the kernel has; a power cut may). A finished file is closed and never opened
 // again, so after kill -9 every finished file is complete and the current one is readable up to
@@ -45,11 +49,27 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "capfile/capture_writer.h"
 #include "common/status.h"
 
 namespace capd::capfile {
+
+// What the ring knows of a file when it finishes it (RingOptions::on_file_details): enough to
+// name and describe it elsewhere (an object key, its metadata) without reading it again.
+struct FinishedFile {
+  std::string path;                     // dir/PREFIX_NNNNN_YYYYmmddHHMMSS.pcapng
+  uint32_t number = 0;                  // NNNNN
+  uint64_t bytes = 0;                   // the file's size
+  uint64_t packets = 0;                 // Enhanced Packet Blocks in it
+  uint64_t first_ns = 0;                // the earliest packet timestamp (0: no packets)
+  uint64_t last_ns = 0;                 // the latest packet timestamp (0: no packets)
+  int64_t opened_seconds = 0;           // the time in its name (Unix seconds)
+  std::vector<std::string> interfaces;  // the file's interfaces (IDBs), in order
+  std::vector<std::string> agents;      // the agent of each (InterfaceInfo::agent)
+  std::vector<uint16_t> link_types;     // their LINKTYPE_* values, distinct, in order
+};
 
 struct RingOptions {
   std::string path;             // e.g. /data/cap.pcapng -> /data/cap_00001_20240101120000.pcapng
@@ -77,6 +97,20 @@ struct RingOptions {
   // or the destructor), on the writer's thread; not for a file a failed write stopped. It runs
   // inside WritePacket/Tick/Close: it must not block (capctl starts its command and returns).
   std::function<void(const std::string& path)> on_file_finished;
+  // The same moment as on_file_finished, with what the ring knows of the file. Either or both.
+  std::function<void(const FinishedFile& file)> on_file_details;
+  // Asked before the ring deletes a finished file (max_files, min_free_bytes), with its path, on
+  // the writer's thread; false keeps the file for now (capctl: its hand-off has not succeeded).
+  // Empty: every file may go (capd's recordings). A file held back is asked again at the next
+  // Tick, Flush, rotation or Trim:
+  // - max_files: held files stay, so the ring may hold more than max_files for a while; the
+  //   oldest files that may go are deleted instead, and the held ones once they may. The first
+  //   time the ring exceeds max_files this way it says so once through `log`.
+  // - min_free_bytes: only files that may go are deleted (each named in a log line, with the free
+  //   space that made it necessary); when only held files are left and space is still short,
+  //   writing stops (kResourceExhausted, the reason naming the held files): a file that has not
+  //   been handed off is never deleted to make room.
+  std::function<bool(const std::string& path)> may_delete;
 };
 
 // Packets of the old slot still arriving after its end (batching, network) are given this long
@@ -93,6 +127,9 @@ struct RingCounts {
 class RingWriter : public CaptureWriter {
  public:
   virtual RingCounts Counts() const = 0;
+  // Applies max_files again to files may_delete held back; also after Close (capctl settles its
+  // hand-offs after the last file is finished, and only then may the ring shrink to max_files).
+  virtual void Trim() = 0;
 };
 
 // Opens the first file at once, so a bad path is reported before any capture starts:

@@ -98,6 +98,7 @@ StatusOr<uint32_t> StreamToFile::AddInterface(FeedId feed,
   info.os = description.os();
   info.link_type = static_cast<uint16_t>(description.link_type());
   info.snaplen = description.snaplen();
+  info.agent = description.agent_name();
   CAPD_RETURN_IF_ERROR(writer_.AddInterface(info));
   StreamInterface interface;
   interface.file_index = next_file_index_++;

@@ -10,6 +10,7 @@
 #include "client/cli/options.h"
 #include "client/extcap/extcap_command.h"
 #include "client/offline/decap_command.h"
+#include "client/paths/paths_command.h"
 #include "client/record/record_command.h"
 #include "client/serve/serve_command.h"
 #include "client/stream/signal_watcher.h"
@@ -57,6 +58,8 @@ int main(int argc, char** argv) {
       return capd::client::RunRecordCommand(line->record);
     case capd::client::CommandLine::Command::kServe:
       return capd::client::RunServeCommand(line->serve);
+    case capd::client::CommandLine::Command::kPaths:
+      return capd::client::RunPathsCommand(line->paths);
   }
   return 1;
 }

@@ -77,6 +77,13 @@ StatusOr<AgentCommandLine> ParseAgentCommandLine(int argc, char** argv) {
       ->type_name("DIR")
       ->check(NotEmpty("a folder"));
   service
+      ->add_option("--tls-keylog-dir", f.tls_keylog_dirs,
+                   "let streams follow TLS key logs (SSLKEYLOGFILE, NSS format) in DIR "
+                   "(repeatable; capctl stream --tls-keylog): files inside DIR only, no symbolic "
+                   "links, readable by capd's --user; default: none")
+      ->type_name("DIR")
+      ->check(NotEmpty("a folder"));
+  service
       ->add_option("--metadata-endpoint", f.metadata_endpoint,
                    "EC2 instance metadata (IMDSv2); on EC2 the instance id names the agent "
                    "(unless --name) and interfaces get their ENI, VPC and subnet")

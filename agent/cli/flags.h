@@ -33,6 +33,8 @@ struct AgentFlags {
   bool carrier_exclusion = true;
   std::string metadata_endpoint = kDefaultMetadataEndpoint;  // empty with --no-metadata
   std::string record_dir;
+  // --tls-keylog-dir, repeatable: folders streams may follow TLS key logs in; empty: none.
+  std::vector<std::string> tls_keylog_dirs;
   std::vector<std::string> allow_groups;  // empty: the group capd
   std::vector<std::string> allow_users;
 };

@@ -11,9 +11,11 @@
 #include <vector>
 
 #include "agent/capture/interfaces.h"
+#include "agent/keylog/keylog_follower.h"
 #include "agent/peers/socket_table.h"
 #include "agent/service/status_mapping.h"
 #include "common/log_throttle.h"
+#include "common/utf8.h"
 #include "filters/bpf_filter.h"
 
 namespace capd::agent {
@@ -311,6 +313,19 @@ grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
   if (Status valid = ValidateStreamRequest(*request); !valid.ok()) {
     return new RefusedStream(ToGrpcStatus(valid));
   }
+  // The key log is opened before the capture: a refused path costs no capture.
+  std::unique_ptr<keylog::KeyLogFollower> keylog;
+  if (!request->tls_keylog().empty()) {
+    auto opened = OpenKeyLog(request->tls_keylog());
+    if (!opened.ok()) {
+      if (auto held_back = RefusalLogThrottle().Admit()) {
+        spdlog::info("stream from {} refused: {}{}", context->peer(), opened.status().message(),
+                     HeldBackNote(*held_back));
+      }
+      return new RefusedStream(ToGrpcStatus(opened.status()));
+    }
+    keylog = std::move(opened).value();
+  }
   // Checked before and after asking who relays the stream: a refused stream costs no query.
   auto refusal = [this]() -> std::optional<grpc::Status> {
     if (shutting_down_ || !ready_) {
@@ -337,12 +352,29 @@ grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
   // The handle goes out with the call's first message (initial metadata), to this client only.
   auto handle = NewStreamHandle();
   if (handle.ok()) context->AddInitialMetadata(StreamHandles::kMetadataKey, handle.value());
+  // Tells the client its key log is followed (an older capd ignores the field and says nothing).
+  if (keylog) context->AddInitialMetadata("capd-tls-keylog", "following");
   auto* reactor = new StreamReactor(*hub_, *request, options_.identity, std::move(relay),
                                     options_.max_queue_bytes, options_.stall_timeout, context,
                                     [this](StreamReactor* gone) { Forget(gone); });
   streams_.insert(reactor);
   if (handle.ok()) handles_.Add(handle.value(), principal, reactor->subscription(), reactor);
+  if (keylog) {
+    spdlog::info("stream from {}: following TLS key log {}", context->peer(), keylog->path());
+    reactor->FollowKeyLog(std::move(keylog));
+  }
   return reactor;
+}
+
+StatusOr<std::unique_ptr<keylog::KeyLogFollower>> CaptureService::OpenKeyLog(
+    const std::string& requested) const {
+  if (!options_.keylog_folders) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "TLS key logs are not enabled on this agent (start capd with "
+                  "--tls-keylog-dir DIR)");
+  }
+  if (!IsValidUtf8(requested)) return InvalidArgument("tls_keylog is not UTF-8");
+  return keylog::KeyLogFollower::Open(options_.keylog_folders, requested);
 }
 
 grpc::ServerUnaryReactor* CaptureService::ChangeStream(grpc::CallbackServerContext* context,

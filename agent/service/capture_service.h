@@ -21,6 +21,7 @@
 #include <set>
 #include <thread>
 
+#include "agent/keylog/keylog_file.h"
 #include "agent/peers/local_access.h"
 #include "agent/peers/peer_helper.h"
 #include "agent/recording/recording_manager.h"
@@ -32,6 +33,10 @@
 #include "proto/capture.grpc.pb.h"
 
 namespace capd::agent {
+
+namespace keylog {
+class KeyLogFollower;
+}  // namespace keylog
 
 struct ServiceOptions {
   AgentIdentity identity;
@@ -57,6 +62,9 @@ struct ServiceOptions {
   // the helper could not start, and `peer_helper_problem` says why.
   std::shared_ptr<PeerHelper> peer_helper;
   std::string peer_helper_problem;
+  // The folders a stream may follow a TLS key log in (capd --tls-keylog-dir); null: a request
+  // naming one is refused (FAILED_PRECONDITION).
+  std::shared_ptr<const keylog::KeyLogFolders> keylog_folders;
 };
 
 class FetchReactor;
@@ -128,6 +136,9 @@ class CaptureService final : public v1::Capture::CallbackService {
   // Asks the peer helper who relays the stream from `peer` and registers the relay's
   // connections for exclusion; may block for the helper's answer (a few ms, at most 2 s).
   StreamRelay IdentifyRelay(const std::string& peer);
+  // StreamRequest.tls_keylog, opened (keylog::KeyLogFolders::OpenFile's refusals), or
+  // kFailedPrecondition when capd follows no key logs.
+  StatusOr<std::unique_ptr<keylog::KeyLogFollower>> OpenKeyLog(const std::string& requested) const;
   uint16_t listening_port() const { return listening_port_.load(std::memory_order_acquire); }
 
   // The recording manager, or FAILED_PRECONDITION with the reason for `context`.

@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "agent/keylog/keylog_follower.h"
 #include "agent/service/status_mapping.h"
 #include "common/log_throttle.h"
 #include "compress/batch_codec.h"
@@ -95,6 +96,34 @@ bool StreamReactor::Send(std::unique_ptr<v1::StreamResponse> message, bool dropp
   return true;
 }
 
+void StreamReactor::FollowKeyLog(std::unique_ptr<keylog::KeyLogFollower> follower) {
+  keylog::KeyLogFollower* running = follower.get();
+  {
+    std::lock_guard lock(mu_);
+    keylog_ = std::move(follower);
+    if (finish_called_) running->Stop();  // refused at once: Run returns at once
+  }
+  references_.fetch_add(1);
+  // Detached for the same reason as the compression thread: it holds a reference.
+  std::thread([this, running] {
+    running->Run([this](std::string lines) { return SendKeyLog(std::move(lines)); });
+    ReleaseReference();
+  }).detach();
+}
+
+bool StreamReactor::SendKeyLog(std::string lines) {
+  auto message = std::make_unique<v1::StreamResponse>();
+  message->mutable_tls_keys()->set_lines(std::move(lines));
+  const size_t size = message->ByteSizeLong();
+  std::lock_guard lock(mu_);
+  if (cancelled_ || finish_called_ || finish_status_) return true;
+  if (queued_bytes_ + size > max_queue_bytes_) return false;
+  queued_bytes_ += size;
+  queue_.push_back({std::move(message), size});
+  if (!in_flight_) StartNextWriteLocked();
+  return true;
+}
+
 std::unique_ptr<v1::StreamResponse> StreamReactor::NewMessage() {
   {
     std::lock_guard lock(mu_);
@@ -165,6 +194,7 @@ void StreamReactor::MaybeFinishLocked() {
     Finish(*finish_status_);
   }
   if (finish_called_ && compressor_) compress_wake_.notify_one();
+  if (finish_called_ && keylog_) keylog_->Stop();
 }
 
 void StreamReactor::CompressLoop() {

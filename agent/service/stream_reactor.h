@@ -47,6 +47,10 @@ namespace capd::compress {
 class BatchCompressor;
 }  // namespace capd::compress
 
+namespace capd::agent::keylog {
+class KeyLogFollower;
+}  // namespace capd::agent::keylog
+
 namespace capd::agent {
 
 // What capd learned about the relay of a stream (CaptureService): its connections stay left out
@@ -73,6 +77,15 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   void RequestStop(v1::StreamEnd::Reason reason) { stop_.Request(reason); }
   // Its subscription in the hub (CaptureHub::Change); 0 if the hub refused it at once.
   uint64_t subscription() const { return subscription_; }
+
+  // StreamRequest.tls_keylog: runs `follower` on a thread of the stream's own (holding a
+  // reference, like the compression thread) until the call finishes; its lines go out as
+  // TlsKeyLog messages through SendKeyLog. Called once, right after construction.
+  void FollowKeyLog(std::unique_ptr<keylog::KeyLogFollower> follower);
+  // Queues `lines` as a TlsKeyLog message behind what is queued, so before every batch the
+  // capture queues later. False when the queue has no room for it now (the caller keeps the
+  // lines and tries again); true, and nothing queued, once the call is finishing. Thread-safe.
+  bool SendKeyLog(std::string lines);
 
   // StreamSink (capture thread)
   bool Send(std::unique_ptr<v1::StreamResponse> message, bool droppable) override;
@@ -129,6 +142,8 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   // compression thread when the writer is idle and a message waits, or the call finished.
   std::unique_ptr<compress::BatchCompressor> compressor_;
   std::condition_variable compress_wake_;
+  // Set by FollowKeyLog (under mu_); stopped when the call finishes.
+  std::unique_ptr<keylog::KeyLogFollower> keylog_;
   std::string serialized_;           // compression thread only: the batch before compression
   std::string compressed_;           // compression thread only: the part, swapped into the message
   uint64_t uncompressed_bytes_ = 0;  // guarded by mu_: batches compressed so far, before

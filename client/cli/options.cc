@@ -140,18 +140,20 @@ RotationFlags AddRotationOptions(CLI::App& app, uint64_t& max_bytes, uint32_t& s
                             ->type_name("N")
                             ->transform(CountIn(1, UINT32_MAX, "files")));
   if (post_rotate != nullptr) {
-    flags.given.push_back(group
-                              ->add_option("--post-rotate", *post_rotate,
-                                           "run CMD FILE for each finished file (e.g. an upload)")
-                              ->type_name("CMD")
-                              ->check(NotEmpty("a command")));
+    flags.given.push_back(
+        group
+            ->add_option("--post-rotate", *post_rotate,
+                         "run CMD FILE for each finished file (retried when it fails; "
+                         "capctl waits for it at exit)")
+            ->type_name("CMD")
+            ->check(NotEmpty("a command")));
   }
   if (min_free != nullptr) {
     flags.given.push_back(
         group
             ->add_option("--min-free", *min_free,
-                         "delete the oldest file when the disk has less than SIZE free; stop "
-                         "writing when none is left")
+                         "delete the oldest file when the disk has less than SIZE free (never "
+                         "one not handed off yet); stop writing when none is left")
             ->type_name("SIZE")
             ->transform(ByteSizeIn(1, kMaxSize, "1 byte or more")));
   }
@@ -257,6 +259,48 @@ Status Bad(const CLI::App& app, const std::string& message) {
   return InvalidArgument(ErrorLine(message, CommandPath(app)));
 }
 
+// How `stream` hands each finished file off (client/output/file_handoff.h): these tune the
+// --post-rotate command's runs; given without it they are refused.
+std::vector<CLI::Option*> AddHandoffOptions(CLI::App& app, RotationOptions& rotation) {
+  CLI::Option_group* group = app.add_option_group(
+      "Hand-off",
+      "each finished file goes to --post-rotate or --upload; the ring never deletes a file before "
+      "that succeeded; a failure is retried after 1, 2, 4, 8... s (at most 60 s)");
+  group
+      ->add_option("--upload", rotation.upload_url,
+                   "put each finished file (without --rotate-*: the -w file at the end) into S3 "
+                   "with the aws CLI, as PREFIX/AGENT/IFACE/YYYY/MM/DD/START_END_NNNNN.pcapng")
+      ->type_name("s3://BUCKET/PREFIX");
+  group
+      ->add_option("--upload-endpoint-url", rotation.upload_endpoint_url,
+                   "an S3-compatible store's URL, for aws --endpoint-url")
+      ->type_name("URL")
+      ->check(NotEmpty("a URL"));
+  std::vector<CLI::Option*> given;
+  given.push_back(group
+                      ->add_option("--handoff-jobs", rotation.handoff_jobs,
+                                   "run at most N commands or uploads at once")
+                      ->type_name("N")
+                      ->capture_default_str()
+                      ->transform(CountIn(1, 64, "commands")));
+  given.push_back(group
+                      ->add_option("--handoff-attempts", rotation.handoff_attempts,
+                                   "try each file N times before giving up on it (it stays)")
+                      ->type_name("N")
+                      ->capture_default_str()
+                      ->transform(CountIn(1, 100, "attempts")));
+  given.push_back(
+      group
+          ->add_option("--handoff-wait", rotation.handoff_wait_seconds,
+                       "at exit, wait up to SEC for commands or uploads running or queued "
+                       "(a second Ctrl-C stops waiting; capctl exits 1 if any "
+                       "file was not handed off)")
+          ->type_name("SEC")
+          ->capture_default_str()
+          ->transform(CountIn(0, 86400, "seconds")));
+  return given;
+}
+
 // Where each subcommand's values land before they are checked together.
 struct Parser {
   CLI::App app{"capctl: the capd client (packet capture from capd agents)", "capctl"};
@@ -266,6 +310,7 @@ struct Parser {
   CLI::App* serve = nullptr;
   CLI::App* decap = nullptr;
   CLI::App* record = nullptr;
+  CLI::App* paths = nullptr;
   CLI::App* version = nullptr;
 
   // stream and serve
@@ -274,6 +319,7 @@ struct Parser {
     CLI::Option* filter = nullptr;
     RotationFlags rotation;
     RotationOptions rotation_values;
+    std::vector<CLI::Option*> handoff;  // stream: --handoff-*
     std::vector<CLI::Option*> outputs;  // serve: -w, --fifo, --wireshark (refused)
   };
   StreamFlags stream_flags, serve_flags;
@@ -332,6 +378,7 @@ struct Parser {
         *stream, stream_flags.rotation_values.max_bytes, stream_flags.rotation_values.seconds,
         stream_flags.rotation_values.max_files, &stream_flags.rotation_values.post_rotate_command,
         &stream_flags.rotation_values.min_free_bytes);
+    stream_flags.handoff = AddHandoffOptions(*stream, stream_flags.rotation_values);
 
     serve = app.add_subcommand(
         "serve", "serve a stream as PCAP-over-IP to every TCP client (Wireshark -i TCP@HOST:PORT)");
@@ -365,6 +412,25 @@ struct Parser {
     AddFormatOption(*decap, line.decap_file.format);
     line.decap_file.decap.mode = DecapOptions::Mode::kAuto;
     AddDecapOptions(*decap, line.decap_file.decap);
+
+    paths = app.add_subcommand(
+        "paths", "where each flow of a (merged) capture was seen, with a verdict per flow");
+    paths->add_option("FILE", line.paths.input, "a pcapng or pcap file, or - for stdin")
+        ->type_name("FILE|-")
+        ->required();
+    paths->add_flag("--json", line.paths.json, "JSON lines, one object per flow (README)");
+    paths
+        ->add_option("--grace", line.paths.grace_seconds,
+                     "packets this close to the capture's end are not called lost")
+        ->type_name("SEC")
+        ->check(CLI::Range(0.0, 3600.0))
+        ->capture_default_str();
+    paths
+        ->add_option("--max-flows", line.paths.max_flows,
+                     "flows tracked; packets of further flows are only counted")
+        ->type_name("N")
+        ->check(CLI::Range(size_t{1}, size_t{10'000'000}))
+        ->capture_default_str();
 
     record = app.add_subcommand("record", "recordings kept by the agent (capd --record-dir)");
     record->require_subcommand(1, 1);
@@ -452,6 +518,15 @@ struct Parser {
     sub.add_flag_callback(
            "--no-compress", [&out] { out.compress = false; }, "never ask for compressed batches")
         ->excludes(compress);
+    if (sub.get_name() == "stream") {
+      sub.add_option("--tls-keylog", out.tls_keylog,
+                     "follow the TLS key log PATH on the agent's host (a file some process "
+                     "writes as SSLKEYLOGFILE, inside a folder capd --tls-keylog-dir allows) and "
+                     "write its new keys into the pcapng file as Decryption Secrets Blocks, which "
+                     "Wireshark decrypts with; not with --format pcap")
+          ->type_name("PATH")
+          ->check(NotEmpty("a path"));
+    }
     AddDecapOptions(sub, out.decap);
     AddConnectionOptions(sub, out.connection);
   }
@@ -472,6 +547,29 @@ struct Parser {
         out.filter += word;
       }
     }
+    const RotationOptions& handoff = flags.rotation_values;
+    const bool upload = !handoff.upload_url.empty();
+    if (upload && !handoff.post_rotate_command.empty()) {
+      return Bad(sub, "--upload and --post-rotate are alternatives: give one");
+    }
+    if (AnyGiven(flags.handoff) && handoff.post_rotate_command.empty() && !upload) {
+      return Bad(sub,
+                 "--handoff-jobs, --handoff-attempts and --handoff-wait need --post-rotate or "
+                 "--upload");
+    }
+    if (!handoff.upload_endpoint_url.empty() && !upload) {
+      return Bad(sub, "--upload-endpoint-url needs --upload");
+    }
+    if (upload) {
+      if (handoff.upload_url.rfind("s3://", 0) != 0 || handoff.upload_url.size() <= 5 ||
+          handoff.upload_url[5] == '/') {
+        return Bad(sub, "--upload takes s3://BUCKET[/PREFIX], not '" + handoff.upload_url + "'");
+      }
+      if (out.write_path.empty() || out.write_path == "-" || !out.fifo_path.empty() ||
+          out.wireshark) {
+        return Bad(sub, "--upload needs -w PATH (a file, not - or --fifo)");
+      }
+    }
     if (AnyGiven(flags.rotation.given)) {
       // A ring is files in a folder: stdout, a FIFO and Wireshark have nowhere to rotate to.
       if (out.write_path.empty() || out.write_path == "-" || !out.fifo_path.empty() ||
@@ -483,6 +581,14 @@ struct Parser {
       if (out.format != FileFormat::kPcapng) return Bad(sub, "rotating files are pcapng only");
       flags.rotation_values.path = out.write_path;
       out.rotation = flags.rotation_values;
+    } else if (upload) {
+      flags.rotation_values.path = out.write_path;
+      out.single_file_handoff = flags.rotation_values;
+    }
+    if (!out.tls_keylog.empty() && out.format != FileFormat::kPcapng) {
+      // pcap has no block for secrets; a key log beside the file would be a second output to
+      // keep in step: refused, so nobody expects decryption from a pcap file.
+      return Bad(sub, "--tls-keylog needs the pcapng format: pcap files cannot hold TLS keys");
     }
     if ((!out.write_path.empty()) + (!out.fifo_path.empty()) + out.wireshark > 1) {
       return Bad(sub, "-w, --fifo and --wireshark are alternatives: give one");
@@ -561,6 +667,10 @@ struct Parser {
       if (line.decap_file.decap.mode == DecapOptions::Mode::kNone) {
         return Bad(*decap, "decap takes --decap vxlan, geneve or auto");
       }
+      return Status::Ok();
+    }
+    if (paths->parsed()) {
+      line.command = CommandLine::Command::kPaths;
       return Status::Ok();
     }
     if (record->parsed()) {

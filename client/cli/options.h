@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "capfile/capture_writer.h"
-#include "client/transport/agent_address.h"
 #include "client/cli/rotation_options.h"
+#include "client/transport/agent_address.h"
 #include "common/status.h"
 
 namespace CLI {
@@ -71,8 +71,14 @@ struct StreamOptions {
   // Set when --rotate-size/--rotate-seconds/--rotate-files/--post-rotate/--min-free is given:
   // write_path becomes a ring of pcapng files (rotation->path == write_path, never "-").
   std::optional<RotationOptions> rotation;
+  // Set when --upload is given without rotation: -w FILE is uploaded once complete, at the end
+  // (its path, the upload and the --handoff-* settings; no rotation).
+  std::optional<RotationOptions> single_file_handoff;
   // --compress / --no-compress: ask the agents for compressed batches; unset: CompressionFor.
   std::optional<bool> compress;
+  // --tls-keylog PATH (stream only, pcapng only): StreamRequest.tls_keylog; its lines become
+  // Decryption Secrets Blocks.
+  std::string tls_keylog;
 };
 
 // Whether to ask `agent` for compressed batches: as --compress/--no-compress say, else on through
@@ -104,13 +110,21 @@ struct ServeOptions {
   size_t client_queue_bytes = 4 << 20;     // --client-queue BYTES: per client, then drops
 };
 
+// `capctl paths FILE|-`: the path report of a capture (client/paths/paths_command.h).
+struct PathsOptions {
+  std::string input;           // a pcapng or pcap file, or "-" for stdin
+  bool json = false;           // --json: JSON lines, one object per flow
+  double grace_seconds = 1.0;  // --grace SEC: packets this close to the end may be in flight
+  size_t max_flows = 100000;   // --max-flows N: flows tracked, then only counted
+};
+
 struct InterfacesOptions {
   AgentAddress agent;
   ConnectionOptions connection;
 };
 
 struct CommandLine {
-  enum class Command { kHelp, kVersion, kInterfaces, kStream, kDecapFile, kRecord, kServe };
+  enum class Command { kHelp, kVersion, kInterfaces, kStream, kDecapFile, kRecord, kServe, kPaths };
   Command command = Command::kHelp;
   std::string help;  // kHelp: the text to print (`capctl --help`, `capctl stream --help`, ...)
   StreamOptions stream;
@@ -118,6 +132,7 @@ struct CommandLine {
   InterfacesOptions interfaces;
   RecordOptions record;
   ServeOptions serve;
+  PathsOptions paths;
 };
 
 // kInvalidArgument with a one-line message for anything wrong, ending with where the help is

@@ -39,9 +39,9 @@ constexpr std::string_view kDefaultInterface = "*";
 // --extcap-config. Each is the `capctl stream` flag of the same name (-i for remote-interface,
 // -s for snaplen), declared by the same option groups (client/cli/options.h).
 constexpr std::string_view kDialogArguments[] = {
-    "agent",        "remote-interface", "decap",      "vni",
-    "inner-filter", "snaplen",          "tls-ca",     "tls-cert",
-    "tls-key",      "tls-server-name",  "token-file", "remote-port",
+    "agent",      "remote-interface", "decap",      "vni",     "inner-filter",
+    "snaplen",    "tls-ca",           "tls-cert",   "tls-key", "tls-server-name",
+    "token-file", "remote-port",      "tls-keylog",
 };
 constexpr int kRemoteInterfaceArg = 1;  // its index above
 
@@ -122,6 +122,7 @@ StatusOr<ExtcapRequest> ParseExtcap(int argc, char** argv) {
   app.add_option("--agent", request.agent);
   app.add_option("--remote-interface", request.remote_interface);
   app.add_option("--snaplen", request.stream.snaplen)->transform(CountIn(0, 262144));
+  app.add_option("--tls-keylog", request.stream.tls_keylog);
   AddDecapOptions(app, request.stream.decap);
   AddConnectionOptions(app, request.stream.connection);
   try {
@@ -240,6 +241,11 @@ void PrintConfig() {
       "arg {number=11}{call=--remote-port}{display=Agent port on the instance}{type=unsigned}"
       "{range=1,65535}{default=50051}{tooltip=ssh:// and ssm://: the port capd listens on, on "
       "the instance's loopback}{group=Agent}");
+  std::puts(
+      "arg {number=12}{call=--tls-keylog}{display=TLS key log on the agent's host}{type=string}"
+      "{tooltip=A file some process writes as SSLKEYLOGFILE, inside a folder capd "
+      "--tls-keylog-dir allows: its keys come with the packets and Wireshark decrypts TLS "
+      "(packets reach Wireshark 0.5 s later)}{group=Capture}");
 }
 
 // --extcap-reload-option remote-interface: the agent's interfaces, asked of the agent the

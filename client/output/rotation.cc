@@ -3,24 +3,34 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <utility>
+
+#include "client/output/s3_upload.h"
 
 extern char** environ;
 
 namespace capd::client {
 namespace {
 
-// Forwards every call to the ring and reaps the post-rotate commands at Tick and Close. The ring
-// is destroyed before the runner (member order), so the last file's command is started before
-// the runner's final reap.
-class RingWithPostRotate final : public CaptureWriter {
+// Forwards every call to the ring and drives the hand-off: Poll at Tick and Flush (the session
+// calls both every round), the wait at Close. The hand-off outlives the ring (member order), whose
+// callbacks point at it.
+class RingWithHandoff final : public CaptureWriter {
  public:
-  RingWithPostRotate(std::unique_ptr<PostRotateRunner> runner, std::unique_ptr<CaptureWriter> ring)
-      : runner_(std::move(runner)), ring_(std::move(ring)) {}
+  RingWithHandoff(std::shared_ptr<FileHandoff> handoff, std::unique_ptr<capfile::RingWriter> ring)
+      : handoff_(std::move(handoff)), ring_(std::move(ring)) {}
+  ~RingWithHandoff() override {
+    if (!closed_) (void)Close();
+  }
 
   Status AddInterface(const InterfaceInfo& info) override { return ring_->AddInterface(info); }
   using CaptureWriter::WritePacket;
@@ -31,33 +41,123 @@ class RingWithPostRotate final : public CaptureWriter {
   Status WriteStatistics(uint32_t interface_index, const InterfaceCounters& counters) override {
     return ring_->WriteStatistics(interface_index, counters);
   }
-  Status Flush() override { return ring_->Flush(); }
+  Status WriteDecryptionSecrets(uint32_t secrets_type, std::string_view secrets) override {
+    return ring_->WriteDecryptionSecrets(secrets_type, secrets);
+  }
+  Status Flush() override {
+    handoff_->Poll();
+    return ring_->Flush();
+  }
   Status Tick(uint64_t now_ns) override {
-    runner_->Reap();
+    handoff_->Poll();
     return ring_->Tick(now_ns);
   }
   Status Close() override {
-    Status status = ring_->Close();
-    runner_->Reap();
-    return status;
+    if (closed_) return close_status_;
+    closed_ = true;
+    close_status_ = ring_->Close();  // hands off the last file
+    handoff_->Finish();
+    ring_->Trim();  // --rotate-files, now that the files handed off meanwhile may go
+    return close_status_;
   }
 
  private:
-  std::unique_ptr<PostRotateRunner> runner_;  // the ring's on_file_finished points here
-  std::unique_ptr<CaptureWriter> ring_;
+  std::shared_ptr<FileHandoff> handoff_;
+  std::unique_ptr<capfile::RingWriter> ring_;
+  bool closed_ = false;
+  Status close_status_;
 };
+
+// -w FILE --upload without rotation: the one file, handed off once Close has completed it. What
+// the ring would know of it is counted on the way.
+class FileWithHandoff final : public CaptureWriter {
+ public:
+  FileWithHandoff(std::shared_ptr<FileHandoff> handoff, std::unique_ptr<CaptureWriter> file,
+                  std::string path)
+      : handoff_(std::move(handoff)), file_(std::move(file)) {
+    details_.path = std::move(path);
+    details_.number = 1;
+    details_.opened_seconds = static_cast<int64_t>(std::time(nullptr));
+  }
+  ~FileWithHandoff() override {
+    if (!closed_) (void)Close();
+  }
+
+  Status AddInterface(const InterfaceInfo& info) override {
+    CAPD_RETURN_IF_ERROR(file_->AddInterface(info));
+    details_.interfaces.push_back(info.name);
+    details_.agents.push_back(info.agent);
+    if (std::find(details_.link_types.begin(), details_.link_types.end(), info.link_type) ==
+        details_.link_types.end()) {
+      details_.link_types.push_back(info.link_type);
+    }
+    return Status::Ok();
+  }
+  using CaptureWriter::WritePacket;
+  Status WritePacket(uint32_t interface_index, uint64_t timestamp_ns, uint32_t original_length,
+                     std::span<const uint8_t> data, std::string_view comment) override {
+    CAPD_RETURN_IF_ERROR(
+        file_->WritePacket(interface_index, timestamp_ns, original_length, data, comment));
+    if (details_.packets == 0 || timestamp_ns < details_.first_ns) details_.first_ns = timestamp_ns;
+    if (details_.packets == 0 || timestamp_ns > details_.last_ns) details_.last_ns = timestamp_ns;
+    ++details_.packets;
+    return Status::Ok();
+  }
+  Status WriteStatistics(uint32_t interface_index, const InterfaceCounters& counters) override {
+    return file_->WriteStatistics(interface_index, counters);
+  }
+  Status WriteDecryptionSecrets(uint32_t secrets_type, std::string_view secrets) override {
+    return file_->WriteDecryptionSecrets(secrets_type, secrets);
+  }
+  Status Flush() override { return file_->Flush(); }
+  Status Tick(uint64_t now_ns) override { return file_->Tick(now_ns); }
+  Status Close() override {
+    if (closed_) return close_status_;
+    closed_ = true;
+    close_status_ = file_->Close();
+    // A file the writer could not complete is not uploaded: it is not what was captured.
+    if (close_status_.ok()) handoff_->Add(details_);
+    handoff_->Finish();
+    return close_status_;
+  }
+
+ private:
+  std::shared_ptr<FileHandoff> handoff_;
+  std::unique_ptr<CaptureWriter> file_;
+  FinishedFile details_;
+  bool closed_ = false;
+  Status close_status_;
+};
+
+void StderrLine(const std::string& message) {
+  std::fprintf(stderr, "capctl: %s\n", message.c_str());
+}
 
 }  // namespace
 
-void PostRotateRunner::Run(const std::string& file) {
-  // CMD may carry its own arguments (aws s3 cp ... --quiet), and the file name reaches it as one
-  // word whatever it contains.
-  const std::string script = command_ + " \"$1\"";
-  const char* argv[] = {"sh", "-c", script.c_str(), "sh", file.c_str(), nullptr};
+StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(const std::vector<std::string>& argv,
+                                                            ChildOutput output) {
+  std::vector<char*> args;
+  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  if (output.quiet_stdout) {
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  }
+  int stderr_fd = -1;
+  if (output.keep_stderr) {
+    stderr_fd = ::memfd_create("capctl-handoff-stderr", MFD_CLOEXEC);
+    if (stderr_fd < 0) {
+      const int err = errno;
+      posix_spawn_file_actions_destroy(&actions);
+      return Internal(std::string("memfd_create: ") + std::strerror(err));
+    }
+    // dup2 onto stderr clears close-on-exec for the child's copy only.
+    posix_spawn_file_actions_adddup2(&actions, stderr_fd, STDERR_FILENO);
+  }
   posix_spawnattr_init(&attr);
   // capctl blocks SIGINT/SIGTERM for its signal thread and ignores SIGPIPE; the child gets the
   // defaults back. Its own process group: Ctrl-C on capctl does not cut an upload short.
@@ -73,54 +173,139 @@ void PostRotateRunner::Run(const std::string& file) {
   posix_spawnattr_setflags(&attr,
                            POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   pid_t pid = -1;
-  const int error =
-      posix_spawn(&pid, "/bin/sh", &actions, &attr, const_cast<char**>(argv), environ);
+  const int error = posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (error != 0) {
-    log_("post-rotate command for " + file + " could not start: " + std::strerror(error));
-    return;
+    if (stderr_fd >= 0) ::close(stderr_fd);
+    return Internal("could not start " + argv[0] + ": " + std::strerror(error));
   }
-  children_.emplace_back(pid, file);
+  return std::unique_ptr<ChildProcess>(new ChildProcess(pid, stderr_fd));
 }
 
-void PostRotateRunner::Reap() {
-  for (auto it = children_.begin(); it != children_.end();) {
-    int status = 0;
-    const pid_t done = ::waitpid(it->first, &status, WNOHANG);
-    if (done == 0) {
-      ++it;
-      continue;
-    }
-    if (done == it->first) {
-      if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
-        log_("post-rotate command for " + it->second + " failed: exit status " +
-             std::to_string(WEXITSTATUS(status)));
-      } else if (WIFSIGNALED(status)) {
-        log_("post-rotate command for " + it->second + " was killed by signal " +
-             std::to_string(WTERMSIG(status)));
-      }
-    }
-    it = children_.erase(it);  // reaped, or not ours to wait for any more (ECHILD)
+ChildProcess::~ChildProcess() {
+  // Not waited for: a process capctl stopped waiting for goes on; reap it if it has ended.
+  if (!reaped_) (void)::waitpid(pid_, nullptr, WNOHANG);
+  if (stderr_fd_ >= 0) ::close(stderr_fd_);
+}
+
+std::string ChildProcess::LastStderrLine() const {
+  if (stderr_fd_ < 0) return "";
+  // The end of what it wrote is enough for its last line (a URL with its key may be long).
+  constexpr off_t kTail = 4096;
+  const off_t size = ::lseek(stderr_fd_, 0, SEEK_END);
+  if (size <= 0) return "";
+  std::string tail(static_cast<size_t>(std::min(size, kTail)), '\0');
+  const ssize_t got =
+      ::pread(stderr_fd_, tail.data(), tail.size(), size - static_cast<off_t>(tail.size()));
+  if (got <= 0) return "";
+  tail.resize(static_cast<size_t>(got));
+  while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r' || tail.back() == ' ')) {
+    tail.pop_back();
   }
+  const size_t newline = tail.find_last_of('\n');
+  std::string line = newline == std::string::npos ? tail : tail.substr(newline + 1);
+  for (char& c : line) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  }
+  constexpr size_t kMaxLine = 1000;
+  if (line.size() > kMaxLine) line = line.substr(0, kMaxLine) + "...";
+  return line;
+}
+
+std::optional<Status> ChildProcess::Poll() {
+  if (reaped_) return Status::Ok();
+  int status = 0;
+  const pid_t done = ::waitpid(pid_, &status, WNOHANG);
+  if (done == 0) return std::nullopt;
+  reaped_ = true;
+  if (done != pid_) return Internal(std::string("waitpid: ") + std::strerror(errno));
+  std::string why;
+  if (WIFEXITED(status)) {
+    if (WEXITSTATUS(status) == 0) return Status::Ok();
+    why = "exit status " + std::to_string(WEXITSTATUS(status));
+  } else if (WIFSIGNALED(status)) {
+    why = "killed by signal " + std::to_string(WTERMSIG(status));
+  } else {
+    why = "ended with wait status " + std::to_string(status);
+  }
+  if (const std::string line = LastStderrLine(); !line.empty()) why += ": " + line;
+  return Internal(why);
+}
+
+std::string ChildProcess::Abandon() { return "left running, process " + std::to_string(pid_); }
+
+StatusOr<std::unique_ptr<HandoffJob>> PostRotateAction::Start(const FinishedFile& file) {
+  auto child = ChildProcess::Spawn({"/bin/sh", "-c", command_ + " \"$1\"", "sh", file.path});
+  if (!child.ok()) return child.status();
+  return std::unique_ptr<HandoffJob>(std::move(child).value());
+}
+
+HandoffSettings HandoffSettingsOf(const RotationOptions& options) {
+  HandoffSettings settings;
+  settings.max_running = std::max<uint32_t>(1, options.handoff_jobs);
+  settings.max_attempts = std::max<uint32_t>(1, options.handoff_attempts);
+  settings.exit_wait = std::chrono::seconds(options.handoff_wait_seconds);
+  return settings;
+}
+
+bool HasHandoff(const RotationOptions& options) {
+  return !options.post_rotate_command.empty() || !options.upload_url.empty();
+}
+
+StatusOr<std::shared_ptr<FileHandoff>> MakeHandoff(const RotationOptions& options) {
+  std::unique_ptr<HandoffAction> action;
+  if (!options.upload_url.empty()) {
+    auto location = ParseS3Url(options.upload_url);
+    if (!location.ok()) return location.status();
+    action = std::make_unique<S3UploadAction>(*location, options.upload_endpoint_url);
+  } else {
+    action = std::make_unique<PostRotateAction>(options.post_rotate_command);
+  }
+  std::function<void(const std::string&)> log = options.log ? options.log : StderrLine;
+  return std::make_shared<FileHandoff>(std::move(action), HandoffSettingsOf(options), log);
+}
+
+StatusOr<HandedOffRing> OpenRing(const RotationOptions& options, std::string application) {
+  HandedOffRing opened;
+  if (!HasHandoff(options)) {
+    auto ring = capfile::MakeRotatingWriter(options, std::move(application));
+    if (!ring.ok()) return ring.status();
+    opened.writer = std::move(ring).value();
+    return opened;
+  }
+  auto made = MakeHandoff(options);
+  if (!made.ok()) return made.status();
+  std::shared_ptr<FileHandoff> handoff = std::move(made).value();
+  capfile::RingOptions ring = options;
+  FileHandoff* h = handoff.get();
+  ring.on_file_details = [h](const FinishedFile& file) { h->Add(file); };
+  ring.may_delete = [h](const std::string& path) { return h->MayDelete(path); };
+  auto writer = capfile::MakeRing(ring, std::move(application));
+  if (!writer.ok()) return writer.status();
+  opened.stop_waiting = [handoff] { handoff->StopWaiting(); };
+  opened.all_handed_off = [handoff] { return handoff->Finish(); };  // at once after Close
+  opened.writer = std::make_unique<RingWithHandoff>(handoff, std::move(writer).value());
+  return opened;
+}
+
+StatusOr<HandedOffRing> WithHandoffAtClose(const RotationOptions& options,
+                                           std::unique_ptr<CaptureWriter> writer) {
+  auto made = MakeHandoff(options);
+  if (!made.ok()) return made.status();
+  std::shared_ptr<FileHandoff> handoff = std::move(made).value();
+  HandedOffRing opened;
+  opened.stop_waiting = [handoff] { handoff->StopWaiting(); };
+  opened.all_handed_off = [handoff] { return handoff->Finish(); };
+  opened.writer = std::make_unique<FileWithHandoff>(handoff, std::move(writer), options.path);
+  return opened;
 }
 
 StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RotationOptions& options,
                                                             std::string application) {
-  if (options.post_rotate_command.empty()) {
-    return capfile::MakeRotatingWriter(options, std::move(application));
-  }
-  capfile::RingOptions ring = options;
-  std::function<void(const std::string&)> log = options.log;
-  if (!log) {
-    log = [](const std::string& message) { std::fprintf(stderr, "capctl: %s\n", message.c_str()); };
-  }
-  auto runner = std::make_unique<PostRotateRunner>(options.post_rotate_command, log);
-  ring.on_file_finished = [runner = runner.get()](const std::string& file) { runner->Run(file); };
-  auto writer = capfile::MakeRotatingWriter(ring, std::move(application));
-  if (!writer.ok()) return writer.status();
-  return std::unique_ptr<CaptureWriter>(
-      std::make_unique<RingWithPostRotate>(std::move(runner), std::move(writer).value()));
+  auto ring = OpenRing(options, std::move(application));
+  if (!ring.ok()) return ring.status();
+  return std::move(ring->writer);
 }
 
 }  // namespace capd::client

@@ -1,55 +1,98 @@
 #pragma once
 // capctl's ring of files (`capctl stream -w PATH --rotate-*`): capfile/'s rotating writer with
-// capctl's post-rotate command plugged in. The command runner lives here, on the client's side:
-// capd links capfile/ and must not be able to start processes through it.
+// capctl's hand-off of each finished file plugged in (file_handoff.h): the --post-rotate command,
+// or --upload's (s3_upload.h). Processes are started here, on the client's side: capd links
+// capfile/ and must not be able to start processes through it.
 //
-// How data flows: the ring reports each finished file (capfile::RingOptions::on_file_finished);
-// PostRotateRunner starts `sh -c 'CMD "$1"' sh FILE` for it without waiting, and reaps the
-// commands that ended at each Tick, at Close and when the writer goes away, reporting a failure
-// through the ring's log (a "capctl: ..." line on stderr by default). Writing never waits for a
-// command, and a failing command never stops the ring.
+// How data flows: the ring reports each finished file (capfile::RingOptions::on_file_details) to
+// the FileHandoff, which starts `sh -c 'CMD "$1"' sh FILE` for it (at most --handoff-jobs at
+// once), retries it when it fails and reports each failure on stderr; the ring asks the hand-off
+// before deleting a file (RingOptions::may_delete), so --rotate-files and --min-free never delete
+// a file whose command has not succeeded. The writer polls the hand-off at each Tick and Flush;
+// Close finishes the last file, waits for the commands (bounded by --handoff-wait, a second
+// Ctrl-C stops it), applies --rotate-files to the files handed off meanwhile, and reports how
+// many files were handed off and which were not.
 //
-// Thread-safety: none; the writer's thread owns the writer and its runner.
+// Thread-safety: none, except HandedOffRing::stop_waiting; the writer's thread owns the writer.
 
 #include <sys/types.h>
 
 #include <functional>
 #include <memory>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "capfile/capture_writer.h"
 #include "client/cli/rotation_options.h"
 #include "client/output/capture_files.h"
+#include "client/output/file_handoff.h"
 #include "common/status.h"
 
 namespace capd::client {
 
-// Starts post-rotate commands and reaps them. The destructor reaps what has ended and leaves
-// the others running (an upload outlives capctl, as with tcpdump -z).
-class PostRotateRunner {
- public:
-  // command: as --post-rotate (never empty); log: where failures are reported.
-  PostRotateRunner(std::string command, std::function<void(const std::string&)> log)
-      : command_(std::move(command)), log_(std::move(log)) {}
-  PostRotateRunner(const PostRotateRunner&) = delete;
-  PostRotateRunner& operator=(const PostRotateRunner&) = delete;
-  ~PostRotateRunner() { Reap(); }
+// Where a hand-off process's output goes.
+struct ChildOutput {
+  bool quiet_stdout = false;  // stdout to /dev/null (else capctl's)
+  // stderr kept in memory (memfd) instead of capctl's, and the last line of it that is not
+  // empty ends the failure's text ("exit status 1: Could not connect to ..."): one line per
+  // failure, with its reason.
+  bool keep_stderr = false;
+};
 
-  // `sh -c 'CMD "$1"' sh FILE` in its own process group, stdin /dev/null, default signals.
-  void Run(const std::string& file);
-  // Collects the commands that ended; reports a non-zero exit or a signal.
-  void Reap();
+// A process started for a hand-off: its own process group (Ctrl-C on capctl does not cut an
+// upload short), stdin /dev/null, the default signal dispositions and mask. Poll reaps it without
+// waiting; a process left running when capctl stops waiting goes on on its own.
+class ChildProcess final : public HandoffJob {
+ public:
+  // argv[0] is found in PATH when it has no '/'.
+  static StatusOr<std::unique_ptr<ChildProcess>> Spawn(const std::vector<std::string>& argv,
+                                                       ChildOutput output = {});
+  ~ChildProcess() override;
+  std::optional<Status> Poll() override;
+  std::string Abandon() override;
+
+ private:
+  ChildProcess(pid_t pid, int stderr_fd) : pid_(pid), stderr_fd_(stderr_fd) {}
+  std::string LastStderrLine() const;
+  pid_t pid_;
+  int stderr_fd_;  // owned; -1 without keep_stderr
+  bool reaped_ = false;
+};
+
+// --post-rotate CMD: `sh -c 'CMD "$1"' sh FILE`. CMD may carry its own arguments, and the file
+// name reaches it as one word whatever it contains.
+class PostRotateAction final : public HandoffAction {
+ public:
+  explicit PostRotateAction(std::string command) : command_(std::move(command)) {}
+  std::string Name() const override { return "post-rotate command"; }
+  StatusOr<std::unique_ptr<HandoffJob>> Start(const FinishedFile& file) override;
 
  private:
   const std::string command_;
-  const std::function<void(const std::string&)> log_;
-  std::vector<std::pair<pid_t, std::string>> children_;  // pid, the file it was given
 };
 
-// capfile::MakeRotatingWriter for capctl: the same ring, with options.post_rotate_command run
-// for each finished file (the last one at Close or destruction too). Statuses as there.
+// The hand-off's settings from the command line's.
+HandoffSettings HandoffSettingsOf(const RotationOptions& options);
+
+struct HandedOffRing {
+  std::unique_ptr<CaptureWriter> writer;
+  // Empty without a hand-off. stop_waiting: ends the wait at Close (any thread, e.g. a second
+  // Ctrl-C). all_handed_off: after Close, whether every file was handed off.
+  std::function<void()> stop_waiting;
+  std::function<bool()> all_handed_off;
+};
+
+// The ring for capctl: with options.post_rotate_command or options.upload_url, each finished file
+// is handed off as described above; without, capfile's ring as it is. Statuses as
+// capfile::MakeRotatingWriter, and kInvalidArgument for an upload_url ParseS3Url refuses.
+StatusOr<HandedOffRing> OpenRing(const RotationOptions& options, std::string application);
+
+// -w FILE with --upload (or --post-rotate) and no rotation: `writer`, the plain file at
+// options.path, handed off once its Close has completed it (Close waits as the ring's does).
+StatusOr<HandedOffRing> WithHandoffAtClose(const RotationOptions& options,
+                                           std::unique_ptr<CaptureWriter> writer);
+
+// OpenRing's writer alone.
 StatusOr<std::unique_ptr<CaptureWriter>> MakeRotatingWriter(const RotationOptions& options,
                                                             std::string application);
 

@@ -1,5 +1,7 @@
 #include "client/stream/agent_feed.h"
 
+#include <utility>
+
 #include "client/stream/batch_decompression.h"
 
 namespace capd::client {
@@ -32,10 +34,16 @@ void AgentFeed::ReadLoop() {
   auto reader = stub->Stream(&context_, request_);
   BatchDecompression decompression(address());
   Status undecodable;
+  bool first = true;
   while (true) {
     auto message = std::make_unique<v1::StreamResponse>();
     if (!reader->Read(message.get())) break;
     NoteHandle();
+    if (std::exchange(first, false) && !request_.tls_keylog().empty() &&
+        context_.GetServerInitialMetadata().count("capd-tls-keylog") == 0) {
+      std::lock_guard lock(hub_.mu);
+      keylog_ignored = true;
+    }
     const size_t wire_bytes = message->ByteSizeLong();
     // Decoded after anything that counts what came over the wire, before anything that reads
     // the packets.

@@ -52,6 +52,9 @@ class EthernetFraming final : public CaptureWriter {
   Status WriteStatistics(uint32_t interface_index, const InterfaceCounters& counters) override {
     return inner_->WriteStatistics(interface_index, counters);
   }
+  Status WriteDecryptionSecrets(uint32_t secrets_type, std::string_view secrets) override {
+    return inner_->WriteDecryptionSecrets(secrets_type, secrets);
+  }
   Status Flush() override { return inner_->Flush(); }
   Status Tick(uint64_t now_ns) override { return inner_->Tick(now_ns); }
   Status Close() override { return inner_->Close(); }

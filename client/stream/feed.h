@@ -68,6 +68,8 @@ class Feed {
   std::string agent_name;            // from its first interface description
   bool started = false;              // an interface description arrived: the capture ran
   bool ended_written = false;        // its end is reported and its statistics blocks written
+  // The request named a TLS key log and the agent did not say it follows it (an older capd).
+  bool keylog_ignored = false;
   // Wire bytes of the messages read (each message's size as it arrived, before anything the
   // reader does to it), for the link's throughput (client/stream/link_monitor.h).
   uint64_t received_bytes = 0;

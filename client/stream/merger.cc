@@ -114,6 +114,11 @@ void Merger::OnStatistics(Feed& feed, const v1::Statistics& statistics) {
 
 Status Merger::OnInterface(Feed& feed, const v1::InterfaceDescription& d) {
   if (feed.agent_name.empty()) feed.agent_name = d.agent_name();
+  if (!feed.started && feed.keylog_ignored) {
+    observer_.OnWarning({feed.address(), feed.agent_name},
+                        "it ignored --tls-keylog (a capd that predates it): the capture has no "
+                        "TLS keys");
+  }
   feed.started = true;
   InterfaceSeen seen;
   // With several agents every interface says where it was seen: NAME:IFACE.
@@ -158,9 +163,26 @@ Status Merger::DrainControl(Feed& feed, bool& progressed) {
       OnStatistics(feed, m.statistics());
     } else if (m.has_end()) {
       feed.end = m.end();
+    } else if (m.has_tls_keys()) {
+      // Before the packets of the batches behind it: the keys reach the file (and a live
+      // reader) before the traffic they decrypt.
+      CAPD_RETURN_IF_ERROR(
+          writer_.WriteDecryptionSecrets(capfile::kTlsKeyLogSecrets, m.tls_keys().lines()));
+      ++tls_key_messages_;
     }
     feed.queue.pop_front();
     progressed = true;
+  }
+  return Status::Ok();
+}
+
+Status Merger::WriteQueuedKeys(Feed& feed) {
+  for (Arrival& arrival : feed.queue) {
+    if (!arrival.message->has_tls_keys()) continue;
+    CAPD_RETURN_IF_ERROR(writer_.WriteDecryptionSecrets(capfile::kTlsKeyLogSecrets,
+                                                        arrival.message->tls_keys().lines()));
+    ++tls_key_messages_;
+    arrival.message->clear_tls_keys();
   }
   return Status::Ok();
 }
@@ -212,6 +234,14 @@ StatusOr<Merger::Round> Merger::RunRound(Clock::time_point now) {
       }
     }
     if (best == nullptr || count_reached_) break;
+    if (settings_.hold_for_keys) {
+      CAPD_RETURN_IF_ERROR(WriteQueuedKeys(*best));
+      const Clock::time_point held_until = best->queue.front().arrived + kReorderWindow;
+      if (now < held_until && !best->done) {
+        round.reorder_deadline = std::min(round.reorder_deadline, held_until);
+        break;
+      }
+    }
     bool others_ready = true;
     for (Feed* feed : feeds_) {
       if (feed == best || (feed->done && feed->queue.empty())) continue;

@@ -62,6 +62,12 @@ class Merger {
     // A ring of files ends each file with statistics blocks: each Statistics message writes
     // them (a single file gets its blocks once, when the feed ends).
     bool statistics_in_every_file = false;
+    // --tls-keylog: TLS secrets are written when the client of a connection has them, which is
+    // after the server's first encrypted packets crossed the wire (TLS 1.3: its ServerHello
+    // flight), while Wireshark needs them BEFORE those packets to follow the connection at all.
+    // So a packet batch waits kReorderWindow after its arrival, and the key-log messages queued
+    // behind it meanwhile are written ahead of it (keys early are harmless).
+    bool hold_for_keys = false;
   };
 
   // `file` is the adapter in front of `writer` (which the merger flushes after a new interface,
@@ -101,9 +107,14 @@ class Merger {
   CompressionBytes compression(size_t feed = kAllFeeds) const;
   // Packets whose timestamp was earlier than one already written.
   uint64_t out_of_order() const { return out_of_order_; }
+  // TLS key-log messages written as Decryption Secrets Blocks.
+  uint64_t tls_key_messages() const { return tls_key_messages_; }
 
  private:
   Status DrainControl(Feed& feed, bool& progressed);
+  // hold_for_keys: writes every TlsKeyLog message queued in `feed` now, ahead of the packets
+  // before it (each is then left empty in the queue and skipped).
+  Status WriteQueuedKeys(Feed& feed);
   Status OnInterface(Feed& feed, const v1::InterfaceDescription& description);
   void OnStatistics(Feed& feed, const v1::Statistics& statistics);
   // Writes the head batch's packets from its cursor on, in order, while their timestamps are at
@@ -123,6 +134,7 @@ class Merger {
   std::vector<uint64_t> unflushed_;  // per feed: written to the writer since the last flush
   size_t unflushed_bytes_ = 0;       // packet bytes written this round (see kRoundBytes)
   uint64_t out_of_order_ = 0;
+  uint64_t tls_key_messages_ = 0;
   uint64_t last_timestamp_ns_ = 0;
   std::map<size_t, std::string> excluded_carriers_;
   std::map<size_t, CompressionBytes> compression_;  // per feed: from its latest statistics

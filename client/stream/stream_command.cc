@@ -39,9 +39,11 @@ StatusOr<OpenedOutput> OpenCaptureOutput(const StreamOptions& options,
   OpenedOutput opened;
   if (options.rotation) {
     // A ring of files named after -w PATH; the first is opened now so a bad path fails early.
-    auto ring = MakeRotatingWriter(*options.rotation, "capctl " CAPD_VERSION);
+    auto ring = OpenRing(*options.rotation, "capctl " CAPD_VERSION);
     if (!ring.ok()) return ring.status();
-    opened.writer = std::move(ring.value());
+    opened.writer = std::move(ring->writer);
+    opened.stop_waiting = std::move(ring->stop_waiting);
+    opened.all_handed_off = std::move(ring->all_handed_off);
     opened.output.name = "the ring of files " + options.rotation->path;
     return opened;
   }
@@ -52,6 +54,14 @@ StatusOr<OpenedOutput> OpenCaptureOutput(const StreamOptions& options,
                       ? MakePcapWriter(std::move(target->sink))
                       : MakePcapngWriter(std::move(target->sink), "capctl " CAPD_VERSION);
   opened.writer = WithPcapLinkType(options, std::move(opened.writer));
+  if (options.single_file_handoff) {
+    // --upload without rotation: the file is uploaded once complete, at the end.
+    auto handed = WithHandoffAtClose(*options.single_file_handoff, std::move(opened.writer));
+    if (!handed.ok()) return handed.status();
+    opened.writer = std::move(handed->writer);
+    opened.stop_waiting = std::move(handed->stop_waiting);
+    opened.all_handed_off = std::move(handed->all_handed_off);
+  }
   return opened;
 }
 
@@ -79,8 +89,13 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
 
   std::mutex mu;
   StreamSession* active = nullptr;
+  std::function<void()> stop_waiting;  // the output's hand-off wait at Close
+  int signals = 0;
   SignalWatcher watcher([&](int) {
     std::lock_guard lock(mu);
+    // The first Ctrl-C ends the stream; the second also ends the wait for the hand-off of the
+    // finished files (uploads, post-rotate commands) that may follow it.
+    if (++signals >= 2 && stop_waiting) stop_waiting();
     if (active != nullptr) {
       active->Interrupt();
     } else {
@@ -97,6 +112,7 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   request.set_max_packets(options.count);
   request.set_duration_ms(options.duration_ms);
   request.set_no_promiscuous(!options.promiscuous);
+  request.set_tls_keylog(options.tls_keylog);
   if (options.decap.mode != DecapOptions::Mode::kNone) {
     v1::Decapsulation* d = request.mutable_decap();
     d->set_mode(options.decap.mode == DecapOptions::Mode::kVxlan    ? v1::Decapsulation::VXLAN
@@ -142,12 +158,18 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   {
     std::lock_guard lock(mu);
     active = &run;
+    stop_waiting = opened->stop_waiting;
+    if (signals >= 2 && stop_waiting) stop_waiting();
   }
   int code = run.Run();
+  // Every finished file not handed off (failed after its retries, or still pending when capctl
+  // stopped waiting) is a failure of the run.
+  if (code == 0 && opened->all_handed_off && !opened->all_handed_off()) code = 1;
   if (changer != nullptr) changer->DetachAll();    // before `run` and its feeds go
   if (code == 0 && !first_failure.ok()) code = 1;  // an agent could not be reached at all
   std::lock_guard lock(mu);
   active = nullptr;
+  stop_waiting = nullptr;
   return code;
 }
 

@@ -23,6 +23,11 @@ namespace capd::client {
 struct OpenedOutput {
   std::unique_ptr<CaptureWriter> writer;
   SessionOutput output;
+  // Set when finished files are handed off (client/output/rotation.h): stop_waiting ends the
+  // wait at the writer's Close (a second Ctrl-C); all_handed_off, after Close, is false when a
+  // file was not handed off (capctl then exits 1).
+  std::function<void()> stop_waiting;
+  std::function<bool()> all_handed_off;
 };
 // Called once, after at least one agent was reached (an unreachable agent leaves no empty file).
 using OutputOpener = std::function<StatusOr<OpenedOutput>()>;

@@ -49,6 +49,7 @@ int StreamSession::Run() {
   settings.leave_out_capture_interfaces =
       options_.format == FileFormat::kPcap && options_.decap.mode != DecapOptions::Mode::kNone;
   settings.statistics_in_every_file = options_.rotation.has_value();
+  settings.hold_for_keys = !options_.tls_keylog.empty();
   Merger merger(feeds, file, writer_, observer_, settings);
   for (Feed* feed : feeds) feed->Start();
   Status local_error;

@@ -164,5 +164,19 @@ TEST(AgentFlagsTest, MistakesAreOneLine) {
   }
 }
 
+// --tls-keylog-dir: absent is off (the unit and the package set none); repeatable.
+TEST(AgentFlagsTest, TlsKeyLogFoldersAreOffUnlessGivenAndRepeatable) {
+  auto line = Parse({});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_TRUE(line->flags.tls_keylog_dirs.empty());
+  line = Parse({"--tls-keylog-dir", "/run/keys", "--tls-keylog-dir", "/var/log/app"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(line->flags.tls_keylog_dirs, (std::vector<std::string>{"/run/keys", "/var/log/app"}));
+  line = Parse({"--tls-keylog-dir", ""});
+  ASSERT_FALSE(line.ok());
+  EXPECT_NE(line.status().message().find("--tls-keylog-dir takes a folder"), std::string::npos)
+      << line.status().message();
+}
+
 }  // namespace
 }  // namespace capd::agent

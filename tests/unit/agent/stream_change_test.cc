@@ -83,7 +83,6 @@ TEST_F(StreamChangeTest, TheSubscriberMovesToTheNewFilterAndTheSharedCaptureGoes
   // b joined the same capture (it may have joined after the file's end: it counts from there).
   ASSERT_TRUE(b.sink.WaitForDescriptions(1));
   EXPECT_EQ(files_->opened(), 1);
-  const uint64_t b_packets = b.sink.packets();
 
   auto changed = hub.Change(id, Change("udp port 80"));
   ASSERT_TRUE(changed.ok()) << changed.status().message();
@@ -112,10 +111,12 @@ TEST_F(StreamChangeTest, TheSubscriberMovesToTheNewFilterAndTheSharedCaptureGoes
   }
   EXPECT_TRUE(old_final) << "the old interface's statistics before the new interface";
 
-  // b shares nothing of it: one interface, its 10 packets, its capture still open.
+  // b shares nothing of it: one interface, only the old capture's port-53 packets (as many as
+  // reached the capture after b joined, which may still be arriving), its capture still open.
   EXPECT_EQ(files_->opened(), 2);
   EXPECT_EQ(b.sink.descriptions().size(), 1u);
-  EXPECT_EQ(b.sink.packets(), b_packets);
+  EXPECT_LE(PacketsOn(b.sink, 0), 10u);
+  EXPECT_EQ(PacketsOn(b.sink, 1), 0u);
   EXPECT_EQ(hub.open_captures(), 2u);
 
   a.stop.Request(v1::StreamEnd::CLIENT_CANCELLED);

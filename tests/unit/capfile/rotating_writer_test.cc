@@ -443,6 +443,60 @@ TEST(RotatingWriterTest, ASecondRunWithTheSamePrefixContinuesTheNumbering) {
   EXPECT_EQ(ReadWithLibpcap(after.back()).error, "");
 }
 
+// may_delete holds finished files back from --rotate-files until the caller lets them go (capctl:
+// once handed off); on_file_details describes each finished file as a reader finds it.
+TEST(RotatingWriterTest, MayDeleteHoldsFilesBackAndDetailsDescribeEachFile) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  RingOptions options = Ring(dir.File("h.pcapng"), 2000, 0, 2);
+  bool release = false;
+  std::vector<FinishedFile> finished;
+  std::vector<std::string> log;
+  options.may_delete = [&](const std::string&) { return release; };
+  options.on_file_details = [&](const FinishedFile& file) { finished.push_back(file); };
+  options.log = [&](const std::string& m) { log.push_back(m); };
+  auto writer = MakeRing(options, kApplication);
+  ASSERT_TRUE(writer.ok()) << writer.status().message();
+  CAPD_ASSERT_OK((*writer)->AddInterface(Ethernet()));
+  const auto written = WritePackets(**writer, 100, NowNs(), 1000);
+  const auto held = RingFiles(dir.File(""), "h");
+  ASSERT_GT(held.size(), 4u);  // every file: none may go yet
+  EXPECT_EQ(finished.size(), held.size() - 1);
+  ASSERT_EQ(log.size(), 1u);  // said once
+  EXPECT_NE(log[0].find("more than --rotate-files 2: the oldest are not handed off yet"),
+            std::string::npos)
+      << log[0];
+  for (size_t i = 0; i < finished.size(); ++i) {
+    const FinishedFile& f = finished[i];
+    EXPECT_EQ(f.path, held[i]);
+    EXPECT_EQ(f.number, i + 1);
+    EXPECT_EQ(f.bytes, std::filesystem::file_size(held[i]));
+    const auto read = ReadWithLibpcap(held[i]);
+    ASSERT_FALSE(read.records.empty());
+    EXPECT_EQ(f.packets, read.records.size());
+    EXPECT_EQ(f.first_ns, read.records.front().timestamp_ns);
+    EXPECT_EQ(f.last_ns, read.records.back().timestamp_ns);
+    EXPECT_EQ(f.interfaces, std::vector<std::string>{"veth0"});
+    EXPECT_EQ(f.link_types, std::vector<uint16_t>{1});
+  }
+  release = true;
+  CAPD_ASSERT_OK((*writer)->Flush());  // the files released go: two are left, the current one too
+  EXPECT_EQ(RingFiles(dir.File(""), "h").size(), 2u);
+  // More files, held again; after Close, Trim lets the ring shrink to two once they may go.
+  release = false;
+  (void)WritePackets(**writer, 40, written.back().ts + 1000, 1000);
+  CAPD_ASSERT_OK((*writer)->Close());
+  EXPECT_GT(RingFiles(dir.File(""), "h").size(), 2u);
+  release = true;
+  (*writer)->Trim();
+  const auto left = RingFiles(dir.File(""), "h");
+  ASSERT_EQ(left.size(), 2u);
+  EXPECT_EQ(left.back(), finished.back().path);
+  size_t total = 0;
+  for (const FinishedFile& f : finished) total += f.packets;
+  EXPECT_EQ(total, 140u);
+}
+
 TEST(RotatingWriterTest, MinFreeStopsWritingWhenNothingIsLeftToDelete) {
   TempDir dir;
   ASSERT_TRUE(dir.ok());

@@ -277,5 +277,41 @@ TEST(OptionsTest, OtherSubcommands) {
   EXPECT_FALSE(Parse({"stream", "--vni", "5"}).ok());  // --vni without --decap
 }
 
+// --tls-keylog: `stream` only, and pcapng only (pcap files cannot hold keys): exit 2.
+TEST(OptionsTest, TlsKeyLogNeedsPcapng) {
+  unsetenv("CAPD_AGENT");
+  auto line = Parse({"stream", "-w", "x.pcapng", "--tls-keylog", "/run/keys/app.log"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(line->stream.tls_keylog, "/run/keys/app.log");
+  EXPECT_TRUE(Parse({"stream", "-w", "x"}).value().stream.tls_keylog.empty());
+  line = Parse({"stream", "-w", "x.pcap", "--format", "pcap", "--tls-keylog", "app.log"});
+  ASSERT_FALSE(line.ok());
+  EXPECT_EQ(ExitCodeFor(line.status().code()), 2);
+  EXPECT_NE(line.status().message().find("--tls-keylog needs the pcapng format"), std::string::npos)
+      << line.status().message();
+  EXPECT_FALSE(Parse({"serve", "--tls-keylog", "app.log"}).ok());
+}
+
+TEST(OptionsTest, PathsReport) {
+  auto paths = Parse({"paths", "--json", "--grace", "0.25", "--max-flows", "500", "both.pcapng"});
+  ASSERT_TRUE(paths.ok()) << paths.status().message();
+  EXPECT_EQ(paths->command, CommandLine::Command::kPaths);
+  EXPECT_EQ(paths->paths.input, "both.pcapng");
+  EXPECT_TRUE(paths->paths.json);
+  EXPECT_DOUBLE_EQ(paths->paths.grace_seconds, 0.25);
+  EXPECT_EQ(paths->paths.max_flows, 500u);
+  auto piped = Parse({"paths", "-"});
+  ASSERT_TRUE(piped.ok()) << piped.status().message();
+  EXPECT_EQ(piped->paths.input, "-");
+  EXPECT_FALSE(piped->paths.json);
+  EXPECT_DOUBLE_EQ(piped->paths.grace_seconds, 1.0);
+  EXPECT_FALSE(Parse({"paths"}).ok());  // no input
+  EXPECT_FALSE(Parse({"paths", "a", "b"}).ok());
+  EXPECT_FALSE(Parse({"paths", "--max-flows", "0", "a"}).ok());
+  const auto missing = Parse({"paths"});
+  EXPECT_NE(missing.status().message().find("capctl paths --help"), std::string::npos)
+      << missing.status().message();
+}
+
 }  // namespace
 }  // namespace capd::client

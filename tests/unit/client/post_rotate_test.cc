@@ -89,21 +89,23 @@ TEST(PostRotateTest, RunsForEachFinishedFileAndItsFailureIsHarmless) {
     ASSERT_NE(writer, nullptr);
     CAPD_ASSERT_OK(writer->AddInterface(Ethernet()));
     WritePackets(*writer, 30, NowNs());
+    // Close waits for the commands: every one has appended its line when it returns.
     CAPD_ASSERT_OK(writer->Close());
   }
   const auto files = RingFiles(dir.File(""), "p");
   ASSERT_GT(files.size(), 2u);
-  // The commands run on their own; wait (bounded) until every one has appended its line.
-  std::string lines;
-  for (int i = 0; i < 200; ++i) {
-    lines = ReadFileBytes(log);
-    if (static_cast<size_t>(std::count(lines.begin(), lines.end(), '\n')) == files.size()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  const std::string lines = ReadFileBytes(log);
+  EXPECT_EQ(static_cast<size_t>(std::count(lines.begin(), lines.end(), '\n')), files.size())
+      << lines;
   for (const auto& f : files) EXPECT_NE(lines.find(f + "\n"), std::string::npos) << lines;
+  ASSERT_FALSE(messages.empty());
+  EXPECT_EQ(messages.back(),
+            std::to_string(files.size()) + " files handed off to the post-rotate command");
+  messages.clear();
 
   RotationOptions failing_options = Ring(dir.File("f.pcapng"), 1000);
   failing_options.post_rotate_command = "exit 3; true";
+  failing_options.handoff_attempts = 1;
   failing_options.log = [&](const std::string& m) { messages.push_back(m); };
   auto failing = Open(failing_options);
   ASSERT_NE(failing, nullptr);
@@ -114,9 +116,52 @@ TEST(PostRotateTest, RunsForEachFinishedFileAndItsFailureIsHarmless) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     CAPD_ASSERT_OK(failing->Tick(NowNs()));
   }
-  CAPD_ASSERT_OK(failing->Close());
   ASSERT_FALSE(messages.empty());
-  EXPECT_NE(messages[0].find("exit status 3"), std::string::npos) << messages[0];
+  EXPECT_NE(messages[0].find("exit status 3 (attempt 1 of 1); giving up"), std::string::npos)
+      << messages[0];
+  WritePackets(*failing, 30, NowNs() + 1000);
+  CAPD_ASSERT_OK(failing->Close());
+  // Every file stays: none was handed off.
+  const auto kept = RingFiles(dir.File(""), "f");
+  EXPECT_NE(messages.back().find(std::to_string(kept.size()) + " files failed after 1 attempt: "),
+            std::string::npos)
+      << messages.back();
+}
+
+// --rotate-files 2 with a command that holds each file until the test lets it go: the ring keeps
+// every file whose command has not succeeded (saying so once), and shrinks back to two once they
+// have, at the latest when the writer closes.
+TEST(PostRotateTest, TheRingKeepsFilesUntilTheirCommandSucceeded) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const std::string gate = dir.File("gate");
+  std::vector<std::string> messages;
+  RotationOptions options = Ring(dir.File("h.pcapng"), 1000);
+  options.max_files = 2;
+  options.handoff_jobs = 64;
+  // Each command waits for the gate file to appear.
+  options.post_rotate_command = "while [ ! -e " + gate + " ]; do sleep 0.05; done; true";
+  options.log = [&](const std::string& m) { messages.push_back(m); };
+  auto writer = Open(options);
+  ASSERT_NE(writer, nullptr);
+  CAPD_ASSERT_OK(writer->AddInterface(Ethernet()));
+  WritePackets(*writer, 60, NowNs());
+  const auto held = RingFiles(dir.File(""), "h");
+  ASSERT_GT(held.size(), 4u);  // nothing deleted: every command still runs
+  size_t said = 0;
+  for (const auto& m : messages) said += m.find("more than --rotate-files 2") != std::string::npos;
+  EXPECT_EQ(said, 1u);
+  {
+    std::FILE* f = std::fopen(gate.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fclose(f);
+  }
+  CAPD_ASSERT_OK(writer->Close());
+  const auto after = RingFiles(dir.File(""), "h");
+  EXPECT_EQ(after.size(), 2u);
+  EXPECT_EQ(after.back(), held.back());
+  EXPECT_EQ(messages.back(),
+            std::to_string(held.size()) + " files handed off to the post-rotate command");
 }
 
 }  // namespace

@@ -36,6 +36,60 @@ TEST(RotationOptionsTest, FlagsFillTheRotation) {
   EXPECT_EQ(line->stream.interface, "eth0");
 }
 
+TEST(RotationOptionsTest, HandoffFlagsTuneThePostRotateCommand) {
+  unsetenv("CAPD_AGENT");
+  auto defaults = Parse({"stream", "-w", "cap.pcapng", "--post-rotate", "true"});
+  ASSERT_TRUE(defaults.ok()) << defaults.status().message();
+  EXPECT_EQ(defaults->stream.rotation->handoff_jobs, 2u);
+  EXPECT_EQ(defaults->stream.rotation->handoff_attempts, 5u);
+  EXPECT_EQ(defaults->stream.rotation->handoff_wait_seconds, 300u);
+  auto line = Parse({"stream", "-w", "cap.pcapng", "--post-rotate", "true", "--handoff-jobs", "4",
+                     "--handoff-attempts", "1", "--handoff-wait", "0"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(line->stream.rotation->handoff_jobs, 4u);
+  EXPECT_EQ(line->stream.rotation->handoff_attempts, 1u);
+  EXPECT_EQ(line->stream.rotation->handoff_wait_seconds, 0u);
+  auto alone = Parse({"stream", "-w", "cap.pcapng", "--rotate-size", "1M", "--handoff-jobs", "4"});
+  ASSERT_FALSE(alone.ok());
+  EXPECT_NE(alone.status().message().find("need --post-rotate"), std::string::npos)
+      << alone.status().message();
+  EXPECT_FALSE(
+      Parse({"stream", "-w", "c.pcapng", "--post-rotate", "true", "--handoff-jobs", "0"}).ok());
+  EXPECT_FALSE(
+      Parse({"stream", "-w", "c.pcapng", "--post-rotate", "true", "--handoff-attempts", "0"}).ok());
+}
+
+TEST(RotationOptionsTest, UploadWithAndWithoutRotation) {
+  unsetenv("CAPD_AGENT");
+  auto ring = Parse({"stream", "-w", "/d/cap.pcapng", "--rotate-size", "1M", "--upload",
+                     "s3://caps/fleet", "--upload-endpoint-url", "http://127.0.0.1:4568"});
+  ASSERT_TRUE(ring.ok()) << ring.status().message();
+  ASSERT_TRUE(ring->stream.rotation.has_value());
+  EXPECT_FALSE(ring->stream.single_file_handoff.has_value());
+  EXPECT_EQ(ring->stream.rotation->upload_url, "s3://caps/fleet");
+  EXPECT_EQ(ring->stream.rotation->upload_endpoint_url, "http://127.0.0.1:4568");
+  auto single =
+      Parse({"stream", "-w", "/d/one.pcapng", "--upload", "s3://caps", "--handoff-attempts", "3"});
+  ASSERT_TRUE(single.ok()) << single.status().message();
+  EXPECT_FALSE(single->stream.rotation.has_value());
+  ASSERT_TRUE(single->stream.single_file_handoff.has_value());
+  EXPECT_EQ(single->stream.single_file_handoff->path, "/d/one.pcapng");
+  EXPECT_EQ(single->stream.single_file_handoff->handoff_attempts, 3u);
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"stream", "--upload", "s3://caps"},
+           {"stream", "-w", "-", "--upload", "s3://caps"},
+           {"stream", "-w", "x.pcapng", "--upload", "caps/x"},
+           {"stream", "-w", "x.pcapng", "--upload", "s3://"},
+           {"stream", "-w", "x.pcapng", "--upload", "s3://caps", "--post-rotate", "true"},
+           {"stream", "-w", "x.pcapng", "--upload-endpoint-url", "http://x"}}) {
+    auto line = Parse(bad);
+    EXPECT_FALSE(line.ok()) << bad.back();
+    if (!line.ok()) {
+      EXPECT_EQ(line.status().code(), StatusCode::kInvalidArgument);
+    }
+  }
+}
+
 TEST(RotationOptionsTest, NoFlagsNoRotation) {
   auto line = Parse({"stream", "-w", "cap.pcapng"});
   ASSERT_TRUE(line.ok()) << line.status().message();
