@@ -187,6 +187,14 @@ StatusOr<KeyLogTailer::Read> KeyLogTailer::ReadNew() {
     skipping_ = false;
     read.truncated = true;
   }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size - offset_ > kMaxBacklogBytes) {
+    // Landing inside a line: drop up to its end, as for an over-long one.
+    read.skipped_bytes = size - kMaxBacklogBytes - offset_;
+    offset_ = size - kMaxBacklogBytes;
+    partial_.clear();
+    skipping_ = true;
+  }
   chunk_.resize(kMaxReadBytes);
   const ssize_t n = ::pread(file_.get(), chunk_.data(), chunk_.size(), static_cast<off_t>(offset_));
   if (n < 0) return Internal(std::string("read: ") + Errno(errno));

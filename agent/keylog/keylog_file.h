@@ -13,10 +13,12 @@
 // KeyLogTailer: reads what was appended to the open file since the last call, complete lines
 // only (a partial last line waits for its end), keeps the lines of the NSS format
 // (keylog_lines.h), and bounds its memory: a line longer than kMaxLineBytes is skipped to its
-// end, at most kMaxReadBytes are read per call. A file that shrank (truncated) is read again from
-// its start; a file replaced under its name (rotated: renamed away, a new one created) is read to
-// its end, then the new one from its start (CheckReplaced). Thread-safety: none; one thread owns
-// a tailer.
+// end, at most kMaxReadBytes are read per call, and a backlog beyond kMaxBacklogBytes (a file
+// grown faster than it is read, or extended at once: `truncate -s 1T`) is skipped to its newest
+// kMaxBacklogBytes, so the work per byte written is bounded and never outruns Stop. A file that
+// shrank (truncated) is read again from its start; a file replaced under its name (rotated: renamed
+// away, a new one created) is read to its end, then the new one from its start (CheckReplaced).
+// Thread-safety: none; one thread owns a tailer.
 
 #include <sys/stat.h>
 
@@ -93,6 +95,9 @@ class KeyLogTailer {
  public:
   // Reads at most this much per ReadNew call (the caller calls again while `more`).
   static constexpr size_t kMaxReadBytes = 64 * 1024;
+  // The most of a file's unread end read at all: older bytes beyond it are skipped (the newest
+  // keys are the ones coming packets need; the follower keeps at most 1 MiB of them anyway).
+  static constexpr uint64_t kMaxBacklogBytes = 4 << 20;
 
   // Follows `file` from its current end (lines written before the stream started belong to
   // connections whose handshakes it cannot have captured). `reopen` opens the same name again
@@ -102,10 +107,11 @@ class KeyLogTailer {
   KeyLogTailer(Fd file, std::function<StatusOr<Fd>()> reopen, uint64_t offset);
 
   struct Read {
-    std::string lines;       // accepted complete lines, each ending in '\n'
-    size_t dropped = 0;      // lines that are not of the format (or too long)
-    bool more = false;       // kMaxReadBytes were read: call again
-    bool truncated = false;  // the file had shrunk: reading started again at 0
+    std::string lines;           // accepted complete lines, each ending in '\n'
+    size_t dropped = 0;          // lines that are not of the format (or too long)
+    bool more = false;           // kMaxReadBytes were read: call again
+    bool truncated = false;      // the file had shrunk: reading started again at 0
+    uint64_t skipped_bytes = 0;  // unread bytes beyond kMaxBacklogBytes, not read at all
   };
   // What was appended since the last call. kInternal for a read error.
   StatusOr<Read> ReadNew();

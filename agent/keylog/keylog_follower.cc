@@ -57,10 +57,11 @@ void KeyLogFollower::Run(const Deliver& deliver) {
   std::string pending;
   bool said_truncated = false;
   bool said_replaced = false;
+  bool said_skipped = false;
   auto last_check = std::chrono::steady_clock::now();
   while (!stop_.load(std::memory_order_acquire)) {
     bool more = true;
-    while (more && pending.size() < kMaxPendingBytes) {
+    while (more && pending.size() < kMaxPendingBytes && !stop_.load(std::memory_order_acquire)) {
       auto read = tailer_.ReadNew();
       if (!read.ok()) {
         spdlog::warn("key log {}: {}; no more keys for this stream", path_,
@@ -72,6 +73,11 @@ void KeyLogFollower::Run(const Deliver& deliver) {
         spdlog::log(
             std::exchange(said_truncated, true) ? spdlog::level::debug : spdlog::level::info,
             "key log {} was truncated: reading from its start", path_);
+      }
+      if (read->skipped_bytes > 0) {
+        spdlog::log(std::exchange(said_skipped, true) ? spdlog::level::debug : spdlog::level::info,
+                    "key log {} grew faster than it is read: skipped {} bytes to its newest {}",
+                    path_, read->skipped_bytes, KeyLogTailer::kMaxBacklogBytes);
       }
       dropped_.fetch_add(read->dropped, std::memory_order_relaxed);
       pending += read->lines;
