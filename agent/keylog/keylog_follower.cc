@@ -1,6 +1,7 @@
 #include "agent/keylog/keylog_follower.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -44,6 +45,8 @@ void KeyLogFollower::Stop() {
 }
 
 void KeyLogFollower::Run(const Deliver& deliver) {
+  // Named so that an operator (top -H, ps -L) and the tests can count the followers.
+  ::pthread_setname_np(::pthread_self(), kThreadName);
   // The watch only wakes the loop; what is read comes from the descriptor opened safely, so a
   // folder swapped under this path name cannot change what is sent.
   Fd inotify(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));

@@ -14,7 +14,8 @@
 // a client that does not read), kept up to kMaxPendingBytes and retried; beyond, the oldest are
 // dropped and counted (a client that reads nothing is ended by the stall timeout anyway).
 //
-// Thread-safety: Run on one thread; Stop from any thread, any time (also before Run).
+// Thread-safety: Run on one thread, which it names kThreadName; Stop from any thread, any time
+// (also before Run), and Run returns within one read of kMaxReadBytes.
 
 #include <atomic>
 #include <chrono>
@@ -34,6 +35,7 @@ class KeyLogFollower {
  public:
   static constexpr std::chrono::milliseconds kPollInterval{250};
   static constexpr size_t kMaxPendingBytes = 1 << 20;
+  static constexpr char kThreadName[] = "capd-keylog";
 
   // Opens `requested` in `folders` (KeyLogFolders::OpenFile's refusals) and positions at its end.
   static StatusOr<std::unique_ptr<KeyLogFollower>> Open(
