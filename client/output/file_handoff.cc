@@ -5,6 +5,10 @@
 #include <utility>
 
 namespace capd::client {
+
+std::string CommandArgument(const std::string& path) {
+  return !path.empty() && path.front() == '-' ? "./" + path : path;
+}
 namespace {
 
 class RealClock final : public HandoffClock {

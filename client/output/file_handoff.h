@@ -43,6 +43,10 @@ namespace capd::client {
 
 using capfile::FinishedFile;
 
+// `path` as it is given to a command as an argument: a relative path that starts with '-' (from
+// `-w -cap.pcapng`) gets "./" in front, so that no command (gzip, aws) reads it as an option.
+std::string CommandArgument(const std::string& path);
+
 // One run of an action for one file.
 class HandoffJob {
  public:

@@ -236,7 +236,8 @@ std::optional<Status> ChildProcess::Poll() {
 std::string ChildProcess::Abandon() { return "left running, process " + std::to_string(pid_); }
 
 StatusOr<std::unique_ptr<HandoffJob>> PostRotateAction::Start(const FinishedFile& file) {
-  auto child = ChildProcess::Spawn({"/bin/sh", "-c", command_ + " \"$1\"", "sh", file.path});
+  auto child = ChildProcess::Spawn(
+      {"/bin/sh", "-c", command_ + " \"$1\"", "sh", CommandArgument(file.path)});
   if (!child.ok()) return child.status();
   return std::unique_ptr<HandoffJob>(std::move(child).value());
 }

@@ -192,7 +192,7 @@ std::vector<std::string> S3UploadAction::Command(const FinishedFile& file) const
       aws_,
       "s3",
       "cp",
-      file.path,
+      CommandArgument(file.path),
       "s3://" + location_.bucket + "/" + ObjectKey(location_, file, extension),
       "--metadata",
       ObjectMetadataJson(file),
