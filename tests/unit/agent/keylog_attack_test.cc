@@ -3,11 +3,13 @@
 // falls behind). The tailer's work per wake and its memory stay bounded, and Stop ends the
 // follower at once, so a stream that ends takes its thread with it (the thread is detached and
 // holds the stream: were it left reading, streams ended under --max-streams would pile up
-// threads). Root-free: temp folders and sparse files.
+// threads). Also the followed name swapped for a link or a FIFO, and huge or binary names.
+// Root-free: temp folders and sparse files.
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <string>
@@ -123,6 +126,53 @@ TEST_F(KeyLogAttackTest, FollowerStopsAtOnceWhileAFileGrowsWithoutLineEnds) {
   (*follower)->Stop();
   ASSERT_EQ(done.wait_for(std::chrono::seconds(20)), std::future_status::ready)
       << "Run did not return after Stop";
+}
+
+// The name swapped after the stream started (rename over it) for a symbolic link to a file
+// outside the folder, a FIFO, a hard link to the outside file: the rotation check refuses each
+// (it opens the name as safely as the start did) and keeps the old file; nothing written to the
+// outside file is ever read.
+TEST_F(KeyLogAttackTest, ANameSwappedForALinkOrAFifoIsNeverFollowed) {
+  const fs::path outside = root_.parent_path() / (root_.filename().string() + "-outside.log");
+  std::ofstream(outside) << "";
+  auto folders = folders_;
+  auto opened = folders_->OpenFile("sslkeys.log");
+  ASSERT_TRUE(opened.ok()) << opened.status().message();
+  KeyLogTailer tailer(std::move(opened->file), [folders]() -> StatusOr<Fd> {
+    auto again = folders->OpenFile("sslkeys.log");
+    if (!again.ok()) return again.status();
+    return std::move(again->file);
+  });
+  const fs::path swap = root_ / "swap";
+  const auto swap_in = [&](const std::function<void()>& make) {
+    std::error_code ignored;
+    fs::remove(swap, ignored);
+    make();
+    fs::rename(swap, file_);  // atomically over the followed name
+    std::ofstream(outside, std::ios::app) << Line();
+    EXPECT_FALSE(tailer.CheckReplaced());
+    auto read = tailer.ReadNew();
+    ASSERT_TRUE(read.ok());
+    EXPECT_EQ(read->lines, "");
+  };
+  swap_in([&] { fs::create_symlink(outside, swap); });
+  swap_in([&] { ASSERT_EQ(::mkfifo(swap.c_str(), 0600), 0) << std::strerror(errno); });
+  swap_in([&] { fs::create_hard_link(outside, swap); });
+  std::error_code ignored;
+  fs::remove(outside, ignored);
+}
+
+// A client's tls_keylog of a megabyte, or of control bytes: refused before any file is opened,
+// with a message of bounded size that does not repeat the value.
+TEST_F(KeyLogAttackTest, HugeAndBinaryNamesAreRefusedWithShortMessages) {
+  const std::string huge(1 << 20, 'a');
+  const std::string binary("sslkeys.log\0\x01\x1b[2J", 16);
+  for (const std::string& name : {huge, binary, std::string("sslkeys.log\n")}) {
+    auto opened = folders_->OpenFile(name);
+    ASSERT_FALSE(opened.ok());
+    EXPECT_EQ(opened.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_LT(opened.status().message().size(), 200u) << opened.status().message();
+  }
 }
 
 }  // namespace
