@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <ctime>
 
-#include "client/output/rotation.h"
+#include "client/output/handoff_process.h"
 
 namespace capd::client {
 namespace {

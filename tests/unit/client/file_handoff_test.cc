@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "client/output/handoff_process.h"
 #include "client/output/rotation.h"
 
 namespace capd::client {

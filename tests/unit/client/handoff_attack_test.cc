@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "client/output/handoff_process.h"
 #include "client/output/rotation.h"
 #include "client/output/s3_upload.h"
 
