@@ -259,7 +259,7 @@ Status Bad(const CLI::App& app, const std::string& message) {
   return InvalidArgument(ErrorLine(message, CommandPath(app)));
 }
 
-// How `stream` hands each finished file off (client/output/file_handoff.h): these tune the
+// How `stream` hands each finished file off (upload/file_handoff.h): these tune the
 // --post-rotate command's runs; given without it they are refused.
 std::vector<CLI::Option*> AddHandoffOptions(CLI::App& app, RotationOptions& rotation) {
   CLI::Option_group* group = app.add_option_group(

@@ -10,8 +10,8 @@
 #include <ctime>
 #include <utility>
 
-#include "client/output/handoff_process.h"
-#include "client/output/s3_upload.h"
+#include "upload/handoff_process.h"
+#include "upload/s3_upload.h"
 
 namespace capd::client {
 namespace {

@@ -25,7 +25,7 @@
 #include "capfile/capture_writer.h"
 #include "client/cli/rotation_options.h"
 #include "client/output/capture_files.h"
-#include "client/output/file_handoff.h"
+#include "upload/file_handoff.h"
 #include "common/status.h"
 
 namespace capd::client {

@@ -1,4 +1,4 @@
-// The hand-off of finished files (client/output/file_handoff.h) attacked from the command side
+// The hand-off of finished files (upload/file_handoff.h) attacked from the command side
 // and the file-name side, end to end on a real veth with capd as deployed (--user nobody):
 // - a post-rotate command that never exits, and one that leaves a daemon holding capctl's stdout
 //   and stderr: capctl's exit wait is bounded by --handoff-wait, a daemon does not hold it, and

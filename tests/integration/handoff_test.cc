@@ -1,5 +1,5 @@
 // `capctl stream -w PATH --rotate-* --post-rotate CMD` end to end on a real veth: the hand-off of
-// finished files (client/output/file_handoff.h) against a fast ring and slow or failing commands.
+// finished files (upload/file_handoff.h) against a fast ring and slow or failing commands.
 // Every finished file reaches the command's destination exactly once and the copies together hold
 // every packet sent (libpcap and capinfos); the ring keeps a file until its command succeeded,
 // then shrinks to --rotate-files; failures are retried and reported; capctl's exit waits for the

@@ -2,7 +2,7 @@
 // AWS CLI (Debian's awscli, found first in PATH) and a real S3-compatible server, s3rver (npm),
 // started by the test on loopback in the agent's namespace with dummy credentials. The bucket is
 // read back with the same CLI: every packet sent is in it exactly once across the objects
-// (libpcap, capinfos), keys and metadata are as client/output/s3_upload.h documents, a server
+// (libpcap, capinfos), keys and metadata are as upload/s3_upload.h documents, a server
 // stopped mid-run makes the uploads fail, be retried and succeed once it is back, and the ring
 // deletes no file before its upload succeeded.
 

@@ -1,8 +1,8 @@
-// capctl's hand-off of finished files (client/output/file_handoff.h) on a clock moved by hand and
+// capctl's hand-off of finished files (upload/file_handoff.h) on a clock moved by hand and
 // with jobs the test ends: the bound on jobs at once, the retries and their back-off, the files
 // the ring may delete, the wait at exit and what it says. One real short command at the end.
 
-#include "client/output/file_handoff.h"
+#include "upload/file_handoff.h"
 
 #include <gtest/gtest.h>
 
@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "client/output/handoff_process.h"
+#include "upload/handoff_process.h"
 #include "client/output/rotation.h"
 
 namespace capd::client {

@@ -12,9 +12,9 @@
 #include <string>
 #include <thread>
 
-#include "client/output/handoff_process.h"
+#include "upload/handoff_process.h"
 #include "client/output/rotation.h"
-#include "client/output/s3_upload.h"
+#include "upload/s3_upload.h"
 
 namespace capd::client {
 namespace {

@@ -1,6 +1,6 @@
-// --upload's object keys, metadata and command line (client/output/s3_upload.h), pure.
+// --upload's object keys, metadata and command line (upload/s3_upload.h), pure.
 
-#include "client/output/s3_upload.h"
+#include "upload/s3_upload.h"
 
 #include <gtest/gtest.h>
 

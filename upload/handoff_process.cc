@@ -1,4 +1,4 @@
-#include "client/output/handoff_process.h"
+#include "upload/handoff_process.h"
 
 #include <fcntl.h>
 #include <signal.h>

@@ -1,4 +1,4 @@
-#include "client/output/file_handoff.h"
+#include "upload/file_handoff.h"
 
 #include <algorithm>
 #include <thread>

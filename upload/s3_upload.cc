@@ -1,10 +1,10 @@
-#include "client/output/s3_upload.h"
+#include "upload/s3_upload.h"
 
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
 
-#include "client/output/handoff_process.h"
+#include "upload/handoff_process.h"
 
 namespace capd::client {
 namespace {

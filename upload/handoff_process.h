@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "client/output/file_handoff.h"
 #include "common/status.h"
+#include "upload/file_handoff.h"
 
 namespace capd::client {
 
