@@ -24,6 +24,7 @@
 
 #include "agent/stream/stop_signal.h"
 #include "agent/stream/stream_sink.h"
+#include "capfile/finished_note.h"
 #include "capfile/rotating_writer.h"
 #include "capfile/stream_to_file.h"
 
@@ -306,6 +307,18 @@ class Recording final : public StreamSink {
     rotation.exact_file_mode = true;
     const std::string name = request_.name();
     rotation.log = [name](const std::string& m) { spdlog::warn("recording {}: {}", name, m); };
+    // Each finished file gets its note (capfile/finished_note.h): what capd-upload uploads.
+    rotation.on_file_details = [this](const capfile::FinishedFile& file) { NoteFinished(file); };
+    if (!request_.upload().empty()) {
+      // A file leaves the ring (max_files) only once capd-upload has put it in its destination.
+      rotation.may_delete = [this](const std::string& path) {
+        const std::string uploaded = fs::path(path).filename().string() + capfile::kUploadedSuffix;
+        struct stat st {};
+        return dir_fd_ &&
+               ::fstatat(dir_fd_.get(), uploaded.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+               S_ISREG(st.st_mode);
+      };
+    }
     CreateReserve();
     auto writer = capfile::MakeRing(rotation, "capd recording " + name);
     if (!writer.ok()) {
@@ -406,6 +419,8 @@ class Recording final : public StreamSink {
       bytes += fs::file_size(file, error);
     }
     info.set_bytes(bytes);
+    info.set_upload(request_.upload());
+    if (!request_.upload().empty()) info.set_files_awaiting_upload(AwaitingUpload());
     std::lock_guard lock(mu_);
     info.set_state(state_.state);
     info.set_started_ns(state_.started_ns);
@@ -414,6 +429,20 @@ class Recording final : public StreamSink {
     for (const std::string& gap : state_.gaps) info.add_gaps(gap);
     info.set_message(state_.message);
     return info;
+  }
+
+  // Finished files (with their note) that have no upload mark yet.
+  uint64_t AwaitingUpload() const {
+    uint64_t awaiting = 0;
+    std::error_code error;
+    for (const fs::path& file : Files()) {
+      const std::string name = file.string();
+      if (fs::is_regular_file(fs::symlink_status(name + capfile::kFinishedSuffix, error)) &&
+          !fs::exists(fs::symlink_status(name + capfile::kUploadedSuffix, error))) {
+        ++awaiting;
+      }
+    }
+    return awaiting;
   }
 
   uint64_t last_seen_ns() {
@@ -504,6 +533,7 @@ class Recording final : public StreamSink {
       if (writer_ok_) Check(writer_->Tick(NowNs()));
       UpdateCounts();
       if (std::chrono::steady_clock::now() >= next_persist) {
+        RemoveOrphanNotes();
         std::lock_guard lock(mu_);
         state_.last_seen_ns = NowNs();
         PersistLocked();
@@ -520,6 +550,42 @@ class Recording final : public StreamSink {
     std::lock_guard lock(mu_);
     state_.last_seen_ns = NowNs();
     PersistLocked();
+  }
+
+  // Writer thread (inside the ring's calls): FILE.finished beside the file the ring just closed.
+  // A note that cannot be written is logged; the file then waits for `capctl record fetch`.
+  void NoteFinished(const capfile::FinishedFile& finished) {
+    if (!dir_fd_) return;
+    capfile::FinishedFile file = finished;
+    for (std::string& agent : file.agents) {
+      if (agent.empty()) agent = identity_.name;
+    }
+    const std::string name = fs::path(file.path).filename().string() + capfile::kFinishedSuffix;
+    Status written =
+        WriteFileAtomically(dir_fd_.get(), dir_, name, capfile::FinishedNoteText(file));
+    if (!written.ok()) spdlog::warn("recording {}: {}", request_.name(), written.message());
+  }
+
+  // Writer thread: the notes and upload marks of files the ring has deleted.
+  void RemoveOrphanNotes() {
+    if (!dir_fd_) return;
+    std::error_code error;
+    std::vector<std::string> orphans;
+    for (const auto& entry : fs::directory_iterator(dir_, error)) {
+      const std::string name = entry.path().filename().string();
+      for (const std::string suffix : {capfile::kFinishedSuffix, capfile::kUploadedSuffix}) {
+        if (name.size() > suffix.size() &&
+            name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+          const std::string file = name.substr(0, name.size() - suffix.size());
+          struct stat st {};
+          if (::fstatat(dir_fd_.get(), file.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 &&
+              errno == ENOENT) {
+            orphans.push_back(name);
+          }
+        }
+      }
+    }
+    for (const std::string& name : orphans) ::unlinkat(dir_fd_.get(), name.c_str(), 0);
   }
 
   // Writer thread: the ring's counts, for Info and the state file.

@@ -37,6 +37,35 @@ v1::StreamRequest StreamRequestFor(const v1::StartRecordingRequest& r) {
   return s;
 }
 
+Status ValidateUploadDestination(const std::string& url) {
+  if (!IsValidUtf8(url)) return InvalidArgument("upload is not UTF-8");
+  const std::string scheme = "s3://";
+  if (url.compare(0, scheme.size(), scheme) != 0) {
+    return InvalidArgument("upload takes s3://BUCKET[/PREFIX], not '" + PrintableText(url) + "'");
+  }
+  const std::string rest = url.substr(scheme.size());
+  const std::string bucket = rest.substr(0, rest.find('/'));
+  // S3's rules for new bucket names, as capctl's --upload checks them (upload/s3_upload.h).
+  const auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  const bool bucket_ok = bucket.size() >= 3 && bucket.size() <= 63 && alnum(bucket.front()) &&
+                         alnum(bucket.back()) &&
+                         std::all_of(bucket.begin(), bucket.end(),
+                                     [&](char c) { return alnum(c) || c == '.' || c == '-'; });
+  if (!bucket_ok) {
+    return InvalidArgument("upload " + PrintableText(url) + ": '" + PrintableText(bucket) +
+                           "' is not an S3 bucket name (3 to 63 of a-z 0-9 . -)");
+  }
+  // The prefix starts every object key: printable ASCII, within S3's 1,024-byte keys with room
+  // for the rest of the key.
+  if (url.size() > kMaxUploadBytes ||
+      !std::all_of(rest.begin(), rest.end(), [](char c) { return c > 0x20 && c < 0x7f; })) {
+    return InvalidArgument("upload " + PrintableText(url) +
+                           ": the prefix must be printable ASCII without spaces, and the whole "
+                           "destination at most 512 bytes");
+  }
+  return Status::Ok();
+}
+
 Status ValidateStartRecordingRequest(const v1::StartRecordingRequest& request) {
   CAPD_RETURN_IF_ERROR(ValidateRecordingName(request.name()));
   CAPD_RETURN_IF_ERROR(ValidateStreamRequest(StreamRequestFor(request)));
@@ -52,6 +81,7 @@ Status ValidateStartRecordingRequest(const v1::StartRecordingRequest& request) {
     return InvalidArgument("rotation file count " + std::to_string(request.rotation().max_files()) +
                            " is out of range: 1..100000");
   }
+  if (!request.upload().empty()) CAPD_RETURN_IF_ERROR(ValidateUploadDestination(request.upload()));
   return Status::Ok();
 }
 

@@ -25,11 +25,20 @@ inline constexpr uint32_t kMaxRotationFiles = 100'000;
 
 // UTF-8, then [A-Za-z0-9._-]{1,64} starting with a letter or a digit (so never "." or ".."):
 // the name is a folder in --record-dir and must stay inside it. kInvalidArgument naming the rule
-// otherwise. Used for the names of StartRecording, StopRecording, DeleteRecording and FetchRecording.
+// otherwise. Used for the names of StartRecording, StopRecording, DeleteRecording and
+// FetchRecording.
 Status ValidateRecordingName(const std::string& name);
 
+inline constexpr size_t kMaxUploadBytes = 512;
+
+// StartRecordingRequest.upload: "s3://BUCKET[/PREFIX]", BUCKET as S3 names new buckets (3 to 63
+// of a-z 0-9 . -), PREFIX printable ASCII without spaces, at most kMaxUploadBytes in all.
+// kInvalidArgument naming the rule otherwise.
+Status ValidateUploadDestination(const std::string& url);
+
 // StartRecording: the name, then the capture it asks for (ValidateStreamRequest on
-// StreamRequestFor(request)), then the rotation bounds. kInvalidArgument naming the field.
+// StreamRequestFor(request)), then the rotation bounds, then the upload destination.
+// kInvalidArgument naming the field.
 Status ValidateStartRecordingRequest(const v1::StartRecordingRequest& request);
 
 // The stream a recording subscribes to.

@@ -448,6 +448,11 @@ struct Parser {
     AddDecapOptions(*record_start.app, r.decap);
     AddRotationOptions(*record_start.app, r.rotate_bytes, r.rotate_seconds, r.rotate_files, nullptr,
                        nullptr);
+    record_start.app
+        ->add_option("--upload", r.upload,
+                     "put each finished file into S3 (capd-upload on the agent's host sends them; "
+                     "the ring deletes no file before it is uploaded)")
+        ->type_name("s3://BUCKET[/PREFIX]");
     record_stop.app = record->add_subcommand("stop", "stop a recording (its files stay)");
     record_stop.app->add_option("NAME", record_stop.name, "the recording")->type_name("NAME");
     record_stop.app->add_option("--name", r.name, "the same, as a flag")->type_name("NAME");

@@ -100,6 +100,7 @@ struct RecordOptions {
   uint32_t rotate_seconds = 0;  // start: --rotate-seconds
   uint32_t rotate_files = 0;    // start: --rotate-files
   std::string out_dir = ".";    // fetch: --out DIR
+  std::string upload;           // start: --upload s3://BUCKET[/PREFIX] (capd-upload sends files)
 };
 
 // `capctl serve`: the stream of `capctl stream` (the same flags, without an output), served as

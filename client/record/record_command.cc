@@ -11,6 +11,7 @@
 
 #include "client/stream/agent_channel.h"
 #include "proto/capture.grpc.pb.h"
+#include "upload/s3_upload.h"
 
 namespace capd::client {
 namespace {
@@ -53,6 +54,16 @@ void Print(const v1::RecordingInfo& r) {
               static_cast<unsigned long long>(r.packets()),
               static_cast<unsigned long long>(r.bytes()),
               static_cast<unsigned long long>(r.drops()), Time(r.started_ns()).c_str());
+  if (!r.upload().empty()) {
+    const bool over = r.rotation().max_files() != 0 &&
+                      static_cast<uint32_t>(r.files_size()) > r.rotation().max_files();
+    std::printf("  upload to %s: %llu files awaiting upload%s\n", r.upload().c_str(),
+                static_cast<unsigned long long>(r.files_awaiting_upload()),
+                over ? (" (kept: the ring is over its " + std::to_string(r.rotation().max_files()) +
+                        " files until they are uploaded)")
+                           .c_str()
+                     : "");
+  }
   if (!r.message().empty()) std::printf("  %s\n", r.message().c_str());
   for (const std::string& gap : r.gaps()) std::printf("  gap: %s\n", gap.c_str());
 }
@@ -179,6 +190,13 @@ int RunRecordCommand(const RecordOptions& options) {
   connection->Prepare(context);
   switch (options.action) {
     case RecordOptions::Action::kStart: {
+      if (!options.upload.empty()) {
+        auto location = ParseS3Url(options.upload);
+        if (!location.ok()) {
+          std::fprintf(stderr, "capctl: %s\n", location.status().message().c_str());
+          return 2;
+        }
+      }
       context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
       v1::StartRecordingRequest request;
       request.set_name(options.name);
@@ -188,9 +206,26 @@ int RunRecordCommand(const RecordOptions& options) {
       request.mutable_rotation()->set_max_bytes(options.rotate_bytes);
       request.mutable_rotation()->set_seconds(options.rotate_seconds);
       request.mutable_rotation()->set_max_files(options.rotate_files);
+      request.set_upload(options.upload);
       v1::RecordingInfo info;
       const grpc::Status status = stub->StartRecording(&context, request, &info);
       if (!status.ok()) return Refused(options, "the recording", status);
+      if (!options.upload.empty() && info.upload().empty()) {
+        // An agent older than the upload field ignores it: a recording that was meant to be
+        // uploaded would run and delete files that never left the host.
+        grpc::ClientContext stop_context;
+        connection->Prepare(stop_context);
+        stop_context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+        v1::StopRecordingRequest stop;
+        stop.set_name(options.name);
+        v1::RecordingInfo stopped;
+        (void)stub->StopRecording(&stop_context, stop, &stopped);
+        std::fprintf(stderr,
+                     "capctl: agent %s does not know --upload (capd older than capctl): "
+                     "recording %s stopped\n",
+                     options.agent.target.c_str(), options.name.c_str());
+        return 2;
+      }
       std::fprintf(stderr, "capctl: recording %s started\n", options.name.c_str());
       Print(info);
       return 0;
