@@ -131,5 +131,33 @@ TEST(RecordingRequestValidationTest, RequestTextWithUnknownFieldsReadsBack) {
   EXPECT_EQ(resumed.decap().inner_filter(), "tcp port 80");
 }
 
+// StartRecordingRequest.upload: s3://BUCKET[/PREFIX] only, checked by capd itself (a client
+// may not have checked it), and kept with the request so the recording resumes with it.
+TEST(RecordingRequestValidationTest, UploadTakesS3BucketAndPrefixOnly) {
+  v1::StartRecordingRequest request;
+  request.set_name("night");
+  request.set_interface("eth0");
+  for (const std::string good : {"s3://caps", "s3://caps/fleet", "s3://my.bucket-1/a/b/c/"}) {
+    request.set_upload(good);
+    EXPECT_TRUE(ValidateStartRecordingRequest(request).ok()) << good;
+  }
+  request.set_upload("ftp://caps/x");
+  ExpectRefused(ValidateStartRecordingRequest(request), "s3://BUCKET[/PREFIX]");
+  for (const std::string bucket : {"s3://", "s3://ab", "s3://Caps", "s3://-caps", "s3://ca_ps/x"}) {
+    request.set_upload(bucket);
+    ExpectRefused(ValidateStartRecordingRequest(request), "is not an S3 bucket name");
+  }
+  request.set_upload("s3://caps/a b");
+  ExpectRefused(ValidateStartRecordingRequest(request), "printable ASCII");
+  request.set_upload("s3://caps/" + std::string(600, 'a'));
+  ExpectRefused(ValidateStartRecordingRequest(request), "at most 512 bytes");
+  request.set_upload("s3://caps/\xff");
+  ExpectRefused(ValidateStartRecordingRequest(request), "upload is not UTF-8");
+  request.set_upload("s3://caps/fleet");
+  v1::StartRecordingRequest back;
+  ASSERT_TRUE(ParseRecordingRequest(RecordingRequestText(request), &back));
+  EXPECT_EQ(back.upload(), "s3://caps/fleet");
+}
+
 }  // namespace
 }  // namespace capd::agent
