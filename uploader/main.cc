@@ -162,10 +162,13 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (access(options.record_dir.c_str(), R_OK | X_OK) != 0) {
+  const bool readable = access(options.record_dir.c_str(), R_OK | X_OK) == 0;
+  if (!readable && options.once) {
     Log("cannot read --record-dir " + options.record_dir);
     return 2;
   }
+  // The service runs whether or not capd records yet: an absent folder holds no recording.
+  if (!readable) Log("no readable --record-dir " + options.record_dir + " yet: waiting for it");
   struct sigaction action {};
   action.sa_handler = OnSignal;
   sigaction(SIGTERM, &action, nullptr);

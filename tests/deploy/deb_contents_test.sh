@@ -22,8 +22,11 @@ expect_entry() { # MODE PATH
 }
 expect_entry -rwxr-xr-x usr/bin/capd
 expect_entry -rwxr-xr-x usr/bin/capctl
+expect_entry -rwxr-xr-x usr/bin/capd-upload
 expect_entry -rw-r--r-- lib/systemd/system/capd.service
+expect_entry -rw-r--r-- lib/systemd/system/capd-upload.service
 expect_entry -rw-r--r-- etc/capd/capd.conf
+expect_entry -rw-r--r-- etc/capd/capd-upload.conf
 if grep -Eq '\./(usr/)?(lib|share)/.*\.(a|h|so)$' <<<"$contents"; then fail "development files in the package"; fi
 
 info=$(dpkg-deb -I "$deb")
@@ -42,6 +45,7 @@ trap 'rm -rf "$control"' EXIT
 dpkg-deb -e "$deb" "$control/DEBIAN"
 dpkg-deb -x "$deb" "$control/root"
 grep -qx /etc/capd/capd.conf "$control/DEBIAN/conffiles" || fail "capd.conf is not a conffile"
+grep -qx /etc/capd/capd-upload.conf "$control/DEBIAN/conffiles" || fail "capd-upload.conf is not a conffile"
 for script in postinst prerm postrm; do
   [ -x "$control/DEBIAN/$script" ] || fail "no executable $script"
   cmp -s "$control/DEBIAN/$script" "$deploy/debian/$script" || fail "$script differs from deploy/debian"
@@ -58,6 +62,11 @@ awk '/^if \[ "\$1" = purge \]/,/^fi/' "$control/DEBIAN/postrm" | grep -q 'rm -rf
 cmp -s "$control/root/lib/systemd/system/capd.service" "$deploy/systemd/capd.service" ||
   fail "the packaged unit differs from deploy/systemd/capd.service"
 cmp -s "$control/root/etc/capd/capd.conf" "$deploy/capd.conf" || fail "packaged capd.conf differs"
+cmp -s "$control/root/lib/systemd/system/capd-upload.service" "$deploy/systemd/capd-upload.service" ||
+  fail "the packaged unit differs from deploy/systemd/capd-upload.service"
+grep -qx 'CapabilityBoundingSet=' "$control/root/lib/systemd/system/capd-upload.service" ||
+  fail "capd-upload.service keeps capabilities"
+"$control/root/usr/bin/capd-upload" --help | grep -q -- '--once' || fail "packaged capd-upload --help"
 "$control/root/usr/bin/capd" --version | grep -qx "capd $version" || fail "packaged capd --version"
 "$control/root/usr/bin/capctl" --version | grep -qx "capctl $version" || fail "packaged capctl --version"
 
