@@ -67,7 +67,12 @@ StatusOr<OpenedOutput> OpenCaptureOutput(const StreamOptions& options,
 
 std::unique_ptr<CaptureWriter> WithPcapLinkType(const StreamOptions& options,
                                                 std::unique_ptr<CaptureWriter> writer) {
-  if (options.format != FileFormat::kPcap || options.decap.mode == DecapOptions::Mode::kNone) {
+  // --upload: one link type per file as well, the form Arkime's reader takes (README, "Arkime").
+  const bool uploading =
+      (options.rotation && !options.rotation->upload_url.empty()) ||
+      (options.single_file_handoff && !options.single_file_handoff->upload_url.empty());
+  if ((options.format != FileFormat::kPcap && !uploading) ||
+      options.decap.mode == DecapOptions::Mode::kNone) {
     return writer;
   }
   return FrameBareIpAsEthernet(std::move(writer));

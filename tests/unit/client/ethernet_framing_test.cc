@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "client/output/capture_files.h"
+#include "client/stream/stream_command.h"
 
 namespace capd::client {
 namespace {
@@ -122,6 +123,58 @@ TEST_F(EthernetFramingTest, OtherLinkTypesStillRefusedAsBefore) {
   ASSERT_TRUE(writer_->AddInterface(Interface("geneve-vni-10", 1)).ok());
   // Linux cooked capture is not bare IP: a pcap file still cannot hold it beside Ethernet.
   EXPECT_FALSE(writer_->AddInterface(Interface("any", 113)).ok());
+}
+
+// What a writer is given, for WithPcapLinkType's choice.
+class InterfaceRecorder final : public CaptureWriter {
+ public:
+  explicit InterfaceRecorder(std::vector<uint16_t>* link_types) : link_types_(link_types) {}
+  Status AddInterface(const InterfaceInfo& info) override {
+    link_types_->push_back(info.link_type);
+    return Status::Ok();
+  }
+  using CaptureWriter::WritePacket;
+  Status WritePacket(uint32_t, uint64_t, uint32_t, std::span<const uint8_t>,
+                     std::string_view) override {
+    return Status::Ok();
+  }
+  Status WriteStatistics(uint32_t, const InterfaceCounters&) override { return Status::Ok(); }
+  Status Flush() override { return Status::Ok(); }
+
+ private:
+  std::vector<uint16_t>* link_types_;
+};
+
+std::vector<uint16_t> LinkTypesWritten(const StreamOptions& options) {
+  std::vector<uint16_t> link_types;
+  auto writer = WithPcapLinkType(options, std::make_unique<InterfaceRecorder>(&link_types));
+  InterfaceInfo ethernet;
+  ethernet.name = "vxlan0";
+  ethernet.link_type = 1;
+  InterfaceInfo raw;
+  raw.name = "geneve0";
+  raw.link_type = 101;
+  EXPECT_TRUE(writer->AddInterface(ethernet).ok());
+  EXPECT_TRUE(writer->AddInterface(raw).ok());
+  return link_types;
+}
+
+// --upload (files for Arkime, one link type each) frames bare IP as Ethernet in pcapng too, ring
+// or single file; without --upload, pcapng keeps each interface's own link type.
+TEST(WithPcapLinkTypeTest, UploadGivesOneLinkTypePerFileUnderDecap) {
+  StreamOptions options;
+  options.format = FileFormat::kPcapng;
+  options.decap.mode = DecapOptions::Mode::kAuto;
+  EXPECT_EQ(LinkTypesWritten(options), (std::vector<uint16_t>{1, 101}));
+  options.rotation.emplace();
+  options.rotation->upload_url = "s3://caps/fleet";
+  EXPECT_EQ(LinkTypesWritten(options), (std::vector<uint16_t>{1, 1}));
+  options.rotation.reset();
+  options.single_file_handoff.emplace();
+  options.single_file_handoff->upload_url = "s3://caps/fleet";
+  EXPECT_EQ(LinkTypesWritten(options), (std::vector<uint16_t>{1, 1}));
+  options.decap.mode = DecapOptions::Mode::kNone;
+  EXPECT_EQ(LinkTypesWritten(options), (std::vector<uint16_t>{1, 101}));
 }
 
 }  // namespace
