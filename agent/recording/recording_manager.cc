@@ -24,6 +24,7 @@
 
 #include "agent/stream/stop_signal.h"
 #include "agent/stream/stream_sink.h"
+#include "capfile/ethernet_framing.h"
 #include "capfile/finished_note.h"
 #include "capfile/rotating_writer.h"
 #include "capfile/stream_to_file.h"
@@ -327,7 +328,12 @@ class Recording final : public StreamSink {
       return writer.status();
     }
     writer_ = std::move(writer).value();
-    to_file_ = std::make_unique<capfile::StreamToFile>(*writer_);
+    // Files that are uploaded hold one link type each, the form Arkime's reader takes: under
+    // decapsulation, bare-IP sessions get the made-up Ethernet header `capctl serve` uses.
+    if (!request_.upload().empty() && request_.decap().mode() != v1::Decapsulation::NONE) {
+      framing_ = capfile::FrameBareIpAsEthernet(*writer_, capfile::SnaplenRaise::kEveryInterface);
+    }
+    to_file_ = std::make_unique<capfile::StreamToFile>(framing_ ? *framing_ : *writer_);
     writer_ok_ = true;
     {
       std::lock_guard lock(mu_);
@@ -544,6 +550,7 @@ class Recording final : public StreamSink {
     if (writer_ok_) Check(writer_->Close());
     UpdateCounts();
     to_file_.reset();
+    framing_.reset();
     writer_.reset();
     // The end of the run is on disk before anyone is told: a capture that failed is not resumed
     // at the next start.
@@ -730,7 +737,8 @@ class Recording final : public StreamSink {
 
   // Writer thread only.
   std::unique_ptr<capfile::RingWriter> writer_;
-  std::unique_ptr<capfile::StreamToFile> to_file_;  // into writer_: one feed, 0
+  std::unique_ptr<capfile::CaptureWriter> framing_;  // in front of writer_, or null
+  std::unique_ptr<capfile::StreamToFile> to_file_;   // into writer_: one feed, 0
   bool writer_ok_ = true;
 
   std::mutex mu_;

@@ -12,7 +12,7 @@
 // --format pcap (the default: PCAP-over-IP is classic pcap by convention, and some readers, such
 // as Arkime, take nothing else): nanosecond timestamps, one link type, that of the first
 // interface. With --decap it is the decapsulated frames', all Ethernet: bare-IP frames (Geneve
-// with an IP payload) get a made-up Ethernet header (client/stream/ethernet_framing.h), so that
+// with an IP payload) get a made-up Ethernet header (capfile/ethernet_framing.h), so that
 // mixed mirror sessions never end the stream; the capture interface itself is left out, as
 // `capctl stream --format pcap` leaves it.
 //

@@ -8,10 +8,10 @@
 #include <utility>
 #include <vector>
 
+#include "capfile/ethernet_framing.h"
 #include "client/output/rotation.h"
 #include "client/stream/agent_channel.h"
 #include "client/stream/agent_feed.h"
-#include "client/stream/ethernet_framing.h"
 #include "client/stream/output_target.h"
 #include "client/stream/session_text.h"
 #include "client/stream/signal_watcher.h"
@@ -75,7 +75,10 @@ std::unique_ptr<CaptureWriter> WithPcapLinkType(const StreamOptions& options,
       options.decap.mode == DecapOptions::Mode::kNone) {
     return writer;
   }
-  return FrameBareIpAsEthernet(std::move(writer));
+  return capfile::FrameBareIpAsEthernet(std::move(writer),
+                                        options.format == FileFormat::kPcap
+                                            ? capfile::SnaplenRaise::kFramedOnly
+                                            : capfile::SnaplenRaise::kEveryInterface);
 }
 
 int RunStream(const StreamOptions& options, SessionObserver& observer,

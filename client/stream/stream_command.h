@@ -34,7 +34,7 @@ using OutputOpener = std::function<StatusOr<OpenedOutput>()>;
 
 // `writer` as the pcap representation under --decap needs it: with --format pcap, or --upload
 // (files for Arkime, which takes one link type per file), and decapsulation, bare-IP frames are
-// framed as Ethernet (ethernet_framing.h), so the stream keeps one link type; otherwise `writer`
+// framed as Ethernet (capfile/ethernet_framing.h), so the stream keeps one link type; otherwise `writer`
 // itself.
 std::unique_ptr<CaptureWriter> WithPcapLinkType(const StreamOptions& options,
                                                 std::unique_ptr<CaptureWriter> writer);

@@ -416,6 +416,54 @@ TEST_P(RecordingUploadTest, OnceUploadsFinishedFilesNeverTheOneBeingWritten) {
   EXPECT_EQ(sequence, Numbered(payloads, "col"));
 }
 
+// Arkime takes one link type per file: a recording with --decap auto and --upload, fed Geneve
+// with a bare-IP payload (geneve-gcp.pcap) and Geneve with Ethernet (geneve.pcap), uploads files
+// that are Ethernet throughout (capinfos: one encapsulation for the file), every frame there.
+TEST_P(RecordingUploadTest, DecapsulatedUploadsHoldOneLinkTypePerFile) {
+  if (!RunCommand({"tcpreplay", "--version"}).status.Exited(0)) {
+    GTEST_SKIP() << "tcpreplay is not installed (apt-get install tcpreplay)";
+  }
+  constexpr size_t kFrames = 1 + 39;
+  std::unique_ptr<Subprocess> start;
+  ASSERT_EQ(Record({"start", "--name", "ark", "-i", kIface, "--decap", "auto", "--upload",
+                    "s3://caps/arkime"},
+                   &start),
+            0)
+      << start->Describe();
+  const fs::path real = CAPD_REAL_CAPTURES_DIR;
+  for (const char* file : {"geneve-gcp.pcap", "geneve.pcap"}) {
+    const CommandResult r = RunCommand(
+        {"tcpreplay", "-q", "-t", "-i", "veth1", (real / file).string()}, network().peer_ns());
+    ASSERT_TRUE(r.status.Exited(0)) << file << ": " << r.output;
+  }
+  ListUntil([&](const std::string& out) {
+    return Has(out, ", " + std::to_string(kFrames) + " packets");
+  });
+  std::unique_ptr<Subprocess> stop;
+  ASSERT_EQ(Record({"stop", "ark"}, &stop), 0) << stop->Describe();
+  std::unique_ptr<Subprocess> once;
+  ASSERT_NO_FATAL_FAILURE(Spawn("once", UploaderArgv({"--once", "--recording", "ark"}), &once));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*once, 0, std::chrono::seconds(90)));
+  const auto keys = Keys();
+  ASSERT_FALSE(keys.empty()) << once->Describe();
+  const CommandResult down = Aws({"s3", "cp", "--recursive", "--only-show-errors",
+                                  std::string("s3://") + kBucket + "/", File("down").string()});
+  ASSERT_TRUE(down.status.Exited(0)) << down.output;
+  size_t frames = 0;
+  for (const auto& key : keys) {
+    const fs::path local = File("down") / key;
+    const auto packets = ReadOrFail(local);
+    frames += packets.size();
+    if (packets.empty()) continue;
+    const CommandResult info = RunCommand({"capinfos", "-E", local.string()});
+    EXPECT_TRUE(info.status.Exited(0)) << info.output;
+    EXPECT_NE(info.output.find("File encapsulation:  Ethernet"), std::string::npos)
+        << key << ": " << info.output;
+    EXPECT_EQ(Metadata(key)["link-types"], "1") << key;
+  }
+  EXPECT_EQ(frames, kFrames);
+}
+
 // A destination that is not s3://BUCKET[/PREFIX]: exit 2 and the reason, no recording.
 TEST_P(RecordingUploadTest, ABadDestinationIsRefused) {
   for (const std::string bad : {"ftp://caps/x", "s3://Caps_Bad/x", "s3://"}) {

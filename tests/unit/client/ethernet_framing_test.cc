@@ -1,7 +1,7 @@
-// The pcap representation under --decap (client/stream/ethernet_framing.h): decapsulated
+// The pcap representation under --decap (capfile/ethernet_framing.h): decapsulated
 // Ethernet and bare-IP frames into one pcap file, read back with libpcap as any reader would.
 
-#include "client/stream/ethernet_framing.h"
+#include "capfile/ethernet_framing.h"
 
 #include <gtest/gtest.h>
 #include <pcap/pcap.h>
@@ -17,6 +17,9 @@
 
 namespace capd::client {
 namespace {
+
+using capfile::FrameBareIpAsEthernet;
+using capfile::kMadeUpEthernetHeaderLength;
 
 struct Read {
   int link_type = -1;
@@ -125,12 +128,14 @@ TEST_F(EthernetFramingTest, OtherLinkTypesStillRefusedAsBefore) {
   EXPECT_FALSE(writer_->AddInterface(Interface("any", 113)).ok());
 }
 
-// What a writer is given, for WithPcapLinkType's choice.
+// What a writer is given, for WithPcapLinkType's choice: each interface's link type and snaplen.
+using Written = std::vector<std::pair<uint16_t, uint32_t>>;
+
 class InterfaceRecorder final : public CaptureWriter {
  public:
-  explicit InterfaceRecorder(std::vector<uint16_t>* link_types) : link_types_(link_types) {}
+  explicit InterfaceRecorder(Written* written) : written_(written) {}
   Status AddInterface(const InterfaceInfo& info) override {
-    link_types_->push_back(info.link_type);
+    written_->emplace_back(info.link_type, info.snaplen);
     return Status::Ok();
   }
   using CaptureWriter::WritePacket;
@@ -142,39 +147,49 @@ class InterfaceRecorder final : public CaptureWriter {
   Status Flush() override { return Status::Ok(); }
 
  private:
-  std::vector<uint16_t>* link_types_;
+  Written* written_;
 };
 
-std::vector<uint16_t> LinkTypesWritten(const StreamOptions& options) {
-  std::vector<uint16_t> link_types;
-  auto writer = WithPcapLinkType(options, std::make_unique<InterfaceRecorder>(&link_types));
+Written InterfacesWritten(const StreamOptions& options) {
+  Written written;
+  auto writer = WithPcapLinkType(options, std::make_unique<InterfaceRecorder>(&written));
   InterfaceInfo ethernet;
   ethernet.name = "vxlan0";
   ethernet.link_type = 1;
+  ethernet.snaplen = 65535;
   InterfaceInfo raw;
   raw.name = "geneve0";
   raw.link_type = 101;
+  raw.snaplen = 65535;
   EXPECT_TRUE(writer->AddInterface(ethernet).ok());
   EXPECT_TRUE(writer->AddInterface(raw).ok());
-  return link_types;
+  return written;
 }
 
 // --upload (files for Arkime, one link type each) frames bare IP as Ethernet in pcapng too, ring
-// or single file; without --upload, pcapng keeps each interface's own link type.
+// or single file, with every interface's snaplen raised alike (libpcap refuses a pcapng file
+// whose interfaces' snaplens differ); without --upload, pcapng keeps each interface as it is.
 TEST(WithPcapLinkTypeTest, UploadGivesOneLinkTypePerFileUnderDecap) {
   StreamOptions options;
   options.format = FileFormat::kPcapng;
   options.decap.mode = DecapOptions::Mode::kAuto;
-  EXPECT_EQ(LinkTypesWritten(options), (std::vector<uint16_t>{1, 101}));
+  const Written as_is = {{1, 65535}, {101, 65535}};
+  const Written framed = {{1, 65549}, {1, 65549}};
+  EXPECT_EQ(InterfacesWritten(options), as_is);
   options.rotation.emplace();
   options.rotation->upload_url = "s3://caps/fleet";
-  EXPECT_EQ(LinkTypesWritten(options), (std::vector<uint16_t>{1, 1}));
+  EXPECT_EQ(InterfacesWritten(options), framed);
   options.rotation.reset();
   options.single_file_handoff.emplace();
   options.single_file_handoff->upload_url = "s3://caps/fleet";
-  EXPECT_EQ(LinkTypesWritten(options), (std::vector<uint16_t>{1, 1}));
+  EXPECT_EQ(InterfacesWritten(options), framed);
   options.decap.mode = DecapOptions::Mode::kNone;
-  EXPECT_EQ(LinkTypesWritten(options), (std::vector<uint16_t>{1, 101}));
+  EXPECT_EQ(InterfacesWritten(options), as_is);
+  // pcap (one header, the first interface's): the framed interface alone, as before.
+  options.decap.mode = DecapOptions::Mode::kAuto;
+  options.single_file_handoff.reset();
+  options.format = FileFormat::kPcap;
+  EXPECT_EQ(InterfacesWritten(options), (Written{{1, 65535}, {1, 65549}}));
 }
 
 }  // namespace

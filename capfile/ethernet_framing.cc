@@ -1,10 +1,10 @@
-#include "client/stream/ethernet_framing.h"
+#include "capfile/ethernet_framing.h"
 
 #include <cstdint>
 #include <utility>
 #include <vector>
 
-namespace capd::client {
+namespace capd::capfile {
 namespace {
 
 constexpr uint16_t kLinkTypeEthernet = 1;
@@ -14,13 +14,19 @@ constexpr uint16_t kLinkTypeIpv6 = 229;
 
 class EthernetFraming final : public CaptureWriter {
  public:
-  explicit EthernetFraming(std::unique_ptr<CaptureWriter> inner) : inner_(std::move(inner)) {}
+  EthernetFraming(std::unique_ptr<CaptureWriter> inner, SnaplenRaise raise)
+      : owned_(std::move(inner)), inner_(owned_.get()), raise_(raise) {}
+  EthernetFraming(CaptureWriter& inner, SnaplenRaise raise) : inner_(&inner), raise_(raise) {}
 
   Status AddInterface(const InterfaceInfo& info) override {
     const bool bare_ip = info.link_type == kLinkTypeRaw || info.link_type == kLinkTypeIpv4 ||
                          info.link_type == kLinkTypeIpv6;
     if (!bare_ip) {
-      CAPD_RETURN_IF_ERROR(inner_->AddInterface(info));
+      InterfaceInfo same = info;
+      if (raise_ == SnaplenRaise::kEveryInterface && same.snaplen != 0) {
+        same.snaplen += kMadeUpEthernetHeaderLength;
+      }
+      CAPD_RETURN_IF_ERROR(inner_->AddInterface(same));
       framed_.push_back(false);
       return Status::Ok();
     }
@@ -60,15 +66,22 @@ class EthernetFraming final : public CaptureWriter {
   Status Close() override { return inner_->Close(); }
 
  private:
-  std::unique_ptr<CaptureWriter> inner_;
+  std::unique_ptr<CaptureWriter> owned_;  // null when the caller keeps the inner writer
+  CaptureWriter* inner_;
+  const SnaplenRaise raise_;
   std::vector<bool> framed_;    // by interface index: its packets get the made-up header
   std::vector<uint8_t> frame_;  // reused: header and packet, handed to inner_ at once
 };
 
 }  // namespace
 
-std::unique_ptr<CaptureWriter> FrameBareIpAsEthernet(std::unique_ptr<CaptureWriter> inner) {
-  return std::make_unique<EthernetFraming>(std::move(inner));
+std::unique_ptr<CaptureWriter> FrameBareIpAsEthernet(std::unique_ptr<CaptureWriter> inner,
+                                                     SnaplenRaise raise) {
+  return std::make_unique<EthernetFraming>(std::move(inner), raise);
 }
 
-}  // namespace capd::client
+std::unique_ptr<CaptureWriter> FrameBareIpAsEthernet(CaptureWriter& inner, SnaplenRaise raise) {
+  return std::make_unique<EthernetFraming>(inner, raise);
+}
+
+}  // namespace capd::capfile
