@@ -101,6 +101,15 @@ CLI::Option* AddAgentOption(CLI::App& app, std::string& text) {
       ->type_name("ADDRESS");
 }
 
+CLI::Option* AddMaxAgentsOption(CLI::App& app, size_t& max_agents) {
+  return app
+      .add_option("--max-agents", max_agents,
+                  "ssm://tag: and ssm://asg: open at most N instances (default " +
+                      std::to_string(kDefaultMaxAgents) + "); more matching is refused")
+      ->type_name("N")
+      ->transform(CountIn(1, 10000, "instances"));
+}
+
 CLI::Option* AddFormatOption(CLI::App& app, FileFormat& format) {
   return app
       .add_option_function<std::string>(
@@ -245,6 +254,9 @@ Status CompleteStreamOptions(const std::vector<std::string>& agent_texts, Stream
     if (!agent.ok()) return agent.status();
     out.agents.push_back(std::move(agent.value()));
   }
+  for (const AgentAddress& agent : out.agents) {
+    if (IsFleetSelector(agent)) CAPD_RETURN_IF_ERROR(ParseFleetSelector(agent.text).status());
+  }
   CAPD_RETURN_IF_ERROR(CheckInterface(out.interface, out.agents, !agent_texts.empty()));
   CAPD_RETURN_IF_ERROR(CheckDecap(out.decap));
   CAPD_RETURN_IF_ERROR(CheckConnection(out.connection));
@@ -355,7 +367,12 @@ struct Parser {
     app.add_subcommand("help", "this help; `capctl help COMMAND` a command's");
 
     interfaces = app.add_subcommand("interfaces", "list the interfaces of an agent's host");
-    AddAgentOption(*interfaces, interfaces_agent);
+    AddAgentOption(*interfaces, interfaces_agent)
+        ->description(
+            "HOST:PORT, ssh://[user@]host[:port], ssm://i-xxxx, or instances selected through "
+            "SSM: ssm://tag:KEY=VALUE[,tag:KEY=VALUE] or ssm://asg:NAME, each listed (default: "
+            "$CAPD_AGENT, else 127.0.0.1:50051)");
+    AddMaxAgentsOption(*interfaces, line.interfaces.max_agents);
     AddConnectionOptions(*interfaces, line.interfaces.connection);
 
     stream = app.add_subcommand(
@@ -482,11 +499,13 @@ struct Parser {
                sub.get_name() + " -i eth0 tcp port 80");
     sub.add_option("--agent", flags.agents,
                    "HOST:PORT[/IFACE], ssh://[user@]host[:port][/IFACE] or ssm://i-xxxx[/IFACE]; "
-                   "repeatable: the streams are merged (default: $CAPD_AGENT, else "
-                   "127.0.0.1:50051)")
+                   "or instances selected through SSM: ssm://tag:KEY=VALUE[,tag:KEY=VALUE][/IFACE] "
+                   "or ssm://asg:NAME[/IFACE]; repeatable: the streams are merged (default: "
+                   "$CAPD_AGENT, else 127.0.0.1:50051)")
         ->type_name("ADDRESS")
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
         ->allow_extra_args(false);
+    AddMaxAgentsOption(sub, out.max_agents);
     sub.add_option("-i,--interface", out.interface,
                    "interface to capture on (default: the agent's default-route interface)")
         ->type_name("IFACE");
@@ -627,6 +646,11 @@ struct Parser {
     auto agent = Agent(*action->app, action->agent);
     if (!agent.ok()) return agent.status();
     r.agent = std::move(agent.value());
+    if (IsFleetSelector(r.agent)) {
+      return Bad(*action->app,
+                 "a recording is kept by one agent: give ssm://i-xxxx, not a selection of "
+                 "instances");
+    }
     const std::vector<AgentAddress> agents = {r.agent};
     Status checked = CheckInterface(r.interface, agents, !action->agent.empty());
     if (checked.ok()) checked = CheckDecap(r.decap);
@@ -657,6 +681,11 @@ struct Parser {
       auto agent = Agent(*interfaces, interfaces_agent);
       if (!agent.ok()) return agent.status();
       line.interfaces.agent = std::move(agent.value());
+      if (IsFleetSelector(line.interfaces.agent)) {
+        if (Status s = ParseFleetSelector(line.interfaces.agent.text).status(); !s.ok()) {
+          return Bad(*interfaces, s.message());
+        }
+      }
       if (Status s = CheckConnection(line.interfaces.connection); !s.ok()) {
         return Bad(*interfaces, s.message());
       }

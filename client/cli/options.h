@@ -13,6 +13,7 @@
 #include "capfile/capture_writer.h"
 #include "client/cli/rotation_options.h"
 #include "client/transport/agent_address.h"
+#include "client/transport/fleet_selection.h"
 #include "common/status.h"
 
 namespace CLI {
@@ -79,6 +80,8 @@ struct StreamOptions {
   // --tls-keylog PATH (stream only, pcapng only): StreamRequest.tls_keylog; its lines become
   // Decryption Secrets Blocks.
   std::string tls_keylog;
+  // --max-agents: ssm://tag: and ssm://asg: selections open at most this many instances in all.
+  size_t max_agents = kDefaultMaxAgents;
 };
 
 // Whether to ask `agent` for compressed batches: as --compress/--no-compress say, else on through
@@ -119,8 +122,9 @@ struct PathsOptions {
 };
 
 struct InterfacesOptions {
-  AgentAddress agent;
+  AgentAddress agent;  // or a selection of instances (ssm://tag:, ssm://asg:), each listed
   ConnectionOptions connection;
+  size_t max_agents = kDefaultMaxAgents;  // --max-agents, as for stream
 };
 
 struct CommandLine {

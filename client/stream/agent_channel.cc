@@ -1,7 +1,11 @@
 #include "client/stream/agent_channel.h"
 
+#include <algorithm>
+#include <atomic>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <thread>
 
 #include "proto/capture.grpc.pb.h"
 
@@ -135,6 +139,29 @@ StatusOr<AgentConnection> AgentConnection::Connect(const AgentAddress& agent,
     state = channel->GetState(/*try_to_connect=*/true);
   }
   return AgentConnection(std::move(channel), std::move(token), std::move(tunnel));
+}
+
+std::vector<StatusOr<AgentConnection>> ConnectAll(const std::vector<AgentAddress>& agents,
+                                                  const ConnectionOptions& options) {
+  std::vector<std::optional<StatusOr<AgentConnection>>> slots(agents.size());
+  std::atomic<size_t> next{0};
+  const auto work = [&] {
+    for (size_t i = next++; i < agents.size(); i = next++) {
+      slots[i].emplace(AgentConnection::Connect(agents[i], options));
+    }
+  };
+  const size_t workers = std::min(agents.size(), kConnectConcurrency);
+  if (workers <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> threads;
+    for (size_t w = 0; w < workers; ++w) threads.emplace_back(work);
+    for (std::thread& t : threads) t.join();
+  }
+  std::vector<StatusOr<AgentConnection>> results;
+  results.reserve(agents.size());
+  for (auto& slot : slots) results.push_back(std::move(*slot));
+  return results;
 }
 
 void AgentConnection::Prepare(grpc::ClientContext& context) const {

@@ -121,8 +121,10 @@ Status Merger::OnInterface(Feed& feed, const v1::InterfaceDescription& d) {
   }
   feed.started = true;
   InterfaceSeen seen;
-  // With several agents every interface says where it was seen: NAME:IFACE.
-  seen.name = feeds_.size() < 2
+  // With several agents every interface says where it was seen: NAME:IFACE; an instance of a
+  // selection always does, named as capctl found it ("i-0abc (web-1):ens5").
+  seen.name = !feed.label.empty() ? feed.label + ":" + d.name()
+              : feeds_.size() < 2
                   ? d.name()
                   : (feed.agent_name.empty() ? feed.address() : feed.agent_name) + ":" + d.name();
   seen.agent = {feed.address(), d.agent_name()};

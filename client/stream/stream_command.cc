@@ -17,6 +17,7 @@
 #include "client/stream/signal_watcher.h"
 #include "client/stream/stream_session.h"
 #include "client/stream/wireshark_viewer.h"
+#include "client/transport/fleet_selection.h"
 #include "filters/bpf_filter.h"
 #include "proto/capture.grpc.pb.h"
 
@@ -124,20 +125,39 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
     d->set_inner_filter(options.decap.inner_filter);
   }
 
+  // Selections of instances (ssm://tag:, ssm://asg:) become one ssm:// agent each, before
+  // anything is opened: a selection that matches nothing, or more than --max-agents, opens
+  // nothing.
+  auto expanded = ExpandFleetAgents(options.agents, options.max_agents, RunAwsCli);
+  if (!expanded.ok()) return Fail(observer, expanded.status());
+  const std::vector<AgentAddress>& agents = expanded->agents;
+
   // Connect first: an unreachable agent should not leave an empty file behind. With several
   // agents, one that cannot be reached is reported and the others still stream.
   std::vector<std::pair<const AgentAddress*, AgentConnection>> connections;
   Status first_failure;
-  for (const AgentAddress& agent : options.agents) {
-    auto connection = AgentConnection::Connect(agent, options.connection);
+  std::vector<std::string> failures;  // an instance of a selection: "LABEL: why"
+  for (const std::string& line : expanded->left_out) {
+    failures.push_back(line);
+    if (first_failure.ok()) first_failure = Unavailable(line);
+  }
+  auto connected = ConnectAll(agents, options.connection);
+  for (size_t i = 0; i < agents.size(); ++i) {
+    auto& connection = connected[i];
     if (!connection.ok()) {
-      if (options.agents.size() > 1) {
+      if (!agents[i].label.empty()) {
+        failures.push_back(agents[i].label + ": " + connection.status().message());
+      } else if (agents.size() > 1) {
         observer.OnMessage(connection.status().message());
       }
       if (first_failure.ok()) first_failure = connection.status();
       continue;
     }
-    connections.emplace_back(&agent, std::move(connection.value()));
+    connections.emplace_back(&agents[i], std::move(connection.value()));
+  }
+  // One line per instance that is not part of the capture.
+  for (const std::string& line : failures) {
+    observer.OnMessage(line + (connections.empty() ? "" : "; the others go on"));
   }
   if (connections.empty()) return Fail(observer, first_failure);
 
@@ -152,6 +172,7 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
     if (CompressionFor(options, *agent)) agent_request.set_compression(v1::COMPRESSION_ZSTD);
     auto feed = std::make_unique<AgentFeed>(feed_index++, agent->text, std::move(connection),
                                             agent_request, run.hub());
+    feed->label = agent->label;
     if (changer != nullptr) changer->Attach(feed.get());
     run.AddFeed(std::move(feed));
   }
