@@ -165,6 +165,7 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   if (!opened.ok()) return Fail(observer, opened.status());
   StreamSession run(options, *opened->writer, observer, opened->output);
   size_t feed_index = 0;
+  std::vector<const Feed*> instances;  // the feeds of selected instances (ssm://tag:, asg:)
   for (auto& [agent, connection] : connections) {
     v1::StreamRequest agent_request = request;
     // -i wins; else the interface named in the agent address; else the agent's default.
@@ -173,6 +174,7 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
     auto feed = std::make_unique<AgentFeed>(feed_index++, agent->text, std::move(connection),
                                             agent_request, run.hub());
     feed->label = agent->label;
+    if (!feed->label.empty()) instances.push_back(feed.get());
     if (changer != nullptr) changer->Attach(feed.get());
     run.AddFeed(std::move(feed));
   }
@@ -188,6 +190,14 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   if (code == 0 && opened->all_handed_off && !opened->all_handed_off()) code = 1;
   if (changer != nullptr) changer->DetachAll();    // before `run` and its feeds go
   if (code == 0 && !first_failure.ok()) code = 1;  // an agent could not be reached at all
+  {
+    // A selected instance whose agent refused the stream was not captured, even when the others
+    // ended well (Ctrl-C): the exit status says whether every selected instance was.
+    std::lock_guard lock(run.hub().mu);
+    for (const Feed* feed : instances) {
+      if (code == 0 && !feed->started) code = 1;
+    }
+  }
   std::lock_guard lock(mu);
   active = nullptr;
   stop_waiting = nullptr;
