@@ -159,6 +159,10 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   for (const std::string& line : failures) {
     observer.OnMessage(line + (connections.empty() ? "" : "; the others go on"));
   }
+  if (connections.empty() && !failures.empty()) {
+    observer.OnMessage("none of the selected instances could be captured");
+    return ExitCodeFor(first_failure.code());
+  }
   if (connections.empty()) return Fail(observer, first_failure);
 
   auto opened = open_output();

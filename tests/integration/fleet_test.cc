@@ -306,6 +306,43 @@ TEST_F(FleetTest, AnInstanceWhoseForwardFailsIsReportedAndTheOthersStream) {
   EXPECT_EQ(PayloadsByInterface(*file), expected);
 }
 
+// Instances SSM does not see online are left out before any session: one line each, the
+// others listed, exit 1. A selection of which no instance can be reached says so once.
+TEST_F(FleetTest, InstancesNotOnlineInSsmAreLeftOutAndTheOthersListed) {
+  Answer("describe-instances-web.json", "describe-instance-information-web2-lost.json");
+  ASSERT_NO_FATAL_FAILURE(StartInstance(kWeb[0].first, kWeb[0].second));
+  std::unique_ptr<Subprocess> listed;
+  ASSERT_NO_FATAL_FAILURE(StartCapctl({"interfaces", "--agent", "ssm://tag:Env=prod"}, &listed));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*listed, 1));
+  EXPECT_NE(listed->Stdout().find(") at i-0a1b2c3d4e5f60001 (web-1)\n"), std::string::npos)
+      << listed->Describe();
+  EXPECT_EQ(listed->Stderr(),
+            "capctl: i-0a1b2c3d4e5f60002 (web-2): not online in SSM (PingStatus "
+            "ConnectionLost); the others go on\n"
+            "capctl: i-0a1b2c3d4e5f60003 (web-3): not managed by SSM (no SSM Agent registered "
+            "it: is the agent running, and does the instance profile allow it, e.g. "
+            "AmazonSSMManagedInstanceCore?); the others go on\n");
+  EXPECT_EQ(CallsOf("start-session --target i-0a1b2c3d4e5f60001"), 1u);
+  EXPECT_EQ(CallsOf("start-session"), 1u);
+
+  // Only web-1 is online, and its forward fails: nothing to capture.
+  std::filesystem::remove(AwsDir() / "sessions" / kWeb[0].first);
+  std::unique_ptr<Subprocess> none;
+  ASSERT_NO_FATAL_FAILURE(StartCapctl(
+      {"stream", "--agent", "ssm://tag:Env=prod", "-w", File("out.pcapng").string()}, &none));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*none, 1));
+  const std::string err = none->Stderr();
+  EXPECT_NE(err.find("capctl: i-0a1b2c3d4e5f60001 (web-1): SSM session to i-0a1b2c3d4e5f60001 "
+                     "failed: An error occurred (TargetNotConnected)"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("\ncapctl: none of the selected instances could be captured\n"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(CountOccurrences(err, "\n"), 4u) << err;
+  EXPECT_FALSE(std::filesystem::exists(File("out.pcapng")));
+}
+
 // 4 instances match and --max-agents 3: refused with the count and the flag before SSM is asked
 // anything or a session opens; --max-agents 4 lists all four (capctl interfaces).
 TEST_F(FleetTest, TheCapIsEnforcedBeforeAnySessionOpensAndCanBeRaised) {

@@ -313,5 +313,35 @@ TEST(OptionsTest, PathsReport) {
       << missing.status().message();
 }
 
+// Instances selected through SSM: stream, serve and interfaces take a selection and --max-agents;
+// a malformed selection is refused while parsing; a recording is one agent's, so record refuses it.
+TEST(OptionsTest, FleetSelectionsAndMaxAgents) {
+  auto stream = Parse({"stream", "--agent", "ssm://tag:Env=prod,tag:Role=web/ens5", "-w", "x"});
+  ASSERT_TRUE(stream.ok()) << stream.status().message();
+  EXPECT_EQ(stream->stream.max_agents, kDefaultMaxAgents);
+  ASSERT_EQ(stream->stream.agents.size(), 1u);
+  EXPECT_EQ(stream->stream.agents[0].text, "ssm://tag:Env=prod,tag:Role=web/ens5");
+
+  auto raised = Parse({"stream", "--agent", "ssm://asg:web", "--max-agents", "50", "-w", "x"});
+  ASSERT_TRUE(raised.ok()) << raised.status().message();
+  EXPECT_EQ(raised->stream.max_agents, 50u);
+  EXPECT_FALSE(Parse({"stream", "--agent", "ssm://asg:web", "--max-agents", "0", "-w", "x"}).ok());
+
+  auto listed = Parse({"interfaces", "--agent", "ssm://tag:Env=prod", "--max-agents", "30"});
+  ASSERT_TRUE(listed.ok()) << listed.status().message();
+  EXPECT_EQ(listed->interfaces.max_agents, 30u);
+
+  auto malformed = Parse({"stream", "--agent", "ssm://tag:Env", "-w", "x"});
+  ASSERT_FALSE(malformed.ok());
+  EXPECT_NE(malformed.status().message().find("tag:KEY=VALUE needs an '='"), std::string::npos)
+      << malformed.status().message();
+  EXPECT_FALSE(Parse({"interfaces", "--agent", "ssm://tag:=x"}).ok());
+
+  auto record = Parse({"record", "list", "--agent", "ssm://tag:Env=prod"});
+  ASSERT_FALSE(record.ok());
+  EXPECT_NE(record.status().message().find("not a selection of instances"), std::string::npos)
+      << record.status().message();
+}
+
 }  // namespace
 }  // namespace capd::client
