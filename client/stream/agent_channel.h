@@ -45,8 +45,9 @@ class AgentConnection {
 // to three rounds of one session's start-up without starting 20 of them at once on a laptop.
 constexpr size_t kConnectConcurrency = 8;
 
-// AgentConnection::Connect for each agent, at most kConnectConcurrency at once (one at a time
-// on the calling thread when there is only one). The results in the agents' order.
+// AgentConnection::Connect for each agent, at most kConnectConcurrency at once; ssh:// agents
+// one after the other on the calling thread (ssh may prompt on the terminal). The results in
+// the agents' order.
 std::vector<StatusOr<AgentConnection>> ConnectAll(const std::vector<AgentAddress>& agents,
                                                   const ConnectionOptions& options);
 
