@@ -78,6 +78,22 @@ class FleetTest : public ::testing::Test {
     if (HasFailure()) {
       std::fprintf(stderr, "aws calls:\n%s\n", ReadFileToString(AwsDir() / "calls.log").c_str());
     }
+    for (auto& instance : instances_) KillForwardsInto(instance->network->agent_ns());
+  }
+
+  // The stand-in's port forwards into `netns` that outlived capctl (a failed test kills capctl
+  // with SIGKILL, so it cannot stop its tunnels): found by the namespace name, unique to this
+  // test, in their command line.
+  static void KillForwardsInto(const std::string& netns) {
+    const std::string needle = "EXEC:ip netns exec " + netns + " ";
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      const std::string name = entry.path().filename().string();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      const std::string cmdline = ReadFileToString(entry.path() / "cmdline");
+      if (cmdline.rfind("socat", 0) == 0 && cmdline.find(needle) != std::string::npos) {
+        ::kill(static_cast<pid_t>(std::stol(name)), SIGTERM);
+      }
+    }
   }
 
   std::filesystem::path AwsDir() const { return dir_->File("aws"); }
