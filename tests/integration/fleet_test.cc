@@ -86,7 +86,8 @@ class FleetTest : public ::testing::Test {
   // test, in their command line.
   static void KillForwardsInto(const std::string& netns) {
     const std::string needle = "EXEC:ip netns exec " + netns + " ";
-    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::error_code error;  // processes come and go while /proc is listed
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", error)) {
       const std::string name = entry.path().filename().string();
       if (name.find_first_not_of("0123456789") != std::string::npos) continue;
       const std::string cmdline = ReadFileToString(entry.path() / "cmdline");
