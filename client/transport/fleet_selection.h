@@ -58,7 +58,8 @@ std::vector<std::string> DescribeInstancesCommand(const FleetSelector& selector)
 // `aws ssm describe-instance-information --filters Key=InstanceIds,Values=i-1,i-2,... --output
 // json` for up to kInstanceIdsPerCall ids.
 std::vector<std::string> DescribeInstanceInformationCommand(const std::vector<std::string>& ids);
-// SSM's InstanceInformationFilter takes at most 50 values (its API reference).
+// SSM's InstanceInformationStringFilter takes at most 100 values (its API model); 50 per call
+// stays well inside that.
 constexpr size_t kInstanceIdsPerCall = 50;
 
 // The instances of describe-instances' output ({"Reservations":[{"Instances":[{"InstanceId",
