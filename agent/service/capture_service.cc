@@ -22,7 +22,7 @@ namespace capd::agent {
 namespace {
 
 // A reactor that only finishes with an error, for calls refused before any capture starts.
-class RefusedStream : public grpc::ServerWriteReactor<v1::StreamResponse> {
+class RefusedStream : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit RefusedStream(grpc::Status status) { Finish(std::move(status)); }
   void OnDone() override { delete this; }
@@ -300,7 +300,20 @@ grpc::ServerUnaryReactor* CaptureService::ListInterfaces(grpc::CallbackServerCon
   return reactor;
 }
 
-grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
+grpc::ServerWriteReactor<grpc::ByteBuffer>* CaptureService::Stream(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  // What the generated handler does for a typed method (Deserialize consumes its buffer).
+  grpc::ByteBuffer bytes(*request);
+  v1::StreamRequest parsed;
+  if (grpc::Status status =
+          grpc::SerializationTraits<v1::StreamRequest>::Deserialize(&bytes, &parsed);
+      !status.ok()) {
+    return new RefusedStream(status);
+  }
+  return OpenStream(context, &parsed);
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* CaptureService::OpenStream(
     grpc::CallbackServerContext* context, const v1::StreamRequest* request) {
   std::string principal;
   if (grpc::Status allowed = Authorize(*context, &principal); !allowed.ok()) {

@@ -69,7 +69,8 @@ struct ServiceOptions {
 
 class FetchReactor;
 
-class CaptureService final : public v1::Capture::CallbackService {
+class CaptureService final
+    : public v1::Capture::WithRawCallbackMethod_Stream<v1::Capture::CallbackService> {
  public:
   explicit CaptureService(ServiceOptions options);
   ~CaptureService() override;  // stops the fetch watchdog
@@ -77,8 +78,10 @@ class CaptureService final : public v1::Capture::CallbackService {
   grpc::ServerUnaryReactor* ListInterfaces(grpc::CallbackServerContext* context,
                                            const v1::ListInterfacesRequest* request,
                                            v1::ListInterfacesResponse* response) override;
-  grpc::ServerWriteReactor<v1::StreamResponse>* Stream(grpc::CallbackServerContext* context,
-                                                       const v1::StreamRequest* request) override;
+  // A raw method: the reactor serializes its own responses (stream_serializer.h: a batch's packet
+  // bytes are not copied into gRPC's buffer); the request is parsed here, then OpenStream.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Stream(grpc::CallbackServerContext* context,
+                                                     const grpc::ByteBuffer* request) override;
   // A running stream's new filter (CaptureHub::Change), from the principal that opened it
   // (StreamHandles). The compile and the move run on a thread the service owns.
   grpc::ServerUnaryReactor* ChangeStream(grpc::CallbackServerContext* context,
@@ -124,6 +127,8 @@ class CaptureService final : public v1::Capture::CallbackService {
   void WaitForStreams();
 
  private:
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* OpenStream(grpc::CallbackServerContext* context,
+                                                         const v1::StreamRequest* request);
   void Forget(StreamReactor* reactor);
   // Ends fetches whose client has read nothing for stall_timeout (streams check on each send;
   // a fetch has no other thread to notice).

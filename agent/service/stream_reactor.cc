@@ -125,15 +125,20 @@ bool StreamReactor::SendKeyLog(std::string lines) {
 }
 
 std::unique_ptr<v1::StreamResponse> StreamReactor::NewMessage() {
+  std::unique_ptr<v1::StreamResponse> message;
   {
     std::lock_guard lock(mu_);
     if (!free_.empty()) {
-      auto message = std::move(free_.back());
+      message = std::move(free_.back());
       free_.pop_back();
-      return message;
     }
   }
-  return std::make_unique<v1::StreamResponse>();
+  if (!message) return std::make_unique<v1::StreamResponse>();
+  // A recycled batch whose blob went out as a slice gets one back (or a new one sized like it).
+  if (message->has_packets() && message->packets().data().capacity() < kMinBlobSliceBytes) {
+    blobs_->Take(*message->mutable_packets()->mutable_data());
+  }
+  return message;
 }
 
 void StreamReactor::StartNextWriteLocked() {
@@ -146,7 +151,12 @@ void StreamReactor::StartNextWriteLocked() {
   queued_bytes_ -= queue_.front().bytes;
   queue_.pop_front();
   in_flight_since_ = std::chrono::steady_clock::now();
-  StartWrite(in_flight_.get());
+  WriteInFlightLocked();
+}
+
+void StreamReactor::WriteInFlightLocked() {
+  SerializeForWrite(*in_flight_, blobs_, in_flight_bytes_);
+  StartWrite(&in_flight_bytes_);
 }
 
 void StreamReactor::OnWriteDone(bool ok) {
@@ -156,6 +166,7 @@ void StreamReactor::OnWriteDone(bool ok) {
     free_.push_back(std::move(in_flight_));
   }
   in_flight_.reset();
+  in_flight_bytes_.Clear();
   if (!ok) {
     // The client is gone or the call was cancelled: stop capturing for it.
     cancelled_ = true;
@@ -230,7 +241,7 @@ void StreamReactor::CompressLoop() {
       MaybeFinishLocked();
       continue;
     }
-    StartWrite(in_flight_.get());
+    WriteInFlightLocked();
   }
   lock.unlock();
   ReleaseReference();

@@ -8,6 +8,10 @@
 // and the loop counts it: a client that stops reading costs at most the bound in memory and
 // never slows the capture. Nothing here blocks inside a reaction (grpc/grpc#36609).
 //
+// Each message is serialized on the thread that starts its write (stream_serializer.h): a batch's
+// blob becomes a slice of the gRPC buffer instead of being copied into it, and comes back
+// through blobs_ for the stream's next batches. The bytes on the wire are protobuf's own.
+//
 // Compression, when the request asks for it (StreamRequest.compression): a thread of the
 // stream's own takes each message off the queue, compresses a packet batch (compress/), and
 // starts its write; without it the write starts on the thread that found the writer idle. So
@@ -38,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/service/stream_serializer.h"
 #include "agent/stream/capture_hub.h"
 #include "agent/stream/stop_signal.h"
 #include "agent/stream/stream_sink.h"
@@ -60,7 +65,8 @@ struct StreamRelay {
   std::string warning;
 };
 
-class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, public StreamSink {
+// Writes serialized StreamResponse messages (CaptureService registers Stream as a raw method).
+class StreamReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public StreamSink {
  public:
   // Called from the destructor, so the registry can forget the stream.
   using OnDestroyed = std::function<void(StreamReactor*)>;
@@ -113,6 +119,8 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   // Sets the compression counters on a statistics message leaving the queue (every batch
   // queued before it has been compressed by then). Requires mu_ held.
   void CountCompressionLocked(v1::Statistics& statistics) const;
+  // Serializes in_flight_ and starts its write. Requires mu_ held.
+  void WriteInFlightLocked();
 
   const AgentIdentity identity_;
   const StreamRelay relay_;
@@ -132,6 +140,9 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   std::deque<Queued> queue_;
   size_t queued_bytes_ = 0;
   std::unique_ptr<v1::StreamResponse> in_flight_;
+  grpc::ByteBuffer in_flight_bytes_;  // in_flight_ serialized
+  // Blobs of batches gRPC has sent, for the next batches (NewMessage).
+  const std::shared_ptr<BlobPool> blobs_ = std::make_shared<BlobPool>();
   std::chrono::steady_clock::time_point in_flight_since_;
   std::vector<std::unique_ptr<v1::StreamResponse>> free_;  // recycled batch messages
   std::optional<grpc::Status> finish_status_;
