@@ -321,6 +321,12 @@ struct Parser {
     RotationOptions rotation_values;
     std::vector<CLI::Option*> handoff;  // stream: --handoff-*
     std::vector<CLI::Option*> outputs;  // serve: -w, --fifo, --wireshark (refused)
+    // stream: the triggers' flags (null elsewhere)
+    CLI::Option* start_on = nullptr;
+    CLI::Option* before = nullptr;
+    CLI::Option* stop_on = nullptr;
+    CLI::Option* after = nullptr;
+    CLI::Option* after_count = nullptr;
   };
   StreamFlags stream_flags, serve_flags;
   std::string serve_unused_text;
@@ -526,6 +532,46 @@ struct Parser {
                      "Wireshark decrypts with; not with --format pcap")
           ->type_name("PATH")
           ->check(NotEmpty("a path"));
+      flags.start_on =
+          sub.add_option("--start-on", out.start_on,
+                         "write nothing until a packet matches FILTER (BPF), then the packets "
+                         "of the --before seconds before it (held by the agent) and the live "
+                         "stream; the matching packet gets a comment")
+              ->type_name("FILTER")
+              ->check(NotEmpty("a filter"));
+      flags.before = sub.add_option_function<std::string>(
+                            "--before",
+                            [&out](const std::string& v) {
+                              out.before_ms = static_cast<uint32_t>(
+                                  std::ceil(std::strtod(v.c_str(), nullptr) * 1000));
+                            },
+                            "with --start-on: seconds of history before the match (default 10, "
+                            "at most 3600)")
+                         ->type_name("SEC")
+                         ->check(CLI::Range(0.0, 3600.0));
+      flags.stop_on =
+          sub.add_option("--stop-on", out.stop_on,
+                         "end the capture after a packet matches FILTER (BPF) and --after or "
+                         "--after-count more has passed; the matching packet gets a comment")
+              ->type_name("FILTER")
+              ->check(NotEmpty("a filter"));
+      CLI::Option* after = sub.add_option_function<std::string>(
+                                  "--after",
+                                  [&out](const std::string& v) {
+                                    out.after_ms = static_cast<uint32_t>(
+                                        std::ceil(std::strtod(v.c_str(), nullptr) * 1000));
+                                  },
+                                  "with --stop-on: seconds of packet time to go on after the match")
+                               ->type_name("SEC")
+                               ->check(CLI::Range(0.0, 30.0 * 24 * 3600));
+      CLI::Option* after_count =
+          sub.add_option("--after-count", out.after_count,
+                         "with --stop-on: packets to go on for after the match (default 0)")
+              ->type_name("N")
+              ->transform(CountIn(0, 1'000'000'000'000, "packets"));
+      after->excludes(after_count);
+      flags.after = after;
+      flags.after_count = after_count;
     }
     AddDecapOptions(sub, out.decap);
     AddConnectionOptions(sub, out.connection);
@@ -584,6 +630,17 @@ struct Parser {
     } else if (upload) {
       flags.rotation_values.path = out.write_path;
       out.single_file_handoff = flags.rotation_values;
+    }
+    if (flags.before != nullptr && flags.before->count() > 0 && out.start_on.empty()) {
+      return Bad(sub, "--before needs --start-on");
+    }
+    if (flags.after != nullptr && flags.after->count() + flags.after_count->count() > 0 &&
+        out.stop_on.empty()) {
+      return Bad(sub, "--after and --after-count need --stop-on");
+    }
+    if ((!out.start_on.empty() || !out.stop_on.empty()) &&
+        out.decap.mode != DecapOptions::Mode::kNone) {
+      return Bad(sub, "--start-on and --stop-on are not available with --decap");
     }
     if (!out.tls_keylog.empty() && out.format != FileFormat::kPcapng) {
       // pcap has no block for secrets; a key log beside the file would be a second output to

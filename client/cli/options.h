@@ -79,6 +79,13 @@ struct StreamOptions {
   // --tls-keylog PATH (stream only, pcapng only): StreamRequest.tls_keylog; its lines become
   // Decryption Secrets Blocks.
   std::string tls_keylog;
+  // --start-on FILTER [--before SEC], --stop-on FILTER [--after SEC | --after-count N] (stream
+  // only): StreamRequest start_on, before_ms, stop_on, after_ms, after_count.
+  std::string start_on;
+  uint32_t before_ms = 10'000;
+  std::string stop_on;
+  uint32_t after_ms = 0;
+  uint64_t after_count = 0;
 };
 
 // Whether to ask `agent` for compressed batches: as --compress/--no-compress say, else on through
