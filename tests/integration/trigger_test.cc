@@ -1,0 +1,255 @@
+// capctl stream --start-on/--stop-on on a real veth, against a tcpdump reference of the whole
+// run: the file starts exactly at the first packet within --before of the start marker and ends
+// exactly --after-count packets after the stop marker; the markers carry comments Wireshark
+// reads; a trigger that never matches leaves a header-only file and says so; a flood while
+// waiting keeps capd's memory within its history bound and reports what it dropped; a bad
+// trigger filter is refused. capd runs as root and as deployed (--user nobody).
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/agent_fixture.h"
+#include "tests/support/proc_status.h"
+#include "tests/support/tshark_dissection.h"
+
+namespace capd::test {
+namespace {
+
+constexpr char kIface[] = "veth0";  // TestNetwork::kAgentInterface
+constexpr char kDst[] = "10.200.0.1";
+constexpr uint16_t kPort = 7000;       // the sequence-numbered traffic
+constexpr uint16_t kStartPort = 7001;  // the start marker
+constexpr uint16_t kStopPort = 7002;   // the stop marker
+constexpr size_t kUdpHeaders = 14 + 20 + 8;
+
+// The UDP destination port of an Ethernet/IPv4 frame without options.
+uint16_t DstPort(const CapturedPacket& p) {
+  if (p.bytes.size() < 14 + 20 + 4) return 0;
+  return static_cast<uint16_t>((static_cast<uint8_t>(p.bytes[14 + 20 + 2]) << 8) |
+                               static_cast<uint8_t>(p.bytes[14 + 20 + 3]));
+}
+
+size_t IndexOfPort(const std::vector<CapturedPacket>& packets, uint16_t port) {
+  for (size_t i = 0; i < packets.size(); ++i) {
+    if (DstPort(packets[i]) == port) return i;
+  }
+  return packets.size();
+}
+
+class TriggerTest : public AgentTest {
+ protected:
+  void StartAgentAs(const std::string& user, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {kCapdPath, "--listen", kAgentTarget,
+                                     "--name",  "capd-it",  "--no-metadata"};
+    if (!user.empty()) argv.insert(argv.end(), {"--user", user});
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    ASSERT_NO_FATAL_FAILURE(
+        Spawn("capd-" + (user.empty() ? std::string("root") : user), argv, &agent_));
+    ASSERT_TRUE(agent_->WaitForStderr(std::string("listening on ") + kAgentTarget, kStartTimeout))
+        << agent_->Describe();
+  }
+
+  // Sends `payloads` one by one, `gap` apart, so that the run spans packet time.
+  void SendPaced(int fd, uint16_t port, const std::vector<std::string>& payloads,
+                 std::chrono::microseconds gap) {
+    for (const auto& payload : payloads) {
+      ASSERT_NO_FATAL_FAILURE(SendAll(fd, kDst, port, {payload}));
+      std::this_thread::sleep_for(gap);
+    }
+  }
+
+  // The frame.comment of every packet, as tshark (Wireshark 4.0) reads the file.
+  std::vector<std::string> Comments(const std::filesystem::path& file) {
+    const CommandResult r =
+        RunCommand({"tshark", "-n", "-r", file.string(), "-T", "fields", "-e", "frame.comment"});
+    EXPECT_TRUE(r.status.exited && r.status.code == 0) << r.output;
+    std::vector<std::string> lines;
+    size_t from = 0;
+    while (from < r.output.size()) {
+      size_t end = r.output.find('\n', from);
+      if (end == std::string::npos) end = r.output.size();
+      const std::string line = r.output.substr(from, end - from);
+      // (tshark's warning about running as root comes on stderr, merged here)
+      if (line.rfind("Running as user", 0) != 0) lines.push_back(line);
+      from = end + 1;
+    }
+    return lines;
+  }
+};
+
+// --start-on M1 --before 0.4 --stop-on M2 --after-count 20: the file is exactly the reference's
+// packets from the first one at or after (M1's time - 0.4 s) to the 20th after M2, byte for byte
+// and to the nanosecond; M1 and M2 carry the comments; capctl ends by itself and says why.
+TEST_F(TriggerTest, StartsBeforeTheMarkerAndStopsCountAfterIt) {
+  if (!HaveTshark()) GTEST_SKIP() << "tshark is not installed";
+  for (const std::string user : {"", "nobody"}) {
+    SCOPED_TRACE(user.empty() ? "capd as root" : "capd --user nobody");
+    ASSERT_NO_FATAL_FAILURE(StartAgentAs(user));
+    const UniqueFd sink = AgentSocket(kDst, kPort);
+    const UniqueFd sink_start = AgentSocket(kDst, kStartPort);
+    const UniqueFd sink_stop = AgentSocket(kDst, kStopPort);
+    constexpr int kBefore = 200, kBetween = 100, kAfter = 60, kAfterCount = 20;
+    constexpr int kTotal = kBefore + 1 + kBetween + 1 + kAfter;
+    const std::string tag = user.empty() ? "root" : user;
+    const auto ref_path = File("ref-" + tag + ".pcap");
+    const auto out_path = File("out-" + tag + ".pcapng");
+    std::unique_ptr<Subprocess> tcpdump, capctl;
+    ASSERT_NO_FATAL_FAILURE(StartTcpdump("tcpdump-" + tag, kIface, ref_path,
+                                         {"-c", std::to_string(kTotal), "udp"}, &tcpdump));
+    ASSERT_NO_FATAL_FAILURE(StartStream(
+        "capctl-" + tag,
+        {"-i", kIface, "-f", "udp", "--start-on", "udp dst port " + std::to_string(kStartPort),
+         "--before", "0.4", "--stop-on", "udp dst port " + std::to_string(kStopPort),
+         "--after-count", std::to_string(kAfterCount), "-w", out_path.string()},
+        &capctl));
+    const UniqueFd peer = PeerSocket();
+    // 5 ms apart: the 200 packets before the marker span about a second, of which the 0.4 s
+    // before it are wanted.
+    const auto gap = std::chrono::microseconds(5000);
+    ASSERT_NO_FATAL_FAILURE(SendPaced(peer.get(), kPort, MakePayloads(kBefore, "pre"), gap));
+    ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kStartPort, {"start-marker"}));
+    ASSERT_NO_FATAL_FAILURE(SendPaced(peer.get(), kPort, MakePayloads(kBetween, "mid"), gap));
+    ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kStopPort, {"stop-marker"}));
+    ASSERT_NO_FATAL_FAILURE(SendPaced(peer.get(), kPort, MakePayloads(kAfter, "post"), gap));
+
+    ASSERT_NO_FATAL_FAILURE(ExpectExit(*tcpdump, 0));
+    ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));
+    const std::string err = capctl->Stderr();
+    EXPECT_NE(err.find("start-on matched at "), std::string::npos) << err;
+    EXPECT_NE(SummaryLine(err).find("(stop-on matched at "), std::string::npos) << err;
+
+    const auto ref = ReadOrFail(ref_path);
+    const auto out = ReadOrFail(out_path);
+    ASSERT_EQ(ref.size(), static_cast<size_t>(kTotal));
+    const size_t start = IndexOfPort(ref, kStartPort);
+    const size_t stop = IndexOfPort(ref, kStopPort);
+    ASSERT_LT(stop, ref.size());
+    size_t first = 0;
+    while (ref[first].ts_ns < ref[start].ts_ns - 400'000'000ULL) ++first;
+    ASSERT_GT(first, 0u) << "the run must reach back further than --before";
+    const size_t last = stop + kAfterCount;  // inclusive
+    ASSERT_EQ(out.size(), last - first + 1) << "first " << first << ", last " << last;
+    for (size_t i = 0; i < out.size(); ++i) {
+      SCOPED_TRACE("packet " + std::to_string(i));
+      EXPECT_EQ(out[i].ts_ns, ref[first + i].ts_ns);
+      EXPECT_TRUE(out[i].bytes == ref[first + i].bytes) << "bytes differ";
+      if (HasFailure()) break;
+    }
+    EXPECT_EQ(out.front().bytes.size() > kUdpHeaders, true);
+
+    // Wireshark reads the markers' comments, on those packets only.
+    const auto comments = Comments(out_path);
+    ASSERT_EQ(comments.size(), out.size());
+    for (size_t i = 0; i < comments.size(); ++i) {
+      if (first + i == start) {
+        EXPECT_EQ(comments[i], "capd: start-on matched: udp dst port 7001");
+      } else if (first + i == stop) {
+        EXPECT_EQ(comments[i], "capd: stop-on matched: udp dst port 7002");
+      } else {
+        EXPECT_EQ(comments[i], "") << "packet " << i;
+      }
+    }
+    ASSERT_NO_FATAL_FAILURE(StopAgent());
+  }
+}
+
+// A start trigger that never matches: a file with the header only, and the summary says so.
+TEST_F(TriggerTest, NeverMatchingStartLeavesAHeaderOnlyFile) {
+  ASSERT_NO_FATAL_FAILURE(StartAgentAs("nobody"));
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  std::unique_ptr<Subprocess> capctl;
+  ASSERT_NO_FATAL_FAILURE(StartStream("capctl",
+                                      {"-i", kIface, "-f", "udp", "--start-on", "udp port 9",
+                                       "--duration", "3", "-w", File("out.pcapng").string()},
+                                      &capctl));
+  const UniqueFd peer = PeerSocket();
+  ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kPort, MakePayloads(100, "never")));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));
+  const std::string err = capctl->Stderr();
+  EXPECT_NE(err.find("capctl: start-on never matched"), std::string::npos) << err;
+  EXPECT_NE(SummaryLine(err).find("0 packets written"), std::string::npos) << err;
+  EXPECT_EQ(ReadOrFail(File("out.pcapng")).size(), 0u);
+  ExpectCapinfos(File("out.pcapng"), 0);
+  ASSERT_NO_FATAL_FAILURE(StopAgent());
+}
+
+// A flood while the start trigger waits: capd holds at most --max-trigger-history (8 MB here)
+// of it, drops the oldest and says how much; its resident memory grows by no more than that
+// bound and the 32 MiB capture ring (plus 16 MiB of slack), while three times the bound crossed
+// the wire.
+TEST_F(TriggerTest, FloodWhileWaitingStaysWithinTheHistoryBound) {
+  constexpr uint64_t kBound = 8'000'000;
+  ASSERT_NO_FATAL_FAILURE(StartAgentAs("nobody", {"--max-trigger-history", "8MB"}));
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  std::unique_ptr<Subprocess> capctl;
+  ASSERT_NO_FATAL_FAILURE(
+      StartStream("capctl",
+                  {"-i", kIface, "-f", "udp", "--start-on", "udp port 9", "--before", "600",
+                   "--duration", "6", "-w", File("out.pcapng").string()},
+                  &capctl));
+  auto before = ResidentBytes(agent_->pid());
+  ASSERT_TRUE(before.ok()) << before.status().message();
+  const UniqueFd peer = PeerSocket();
+  const std::string payload(1400, 'f');
+  uint64_t sent = 0, peak = *before;
+  // 24 MB: three times the bound; paced in rounds so the kernel ring keeps up.
+  for (int round = 0; round < 40; ++round) {
+    for (int i = 0; i < 430; ++i) {
+      ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kPort, {payload}));
+      sent += payload.size();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto now = ResidentBytes(agent_->pid());
+    if (now.ok()) peak = std::max(peak, *now);
+  }
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));
+  const std::string err = capctl->Stderr();
+  EXPECT_NE(err.find("start-on never matched"), std::string::npos) << err;
+  EXPECT_NE(err.find("of history were dropped by the agent's 8.00 MB bound"), std::string::npos)
+      << err;
+  const uint64_t growth = peak > *before ? peak - *before : 0;
+  std::printf("trigger flood: %llu bytes sent, capd RSS %llu -> peak %llu (+%llu), bound %llu\n",
+              static_cast<unsigned long long>(sent), static_cast<unsigned long long>(*before),
+              static_cast<unsigned long long>(peak), static_cast<unsigned long long>(growth),
+              static_cast<unsigned long long>(kBound));
+  if (kRssBoundsMeaningful) {
+    EXPECT_LT(growth, kBound + (32ULL << 20) + (16ULL << 20)) << err;
+  }
+  EXPECT_GT(sent, 3 * kBound);
+  ASSERT_NO_FATAL_FAILURE(StopAgent());
+}
+
+// A trigger filter that does not compile: exit 2 with the reason, before anything is written.
+TEST_F(TriggerTest, BadTriggerFilterIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(StartAgentAs("nobody"));
+  for (const char* flag : {"--start-on", "--stop-on"}) {
+    SCOPED_TRACE(flag);
+    std::unique_ptr<Subprocess> capctl;
+    ASSERT_NO_FATAL_FAILURE(
+        StartStream(std::string("capctl") + flag,
+                    {"-i", kIface, flag, "udp porrt 7", "-w", File("bad.pcapng").string()}, &capctl,
+                    -1, /*wait_ready=*/false));
+    ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 2));
+    const std::string err = capctl->Stderr();
+    EXPECT_NE(err.find(std::string(flag) + ": "), std::string::npos) << err;
+    EXPECT_NE(err.find("porrt"), std::string::npos) << err;
+  }
+  // A filter that compiles only for 802.11 captures, not for this Ethernet
+  // one: capctl's check lets it through, capd refuses it.
+  std::unique_ptr<Subprocess> capctl;
+  ASSERT_NO_FATAL_FAILURE(
+      StartStream("capctl-agent",
+                  {"-i", kIface, "--start-on", "wlan type mgt", "-w", File("bad2.pcapng").string()},
+                  &capctl, -1, /*wait_ready=*/false));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 2));
+  EXPECT_NE(capctl->Stderr().find("start-on filter"), std::string::npos) << capctl->Stderr();
+  ASSERT_NO_FATAL_FAILURE(StopAgent());
+}
+
+}  // namespace
+}  // namespace capd::test
