@@ -203,6 +203,10 @@ void SharedCapture::Loop() {
         s->end.emplace();
         s->end->set_reason(v1::StreamEnd::DURATION_REACHED);
         s->end->set_message("duration of " + std::to_string(s->duration_ms) + " ms reached");
+      } else if (now >= s->trigger_quiet_end) {
+        s->end.emplace();
+        s->end->set_reason(v1::StreamEnd::STOP_ON_MATCHED);
+        s->end->set_message(s->trigger->EndMessage());
       }
     }
     RetireEnded();
@@ -519,6 +523,14 @@ void SharedCapture::SendTriggered(Subscriber& s, const v1::PacketBatch& batch) {
       s.end->set_message(std::to_string(s.delivered) + " packets captured");
       return;
     }
+  }
+  const trigger::TriggerGate& gate = s.trigger->gate();
+  if (gate.stop_matched() && gate.config().after_ns != 0 &&
+      s.trigger_quiet_end == Clock::time_point::max()) {
+    // Packet time and the clock run together; the second covers the ring's block timeout and
+    // the batch's hold, so a packet within the window is not cut off by the clock.
+    s.trigger_quiet_end = Clock::now() + std::chrono::nanoseconds(gate.config().after_ns) +
+                          std::chrono::seconds(1);
   }
   if (s.trigger->ended()) {
     s.end.emplace();

@@ -56,6 +56,9 @@ struct Subscriber {
   // them into `trigger`, which then decides what of each batch it gets.
   std::optional<v1::StreamRequest> trigger_request;
   std::unique_ptr<trigger::StreamTrigger> trigger;
+  // After a stop match with after_ms: when the stream ends even if no packet comes to close the
+  // window (a quiet link); the loop checks it at least once a second.
+  Clock::time_point trigger_quiet_end = Clock::time_point::max();
 
   // Takes the capture's counters now as this subscriber's zero. `counters`: the source's, if it
   // could give them; `mirror`: null unless decapsulating.
