@@ -5,6 +5,7 @@
 // waiting keeps capd's memory within its history bound and reports what it dropped; a bad
 // trigger filter is refused. capd runs as root and as deployed (--user nobody).
 
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "proto/capture.grpc.pb.h"
 #include "tests/integration/agent_fixture.h"
 #include "tests/support/proc_status.h"
 #include "tests/support/tshark_dissection.h"
@@ -303,6 +305,57 @@ TEST_F(TriggerTest, BadTriggerFilterIsRefused) {
   ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 2));
   EXPECT_NE(capctl->Stderr().find("start-on filter"), std::string::npos) << capctl->Stderr();
   ASSERT_NO_FATAL_FAILURE(StopAgent());
+}
+
+// An agent as it was before triggers: it knows nothing of fields 10-14, streams everything and
+// does not say "capd-trigger".
+class AgentBeforeTriggers final : public v1::Capture::Service {
+  grpc::Status Stream(grpc::ServerContext* /*context*/, const v1::StreamRequest* /*request*/,
+                      grpc::ServerWriter<v1::StreamResponse>* writer) override {
+    v1::StreamResponse m;
+    v1::InterfaceDescription* d = m.mutable_interface();
+    d->set_name("eth0");
+    d->set_link_type(1);
+    d->set_snaplen(262144);
+    d->set_agent_name("old-capd");
+    writer->Write(m);
+    v1::StreamResponse batch;
+    v1::PacketBatch* b = batch.mutable_packets();
+    b->set_data(std::string(60, 'x'));
+    b->add_interface_index(0);
+    b->add_timestamp_ns(1'700'000'000'000'000'000ULL);
+    b->add_original_length(60);
+    b->add_captured_length(60);
+    writer->Write(batch);
+    v1::StreamResponse end;
+    end.mutable_end()->set_reason(v1::StreamEnd::COUNT_REACHED);
+    writer->Write(end);
+    return grpc::Status::OK;
+  }
+};
+
+// capctl with --start-on against an agent that predates triggers: refused (exit 2) with the reason
+// and nothing written, rather than everything streamed as if the trigger had matched.
+TEST(TriggerCompatibilityTest, AnAgentThatIgnoresTriggersIsRefused) {
+  AgentBeforeTriggers service;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_TRUE(server != nullptr);
+  ASSERT_GT(port, 0);
+  TestDir dir;
+  const auto out = dir.File("out.pcapng");
+  const CommandResult r =
+      RunCommand({kCapctlPath, "stream", "--agent", "127.0.0.1:" + std::to_string(port), "-i",
+                  "eth0", "--start-on", "udp port 7001", "-w", out.string()});
+  server->Shutdown();
+  EXPECT_TRUE(r.status.Exited(2)) << r.status << "\n" << r.output;
+  EXPECT_NE(r.output.find("does not support --start-on/--stop-on"), std::string::npos) << r.output;
+  if (std::filesystem::exists(out)) {
+    EXPECT_EQ(ReadOrFail(out).size(), 0u);
+  }
 }
 
 }  // namespace
