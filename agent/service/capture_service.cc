@@ -174,6 +174,10 @@ grpc::ServerUnaryReactor* CaptureService::RecordingCall(
 grpc::ServerUnaryReactor* CaptureService::StartRecording(grpc::CallbackServerContext* context,
                                                          const v1::StartRecordingRequest* request,
                                                          v1::RecordingInfo* response) {
+  // Tells the client its triggers apply (an older capd ignores them and records everything).
+  if (!request->start_on().empty() || !request->stop_on().empty()) {
+    context->AddInitialMetadata("capd-trigger", "armed");
+  }
   return RecordingCall(context, [request, response](RecordingManager& recordings) {
     auto started = recordings.Start(*request);
     if (!started.ok()) return ToGrpcStatus(started.status());

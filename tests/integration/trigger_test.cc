@@ -214,6 +214,74 @@ TEST_F(TriggerTest, StopAfterSecondsOfPacketTime) {
   ASSERT_NO_FATAL_FAILURE(StopAgent());
 }
 
+// A flight recorder that keeps only what surrounds an event: `capctl record start --start-on M1
+// --before 0.4 --stop-on M2 --after-count 20` records exactly the reference's packets from the
+// first within 0.4 s before M1 to the 20th after M2, then stops by itself and says why.
+TEST_F(TriggerTest, RecordingKeepsOnlyWhatSurroundsTheEvent) {
+  const auto record_dir = File("recordings");
+  std::filesystem::create_directories(record_dir);
+  ASSERT_NO_FATAL_FAILURE(StartAgentAs("", {"--record-dir", record_dir.string()}));
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  const UniqueFd sink_start = AgentSocket(kDst, kStartPort);
+  const UniqueFd sink_stop = AgentSocket(kDst, kStopPort);
+  constexpr int kBefore = 200, kBetween = 50, kAfter = 40, kAfterCount = 20;
+  constexpr int kTotal = kBefore + 1 + kBetween + 1 + kAfter;
+  std::unique_ptr<Subprocess> tcpdump;
+  ASSERT_NO_FATAL_FAILURE(StartTcpdump("tcpdump", kIface, File("ref.pcap"),
+                                       {"-c", std::to_string(kTotal), "udp"}, &tcpdump));
+  auto record = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {kCapctlPath, "record"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--agent", kAgentTarget});
+    return RunCommand(argv, network().agent_ns());
+  };
+  const CommandResult started = record(
+      {"start", "--name", "event", "-i", kIface, "-f", "udp", "--start-on",
+       "udp dst port " + std::to_string(kStartPort), "--before", "0.4", "--stop-on",
+       "udp dst port " + std::to_string(kStopPort), "--after-count", std::to_string(kAfterCount)});
+  ASSERT_TRUE(started.status.Exited(0)) << started.output;
+  ASSERT_TRUE(agent_->WaitForStderr("stream on veth0", kStartTimeout)) << agent_->Describe();
+  const UniqueFd peer = PeerSocket();
+  const auto gap = std::chrono::microseconds(5000);
+  ASSERT_NO_FATAL_FAILURE(SendPaced(peer.get(), kPort, MakePayloads(kBefore, "pre"), gap));
+  ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kStartPort, {"start-marker"}));
+  ASSERT_NO_FATAL_FAILURE(SendPaced(peer.get(), kPort, MakePayloads(kBetween, "mid"), gap));
+  ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kStopPort, {"stop-marker"}));
+  ASSERT_NO_FATAL_FAILURE(SendPaced(peer.get(), kPort, MakePayloads(kAfter, "post"), gap));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*tcpdump, 0));
+  // It stops by itself (a hang guard, not a timing assertion).
+  std::string listed;
+  const auto give_up = std::chrono::steady_clock::now() + kStartTimeout;
+  while (std::chrono::steady_clock::now() < give_up) {
+    listed = record({"list"}).output;
+    if (listed.find("event: stopped") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_NE(listed.find("event: stopped"), std::string::npos) << listed;
+  EXPECT_NE(listed.find("stop-on matched at "), std::string::npos) << listed;
+
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : std::filesystem::directory_iterator(record_dir / "event")) {
+    if (entry.path().extension() == ".pcapng") files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  const auto out = ReadAllOrFail(files);
+  const auto ref = ReadOrFail(File("ref.pcap"));
+  ASSERT_EQ(ref.size(), static_cast<size_t>(kTotal));
+  const size_t start = IndexOfPort(ref, kStartPort);
+  const size_t stop = IndexOfPort(ref, kStopPort);
+  ASSERT_LT(stop, ref.size());
+  size_t first = 0;
+  while (ref[first].ts_ns < ref[start].ts_ns - 400'000'000ULL) ++first;
+  ASSERT_GT(first, 0u);
+  ASSERT_EQ(out.size(), stop + kAfterCount - first + 1) << "first " << first;
+  for (size_t i = 0; i < out.size(); ++i) {
+    EXPECT_EQ(out[i].ts_ns, ref[first + i].ts_ns) << "packet " << i;
+    if (HasFailure()) break;
+  }
+  ASSERT_NO_FATAL_FAILURE(StopAgent());
+}
+
 // A start trigger that never matches: a file with the header only, and the summary says so.
 TEST_F(TriggerTest, NeverMatchingStartLeavesAHeaderOnlyFile) {
   ASSERT_NO_FATAL_FAILURE(StartAgentAs("nobody"));
