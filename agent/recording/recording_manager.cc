@@ -472,6 +472,9 @@ class Recording final : public StreamSink {
     } else if (!ended.ok()) {
       state_.state = v1::RecordingInfo::FAILED;
       state_.message = ended.status().message();
+    } else if (ended->reason() == v1::StreamEnd::STOP_ON_MATCHED) {
+      state_.state = v1::RecordingInfo::STOPPED;
+      state_.message = ended->message();
     } else if (ended->reason() == v1::StreamEnd::CAPTURE_ERROR) {
       state_.state = v1::RecordingInfo::FAILED;
       state_.message =

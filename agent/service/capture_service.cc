@@ -14,6 +14,7 @@
 #include "agent/keylog/keylog_follower.h"
 #include "agent/peers/socket_table.h"
 #include "agent/service/status_mapping.h"
+#include "agent/trigger/stream_trigger.h"
 #include "common/log_throttle.h"
 #include "common/utf8.h"
 #include "filters/bpf_filter.h"
@@ -173,6 +174,10 @@ grpc::ServerUnaryReactor* CaptureService::RecordingCall(
 grpc::ServerUnaryReactor* CaptureService::StartRecording(grpc::CallbackServerContext* context,
                                                          const v1::StartRecordingRequest* request,
                                                          v1::RecordingInfo* response) {
+  // Tells the client its triggers apply (an older capd ignores them and records everything).
+  if (!request->start_on().empty() || !request->stop_on().empty()) {
+    context->AddInitialMetadata("capd-trigger", "armed");
+  }
   return RecordingCall(context, [request, response](RecordingManager& recordings) {
     auto started = recordings.Start(*request);
     if (!started.ok()) return ToGrpcStatus(started.status());
@@ -367,6 +372,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* CaptureService::OpenStream(
   if (handle.ok()) context->AddInitialMetadata(StreamHandles::kMetadataKey, handle.value());
   // Tells the client its key log is followed (an older capd ignores the field and says nothing).
   if (keylog) context->AddInitialMetadata("capd-tls-keylog", "following");
+  // Tells the client its triggers apply (an older capd ignores them and streams everything).
+  if (trigger::HasTriggers(*request)) context->AddInitialMetadata("capd-trigger", "armed");
   auto* reactor = new StreamReactor(*hub_, *request, options_.identity, std::move(relay),
                                     options_.max_queue_bytes, options_.stall_timeout, context,
                                     [this](StreamReactor* gone) { Forget(gone); });

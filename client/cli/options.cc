@@ -203,6 +203,71 @@ void AddConnectionOptions(CLI::App& app, ConnectionOptions& out) {
       ->capture_default_str();
 }
 
+// The trigger flags of `capctl stream` and `capctl record start`, and their options for the
+// checks that span flags.
+struct TriggerFlags {
+  CLI::Option* before = nullptr;
+  CLI::Option* after = nullptr;
+  CLI::Option* after_count = nullptr;
+};
+
+CLI::Option* SecondsOption(CLI::App& app, const std::string& name, uint32_t& out_ms,
+                           const std::string& help, double max_seconds) {
+  return app
+      .add_option_function<std::string>(
+          name,
+          [&out_ms](const std::string& v) {
+            out_ms = static_cast<uint32_t>(std::ceil(std::strtod(v.c_str(), nullptr) * 1000));
+          },
+          help)
+      ->type_name("SEC")
+      ->check(CLI::Range(0.0, max_seconds));
+}
+
+void AddTriggerOptions(CLI::App& app, std::string& start_on, uint32_t& before_ms,
+                       std::string& stop_on, uint32_t& after_ms, uint64_t& after_count,
+                       TriggerFlags& flags) {
+  app.add_option("--start-on", start_on,
+                 "write nothing until a packet matches FILTER (BPF), then the packets of the "
+                 "--before seconds before it (held by the agent) and on; the matching packet "
+                 "gets a comment")
+      ->type_name("FILTER")
+      ->check(NotEmpty("a filter"));
+  flags.before = SecondsOption(
+      app, "--before", before_ms,
+      "with --start-on: seconds of history before the match (default 10, at most 3600)", 3600.0);
+  app.add_option("--stop-on", stop_on,
+                 "end after a packet matches FILTER (BPF) and --after or --after-count more has "
+                 "passed; the matching packet gets a comment")
+      ->type_name("FILTER")
+      ->check(NotEmpty("a filter"));
+  flags.after = SecondsOption(app, "--after", after_ms,
+                              "with --stop-on: seconds of packet time to go on after the match",
+                              30.0 * 24 * 3600);
+  flags.after_count = app.add_option("--after-count", after_count,
+                                     "with --stop-on: packets to go on for after the match "
+                                     "(default 0)")
+                          ->type_name("N")
+                          ->transform(CountIn(0, 1'000'000'000'000, "packets"));
+  flags.after->excludes(flags.after_count);
+}
+
+// "--before needs --start-on" and the like; Ok when the trigger flags fit together.
+Status CheckTriggers(const TriggerFlags& flags, const std::string& start_on,
+                     const std::string& stop_on, const DecapOptions& decap) {
+  if (flags.before == nullptr) return Status::Ok();
+  if (flags.before->count() > 0 && start_on.empty()) {
+    return InvalidArgument("--before needs --start-on");
+  }
+  if (flags.after->count() + flags.after_count->count() > 0 && stop_on.empty()) {
+    return InvalidArgument("--after and --after-count need --stop-on");
+  }
+  if ((!start_on.empty() || !stop_on.empty()) && decap.mode != DecapOptions::Mode::kNone) {
+    return InvalidArgument("--start-on and --stop-on are not available with --decap");
+  }
+  return Status::Ok();
+}
+
 void AddDecapOptions(CLI::App& app, DecapOptions& out) {
   CLI::Option_group* group = app.add_option_group(
       "Decapsulation", "mirror target: one output interface per VNI; -f filters the outer packets");
@@ -333,6 +398,7 @@ struct Parser {
     RotationOptions rotation_values;
     std::vector<CLI::Option*> handoff;  // stream: --handoff-*
     std::vector<CLI::Option*> outputs;  // serve: -w, --fifo, --wireshark (refused)
+    TriggerFlags triggers;              // stream only (unset elsewhere)
   };
   StreamFlags stream_flags, serve_flags;
   std::string serve_unused_text;
@@ -346,6 +412,7 @@ struct Parser {
     std::string name;  // the positional NAME of stop and fetch
   };
   RecordAction record_start, record_stop, record_list, record_fetch, record_delete;
+  TriggerFlags record_triggers;
 
   std::string interfaces_agent;
   // stream and serve: the words after "--", all of them filter words (CLI11 would refuse them).
@@ -465,6 +532,8 @@ struct Parser {
     AddDecapOptions(*record_start.app, r.decap);
     AddRotationOptions(*record_start.app, r.rotate_bytes, r.rotate_seconds, r.rotate_files, nullptr,
                        nullptr);
+    AddTriggerOptions(*record_start.app, r.start_on, r.before_ms, r.stop_on, r.after_ms,
+                      r.after_count, record_triggers);
     record_stop.app = record->add_subcommand("stop", "stop a recording (its files stay)");
     record_stop.app->add_option("NAME", record_stop.name, "the recording")->type_name("NAME");
     record_stop.app->add_option("--name", r.name, "the same, as a flag")->type_name("NAME");
@@ -545,6 +614,8 @@ struct Parser {
                      "Wireshark decrypts with; not with --format pcap")
           ->type_name("PATH")
           ->check(NotEmpty("a path"));
+      AddTriggerOptions(sub, out.start_on, out.before_ms, out.stop_on, out.after_ms,
+                        out.after_count, flags.triggers);
     }
     AddDecapOptions(sub, out.decap);
     AddConnectionOptions(sub, out.connection);
@@ -604,6 +675,9 @@ struct Parser {
       flags.rotation_values.path = out.write_path;
       out.single_file_handoff = flags.rotation_values;
     }
+    if (Status s = CheckTriggers(flags.triggers, out.start_on, out.stop_on, out.decap); !s.ok()) {
+      return Bad(sub, s.message());
+    }
     if (!out.tls_keylog.empty() && out.format != FileFormat::kPcapng) {
       // pcap has no block for secrets; a key log beside the file would be a second output to
       // keep in step: refused, so nobody expects decryption from a pcap file.
@@ -654,6 +728,7 @@ struct Parser {
     const std::vector<AgentAddress> agents = {r.agent};
     Status checked = CheckInterface(r.interface, agents, !action->agent.empty());
     if (checked.ok()) checked = CheckDecap(r.decap);
+    if (checked.ok()) checked = CheckTriggers(record_triggers, r.start_on, r.stop_on, r.decap);
     if (checked.ok()) checked = CheckConnection(r.connection);
     if (!checked.ok()) return Bad(*action->app, checked.message());
     if (r.interface.empty()) r.interface = r.agent.interface;

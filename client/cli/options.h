@@ -82,6 +82,13 @@ struct StreamOptions {
   std::string tls_keylog;
   // --max-agents: ssm://tag: and ssm://asg: selections open at most this many instances in all.
   size_t max_agents = kDefaultMaxAgents;
+  // --start-on FILTER [--before SEC], --stop-on FILTER [--after SEC | --after-count N] (stream
+  // only): StreamRequest start_on, before_ms, stop_on, after_ms, after_count.
+  std::string start_on;
+  uint32_t before_ms = 10'000;
+  std::string stop_on;
+  uint32_t after_ms = 0;
+  uint64_t after_count = 0;
 };
 
 // Whether to ask `agent` for compressed batches: as --compress/--no-compress say, else on through
@@ -102,6 +109,13 @@ struct RecordOptions {
   uint64_t rotate_bytes = 0;    // start: --rotate-size (0: the agent's default)
   uint32_t rotate_seconds = 0;  // start: --rotate-seconds
   uint32_t rotate_files = 0;    // start: --rotate-files
+  // start: --start-on FILTER [--before SEC], --stop-on FILTER [--after SEC | --after-count N]:
+  // StartRecordingRequest fields 8-12, as StreamOptions' triggers.
+  std::string start_on;
+  uint32_t before_ms = 10'000;
+  std::string stop_on;
+  uint32_t after_ms = 0;
+  uint64_t after_count = 0;
   std::string out_dir = ".";    // fetch: --out DIR
 };
 

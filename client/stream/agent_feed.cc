@@ -44,6 +44,15 @@ void AgentFeed::ReadLoop() {
       std::lock_guard lock(hub_.mu);
       keylog_ignored = true;
     }
+    if (!trigger_checked_ && (!request_.start_on().empty() || !request_.stop_on().empty())) {
+      trigger_checked_ = true;
+      if (context_.GetServerInitialMetadata().count("capd-trigger") == 0) {
+        // An agent that predates triggers streams everything: nothing of it is written.
+        context_.TryCancel();
+        trigger_ignored_ = true;
+        break;
+      }
+    }
     const size_t wire_bytes = message->ByteSizeLong();
     // Decoded after anything that counts what came over the wire, before anything that reads
     // the packets.
@@ -72,6 +81,11 @@ void AgentFeed::ReadLoop() {
   grpc::Status finished = reader->Finish();
   if (!undecodable.ok())
     finished = grpc::Status(grpc::StatusCode::DATA_LOSS, undecodable.message());
+  if (trigger_ignored_) {
+    finished = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            "this agent does not support --start-on/--stop-on (a capd that "
+                            "predates them); nothing was captured");
+  }
   {
     std::lock_guard lock(hub_.mu);
     status = std::move(finished);

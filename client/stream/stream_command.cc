@@ -87,6 +87,13 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   // again against the capture's real one.
   if (Status filter = filters::PrecheckFilter(options.filter); !filter.ok())
     return Fail(observer, filter);
+  for (const auto& [flag, text] :
+       {std::pair{"--start-on", &options.start_on}, std::pair{"--stop-on", &options.stop_on}}) {
+    if (text->empty()) continue;
+    if (Status filter = filters::PrecheckFilter(*text); !filter.ok()) {
+      return Fail(observer, Status(filter.code(), std::string(flag) + ": " + filter.message()));
+    }
+  }
 
   std::mutex mu;
   StreamSession* active = nullptr;
@@ -114,6 +121,15 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   request.set_duration_ms(options.duration_ms);
   request.set_no_promiscuous(!options.promiscuous);
   request.set_tls_keylog(options.tls_keylog);
+  if (!options.start_on.empty()) {
+    request.set_start_on(options.start_on);
+    request.set_before_ms(options.before_ms);
+  }
+  if (!options.stop_on.empty()) {
+    request.set_stop_on(options.stop_on);
+    request.set_after_ms(options.after_ms);
+    request.set_after_count(options.after_count);
+  }
   if (options.decap.mode != DecapOptions::Mode::kNone) {
     v1::Decapsulation* d = request.mutable_decap();
     d->set_mode(options.decap.mode == DecapOptions::Mode::kVxlan    ? v1::Decapsulation::VXLAN

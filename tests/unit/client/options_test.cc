@@ -76,23 +76,47 @@ TEST(OptionsTest, CompressionByTransportUnlessTold) {
 }
 
 TEST(OptionsTest, RefusesBadValuesWithOneLine) {
-  for (std::vector<std::string> args :
-       std::vector<std::vector<std::string>>{{"stream", "-c", "0"},
-                                             {"stream", "-c", "ten"},
-                                             {"stream", "-s", "262145"},
-                                             {"stream", "--duration", "-1"},
-                                             {"stream", "--format", "erf"},
-                                             {"stream", "-w", "a", "--fifo", "b"},
-                                             {"stream", "--bogus"},
-                                             {"stream", "-i"},
-                                             {"frobnicate"},
-                                             {}}) {
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {"stream", "-c", "0"},
+           {"stream", "-c", "ten"},
+           {"stream", "-s", "262145"},
+           {"stream", "--duration", "-1"},
+           {"stream", "--format", "erf"},
+           {"stream", "-w", "a", "--fifo", "b"},
+           {"stream", "--bogus"},
+           {"stream", "-i"},
+           {"stream", "--before", "5"},
+           {"stream", "--stop-on", "udp", "--after", "1", "--after-count", "3"},
+           {"stream", "--after-count", "3"},
+           {"stream", "--start-on", "udp", "--before", "4000"},
+           {"stream", "--start-on", "udp", "--decap", "vxlan"},
+           {"record", "start", "--name", "x", "--after", "1"},
+           {"frobnicate"},
+           {}}) {
     auto line = Parse(args);
     EXPECT_FALSE(line.ok()) << (args.empty() ? "(none)" : args[0]);
     if (!line.ok()) {
       EXPECT_EQ(line.status().message().find('\n'), std::string::npos);
     }
   }
+}
+
+TEST(OptionsTest, TriggerFlags) {
+  auto line = Parse({"stream", "-w", "x", "--start-on", "udp port 53", "--before", "2.5",
+                     "--stop-on", "icmp", "--after-count", "7"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(line->stream.start_on, "udp port 53");
+  EXPECT_EQ(line->stream.before_ms, 2500u);
+  EXPECT_EQ(line->stream.stop_on, "icmp");
+  EXPECT_EQ(line->stream.after_count, 7u);
+  EXPECT_EQ(line->stream.after_ms, 0u);
+  line = Parse({"stream", "-w", "x", "--start-on", "tcp"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(line->stream.before_ms, 10'000u);  // the default history
+  line = Parse({"record", "start", "--name", "r", "--stop-on", "tcp", "--after", "3"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(line->record.stop_on, "tcp");
+  EXPECT_EQ(line->record.after_ms, 3000u);
 }
 
 // What a user reads after a mistake: one line, the problem, and the help of the command used.
