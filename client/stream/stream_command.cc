@@ -113,6 +113,7 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   request.set_duration_ms(options.duration_ms);
   request.set_no_promiscuous(!options.promiscuous);
   request.set_tls_keylog(options.tls_keylog);
+  request.set_since_ns(options.since_ns);
   if (options.decap.mode != DecapOptions::Mode::kNone) {
     v1::Decapsulation* d = request.mutable_decap();
     d->set_mode(options.decap.mode == DecapOptions::Mode::kVxlan    ? v1::Decapsulation::VXLAN
