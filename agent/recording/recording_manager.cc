@@ -670,7 +670,8 @@ class Recording final : public StreamSink {
   std::thread capture_thread_;
   std::thread writer_thread_;
   std::atomic<bool> active_ = false;  // threads started and not yet joined
-  std::atomic<uint64_t> written_through_ns_{0};  // writer thread writes; any thread reads
+  // The newest packet time flushed to the files: the writer thread stores, anyone reads.
+  std::atomic<uint64_t> written_through_ns_{0};
 
   // Writer thread only.
   std::unique_ptr<capfile::RingWriter> writer_;

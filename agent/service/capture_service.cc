@@ -143,9 +143,10 @@ StatusOr<std::unique_ptr<rewind::Rewind>> CaptureService::PrepareRewind(
   if (request.has_decap() && request.decap().mode() != v1::Decapsulation::NONE) {
     return InvalidArgument("--since does not combine with decapsulation");
   }
-  const uint64_t now = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                 std::chrono::system_clock::now().time_since_epoch())
-                                                 .count());
+  const uint64_t now =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
   if (request.since_ns() > now) return InvalidArgument("--since names a time in the future");
   // An empty name is the default-route interface, for the stream as for a recording.
   std::string fallback;
@@ -398,10 +399,10 @@ grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
   if (handle.ok()) context->AddInitialMetadata(StreamHandles::kMetadataKey, handle.value());
   // Tells the client its key log is followed (an older capd ignores the field and says nothing).
   if (keylog) context->AddInitialMetadata("capd-tls-keylog", "following");
-  auto* reactor = new StreamReactor(*hub_, *request, options_.identity, std::move(relay),
-                                    options_.max_queue_bytes, options_.stall_timeout, context,
-                                    [this](StreamReactor* gone) { Forget(gone); },
-                                    std::move(rewind));
+  auto* reactor = new StreamReactor(
+      *hub_, *request, options_.identity, std::move(relay), options_.max_queue_bytes,
+      options_.stall_timeout, context, [this](StreamReactor* gone) { Forget(gone); },
+      std::move(rewind));
   streams_.insert(reactor);
   if (handle.ok()) handles_.Add(handle.value(), principal, reactor->subscription(), reactor);
   if (keylog) {

@@ -2,12 +2,12 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <chrono>
-#include <cstdio>
-#include <ctime>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string_view>
 
 #include "common/command_line.h"
@@ -533,10 +533,10 @@ struct Parser {
       sub.add_option_function<std::string>(
              "--since",
              [&out](const std::string& v) {
-               const uint64_t now = static_cast<uint64_t>(
-                   std::chrono::duration_cast<std::chrono::nanoseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count());
+               const uint64_t now =
+                   static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
                auto since = ParseSince(v, now);
                if (!since.ok()) throw CLI::ValidationError("--since", since.status().message());
                out.since_ns = *since;
@@ -751,7 +751,8 @@ StatusOr<uint64_t> ParseSince(const std::string& text, uint64_t now_ns) {
                            "(2026-12-07T10:00:00Z) or nanoseconds since the Unix epoch");
   };
   if (text.empty()) return bad();
-  const bool digits = std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const bool digits =
+      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (digits) {
     // Fewer digits would be before 2001 as nanoseconds: a duration without its unit, surely.
     if (text.size() < 19 || text.size() > 20) return bad();
@@ -761,9 +762,11 @@ StatusOr<uint64_t> ParseSince(const std::string& text, uint64_t now_ns) {
     return static_cast<uint64_t>(ns);
   }
   const char unit = text.back();
-  if (text.find('T') == std::string::npos && std::string_view("smhd").find(unit) != std::string_view::npos) {
+  if (text.find('T') == std::string::npos &&
+      std::string_view("smhd").find(unit) != std::string_view::npos) {
     const std::string number = text.substr(0, text.size() - 1);
-    if (number.empty() || number.find_first_not_of("0123456789.") != std::string::npos) return bad();
+    if (number.empty() || number.find_first_not_of("0123456789.") != std::string::npos)
+      return bad();
     char* end = nullptr;
     const double value = std::strtod(number.c_str(), &end);
     if (end == number.c_str() || *end != '\0' || !(value > 0)) return bad();
