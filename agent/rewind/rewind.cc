@@ -287,8 +287,9 @@ std::unique_ptr<v1::StreamResponse> Rewind::Run(const OfferFn& offer) {
                          "; streaming from there");
     }
     if (!source->filter.empty() && source->filter != request_.filter()) {
-      warnings.push_back("recording " + source->name + " keeps only '" + source->filter +
-                         "': the recorded part holds only what it kept");
+      warnings.push_back("recording " + source->name + " captures with its own filter '" +
+                         source->filter +
+                         "': the recorded part holds only the packets that filter kept");
     }
     for (const std::string& w : reader.warnings()) warnings.push_back(w);
     const size_t reader_warnings = reader.warnings().size();
@@ -320,9 +321,11 @@ std::unique_ptr<v1::StreamResponse> Rewind::Run(const OfferFn& offer) {
     };
     std::vector<Candidate> window;
     size_t window_bytes = 0;
+    uint64_t sent = 0;
     for (; more; more = reader.Next(packet)) {
       if (packet.timestamp_ns + kMatchWindowNs < t0) {
         if (!add(packet.timestamp_ns, packet.original_length, packet.bytes)) return finish();
+        ++sent;
         continue;
       }
       if (packet.timestamp_ns > t0 + kMatchWindowNs || window_bytes >= kMaxSeamBytes) break;
@@ -335,8 +338,14 @@ std::unique_ptr<v1::StreamResponse> Rewind::Run(const OfferFn& offer) {
     const size_t past = PastCount(keys, have_live ? &first_live : nullptr, t0);
     for (size_t i = 0; i < past; ++i) {
       if (!add(window[i].ts, window[i].original_length, window[i].bytes)) return finish();
+      ++sent;
     }
     if (batch && !Offer(offer, std::move(batch))) return finish();
+    const bool by_copy = past < keys.size() && have_live && SamePacket(keys[past], first_live);
+    spdlog::info("rewind on {} from recording {}: {} recorded packets from {}, seam {} at {}",
+                 interface_, source->name, sent, IsoTime(since),
+                 by_copy ? "at the recorded copy of the first live packet" : "by time",
+                 IsoTime(t0));
     warnings.assign(reader.warnings().begin() + reader_warnings, reader.warnings().end());
   }
 

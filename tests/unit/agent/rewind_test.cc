@@ -270,7 +270,8 @@ TEST(Rewind, SaysWhenTheRecordingStartsAfterSince) {
   EXPECT_NE(warnings[0].find("the recording on veth0 starts at "), std::string::npos)
       << warnings[0];
   EXPECT_NE(warnings[0].find("; streaming from there"), std::string::npos);
-  EXPECT_NE(warnings[1].find("keeps only 'udp'"), std::string::npos) << warnings[1];
+  EXPECT_NE(warnings[1].find("captures with its own filter 'udp'"), std::string::npos)
+      << warnings[1];
 }
 
 TEST(Rewind, HoldsLiveMessagesWithinItsBoundAndCountsTheRest) {
