@@ -127,6 +127,14 @@ bool StreamReactor::Offer(std::unique_ptr<v1::StreamResponse>& message) {
   const size_t size = message->ByteSizeLong();
   std::lock_guard lock(mu_);
   if (cancelled_ || finish_called_) return true;
+  // The capture's sends are held meanwhile, so the stall watchdog is here as well.
+  if (in_flight_ && std::chrono::steady_clock::now() - in_flight_since_ > stall_timeout_) {
+    spdlog::warn("stream to {}: the client has read nothing for {} s; ending it", peer_,
+                 stall_timeout_.count() / 1000.0);
+    stop_.Request(v1::StreamEnd::CLIENT_STALLED);
+    context_->TryCancel();
+    return true;
+  }
   if (!queue_.empty() && queued_bytes_ + size > max_queue_bytes_) return false;
   queued_bytes_ += size;
   queue_.push_back({std::move(message), size});
