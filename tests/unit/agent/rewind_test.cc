@@ -274,6 +274,38 @@ TEST(Rewind, SaysWhenTheRecordingStartsAfterSince) {
       << warnings[1];
 }
 
+// A quiet link: no live packet within a second, so the seam is the live capture's start.
+TEST(Rewind, OnAQuietLinkTheSeamIsTheCapturesStart) {
+  TempDir dir;
+  // Description() says the live capture started at kBase + 50.
+  WriteFile(dir / "r_00001.pcap", {{kBase + 10, 1}, {kBase + 20, 2}, {kBase + 60, 3}});
+  RecordingSource source{"ring", "", [&] { return std::vector<std::string>{dir / "r_00001.pcap"}; },
+                         [] { return kBase + 60; }};
+  v1::StreamRequest request;
+  request.set_since_ns(kBase);
+  Rewind rewind({source}, request, "veth0", nullptr);
+  Client client;
+  rewind.SetDownstream(&client);
+  std::thread runner([&] {
+    rewind.Run([&](std::unique_ptr<v1::StreamResponse>& m) {
+      client.Send(std::move(m), false);
+      return true;
+    });
+  });
+  ASSERT_TRUE(rewind.Send(Description(), false));
+  runner.join();
+  std::vector<uint32_t> seqs;
+  for (auto& m : client.got) {
+    if (!m->has_packets()) continue;
+    size_t offset = 0;
+    for (int i = 0; i < m->packets().timestamp_ns_size(); ++i) {
+      seqs.push_back(SeqOf(std::string_view(m->packets().data()).substr(offset, 60)));
+      offset += 60;
+    }
+  }
+  EXPECT_EQ(seqs, (std::vector<uint32_t>{1, 2}));  // 3 came after the live capture started
+}
+
 TEST(Rewind, HoldsLiveMessagesWithinItsBoundAndCountsTheRest) {
   v1::StreamRequest request;
   request.set_since_ns(kBase);
