@@ -168,7 +168,10 @@ std::unique_ptr<v1::StreamResponse> Rewind::Run(const OfferFn& offer) {
       }
       return end_ != nullptr;
     };
-    if (!WaitFor(lock, described, Clock::time_point::max())) return finish();
+    // No deadline of its own: the capture's end (Close) or the call's (Stop) wakes it.
+    while (!described()) {
+      if (!WaitFor(lock, described, Clock::now() + std::chrono::seconds(1))) return finish();
+    }
     for (const Held& h : held_) {
       if (h.message->has_interface()) {
         live = h.message->interface();
