@@ -416,6 +416,8 @@ class Recording final : public StreamSink {
     return info;
   }
 
+  uint64_t written_through_ns() const { return written_through_ns_.load(); }
+
   uint64_t last_seen_ns() {
     std::lock_guard lock(mu_);
     return state_.last_seen_ns;
@@ -497,13 +499,20 @@ class Recording final : public StreamSink {
         queued_bytes_ = 0;
         done = capture_done_ && batch.empty();
       }
+      uint64_t newest = 0;
       for (Queued& q : batch) {
         Write(*q.message);
+        if (q.message->has_packets() && q.message->packets().timestamp_ns_size() > 0) {
+          const auto& times = q.message->packets().timestamp_ns();
+          newest = std::max(newest, times[times.size() - 1]);
+        }
         std::lock_guard lock(mu_);
         if (q.message->has_packets() && free_.size() < 16) free_.push_back(std::move(q.message));
       }
       batch.clear();
       if (writer_ok_) Check(writer_->Flush());
+      // Once flushed: a rewind reads the files up to here (agent/rewind).
+      if (writer_ok_ && newest > written_through_ns_.load()) written_through_ns_.store(newest);
       if (writer_ok_) Check(writer_->Tick(NowNs()));
       UpdateCounts();
       if (std::chrono::steady_clock::now() >= next_persist) {
@@ -664,6 +673,8 @@ class Recording final : public StreamSink {
   std::thread capture_thread_;
   std::thread writer_thread_;
   std::atomic<bool> active_ = false;  // threads started and not yet joined
+  // The newest packet time flushed to the files: the writer thread stores, anyone reads.
+  std::atomic<uint64_t> written_through_ns_{0};
 
   // Writer thread only.
   std::unique_ptr<capfile::RingWriter> writer_;
@@ -950,6 +961,34 @@ StatusOr<std::vector<std::string>> RecordingManager::FetchableFiles(const std::s
   std::vector<std::string> paths;
   for (const fs::path& f : files) paths.push_back(f.string());
   return paths;
+}
+
+std::vector<RecordingManager::RunningRecording> RecordingManager::Running() {
+  std::vector<std::shared_ptr<Recording>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, recording] : recordings_) {
+      if (starting_.count(name) == 0 && deleting_.count(name) == 0) all.push_back(recording);
+    }
+  }
+  std::vector<RunningRecording> running;
+  for (auto& recording : all) {
+    if (!recording->running()) continue;
+    const v1::StartRecordingRequest& request = recording->request();
+    RunningRecording r;
+    r.name = request.name();
+    r.interface = request.interface();
+    r.filter = request.filter();
+    r.decapsulates = request.has_decap() && request.decap().mode() != v1::Decapsulation::NONE;
+    r.files = [recording] {
+      std::vector<std::string> paths;
+      for (const fs::path& f : recording->Files()) paths.push_back(f.string());
+      return paths;
+    };
+    r.written_through_ns = [recording] { return recording->written_through_ns(); };
+    running.push_back(std::move(r));
+  }
+  return running;
 }
 
 void RecordingManager::StopAll() {

@@ -13,6 +13,7 @@
 #include "agent/capture/interfaces.h"
 #include "agent/keylog/keylog_follower.h"
 #include "agent/peers/socket_table.h"
+#include "agent/rewind/rewind.h"
 #include "agent/service/status_mapping.h"
 #include "agent/trigger/stream_trigger.h"
 #include "common/log_throttle.h"
@@ -131,6 +132,43 @@ class FetchReactor : public grpc::ServerWriteReactor<v1::RecordingChunk> {
   std::atomic<int64_t> writing_since_ns_{0};
   bool cancelled_ = false;  // watchdog only
 };
+
+StatusOr<std::unique_ptr<rewind::Rewind>> CaptureService::PrepareRewind(
+    const v1::StreamRequest& request) {
+  RecordingManager* recordings = recordings_.load();
+  if (recordings == nullptr) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "--since reads a recording, and recordings are not enabled on this agent "
+                  "(start capd with --record-dir DIR, then capctl record start)");
+  }
+  if (request.has_decap() && request.decap().mode() != v1::Decapsulation::NONE) {
+    return InvalidArgument("--since does not combine with decapsulation");
+  }
+  const uint64_t now =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
+  if (request.since_ns() > now) return InvalidArgument("--since names a time in the future");
+  // An empty name is the default-route interface, for the stream as for a recording.
+  std::string fallback;
+  if (auto found = DefaultRouteInterface(); found.ok()) fallback = *found;
+  const auto name_of = [&](const std::string& requested) {
+    return requested.empty() ? fallback : requested;
+  };
+  const std::string interface = name_of(request.interface());
+  std::vector<rewind::RecordingSource> candidates;
+  std::vector<std::pair<std::string, std::string>> running;
+  for (RecordingManager::RunningRecording& r : recordings->Running()) {
+    running.emplace_back(r.name, name_of(r.interface));
+    if (r.decapsulates || name_of(r.interface) != interface) continue;
+    candidates.push_back({r.name, r.filter, std::move(r.files), std::move(r.written_through_ns)});
+  }
+  if (candidates.empty()) {
+    return Status(StatusCode::kFailedPrecondition, rewind::NoRecordingMessage(interface, running));
+  }
+  return std::make_unique<rewind::Rewind>(std::move(candidates), request, interface,
+                                          options_.identity.filter_sandbox);
+}
 
 RecordingManager* CaptureService::Recordings(const grpc::CallbackServerContext& context,
                                              grpc::Status* refused) {
@@ -344,6 +382,13 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* CaptureService::OpenStream(
     }
     keylog = std::move(opened).value();
   }
+  // The recording is found before the capture: a stream that cannot rewind costs no capture.
+  std::unique_ptr<rewind::Rewind> rewind;
+  if (request->since_ns() != 0) {
+    auto prepared = PrepareRewind(*request);
+    if (!prepared.ok()) return new RefusedStream(ToGrpcStatus(prepared.status()));
+    rewind = std::move(prepared).value();
+  }
   // Checked before and after asking who relays the stream: a refused stream costs no query.
   auto refusal = [this]() -> std::optional<grpc::Status> {
     if (shutting_down_ || !ready_) {
@@ -374,9 +419,10 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* CaptureService::OpenStream(
   if (keylog) context->AddInitialMetadata("capd-tls-keylog", "following");
   // Tells the client its triggers apply (an older capd ignores them and streams everything).
   if (trigger::HasTriggers(*request)) context->AddInitialMetadata("capd-trigger", "armed");
-  auto* reactor = new StreamReactor(*hub_, *request, options_.identity, std::move(relay),
-                                    options_.max_queue_bytes, options_.stall_timeout, context,
-                                    [this](StreamReactor* gone) { Forget(gone); });
+  auto* reactor = new StreamReactor(
+      *hub_, *request, options_.identity, std::move(relay), options_.max_queue_bytes,
+      options_.stall_timeout, context, [this](StreamReactor* gone) { Forget(gone); },
+      std::move(rewind));
   streams_.insert(reactor);
   if (handle.ok()) handles_.Add(handle.value(), principal, reactor->subscription(), reactor);
   if (keylog) {

@@ -144,6 +144,10 @@ class CaptureService final
   // StreamRequest.tls_keylog, opened (keylog::KeyLogFolders::OpenFile's refusals), or
   // kFailedPrecondition when capd follows no key logs.
   StatusOr<std::unique_ptr<keylog::KeyLogFollower>> OpenKeyLog(const std::string& requested) const;
+  // StreamRequest.since_ns: the rewind over the recordings running on the stream's interface;
+  // FAILED_PRECONDITION when there is none (naming those that run), INVALID_ARGUMENT for a
+  // request a rewind cannot serve.
+  StatusOr<std::unique_ptr<rewind::Rewind>> PrepareRewind(const v1::StreamRequest& request);
   uint16_t listening_port() const { return listening_port_.load(std::memory_order_acquire); }
 
   // The recording manager, or FAILED_PRECONDITION with the reason for `context`.

@@ -56,6 +56,10 @@ namespace capd::agent::keylog {
 class KeyLogFollower;
 }  // namespace capd::agent::keylog
 
+namespace capd::agent::rewind {
+class Rewind;
+}  // namespace capd::agent::rewind
+
 namespace capd::agent {
 
 // What capd learned about the relay of a stream (CaptureService): its connections stay left out
@@ -73,9 +77,12 @@ class StreamReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public 
 
   // Subscribes to a capture in `hub`. max_queue_bytes bounds the messages waiting for the client;
   // a write in flight for longer than stall_timeout ends the stream (CLIENT_STALLED).
+  // `rewind` (StreamRequest.since_ns): the capture's messages go through it, and a thread of the
+  // stream's own (holding a reference, like the compression thread) runs it (rewind.h).
   StreamReactor(CaptureHub& hub, const v1::StreamRequest& request, const AgentIdentity& identity,
                 StreamRelay relay, size_t max_queue_bytes, std::chrono::milliseconds stall_timeout,
-                grpc::CallbackServerContext* context, OnDestroyed on_destroyed);
+                grpc::CallbackServerContext* context, OnDestroyed on_destroyed,
+                std::unique_ptr<rewind::Rewind> rewind = nullptr);
   ~StreamReactor() override;
 
   // Ends the stream with `reason` (e.g. agent shutdown): the capture thread sends what it has,
@@ -92,6 +99,11 @@ class StreamReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public 
   // capture queues later. False when the queue has no room for it now (the caller keeps the
   // lines and tries again); true, and nothing queued, once the call is finishing. Thread-safe.
   bool SendKeyLog(std::string lines);
+
+  // Queues `message` if the queue has room (rewind's past packets and held messages): false,
+  // and the message left in place, when it has none now; true, and nothing queued, once the
+  // call is finishing. Thread-safe.
+  bool Offer(std::unique_ptr<v1::StreamResponse>& message);
 
   // StreamSink (capture thread)
   bool Send(std::unique_ptr<v1::StreamResponse> message, bool droppable) override;
@@ -155,6 +167,8 @@ class StreamReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public 
   std::condition_variable compress_wake_;
   // Set by FollowKeyLog (under mu_); stopped when the call finishes.
   std::unique_ptr<keylog::KeyLogFollower> keylog_;
+  // Set by the constructor for a rewind; stopped when the call finishes.
+  std::unique_ptr<rewind::Rewind> rewind_;
   std::string serialized_;           // compression thread only: the batch before compression
   std::string compressed_;           // compression thread only: the part, swapped into the message
   uint64_t uncompressed_bytes_ = 0;  // guarded by mu_: batches compressed so far, before

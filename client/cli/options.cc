@@ -2,8 +2,12 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string_view>
 
 #include "common/command_line.h"
@@ -616,6 +620,21 @@ struct Parser {
           ->check(NotEmpty("a path"));
       AddTriggerOptions(sub, out.start_on, out.before_ms, out.stop_on, out.after_ms,
                         out.after_count, flags.triggers);
+      sub.add_option_function<std::string>(
+             "--since",
+             [&out](const std::string& v) {
+               const uint64_t now =
+                   static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
+               auto since = ParseSince(v, now);
+               if (!since.ok()) throw CLI::ValidationError("--since", since.status().message());
+               out.since_ns = *since;
+             },
+             "begin with the packets a recording running on the agent (capctl record start) "
+             "kept from WHEN on, then go on live: WHEN is a time back (5m, 90s, 1.5h), an RFC "
+             "3339 time (2026-12-07T10:00:00Z) or nanoseconds since the Unix epoch")
+          ->type_name("WHEN");
     }
     AddDecapOptions(sub, out.decap);
     AddConnectionOptions(sub, out.connection);
@@ -827,6 +846,83 @@ StatusOr<CommandLine> ParseCommandLine(int argc, char** argv) {
 bool CompressionFor(const StreamOptions& options, const AgentAddress& agent) {
   if (options.compress) return *options.compress;
   return agent.transport != AgentAddress::Transport::kDirect;
+}
+
+StatusOr<uint64_t> ParseSince(const std::string& text, uint64_t now_ns) {
+  const auto bad = [&text] {
+    return InvalidArgument("--since '" + text +
+                           "': expected a time back (5m, 90s, 1.5h, 2d), an RFC 3339 time "
+                           "(2026-12-07T10:00:00Z) or nanoseconds since the Unix epoch");
+  };
+  if (text.empty()) return bad();
+  const bool digits =
+      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (digits) {
+    // Fewer digits would be before 2001 as nanoseconds: a duration without its unit, surely.
+    if (text.size() < 19 || text.size() > 20) return bad();
+    errno = 0;
+    const unsigned long long ns = std::strtoull(text.c_str(), nullptr, 10);
+    if (errno != 0) return bad();
+    return static_cast<uint64_t>(ns);
+  }
+  const char unit = text.back();
+  if (text.find('T') == std::string::npos &&
+      std::string_view("smhd").find(unit) != std::string_view::npos) {
+    const std::string number = text.substr(0, text.size() - 1);
+    if (number.empty() || number.find_first_not_of("0123456789.") != std::string::npos)
+      return bad();
+    char* end = nullptr;
+    const double value = std::strtod(number.c_str(), &end);
+    if (end == number.c_str() || *end != '\0' || !(value > 0)) return bad();
+    const double scale = unit == 's' ? 1e9 : unit == 'm' ? 60e9 : unit == 'h' ? 3600e9 : 86400e9;
+    const double back = value * scale;
+    if (back >= static_cast<double>(now_ns)) return bad();
+    return now_ns - static_cast<uint64_t>(back);
+  }
+  // RFC 3339: date, 'T' (or a space), time, optional fraction, then Z or an offset.
+  int year, month, day, hour, minute, second, used = 0;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &year, &month, &day, &hour,
+                  &minute, &second, &used) != 6 ||
+      used != 19) {
+    return bad();
+  }
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
+    return bad();
+  }
+  size_t at = 19;
+  uint64_t fraction_ns = 0;
+  if (at < text.size() && text[at] == '.') {
+    ++at;
+    uint64_t scale = 100'000'000;
+    const size_t first = at;
+    for (; at < text.size() && text[at] >= '0' && text[at] <= '9'; ++at) {
+      fraction_ns += static_cast<uint64_t>(text[at] - '0') * scale;
+      scale /= 10;
+    }
+    if (at == first) return bad();
+  }
+  int64_t offset_s = 0;
+  if (at < text.size() && (text[at] == 'Z' || text[at] == 'z') && at + 1 == text.size()) {
+    // UTC
+  } else if (at + 6 == text.size() && (text[at] == '+' || text[at] == '-') && text[at + 3] == ':') {
+    int oh = 0, om = 0;
+    if (std::sscanf(text.c_str() + at + 1, "%2d:%2d", &oh, &om) != 2 || oh > 23 || om > 59) {
+      return bad();
+    }
+    offset_s = (text[at] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+  } else {
+    return bad();  // a time without its zone would be read in a zone the user did not mean
+  }
+  struct tm utc {};
+  utc.tm_year = year - 1900;
+  utc.tm_mon = month - 1;
+  utc.tm_mday = day;
+  utc.tm_hour = hour;
+  utc.tm_min = minute;
+  utc.tm_sec = second;
+  const int64_t seconds = static_cast<int64_t>(timegm(&utc)) - offset_s;
+  if (seconds <= 0) return bad();
+  return static_cast<uint64_t>(seconds) * 1'000'000'000ULL + fraction_ns;
 }
 
 }  // namespace capd::client

@@ -89,7 +89,14 @@ struct StreamOptions {
   std::string stop_on;
   uint32_t after_ms = 0;
   uint64_t after_count = 0;
+  // --since WHEN (stream only): StreamRequest.since_ns, Unix epoch ns; 0: live only.
+  uint64_t since_ns = 0;
 };
+
+// --since's grammar: a time back from `now_ns` ("5m", "90s", "1.5h", "2d"), an RFC 3339 time
+// ("2026-12-07T10:00:00Z", "2026-12-07T10:00:00.250+01:00"), or nanoseconds since the Unix epoch
+// (digits only, at least 19 of them). kInvalidArgument with the grammar otherwise.
+StatusOr<uint64_t> ParseSince(const std::string& text, uint64_t now_ns);
 
 // Whether to ask `agent` for compressed batches: as --compress/--no-compress say, else on through
 // a tunnel (ssh://, ssm://: a few MB/s, where compression delivers more packets) and off for a

@@ -35,10 +35,18 @@ void AgentFeed::ReadLoop() {
   BatchDecompression decompression(address());
   Status undecodable;
   bool first = true;
+  bool since_ignored = false;
   while (true) {
     auto message = std::make_unique<v1::StreamResponse>();
     if (!reader->Read(message.get())) break;
     NoteHandle();
+    // An agent that honours --since answers with a Rewind first; one that predates the field
+    // would stream live packets only, which is not what the user asked for.
+    if (first && request_.since_ns() != 0 && !message->has_rewind()) {
+      since_ignored = true;
+      context_.TryCancel();
+      break;
+    }
     if (std::exchange(first, false) && !request_.tls_keylog().empty() &&
         context_.GetServerInitialMetadata().count("capd-tls-keylog") == 0) {
       std::lock_guard lock(hub_.mu);
@@ -85,6 +93,10 @@ void AgentFeed::ReadLoop() {
     finished = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                             "this agent does not support --start-on/--stop-on (a capd that "
                             "predates them); nothing was captured");
+  } else if (since_ignored) {
+    finished = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            "this agent does not rewind (--since needs a newer capd): refused "
+                            "rather than streaming only live packets");
   }
   {
     std::lock_guard lock(hub_.mu);

@@ -203,6 +203,10 @@ Status Merger::DrainControl(Feed& feed, bool& progressed) {
       OnStatistics(feed, m.statistics());
     } else if (m.has_end()) {
       feed.end = m.end();
+    } else if (m.has_rewind()) {
+      for (const std::string& warning : m.rewind().warnings()) {
+        observer_.OnWarning(RefOf(feed), PrintableText(warning));
+      }
     } else if (m.has_tls_keys()) {
       // Before the packets of the batches behind it: the keys reach the file (and a live
       // reader) before the traffic they decrypt.

@@ -130,6 +130,7 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
     request.set_after_ms(options.after_ms);
     request.set_after_count(options.after_count);
   }
+  request.set_since_ns(options.since_ns);
   if (options.decap.mode != DecapOptions::Mode::kNone) {
     v1::Decapsulation* d = request.mutable_decap();
     d->set_mode(options.decap.mode == DecapOptions::Mode::kVxlan    ? v1::Decapsulation::VXLAN
