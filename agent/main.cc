@@ -134,6 +134,7 @@ int main(int argc, char** argv) {
   options.stall_timeout = std::chrono::seconds(flags.stall_timeout_seconds);
   options.identity.ring = flags.ring;
   options.identity.max_decap_interfaces = flags.max_decap_interfaces;
+  options.identity.max_trigger_history_bytes = flags.max_trigger_history_bytes;
   options.client_certificates = !flags.access.tls_client_ca_file.empty();
   auto local_access = capd::agent::LocalAccessPolicy::Make(flags.allow_users, flags.allow_groups);
   if (!local_access.ok()) {

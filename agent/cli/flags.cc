@@ -120,6 +120,12 @@ StatusOr<AgentCommandLine> ParseAgentCommandLine(int argc, char** argv) {
       ->type_name("SIZE")
       ->transform(ByteSizeIn(1'000'000, uint64_t{1} << 40, "1M..1TiB"));
   limits
+      ->add_option("--max-trigger-history", f.max_trigger_history_bytes,
+                   "history a stream waiting for its start trigger (capctl --start-on) may hold "
+                   "(default 32MiB); beyond, its oldest packets are dropped and counted")
+      ->type_name("SIZE")
+      ->transform(ByteSizeIn(1'000'000, uint64_t{1} << 40, "1M..1TiB"));
+  limits
       ->add_option("--max-decap-interfaces", f.max_decap_interfaces,
                    "decapsulated sessions (encapsulation, VNI) per capture; frames of further "
                    "sessions are dropped, counted as interface_limit and reported to clients")

@@ -25,6 +25,7 @@ struct AgentFlags {
   size_t max_streams = 16;
   ConnectionLimits connections;
   size_t max_queue_bytes = 32 * 1024 * 1024;
+  uint64_t max_trigger_history_bytes = 32ULL << 20;  // per stream with --start-on
   size_t max_decap_interfaces = kDefaultMaxDecapInterfaces;
   size_t stall_timeout_seconds = 60;
   size_t max_recordings = 8;  // recording_manager.h's kDefaultMaxRecordings

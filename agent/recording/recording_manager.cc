@@ -437,6 +437,8 @@ class Recording final : public StreamSink {
     return info;
   }
 
+  uint64_t written_through_ns() const { return written_through_ns_.load(); }
+
   // Finished files (with their note) that have no upload mark yet.
   uint64_t AwaitingUpload() const {
     uint64_t awaiting = 0;
@@ -507,6 +509,9 @@ class Recording final : public StreamSink {
     } else if (!ended.ok()) {
       state_.state = v1::RecordingInfo::FAILED;
       state_.message = ended.status().message();
+    } else if (ended->reason() == v1::StreamEnd::STOP_ON_MATCHED) {
+      state_.state = v1::RecordingInfo::STOPPED;
+      state_.message = ended->message();
     } else if (ended->reason() == v1::StreamEnd::CAPTURE_ERROR) {
       state_.state = v1::RecordingInfo::FAILED;
       state_.message =
@@ -529,13 +534,20 @@ class Recording final : public StreamSink {
         queued_bytes_ = 0;
         done = capture_done_ && batch.empty();
       }
+      uint64_t newest = 0;
       for (Queued& q : batch) {
         Write(*q.message);
+        if (q.message->has_packets() && q.message->packets().timestamp_ns_size() > 0) {
+          const auto& times = q.message->packets().timestamp_ns();
+          newest = std::max(newest, times[times.size() - 1]);
+        }
         std::lock_guard lock(mu_);
         if (q.message->has_packets() && free_.size() < 16) free_.push_back(std::move(q.message));
       }
       batch.clear();
       if (writer_ok_) Check(writer_->Flush());
+      // Once flushed: a rewind reads the files up to here (agent/rewind).
+      if (writer_ok_ && newest > written_through_ns_.load()) written_through_ns_.store(newest);
       if (writer_ok_) Check(writer_->Tick(NowNs()));
       UpdateCounts();
       if (std::chrono::steady_clock::now() >= next_persist) {
@@ -734,6 +746,8 @@ class Recording final : public StreamSink {
   std::thread capture_thread_;
   std::thread writer_thread_;
   std::atomic<bool> active_ = false;  // threads started and not yet joined
+  // The newest packet time flushed to the files: the writer thread stores, anyone reads.
+  std::atomic<uint64_t> written_through_ns_{0};
 
   // Writer thread only.
   std::unique_ptr<capfile::RingWriter> writer_;
@@ -1021,6 +1035,34 @@ StatusOr<std::vector<std::string>> RecordingManager::FetchableFiles(const std::s
   std::vector<std::string> paths;
   for (const fs::path& f : files) paths.push_back(f.string());
   return paths;
+}
+
+std::vector<RecordingManager::RunningRecording> RecordingManager::Running() {
+  std::vector<std::shared_ptr<Recording>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, recording] : recordings_) {
+      if (starting_.count(name) == 0 && deleting_.count(name) == 0) all.push_back(recording);
+    }
+  }
+  std::vector<RunningRecording> running;
+  for (auto& recording : all) {
+    if (!recording->running()) continue;
+    const v1::StartRecordingRequest& request = recording->request();
+    RunningRecording r;
+    r.name = request.name();
+    r.interface = request.interface();
+    r.filter = request.filter();
+    r.decapsulates = request.has_decap() && request.decap().mode() != v1::Decapsulation::NONE;
+    r.files = [recording] {
+      std::vector<std::string> paths;
+      for (const fs::path& f : recording->Files()) paths.push_back(f.string());
+      return paths;
+    };
+    r.written_through_ns = [recording] { return recording->written_through_ns(); };
+    running.push_back(std::move(r));
+  }
+  return running;
 }
 
 void RecordingManager::StopAll() {

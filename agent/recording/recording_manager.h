@@ -37,6 +37,7 @@
 // call them off gRPC's reaction threads.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -89,6 +90,21 @@ class RecordingManager {
   // Paths of the files a fetch may send, oldest first: the finished ones, and the current one
   // too once the recording is not running. kNotFound for an unknown name.
   StatusOr<std::vector<std::string>> FetchableFiles(const std::string& name);
+
+  // A running recording as a stream rewinds into it (capctl stream --since, agent/rewind).
+  struct RunningRecording {
+    std::string name;
+    std::string interface;  // as requested (empty: the default-route interface)
+    std::string filter;
+    bool decapsulates = false;
+    // The ring's files now, oldest first, the one being written included.
+    std::function<std::vector<std::string>()> files;
+    // The time of the newest packet the writer has flushed to the files (0: none yet this run).
+    std::function<uint64_t()> written_through_ns;
+  };
+  // The recordings running now. The functions hold the recording (any thread, for as long as
+  // the caller keeps them; a stopped recording's files stay listed, its time stops moving).
+  std::vector<RunningRecording> Running();
 
   // capd is stopping: every running recording ends its capture and files, keeping its state
   // "running" so it resumes at the next start. Blocks until their threads are gone.

@@ -34,6 +34,11 @@ v1::StreamRequest StreamRequestFor(const v1::StartRecordingRequest& r) {
   s.set_filter(r.filter());
   if (r.has_snaplen()) s.set_snaplen(r.snaplen());
   *s.mutable_decap() = r.decap();
+  s.set_start_on(r.start_on());
+  s.set_before_ms(r.before_ms());
+  s.set_stop_on(r.stop_on());
+  s.set_after_ms(r.after_ms());
+  s.set_after_count(r.after_count());
   return s;
 }
 

@@ -13,7 +13,9 @@
 #include "agent/capture/interfaces.h"
 #include "agent/keylog/keylog_follower.h"
 #include "agent/peers/socket_table.h"
+#include "agent/rewind/rewind.h"
 #include "agent/service/status_mapping.h"
+#include "agent/trigger/stream_trigger.h"
 #include "common/log_throttle.h"
 #include "common/utf8.h"
 #include "filters/bpf_filter.h"
@@ -22,7 +24,7 @@ namespace capd::agent {
 namespace {
 
 // A reactor that only finishes with an error, for calls refused before any capture starts.
-class RefusedStream : public grpc::ServerWriteReactor<v1::StreamResponse> {
+class RefusedStream : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit RefusedStream(grpc::Status status) { Finish(std::move(status)); }
   void OnDone() override { delete this; }
@@ -131,6 +133,43 @@ class FetchReactor : public grpc::ServerWriteReactor<v1::RecordingChunk> {
   bool cancelled_ = false;  // watchdog only
 };
 
+StatusOr<std::unique_ptr<rewind::Rewind>> CaptureService::PrepareRewind(
+    const v1::StreamRequest& request) {
+  RecordingManager* recordings = recordings_.load();
+  if (recordings == nullptr) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "--since reads a recording, and recordings are not enabled on this agent "
+                  "(start capd with --record-dir DIR, then capctl record start)");
+  }
+  if (request.has_decap() && request.decap().mode() != v1::Decapsulation::NONE) {
+    return InvalidArgument("--since does not combine with decapsulation");
+  }
+  const uint64_t now =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
+  if (request.since_ns() > now) return InvalidArgument("--since names a time in the future");
+  // An empty name is the default-route interface, for the stream as for a recording.
+  std::string fallback;
+  if (auto found = DefaultRouteInterface(); found.ok()) fallback = *found;
+  const auto name_of = [&](const std::string& requested) {
+    return requested.empty() ? fallback : requested;
+  };
+  const std::string interface = name_of(request.interface());
+  std::vector<rewind::RecordingSource> candidates;
+  std::vector<std::pair<std::string, std::string>> running;
+  for (RecordingManager::RunningRecording& r : recordings->Running()) {
+    running.emplace_back(r.name, name_of(r.interface));
+    if (r.decapsulates || name_of(r.interface) != interface) continue;
+    candidates.push_back({r.name, r.filter, std::move(r.files), std::move(r.written_through_ns)});
+  }
+  if (candidates.empty()) {
+    return Status(StatusCode::kFailedPrecondition, rewind::NoRecordingMessage(interface, running));
+  }
+  return std::make_unique<rewind::Rewind>(std::move(candidates), request, interface,
+                                          options_.identity.filter_sandbox);
+}
+
 RecordingManager* CaptureService::Recordings(const grpc::CallbackServerContext& context,
                                              grpc::Status* refused) {
   if (grpc::Status allowed = Authorize(context); !allowed.ok()) {
@@ -173,6 +212,10 @@ grpc::ServerUnaryReactor* CaptureService::RecordingCall(
 grpc::ServerUnaryReactor* CaptureService::StartRecording(grpc::CallbackServerContext* context,
                                                          const v1::StartRecordingRequest* request,
                                                          v1::RecordingInfo* response) {
+  // Tells the client its triggers apply (an older capd ignores them and records everything).
+  if (!request->start_on().empty() || !request->stop_on().empty()) {
+    context->AddInitialMetadata("capd-trigger", "armed");
+  }
   return RecordingCall(context, [request, response](RecordingManager& recordings) {
     auto started = recordings.Start(*request);
     if (!started.ok()) return ToGrpcStatus(started.status());
@@ -300,7 +343,20 @@ grpc::ServerUnaryReactor* CaptureService::ListInterfaces(grpc::CallbackServerCon
   return reactor;
 }
 
-grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
+grpc::ServerWriteReactor<grpc::ByteBuffer>* CaptureService::Stream(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  // What the generated handler does for a typed method (Deserialize consumes its buffer).
+  grpc::ByteBuffer bytes(*request);
+  v1::StreamRequest parsed;
+  if (grpc::Status status =
+          grpc::SerializationTraits<v1::StreamRequest>::Deserialize(&bytes, &parsed);
+      !status.ok()) {
+    return new RefusedStream(status);
+  }
+  return OpenStream(context, &parsed);
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* CaptureService::OpenStream(
     grpc::CallbackServerContext* context, const v1::StreamRequest* request) {
   std::string principal;
   if (grpc::Status allowed = Authorize(*context, &principal); !allowed.ok()) {
@@ -325,6 +381,13 @@ grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
       return new RefusedStream(ToGrpcStatus(opened.status()));
     }
     keylog = std::move(opened).value();
+  }
+  // The recording is found before the capture: a stream that cannot rewind costs no capture.
+  std::unique_ptr<rewind::Rewind> rewind;
+  if (request->since_ns() != 0) {
+    auto prepared = PrepareRewind(*request);
+    if (!prepared.ok()) return new RefusedStream(ToGrpcStatus(prepared.status()));
+    rewind = std::move(prepared).value();
   }
   // Checked before and after asking who relays the stream: a refused stream costs no query.
   auto refusal = [this]() -> std::optional<grpc::Status> {
@@ -354,9 +417,12 @@ grpc::ServerWriteReactor<v1::StreamResponse>* CaptureService::Stream(
   if (handle.ok()) context->AddInitialMetadata(StreamHandles::kMetadataKey, handle.value());
   // Tells the client its key log is followed (an older capd ignores the field and says nothing).
   if (keylog) context->AddInitialMetadata("capd-tls-keylog", "following");
-  auto* reactor = new StreamReactor(*hub_, *request, options_.identity, std::move(relay),
-                                    options_.max_queue_bytes, options_.stall_timeout, context,
-                                    [this](StreamReactor* gone) { Forget(gone); });
+  // Tells the client its triggers apply (an older capd ignores them and streams everything).
+  if (trigger::HasTriggers(*request)) context->AddInitialMetadata("capd-trigger", "armed");
+  auto* reactor = new StreamReactor(
+      *hub_, *request, options_.identity, std::move(relay), options_.max_queue_bytes,
+      options_.stall_timeout, context, [this](StreamReactor* gone) { Forget(gone); },
+      std::move(rewind));
   streams_.insert(reactor);
   if (handle.ok()) handles_.Add(handle.value(), principal, reactor->subscription(), reactor);
   if (keylog) {

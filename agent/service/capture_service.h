@@ -69,7 +69,8 @@ struct ServiceOptions {
 
 class FetchReactor;
 
-class CaptureService final : public v1::Capture::CallbackService {
+class CaptureService final
+    : public v1::Capture::WithRawCallbackMethod_Stream<v1::Capture::CallbackService> {
  public:
   explicit CaptureService(ServiceOptions options);
   ~CaptureService() override;  // stops the fetch watchdog
@@ -77,8 +78,10 @@ class CaptureService final : public v1::Capture::CallbackService {
   grpc::ServerUnaryReactor* ListInterfaces(grpc::CallbackServerContext* context,
                                            const v1::ListInterfacesRequest* request,
                                            v1::ListInterfacesResponse* response) override;
-  grpc::ServerWriteReactor<v1::StreamResponse>* Stream(grpc::CallbackServerContext* context,
-                                                       const v1::StreamRequest* request) override;
+  // A raw method: the reactor serializes its own responses (stream_serializer.h: a batch's packet
+  // bytes are not copied into gRPC's buffer); the request is parsed here, then OpenStream.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Stream(grpc::CallbackServerContext* context,
+                                                     const grpc::ByteBuffer* request) override;
   // A running stream's new filter (CaptureHub::Change), from the principal that opened it
   // (StreamHandles). The compile and the move run on a thread the service owns.
   grpc::ServerUnaryReactor* ChangeStream(grpc::CallbackServerContext* context,
@@ -124,6 +127,8 @@ class CaptureService final : public v1::Capture::CallbackService {
   void WaitForStreams();
 
  private:
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* OpenStream(grpc::CallbackServerContext* context,
+                                                         const v1::StreamRequest* request);
   void Forget(StreamReactor* reactor);
   // Ends fetches whose client has read nothing for stall_timeout (streams check on each send;
   // a fetch has no other thread to notice).
@@ -139,6 +144,10 @@ class CaptureService final : public v1::Capture::CallbackService {
   // StreamRequest.tls_keylog, opened (keylog::KeyLogFolders::OpenFile's refusals), or
   // kFailedPrecondition when capd follows no key logs.
   StatusOr<std::unique_ptr<keylog::KeyLogFollower>> OpenKeyLog(const std::string& requested) const;
+  // StreamRequest.since_ns: the rewind over the recordings running on the stream's interface;
+  // FAILED_PRECONDITION when there is none (naming those that run), INVALID_ARGUMENT for a
+  // request a rewind cannot serve.
+  StatusOr<std::unique_ptr<rewind::Rewind>> PrepareRewind(const v1::StreamRequest& request);
   uint16_t listening_port() const { return listening_port_.load(std::memory_order_acquire); }
 
   // The recording manager, or FAILED_PRECONDITION with the reason for `context`.

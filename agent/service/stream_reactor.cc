@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "agent/keylog/keylog_follower.h"
+#include "agent/rewind/rewind.h"
 #include "agent/service/status_mapping.h"
 #include "common/log_throttle.h"
 #include "compress/batch_codec.h"
@@ -19,14 +20,16 @@ constexpr size_t kMaxFreeMessages = 4;
 StreamReactor::StreamReactor(CaptureHub& hub, const v1::StreamRequest& request,
                              const AgentIdentity& identity, StreamRelay relay,
                              size_t max_queue_bytes, std::chrono::milliseconds stall_timeout,
-                             grpc::CallbackServerContext* context, OnDestroyed on_destroyed)
+                             grpc::CallbackServerContext* context, OnDestroyed on_destroyed,
+                             std::unique_ptr<rewind::Rewind> rewind)
     : identity_(identity),
       relay_(std::move(relay)),
       max_queue_bytes_(max_queue_bytes),
       stall_timeout_(stall_timeout),
       context_(context),
       peer_(context->peer()),
-      on_destroyed_(std::move(on_destroyed)) {
+      on_destroyed_(std::move(on_destroyed)),
+      rewind_(std::move(rewind)) {
   // Before the flag below: reactions read compressor_.
   if (request.compression() == v1::COMPRESSION_ZSTD) {
     auto compressor = compress::BatchCompressor::Create();
@@ -47,8 +50,24 @@ StreamReactor::StreamReactor(CaptureHub& hub, const v1::StreamRequest& request,
   constructed_.store(true, std::memory_order_release);
   // The capture holds a reference until its done call; the last reference deletes the reactor,
   // so nothing ever has to block in a reaction to wait for the capture.
+  StreamSink* sink = this;
+  if (rewind_) {
+    rewind_->SetDownstream(this);
+    sink = rewind_.get();
+    references_.fetch_add(1);
+    // Detached, holding a reference, as the compression thread: reads files, never a reaction.
+    std::thread([this] {
+      auto end = rewind_->Run(
+          [this](std::unique_ptr<v1::StreamResponse>& message) { return Offer(message); });
+      if (end) {
+        Send(std::move(end), /*droppable=*/false);
+        FinishAfterQueue(grpc::Status::OK);
+      }
+      ReleaseReference();
+    }).detach();
+  }
   subscription_ =
-      hub.Subscribe(request, identity_, *this, stop_,
+      hub.Subscribe(request, identity_, *sink, stop_,
                     [this](StatusOr<v1::StreamEnd> ended) { OnCaptureDone(std::move(ended)); });
 }
 
@@ -63,11 +82,16 @@ void StreamReactor::OnCaptureDone(StatusOr<v1::StreamEnd> ended) {
                    HeldBackNote(*held_back));
     }
     FinishAfterQueue(ToGrpcStatus(ended.status()));
+    if (rewind_) rewind_->Stop();
   } else {
     auto message = NewMessage();
     *message->mutable_end() = ended.value();
-    Send(std::move(message), /*droppable=*/false);
-    FinishAfterQueue(grpc::Status::OK);
+    // Behind what the rewind holds: its thread sends the end and finishes.
+    if (rewind_) message = rewind_->Close(std::move(message));
+    if (message) {
+      Send(std::move(message), /*droppable=*/false);
+      FinishAfterQueue(grpc::Status::OK);
+    }
   }
   ReleaseReference();
 }
@@ -90,6 +114,28 @@ bool StreamReactor::Send(std::unique_ptr<v1::StreamResponse> message, bool dropp
     if (free_.size() < kMaxFreeMessages) free_.push_back(std::move(message));
     return false;
   }
+  queued_bytes_ += size;
+  queue_.push_back({std::move(message), size});
+  if (!in_flight_) StartNextWriteLocked();
+  return true;
+}
+
+bool StreamReactor::Offer(std::unique_ptr<v1::StreamResponse>& message) {
+  if (!relay_.warning.empty() && message->has_statistics()) {
+    message->mutable_statistics()->set_relay_warning(relay_.warning);
+  }
+  const size_t size = message->ByteSizeLong();
+  std::lock_guard lock(mu_);
+  if (cancelled_ || finish_called_) return true;
+  // The capture's sends are held meanwhile, so the stall watchdog is here as well.
+  if (in_flight_ && std::chrono::steady_clock::now() - in_flight_since_ > stall_timeout_) {
+    spdlog::warn("stream to {}: the client has read nothing for {} s; ending it", peer_,
+                 stall_timeout_.count() / 1000.0);
+    stop_.Request(v1::StreamEnd::CLIENT_STALLED);
+    context_->TryCancel();
+    return true;
+  }
+  if (!queue_.empty() && queued_bytes_ + size > max_queue_bytes_) return false;
   queued_bytes_ += size;
   queue_.push_back({std::move(message), size});
   if (!in_flight_) StartNextWriteLocked();
@@ -125,15 +171,20 @@ bool StreamReactor::SendKeyLog(std::string lines) {
 }
 
 std::unique_ptr<v1::StreamResponse> StreamReactor::NewMessage() {
+  std::unique_ptr<v1::StreamResponse> message;
   {
     std::lock_guard lock(mu_);
     if (!free_.empty()) {
-      auto message = std::move(free_.back());
+      message = std::move(free_.back());
       free_.pop_back();
-      return message;
     }
   }
-  return std::make_unique<v1::StreamResponse>();
+  if (!message) return std::make_unique<v1::StreamResponse>();
+  // A recycled batch whose blob went out as a slice gets one back (or a new one sized like it).
+  if (message->has_packets() && message->packets().data().capacity() < kMinBlobSliceBytes) {
+    blobs_->Take(*message->mutable_packets()->mutable_data());
+  }
+  return message;
 }
 
 void StreamReactor::StartNextWriteLocked() {
@@ -146,7 +197,12 @@ void StreamReactor::StartNextWriteLocked() {
   queued_bytes_ -= queue_.front().bytes;
   queue_.pop_front();
   in_flight_since_ = std::chrono::steady_clock::now();
-  StartWrite(in_flight_.get());
+  WriteInFlightLocked();
+}
+
+void StreamReactor::WriteInFlightLocked() {
+  SerializeForWrite(*in_flight_, blobs_, in_flight_bytes_);
+  StartWrite(&in_flight_bytes_);
 }
 
 void StreamReactor::OnWriteDone(bool ok) {
@@ -156,6 +212,7 @@ void StreamReactor::OnWriteDone(bool ok) {
     free_.push_back(std::move(in_flight_));
   }
   in_flight_.reset();
+  in_flight_bytes_.Clear();
   if (!ok) {
     // The client is gone or the call was cancelled: stop capturing for it.
     cancelled_ = true;
@@ -195,6 +252,7 @@ void StreamReactor::MaybeFinishLocked() {
   }
   if (finish_called_ && compressor_) compress_wake_.notify_one();
   if (finish_called_ && keylog_) keylog_->Stop();
+  if (finish_called_ && rewind_) rewind_->Stop();
 }
 
 void StreamReactor::CompressLoop() {
@@ -230,7 +288,7 @@ void StreamReactor::CompressLoop() {
       MaybeFinishLocked();
       continue;
     }
-    StartWrite(in_flight_.get());
+    WriteInFlightLocked();
   }
   lock.unlock();
   ReleaseReference();

@@ -8,6 +8,10 @@
 // and the loop counts it: a client that stops reading costs at most the bound in memory and
 // never slows the capture. Nothing here blocks inside a reaction (grpc/grpc#36609).
 //
+// Each message is serialized on the thread that starts its write (stream_serializer.h): a batch's
+// blob becomes a slice of the gRPC buffer instead of being copied into it, and comes back
+// through blobs_ for the stream's next batches. The bytes on the wire are protobuf's own.
+//
 // Compression, when the request asks for it (StreamRequest.compression): a thread of the
 // stream's own takes each message off the queue, compresses a packet batch (compress/), and
 // starts its write; without it the write starts on the thread that found the writer idle. So
@@ -38,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/service/stream_serializer.h"
 #include "agent/stream/capture_hub.h"
 #include "agent/stream/stop_signal.h"
 #include "agent/stream/stream_sink.h"
@@ -51,6 +56,10 @@ namespace capd::agent::keylog {
 class KeyLogFollower;
 }  // namespace capd::agent::keylog
 
+namespace capd::agent::rewind {
+class Rewind;
+}  // namespace capd::agent::rewind
+
 namespace capd::agent {
 
 // What capd learned about the relay of a stream (CaptureService): its connections stay left out
@@ -60,16 +69,20 @@ struct StreamRelay {
   std::string warning;
 };
 
-class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, public StreamSink {
+// Writes serialized StreamResponse messages (CaptureService registers Stream as a raw method).
+class StreamReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public StreamSink {
  public:
   // Called from the destructor, so the registry can forget the stream.
   using OnDestroyed = std::function<void(StreamReactor*)>;
 
   // Subscribes to a capture in `hub`. max_queue_bytes bounds the messages waiting for the client;
   // a write in flight for longer than stall_timeout ends the stream (CLIENT_STALLED).
+  // `rewind` (StreamRequest.since_ns): the capture's messages go through it, and a thread of the
+  // stream's own (holding a reference, like the compression thread) runs it (rewind.h).
   StreamReactor(CaptureHub& hub, const v1::StreamRequest& request, const AgentIdentity& identity,
                 StreamRelay relay, size_t max_queue_bytes, std::chrono::milliseconds stall_timeout,
-                grpc::CallbackServerContext* context, OnDestroyed on_destroyed);
+                grpc::CallbackServerContext* context, OnDestroyed on_destroyed,
+                std::unique_ptr<rewind::Rewind> rewind = nullptr);
   ~StreamReactor() override;
 
   // Ends the stream with `reason` (e.g. agent shutdown): the capture thread sends what it has,
@@ -86,6 +99,11 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   // capture queues later. False when the queue has no room for it now (the caller keeps the
   // lines and tries again); true, and nothing queued, once the call is finishing. Thread-safe.
   bool SendKeyLog(std::string lines);
+
+  // Queues `message` if the queue has room (rewind's past packets and held messages): false,
+  // and the message left in place, when it has none now; true, and nothing queued, once the
+  // call is finishing. Thread-safe.
+  bool Offer(std::unique_ptr<v1::StreamResponse>& message);
 
   // StreamSink (capture thread)
   bool Send(std::unique_ptr<v1::StreamResponse> message, bool droppable) override;
@@ -113,6 +131,8 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   // Sets the compression counters on a statistics message leaving the queue (every batch
   // queued before it has been compressed by then). Requires mu_ held.
   void CountCompressionLocked(v1::Statistics& statistics) const;
+  // Serializes in_flight_ and starts its write. Requires mu_ held.
+  void WriteInFlightLocked();
 
   const AgentIdentity identity_;
   const StreamRelay relay_;
@@ -132,6 +152,9 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   std::deque<Queued> queue_;
   size_t queued_bytes_ = 0;
   std::unique_ptr<v1::StreamResponse> in_flight_;
+  grpc::ByteBuffer in_flight_bytes_;  // in_flight_ serialized
+  // Blobs of batches gRPC has sent, for the next batches (NewMessage).
+  const std::shared_ptr<BlobPool> blobs_ = std::make_shared<BlobPool>();
   std::chrono::steady_clock::time_point in_flight_since_;
   std::vector<std::unique_ptr<v1::StreamResponse>> free_;  // recycled batch messages
   std::optional<grpc::Status> finish_status_;
@@ -144,6 +167,8 @@ class StreamReactor : public grpc::ServerWriteReactor<v1::StreamResponse>, publi
   std::condition_variable compress_wake_;
   // Set by FollowKeyLog (under mu_); stopped when the call finishes.
   std::unique_ptr<keylog::KeyLogFollower> keylog_;
+  // Set by the constructor for a rewind; stopped when the call finishes.
+  std::unique_ptr<rewind::Rewind> rewind_;
   std::string serialized_;           // compression thread only: the batch before compression
   std::string compressed_;           // compression thread only: the part, swapped into the message
   uint64_t uncompressed_bytes_ = 0;  // guarded by mu_: batches compressed so far, before

@@ -3,6 +3,7 @@
 // described with.
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -46,6 +47,8 @@ struct AgentIdentity {
   std::shared_ptr<FilterSandbox> filter_sandbox;
   // Where captures come from; null: live libpcap captures (LiveCaptureFactory), capd's.
   std::shared_ptr<CaptureSourceFactory> sources;
+  // The history a stream with a start trigger may hold (capd --max-trigger-history).
+  uint64_t max_trigger_history_bytes = 32ULL << 20;
 };
 
 }  // namespace capd::agent

@@ -47,6 +47,7 @@ uint64_t CaptureHub::Subscribe(const v1::StreamRequest& request, const AgentIden
   subscriber->stop = &stop;
   subscriber->max_packets = request.max_packets();
   subscriber->duration_ms = request.duration_ms();
+  if (trigger::HasTriggers(request)) subscriber->trigger_request = request;
 
   std::unique_lock lock(mu_);
   // Checked under mu_, which Shutdown takes to request it: no thread starts after the join began.

@@ -203,6 +203,10 @@ void SharedCapture::Loop() {
         s->end.emplace();
         s->end->set_reason(v1::StreamEnd::DURATION_REACHED);
         s->end->set_message("duration of " + std::to_string(s->duration_ms) + " ms reached");
+      } else if (now >= s->trigger_quiet_end) {
+        s->end.emplace();
+        s->end->set_reason(v1::StreamEnd::STOP_ON_MATCHED);
+        s->end->set_message(s->trigger->EndMessage());
       }
     }
     RetireEnded();
@@ -310,6 +314,19 @@ bool SharedCapture::AdmitPending() {
 }
 
 void SharedCapture::Admit(std::unique_ptr<Subscriber> s) {
+  if (s->trigger_request && !s->trigger) {
+    const int cancel_fd = s->stop->fd();
+    auto made = trigger::StreamTrigger::Create(
+        *s->trigger_request,
+        [&](const std::string& text) { return CompileTrigger(text, cancel_fd); },
+        identity_.max_trigger_history_bytes);
+    if (!made.ok()) {
+      s->done(made.status());
+      return;
+    }
+    s->trigger = std::move(made).value();
+    s->trigger_request.reset();
+  }
   if (!s->changed) {
     s->started_ns = NowNs();
     if (s->duration_ms != 0) {
@@ -444,13 +461,17 @@ void SharedCapture::RetireEnded() {
 }
 
 void SharedCapture::FanOut(std::unique_ptr<v1::StreamResponse> batch, size_t packets) {
+  // Streams with triggers read the batch before it is handed on.
+  for (auto& s : active_) {
+    if (!s->end && s->trigger) SendTriggered(*s, batch->packets());
+  }
   // The last receiver gets the batch itself, the others a copy.
   const Subscriber* last = nullptr;
   for (auto& s : active_) {
-    if (!s->end) last = s.get();
+    if (!s->end && !s->trigger) last = s.get();
   }
   for (auto& s : active_) {
-    if (s->end) continue;
+    if (s->end || s->trigger) continue;
     std::unique_ptr<v1::StreamResponse> message;
     if (s.get() == last) {
       message = std::move(batch);  // its last use: `last` is the final receiver
@@ -476,6 +497,59 @@ void SharedCapture::FanOut(std::unique_ptr<v1::StreamResponse> batch, size_t pac
       s->end->set_message(std::to_string(s->delivered) + " packets captured");
     }
   }
+}
+
+void SharedCapture::SendTriggered(Subscriber& s, const v1::PacketBatch& batch) {
+  std::vector<trigger::StreamTrigger::Out> out;
+  s.trigger->Pass(
+      batch, [&s] { return s.sink->NewMessage(); }, out);
+  for (trigger::StreamTrigger::Out& o : out) {
+    OffsetIndices(s, *o.message);
+    size_t n = o.packets;
+    if (s.max_packets != 0 && s.max_packets - s.delivered < n) {
+      n = s.max_packets - s.delivered;
+      TruncateBatch(*o.message->mutable_packets(), static_cast<int>(n));
+    }
+    s.delivered += n;
+    // The history is queued whole: its bytes were bounded while it was held.
+    if (s.sink->Send(std::move(o.message), /*droppable=*/!o.history)) {
+      s.sent += n;
+    } else {
+      s.agent_drops += n;
+    }
+    if (s.max_packets != 0 && s.delivered >= s.max_packets) {
+      s.end.emplace();
+      s.end->set_reason(v1::StreamEnd::COUNT_REACHED);
+      s.end->set_message(std::to_string(s.delivered) + " packets captured");
+      return;
+    }
+  }
+  const trigger::TriggerGate& gate = s.trigger->gate();
+  if (gate.stop_matched() && gate.config().after_ns != 0 &&
+      s.trigger_quiet_end == Clock::time_point::max()) {
+    // Packet time and the clock run together; the second covers the ring's block timeout and
+    // the batch's hold, so a packet within the window is not cut off by the clock.
+    s.trigger_quiet_end = Clock::now() + std::chrono::nanoseconds(gate.config().after_ns) +
+                          std::chrono::seconds(1);
+  }
+  if (s.trigger->ended()) {
+    s.end.emplace();
+    s.end->set_reason(v1::StreamEnd::STOP_ON_MATCHED);
+    s.end->set_message(s.trigger->EndMessage());
+  }
+}
+
+StatusOr<filters::CompiledFilter> SharedCapture::CompileTrigger(const std::string& text,
+                                                                int cancel_fd) {
+  ComposeRequest compose;
+  compose.user_filter = text;
+  compose.link_type = capture_->datalink();
+  compose.snaplen = capture_->snaplen();
+  auto composed = identity_.filter_sandbox
+                      ? identity_.filter_sandbox->Compose(compose, cancel_fd)
+                      : filters::ComposeCaptureFilter(text, {}, compose.link_type, compose.snaplen);
+  if (!composed.ok()) return composed.status();
+  return std::move(composed.value().program);
 }
 
 void SharedCapture::SendToAll(const v1::StreamResponse& message) {
@@ -565,6 +639,7 @@ void SharedCapture::SendStatistics(Subscriber& sub) {
     }
     s->set_capture_warning(warning);
   }
+  if (sub.trigger) sub.trigger->FillStatus(*s->mutable_trigger());
   OffsetIndices(sub, *message);
   sub.sink->Send(std::move(message), /*droppable=*/false);
 }

@@ -75,6 +75,12 @@ class SharedCapture {
   // Sends the final statistics to those that are to leave and moves them to finished_.
   void RetireEnded();
   void FanOut(std::unique_ptr<v1::StreamResponse> batch, size_t packets);
+  // A stream with triggers: what its gate lets through of `batch`, and its end at the stop.
+  void SendTriggered(Subscriber& subscriber, const v1::PacketBatch& batch);
+  // A trigger's filter compiled for this capture (no own-traffic exclusion: the capture's
+  // kernel filter has left that out already), in identity_'s sandbox; `cancel_fd`: the
+  // subscriber's stop.
+  StatusOr<filters::CompiledFilter> CompileTrigger(const std::string& text, int cancel_fd);
   void SendToAll(const v1::StreamResponse& message);
   // A non-droppable copy of `message` for one subscriber (descriptions, replays).
   void SendCopy(Subscriber& subscriber, const v1::StreamResponse& message);

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <string>
 
+#include "agent/trigger/stream_trigger.h"
 #include "common/utf8.h"
 
 namespace capd::agent {
@@ -50,6 +51,8 @@ Status ValidateStreamRequest(const v1::StreamRequest& request) {
   for (uint32_t vni : request.decap().vnis()) {
     if (vni > 0xFFFFFF) return InvalidArgument("VNI " + std::to_string(vni) + " is not 24-bit");
   }
+  CAPD_RETURN_IF_ERROR(
+      trigger::ValidateTriggers(request, kMaxFilterBytes, kMaxDurationMs, kMaxPackets));
   return Status::Ok();
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -13,6 +14,7 @@
 #include "agent/peers/carrier_registry.h"
 #include "agent/stream/stop_signal.h"
 #include "agent/stream/stream_sink.h"
+#include "agent/trigger/stream_trigger.h"
 #include "common/status.h"
 #include "pipeline/mirror_stage.h"
 #include "proto/capture.pb.h"
@@ -50,6 +52,13 @@ struct Subscriber {
   std::map<std::string, uint64_t> outcomes_at_join;
   std::map<uint32_t, uint64_t> inner_packets_at_join;
   std::optional<v1::StreamEnd> end;  // set when it is to leave
+  // A request with triggers (start_on/stop_on): kept until the capture admits it and compiles
+  // them into `trigger`, which then decides what of each batch it gets.
+  std::optional<v1::StreamRequest> trigger_request;
+  std::unique_ptr<trigger::StreamTrigger> trigger;
+  // After a stop match with after_ms: when the stream ends even if no packet comes to close the
+  // window (a quiet link); the loop checks it at least once a second.
+  Clock::time_point trigger_quiet_end = Clock::time_point::max();
 
   // Takes the capture's counters now as this subscriber's zero. `counters`: the source's, if it
   // could give them; `mirror`: null unless decapsulating.

@@ -2,8 +2,12 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string_view>
 
 #include "common/command_line.h"
@@ -101,6 +105,15 @@ CLI::Option* AddAgentOption(CLI::App& app, std::string& text) {
       ->type_name("ADDRESS");
 }
 
+CLI::Option* AddMaxAgentsOption(CLI::App& app, size_t& max_agents) {
+  return app
+      .add_option("--max-agents", max_agents,
+                  "ssm://tag: and ssm://asg: open at most N instances (default " +
+                      std::to_string(kDefaultMaxAgents) + "); more matching is refused")
+      ->type_name("N")
+      ->transform(CountIn(1, 10000, "instances"));
+}
+
 CLI::Option* AddFormatOption(CLI::App& app, FileFormat& format) {
   return app
       .add_option_function<std::string>(
@@ -194,6 +207,71 @@ void AddConnectionOptions(CLI::App& app, ConnectionOptions& out) {
       ->capture_default_str();
 }
 
+// The trigger flags of `capctl stream` and `capctl record start`, and their options for the
+// checks that span flags.
+struct TriggerFlags {
+  CLI::Option* before = nullptr;
+  CLI::Option* after = nullptr;
+  CLI::Option* after_count = nullptr;
+};
+
+CLI::Option* SecondsOption(CLI::App& app, const std::string& name, uint32_t& out_ms,
+                           const std::string& help, double max_seconds) {
+  return app
+      .add_option_function<std::string>(
+          name,
+          [&out_ms](const std::string& v) {
+            out_ms = static_cast<uint32_t>(std::ceil(std::strtod(v.c_str(), nullptr) * 1000));
+          },
+          help)
+      ->type_name("SEC")
+      ->check(CLI::Range(0.0, max_seconds));
+}
+
+void AddTriggerOptions(CLI::App& app, std::string& start_on, uint32_t& before_ms,
+                       std::string& stop_on, uint32_t& after_ms, uint64_t& after_count,
+                       TriggerFlags& flags) {
+  app.add_option("--start-on", start_on,
+                 "write nothing until a packet matches FILTER (BPF), then the packets of the "
+                 "--before seconds before it (held by the agent) and on; the matching packet "
+                 "gets a comment")
+      ->type_name("FILTER")
+      ->check(NotEmpty("a filter"));
+  flags.before = SecondsOption(
+      app, "--before", before_ms,
+      "with --start-on: seconds of history before the match (default 10, at most 3600)", 3600.0);
+  app.add_option("--stop-on", stop_on,
+                 "end after a packet matches FILTER (BPF) and --after or --after-count more has "
+                 "passed; the matching packet gets a comment")
+      ->type_name("FILTER")
+      ->check(NotEmpty("a filter"));
+  flags.after = SecondsOption(app, "--after", after_ms,
+                              "with --stop-on: seconds of packet time to go on after the match",
+                              30.0 * 24 * 3600);
+  flags.after_count = app.add_option("--after-count", after_count,
+                                     "with --stop-on: packets to go on for after the match "
+                                     "(default 0)")
+                          ->type_name("N")
+                          ->transform(CountIn(0, 1'000'000'000'000, "packets"));
+  flags.after->excludes(flags.after_count);
+}
+
+// "--before needs --start-on" and the like; Ok when the trigger flags fit together.
+Status CheckTriggers(const TriggerFlags& flags, const std::string& start_on,
+                     const std::string& stop_on, const DecapOptions& decap) {
+  if (flags.before == nullptr) return Status::Ok();
+  if (flags.before->count() > 0 && start_on.empty()) {
+    return InvalidArgument("--before needs --start-on");
+  }
+  if (flags.after->count() + flags.after_count->count() > 0 && stop_on.empty()) {
+    return InvalidArgument("--after and --after-count need --stop-on");
+  }
+  if ((!start_on.empty() || !stop_on.empty()) && decap.mode != DecapOptions::Mode::kNone) {
+    return InvalidArgument("--start-on and --stop-on are not available with --decap");
+  }
+  return Status::Ok();
+}
+
 void AddDecapOptions(CLI::App& app, DecapOptions& out) {
   CLI::Option_group* group = app.add_option_group(
       "Decapsulation", "mirror target: one output interface per VNI; -f filters the outer packets");
@@ -244,6 +322,9 @@ Status CompleteStreamOptions(const std::vector<std::string>& agent_texts, Stream
     auto agent = AgentFrom("");
     if (!agent.ok()) return agent.status();
     out.agents.push_back(std::move(agent.value()));
+  }
+  for (const AgentAddress& agent : out.agents) {
+    if (IsFleetSelector(agent)) CAPD_RETURN_IF_ERROR(ParseFleetSelector(agent.text).status());
   }
   CAPD_RETURN_IF_ERROR(CheckInterface(out.interface, out.agents, !agent_texts.empty()));
   CAPD_RETURN_IF_ERROR(CheckDecap(out.decap));
@@ -321,6 +402,7 @@ struct Parser {
     RotationOptions rotation_values;
     std::vector<CLI::Option*> handoff;  // stream: --handoff-*
     std::vector<CLI::Option*> outputs;  // serve: -w, --fifo, --wireshark (refused)
+    TriggerFlags triggers;              // stream only (unset elsewhere)
   };
   StreamFlags stream_flags, serve_flags;
   std::string serve_unused_text;
@@ -334,6 +416,7 @@ struct Parser {
     std::string name;  // the positional NAME of stop and fetch
   };
   RecordAction record_start, record_stop, record_list, record_fetch, record_delete;
+  TriggerFlags record_triggers;
 
   std::string interfaces_agent;
   // stream and serve: the words after "--", all of them filter words (CLI11 would refuse them).
@@ -355,7 +438,12 @@ struct Parser {
     app.add_subcommand("help", "this help; `capctl help COMMAND` a command's");
 
     interfaces = app.add_subcommand("interfaces", "list the interfaces of an agent's host");
-    AddAgentOption(*interfaces, interfaces_agent);
+    AddAgentOption(*interfaces, interfaces_agent)
+        ->description(
+            "HOST:PORT, ssh://[user@]host[:port], ssm://i-xxxx, or instances selected through "
+            "SSM: ssm://tag:KEY=VALUE[,tag:KEY=VALUE] or ssm://asg:NAME, each listed (default: "
+            "$CAPD_AGENT, else 127.0.0.1:50051)");
+    AddMaxAgentsOption(*interfaces, line.interfaces.max_agents);
     AddConnectionOptions(*interfaces, line.interfaces.connection);
 
     stream = app.add_subcommand(
@@ -453,6 +541,8 @@ struct Parser {
                      "put each finished file into S3 (capd-upload on the agent's host sends them; "
                      "the ring deletes no file before it is uploaded)")
         ->type_name("s3://BUCKET[/PREFIX]");
+    AddTriggerOptions(*record_start.app, r.start_on, r.before_ms, r.stop_on, r.after_ms,
+                      r.after_count, record_triggers);
     record_stop.app = record->add_subcommand("stop", "stop a recording (its files stay)");
     record_stop.app->add_option("NAME", record_stop.name, "the recording")->type_name("NAME");
     record_stop.app->add_option("--name", r.name, "the same, as a flag")->type_name("NAME");
@@ -487,11 +577,13 @@ struct Parser {
                sub.get_name() + " -i eth0 tcp port 80");
     sub.add_option("--agent", flags.agents,
                    "HOST:PORT[/IFACE], ssh://[user@]host[:port][/IFACE] or ssm://i-xxxx[/IFACE]; "
-                   "repeatable: the streams are merged (default: $CAPD_AGENT, else "
-                   "127.0.0.1:50051)")
+                   "or instances selected through SSM: ssm://tag:KEY=VALUE[,tag:KEY=VALUE][/IFACE] "
+                   "or ssm://asg:NAME[/IFACE]; repeatable: the streams are merged (default: "
+                   "$CAPD_AGENT, else 127.0.0.1:50051)")
         ->type_name("ADDRESS")
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
         ->allow_extra_args(false);
+    AddMaxAgentsOption(sub, out.max_agents);
     sub.add_option("-i,--interface", out.interface,
                    "interface to capture on (default: the agent's default-route interface)")
         ->type_name("IFACE");
@@ -531,6 +623,23 @@ struct Parser {
                      "Wireshark decrypts with; not with --format pcap")
           ->type_name("PATH")
           ->check(NotEmpty("a path"));
+      AddTriggerOptions(sub, out.start_on, out.before_ms, out.stop_on, out.after_ms,
+                        out.after_count, flags.triggers);
+      sub.add_option_function<std::string>(
+             "--since",
+             [&out](const std::string& v) {
+               const uint64_t now =
+                   static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
+               auto since = ParseSince(v, now);
+               if (!since.ok()) throw CLI::ValidationError("--since", since.status().message());
+               out.since_ns = *since;
+             },
+             "begin with the packets a recording running on the agent (capctl record start) "
+             "kept from WHEN on, then go on live: WHEN is a time back (5m, 90s, 1.5h), an RFC "
+             "3339 time (2026-12-07T10:00:00Z) or nanoseconds since the Unix epoch")
+          ->type_name("WHEN");
     }
     AddDecapOptions(sub, out.decap);
     AddConnectionOptions(sub, out.connection);
@@ -590,6 +699,9 @@ struct Parser {
       flags.rotation_values.path = out.write_path;
       out.single_file_handoff = flags.rotation_values;
     }
+    if (Status s = CheckTriggers(flags.triggers, out.start_on, out.stop_on, out.decap); !s.ok()) {
+      return Bad(sub, s.message());
+    }
     if (!out.tls_keylog.empty() && out.format != FileFormat::kPcapng) {
       // pcap has no block for secrets; a key log beside the file would be a second output to
       // keep in step: refused, so nobody expects decryption from a pcap file.
@@ -632,9 +744,15 @@ struct Parser {
     auto agent = Agent(*action->app, action->agent);
     if (!agent.ok()) return agent.status();
     r.agent = std::move(agent.value());
+    if (IsFleetSelector(r.agent)) {
+      return Bad(*action->app,
+                 "a recording is kept by one agent: give ssm://i-xxxx, not a selection of "
+                 "instances");
+    }
     const std::vector<AgentAddress> agents = {r.agent};
     Status checked = CheckInterface(r.interface, agents, !action->agent.empty());
     if (checked.ok()) checked = CheckDecap(r.decap);
+    if (checked.ok()) checked = CheckTriggers(record_triggers, r.start_on, r.stop_on, r.decap);
     if (checked.ok()) checked = CheckConnection(r.connection);
     if (!checked.ok()) return Bad(*action->app, checked.message());
     if (r.interface.empty()) r.interface = r.agent.interface;
@@ -662,6 +780,11 @@ struct Parser {
       auto agent = Agent(*interfaces, interfaces_agent);
       if (!agent.ok()) return agent.status();
       line.interfaces.agent = std::move(agent.value());
+      if (IsFleetSelector(line.interfaces.agent)) {
+        if (Status s = ParseFleetSelector(line.interfaces.agent.text).status(); !s.ok()) {
+          return Bad(*interfaces, s.message());
+        }
+      }
       if (Status s = CheckConnection(line.interfaces.connection); !s.ok()) {
         return Bad(*interfaces, s.message());
       }
@@ -728,6 +851,83 @@ StatusOr<CommandLine> ParseCommandLine(int argc, char** argv) {
 bool CompressionFor(const StreamOptions& options, const AgentAddress& agent) {
   if (options.compress) return *options.compress;
   return agent.transport != AgentAddress::Transport::kDirect;
+}
+
+StatusOr<uint64_t> ParseSince(const std::string& text, uint64_t now_ns) {
+  const auto bad = [&text] {
+    return InvalidArgument("--since '" + text +
+                           "': expected a time back (5m, 90s, 1.5h, 2d), an RFC 3339 time "
+                           "(2026-12-07T10:00:00Z) or nanoseconds since the Unix epoch");
+  };
+  if (text.empty()) return bad();
+  const bool digits =
+      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (digits) {
+    // Fewer digits would be before 2001 as nanoseconds: a duration without its unit, surely.
+    if (text.size() < 19 || text.size() > 20) return bad();
+    errno = 0;
+    const unsigned long long ns = std::strtoull(text.c_str(), nullptr, 10);
+    if (errno != 0) return bad();
+    return static_cast<uint64_t>(ns);
+  }
+  const char unit = text.back();
+  if (text.find('T') == std::string::npos &&
+      std::string_view("smhd").find(unit) != std::string_view::npos) {
+    const std::string number = text.substr(0, text.size() - 1);
+    if (number.empty() || number.find_first_not_of("0123456789.") != std::string::npos)
+      return bad();
+    char* end = nullptr;
+    const double value = std::strtod(number.c_str(), &end);
+    if (end == number.c_str() || *end != '\0' || !(value > 0)) return bad();
+    const double scale = unit == 's' ? 1e9 : unit == 'm' ? 60e9 : unit == 'h' ? 3600e9 : 86400e9;
+    const double back = value * scale;
+    if (back >= static_cast<double>(now_ns)) return bad();
+    return now_ns - static_cast<uint64_t>(back);
+  }
+  // RFC 3339: date, 'T' (or a space), time, optional fraction, then Z or an offset.
+  int year, month, day, hour, minute, second, used = 0;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &year, &month, &day, &hour,
+                  &minute, &second, &used) != 6 ||
+      used != 19) {
+    return bad();
+  }
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
+    return bad();
+  }
+  size_t at = 19;
+  uint64_t fraction_ns = 0;
+  if (at < text.size() && text[at] == '.') {
+    ++at;
+    uint64_t scale = 100'000'000;
+    const size_t first = at;
+    for (; at < text.size() && text[at] >= '0' && text[at] <= '9'; ++at) {
+      fraction_ns += static_cast<uint64_t>(text[at] - '0') * scale;
+      scale /= 10;
+    }
+    if (at == first) return bad();
+  }
+  int64_t offset_s = 0;
+  if (at < text.size() && (text[at] == 'Z' || text[at] == 'z') && at + 1 == text.size()) {
+    // UTC
+  } else if (at + 6 == text.size() && (text[at] == '+' || text[at] == '-') && text[at + 3] == ':') {
+    int oh = 0, om = 0;
+    if (std::sscanf(text.c_str() + at + 1, "%2d:%2d", &oh, &om) != 2 || oh > 23 || om > 59) {
+      return bad();
+    }
+    offset_s = (text[at] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+  } else {
+    return bad();  // a time without its zone would be read in a zone the user did not mean
+  }
+  struct tm utc {};
+  utc.tm_year = year - 1900;
+  utc.tm_mon = month - 1;
+  utc.tm_mday = day;
+  utc.tm_hour = hour;
+  utc.tm_min = minute;
+  utc.tm_sec = second;
+  const int64_t seconds = static_cast<int64_t>(timegm(&utc)) - offset_s;
+  if (seconds <= 0) return bad();
+  return static_cast<uint64_t>(seconds) * 1'000'000'000ULL + fraction_ns;
 }
 
 }  // namespace capd::client

@@ -13,6 +13,7 @@
 #include "capfile/capture_writer.h"
 #include "client/cli/rotation_options.h"
 #include "client/transport/agent_address.h"
+#include "client/transport/fleet_selection.h"
 #include "common/status.h"
 
 namespace CLI {
@@ -79,7 +80,23 @@ struct StreamOptions {
   // --tls-keylog PATH (stream only, pcapng only): StreamRequest.tls_keylog; its lines become
   // Decryption Secrets Blocks.
   std::string tls_keylog;
+  // --max-agents: ssm://tag: and ssm://asg: selections open at most this many instances in all.
+  size_t max_agents = kDefaultMaxAgents;
+  // --start-on FILTER [--before SEC], --stop-on FILTER [--after SEC | --after-count N] (stream
+  // only): StreamRequest start_on, before_ms, stop_on, after_ms, after_count.
+  std::string start_on;
+  uint32_t before_ms = 10'000;
+  std::string stop_on;
+  uint32_t after_ms = 0;
+  uint64_t after_count = 0;
+  // --since WHEN (stream only): StreamRequest.since_ns, Unix epoch ns; 0: live only.
+  uint64_t since_ns = 0;
 };
+
+// --since's grammar: a time back from `now_ns` ("5m", "90s", "1.5h", "2d"), an RFC 3339 time
+// ("2026-12-07T10:00:00Z", "2026-12-07T10:00:00.250+01:00"), or nanoseconds since the Unix epoch
+// (digits only, at least 19 of them). kInvalidArgument with the grammar otherwise.
+StatusOr<uint64_t> ParseSince(const std::string& text, uint64_t now_ns);
 
 // Whether to ask `agent` for compressed batches: as --compress/--no-compress say, else on through
 // a tunnel (ssh://, ssm://: a few MB/s, where compression delivers more packets) and off for a
@@ -99,6 +116,13 @@ struct RecordOptions {
   uint64_t rotate_bytes = 0;    // start: --rotate-size (0: the agent's default)
   uint32_t rotate_seconds = 0;  // start: --rotate-seconds
   uint32_t rotate_files = 0;    // start: --rotate-files
+  // start: --start-on FILTER [--before SEC], --stop-on FILTER [--after SEC | --after-count N]:
+  // StartRecordingRequest fields 8-12, as StreamOptions' triggers.
+  std::string start_on;
+  uint32_t before_ms = 10'000;
+  std::string stop_on;
+  uint32_t after_ms = 0;
+  uint64_t after_count = 0;
   std::string out_dir = ".";    // fetch: --out DIR
   std::string upload;           // start: --upload s3://BUCKET[/PREFIX] (capd-upload sends files)
 };
@@ -120,8 +144,9 @@ struct PathsOptions {
 };
 
 struct InterfacesOptions {
-  AgentAddress agent;
+  AgentAddress agent;  // or a selection of instances (ssm://tag:, ssm://asg:), each listed
   ConnectionOptions connection;
+  size_t max_agents = kDefaultMaxAgents;  // --max-agents, as for stream
 };
 
 struct CommandLine {

@@ -207,9 +207,36 @@ int RunRecordCommand(const RecordOptions& options) {
       request.mutable_rotation()->set_seconds(options.rotate_seconds);
       request.mutable_rotation()->set_max_files(options.rotate_files);
       request.set_upload(options.upload);
+      const bool triggers = !options.start_on.empty() || !options.stop_on.empty();
+      if (!options.start_on.empty()) {
+        request.set_start_on(options.start_on);
+        request.set_before_ms(options.before_ms);
+      }
+      if (!options.stop_on.empty()) {
+        request.set_stop_on(options.stop_on);
+        request.set_after_ms(options.after_ms);
+        request.set_after_count(options.after_count);
+      }
       v1::RecordingInfo info;
       const grpc::Status status = stub->StartRecording(&context, request, &info);
       if (!status.ok()) return Refused(options, "the recording", status);
+      if (triggers && context.GetServerInitialMetadata().count("capd-trigger") == 0) {
+        // An agent that predates triggers records everything: the recording is stopped at once.
+        grpc::ClientContext stop_context;
+        connection->Prepare(stop_context);
+        stop_context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+        v1::StopRecordingRequest stop;
+        stop.set_name(options.name);
+        v1::RecordingInfo stopped;
+        const bool was_stopped = stub->StopRecording(&stop_context, stop, &stopped).ok();
+        std::fprintf(stderr,
+                     "capctl: agent %s does not support --start-on/--stop-on (a capd that "
+                     "predates them): recording %s %s\n",
+                     options.agent.text.c_str(), options.name.c_str(),
+                     was_stopped ? "was stopped at once (capctl record delete removes it)"
+                                 : "could not be stopped: stop it with capctl record stop");
+        return 1;
+      }
       if (!options.upload.empty() && info.upload().empty()) {
         // An agent older than the upload field ignores it: a recording that was meant to be
         // uploaded would run and delete files that never left the host.
@@ -223,7 +250,7 @@ int RunRecordCommand(const RecordOptions& options) {
         std::fprintf(stderr,
                      "capctl: agent %s does not know --upload (capd older than capctl): "
                      "recording %s stopped\n",
-                     options.agent.target.c_str(), options.name.c_str());
+                     options.agent.text.c_str(), options.name.c_str());
         return 2;
       }
       std::fprintf(stderr, "capctl: recording %s started\n", options.name.c_str());

@@ -1,7 +1,11 @@
 #include "client/stream/agent_channel.h"
 
+#include <algorithm>
+#include <atomic>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <thread>
 
 #include "proto/capture.grpc.pb.h"
 
@@ -135,6 +139,34 @@ StatusOr<AgentConnection> AgentConnection::Connect(const AgentAddress& agent,
     state = channel->GetState(/*try_to_connect=*/true);
   }
   return AgentConnection(std::move(channel), std::move(token), std::move(tunnel));
+}
+
+std::vector<StatusOr<AgentConnection>> ConnectAll(const std::vector<AgentAddress>& agents,
+                                                  const ConnectionOptions& options) {
+  std::vector<std::optional<StatusOr<AgentConnection>>> slots(agents.size());
+  // ssh may ask on the terminal (a password, a new host key): those run one after the other on
+  // this thread, so that two prompts never interleave; the others on the workers meanwhile.
+  std::vector<size_t> prompting, others;
+  for (size_t i = 0; i < agents.size(); ++i) {
+    (agents[i].transport == AgentAddress::Transport::kSsh ? prompting : others).push_back(i);
+  }
+  std::atomic<size_t> next{0};
+  const auto work = [&] {
+    for (size_t k = next++; k < others.size(); k = next++) {
+      slots[others[k]].emplace(AgentConnection::Connect(agents[others[k]], options));
+    }
+  };
+  const size_t workers =
+      others.size() <= 1 && prompting.empty() ? 0 : std::min(others.size(), kConnectConcurrency);
+  std::vector<std::thread> threads;
+  for (size_t w = 0; w < workers; ++w) threads.emplace_back(work);
+  if (workers == 0) work();
+  for (const size_t i : prompting) slots[i].emplace(AgentConnection::Connect(agents[i], options));
+  for (std::thread& t : threads) t.join();
+  std::vector<StatusOr<AgentConnection>> results;
+  results.reserve(agents.size());
+  for (auto& slot : slots) results.push_back(std::move(*slot));
+  return results;
 }
 
 void AgentConnection::Prepare(grpc::ClientContext& context) const {

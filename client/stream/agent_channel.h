@@ -7,9 +7,10 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
-#include "client/transport/agent_address.h"
 #include "client/cli/options.h"
+#include "client/transport/agent_address.h"
 #include "client/transport/tunnel.h"
 #include "common/status.h"
 
@@ -37,6 +38,18 @@ class AgentConnection {
   std::shared_ptr<grpc::Channel> channel_;
   std::string token_;
 };
+
+// How many agents ConnectAll connects at once. An SSM port forward is an `aws` process (a Python
+// program) and a session-manager-plugin on this machine, each costing CPU and memory to start,
+// and a StartSession call that SSM rate-limits per account: 8 keeps a selection of 20 instances
+// to three rounds of one session's start-up without starting 20 of them at once on a laptop.
+constexpr size_t kConnectConcurrency = 8;
+
+// AgentConnection::Connect for each agent, at most kConnectConcurrency at once; ssh:// agents
+// one after the other on the calling thread (ssh may prompt on the terminal). The results in
+// the agents' order.
+std::vector<StatusOr<AgentConnection>> ConnectAll(const std::vector<AgentAddress>& agents,
+                                                  const ConnectionOptions& options);
 
 // "refused the stream: not authenticated: <agent's message>" and the like, for a gRPC status.
 std::string DescribeRefusal(const grpc::Status& status);

@@ -35,14 +35,31 @@ void AgentFeed::ReadLoop() {
   BatchDecompression decompression(address());
   Status undecodable;
   bool first = true;
+  bool since_ignored = false;
   while (true) {
     auto message = std::make_unique<v1::StreamResponse>();
     if (!reader->Read(message.get())) break;
     NoteHandle();
+    // An agent that honours --since answers with a Rewind first; one that predates the field
+    // would stream live packets only, which is not what the user asked for.
+    if (first && request_.since_ns() != 0 && !message->has_rewind()) {
+      since_ignored = true;
+      context_.TryCancel();
+      break;
+    }
     if (std::exchange(first, false) && !request_.tls_keylog().empty() &&
         context_.GetServerInitialMetadata().count("capd-tls-keylog") == 0) {
       std::lock_guard lock(hub_.mu);
       keylog_ignored = true;
+    }
+    if (!trigger_checked_ && (!request_.start_on().empty() || !request_.stop_on().empty())) {
+      trigger_checked_ = true;
+      if (context_.GetServerInitialMetadata().count("capd-trigger") == 0) {
+        // An agent that predates triggers streams everything: nothing of it is written.
+        context_.TryCancel();
+        trigger_ignored_ = true;
+        break;
+      }
     }
     const size_t wire_bytes = message->ByteSizeLong();
     // Decoded after anything that counts what came over the wire, before anything that reads
@@ -72,6 +89,15 @@ void AgentFeed::ReadLoop() {
   grpc::Status finished = reader->Finish();
   if (!undecodable.ok())
     finished = grpc::Status(grpc::StatusCode::DATA_LOSS, undecodable.message());
+  if (trigger_ignored_) {
+    finished = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            "this agent does not support --start-on/--stop-on (a capd that "
+                            "predates them); nothing was captured");
+  } else if (since_ignored) {
+    finished = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            "this agent does not rewind (--since needs a newer capd): refused "
+                            "rather than streaming only live packets");
+  }
   {
     std::lock_guard lock(hub_.mu);
     status = std::move(finished);

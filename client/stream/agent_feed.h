@@ -49,6 +49,10 @@ class AgentFeed final : public Feed {
   grpc::ClientContext context_;
   std::thread thread_;
   std::mutex handle_mu_;
+  // The request has triggers: whether the agent's answer was checked for "capd-trigger", and
+  // whether it lacked it (reader thread only).
+  bool trigger_checked_ = false;
+  bool trigger_ignored_ = false;
   std::optional<std::string> handle_;  // guarded: set (maybe empty: an older agent) once started
 };
 

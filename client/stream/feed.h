@@ -59,6 +59,10 @@ class Feed {
   // The agent as the user named it (--agent), for messages.
   const std::string& address() const { return address_; }
 
+  // Set before Start, then only read: an instance of a selection ("i-0abc (web-1)", see
+  // AgentAddress::label), the name its interfaces get instead of the agent's own.
+  std::string label;
+
   // Guarded by the hub's mutex:
   std::deque<Arrival> queue;
   size_t queued_bytes = 0;

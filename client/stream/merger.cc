@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "client/stream/agent_channel.h"
+#include "client/stream/trigger_text.h"
 #include "common/printable.h"
 
 namespace capd::client {
@@ -25,6 +26,9 @@ FeedOutcome FromStreamEnd(const v1::StreamEnd& end) {
       break;
     case v1::StreamEnd::CAPTURE_ERROR:
       outcome.kind = FeedEnd::kCaptureError, outcome.text = "capture error";
+      break;
+    case v1::StreamEnd::STOP_ON_MATCHED:
+      outcome = {FeedEnd::kStopOnMatched, end.message(), "", 0};
       break;
     case v1::StreamEnd::CLIENT_CANCELLED:
       outcome.kind = FeedEnd::kCancelled, outcome.text = "cancelled";
@@ -102,6 +106,7 @@ void Merger::OnStatistics(Feed& feed, const v1::Statistics& statistics) {
     capture_warnings_[feed.index()] = capture_warning;
     if (!capture_warning.empty()) observer_.OnWarning(RefOf(feed), capture_warning);
   }
+  if (statistics.has_trigger()) OnTrigger(feed, statistics.trigger());
   if (statistics.compressed_bytes() > 0) {
     compression_[feed.index()] = {statistics.uncompressed_bytes(), statistics.compressed_bytes()};
   }
@@ -110,6 +115,39 @@ void Merger::OnStatistics(Feed& feed, const v1::Statistics& statistics) {
   } else {
     file_.KeepStatistics(feed.index(), statistics);
   }
+}
+
+void Merger::OnTrigger(Feed& feed, const v1::TriggerStatus& now) {
+  auto [it, first] = triggers_.try_emplace(feed.index(), now);
+  const v1::TriggerStatus before = first ? v1::TriggerStatus() : it->second;
+  it->second = now;
+  if (now.waiting() && first)
+    observer_.OnMessage("agent " + feed.address() + ": waiting for --start-on");
+  if (now.start_matched_ns() != 0 && before.start_matched_ns() == 0) {
+    observer_.OnMessage("agent " + feed.address() + ": " + TriggerMatchedText(now));
+  }
+}
+
+std::string Merger::trigger_progress() const {
+  std::string text;
+  for (const auto& [index, status] : triggers_) {
+    if (!status.waiting()) continue;
+    if (!text.empty()) text += "; ";
+    text += TriggerWaitingText(status);
+  }
+  return text;
+}
+
+std::string Merger::trigger_summary() const {
+  std::string text;
+  for (const auto& [index, status] : triggers_) {
+    const std::string one = TriggerSummaryText(status, settings_.start_on);
+    if (one.empty()) continue;
+    if (!text.empty()) text += "; ";
+    text += feeds_.size() > 1 ? "agent " + feeds_[index]->address() + ": " + one : one;
+  }
+  if (text.empty() && settings_.start_on) text = "start-on never matched";
+  return text;
 }
 
 Status Merger::OnInterface(Feed& feed, const v1::InterfaceDescription& d) {
@@ -121,8 +159,10 @@ Status Merger::OnInterface(Feed& feed, const v1::InterfaceDescription& d) {
   }
   feed.started = true;
   InterfaceSeen seen;
-  // With several agents every interface says where it was seen: NAME:IFACE.
-  seen.name = feeds_.size() < 2
+  // With several agents every interface says where it was seen: NAME:IFACE; an instance of a
+  // selection always does, named as capctl found it ("i-0abc (web-1):ens5").
+  seen.name = !feed.label.empty() ? feed.label + ":" + d.name()
+              : feeds_.size() < 2
                   ? d.name()
                   : (feed.agent_name.empty() ? feed.address() : feed.agent_name) + ":" + d.name();
   seen.agent = {feed.address(), d.agent_name()};
@@ -163,6 +203,10 @@ Status Merger::DrainControl(Feed& feed, bool& progressed) {
       OnStatistics(feed, m.statistics());
     } else if (m.has_end()) {
       feed.end = m.end();
+    } else if (m.has_rewind()) {
+      for (const std::string& warning : m.rewind().warnings()) {
+        observer_.OnWarning(RefOf(feed), PrintableText(warning));
+      }
     } else if (m.has_tls_keys()) {
       // Before the packets of the batches behind it: the keys reach the file (and a live
       // reader) before the traffic they decrypt.

@@ -68,6 +68,8 @@ class Merger {
     // So a packet batch waits kReorderWindow after its arrival, and the key-log messages queued
     // behind it meanwhile are written ahead of it (keys early are harmless).
     bool hold_for_keys = false;
+    // --start-on was asked for: the summary says whether it matched.
+    bool start_on = false;
   };
 
   // `file` is the adapter in front of `writer` (which the merger flushes after a new interface,
@@ -107,6 +109,11 @@ class Merger {
   CompressionBytes compression(size_t feed = kAllFeeds) const;
   // Packets whose timestamp was earlier than one already written.
   uint64_t out_of_order() const { return out_of_order_; }
+  // --start-on: "waiting for --start-on: ... history held" while an agent waits, else empty.
+  std::string trigger_progress() const;
+  // --start-on/--stop-on: whether and when the start trigger matched, and the history dropped
+  // by the agent's bound ("start-on never matched ..."); empty without triggers.
+  std::string trigger_summary() const;
   // TLS key-log messages written as Decryption Secrets Blocks.
   uint64_t tls_key_messages() const { return tls_key_messages_; }
 
@@ -117,6 +124,8 @@ class Merger {
   Status WriteQueuedKeys(Feed& feed);
   Status OnInterface(Feed& feed, const v1::InterfaceDescription& description);
   void OnStatistics(Feed& feed, const v1::Statistics& statistics);
+  // A stream with triggers: says when one waits and when its start trigger matched.
+  void OnTrigger(Feed& feed, const v1::TriggerStatus& status);
   // Writes the head batch's packets from its cursor on, in order, while their timestamps are at
   // most `until_ns` (the first one always), fewer than `budget` are written and the round is
   // not full.
@@ -140,6 +149,7 @@ class Merger {
   std::map<size_t, CompressionBytes> compression_;  // per feed: from its latest statistics
   std::map<size_t, std::string> relay_warnings_;
   std::map<size_t, std::string> capture_warnings_;
+  std::map<size_t, v1::TriggerStatus> triggers_;  // per feed: from its latest statistics
 };
 
 }  // namespace capd::client

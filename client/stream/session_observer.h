@@ -42,6 +42,7 @@ enum class FeedEnd {
   kWentAway,  // the call failed after the capture had started, or on the way before it
   kRefused,   // the agent refused the stream
   kNoReason,  // the call ended without a StreamEnd and without an error
+  kStopOnMatched,  // the agent's --stop-on matched and its --after/--after-count passed
 };
 
 struct FeedOutcome {
@@ -94,6 +95,9 @@ struct Progress {
   bool rate_updated = false;
   // While an agent is dropping (an episode, see AgentDropping): why; kNone otherwise.
   Bottleneck dropping = Bottleneck::kNone;
+  // --start-on while an agent waits: "waiting for --start-on: N packets (M MB) of history held,
+  // D dropped"; empty otherwise.
+  std::string trigger = {};
 };
 
 // An agent began dropping packets for this stream (an episode: it ends once the agent has dropped
@@ -148,6 +152,9 @@ struct SessionSummary {
   // agents were given: the cause seen (kOutput if capctl's output held it back at any time;
   // kNone if no measurement saw the count grow).
   std::vector<AgentDropping> agent_drops;
+  // --start-on/--stop-on: "start-on matched at T; N packets of history sent[; D ... dropped by
+  // the agent's bound]" or "start-on never matched ..."; empty without triggers.
+  std::string trigger = {};
 };
 
 class SessionObserver {

@@ -133,6 +133,7 @@ void SessionTextObserver::OnSummary(const SessionSummary& s) {
       Emit(Line::kLinkSummary, dropped + "its stream did not keep up; " + LinkHelp(d));
     }
   }
+  if (!s.trigger.empty()) Emit(Line::kLinkSummary, s.trigger);
   Emit(Line::kSummary,
        Format("%llu packets written to ", static_cast<unsigned long long>(s.written)) +
            s.output_name + "; " + DropsText(s.drops, s.decap_outcomes) +
@@ -166,10 +167,15 @@ void StderrSessionObserver::OnProgress(const Progress& progress) {
   const char* dropping = progress.dropping == Bottleneck::kLink     ? "  (agent dropping: link)"
                          : progress.dropping == Bottleneck::kOutput ? "  (agent dropping: output)"
                                                                     : "";
-  std::fprintf(stderr, "\rPackets: %llu  dropped: %llu  rate: %.0f pkt/s  link: %s%s   ",
-               static_cast<unsigned long long>(progress.written),
-               static_cast<unsigned long long>(progress.drops.total()), rate,
-               RateText(progress.received_bytes_per_second).c_str(), dropping);
+  if (!progress.trigger.empty()) {
+    std::fprintf(stderr, "\r%s; link: %s   ", progress.trigger.c_str(),
+                 RateText(progress.received_bytes_per_second).c_str());
+  } else {
+    std::fprintf(stderr, "\rPackets: %llu  dropped: %llu  rate: %.0f pkt/s  link: %s%s   ",
+                 static_cast<unsigned long long>(progress.written),
+                 static_cast<unsigned long long>(progress.drops.total()), rate,
+                 RateText(progress.received_bytes_per_second).c_str(), dropping);
+  }
   last_ = now;
   last_packets_ = progress.written;
   shown_ = true;

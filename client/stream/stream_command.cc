@@ -17,6 +17,7 @@
 #include "client/stream/signal_watcher.h"
 #include "client/stream/stream_session.h"
 #include "client/stream/wireshark_viewer.h"
+#include "client/transport/fleet_selection.h"
 #include "filters/bpf_filter.h"
 #include "proto/capture.grpc.pb.h"
 
@@ -94,6 +95,13 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   // again against the capture's real one.
   if (Status filter = filters::PrecheckFilter(options.filter); !filter.ok())
     return Fail(observer, filter);
+  for (const auto& [flag, text] :
+       {std::pair{"--start-on", &options.start_on}, std::pair{"--stop-on", &options.stop_on}}) {
+    if (text->empty()) continue;
+    if (Status filter = filters::PrecheckFilter(*text); !filter.ok()) {
+      return Fail(observer, Status(filter.code(), std::string(flag) + ": " + filter.message()));
+    }
+  }
 
   std::mutex mu;
   StreamSession* active = nullptr;
@@ -121,6 +129,16 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   request.set_duration_ms(options.duration_ms);
   request.set_no_promiscuous(!options.promiscuous);
   request.set_tls_keylog(options.tls_keylog);
+  if (!options.start_on.empty()) {
+    request.set_start_on(options.start_on);
+    request.set_before_ms(options.before_ms);
+  }
+  if (!options.stop_on.empty()) {
+    request.set_stop_on(options.stop_on);
+    request.set_after_ms(options.after_ms);
+    request.set_after_count(options.after_count);
+  }
+  request.set_since_ns(options.since_ns);
   if (options.decap.mode != DecapOptions::Mode::kNone) {
     v1::Decapsulation* d = request.mutable_decap();
     d->set_mode(options.decap.mode == DecapOptions::Mode::kVxlan    ? v1::Decapsulation::VXLAN
@@ -132,20 +150,43 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
     d->set_inner_filter(options.decap.inner_filter);
   }
 
+  // Selections of instances (ssm://tag:, ssm://asg:) become one ssm:// agent each, before
+  // anything is opened: a selection that matches nothing, or more than --max-agents, opens
+  // nothing.
+  auto expanded = ExpandFleetAgents(options.agents, options.max_agents, RunAwsCli);
+  if (!expanded.ok()) return Fail(observer, expanded.status());
+  const std::vector<AgentAddress>& agents = expanded->agents;
+
   // Connect first: an unreachable agent should not leave an empty file behind. With several
   // agents, one that cannot be reached is reported and the others still stream.
   std::vector<std::pair<const AgentAddress*, AgentConnection>> connections;
   Status first_failure;
-  for (const AgentAddress& agent : options.agents) {
-    auto connection = AgentConnection::Connect(agent, options.connection);
+  std::vector<std::string> failures;  // an instance of a selection: "LABEL: why"
+  for (const std::string& line : expanded->left_out) {
+    failures.push_back(line);
+    if (first_failure.ok()) first_failure = Unavailable(line);
+  }
+  auto connected = ConnectAll(agents, options.connection);
+  for (size_t i = 0; i < agents.size(); ++i) {
+    auto& connection = connected[i];
     if (!connection.ok()) {
-      if (options.agents.size() > 1) {
+      if (!agents[i].label.empty()) {
+        failures.push_back(agents[i].label + ": " + connection.status().message());
+      } else if (agents.size() > 1) {
         observer.OnMessage(connection.status().message());
       }
       if (first_failure.ok()) first_failure = connection.status();
       continue;
     }
-    connections.emplace_back(&agent, std::move(connection.value()));
+    connections.emplace_back(&agents[i], std::move(connection.value()));
+  }
+  // One line per instance that is not part of the capture.
+  for (const std::string& line : failures) {
+    observer.OnMessage(line + (connections.empty() ? "" : "; the others go on"));
+  }
+  if (connections.empty() && !failures.empty()) {
+    observer.OnMessage("none of the selected instances could be captured");
+    return ExitCodeFor(first_failure.code());
   }
   if (connections.empty()) return Fail(observer, first_failure);
 
@@ -153,6 +194,7 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   if (!opened.ok()) return Fail(observer, opened.status());
   StreamSession run(options, *opened->writer, observer, opened->output);
   size_t feed_index = 0;
+  std::vector<const Feed*> instances;  // the feeds of selected instances (ssm://tag:, asg:)
   for (auto& [agent, connection] : connections) {
     v1::StreamRequest agent_request = request;
     // -i wins; else the interface named in the agent address; else the agent's default.
@@ -160,6 +202,8 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
     if (CompressionFor(options, *agent)) agent_request.set_compression(v1::COMPRESSION_ZSTD);
     auto feed = std::make_unique<AgentFeed>(feed_index++, agent->text, std::move(connection),
                                             agent_request, run.hub());
+    feed->label = agent->label;
+    if (!feed->label.empty()) instances.push_back(feed.get());
     if (changer != nullptr) changer->Attach(feed.get());
     run.AddFeed(std::move(feed));
   }
@@ -175,6 +219,14 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   if (code == 0 && opened->all_handed_off && !opened->all_handed_off()) code = 1;
   if (changer != nullptr) changer->DetachAll();    // before `run` and its feeds go
   if (code == 0 && !first_failure.ok()) code = 1;  // an agent could not be reached at all
+  {
+    // A selected instance whose agent refused the stream was not captured, even when the others
+    // ended well (Ctrl-C): the exit status says whether every selected instance was.
+    std::lock_guard lock(run.hub().mu);
+    for (const Feed* feed : instances) {
+      if (code == 0 && !feed->started) code = 1;
+    }
+  }
   std::lock_guard lock(mu);
   active = nullptr;
   stop_waiting = nullptr;

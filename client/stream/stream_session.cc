@@ -50,6 +50,7 @@ int StreamSession::Run() {
       options_.format == FileFormat::kPcap && options_.decap.mode != DecapOptions::Mode::kNone;
   settings.statistics_in_every_file = options_.rotation.has_value();
   settings.hold_for_keys = !options_.tls_keylog.empty();
+  settings.start_on = !options_.start_on.empty();
   Merger merger(feeds, file, writer_, observer_, settings);
   for (Feed* feed : feeds) feed->Start();
   Status local_error;
@@ -122,6 +123,7 @@ int StreamSession::Run() {
     progress.received_bytes_per_second = links.bytes_per_second();
     progress.rate_updated = links.rate_updated();
     progress.dropping = links.dropping();
+    progress.trigger = merger.trigger_progress();
     observer_.OnProgress(progress);
     lock.lock();
     // Once the count is reached the packets still queued are not wanted: done means the calls
@@ -167,6 +169,7 @@ int StreamSession::Run() {
     summary.drops = merger.drops();
     summary.decap_outcomes = merger.decap_outcomes();
     summary.compression = merger.compression();
+    summary.trigger = merger.trigger_summary();
     summary.ending = std::move(ending);
     summary.exit_code = code;
     // The last drop counts may have come after the last measurement.

@@ -15,6 +15,10 @@ struct AgentAddress {
   std::string target;     // gRPC target for kDirect ("127.0.0.1:50051"), else the ssh/ssm host
   std::string interface;  // empty: the request names none (the agent's default interface)
   std::string text;       // as given, for messages
+  // An instance of a selection (client/transport/fleet_selection.h): "i-0abc (web-1)", the name
+  // its interfaces get in the capture ("i-0abc (web-1):ens5") instead of the agent's own. Empty
+  // for an agent the user named.
+  std::string label;
 };
 
 constexpr std::string_view kDefaultAgent = "127.0.0.1:50051";

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,14 @@ namespace capd::client {
 
 // Starts argv[0] (looked up on PATH) with stdin from /dev/null and stdout and stderr appended to
 // `log_path`, with the default signal mask (capctl blocks SIGINT/SIGTERM for its own watcher).
-StatusOr<pid_t> SpawnChild(const std::vector<std::string>& argv, const std::string& log_path);
+// With `stderr_path`, stderr goes to that file instead (truncated).
+StatusOr<pid_t> SpawnChild(const std::vector<std::string>& argv, const std::string& log_path,
+                           const std::string& stderr_path = "");
+
+// Runs argv to completion and returns its standard output. kUnavailable "<argv[0]> <argv[1]>
+// <argv[2]> failed: <its last stderr line>" when it exits non-zero or is killed; the child is
+// killed (SIGKILL) once `timeout` has passed. Blocks the calling thread for as long.
+StatusOr<std::string> RunForOutput(const std::vector<std::string>& argv,
+                                   std::chrono::seconds timeout);
 
 }  // namespace capd::client

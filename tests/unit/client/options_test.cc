@@ -76,23 +76,47 @@ TEST(OptionsTest, CompressionByTransportUnlessTold) {
 }
 
 TEST(OptionsTest, RefusesBadValuesWithOneLine) {
-  for (std::vector<std::string> args :
-       std::vector<std::vector<std::string>>{{"stream", "-c", "0"},
-                                             {"stream", "-c", "ten"},
-                                             {"stream", "-s", "262145"},
-                                             {"stream", "--duration", "-1"},
-                                             {"stream", "--format", "erf"},
-                                             {"stream", "-w", "a", "--fifo", "b"},
-                                             {"stream", "--bogus"},
-                                             {"stream", "-i"},
-                                             {"frobnicate"},
-                                             {}}) {
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {"stream", "-c", "0"},
+           {"stream", "-c", "ten"},
+           {"stream", "-s", "262145"},
+           {"stream", "--duration", "-1"},
+           {"stream", "--format", "erf"},
+           {"stream", "-w", "a", "--fifo", "b"},
+           {"stream", "--bogus"},
+           {"stream", "-i"},
+           {"stream", "--before", "5"},
+           {"stream", "--stop-on", "udp", "--after", "1", "--after-count", "3"},
+           {"stream", "--after-count", "3"},
+           {"stream", "--start-on", "udp", "--before", "4000"},
+           {"stream", "--start-on", "udp", "--decap", "vxlan"},
+           {"record", "start", "--name", "x", "--after", "1"},
+           {"frobnicate"},
+           {}}) {
     auto line = Parse(args);
     EXPECT_FALSE(line.ok()) << (args.empty() ? "(none)" : args[0]);
     if (!line.ok()) {
       EXPECT_EQ(line.status().message().find('\n'), std::string::npos);
     }
   }
+}
+
+TEST(OptionsTest, TriggerFlags) {
+  auto line = Parse({"stream", "-w", "x", "--start-on", "udp port 53", "--before", "2.5",
+                     "--stop-on", "icmp", "--after-count", "7"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(line->stream.start_on, "udp port 53");
+  EXPECT_EQ(line->stream.before_ms, 2500u);
+  EXPECT_EQ(line->stream.stop_on, "icmp");
+  EXPECT_EQ(line->stream.after_count, 7u);
+  EXPECT_EQ(line->stream.after_ms, 0u);
+  line = Parse({"stream", "-w", "x", "--start-on", "tcp"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(line->stream.before_ms, 10'000u);  // the default history
+  line = Parse({"record", "start", "--name", "r", "--stop-on", "tcp", "--after", "3"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(line->record.stop_on, "tcp");
+  EXPECT_EQ(line->record.after_ms, 3000u);
 }
 
 // What a user reads after a mistake: one line, the problem, and the help of the command used.
@@ -311,6 +335,36 @@ TEST(OptionsTest, PathsReport) {
   const auto missing = Parse({"paths"});
   EXPECT_NE(missing.status().message().find("capctl paths --help"), std::string::npos)
       << missing.status().message();
+}
+
+// Instances selected through SSM: stream, serve and interfaces take a selection and --max-agents;
+// a malformed selection is refused while parsing; a recording is one agent's, so record refuses it.
+TEST(OptionsTest, FleetSelectionsAndMaxAgents) {
+  auto stream = Parse({"stream", "--agent", "ssm://tag:Env=prod,tag:Role=web/ens5", "-w", "x"});
+  ASSERT_TRUE(stream.ok()) << stream.status().message();
+  EXPECT_EQ(stream->stream.max_agents, kDefaultMaxAgents);
+  ASSERT_EQ(stream->stream.agents.size(), 1u);
+  EXPECT_EQ(stream->stream.agents[0].text, "ssm://tag:Env=prod,tag:Role=web/ens5");
+
+  auto raised = Parse({"stream", "--agent", "ssm://asg:web", "--max-agents", "50", "-w", "x"});
+  ASSERT_TRUE(raised.ok()) << raised.status().message();
+  EXPECT_EQ(raised->stream.max_agents, 50u);
+  EXPECT_FALSE(Parse({"stream", "--agent", "ssm://asg:web", "--max-agents", "0", "-w", "x"}).ok());
+
+  auto listed = Parse({"interfaces", "--agent", "ssm://tag:Env=prod", "--max-agents", "30"});
+  ASSERT_TRUE(listed.ok()) << listed.status().message();
+  EXPECT_EQ(listed->interfaces.max_agents, 30u);
+
+  auto malformed = Parse({"stream", "--agent", "ssm://tag:Env", "-w", "x"});
+  ASSERT_FALSE(malformed.ok());
+  EXPECT_NE(malformed.status().message().find("tag:KEY=VALUE needs an '='"), std::string::npos)
+      << malformed.status().message();
+  EXPECT_FALSE(Parse({"interfaces", "--agent", "ssm://tag:=x"}).ok());
+
+  auto record = Parse({"record", "list", "--agent", "ssm://tag:Env=prod"});
+  ASSERT_FALSE(record.ok());
+  EXPECT_NE(record.status().message().find("not a selection of instances"), std::string::npos)
+      << record.status().message();
 }
 
 }  // namespace
