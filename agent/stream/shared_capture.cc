@@ -302,7 +302,7 @@ bool SharedCapture::AdmitPending() {
   std::vector<std::unique_ptr<Subscriber>> joining;
   {
     std::lock_guard lock(mu_);
-    if (pending_.empty() && active_.empty() && compiling_ == 0) {
+    if (pending_.empty() && active_.empty() && compiling_.empty()) {
       closing_ = true;
       return false;
     }
@@ -328,7 +328,7 @@ bool SharedCapture::AdmitPending() {
 void SharedCapture::StartTriggerCompile(std::unique_ptr<Subscriber> s) {
   {
     std::lock_guard lock(mu_);
-    ++compiling_;
+    compiling_.insert(s->id);
   }
   const int link_type = capture_->datalink();
   const int snaplen = capture_->snaplen();
@@ -347,7 +347,7 @@ void SharedCapture::StartTriggerCompile(std::unique_ptr<Subscriber> s) {
     }
     {
       std::lock_guard lock(mu_);
-      --compiling_;
+      compiling_.erase(s->id);
       if (refused.ok() && closing_) {
         refused = Unavailable("the capture on " + interface_ + " ended as the stream joined it");
       }
@@ -395,7 +395,12 @@ void SharedCapture::ApplyMoves() {
   std::vector<Move> moves;
   {
     std::lock_guard lock(mu_);
-    moves.swap(moves_);
+    std::vector<Move> waiting;
+    for (Move& move : moves_) {
+      // A stream whose triggers still compile has not joined yet: its change waits for it.
+      (compiling_.count(move.id) != 0 ? waiting : moves).push_back(std::move(move));
+    }
+    moves_ = std::move(waiting);
   }
   for (Move& move : moves) {
     auto it = std::find_if(active_.begin(), active_.end(),

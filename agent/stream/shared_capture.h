@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -125,8 +126,8 @@ class SharedCapture {
     v1::StreamRequest request;
     MoveDoneFn done;
   };
-  std::vector<Move> moves_;  // guarded by mu_
-  int compiling_ = 0;        // trigger compiles under way; guarded by mu_
+  std::vector<Move> moves_;       // guarded by mu_
+  std::set<uint64_t> compiling_;  // streams whose triggers compile; guarded by mu_
   // Set once the source is open (the link type and snaplen CheckFilters compiles for); -1 before.
   std::atomic<int> opened_link_type_{-1};
   int opened_snaplen_ = 0;  // written before opened_link_type_ (release), read after it
