@@ -11,21 +11,26 @@ namespace capd::agent::rewind {
 
 StatusOr<std::unique_ptr<RecordingReader>> RecordingReader::Open(
     const std::vector<std::string>& paths, uint64_t since_ns, const filters::CompiledFilter* filter,
-    int link_type) {
-  std::vector<File> files;
-  std::vector<std::string> warnings;
-  for (const std::string& path : paths) {
-    // Opened now, all of them: the ring may delete a file while the ones before it are read.
+    int link_type, size_t max_open) {
+  std::unique_ptr<RecordingReader> reader(
+      new RecordingReader(paths, since_ns, filter, link_type, max_open));
+  // The first ones now: the ring may delete a file while the ones before it are read.
+  const Status filled = reader->Fill();
+  if (!filled.ok()) return filled;
+  return reader;
+}
+
+Status RecordingReader::Fill() {
+  while (open_.size() < max_open_ && next_path_ < paths_.size()) {
+    const std::string& path = paths_[next_path_++];
     const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
       if (errno == ENOENT) {
-        warnings.push_back("recording file " + path +
-                           " rotated away before it could be read: its packets are missing");
+        warnings_.push_back("recording file " + path +
+                            " rotated away before it could be read: its packets are missing");
         continue;
       }
-      const std::string why = std::strerror(errno);
-      for (File& f : files) pcap_close(f.handle);
-      return Internal("open(" + path + "): " + why);
+      return Internal("open(" + path + "): " + std::strerror(errno));
     }
     FILE* stream = ::fdopen(fd, "rb");
     if (stream == nullptr) {
@@ -39,40 +44,45 @@ StatusOr<std::unique_ptr<RecordingReader>> RecordingReader::Open(
     if (handle == nullptr) {
       std::fclose(stream);
       // A file the ring has only just created may not hold its header yet.
-      warnings.push_back("recording file " + path + " left out: " + error);
+      warnings_.push_back("recording file " + path + " left out: " + error);
       continue;
     }
-    if (pcap_datalink(handle) != link_type) {
-      warnings.push_back("recording file " + path + " left out: link type " +
-                         std::to_string(pcap_datalink(handle)) + ", not the stream's " +
-                         std::to_string(link_type));
+    if (pcap_datalink(handle) != link_type_) {
+      warnings_.push_back("recording file " + path + " left out: link type " +
+                          std::to_string(pcap_datalink(handle)) + ", not the stream's " +
+                          std::to_string(link_type_));
       pcap_close(handle);
       continue;
     }
-    files.push_back({path, handle});
+    open_.push_back({path, handle});
   }
-  return std::unique_ptr<RecordingReader>(
-      new RecordingReader(std::move(files), since_ns, filter, link_type, std::move(warnings)));
+  return Status::Ok();
 }
 
 RecordingReader::~RecordingReader() {
-  for (File& f : files_) pcap_close(f.handle);
+  for (File& f : open_) pcap_close(f.handle);
 }
 
 bool RecordingReader::Next(RecordedPacket& packet) {
-  while (current_ < files_.size()) {
-    File& file = files_[current_];
+  while (!open_.empty()) {
+    File& file = open_.front();
     pcap_pkthdr* header = nullptr;
     const u_char* data = nullptr;
     const int result = pcap_next_ex(file.handle, &header, &data);
     if (result != 1) {
       // PCAP_ERROR_BREAK is the end of the file; an error here is a block the writer had not
       // finished (the current file) or damage: the file ends there either way.
-      if (result == PCAP_ERROR && current_ + 1 < files_.size()) {
+      const bool last = open_.size() == 1 && next_path_ == paths_.size();
+      if (result == PCAP_ERROR && !last) {
         warnings_.push_back("recording file " + file.path +
                             " cut short: " + pcap_geterr(file.handle));
       }
-      ++current_;
+      pcap_close(file.handle);
+      open_.pop_front();
+      // The next file in turn; one that cannot be opened now is left out, the rest still read.
+      if (Status filled = Fill(); !filled.ok()) {
+        warnings_.push_back("recording file left out: " + filled.message());
+      }
       continue;
     }
     const uint64_t ts = static_cast<uint64_t>(header->ts.tv_sec) * 1'000'000'000ULL +

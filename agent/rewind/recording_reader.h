@@ -2,9 +2,12 @@
 // Reads a recording's ring of pcapng files (agent/recording) from a time on, with a filter: the
 // past part of `capctl stream --since` (rewind.h).
 //
-// Contract: Open opens every file it is given at once and holds the descriptors, so a file the
-// ring deletes while the reader works stays readable to its end; a file already gone when Open
-// runs (rotated away between the listing and the open) is skipped and named in warnings(). Next
+// Contract: Open opens the first kMaxOpenFiles files it is given at once and holds the
+// descriptors, so a file the ring deletes while the reader works stays readable to its end; each
+// file is closed once read, and the next one opened then, so a reader holds at most
+// kMaxOpenFiles descriptors however long the ring (up to 100,000 files): capd's descriptors stay
+// bounded by --max-streams x kMaxOpenFiles. A file already gone when its turn comes (rotated
+// away between the listing and the open) is skipped and named in warnings(). Next
 // returns the packets in file order (the order they were captured), skipping those before
 // `since` and those the filter rejects. A file whose link type is not the expected one is
 // skipped (a warning). A damaged or partly written last block ends its file: the reader never
@@ -13,6 +16,7 @@
 #include <pcap/pcap.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -22,6 +26,8 @@
 #include "filters/bpf_filter.h"
 
 namespace capd::agent::rewind {
+
+inline constexpr size_t kMaxOpenFiles = 64;
 
 struct RecordedPacket {
   uint64_t timestamp_ns = 0;
@@ -33,10 +39,12 @@ class RecordingReader {
  public:
   // `paths` oldest first. `filter` may be null (every packet); it must outlive the reader.
   // `link_type`: the DLT_ value the packets must have (the live capture's).
+  // `max_open`: the descriptors held at once (at least 1).
   static StatusOr<std::unique_ptr<RecordingReader>> Open(const std::vector<std::string>& paths,
                                                          uint64_t since_ns,
                                                          const filters::CompiledFilter* filter,
-                                                         int link_type);
+                                                         int link_type,
+                                                         size_t max_open = kMaxOpenFiles);
   ~RecordingReader();
   RecordingReader(const RecordingReader&) = delete;
   RecordingReader& operator=(const RecordingReader&) = delete;
@@ -55,19 +63,24 @@ class RecordingReader {
     std::string path;
     pcap_t* handle;  // owned
   };
-  RecordingReader(std::vector<File> files, uint64_t since_ns, const filters::CompiledFilter* filter,
-                  int link_type, std::vector<std::string> warnings)
-      : files_(std::move(files)),
+  RecordingReader(std::vector<std::string> paths, uint64_t since_ns,
+                  const filters::CompiledFilter* filter, int link_type, size_t max_open)
+      : paths_(std::move(paths)),
         since_ns_(since_ns),
         filter_(filter),
         link_type_(link_type),
-        warnings_(std::move(warnings)) {}
+        max_open_(max_open < 1 ? 1 : max_open) {}
+  // Opens files from paths_[next_path_] on until max_open_ are open or none are left; files
+  // gone or unreadable become warnings. An error other than a file being gone is returned.
+  Status Fill();
 
-  std::vector<File> files_;
-  size_t current_ = 0;
+  const std::vector<std::string> paths_;
+  size_t next_path_ = 0;
+  std::deque<File> open_;  // oldest first; the front is being read
   const uint64_t since_ns_;
   const filters::CompiledFilter* const filter_;
   const int link_type_;
+  const size_t max_open_;
   uint64_t earliest_ns_ = 0;
   std::vector<std::string> warnings_;
 };

@@ -144,6 +144,11 @@ StatusOr<std::unique_ptr<rewind::Rewind>> CaptureService::PrepareRewind(
   if (request.has_decap() && request.decap().mode() != v1::Decapsulation::NONE) {
     return InvalidArgument("--since does not combine with decapsulation");
   }
+  // The recorded part is read from files, past the capture's trigger gate: its packets would
+  // reach the client whatever --start-on and --stop-on say.
+  if (trigger::HasTriggers(request)) {
+    return InvalidArgument("--since does not combine with --start-on or --stop-on");
+  }
   const uint64_t now =
       static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                 std::chrono::system_clock::now().time_since_epoch())

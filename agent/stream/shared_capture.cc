@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <thread>
 
 #include "agent/capture/live_capture.h"
 #include "agent/stream/capture_hub.h"
@@ -301,32 +302,67 @@ bool SharedCapture::AdmitPending() {
   std::vector<std::unique_ptr<Subscriber>> joining;
   {
     std::lock_guard lock(mu_);
-    if (pending_.empty() && active_.empty()) {
+    if (pending_.empty() && active_.empty() && compiling_.empty()) {
       closing_ = true;
       return false;
     }
     joining.swap(pending_);
   }
   if (joining.empty()) return true;
+  // A trigger's filter is compiled beside the loop (up to the sandbox's budget): the streams
+  // already on the capture keep receiving meanwhile. The subscriber joins once it is compiled.
+  std::vector<std::unique_ptr<Subscriber>> ready;
+  for (auto& s : joining) {
+    if (s->trigger_request && !s->trigger) {
+      StartTriggerCompile(std::move(s));
+    } else {
+      ready.push_back(std::move(s));
+    }
+  }
+  if (ready.empty()) return true;
   path_->FlushBatch();  // what was captured before they joined is not theirs
-  for (auto& s : joining) Admit(std::move(s));
+  for (auto& s : ready) Admit(std::move(s));
   return true;
 }
 
-void SharedCapture::Admit(std::unique_ptr<Subscriber> s) {
-  if (s->trigger_request && !s->trigger) {
+void SharedCapture::StartTriggerCompile(std::unique_ptr<Subscriber> s) {
+  {
+    std::lock_guard lock(mu_);
+    compiling_.insert(s->id);
+  }
+  const int link_type = capture_->datalink();
+  const int snaplen = capture_->snaplen();
+  compilers_.emplace_back([this, link_type, snaplen, s = std::move(s)]() mutable {
     const int cancel_fd = s->stop->fd();
     auto made = trigger::StreamTrigger::Create(
         *s->trigger_request,
-        [&](const std::string& text) { return CompileTrigger(text, cancel_fd); },
+        [&](const std::string& text) {
+          return CompileTrigger(text, link_type, snaplen, cancel_fd);
+        },
         identity_.max_trigger_history_bytes);
-    if (!made.ok()) {
-      s->done(made.status());
-      return;
+    Status refused = made.ok() ? Status::Ok() : made.status();
+    if (made.ok()) {
+      s->trigger = std::move(made).value();
+      s->trigger_request.reset();
     }
-    s->trigger = std::move(made).value();
-    s->trigger_request.reset();
-  }
+    {
+      std::lock_guard lock(mu_);
+      compiling_.erase(s->id);
+      if (refused.ok() && closing_) {
+        refused = Unavailable("the capture on " + interface_ + " ended as the stream joined it");
+      }
+      if (refused.ok()) pending_.push_back(std::move(s));
+    }
+    if (!refused.ok()) {
+      if (s->on_admitted) s->on_admitted(refused);
+      s->done(refused);
+    }
+    const uint64_t one = 1;  // to admit it, or to close if it was the last
+    [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof one);
+  });
+}
+
+void SharedCapture::Admit(std::unique_ptr<Subscriber> s) {
   if (!s->changed) {
     s->started_ns = NowNs();
     if (s->duration_ms != 0) {
@@ -359,7 +395,12 @@ void SharedCapture::ApplyMoves() {
   std::vector<Move> moves;
   {
     std::lock_guard lock(mu_);
-    moves.swap(moves_);
+    std::vector<Move> waiting;
+    for (Move& move : moves_) {
+      // A stream whose triggers still compile has not joined yet: its change waits for it.
+      (compiling_.count(move.id) != 0 ? waiting : moves).push_back(std::move(move));
+    }
+    moves_ = std::move(waiting);
   }
   for (Move& move : moves) {
     auto it = std::find_if(active_.begin(), active_.end(),
@@ -529,8 +570,8 @@ void SharedCapture::SendTriggered(Subscriber& s, const v1::PacketBatch& batch) {
       s.trigger_quiet_end == Clock::time_point::max()) {
     // Packet time and the clock run together; the second covers the ring's block timeout and
     // the batch's hold, so a packet within the window is not cut off by the clock.
-    s.trigger_quiet_end = Clock::now() + std::chrono::nanoseconds(gate.config().after_ns) +
-                          std::chrono::seconds(1);
+    s.trigger_quiet_end =
+        Clock::now() + std::chrono::nanoseconds(gate.config().after_ns) + std::chrono::seconds(1);
   }
   if (s.trigger->ended()) {
     s.end.emplace();
@@ -540,11 +581,12 @@ void SharedCapture::SendTriggered(Subscriber& s, const v1::PacketBatch& batch) {
 }
 
 StatusOr<filters::CompiledFilter> SharedCapture::CompileTrigger(const std::string& text,
+                                                                int link_type, int snaplen,
                                                                 int cancel_fd) {
   ComposeRequest compose;
   compose.user_filter = text;
-  compose.link_type = capture_->datalink();
-  compose.snaplen = capture_->snaplen();
+  compose.link_type = link_type;
+  compose.snaplen = snaplen;
   auto composed = identity_.filter_sandbox
                       ? identity_.filter_sandbox->Compose(compose, cancel_fd)
                       : filters::ComposeCaptureFilter(text, {}, compose.link_type, compose.snaplen);
@@ -655,6 +697,12 @@ void SharedCapture::EndAll(const v1::StreamEnd& end) {
 }
 
 void SharedCapture::Finish(const Status& setup_error) {
+  // closing_ is set: a compile that ends from now on tells its own subscriber.
+  {
+    std::lock_guard lock(mu_);
+    closing_ = true;
+  }
+  for (std::thread& compiler : compilers_) compiler.join();
   std::vector<std::unique_ptr<Subscriber>> pending;
   std::vector<Move> moves;
   {

@@ -4,10 +4,11 @@
 //
 // The loop, each pass: subscribers whose stop, duration or count came leave (with everything
 // captured up to then, their statistics and their end); pending ones join (the descriptions sent
-// so far, counts from now); a changed carrier set replaces the kernel filter; statistics once a
-// second; then the source is drained, and on a quiet link the batch leaves at once, on a busy one
-// it is held to fill (hold_policy.h) while the loop sleeps in poll() on the source, its wake-up
-// fd, every subscriber's stop and the hub's shutdown.
+// so far, counts from now; one with triggers first has them compiled on a thread of its own); a
+// changed carrier set replaces the kernel filter; statistics once a second; then the source is
+// drained, and on a quiet link the batch leaves at once, on a busy one it is held to fill
+// (hold_policy.h) while the loop sleeps in poll() on the source, its wake-up fd, every subscriber's
+// stop and the hub's shutdown.
 
 #include <atomic>
 #include <cstdint>
@@ -15,7 +16,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/capture/capture_source.h"
@@ -80,7 +83,12 @@ class SharedCapture {
   // A trigger's filter compiled for this capture (no own-traffic exclusion: the capture's
   // kernel filter has left that out already), in identity_'s sandbox; `cancel_fd`: the
   // subscriber's stop.
-  StatusOr<filters::CompiledFilter> CompileTrigger(const std::string& text, int cancel_fd);
+  // Any thread.
+  StatusOr<filters::CompiledFilter> CompileTrigger(const std::string& text, int link_type,
+                                                   int snaplen, int cancel_fd);
+  // Compiles `s`'s triggers on a thread of their own (compilers_), then puts it back in pending_
+  // to be admitted; a refusal is told to it from that thread. The capture stays open meanwhile.
+  void StartTriggerCompile(std::unique_ptr<Subscriber> s);
   void SendToAll(const v1::StreamResponse& message);
   // A non-droppable copy of `message` for one subscriber (descriptions, replays).
   void SendCopy(Subscriber& subscriber, const v1::StreamResponse& message);
@@ -118,7 +126,8 @@ class SharedCapture {
     v1::StreamRequest request;
     MoveDoneFn done;
   };
-  std::vector<Move> moves_;  // guarded by mu_
+  std::vector<Move> moves_;       // guarded by mu_
+  std::set<uint64_t> compiling_;  // streams whose triggers compile; guarded by mu_
   // Set once the source is open (the link type and snaplen CheckFilters compiles for); -1 before.
   std::atomic<int> opened_link_type_{-1};
   int opened_snaplen_ = 0;  // written before opened_link_type_ (release), read after it
@@ -126,6 +135,7 @@ class SharedCapture {
   // The capture thread's own state.
   std::vector<std::unique_ptr<Subscriber>> active_;
   std::vector<std::unique_ptr<Subscriber>> finished_;  // told at the next safe point
+  std::vector<std::thread> compilers_;                 // joined by Finish
   std::unique_ptr<CaptureSource> capture_;
   std::unique_ptr<pipeline::MirrorStage> mirror_;
   std::unique_ptr<PacketPath> path_;

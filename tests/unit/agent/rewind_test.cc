@@ -6,8 +6,11 @@
 #include <pcap/pcap.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -139,6 +142,69 @@ TEST(RecordingReader, ReadsEveryFileFromATimeWithTheFilter) {
   EXPECT_EQ((*reader)->earliest_ns(), kBase);
   ASSERT_EQ((*reader)->warnings().size(), 1u);  // the file that was gone
   EXPECT_NE((*reader)->warnings()[0].find("gone.pcap"), std::string::npos);
+}
+
+size_t OpenDescriptors() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// A ring of 1,000 tiny files (as `--rotate-files 100000` at a high rate leaves): the reader holds
+// at most kMaxOpenFiles descriptors at any time, yet reads every packet of every file, in order.
+// Without the bound each --since stream held a descriptor per file: 16 streams (--max-streams)
+// on a 100,000-file ring would ask for 1.6 million, far past capd's 65,536.
+TEST(RecordingReader, HoldsABoundedNumberOfFilesOpenOnALongRing) {
+  TempDir dir;
+  constexpr uint32_t kFiles = 1000;
+  std::vector<std::string> paths;
+  for (uint32_t i = 0; i < kFiles; ++i) {
+    paths.push_back(dir / ("r_" + std::to_string(100000 + i) + ".pcap"));
+    WriteFile(paths.back(), {{kBase + 2 * i, 2 * i}, {kBase + 2 * i + 1, 2 * i + 1}});
+  }
+  const size_t before = OpenDescriptors();
+  auto reader = RecordingReader::Open(paths, 0, nullptr, DLT_EN10MB);
+  ASSERT_TRUE(reader.ok()) << reader.status().message();
+  size_t most = OpenDescriptors() - before;
+  uint32_t expected = 0;
+  RecordedPacket p;
+  while ((*reader)->Next(p)) {
+    ASSERT_EQ(SeqOf(p.bytes), expected);
+    ++expected;
+    most = std::max(most, OpenDescriptors() - before);
+  }
+  EXPECT_EQ(expected, 2 * kFiles);
+  EXPECT_LE(most, kMaxOpenFiles);
+  EXPECT_TRUE((*reader)->warnings().empty());
+  std::printf("%u files read holding at most %zu descriptors\n", kFiles, most);
+}
+
+// Files replaced by garbage, emptied, or cut in the middle of a packet, in the middle of the
+// ring: each is left out or ends where it breaks, named in a warning; the others are read whole.
+TEST(RecordingReader, DamagedFilesAreWarnedAboutAndTheRestRead) {
+  TempDir dir;
+  WriteFile(dir / "r_1.pcap", {{kBase, 1}, {kBase + 1, 2}});
+  {
+    std::ofstream garbage(dir / "r_2.pcap", std::ios::binary);
+    garbage << std::string(4096, '\x5a');
+  }
+  { std::ofstream empty(dir / "r_3.pcap", std::ios::binary); }
+  WriteFile(dir / "r_4.pcap", {{kBase + 2, 3}, {kBase + 3, 4}});
+  fs::resize_file(dir / "r_4.pcap", fs::file_size(dir / "r_4.pcap") - 10);  // mid-packet
+  WriteFile(dir / "r_5.pcap", {{kBase + 4, 5}});
+  auto reader = RecordingReader::Open(
+      {dir / "r_1.pcap", dir / "r_2.pcap", dir / "r_3.pcap", dir / "r_4.pcap", dir / "r_5.pcap"}, 0,
+      nullptr, DLT_EN10MB, /*max_open=*/2);
+  ASSERT_TRUE(reader.ok()) << reader.status().message();
+  std::vector<uint32_t> seqs;
+  RecordedPacket p;
+  while ((*reader)->Next(p)) seqs.push_back(SeqOf(p.bytes));
+  EXPECT_EQ(seqs, (std::vector<uint32_t>{1, 2, 3, 5}));
+  const std::vector<std::string>& w = (*reader)->warnings();
+  ASSERT_EQ(w.size(), 3u);
+  EXPECT_NE(w[0].find("r_2.pcap left out"), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("r_3.pcap left out"), std::string::npos) << w[1];
+  EXPECT_NE(w[2].find("r_4.pcap cut short"), std::string::npos) << w[2];
 }
 
 // Messages the rewind gives the client, in order.
