@@ -106,6 +106,17 @@ std::optional<uint32_t> RingNumber(const std::string& name, const std::string& s
   return static_cast<uint32_t>(std::stoul(number));
 }
 
+// The UTC time in a ring file's name ("..._NNNNN_YYYYmmddHHMMSS.pcapng"), Unix seconds; 0 when
+// the name holds none.
+int64_t RingNameSeconds(const std::string& name) {
+  const std::string_view suffix = ".pcapng";
+  if (name.size() < 14 + suffix.size()) return 0;
+  const std::string stamp = name.substr(name.size() - suffix.size() - 14, 14);
+  struct tm t {};
+  if (::strptime(stamp.c_str(), "%Y%m%d%H%M%S", &t) == nullptr) return 0;
+  return static_cast<int64_t>(::timegm(&t));
+}
+
 class RotatingWriter final : public RingWriter {
  public:
   RotatingWriter(RingOptions options, std::string application)
@@ -536,6 +547,25 @@ class RotatingWriter final : public RingWriter {
       }
       finished_.push_back({name, path, scan->packets});
       counts_.packets_on_disk += scan->packets;
+      if (options_.on_file_adopted) {
+        FinishedFile details;
+        details.path = path;
+        details.number = number;
+        details.opened_seconds = RingNameSeconds(name);
+        details.bytes = scan->whole_bytes;
+        details.packets = scan->packets;
+        details.first_ns = scan->first_ns;
+        details.last_ns = scan->last_ns;
+        details.interfaces = scan->interface_names;
+        details.agents.resize(details.interfaces.size());
+        for (uint16_t link_type : scan->interface_link_types) {
+          if (std::find(details.link_types.begin(), details.link_types.end(), link_type) ==
+              details.link_types.end()) {
+            details.link_types.push_back(link_type);
+          }
+        }
+        options_.on_file_adopted(details);
+      }
     }
   }
 

@@ -99,6 +99,12 @@ struct RingOptions {
   std::function<void(const std::string& path)> on_file_finished;
   // The same moment as on_file_finished, with what the ring knows of the file. Either or both.
   std::function<void(const FinishedFile& file)> on_file_details;
+  // With adopt_existing_files: each file of an earlier run that joins the ring, described from
+  // its own blocks (after a torn last block was cut off; agents left empty), on the thread that
+  // opens the ring. Those files are never written again, so they are finished too, and a writer
+  // that died before finishing one (kill -9, power cut) told nobody: capd's recordings write
+  // the note capd-upload needs for such a file.
+  std::function<void(const FinishedFile& file)> on_file_adopted;
   // Asked before the ring deletes a finished file (max_files, min_free_bytes), with its path, on
   // the writer's thread; false keeps the file for now (capctl: its hand-off has not succeeded).
   // Empty: every file may go (capd's recordings). A file held back is asked again at the next

@@ -310,6 +310,17 @@ class Recording final : public StreamSink {
     rotation.log = [name](const std::string& m) { spdlog::warn("recording {}: {}", name, m); };
     // Each finished file gets its note (capfile/finished_note.h): what capd-upload uploads.
     rotation.on_file_details = [this](const capfile::FinishedFile& file) { NoteFinished(file); };
+    // A file of an earlier run without its note was being written when capd died: it is finished
+    // now (the ring cut a torn last block and never writes it again), so it gets its note too
+    // and capd-upload sends it like any other.
+    rotation.on_file_adopted = [this](const capfile::FinishedFile& file) {
+      const std::string note = fs::path(file.path).filename().string() + capfile::kFinishedSuffix;
+      struct stat st {};
+      if (dir_fd_ && ::fstatat(dir_fd_.get(), note.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 &&
+          errno == ENOENT) {
+        NoteFinished(file);
+      }
+    };
     if (!request_.upload().empty()) {
       // A file leaves the ring (max_files) only once capd-upload has put it in its destination.
       rotation.may_delete = [this](const std::string& path) {

@@ -16,6 +16,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <string>
 #include <thread>
@@ -406,6 +407,59 @@ TEST(RotatingWriterTest, AdoptedRingCountsItsFilesAndCutsATornBlock) {
     on_disk += contents.records.size();
   }
   EXPECT_EQ(counts.packets_on_disk, on_disk);
+}
+
+// A file of an earlier run is described from its own blocks when the ring adopts it, as the ring
+// described it when it finished it: a recording whose writer died before finishing its file still
+// gets that file's note (and upload). The torn file is described as cut.
+TEST(RotatingWriterTest, AdoptedFilesAreDescribedAsTheRingDescribedThemWhenFinished) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  RingOptions options = Ring(dir.File("d.pcapng"), 2000, 0, 0);
+  std::map<std::string, FinishedFile> finished;
+  options.on_file_details = [&](const FinishedFile& f) { finished[f.path] = f; };
+  {
+    auto ring = MakeRing(options, kApplication);
+    ASSERT_TRUE(ring.ok()) << ring.status().message();
+    InterfaceInfo second = Ethernet();
+    second.name = "ens5 (i-0abc)";
+    second.link_type = 101;  // LINKTYPE_RAW: a second link type
+    CAPD_ASSERT_OK(ring.value()->AddInterface(Ethernet()));
+    CAPD_ASSERT_OK(ring.value()->AddInterface(second));
+    WritePackets(*ring.value(), 30, NowNs() + 123, 1);
+  }
+  const auto files = RingFiles(dir.File(""), "d");
+  ASSERT_GE(files.size(), 2u);
+  ASSERT_EQ(finished.size(), files.size());
+  const auto whole = std::filesystem::file_size(files.back());
+  {
+    std::ofstream torn(files.back(), std::ios::app | std::ios::binary);
+    const uint32_t header[2] = {6, 200};
+    torn.write(reinterpret_cast<const char*>(header), sizeof header);
+    torn << std::string(50, 'x');
+  }
+  std::map<std::string, FinishedFile> adopted;
+  options.on_file_details = nullptr;
+  options.adopt_existing_files = true;
+  options.on_file_adopted = [&](const FinishedFile& f) { adopted[f.path] = f; };
+  auto ring = MakeRing(options, kApplication);
+  ASSERT_TRUE(ring.ok()) << ring.status().message();
+  ASSERT_EQ(adopted.size(), files.size());
+  for (const auto& [path, was] : finished) {
+    ASSERT_EQ(adopted.count(path), 1u) << path;
+    const FinishedFile& now = adopted[path];
+    EXPECT_EQ(now.number, was.number) << path;
+    EXPECT_EQ(now.opened_seconds, was.opened_seconds) << path;
+    EXPECT_EQ(now.bytes, was.bytes) << path;
+    EXPECT_EQ(now.packets, was.packets) << path;
+    EXPECT_EQ(now.first_ns, was.first_ns) << path;
+    EXPECT_EQ(now.last_ns, was.last_ns) << path;
+    EXPECT_EQ(now.interfaces, was.interfaces) << path;
+    EXPECT_EQ(now.link_types, was.link_types) << path;
+    EXPECT_EQ(now.agents, std::vector<std::string>(now.interfaces.size())) << path;
+  }
+  EXPECT_EQ(adopted[files.back()].bytes, whole);
+  EXPECT_EQ(std::filesystem::file_size(files.back()), whole);
 }
 
 TEST(RotatingWriterTest, ASecondRunWithTheSamePrefixContinuesTheNumbering) {
