@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -39,9 +40,10 @@ constexpr std::string_view kDefaultInterface = "*";
 // --extcap-config. Each is the `capctl stream` flag of the same name (-i for remote-interface,
 // -s for snaplen), declared by the same option groups (client/cli/options.h).
 constexpr std::string_view kDialogArguments[] = {
-    "agent",      "remote-interface", "decap",      "vni",     "inner-filter",
-    "snaplen",    "tls-ca",           "tls-cert",   "tls-key", "tls-server-name",
-    "token-file", "remote-port",      "tls-keylog",
+    "agent",      "remote-interface", "decap",      "vni",         "inner-filter",
+    "snaplen",    "tls-ca",           "tls-cert",   "tls-key",     "tls-server-name",
+    "token-file", "remote-port",      "tls-keylog", "since",       "start-on",
+    "before",     "stop-on",          "after",      "after-count",
 };
 constexpr int kRemoteInterfaceArg = 1;  // its index above
 
@@ -61,6 +63,11 @@ struct ExtcapRequest {
   // The dialog's arguments: the agent and interface as given, the rest already in place.
   std::string agent;
   std::string remote_interface;
+  std::string since;  // ParseSince's grammar, read when the capture starts ("5m" is from then)
+  // The trigger arguments given (a dialog argument left empty is not given).
+  bool before_given = false;
+  bool after_given = false;
+  bool after_count_given = false;
   StreamOptions stream;
 };
 
@@ -123,6 +130,29 @@ StatusOr<ExtcapRequest> ParseExtcap(int argc, char** argv) {
   app.add_option("--remote-interface", request.remote_interface);
   app.add_option("--snaplen", request.stream.snaplen)->transform(CountIn(0, 262144));
   app.add_option("--tls-keylog", request.stream.tls_keylog);
+  app.add_option("--since", request.since);
+  // Triggers, with `capctl stream`'s ranges; their filters are checked as the capture filter is,
+  // when the capture starts (RunStream).
+  app.add_option("--start-on", request.stream.start_on);
+  app.add_option("--stop-on", request.stream.stop_on);
+  const auto seconds = [](uint32_t& out_ms, bool& given) {
+    return [&out_ms, &given](const std::string& v) {
+      out_ms = static_cast<uint32_t>(std::ceil(std::strtod(v.c_str(), nullptr) * 1000));
+      given = true;
+    };
+  };
+  app.add_option_function<std::string>("--before",
+                                       seconds(request.stream.before_ms, request.before_given))
+      ->check(CLI::Range(0.0, 3600.0));
+  app.add_option_function<std::string>("--after",
+                                       seconds(request.stream.after_ms, request.after_given))
+      ->check(CLI::Range(0.0, 30.0 * 24 * 3600));
+  app.add_option_function<uint64_t>("--after-count",
+                                    [&request](uint64_t n) {
+                                      request.stream.after_count = n;
+                                      request.after_count_given = true;
+                                    })
+      ->check(CLI::Range(uint64_t{0}, uint64_t{1'000'000'000'000}));
   AddDecapOptions(app, request.stream.decap);
   AddConnectionOptions(app, request.stream.connection);
   try {
@@ -148,6 +178,27 @@ StatusOr<StreamOptions> ToStreamOptions(const ExtcapRequest& request) {
   if (request.remote_interface != kDefaultInterface) options.interface = request.remote_interface;
   options.fifo_path = request.fifo;
   if (request.capture_filter) options.filter = *request.capture_filter;
+  if (!request.since.empty()) {
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::system_clock::now().time_since_epoch());
+    auto since = ParseSince(request.since, static_cast<uint64_t>(now.count()));
+    if (!since.ok()) return since.status();
+    options.since_ns = *since;
+  }
+  // `capctl stream`'s checks of the trigger flags together (options.cc CheckTriggers).
+  if (request.before_given && options.start_on.empty()) {
+    return InvalidArgument("--before needs --start-on");
+  }
+  if ((request.after_given || request.after_count_given) && options.stop_on.empty()) {
+    return InvalidArgument("--after and --after-count need --stop-on");
+  }
+  if (request.after_given && request.after_count_given) {
+    return InvalidArgument("--after and --after-count are alternatives: give one");
+  }
+  if ((!options.start_on.empty() || !options.stop_on.empty()) &&
+      options.decap.mode != DecapOptions::Mode::kNone) {
+    return InvalidArgument("--start-on and --stop-on are not available with --decap");
+  }
   std::vector<std::string> agents;
   if (!request.agent.empty()) agents.push_back(request.agent);
   CAPD_RETURN_IF_ERROR(CompleteStreamOptions(agents, options));
@@ -246,6 +297,32 @@ void PrintConfig() {
       "{tooltip=A file some process writes as SSLKEYLOGFILE, inside a folder capd "
       "--tls-keylog-dir allows: its keys come with the packets and Wireshark decrypts TLS "
       "(packets reach Wireshark 0.5 s later)}{group=Capture}");
+  std::puts(
+      "arg {number=13}{call=--since}{display=Since}{type=string}"
+      "{tooltip=Begin with the packets a recording running on the agent (capctl record start) "
+      "kept from then on, then go on live: a time back (5m, 90s, 1.5h), an RFC 3339 time "
+      "(2026-12-07T10:00:00Z) or nanoseconds since the Unix epoch}{group=Rewind and triggers}");
+  std::puts(
+      "arg {number=14}{call=--start-on}{display=Start on}{type=string}"
+      "{tooltip=Show nothing until a packet matches this BPF filter, then the packets of the "
+      "seconds before it and on; the matching packet gets a comment}"
+      "{group=Rewind and triggers}");
+  std::puts(
+      "arg {number=15}{call=--before}{display=Seconds before the start}{type=double}"
+      "{range=0,3600}{tooltip=With Start on: seconds of history before the match (empty: 10)}"
+      "{group=Rewind and triggers}");
+  std::puts(
+      "arg {number=16}{call=--stop-on}{display=Stop on}{type=string}"
+      "{tooltip=End the capture after a packet matches this BPF filter and the time or packets "
+      "below have passed; the matching packet gets a comment}{group=Rewind and triggers}");
+  std::puts(
+      "arg {number=17}{call=--after}{display=Seconds after the stop}{type=double}"
+      "{range=0,2592000}{tooltip=With Stop on: seconds of packet time to go on after the match "
+      "(not with packets after the stop)}{group=Rewind and triggers}");
+  std::puts(
+      "arg {number=18}{call=--after-count}{display=Packets after the stop}{type=unsigned}"
+      "{range=0,1000000000000}{tooltip=With Stop on: packets to go on for after the match "
+      "(empty: 0)}{group=Rewind and triggers}");
 }
 
 // --extcap-reload-option remote-interface: the agent's interfaces, asked of the agent the
