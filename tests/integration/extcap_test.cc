@@ -185,13 +185,21 @@ TEST_F(ExtcapTest, ConfigDescribesEveryArgument) {
       {"--decap", "selector"},      {"--vni", "string"},
       {"--inner-filter", "string"}, {"--snaplen", "unsigned"},
       {"--tls-ca", "fileselect"},   {"--tls-cert", "fileselect"},
-      {"--tls-key", "fileselect"},  {"--token-file", "fileselect"}};
+      {"--tls-key", "fileselect"},  {"--token-file", "fileselect"},
+      {"--since", "string"},        {"--start-on", "string"},
+      {"--before", "double"},       {"--stop-on", "string"},
+      {"--after", "double"},        {"--after-count", "unsigned"}};
   for (const auto& [call, type] : expected_types) {
     ASSERT_TRUE(args.count(call)) << call << " missing: " << config.out;
     EXPECT_EQ(Field(args[call], "type"), type) << call;
   }
   EXPECT_EQ(Field(args["--agent"], "default"), "127.0.0.1:50051");
   EXPECT_EQ(Field(args["--remote-interface"], "reload"), "true");
+  // No defaults: Wireshark passes a default, and a passed --before needs --start-on.
+  for (const char* call :
+       {"--since", "--start-on", "--before", "--stop-on", "--after", "--after-count"}) {
+    EXPECT_EQ(Field(args[call], "default"), "") << call;
+  }
   // Every value belongs to an argument; every selector has values and exactly one default.
   for (const auto& [number, list] : values) {
     ASSERT_TRUE(call_of.count(number)) << "value for unknown arg " << number;
