@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -64,10 +65,11 @@ struct ExtcapRequest {
   std::string agent;
   std::string remote_interface;
   std::string since;  // ParseSince's grammar, read when the capture starts ("5m" is from then)
-  // The trigger arguments given (a dialog argument left empty is not given).
-  bool before_given = false;
-  bool after_given = false;
-  bool after_count_given = false;
+  // The trigger arguments' numbers as given (a dialog argument left empty is not given), checked
+  // with the rest once the FIFO is held, so that a bad one ends the capture as any failure does.
+  std::optional<std::string> before;
+  std::optional<std::string> after;
+  std::optional<std::string> after_count;
   StreamOptions stream;
 };
 
@@ -135,24 +137,12 @@ StatusOr<ExtcapRequest> ParseExtcap(int argc, char** argv) {
   // when the capture starts (RunStream).
   app.add_option("--start-on", request.stream.start_on);
   app.add_option("--stop-on", request.stream.stop_on);
-  const auto seconds = [](uint32_t& out_ms, bool& given) {
-    return [&out_ms, &given](const std::string& v) {
-      out_ms = static_cast<uint32_t>(std::ceil(std::strtod(v.c_str(), nullptr) * 1000));
-      given = true;
-    };
+  const auto keep = [](std::optional<std::string>& out) {
+    return [&out](const std::string& v) { out = v; };
   };
-  app.add_option_function<std::string>("--before",
-                                       seconds(request.stream.before_ms, request.before_given))
-      ->check(CLI::Range(0.0, 3600.0));
-  app.add_option_function<std::string>("--after",
-                                       seconds(request.stream.after_ms, request.after_given))
-      ->check(CLI::Range(0.0, 30.0 * 24 * 3600));
-  app.add_option_function<uint64_t>("--after-count",
-                                    [&request](uint64_t n) {
-                                      request.stream.after_count = n;
-                                      request.after_count_given = true;
-                                    })
-      ->check(CLI::Range(uint64_t{0}, uint64_t{1'000'000'000'000}));
+  app.add_option_function<std::string>("--before", keep(request.before));
+  app.add_option_function<std::string>("--after", keep(request.after));
+  app.add_option_function<std::string>("--after-count", keep(request.after_count));
   AddDecapOptions(app, request.stream.decap);
   AddConnectionOptions(app, request.stream.connection);
   try {
@@ -171,6 +161,20 @@ StatusOr<ExtcapRequest> ParseExtcap(int argc, char** argv) {
   return request;
 }
 
+// `text` as seconds from 0 to `max_seconds` (decimals allowed), in milliseconds rounded up as
+// `capctl stream` does.
+StatusOr<uint32_t> SecondsArgument(const char* flag, const std::string& text, double max_seconds) {
+  char* end = nullptr;
+  const double seconds = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !std::isfinite(seconds) || seconds < 0 ||
+      seconds > max_seconds) {
+    return InvalidArgument(std::string(flag) + " takes seconds from 0 to " +
+                           std::to_string(static_cast<uint64_t>(max_seconds)) + ", not '" + text +
+                           "'");
+  }
+  return static_cast<uint32_t>(std::ceil(seconds * 1000));
+}
+
 // The stream options the dialog's arguments describe (with Wireshark's FIFO and capture filter
 // when it gives them), checked as `capctl stream` checks its command line.
 StatusOr<StreamOptions> ToStreamOptions(const ExtcapRequest& request) {
@@ -185,14 +189,35 @@ StatusOr<StreamOptions> ToStreamOptions(const ExtcapRequest& request) {
     if (!since.ok()) return since.status();
     options.since_ns = *since;
   }
+  if (request.before) {
+    auto ms = SecondsArgument("--before", *request.before, 3600);
+    if (!ms.ok()) return ms.status();
+    options.before_ms = *ms;
+  }
+  if (request.after) {
+    auto ms = SecondsArgument("--after", *request.after, 30.0 * 24 * 3600);
+    if (!ms.ok()) return ms.status();
+    options.after_ms = *ms;
+  }
+  if (request.after_count) {
+    const std::string& text = *request.after_count;
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long n = std::strtoull(text.c_str(), &end, 10);
+    if (text.empty() || text[0] == '-' || *end != '\0' || errno != 0 || n > 1'000'000'000'000) {
+      return InvalidArgument("--after-count takes packets from 0 to 1000000000000, not '" + text +
+                             "'");
+    }
+    options.after_count = n;
+  }
   // `capctl stream`'s checks of the trigger flags together (options.cc CheckTriggers).
-  if (request.before_given && options.start_on.empty()) {
+  if (request.before && options.start_on.empty()) {
     return InvalidArgument("--before needs --start-on");
   }
-  if ((request.after_given || request.after_count_given) && options.stop_on.empty()) {
+  if ((request.after || request.after_count) && options.stop_on.empty()) {
     return InvalidArgument("--after and --after-count need --stop-on");
   }
-  if (request.after_given && request.after_count_given) {
+  if (request.after && request.after_count) {
     return InvalidArgument("--after and --after-count are alternatives: give one");
   }
   if ((!options.start_on.empty() || !options.stop_on.empty()) &&

@@ -693,7 +693,8 @@ TEST_F(ExtcapFailureTest, AgentKilledMidCapture) {
 }
 
 // The dialog's rewind and trigger arguments, checked by capctl before it connects: a `since` that
-// is not a time, a trigger filter that does not compile, `before` without `starton`.
+// is not a time, a trigger filter that does not compile, `before` without `starton` or out of its
+// range.
 TEST_F(ExtcapFailureTest, SinceThatIsNotATime) {
   ExpectEveryRunGivesUpWith(
       {"-o", "extcap.capd.agent:127.0.0.1:1", "-o", "extcap.capd.since:yesterday"},
@@ -709,6 +710,12 @@ TEST_F(ExtcapFailureTest, TriggerFilterThatDoesNotCompile) {
 TEST_F(ExtcapFailureTest, BeforeWithoutStartOn) {
   ExpectEveryRunGivesUpWith({"-o", "extcap.capd.agent:127.0.0.1:1", "-o", "extcap.capd.before:2"},
                             "capctl: --before needs --start-on");
+}
+
+TEST_F(ExtcapFailureTest, BeforeOutOfRange) {
+  ExpectEveryRunGivesUpWith({"-o", "extcap.capd.agent:127.0.0.1:1", "-o", "extcap.capd.starton:udp",
+                             "-o", "extcap.capd.before:5000"},
+                            "capctl: --before takes seconds from 0 to 3600");
 }
 
 // tshark through the installed extcap with the dialog's rewind and trigger arguments, against capd
