@@ -438,6 +438,19 @@ int RunCapture(const ExtcapRequest& request) {
   return fail({said.empty() ? "capctl: the capture failed" : said.back()}, code);
 }
 
+// The --fifo of a --capture command line the parser refused; "" when it is not a capture.
+std::string CaptureFifoArgument(int argc, char** argv) {
+  bool capture = false;
+  std::string fifo;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view word = argv[i];
+    if (word == "--capture") capture = true;
+    if (word == "--fifo" && i + 1 < argc) fifo = argv[i + 1];
+    if (word.starts_with("--fifo=")) fifo = word.substr(7);
+  }
+  return capture ? fifo : "";
+}
+
 }  // namespace
 
 std::vector<std::string> ExtcapPreferenceNames() {
@@ -464,7 +477,15 @@ bool IsExtcapInvocation(int argc, char** argv) {
 int RunExtcap(int argc, char** argv) {
   auto parsed = ParseExtcap(argc, argv);
   if (!parsed.ok()) {
+    // A capture refused by the parser (a dialog value it does not take) still holds Wireshark's
+    // FIFO until the reason is written, as RunCapture does: without it dumpcap shows the reason
+    // but waits on the FIFO for ever.
+    const std::string fifo = CaptureFifoArgument(argc, argv);
+    auto held =
+        fifo.empty() ? StatusOr<FifoHold>(FifoHold()) : FifoHold::Open(fifo, kFifoReaderWait);
     std::fprintf(stderr, "capctl: %s\n", parsed.status().message().c_str());
+    std::fflush(stderr);
+    if (held.ok()) held->Release();
     return 2;
   }
   const ExtcapRequest& request = parsed.value();

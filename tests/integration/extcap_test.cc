@@ -718,6 +718,13 @@ TEST_F(ExtcapFailureTest, BeforeOutOfRange) {
                             "capctl: --before takes seconds from 0 to 3600");
 }
 
+// A value the argument parser itself refuses: tshark showed the reason, then waited until killed.
+TEST_F(ExtcapFailureTest, DialogValueTheParserRefuses) {
+  ExpectEveryRunGivesUpWith(
+      {"-o", "extcap.capd.agent:127.0.0.1:1", "-o", "extcap.capd.decap:bogus"},
+      "capctl: --decap takes vxlan, geneve, auto or none, not 'bogus'");
+}
+
 // tshark through the installed extcap with the dialog's rewind and trigger arguments, against capd
 // as deployed (--user nobody).
 class ExtcapRewindTest : public ExtcapFailureTest {
