@@ -2,7 +2,9 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -39,9 +41,10 @@ constexpr std::string_view kDefaultInterface = "*";
 // --extcap-config. Each is the `capctl stream` flag of the same name (-i for remote-interface,
 // -s for snaplen), declared by the same option groups (client/cli/options.h).
 constexpr std::string_view kDialogArguments[] = {
-    "agent",      "remote-interface", "decap",      "vni",     "inner-filter",
-    "snaplen",    "tls-ca",           "tls-cert",   "tls-key", "tls-server-name",
-    "token-file", "remote-port",      "tls-keylog",
+    "agent",      "remote-interface", "decap",      "vni",         "inner-filter",
+    "snaplen",    "tls-ca",           "tls-cert",   "tls-key",     "tls-server-name",
+    "token-file", "remote-port",      "tls-keylog", "since",       "start-on",
+    "before",     "stop-on",          "after",      "after-count",
 };
 constexpr int kRemoteInterfaceArg = 1;  // its index above
 
@@ -61,6 +64,12 @@ struct ExtcapRequest {
   // The dialog's arguments: the agent and interface as given, the rest already in place.
   std::string agent;
   std::string remote_interface;
+  std::string since;  // ParseSince's grammar, read when the capture starts ("5m" is from then)
+  // The trigger arguments' numbers as given (a dialog argument left empty is not given), checked
+  // with the rest once the FIFO is held, so that a bad one ends the capture as any failure does.
+  std::optional<std::string> before;
+  std::optional<std::string> after;
+  std::optional<std::string> after_count;
   StreamOptions stream;
 };
 
@@ -123,6 +132,17 @@ StatusOr<ExtcapRequest> ParseExtcap(int argc, char** argv) {
   app.add_option("--remote-interface", request.remote_interface);
   app.add_option("--snaplen", request.stream.snaplen)->transform(CountIn(0, 262144));
   app.add_option("--tls-keylog", request.stream.tls_keylog);
+  app.add_option("--since", request.since);
+  // Triggers, with `capctl stream`'s ranges; their filters are checked as the capture filter is,
+  // when the capture starts (RunStream).
+  app.add_option("--start-on", request.stream.start_on);
+  app.add_option("--stop-on", request.stream.stop_on);
+  const auto keep = [](std::optional<std::string>& out) {
+    return [&out](const std::string& v) { out = v; };
+  };
+  app.add_option_function<std::string>("--before", keep(request.before));
+  app.add_option_function<std::string>("--after", keep(request.after));
+  app.add_option_function<std::string>("--after-count", keep(request.after_count));
   AddDecapOptions(app, request.stream.decap);
   AddConnectionOptions(app, request.stream.connection);
   try {
@@ -141,6 +161,20 @@ StatusOr<ExtcapRequest> ParseExtcap(int argc, char** argv) {
   return request;
 }
 
+// `text` as seconds from 0 to `max_seconds` (decimals allowed), in milliseconds rounded up as
+// `capctl stream` does.
+StatusOr<uint32_t> SecondsArgument(const char* flag, const std::string& text, double max_seconds) {
+  char* end = nullptr;
+  const double seconds = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !std::isfinite(seconds) || seconds < 0 ||
+      seconds > max_seconds) {
+    return InvalidArgument(std::string(flag) + " takes seconds from 0 to " +
+                           std::to_string(static_cast<uint64_t>(max_seconds)) + ", not '" + text +
+                           "'");
+  }
+  return static_cast<uint32_t>(std::ceil(seconds * 1000));
+}
+
 // The stream options the dialog's arguments describe (with Wireshark's FIFO and capture filter
 // when it gives them), checked as `capctl stream` checks its command line.
 StatusOr<StreamOptions> ToStreamOptions(const ExtcapRequest& request) {
@@ -148,6 +182,48 @@ StatusOr<StreamOptions> ToStreamOptions(const ExtcapRequest& request) {
   if (request.remote_interface != kDefaultInterface) options.interface = request.remote_interface;
   options.fifo_path = request.fifo;
   if (request.capture_filter) options.filter = *request.capture_filter;
+  if (!request.since.empty()) {
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::system_clock::now().time_since_epoch());
+    auto since = ParseSince(request.since, static_cast<uint64_t>(now.count()));
+    if (!since.ok()) return since.status();
+    options.since_ns = *since;
+  }
+  if (request.before) {
+    auto ms = SecondsArgument("--before", *request.before, 3600);
+    if (!ms.ok()) return ms.status();
+    options.before_ms = *ms;
+  }
+  if (request.after) {
+    auto ms = SecondsArgument("--after", *request.after, 30.0 * 24 * 3600);
+    if (!ms.ok()) return ms.status();
+    options.after_ms = *ms;
+  }
+  if (request.after_count) {
+    const std::string& text = *request.after_count;
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long n = std::strtoull(text.c_str(), &end, 10);
+    if (text.empty() || text[0] == '-' || *end != '\0' || errno != 0 || n > 1'000'000'000'000) {
+      return InvalidArgument("--after-count takes packets from 0 to 1000000000000, not '" + text +
+                             "'");
+    }
+    options.after_count = n;
+  }
+  // `capctl stream`'s checks of the trigger flags together (options.cc CheckTriggers).
+  if (request.before && options.start_on.empty()) {
+    return InvalidArgument("--before needs --start-on");
+  }
+  if ((request.after || request.after_count) && options.stop_on.empty()) {
+    return InvalidArgument("--after and --after-count need --stop-on");
+  }
+  if (request.after && request.after_count) {
+    return InvalidArgument("--after and --after-count are alternatives: give one");
+  }
+  if ((!options.start_on.empty() || !options.stop_on.empty()) &&
+      options.decap.mode != DecapOptions::Mode::kNone) {
+    return InvalidArgument("--start-on and --stop-on are not available with --decap");
+  }
   std::vector<std::string> agents;
   if (!request.agent.empty()) agents.push_back(request.agent);
   CAPD_RETURN_IF_ERROR(CompleteStreamOptions(agents, options));
@@ -246,6 +322,32 @@ void PrintConfig() {
       "{tooltip=A file some process writes as SSLKEYLOGFILE, inside a folder capd "
       "--tls-keylog-dir allows: its keys come with the packets and Wireshark decrypts TLS "
       "(packets reach Wireshark 0.5 s later)}{group=Capture}");
+  std::puts(
+      "arg {number=13}{call=--since}{display=Since}{type=string}"
+      "{tooltip=Begin with the packets a recording running on the agent (capctl record start) "
+      "kept from then on, then go on live: a time back (5m, 90s, 1.5h), an RFC 3339 time "
+      "(2026-12-07T10:00:00Z) or nanoseconds since the Unix epoch}{group=Rewind and triggers}");
+  std::puts(
+      "arg {number=14}{call=--start-on}{display=Start on}{type=string}"
+      "{tooltip=Show nothing until a packet matches this BPF filter, then the packets of the "
+      "seconds before it and on; the matching packet gets a comment}"
+      "{group=Rewind and triggers}");
+  std::puts(
+      "arg {number=15}{call=--before}{display=Seconds before the start}{type=double}"
+      "{range=0,3600}{tooltip=With Start on: seconds of history before the match (empty: 10)}"
+      "{group=Rewind and triggers}");
+  std::puts(
+      "arg {number=16}{call=--stop-on}{display=Stop on}{type=string}"
+      "{tooltip=End the capture after a packet matches this BPF filter and the time or packets "
+      "below have passed; the matching packet gets a comment}{group=Rewind and triggers}");
+  std::puts(
+      "arg {number=17}{call=--after}{display=Seconds after the stop}{type=double}"
+      "{range=0,2592000}{tooltip=With Stop on: seconds of packet time to go on after the match "
+      "(not with packets after the stop)}{group=Rewind and triggers}");
+  std::puts(
+      "arg {number=18}{call=--after-count}{display=Packets after the stop}{type=unsigned}"
+      "{range=0,1000000000000}{tooltip=With Stop on: packets to go on for after the match "
+      "(empty: 0)}{group=Rewind and triggers}");
 }
 
 // --extcap-reload-option remote-interface: the agent's interfaces, asked of the agent the
@@ -336,6 +438,19 @@ int RunCapture(const ExtcapRequest& request) {
   return fail({said.empty() ? "capctl: the capture failed" : said.back()}, code);
 }
 
+// The --fifo of a --capture command line the parser refused; "" when it is not a capture.
+std::string CaptureFifoArgument(int argc, char** argv) {
+  bool capture = false;
+  std::string fifo;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view word = argv[i];
+    if (word == "--capture") capture = true;
+    if (word == "--fifo" && i + 1 < argc) fifo = argv[i + 1];
+    if (word.starts_with("--fifo=")) fifo = word.substr(7);
+  }
+  return capture ? fifo : "";
+}
+
 }  // namespace
 
 std::vector<std::string> ExtcapPreferenceNames() {
@@ -362,7 +477,15 @@ bool IsExtcapInvocation(int argc, char** argv) {
 int RunExtcap(int argc, char** argv) {
   auto parsed = ParseExtcap(argc, argv);
   if (!parsed.ok()) {
+    // A capture refused by the parser (a dialog value it does not take) still holds Wireshark's
+    // FIFO until the reason is written, as RunCapture does: without it dumpcap shows the reason
+    // but waits on the FIFO for ever.
+    const std::string fifo = CaptureFifoArgument(argc, argv);
+    auto held =
+        fifo.empty() ? StatusOr<FifoHold>(FifoHold()) : FifoHold::Open(fifo, kFifoReaderWait);
     std::fprintf(stderr, "capctl: %s\n", parsed.status().message().c_str());
+    std::fflush(stderr);
+    if (held.ok()) held->Release();
     return 2;
   }
   const ExtcapRequest& request = parsed.value();

@@ -185,13 +185,21 @@ TEST_F(ExtcapTest, ConfigDescribesEveryArgument) {
       {"--decap", "selector"},      {"--vni", "string"},
       {"--inner-filter", "string"}, {"--snaplen", "unsigned"},
       {"--tls-ca", "fileselect"},   {"--tls-cert", "fileselect"},
-      {"--tls-key", "fileselect"},  {"--token-file", "fileselect"}};
+      {"--tls-key", "fileselect"},  {"--token-file", "fileselect"},
+      {"--since", "string"},        {"--start-on", "string"},
+      {"--before", "double"},       {"--stop-on", "string"},
+      {"--after", "double"},        {"--after-count", "unsigned"}};
   for (const auto& [call, type] : expected_types) {
     ASSERT_TRUE(args.count(call)) << call << " missing: " << config.out;
     EXPECT_EQ(Field(args[call], "type"), type) << call;
   }
   EXPECT_EQ(Field(args["--agent"], "default"), "127.0.0.1:50051");
   EXPECT_EQ(Field(args["--remote-interface"], "reload"), "true");
+  // No defaults: Wireshark passes a default, and a passed --before needs --start-on.
+  for (const char* call :
+       {"--since", "--start-on", "--before", "--stop-on", "--after", "--after-count"}) {
+    EXPECT_EQ(Field(args[call], "default"), "") << call;
+  }
   // Every value belongs to an argument; every selector has values and exactly one default.
   for (const auto& [number, list] : values) {
     ASSERT_TRUE(call_of.count(number)) << "value for unknown arg " << number;
@@ -682,6 +690,161 @@ TEST_F(ExtcapFailureTest, AgentKilledMidCapture) {
     ASSERT_TRUE(agent().WaitFor(kExitTimeout).has_value());
     ASSERT_NO_FATAL_FAILURE(ExpectGivesUpWith(*tshark, "agent went away", /*started=*/true));
   }
+}
+
+// The dialog's rewind and trigger arguments, checked by capctl before it connects: a `since` that
+// is not a time, a trigger filter that does not compile, `before` without `starton` or out of its
+// range.
+TEST_F(ExtcapFailureTest, SinceThatIsNotATime) {
+  ExpectEveryRunGivesUpWith(
+      {"-o", "extcap.capd.agent:127.0.0.1:1", "-o", "extcap.capd.since:yesterday"},
+      "capctl: --since 'yesterday'");
+}
+
+TEST_F(ExtcapFailureTest, TriggerFilterThatDoesNotCompile) {
+  ExpectEveryRunGivesUpWith(
+      {"-o", "extcap.capd.agent:127.0.0.1:1", "-o", "extcap.capd.starton:udp port"},
+      "--start-on: filter 'udp port'");
+}
+
+TEST_F(ExtcapFailureTest, BeforeWithoutStartOn) {
+  ExpectEveryRunGivesUpWith({"-o", "extcap.capd.agent:127.0.0.1:1", "-o", "extcap.capd.before:2"},
+                            "capctl: --before needs --start-on");
+}
+
+TEST_F(ExtcapFailureTest, BeforeOutOfRange) {
+  ExpectEveryRunGivesUpWith({"-o", "extcap.capd.agent:127.0.0.1:1", "-o", "extcap.capd.starton:udp",
+                             "-o", "extcap.capd.before:5000"},
+                            "capctl: --before takes seconds from 0 to 3600");
+}
+
+// A value the argument parser itself refuses: tshark showed the reason, then waited until killed.
+TEST_F(ExtcapFailureTest, DialogValueTheParserRefuses) {
+  ExpectEveryRunGivesUpWith(
+      {"-o", "extcap.capd.agent:127.0.0.1:1", "-o", "extcap.capd.decap:bogus"},
+      "capctl: --decap takes vxlan, geneve, auto or none, not 'bogus'");
+}
+
+// tshark through the installed extcap with the dialog's rewind and trigger arguments, against capd
+// as deployed (--user nobody).
+class ExtcapRewindTest : public ExtcapFailureTest {
+ protected:
+  // capd as deployed, keeping recordings in a folder of its user's own.
+  void StartRecordingAgent() {
+    const std::filesystem::path records = File("records");
+    std::filesystem::permissions(File("."), std::filesystem::perms::owner_all |
+                                                std::filesystem::perms::group_exec |
+                                                std::filesystem::perms::others_exec);
+    std::filesystem::create_directories(records);
+    ASSERT_EQ(::chown(records.c_str(), 65534, 65534), 0) << std::strerror(errno);
+    ASSERT_NO_FATAL_FAILURE(
+        Spawn("capd",
+              {kCapdPath, "--listen", kAgentTarget, "--name", "capd-it", "--log-level", "info",
+               "--user", "nobody", "--no-metadata", "--record-dir", records.string()},
+              &agent_));
+    ASSERT_TRUE(agent_->WaitForStderr(std::string("listening on ") + kAgentTarget, kStartTimeout))
+        << agent_->Describe();
+  }
+
+  std::vector<std::string> AgentOptions() {
+    return {"-o", std::string("extcap.capd.agent:") + kAgentTarget, "-o",
+            std::string("extcap.capd.remoteinterface:") + kIface};
+  }
+
+  std::filesystem::path TsharkFile() const {
+    return File("tshark-" + std::to_string(tsharks_) + ".pcapng");
+  }
+};
+
+// -o extcap.capd.since: tshark reads what the recording kept from then, then the live packets,
+// each once and in order; the capture filter holds in both parts.
+TEST_F(ExtcapRewindTest, SinceReadsRecordedThenLivePackets) {
+  constexpr int kEach = 10;
+  ASSERT_NO_FATAL_FAILURE(StartRecordingAgent());
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  const UniqueFd other_sink = AgentSocket(kDst, kOtherPort);
+  const Output started = Capctl(
+      {"record", "start", "--agent", kAgentTarget, "--name", "ring", "-i", kIface, "-f", "udp"},
+      network().agent_ns());
+  ASSERT_TRUE(started.status.Exited(0)) << started.status << started.err;
+  // After the recording's start, so the whole rewind is inside it.
+  const uint64_t since =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
+  const auto recorded = MakePayloads(kEach, "recorded");
+  const auto live = MakePayloads(kEach, "live");
+  const auto others = MakePayloads(kEach, "other");
+  const UniqueFd peer = PeerSocket();
+  for (int i = 0; i < kEach; ++i) {
+    ASSERT_TRUE(SendUdp(peer.get(), kDst, kOtherPort, others[i]).ok());
+    ASSERT_TRUE(SendUdp(peer.get(), kDst, kPort, recorded[i]).ok());
+  }
+
+  std::vector<std::string> options = AgentOptions();
+  options.insert(options.end(), {"-o", "extcap.capd.since:" + std::to_string(since), "-f",
+                                 kUdpFilter, "-c", std::to_string(2 * kEach)});
+  std::unique_ptr<Subprocess> tshark;
+  ASSERT_NO_FATAL_FAILURE(StartTshark(options, &tshark));
+  // The recorded part is on its way: what is sent now can only come live.
+  ASSERT_TRUE(agent().WaitForStderr("rewind on veth0 from recording ring", kStartTimeout))
+      << agent().Describe() << "\n"
+      << tshark->Describe();
+  for (int i = 0; i < kEach; ++i) {
+    ASSERT_TRUE(SendUdp(peer.get(), kDst, kOtherPort, others[i]).ok());
+    ASSERT_TRUE(SendUdp(peer.get(), kDst, kPort, live[i]).ok());
+  }
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*tshark, 0));
+  EXPECT_EQ(tshark->Stderr().find("Error by extcap pipe"), std::string::npos) << tshark->Describe();
+  std::vector<std::string> expected = recorded;
+  expected.insert(expected.end(), live.begin(), live.end());
+  ExpectUdpPayloads(ReadOrFail(TsharkFile()), expected, kPort);
+  EXPECT_NE(agent().Stderr().find("rewind on veth0 from recording ring: " + std::to_string(kEach) +
+                                  " recorded packets"),
+            std::string::npos)
+      << agent().Describe();
+}
+
+// -o extcap.capd.starton (and before:0): tshark sees nothing before the marker, then the marker
+// with its comment and what follows.
+TEST_F(ExtcapRewindTest, StartOnShowsNothingBeforeTheMarker) {
+  constexpr int kEach = 5;
+  ASSERT_NO_FATAL_FAILURE(StartDeployedAgent());
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  const UniqueFd other_sink = AgentSocket(kDst, kOtherPort);
+  std::vector<std::string> options = AgentOptions();
+  options.insert(options.end(),
+                 {"-o", "extcap.capd.starton:udp dst port 7001", "-o", "extcap.capd.before:0", "-f",
+                  "udp", "-c", std::to_string(kEach + 1)});
+  std::unique_ptr<Subprocess> tshark;
+  ASSERT_NO_FATAL_FAILURE(StartTshark(options, &tshark));
+  ASSERT_TRUE(agent().WaitForStderr(kCaptureOpenLine, kStartTimeout)) << agent().Describe() << "\n"
+                                                                      << tshark->Describe();
+
+  const UniqueFd peer = PeerSocket();
+  const auto earlier = MakePayloads(kEach, "earlier");
+  const auto later = MakePayloads(kEach, "later");
+  ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kPort, earlier));
+  ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kOtherPort, {"the-marker"}));
+  ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kPort, later));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*tshark, 0));
+  EXPECT_EQ(tshark->Stderr().find("Error by extcap pipe"), std::string::npos) << tshark->Describe();
+
+  std::vector<CapturedPacket> packets = ReadOrFail(TsharkFile());
+  ASSERT_EQ(packets.size(), static_cast<size_t>(kEach + 1));
+  EXPECT_NE(packets[0].bytes.find("the-marker"), std::string::npos) << "the first is the marker";
+  ExpectUdpPayloads({packets.begin() + 1, packets.end()}, later, kPort);
+  const CommandResult comments = RunCommand(
+      {"tshark", "-n", "-r", TsharkFile().string(), "-T", "fields", "-e", "frame.comment"});
+  ASSERT_TRUE(comments.status.Exited(0)) << comments.output;
+  std::vector<std::string> lines;
+  std::istringstream in(comments.output);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("Running as user", 0) != 0) lines.push_back(line);
+  }
+  ASSERT_EQ(lines.size(), packets.size()) << comments.output;
+  EXPECT_EQ(lines[0], "capd: start-on matched: udp dst port 7001");
+  for (size_t i = 1; i < lines.size(); ++i) EXPECT_EQ(lines[i], "") << "packet " << i;
 }
 
 }  // namespace
