@@ -268,6 +268,45 @@ TEST_F(RecordingTest, RestartedAgentResumesTheRecording) {
   EXPECT_TRUE(noted) << "no file carries the gap note";
 }
 
+// kill -9 of capd while a recording with an upload destination writes its file: that file never
+// got its finished note, so capd-upload would never send it. When the recording resumes, capd
+// writes the note from the file's own blocks, and the file counts as awaiting upload.
+TEST_F(RecordingTest, KilledAgentsUnfinishedFileIsNotedForUploadWhenTheRecordingResumes) {
+  ASSERT_NO_FATAL_FAILURE(StartRecordingAgent("capd-1"));
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  std::unique_ptr<Subprocess> start;
+  ASSERT_EQ(Record("start",
+                   {"start", "--name", "crash", "-i", kIface, "-f", "udp port 7100", "--upload",
+                    "s3://capd-test-bucket/crash"},
+                   &start),
+            0)
+      << start->Describe();
+  const auto payloads = MakePayloads(40, "unfinished");
+  ASSERT_NO_FATAL_FAILURE(SendAndWait("crash", payloads, payloads.size()));
+  const auto before = Files("crash");
+  ASSERT_EQ(before.size(), 1u);
+  const std::filesystem::path note = before[0].string() + ".finished";
+  EXPECT_FALSE(std::filesystem::exists(note)) << "the file being written has no note";
+  ASSERT_TRUE(agent_->Signal(SIGKILL));
+  ASSERT_TRUE(agent_->WaitFor(kStartTimeout).has_value());
+
+  ASSERT_NO_FATAL_FAILURE(StartRecordingAgent("capd-2"));
+  ASSERT_TRUE(agent_->WaitForStderr("recording crash resumed", kStartTimeout))
+      << agent_->Describe();
+  ASSERT_TRUE(std::filesystem::exists(note)) << agent_->Describe();
+  std::ifstream in(note);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("packets 40\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("link_types 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("interface " + std::string(kIface) + "\t"), std::string::npos) << text;
+  std::unique_ptr<Subprocess> list;
+  ASSERT_EQ(Record("list", {"list"}, &list), 0);
+  EXPECT_NE(list->Stdout().find("1 files awaiting upload"), std::string::npos) << list->Stdout();
+  std::unique_ptr<Subprocess> stop;
+  ASSERT_EQ(Record("stop", {"stop", "crash"}, &stop), 0) << stop->Describe();
+  ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(ReadAllOrFail({before[0]}), payloads, kPort));
+}
+
 TEST_F(RecordingTest, BadRequestsExitTwoWithTheAgentsMessage) {
   ASSERT_NO_FATAL_FAILURE(StartRecordingAgent());
   std::unique_ptr<Subprocess> p;
