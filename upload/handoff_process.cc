@@ -113,6 +113,11 @@ std::optional<Status> ChildProcess::Poll() {
   return Internal(why);
 }
 
+void ChildProcess::Kill() {
+  // Its own process group (POSIX_SPAWN_SETPGROUP): whatever it started goes too.
+  if (!reaped_) ::kill(-pid_, SIGKILL);
+}
+
 std::string ChildProcess::Abandon() { return "left running, process " + std::to_string(pid_); }
 
 StatusOr<std::unique_ptr<HandoffJob>> PostRotateAction::Start(const FinishedFile& file) {

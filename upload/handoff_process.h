@@ -38,6 +38,7 @@ class ChildProcess final : public HandoffJob {
   ~ChildProcess() override;
   std::optional<Status> Poll() override;
   std::string Abandon() override;
+  void Kill() override;
 
  private:
   ChildProcess(pid_t pid, int stderr_fd) : pid_(pid), stderr_fd_(stderr_fd) {}

@@ -41,6 +41,9 @@ struct Options {
   std::string aws = "aws";
   bool once = false;
   double interval_seconds = 5;
+  // One file's upload: a store that takes the connection but never answers would otherwise hold
+  // capd-upload (and every later file, which capd's ring then keeps) for good.
+  double upload_timeout_seconds = 3600;
 };
 
 void Log(const std::string& line) { std::fprintf(stderr, "capd-upload: %s\n", line.c_str()); }
@@ -51,13 +54,27 @@ struct Tally {
 };
 
 // Runs `aws` for one file and waits for it; a SIGTERM lets the upload finish (it is one file),
-// so no object is left half written by this program.
-Status UploadOne(capd::client::S3UploadAction& action, const capd::capfile::FinishedFile& file) {
+// so no object is left half written by this program. After `timeout` the aws is killed and the
+// file counts as not uploaded: S3 publishes an object only when its upload completes, so nothing
+// partial is left, and the file gets no mark.
+Status UploadOne(capd::client::S3UploadAction& action, const capd::capfile::FinishedFile& file,
+                 std::chrono::milliseconds timeout) {
   auto job = action.Start(file);
   if (!job.ok()) return job.status();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool killed = false;
   while (true) {
     std::optional<Status> outcome = (*job)->Poll();
-    if (outcome) return *outcome;
+    if (outcome) {
+      if (!killed) return *outcome;
+      return capd::Unavailable("aws did not finish within " +
+                               std::to_string(timeout.count() / 1000) +
+                               " s (--upload-timeout): killed");
+    }
+    if (!killed && std::chrono::steady_clock::now() > deadline) {
+      (*job)->Kill();
+      killed = true;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
@@ -91,7 +108,9 @@ void UploadRecording(const Options& options, const std::string& name, Tally& tal
   capd::client::S3UploadAction action(*location, options.endpoint_url, options.aws);
   for (const auto& file : capd::uploader::FilesToUpload(options.record_dir, name, Log)) {
     if (g_stop.load()) return;
-    const Status uploaded = UploadOne(action, file);
+    const Status uploaded = UploadOne(
+        action, file,
+        std::chrono::milliseconds(static_cast<int64_t>(options.upload_timeout_seconds * 1000)));
     if (!uploaded.ok()) {
       Log("recording " + name + ": " + file.path + " not uploaded to " + destination + ": " +
           uploaded.message() + (options.once ? "" : " (tried again next round)"));
@@ -146,6 +165,11 @@ int main(int argc, char** argv) {
   app.add_option("--interval", options.interval_seconds, "seconds between passes")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--upload-timeout", options.upload_timeout_seconds,
+                 "seconds one file's upload may take before aws is killed (the file is tried "
+                 "again next round)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
