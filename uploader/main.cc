@@ -12,11 +12,14 @@
 // It needs no capability: it runs as capd's user (deploy/systemd/capd-upload.service), reads
 // the recordings and writes only the marks. capd itself never starts a process.
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -128,8 +131,41 @@ void UploadRecording(const Options& options, const std::string& name, Tally& tal
   }
 }
 
+// Held for a round: two capd-upload at once (the service and an SSM `--once`, say) would both
+// take the same unmarked file and upload it twice, and race on its mark. The lock is flock(2) on
+// the --record-dir folder itself, so it needs no file of its own there and goes with the process.
+class RoundLock {
+ public:
+  explicit RoundLock(const std::string& record_dir)
+      : fd_(::open(record_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {}
+  ~RoundLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the lock
+  }
+  RoundLock(const RoundLock&) = delete;
+  RoundLock& operator=(const RoundLock&) = delete;
+  // Waits (until a stop is asked) while another capd-upload holds it; true without a folder to
+  // lock (nothing to upload either way).
+  bool Acquire() {
+    if (fd_ < 0) return true;
+    bool said = false;
+    while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK && errno != EINTR) return true;
+      if (!said) Log("another capd-upload is uploading from this folder: waiting for its round");
+      said = true;
+      if (g_stop.load()) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return true;
+  }
+
+ private:
+  int fd_;
+};
+
 Tally Round(const Options& options) {
   Tally tally;
+  RoundLock lock(options.record_dir);
+  if (!lock.Acquire()) return tally;
   if (!options.recording.empty()) {
     UploadRecording(options, options.recording, tally);
     return tally;

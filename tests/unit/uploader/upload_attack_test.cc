@@ -1,19 +1,22 @@
-// capd-upload (the program) against a store that never answers: the stand-in aws takes the file
-// and never exits, as an aws talking to a store that accepts the connection and then says
-// nothing. capd-upload kills it after --upload-timeout, counts the file as failed, leaves no
-// upload mark (so capd's ring keeps the file) and goes on: real processes, no root.
+// capd-upload (the program) attacked through its store and its neighbours, with a stand-in aws:
+// a store that never answers (the aws takes the file and never exits): killed after
+// --upload-timeout, the file failed, no upload mark (capd's ring keeps it); two capd-upload at
+// once: each file uploaded once. Real processes, no root.
 
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "capfile/finished_note.h"
 
@@ -29,22 +32,34 @@ std::string ReadAll(const fs::path& path) {
   return content.str();
 }
 
-TEST(UploadAttackTest, StoreThatNeverAnswersIsCutOffAndTheFileKept) {
+// A recording "night" with an upload destination in a new temp folder; returns that folder.
+fs::path RecordingsWithFinishedFiles(int count) {
   char pattern[] = "/tmp/capd-upload-attack-XXXXXX";
-  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  EXPECT_NE(::mkdtemp(pattern), nullptr);
   const fs::path root = pattern;
   const fs::path record_dir = root / "recordings";
   fs::create_directories(record_dir / "night");
   std::ofstream(record_dir / "night" / "request.txtpb")
       << "name: \"night\"\nupload: \"s3://bucket/prefix\"\n";
+  for (int number = 1; number <= count; ++number) {
+    char name[64];
+    std::snprintf(name, sizeof name, "night_%05d_20260101120000.pcapng", number);
+    const fs::path file = record_dir / "night" / name;
+    std::ofstream(file) << "pcapng bytes";
+    capfile::FinishedFile note;
+    note.number = static_cast<uint32_t>(number);
+    note.interfaces = {"eth0"};
+    note.agents = {"host"};
+    note.link_types = {1};
+    std::ofstream(file.string() + capfile::kFinishedSuffix) << capfile::FinishedNoteText(note);
+  }
+  return root;
+}
+
+TEST(UploadAttackTest, StoreThatNeverAnswersIsCutOffAndTheFileKept) {
+  const fs::path root = RecordingsWithFinishedFiles(1);
+  const fs::path record_dir = root / "recordings";
   const fs::path file = record_dir / "night" / "night_00001_20260101120000.pcapng";
-  std::ofstream(file) << "pcapng bytes";
-  capfile::FinishedFile note;
-  note.number = 1;
-  note.interfaces = {"eth0"};
-  note.agents = {"host"};
-  note.link_types = {1};
-  std::ofstream(file.string() + capfile::kFinishedSuffix) << capfile::FinishedNoteText(note);
 
   const fs::path aws = root / "aws";
   const fs::path pid_file = root / "aws.pid";
@@ -67,6 +82,35 @@ TEST(UploadAttackTest, StoreThatNeverAnswersIsCutOffAndTheFileKept) {
   ASSERT_GT(pid, 0);
   EXPECT_NE(::kill(pid, 0), 0);
   EXPECT_EQ(errno, ESRCH);
+  fs::remove_all(root);
+}
+
+// The service's round and an SSM `capd-upload --once` at the same moment: each aws run appends
+// the file it was given to a log; every file appears there once, and every file is marked.
+TEST(UploadAttackTest, TwoAtOnceUploadEachFileOnce) {
+  const fs::path root = RecordingsWithFinishedFiles(4);
+  const fs::path record_dir = root / "recordings";
+  const fs::path aws = root / "aws";
+  const fs::path log = root / "uploads.log";
+  // $3 is the file (aws s3 cp FILE s3://...); the pause makes the two rounds overlap.
+  std::ofstream(aws) << "#!/bin/sh\necho \"$3\" >> " << log.string() << "\nsleep 0.3\n";
+  fs::permissions(aws, fs::perms::owner_all);
+  const std::string one = "timeout 60 " + std::string(CAPD_UPLOAD_BIN) + " --once --record-dir " +
+                          record_dir.string() + " --aws " + aws.string() + " > /dev/null 2>&1";
+  const int status = std::system(("(" + one + ") & (" + one + "); wait").c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  std::istringstream lines(ReadAll(log));
+  std::vector<std::string> uploaded;
+  for (std::string line; std::getline(lines, line);) uploaded.push_back(line);
+  std::sort(uploaded.begin(), uploaded.end());
+  EXPECT_EQ(uploaded.size(), 4u) << ReadAll(log);
+  EXPECT_EQ(std::unique(uploaded.begin(), uploaded.end()), uploaded.end()) << ReadAll(log);
+  for (const auto& entry : fs::directory_iterator(record_dir / "night")) {
+    const std::string name = entry.path().string();
+    if (name.ends_with(".pcapng")) {
+      EXPECT_TRUE(fs::exists(name + capfile::kUploadedSuffix)) << name;
+    }
+  }
   fs::remove_all(root);
 }
 
