@@ -25,6 +25,7 @@
 #include <string>
 #include <thread>
 
+#include "common/printable.h"
 #include "upload/s3_upload.h"
 #include "uploader/recording_files.h"
 
@@ -210,6 +211,11 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (!options.recording.empty() && !capd::uploader::IsRecordingName(options.recording)) {
+    Log("--recording '" + capd::PrintableText(options.recording) +
+        "' is no recording name (capd's names: [A-Za-z0-9][A-Za-z0-9._-]{0,63})");
+    return 2;
   }
   if (!options.destination.empty()) {
     if (options.recording.empty()) {

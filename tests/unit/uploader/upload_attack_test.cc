@@ -1,7 +1,8 @@
 // capd-upload (the program) attacked through its store and its neighbours, with a stand-in aws:
 // a store that never answers (the aws takes the file and never exits): killed after
 // --upload-timeout, the file failed, no upload mark (capd's ring keeps it); two capd-upload at
-// once: each file uploaded once. Real processes, no root.
+// once: each file uploaded once; folders and --recording names that are not capd's (pattern
+// characters, "..", 65 characters): skipped or refused, never a crash. Real processes, no root.
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "capfile/finished_note.h"
+#include "uploader/recording_files.h"
 
 namespace capd::uploader {
 namespace {
@@ -110,6 +112,48 @@ TEST(UploadAttackTest, TwoAtOnceUploadEachFileOnce) {
     if (name.ends_with(".pcapng")) {
       EXPECT_TRUE(fs::exists(name + capfile::kUploadedSuffix)) << name;
     }
+  }
+  fs::remove_all(root);
+}
+
+TEST(UploadAttackTest, RecordingNamesAreCapdsOnly) {
+  for (const std::string& name :
+       std::vector<std::string>{"night", "a", "night.1_x-2", std::string(64, 'n')}) {
+    EXPECT_TRUE(IsRecordingName(name)) << name;
+  }
+  for (const std::string& name :
+       std::vector<std::string>{"", ".", "..", "-x", ".hidden", "night[", "(a", "a+b", "a b", "a/b",
+                                "a$(id)", "a\nb", std::string(65, 'n')}) {
+    EXPECT_FALSE(IsRecordingName(name)) << name;
+  }
+}
+
+// A folder in the record dir whose name holds pattern characters (a stray folder, a restore)
+// made capd-upload abort on std::regex_error at every round: no recording was uploaded at all.
+TEST(UploadAttackTest, StrayFoldersDoNotStopTheUploads) {
+  const fs::path root = RecordingsWithFinishedFiles(1);
+  const fs::path record_dir = root / "recordings";
+  for (const char* stray : {"night[", "(a", "a+b", "-x", "a b"}) {
+    fs::create_directories(record_dir / stray);
+    std::ofstream(record_dir / stray / "request.txtpb") << "upload: \"s3://bucket/p\"\n";
+  }
+  const fs::path aws = root / "aws";
+  std::ofstream(aws) << "#!/bin/sh\nexit 0\n";
+  fs::permissions(aws, fs::perms::owner_all);
+  const fs::path out = root / "out.txt";
+  const std::string base = "timeout 60 " + std::string(CAPD_UPLOAD_BIN) + " --once --record-dir " +
+                           record_dir.string() + " --aws " + aws.string();
+  int status = std::system((base + " > " + out.string() + " 2>&1").c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << ReadAll(out);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << ReadAll(out);
+  EXPECT_NE(ReadAll(out).find("1 files uploaded"), std::string::npos) << ReadAll(out);
+  for (const char* name : {"'night['", "..", "../recordings/night", "'$(touch /tmp/x)'"}) {
+    status = std::system(
+        (base + " --recording " + name + " --destination s3://bucket/p > " + out.string() + " 2>&1")
+            .c_str());
+    ASSERT_TRUE(WIFEXITED(status)) << name << ": " << ReadAll(out);
+    EXPECT_EQ(WEXITSTATUS(status), 2) << name << ": " << ReadAll(out);
+    EXPECT_NE(ReadAll(out).find("is no recording name"), std::string::npos) << ReadAll(out);
   }
   fs::remove_all(root);
 }
