@@ -17,9 +17,11 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "capfile/finished_note.h"
+#include "upload/handoff_process.h"
 #include "uploader/recording_files.h"
 
 namespace capd::uploader {
@@ -156,6 +158,46 @@ TEST(UploadAttackTest, StrayFoldersDoNotStopTheUploads) {
     EXPECT_NE(ReadAll(out).find("is no recording name"), std::string::npos) << ReadAll(out);
   }
   fs::remove_all(root);
+}
+
+// The memfd that keeps an upload's stderr, found among this process's descriptors.
+std::string StderrMemfd() {
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code error;
+    const fs::path target = fs::read_symlink(entry.path(), error);
+    if (!error && target.string().find("capctl-handoff-stderr") != std::string::npos) {
+      return entry.path().string();
+    }
+  }
+  return "";
+}
+
+// An aws that writes 64 MiB of errors and stays: the kept stderr holds about 1 MiB, not 64
+// (each Poll drops the older part), and its last line still ends the failure's text.
+TEST(UploadAttackTest, EndlessStderrIsNotKeptInMemory) {
+  auto child = client::ChildProcess::Spawn(
+      {"/bin/sh", "-c",
+       "head -c 67108864 /dev/zero | tr '\\0' x >&2; echo >&2; echo 'the real reason' >&2; "
+       "exec sleep 600"},
+      {.quiet_stdout = true, .keep_stderr = true});
+  ASSERT_TRUE(child.ok()) << child.status().message();
+  const std::string memfd = StderrMemfd();
+  ASSERT_FALSE(memfd.empty());
+  struct stat st {};
+  // Until all of it is written (the test's own timeout is the hang guard), polling as capd-upload
+  // does.
+  do {
+    EXPECT_FALSE((*child)->Poll().has_value());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_EQ(::stat(memfd.c_str(), &st), 0);
+  } while (st.st_size < 67108864 + 17);
+  EXPECT_FALSE((*child)->Poll().has_value());
+  ASSERT_EQ(::stat(memfd.c_str(), &st), 0);
+  EXPECT_LE(static_cast<size_t>(st.st_blocks) * 512, client::kKeptStderrBytes + 65536);
+  (*child)->Kill();
+  std::optional<Status> outcome;
+  while (!(outcome = (*child)->Poll())) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_NE(outcome->message().find("the real reason"), std::string::npos) << outcome->message();
 }
 
 }  // namespace
