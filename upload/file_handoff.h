@@ -56,6 +56,9 @@ class HandoffJob {
   virtual std::optional<Status> Poll() = 0;
   // Left running when capctl stops waiting: a short word on what that means ("left running").
   virtual std::string Abandon() = 0;
+  // Ends the job at once (a process and its group: SIGKILL); Poll then reports how it ended.
+  // Nothing by default: a job without a process has nothing to end.
+  virtual void Kill() {}
 };
 
 // What is done with each finished file.

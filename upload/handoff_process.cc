@@ -93,8 +93,21 @@ std::string ChildProcess::LastStderrLine() const {
   return line;
 }
 
+void ChildProcess::DropOldStderr() const {
+  if (stderr_fd_ < 0) return;
+  // Only the last line is ever read: beyond kKeptStderrBytes the older part is released (a hole
+  // in the memfd, which holds no memory), so a child that writes without end cannot use up
+  // capctl's or capd-upload's memory. Its write offset, and so the tail, stay where they are.
+  const off_t size = ::lseek(stderr_fd_, 0, SEEK_END);
+  if (size > static_cast<off_t>(kKeptStderrBytes)) {
+    (void)::fallocate(stderr_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+                      size - static_cast<off_t>(kKeptStderrBytes / 2));
+  }
+}
+
 std::optional<Status> ChildProcess::Poll() {
   if (reaped_) return Status::Ok();
+  DropOldStderr();
   int status = 0;
   const pid_t done = ::waitpid(pid_, &status, WNOHANG);
   if (done == 0) return std::nullopt;
@@ -111,6 +124,11 @@ std::optional<Status> ChildProcess::Poll() {
   }
   if (const std::string line = LastStderrLine(); !line.empty()) why += ": " + line;
   return Internal(why);
+}
+
+void ChildProcess::Kill() {
+  // Its own process group (POSIX_SPAWN_SETPGROUP): whatever it started goes too.
+  if (!reaped_) ::kill(-pid_, SIGKILL);
 }
 
 std::string ChildProcess::Abandon() { return "left running, process " + std::to_string(pid_); }

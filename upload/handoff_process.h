@@ -23,9 +23,11 @@ struct ChildOutput {
   bool quiet_stdout = false;  // stdout to /dev/null (else capctl's)
   // stderr kept in memory (memfd) instead of capctl's, and the last line of it that is not
   // empty ends the failure's text ("exit status 1: Could not connect to ..."): one line per
-  // failure, with its reason.
+  // failure, with its reason. At most about kKeptStderrBytes of it are held at a time (each Poll
+  // drops what is older).
   bool keep_stderr = false;
 };
+constexpr size_t kKeptStderrBytes = size_t{1} << 20;
 
 // A process started for a hand-off: its own process group (Ctrl-C on capctl does not cut an
 // upload short), stdin /dev/null, the default signal dispositions and mask. Poll reaps it without
@@ -38,10 +40,12 @@ class ChildProcess final : public HandoffJob {
   ~ChildProcess() override;
   std::optional<Status> Poll() override;
   std::string Abandon() override;
+  void Kill() override;
 
  private:
   ChildProcess(pid_t pid, int stderr_fd) : pid_(pid), stderr_fd_(stderr_fd) {}
   std::string LastStderrLine() const;
+  void DropOldStderr() const;
   pid_t pid_;
   int stderr_fd_;  // owned; -1 without keep_stderr
   bool reaped_ = false;

@@ -103,6 +103,7 @@ class UploadJob final : public HandoffJob {
     return Internal(text);
   }
   std::string Abandon() override { return process_->Abandon(); }
+  void Kill() override { process_->Kill(); }
 
  private:
   std::unique_ptr<HandoffJob> process_;

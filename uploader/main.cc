@@ -12,16 +12,20 @@
 // It needs no capability: it runs as capd's user (deploy/systemd/capd-upload.service), reads
 // the recordings and writes only the marks. capd itself never starts a process.
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <thread>
 
+#include "common/printable.h"
 #include "upload/s3_upload.h"
 #include "uploader/recording_files.h"
 
@@ -41,6 +45,9 @@ struct Options {
   std::string aws = "aws";
   bool once = false;
   double interval_seconds = 5;
+  // One file's upload: a store that takes the connection but never answers would otherwise hold
+  // capd-upload (and every later file, which capd's ring then keeps) for good.
+  double upload_timeout_seconds = 3600;
 };
 
 void Log(const std::string& line) { std::fprintf(stderr, "capd-upload: %s\n", line.c_str()); }
@@ -51,13 +58,27 @@ struct Tally {
 };
 
 // Runs `aws` for one file and waits for it; a SIGTERM lets the upload finish (it is one file),
-// so no object is left half written by this program.
-Status UploadOne(capd::client::S3UploadAction& action, const capd::capfile::FinishedFile& file) {
+// so no object is left half written by this program. After `timeout` the aws is killed and the
+// file counts as not uploaded: S3 publishes an object only when its upload completes, so nothing
+// partial is left, and the file gets no mark.
+Status UploadOne(capd::client::S3UploadAction& action, const capd::capfile::FinishedFile& file,
+                 std::chrono::milliseconds timeout) {
   auto job = action.Start(file);
   if (!job.ok()) return job.status();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool killed = false;
   while (true) {
     std::optional<Status> outcome = (*job)->Poll();
-    if (outcome) return *outcome;
+    if (outcome) {
+      if (!killed) return *outcome;
+      return capd::Unavailable("aws did not finish within " +
+                               std::to_string(timeout.count() / 1000) +
+                               " s (--upload-timeout): killed");
+    }
+    if (!killed && std::chrono::steady_clock::now() > deadline) {
+      (*job)->Kill();
+      killed = true;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
@@ -91,7 +112,9 @@ void UploadRecording(const Options& options, const std::string& name, Tally& tal
   capd::client::S3UploadAction action(*location, options.endpoint_url, options.aws);
   for (const auto& file : capd::uploader::FilesToUpload(options.record_dir, name, Log)) {
     if (g_stop.load()) return;
-    const Status uploaded = UploadOne(action, file);
+    const Status uploaded = UploadOne(
+        action, file,
+        std::chrono::milliseconds(static_cast<int64_t>(options.upload_timeout_seconds * 1000)));
     if (!uploaded.ok()) {
       Log("recording " + name + ": " + file.path + " not uploaded to " + destination + ": " +
           uploaded.message() + (options.once ? "" : " (tried again next round)"));
@@ -109,8 +132,41 @@ void UploadRecording(const Options& options, const std::string& name, Tally& tal
   }
 }
 
+// Held for a round: two capd-upload at once (the service and an SSM `--once`, say) would both
+// take the same unmarked file and upload it twice, and race on its mark. The lock is flock(2) on
+// the --record-dir folder itself, so it needs no file of its own there and goes with the process.
+class RoundLock {
+ public:
+  explicit RoundLock(const std::string& record_dir)
+      : fd_(::open(record_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {}
+  ~RoundLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the lock
+  }
+  RoundLock(const RoundLock&) = delete;
+  RoundLock& operator=(const RoundLock&) = delete;
+  // Waits (until a stop is asked) while another capd-upload holds it; true without a folder to
+  // lock (nothing to upload either way).
+  bool Acquire() {
+    if (fd_ < 0) return true;
+    bool said = false;
+    while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK && errno != EINTR) return true;
+      if (!said) Log("another capd-upload is uploading from this folder: waiting for its round");
+      said = true;
+      if (g_stop.load()) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return true;
+  }
+
+ private:
+  int fd_;
+};
+
 Tally Round(const Options& options) {
   Tally tally;
+  RoundLock lock(options.record_dir);
+  if (!lock.Acquire()) return tally;
   if (!options.recording.empty()) {
     UploadRecording(options, options.recording, tally);
     return tally;
@@ -146,10 +202,20 @@ int main(int argc, char** argv) {
   app.add_option("--interval", options.interval_seconds, "seconds between passes")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--upload-timeout", options.upload_timeout_seconds,
+                 "seconds one file's upload may take before aws is killed (the file is tried "
+                 "again next round)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (!options.recording.empty() && !capd::uploader::IsRecordingName(options.recording)) {
+    Log("--recording '" + capd::PrintableText(options.recording) +
+        "' is no recording name (capd's names: [A-Za-z0-9][A-Za-z0-9._-]{0,63})");
+    return 2;
   }
   if (!options.destination.empty()) {
     if (options.recording.empty()) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -69,17 +70,29 @@ class QuietErrors final : public google::protobuf::io::ErrorCollector {
 
 }  // namespace
 
+bool IsRecordingName(const std::string& name) {
+  if (name.empty() || name.size() > 64 || !std::isalnum(static_cast<unsigned char>(name[0]))) {
+    return false;
+  }
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
 std::vector<std::string> RecordingNames(const std::string& record_dir) {
   std::vector<std::string> names;
   std::error_code error;
   for (const auto& entry : fs::directory_iterator(record_dir, error)) {
-    if (IsPlainFolder(entry.path())) names.push_back(entry.path().filename().string());
+    const std::string name = entry.path().filename().string();
+    if (IsRecordingName(name) && IsPlainFolder(entry.path())) names.push_back(name);
   }
   std::sort(names.begin(), names.end());
   return names;
 }
 
 StatusOr<std::string> RecordingDestination(const std::string& record_dir, const std::string& name) {
+  if (!IsRecordingName(name)) return InvalidArgument("'" + name + "' is no recording name");
   const fs::path folder = fs::path(record_dir) / name;
   if (!IsPlainFolder(folder)) return NotFound("no recording folder " + folder.string());
   const std::optional<std::string> text = ReadText(folder / "request.txtpb");
@@ -100,7 +113,8 @@ std::vector<capfile::FinishedFile> FilesToUpload(
     const std::function<void(const std::string&)>& log) {
   const fs::path folder = fs::path(record_dir) / name;
   std::vector<capfile::FinishedFile> files;
-  if (!IsPlainFolder(folder)) return files;
+  // The name becomes part of a pattern below: only '.' of its characters means something there.
+  if (!IsRecordingName(name) || !IsPlainFolder(folder)) return files;
   const std::regex pattern(std::regex_replace(name, std::regex(R"([.])"), R"(\.)") +
                            R"(_\d{5,}_\d{14}\.pcapng)");
   std::error_code error;

@@ -19,7 +19,12 @@
 
 namespace capd::uploader {
 
-// The recordings in DIR (folder names), sorted.
+// A name capd gives a recording (agent/recording/recording_request.h):
+// [A-Za-z0-9][A-Za-z0-9._-]{0,63}, so never "." or "..", a '/', or a character with a meaning
+// in a pattern or a shell. Anything else in the folder is not capd's.
+bool IsRecordingName(const std::string& name);
+
+// The recordings in DIR (folder names that are recording names), sorted.
 std::vector<std::string> RecordingNames(const std::string& record_dir);
 
 // The recording's upload destination from DIR/NAME/request.txtpb ("" when it has none).
@@ -28,7 +33,7 @@ StatusOr<std::string> RecordingDestination(const std::string& record_dir, const 
 
 // Finished files of DIR/NAME without an upload mark, oldest (lowest number) first, each with what
 // its note says; path is DIR/NAME/FILE. A note that cannot be parsed leaves its file out (logged
-// through `log`).
+// through `log`). None when NAME is not a recording name.
 std::vector<capfile::FinishedFile> FilesToUpload(
     const std::string& record_dir, const std::string& name,
     const std::function<void(const std::string&)>& log);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,6 +68,10 @@ class TempFile {
   TempFile(const TempFile&) = delete;
   TempFile& operator=(const TempFile&) = delete;
   const std::string& path() const { return path_; }
+  size_t Size() const {
+    struct stat st {};
+    return stat(path_.c_str(), &st) == 0 ? static_cast<size_t>(st.st_size) : 0;
+  }
   std::string Read() const {
     std::ifstream in(path_, std::ios::binary);
     std::ostringstream content;
@@ -91,7 +96,7 @@ std::string LastLineOf(const std::string& text) {
 }  // namespace
 
 StatusOr<std::string> RunForOutput(const std::vector<std::string>& argv,
-                                   std::chrono::seconds timeout) {
+                                   std::chrono::seconds timeout, size_t max_output_bytes) {
   std::string what;
   for (size_t i = 0; i < argv.size() && i < 3; ++i) what += (i == 0 ? "" : " ") + argv[i];
   TempFile out, err;
@@ -103,20 +108,29 @@ StatusOr<std::string> RunForOutput(const std::vector<std::string>& argv,
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   int status = 0;
   bool timed_out = false;
+  bool too_much = false;
   while (waitpid(pid.value(), &status, WNOHANG) != pid.value()) {
-    if (std::chrono::steady_clock::now() > deadline) {
+    too_much = out.Size() + err.Size() > max_output_bytes;
+    if (too_much || std::chrono::steady_clock::now() > deadline) {
       kill(pid.value(), SIGKILL);
       waitpid(pid.value(), &status, 0);
-      timed_out = true;
+      timed_out = !too_much;
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // It may also have printed too much in its last moments before exiting.
+  too_much = too_much || out.Size() + err.Size() > max_output_bytes;
+  if (too_much) {
+    return Unavailable(what + " printed more than " + std::to_string(max_output_bytes) +
+                       " bytes: stopped");
   }
   if (timed_out) {
     return Unavailable(what + " did not finish within " + std::to_string(timeout.count()) + " s");
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    const std::string reason = LastLineOf(err.Read());
+    std::string reason = LastLineOf(err.Read());
+    if (reason.size() > kMaxReasonChars) reason = reason.substr(0, kMaxReasonChars) + "...";
     return Unavailable(what + " failed" + (reason.empty() ? "" : ": " + reason));
   }
   return out.Read();

@@ -19,8 +19,14 @@ StatusOr<pid_t> SpawnChild(const std::vector<std::string>& argv, const std::stri
 
 // Runs argv to completion and returns its standard output. kUnavailable "<argv[0]> <argv[1]>
 // <argv[2]> failed: <its last stderr line>" when it exits non-zero or is killed; the child is
-// killed (SIGKILL) once `timeout` has passed. Blocks the calling thread for as long.
+// killed (SIGKILL) once `timeout` has passed, or once its stdout and stderr together hold more
+// than `max_output_bytes` (kUnavailable "... printed more than N bytes"): a stuck or hostile
+// program neither fills the disk its output is kept on nor capctl's memory. The stderr line in a
+// message is cut to kMaxReasonChars. Blocks the calling thread for as long.
+constexpr size_t kDefaultMaxOutputBytes = size_t{64} << 20;
+constexpr size_t kMaxReasonChars = 512;
 StatusOr<std::string> RunForOutput(const std::vector<std::string>& argv,
-                                   std::chrono::seconds timeout);
+                                   std::chrono::seconds timeout,
+                                   size_t max_output_bytes = kDefaultMaxOutputBytes);
 
 }  // namespace capd::client

@@ -62,6 +62,15 @@ const google::protobuf::ListValue* ListField(const google::protobuf::Struct& obj
                                                                                : nullptr;
 }
 
+// An EC2 instance id: "i-" and 8 or 17 lowercase hex digits (up to 32 accepted). Anything else
+// in the CLI's output is not used: the id reaches `aws ssm start-session --target` and the
+// Values= list of the shorthand filter, where a ',' or a leading '-' would mean something else.
+bool IsInstanceId(std::string_view id) {
+  if (!id.starts_with("i-") || id.size() < 3 || id.size() > 2 + kMaxInstanceIdDigits) return false;
+  return std::all_of(id.begin() + 2, id.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
 std::string Join(const std::vector<std::string>& items, const std::string& separator) {
   std::string out;
   for (const std::string& item : items) out += (out.empty() ? "" : separator) + item;
@@ -166,11 +175,17 @@ StatusOr<std::vector<FleetInstance>> ParseDescribeInstances(std::string_view jso
       FleetInstance out;
       out.id = StringField(instance, "InstanceId");
       if (out.id.empty()) return Internal(what + ": an instance without an InstanceId");
-      out.id = PrintableText(out.id);
+      if (!IsInstanceId(out.id)) {
+        return Internal(what + ": an InstanceId that is not i-<hex>: '" +
+                        PrintableText(out.id.substr(0, 2 + kMaxInstanceIdDigits)) +
+                        (out.id.size() > 2 + kMaxInstanceIdDigits ? "...'" : "'"));
+      }
       if (const auto* tags = ListField(instance, "Tags"); tags != nullptr) {
         for (const auto& tag : tags->values()) {
           if (tag.has_struct_value() && StringField(tag.struct_value(), "Key") == "Name") {
             out.name = PrintableText(StringField(tag.struct_value(), "Value"));
+            if (out.name.size() > kMaxNameChars)
+              out.name = out.name.substr(0, kMaxNameChars) + "...";
           }
         }
       }

@@ -44,9 +44,15 @@ bool IsFleetSelector(const AgentAddress& agent);
 // without '=', a character the AWS CLI's filter shorthand would read as syntax (see the .cc).
 StatusOr<FleetSelector> ParseFleetSelector(std::string_view text);
 
+// What the CLI's output may carry into a label and argv: an EC2 tag value holds at most 256
+// characters, so a longer Name (after escaping) is cut here; an instance id is "i-" and at most
+// this many hex digits (EC2 uses 8 or 17).
+constexpr size_t kMaxNameChars = 256;
+constexpr size_t kMaxInstanceIdDigits = 32;
+
 struct FleetInstance {
-  std::string id;    // "i-0abc..."
-  std::string name;  // its Name tag, printable; empty without one
+  std::string id;    // "i-" and lowercase hex digits: anything else is refused (kInternal)
+  std::string name;  // its Name tag, printable, at most kMaxNameChars (then "..."); "" without
   // "i-0abc (web-1)", or the id alone without a Name tag: what the user sees in messages and
   // what the instance's interfaces are named after ("i-0abc (web-1):ens5").
   std::string Label() const;
@@ -63,7 +69,8 @@ std::vector<std::string> DescribeInstanceInformationCommand(const std::vector<st
 constexpr size_t kInstanceIdsPerCall = 50;
 
 // The instances of describe-instances' output ({"Reservations":[{"Instances":[{"InstanceId",
-// "Tags":[{"Key","Value"}]}]}]}), in order, each once. kInternal when it is not that shape.
+// "Tags":[{"Key","Value"}]}]}]}), in order, each once. kInternal when it is not that shape or an
+// InstanceId is not i-<hex>.
 StatusOr<std::vector<FleetInstance>> ParseDescribeInstances(std::string_view json);
 // InstanceId -> PingStatus ("Online", "ConnectionLost", "Inactive") from
 // describe-instance-information's output ({"InstanceInformationList":[{"InstanceId",
