@@ -19,7 +19,7 @@ extern char** environ;
 namespace capd::client {
 
 StatusOr<pid_t> SpawnChild(const std::vector<std::string>& argv, const std::string& log_path,
-                           const std::string& stderr_path) {
+                           const std::string& stderr_path, bool own_process_group) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
@@ -37,7 +37,12 @@ StatusOr<pid_t> SpawnChild(const std::vector<std::string>& argv, const std::stri
   sigset_t none;
   sigemptyset(&none);
   posix_spawnattr_setsigmask(&attributes, &none);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+  short flags = POSIX_SPAWN_SETSIGMASK;
+  if (own_process_group) {
+    posix_spawnattr_setpgroup(&attributes, 0);
+    flags |= POSIX_SPAWN_SETPGROUP;
+  }
+  posix_spawnattr_setflags(&attributes, flags);
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -103,7 +108,7 @@ StatusOr<std::string> RunForOutput(const std::vector<std::string>& argv,
   if (out.path().empty() || err.path().empty()) {
     return Internal(std::string("mkstemp: ") + std::strerror(errno));
   }
-  auto pid = SpawnChild(argv, out.path(), err.path());
+  auto pid = SpawnChild(argv, out.path(), err.path(), /*own_process_group=*/true);
   if (!pid.ok()) return pid.status();
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   int status = 0;
@@ -112,7 +117,9 @@ StatusOr<std::string> RunForOutput(const std::vector<std::string>& argv,
   while (waitpid(pid.value(), &status, WNOHANG) != pid.value()) {
     too_much = out.Size() + err.Size() > max_output_bytes;
     if (too_much || std::chrono::steady_clock::now() > deadline) {
-      kill(pid.value(), SIGKILL);
+      // The whole group (SpawnChild made the child its leader), so what a script started dies
+      // too; the leader is not reaped yet, so the group id cannot name anyone else's group.
+      kill(-pid.value(), SIGKILL);
       waitpid(pid.value(), &status, 0);
       timed_out = !too_much;
       break;

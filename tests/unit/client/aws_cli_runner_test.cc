@@ -26,6 +26,7 @@ class ScriptFolder {
     std::error_code error;
     std::filesystem::remove_all(dir_, error);
   }
+  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
   std::string Write(const std::string& name, const std::string& body) {
     const std::string path = dir_ + "/" + name;
     std::ofstream(path) << "#!/bin/sh\n" << body << "\n";
@@ -50,14 +51,30 @@ TEST(FleetAttackTest, EndlessOutputIsStoppedAtTheBound) {
       << output.status().message();
 }
 
-TEST(FleetAttackTest, EndlessErrorOutputIsStoppedAtTheBound) {
+// The writer is the script's child, not the script: killing only the shell left `yes` writing to
+// the (unlinked) output file until the disk was full. The whole process group goes.
+TEST(FleetAttackTest, EndlessErrorOutputIsStoppedAtTheBoundWithWhatTheCliStarted) {
   ScriptFolder folder;
-  const std::string aws = folder.Write("aws", "yes 1>&2");
+  const std::string pid_file = folder.Path("writer.pid");
+  const std::string aws = folder.Write("aws", "yes 1>&2 &\necho $! > " + pid_file + "\nwait");
   auto output =
       RunForOutput({aws, "ec2", "describe-instances"}, std::chrono::seconds(120), size_t{1} << 20);
   ASSERT_FALSE(output.ok());
   EXPECT_NE(output.status().message().find("printed more than"), std::string::npos)
       << output.status().message();
+  std::ifstream in(pid_file);
+  pid_t writer = 0;
+  ASSERT_TRUE(in >> writer) << "the script did not say which process writes";
+  // Gone, or a zombie waiting for its new parent: either way it writes nothing more. 10 s is a
+  // hang guard: SIGKILL takes effect at once.
+  const auto running = [writer] {
+    std::ifstream stat("/proc/" + std::to_string(writer) + "/stat");
+    std::string pid, comm, state;
+    return static_cast<bool>(stat >> pid >> comm >> state) && state != "Z";
+  };
+  for (int i = 0; i < 1000 && running(); ++i) usleep(10'000);
+  EXPECT_FALSE(running()) << "the CLI's child " << writer
+                          << " still runs after the CLI was stopped";
 }
 
 // A failing aws whose one error line is 2 MB: the message quotes only its start.
