@@ -256,20 +256,13 @@ void AddTriggerOptions(CLI::App& app, std::string& start_on, uint32_t& before_ms
   flags.after->excludes(flags.after_count);
 }
 
-// "--before needs --start-on" and the like; Ok when the trigger flags fit together.
 Status CheckTriggers(const TriggerFlags& flags, const std::string& start_on,
                      const std::string& stop_on, const DecapOptions& decap) {
   if (flags.before == nullptr) return Status::Ok();
-  if (flags.before->count() > 0 && start_on.empty()) {
-    return InvalidArgument("--before needs --start-on");
-  }
-  if (flags.after->count() + flags.after_count->count() > 0 && stop_on.empty()) {
-    return InvalidArgument("--after and --after-count need --stop-on");
-  }
-  if ((!start_on.empty() || !stop_on.empty()) && decap.mode != DecapOptions::Mode::kNone) {
-    return InvalidArgument("--start-on and --stop-on are not available with --decap");
-  }
-  return Status::Ok();
+  return CheckTriggers({.before = flags.before->count() > 0,
+                        .after = flags.after->count() > 0,
+                        .after_count = flags.after_count->count() > 0},
+                       start_on, stop_on, decap);
 }
 
 void AddDecapOptions(CLI::App& app, DecapOptions& out) {
@@ -928,6 +921,21 @@ StatusOr<uint64_t> ParseSince(const std::string& text, uint64_t now_ns) {
   const int64_t seconds = static_cast<int64_t>(timegm(&utc)) - offset_s;
   if (seconds <= 0) return bad();
   return static_cast<uint64_t>(seconds) * 1'000'000'000ULL + fraction_ns;
+}
+
+Status CheckTriggers(const TriggerModifiers& given, const std::string& start_on,
+                     const std::string& stop_on, const DecapOptions& decap) {
+  if (given.before && start_on.empty()) return InvalidArgument("--before needs --start-on");
+  if ((given.after || given.after_count) && stop_on.empty()) {
+    return InvalidArgument("--after and --after-count need --stop-on");
+  }
+  if (given.after && given.after_count) {
+    return InvalidArgument("--after and --after-count are alternatives: give one");
+  }
+  if ((!start_on.empty() || !stop_on.empty()) && decap.mode != DecapOptions::Mode::kNone) {
+    return InvalidArgument("--start-on and --stop-on are not available with --decap");
+  }
+  return Status::Ok();
 }
 
 }  // namespace capd::client

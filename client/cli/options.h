@@ -123,8 +123,8 @@ struct RecordOptions {
   std::string stop_on;
   uint32_t after_ms = 0;
   uint64_t after_count = 0;
-  std::string out_dir = ".";    // fetch: --out DIR
-  std::string upload;           // start: --upload s3://BUCKET[/PREFIX] (capd-upload sends files)
+  std::string out_dir = ".";  // fetch: --out DIR
+  std::string upload;         // start: --upload s3://BUCKET[/PREFIX] (capd-upload sends files)
 };
 
 // `capctl serve`: the stream of `capctl stream` (the same flags, without an output), served as
@@ -176,5 +176,15 @@ void AddDecapOptions(CLI::App& app, DecapOptions& out);
 // another interface than an --agent HOST/IFACE, --vni without --decap, --tls-cert without
 // --tls-key. kInvalidArgument with one line.
 Status CompleteStreamOptions(const std::vector<std::string>& agent_texts, StreamOptions& out);
+// Which of the trigger modifiers were given: --before, --after, --after-count.
+struct TriggerModifiers {
+  bool before = false;
+  bool after = false;
+  bool after_count = false;
+};
+// The checks of the trigger flags together, as `capctl stream` and `record start` make them:
+// "--before needs --start-on" and the like. Ok when they fit; kInvalidArgument with one line.
+Status CheckTriggers(const TriggerModifiers& given, const std::string& start_on,
+                     const std::string& stop_on, const DecapOptions& decap);
 
 }  // namespace capd::client

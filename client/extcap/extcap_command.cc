@@ -210,20 +210,10 @@ StatusOr<StreamOptions> ToStreamOptions(const ExtcapRequest& request) {
     }
     options.after_count = n;
   }
-  // `capctl stream`'s checks of the trigger flags together (options.cc CheckTriggers).
-  if (request.before && options.start_on.empty()) {
-    return InvalidArgument("--before needs --start-on");
-  }
-  if ((request.after || request.after_count) && options.stop_on.empty()) {
-    return InvalidArgument("--after and --after-count need --stop-on");
-  }
-  if (request.after && request.after_count) {
-    return InvalidArgument("--after and --after-count are alternatives: give one");
-  }
-  if ((!options.start_on.empty() || !options.stop_on.empty()) &&
-      options.decap.mode != DecapOptions::Mode::kNone) {
-    return InvalidArgument("--start-on and --stop-on are not available with --decap");
-  }
+  CAPD_RETURN_IF_ERROR(CheckTriggers({.before = request.before.has_value(),
+                                      .after = request.after.has_value(),
+                                      .after_count = request.after_count.has_value()},
+                                     options.start_on, options.stop_on, options.decap));
   std::vector<std::string> agents;
   if (!request.agent.empty()) agents.push_back(request.agent);
   CAPD_RETURN_IF_ERROR(CompleteStreamOptions(agents, options));
@@ -265,7 +255,7 @@ void PrintDefaultInterfaceValue(const std::string& note) {
 }
 
 void PrintConfig() {
-  // Numbers follow kStreamArguments. No {required=true}: Wireshark then insists on the dialog
+  // Numbers follow kDialogArguments. No {required=true}: Wireshark then insists on the dialog
   // while an argument still has its default, and every default here works.
   std::printf(
       "arg {number=0}{call=--agent}{display=Agent}{type=string}{default=%s}"

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "client/stream/agent_channel.h"
+#include "client/stream/trigger_fields.h"
 #include "proto/capture.grpc.pb.h"
 #include "upload/s3_upload.h"
 
@@ -208,15 +209,7 @@ int RunRecordCommand(const RecordOptions& options) {
       request.mutable_rotation()->set_max_files(options.rotate_files);
       request.set_upload(options.upload);
       const bool triggers = !options.start_on.empty() || !options.stop_on.empty();
-      if (!options.start_on.empty()) {
-        request.set_start_on(options.start_on);
-        request.set_before_ms(options.before_ms);
-      }
-      if (!options.stop_on.empty()) {
-        request.set_stop_on(options.stop_on);
-        request.set_after_ms(options.after_ms);
-        request.set_after_count(options.after_count);
-      }
+      SetTriggerFields(options, request);
       v1::RecordingInfo info;
       const grpc::Status status = stub->StartRecording(&context, request, &info);
       if (!status.ok()) return Refused(options, "the recording", status);

@@ -16,6 +16,7 @@
 #include "client/stream/session_text.h"
 #include "client/stream/signal_watcher.h"
 #include "client/stream/stream_session.h"
+#include "client/stream/trigger_fields.h"
 #include "client/stream/wireshark_viewer.h"
 #include "client/transport/fleet_selection.h"
 #include "filters/bpf_filter.h"
@@ -129,15 +130,7 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   request.set_duration_ms(options.duration_ms);
   request.set_no_promiscuous(!options.promiscuous);
   request.set_tls_keylog(options.tls_keylog);
-  if (!options.start_on.empty()) {
-    request.set_start_on(options.start_on);
-    request.set_before_ms(options.before_ms);
-  }
-  if (!options.stop_on.empty()) {
-    request.set_stop_on(options.stop_on);
-    request.set_after_ms(options.after_ms);
-    request.set_after_count(options.after_count);
-  }
+  SetTriggerFields(options, request);
   request.set_since_ns(options.since_ns);
   if (options.decap.mode != DecapOptions::Mode::kNone) {
     v1::Decapsulation* d = request.mutable_decap();
