@@ -1,11 +1,9 @@
 #include "agent/trigger/stream_trigger.h"
 
-#include <time.h>
-
-#include <cstdio>
 #include <utility>
 
 #include "agent/stream/batch_builder.h"
+#include "common/utc_text.h"
 #include "common/utf8.h"
 
 namespace capd::agent::trigger {
@@ -143,7 +141,7 @@ void StreamTrigger::Pass(const v1::PacketBatch& batch, const NewMessageFn& new_m
 }
 
 std::string StreamTrigger::EndMessage() const {
-  return "stop-on matched at " + UtcText(gate_.stop_matched_ns());
+  return "stop-on matched at " + UtcNanosText(gate_.stop_matched_ns());
 }
 
 void StreamTrigger::FillStatus(v1::TriggerStatus& s) const {
@@ -156,17 +154,6 @@ void StreamTrigger::FillStatus(v1::TriggerStatus& s) const {
   s.set_start_matched_ns(gate_.start_matched_ns());
   s.set_history_sent(gate_.history_sent());
   s.set_stop_matched_ns(gate_.stop_matched() ? gate_.stop_matched_ns() : 0);
-}
-
-std::string UtcText(uint64_t timestamp_ns) {
-  const time_t seconds = static_cast<time_t>(timestamp_ns / 1'000'000'000);
-  struct tm tm {};
-  gmtime_r(&seconds, &tm);
-  char text[64];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%09lluZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<unsigned long long>(timestamp_ns % 1'000'000'000));
-  return text;
 }
 
 }  // namespace capd::agent::trigger

@@ -71,7 +71,4 @@ class StreamTrigger {
   TriggerGate gate_;
 };
 
-// A packet time as UTC text with nanoseconds: "2026-12-07T15:30:00.123456789Z".
-std::string UtcText(uint64_t timestamp_ns);
-
 }  // namespace capd::agent::trigger

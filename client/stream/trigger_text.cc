@@ -1,8 +1,8 @@
 #include "client/stream/trigger_text.h"
 
-#include <time.h>
-
 #include <cstdio>
+
+#include "common/utc_text.h"
 
 namespace capd::client {
 namespace {
@@ -23,17 +23,6 @@ std::string DroppedText(const v1::TriggerStatus& s) {
 }
 
 }  // namespace
-
-std::string UtcNanosText(uint64_t timestamp_ns) {
-  const time_t seconds = static_cast<time_t>(timestamp_ns / 1'000'000'000);
-  struct tm tm {};
-  gmtime_r(&seconds, &tm);
-  char text[64];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%09lluZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<unsigned long long>(timestamp_ns % 1'000'000'000));
-  return text;
-}
 
 std::string TriggerWaitingText(const v1::TriggerStatus& s) {
   return "waiting for --start-on: " + Count(s.held_packets()) + " packets (" +

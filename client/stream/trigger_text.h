@@ -17,7 +17,5 @@ std::string TriggerMatchedText(const v1::TriggerStatus& status);
 // For the summary: TriggerMatchedText once matched, else "start-on never matched" with the
 // history's drops; empty for a stream with no start trigger (waiting never seen).
 std::string TriggerSummaryText(const v1::TriggerStatus& status, bool start_on);
-// A packet time as "2026-12-07T15:30:00.123456789Z".
-std::string UtcNanosText(uint64_t timestamp_ns);
 
 }  // namespace capd::client
