@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -108,11 +109,20 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   StreamSession* active = nullptr;
   std::function<void()> stop_waiting;  // the output's hand-off wait at Close
   int signals = 0;
+  // Set once the session has ended: what is left (closing tunnels and channels) cannot change
+  // how the run went, so a Ctrl-C then must not turn a failed run into a success.
+  std::optional<int> ended_with;
   SignalWatcher watcher([&](int) {
     std::lock_guard lock(mu);
+    ++signals;
+    if (ended_with) {
+      // The first Ctrl-C lets the teardown finish; another leaves at once, with the same code.
+      if (signals >= 2) std::_Exit(*ended_with);
+      return;
+    }
     // The first Ctrl-C ends the stream; the second also ends the wait for the hand-off of the
     // finished files (uploads, post-rotate commands) that may follow it.
-    if (++signals >= 2 && stop_waiting) stop_waiting();
+    if (signals >= 2 && stop_waiting) stop_waiting();
     if (active != nullptr) {
       active->Interrupt();
     } else {
@@ -223,6 +233,7 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   std::lock_guard lock(mu);
   active = nullptr;
   stop_waiting = nullptr;
+  ended_with = code;
   return code;
 }
 

@@ -6,7 +6,8 @@
 // How data flows: connect to every agent -> open the output -> a StreamSession (one AgentFeed per
 // agent, the merger, the writer) -> its events to a SessionObserver. A signal thread turns
 // SIGINT/SIGTERM into StreamSession::Interrupt, after which the file is completed (statistics
-// blocks) and closed.
+// blocks) and closed. Once the session has ended, a signal keeps the run's exit code: the first
+// lets the teardown (tunnels, channels) finish, a second exits at once with that code.
 
 #include <functional>
 #include <memory>
@@ -34,8 +35,8 @@ using OutputOpener = std::function<StatusOr<OpenedOutput>()>;
 
 // `writer` as the pcap representation under --decap needs it: with --format pcap, or --upload
 // (files for Arkime, which takes one link type per file), and decapsulation, bare-IP frames are
-// framed as Ethernet (capfile/ethernet_framing.h), so the stream keeps one link type; otherwise `writer`
-// itself.
+// framed as Ethernet (capfile/ethernet_framing.h), so the stream keeps one link type; otherwise
+// `writer` itself.
 std::unique_ptr<CaptureWriter> WithPcapLinkType(const StreamOptions& options,
                                                 std::unique_ptr<CaptureWriter> writer);
 

@@ -885,5 +885,107 @@ TEST_F(ServeTest, PcapngKeepsEachLinkTypeForTsharkAndALateReader) {
   EXPECT_EQ(serve->Stderr().find("/proc/"), std::string::npos) << serve->Describe();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Ctrl-C while capctl closes an ssh:// tunnel, after the session has failed.
+
+// The user's ssh behind a wrapper that is slow to close: on SIGTERM it ends the real ssh, writes
+// its own pid to `marker`, and lingers until capctl's SIGKILL (a second later), so the test can
+// signal capctl while it is still tearing the tunnel down.
+std::filesystem::path WriteSlowClosingSsh(const std::filesystem::path& dir,
+                                          const std::filesystem::path& marker) {
+  const std::filesystem::path wrapper = dir / "slow-closing-ssh";
+  std::ofstream(wrapper) << "#!/bin/sh\n"
+                         << "ssh \"$@\" &\n"
+                         << "child=$!\n"
+                         << "trap 'kill $child; wait $child; echo $$ > " << marker.string()
+                         << ".part; mv " << marker.string() << ".part " << marker.string()
+                         << "; exec sleep 30' TERM\n"
+                         << "wait $child\n";
+  std::filesystem::permissions(
+      wrapper, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                   std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                   std::filesystem::perms::others_exec);
+  return wrapper;
+}
+
+// A process that exists and has not exited (a zombie has exited).
+bool Alive(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const size_t paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] != 'Z';
+}
+
+class TeardownSignalTest : public TransportTest, public ::testing::WithParamInterface<int> {};
+
+// capctl stream over ssh:// into /dev/full: the session ends on the write error, and then SIGINT
+// arrives (alone, or followed by SIGTERM) while capctl waits for the tunnel to close. The run
+// failed, so the exit status stays that of the failure: one SIGINT lets the teardown finish, a
+// second leaves at once.
+TEST_P(TeardownSignalTest, ASignalDuringTeardownKeepsAFailedRunsExitStatus) {
+  const int signals = GetParam();
+  auto sshd = MakeTestSshd(dir_->path(), kDst);
+  if (!sshd.ok() && sshd.status().code() == StatusCode::kFailedPrecondition) {
+    GTEST_SKIP() << sshd.status().message();
+  }
+  ASSERT_TRUE(sshd.ok()) << sshd.status().message();
+  std::unique_ptr<Subprocess> relay;
+  ASSERT_NO_FATAL_FAILURE(Spawn("sshd", SshdCommand(*sshd), &relay));
+  ASSERT_TRUE(relay->WaitForStderr(SshdReadyLine(*sshd), kStartTimeout)) << relay->Describe();
+  ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--no-metadata", "--user", "nobody"}));
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+
+  const std::filesystem::path marker = File("tunnel-closing");
+  const std::filesystem::path wrapper = WriteSlowClosingSsh(dir_->path(), marker);
+  std::unique_ptr<Subprocess> capctl;
+  ASSERT_NO_FATAL_FAILURE(Spawn(
+      "capctl",
+      {"env", "CAPCTL_SSH_COMMAND=" + wrapper.string() + " -F " + sshd->client_config.string(),
+       kCapctlPath, "stream", "--agent", std::string("ssh://root@") + kDst + "/" + kIface, "-f",
+       kUdpFilter, "-w", "/dev/full"},
+      &capctl, network().peer_ns()));
+
+  // Packets until the write fails and capctl starts closing the tunnel.
+  const UniqueFd peer = PeerSocket();
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (!std::filesystem::exists(marker) && capctl->Running() &&
+         std::chrono::steady_clock::now() < deadline) {
+    ASSERT_TRUE(SendUdp(peer.get(), kDst, kPort, "to a full disk").ok());
+    capctl->WaitFor(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(std::filesystem::exists(marker)) << capctl->Describe();
+  pid_t lingering = 0;
+  std::ifstream(marker) >> lingering;
+  ASSERT_GT(lingering, 0);
+  // Ctrl-C, then (for the second) kill's SIGTERM: two SIGINTs sent at once can merge into one
+  // pending signal before capctl's watcher takes the first.
+  ASSERT_TRUE(capctl->Signal(SIGINT));
+  if (signals >= 2) {
+    ASSERT_TRUE(capctl->Signal(SIGTERM));
+  }
+  // The wrapper still lingering means capctl had not yet finished closing the tunnel when the
+  // signals came (it kills the wrapper before it returns).
+  const bool during_teardown = Alive(lingering);
+  const auto exited = capctl->WaitFor(kExitTimeout);
+  const bool left_before_teardown_ended = Alive(lingering);
+  if (Alive(lingering)) kill(lingering, SIGKILL);  // the wrapper's `sleep`, left by an early exit
+  ASSERT_TRUE(during_teardown) << "capctl closed the tunnel before the signal came; "
+                               << capctl->Describe();
+  ASSERT_TRUE(exited.has_value()) << capctl->Describe();
+  EXPECT_TRUE(exited->Exited(1)) << exited->ToString() << "\n" << capctl->Describe();
+  EXPECT_NE(capctl->Stderr().find("No space left on device"), std::string::npos)
+      << capctl->Describe();
+  EXPECT_EQ(capctl->Stderr().find("interrupted"), std::string::npos) << capctl->Describe();
+  // A second signal does not wait for the tunnel; a first lets it close.
+  EXPECT_EQ(left_before_teardown_ended, signals >= 2) << capctl->Describe();
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, TeardownSignalTest, ::testing::Values(1, 2),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return info.param == 1 ? std::string("Sigint")
+                                                  : std::string("SigintThenSigterm");
+                         });
+
 }  // namespace
 }  // namespace capd::test
