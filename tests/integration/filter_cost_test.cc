@@ -9,13 +9,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <fstream>
 #include <future>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "tests/integration/hardened_agent_fixture.h"
+#include "tests/integration/costly_filter_fixture.h"
 #include "tests/support/agent_client.h"
 #include "tests/support/proc_status.h"
 
@@ -25,33 +24,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr char kIface[] = "veth0";  // TestNetwork::kAgentInterface
 constexpr char kDst[] = "10.200.0.1";
-constexpr char kLoopback[] = "127.0.0.1";
 constexpr uint16_t kPort = 7001;
 constexpr auto kCallTimeout = std::chrono::seconds(30);
-
-// `port 1 or port 2 or ... or port 1344`: 16,361 bytes, under the 16 KiB request limit.
-std::string OptimizerHeavyFilter() {
-  std::string text;
-  for (int port = 1; port <= 1344; ++port) {
-    text += (port > 1 ? " or port " : "port ") + std::to_string(port);
-  }
-  return text;
-}
-
-// The children of `pid` (/proc/PID/task/PID/children), as pids.
-std::vector<pid_t> ChildrenOf(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
-  std::vector<pid_t> children;
-  for (pid_t child; in >> child;) children.push_back(child);
-  return children;
-}
-
-std::string CommandOf(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
-  std::string name;
-  std::getline(in, name);
-  return name;
-}
 
 uint64_t StatusKiB(pid_t pid, const std::string& key) {
   auto status = ReadProcStatus(pid);
@@ -59,42 +33,14 @@ uint64_t StatusKiB(pid_t pid, const std::string& key) {
   return std::stoull(status->at(key));  // "123456 kB"
 }
 
-class FilterCostTest : public HardenedAgentTest, public ::testing::WithParamInterface<bool> {
+class FilterCostTest : public CostlyFilterTest {
  protected:
-  void TearDown() override {
-    channel_.reset();  // before capd stops: an open connection holds up its shutdown
-    HardenedAgentTest::TearDown();
-  }
-
-  void StartAgentAsDeployed(std::vector<std::string> flags = {}) {
-    flags.push_back("--no-metadata");
-    if (GetParam()) {
-      flags.push_back("--user");
-      flags.push_back("nobody");
-    }
-    ASSERT_NO_FATAL_FAILURE(StartAgentWith(flags));
-    auto channel = ConnectInsecureIn(network().agent_ns(), kLoopback, kAgentPort);
-    ASSERT_TRUE(channel.ok()) << channel.status().message();
-    channel_ = std::move(channel).value();
-  }
-
-  // capd's helper that compiles filters.
-  pid_t FiltersHelper() {
-    for (pid_t child : ChildrenOf(AgentPid())) {
-      if (CommandOf(child) == "capd-filters") return child;
-    }
-    ADD_FAILURE() << "capd has no capd-filters child";
-    return 0;
-  }
-
   static v1::StreamRequest OnVeth(const std::string& filter) {
     v1::StreamRequest request;
     request.set_interface(kIface);
     request.set_filter(filter);
     return request;
   }
-
-  std::shared_ptr<grpc::Channel> channel_;
 };
 
 // The 16 KiB optimizer-heavy filter is refused, naming the budget, within 2 s (a 1 s deadline on

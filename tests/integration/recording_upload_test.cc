@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "tests/integration/agent_fixture.h"
+#include "tests/integration/s3_fixture.h"
 #include "tests/support/programs.h"
 
 namespace capd::test {
@@ -33,30 +34,18 @@ namespace fs = std::filesystem;
 constexpr char kIface[] = "veth0";
 constexpr char kDst[] = "10.200.0.1";
 constexpr uint16_t kPort = 7600;
-constexpr char kBucket[] = "caps";
 constexpr char kUploadPath[] = CAPD_UPLOAD_PATH;
 constexpr uid_t kNobody = 65534;
 
-class RecordingUploadTest : public AgentTest, public ::testing::WithParamInterface<bool> {
+class RecordingUploadTest : public S3Test, public ::testing::WithParamInterface<bool> {
  protected:
   bool as_nobody() const { return GetParam(); }
   fs::path RecordDir() const { return File("records"); }
 
   void SetUp() override {
-    ASSERT_NO_FATAL_FAILURE(AgentTest::SetUp());
+    ASSERT_NO_FATAL_FAILURE(S3Test::SetUp());
     if (IsSkipped()) return;
-    if (!HaveProgram("s3rver")) GTEST_SKIP() << "needs s3rver (npm install -g s3rver@3)";
-    if (!HaveProgram("aws")) GTEST_SKIP() << "needs the AWS CLI (apt-get install awscli)";
     if (!HaveProgram("tshark")) GTEST_SKIP() << "needs tshark (apt-get install tshark)";
-    // As upload_test.cc: Debian's awscli first, dummy credentials, no instance metadata.
-    const char* path = getenv("PATH");
-    setenv("PATH", ("/usr/bin:" + std::string(path ? path : "/bin")).c_str(), 1);
-    setenv("AWS_ACCESS_KEY_ID", "S3RVER", 1);
-    setenv("AWS_SECRET_ACCESS_KEY", "S3RVER", 1);
-    setenv("AWS_DEFAULT_REGION", "us-east-1", 1);
-    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
-    unsetenv("AWS_PROFILE");
-    unsetenv("AWS_ENDPOINT_URL");
     fs::create_directories(RecordDir());
     if (as_nobody()) {
       // capd's user owns the recordings (as the unit's StateDirectory), and capd-upload runs as
@@ -69,8 +58,6 @@ class RecordingUploadTest : public AgentTest, public ::testing::WithParamInterfa
       ASSERT_EQ(::chown(File("home").c_str(), kNobody, kNobody), 0);
       setenv("HOME", File("home").c_str(), 1);
     }
-    fs::create_directories(File("s3"));
-    ASSERT_NO_FATAL_FAILURE(StartS3(0));
     std::vector<std::string> argv = {kCapdPath,      "--listen",          kAgentTarget,
                                      "--name",       "capd-it",           "--no-metadata",
                                      "--record-dir", RecordDir().string()};
@@ -82,13 +69,11 @@ class RecordingUploadTest : public AgentTest, public ::testing::WithParamInterfa
   }
 
   void TearDown() override {
-    for (auto* process : {&uploader_, &s3_}) {
-      if (*process && (*process)->Running()) {
-        (*process)->Signal(SIGKILL);
-        (void)(*process)->WaitFor(kExitTimeout);
-      }
+    if (uploader_ && uploader_->Running()) {
+      uploader_->Signal(SIGKILL);
+      (void)uploader_->WaitFor(kExitTimeout);
     }
-    AgentTest::TearDown();
+    S3Test::TearDown();
   }
 
   // capd-upload ARGS..., as capd's user: root, or nobody with no capability (as its unit runs it).
@@ -102,59 +87,6 @@ class RecordingUploadTest : public AgentTest, public ::testing::WithParamInterfa
     argv.insert(argv.end(), {"--record-dir", RecordDir().string(), "--endpoint-url", Endpoint()});
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
-  }
-
-  void StartS3(uint16_t port) {
-    const std::string name = "s3rver" + std::to_string(s3_starts_++);
-    ASSERT_NO_FATAL_FAILURE(Spawn(name,
-                                  {"s3rver", "-d", File("s3").string(), "-a", "127.0.0.1", "-p",
-                                   std::to_string(port), "--configure-bucket", kBucket},
-                                  &s3_));
-    ASSERT_TRUE(WaitForFileContains(File(name + ".out"), "listening on 127.0.0.1:", kStartTimeout))
-        << s3_->Describe() << ReadFileToString(File(name + ".out"));
-    std::smatch m;
-    const std::string out = ReadFileToString(File(name + ".out"));
-    ASSERT_TRUE(std::regex_search(out, m, std::regex(R"(listening on 127\.0\.0\.1:(\d+))"))) << out;
-    s3_port_ = static_cast<uint16_t>(std::stoi(m[1].str()));
-  }
-  void StopS3() {
-    s3_->Signal(SIGKILL);
-    ASSERT_TRUE(s3_->WaitFor(kExitTimeout).has_value());
-  }
-  std::string Endpoint() const { return "http://127.0.0.1:" + std::to_string(s3_port_); }
-
-  CommandResult Aws(std::vector<std::string> args) {
-    args.insert(args.begin(), "aws");
-    args.push_back("--endpoint-url");
-    args.push_back(Endpoint());
-    return RunCommand(args, network().agent_ns());
-  }
-
-  std::vector<std::string> Keys() {
-    const CommandResult r = Aws({"s3api", "list-objects-v2", "--bucket", kBucket, "--query",
-                                 "Contents[].Key", "--output", "text"});
-    EXPECT_TRUE(r.status.Exited(0)) << r.output;
-    std::vector<std::string> keys;
-    std::istringstream in(r.output);
-    for (std::string key; in >> key;) {
-      if (key != "None") keys.push_back(key);
-    }
-    std::sort(keys.begin(), keys.end());
-    return keys;
-  }
-
-  std::map<std::string, std::string> Metadata(const std::string& key) {
-    const CommandResult r = Aws({"s3api", "head-object", "--bucket", kBucket, "--key", key,
-                                 "--query", "Metadata", "--output", "json"});
-    EXPECT_TRUE(r.status.Exited(0)) << r.output;
-    std::map<std::string, std::string> meta;
-    const std::regex pair(R"re("([a-z-]+)":\s*"([^"]*)")re");
-    for (auto it = std::sregex_iterator(r.output.begin(), r.output.end(), pair);
-         it != std::sregex_iterator(); ++it) {
-      meta[(*it)[1].str()] = (*it)[2].str();
-    }
-    EXPECT_EQ(meta.size(), 6u) << r.output;
-    return meta;
   }
 
   // The sequence numbers of the test's payloads ("TAG-N-...") in `file`, as tshark reads them.
@@ -196,7 +128,9 @@ class RecordingUploadTest : public AgentTest, public ::testing::WithParamInterfa
     for (const std::string& key : keys) {
       std::smatch m;
       EXPECT_TRUE(std::regex_match(key, m, form)) << key;
-      if (m.size() == 6) EXPECT_EQ(m[1].str() + m[2].str() + m[3].str(), m[4].str()) << key;
+      if (m.size() == 6) {
+        EXPECT_EQ(m[1].str() + m[2].str() + m[3].str(), m[4].str()) << key;
+      }
       const fs::path local = File("down") / key;
       const auto packets = ReadOrFail(local);
       EXPECT_NO_FATAL_FAILURE(ExpectCapinfos(local, packets.size()));
@@ -263,10 +197,7 @@ class RecordingUploadTest : public AgentTest, public ::testing::WithParamInterfa
     ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kPort, payloads));
   }
 
-  std::unique_ptr<Subprocess> s3_;
   std::unique_ptr<Subprocess> uploader_;
-  uint16_t s3_port_ = 0;
-  int s3_starts_ = 0;
   int records_ = 0;
   UniqueFd sink_;
 };
@@ -306,7 +237,7 @@ TEST_P(RecordingUploadTest, EveryRecordedPacketReachesTheBucketOnceAndNoneIsDele
   });
 
   // The store goes away: nothing more is uploaded, and nothing more is deleted.
-  const uint16_t port = s3_port_;
+  const uint16_t port = s3_port();
   const size_t uploaded_before = Keys().size();
   ASSERT_NO_FATAL_FAILURE(StopS3());
   ASSERT_NO_FATAL_FAILURE(

@@ -9,13 +9,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <fstream>
 #include <future>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "tests/integration/hardened_agent_fixture.h"
+#include "tests/integration/costly_filter_fixture.h"
 #include "tests/support/agent_client.h"
 
 namespace capd::test {
@@ -24,62 +23,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr char kIface[] = "veth0";  // TestNetwork::kAgentInterface
 constexpr char kDst[] = "10.200.0.1";
-constexpr char kLoopback[] = "127.0.0.1";
 constexpr uint16_t kPort = 7011;
 constexpr auto kCallTimeout = std::chrono::seconds(30);
 
-// `port 1 or ... or port 1344`: 16,361 bytes, under the 16 KiB limit, over the compile budget.
-std::string OptimizerHeavyFilter() {
-  std::string text;
-  for (int port = 1; port <= 1344; ++port) {
-    text += (port > 1 ? " or port " : "port ") + std::to_string(port);
-  }
-  return text;
-}
-
-std::vector<pid_t> ChildrenOf(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
-  std::vector<pid_t> children;
-  for (pid_t child; in >> child;) children.push_back(child);
-  return children;
-}
-
-std::string CommandOf(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
-  std::string name;
-  std::getline(in, name);
-  return name;
-}
-
-class TriggerAttackTest : public HardenedAgentTest, public ::testing::WithParamInterface<bool> {
- protected:
-  void TearDown() override {
-    channel_.reset();  // before capd stops: an open connection holds up its shutdown
-    HardenedAgentTest::TearDown();
-  }
-
-  void StartAgentAsDeployed(std::vector<std::string> flags = {}) {
-    flags.push_back("--no-metadata");
-    if (GetParam()) {
-      flags.push_back("--user");
-      flags.push_back("nobody");
-    }
-    ASSERT_NO_FATAL_FAILURE(StartAgentWith(flags));
-    auto channel = ConnectInsecureIn(network().agent_ns(), kLoopback, kAgentPort);
-    ASSERT_TRUE(channel.ok()) << channel.status().message();
-    channel_ = std::move(channel).value();
-  }
-
-  pid_t FiltersHelper() {
-    for (pid_t child : ChildrenOf(AgentPid())) {
-      if (CommandOf(child) == "capd-filters") return child;
-    }
-    ADD_FAILURE() << "capd has no capd-filters child";
-    return 0;
-  }
-
-  std::shared_ptr<grpc::Channel> channel_;
-};
+class TriggerAttackTest : public CostlyFilterTest {};
 
 // Stream A runs on `udp port 7011`; client B joins the same capture (same filter) with a start-on
 // filter that takes the whole compile budget. While B's compile child runs, a packet sent to A

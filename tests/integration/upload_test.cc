@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "tests/integration/agent_fixture.h"
+#include "tests/integration/s3_fixture.h"
 #include "tests/support/programs.h"
 
 namespace capd::test {
@@ -29,97 +30,17 @@ constexpr char kIface[] = "veth0";
 constexpr char kDst[] = "10.200.0.1";
 constexpr uint16_t kPort = 7400;
 constexpr char kFilter[] = "udp port 7400";
-constexpr char kBucket[] = "caps";
 
-class UploadTest : public AgentTest {
+class UploadTest : public S3Test {
  protected:
   std::filesystem::path Ring() const { return File("ring"); }
 
   void SetUp() override {
-    ASSERT_NO_FATAL_FAILURE(AgentTest::SetUp());
+    ASSERT_NO_FATAL_FAILURE(S3Test::SetUp());
     if (IsSkipped()) return;
-    if (!HaveProgram("s3rver")) GTEST_SKIP() << "needs s3rver (npm install -g s3rver@3)";
-    if (!HaveProgram("aws")) GTEST_SKIP() << "needs the AWS CLI (apt-get install awscli)";
-    // Debian's awscli (/usr/bin/aws) before any other on PATH; dummy credentials s3rver takes;
-    // no instance metadata look-up.
-    const char* path = getenv("PATH");
-    setenv("PATH", ("/usr/bin:" + std::string(path ? path : "/bin")).c_str(), 1);
-    setenv("AWS_ACCESS_KEY_ID", "S3RVER", 1);
-    setenv("AWS_SECRET_ACCESS_KEY", "S3RVER", 1);
-    setenv("AWS_DEFAULT_REGION", "us-east-1", 1);
-    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
-    unsetenv("AWS_PROFILE");
-    unsetenv("AWS_ENDPOINT_URL");
     std::filesystem::create_directories(Ring());
-    std::filesystem::create_directories(File("s3"));
-    ASSERT_NO_FATAL_FAILURE(StartS3(0));
     ASSERT_NO_FATAL_FAILURE(StartAgent());
     sink_ = AgentSocket(kDst, kPort);
-  }
-
-  void TearDown() override {
-    if (s3_) {
-      s3_->Signal(SIGKILL);
-      (void)s3_->WaitFor(kExitTimeout);
-    }
-    AgentTest::TearDown();
-  }
-
-  // s3rver on 127.0.0.1:port (0: any free port, then remembered) over the folder s3/, with the
-  // bucket.
-  void StartS3(uint16_t port) {
-    const std::string name = "s3rver" + std::to_string(s3_starts_++);
-    ASSERT_NO_FATAL_FAILURE(Spawn(name,
-                                  {"s3rver", "-d", File("s3").string(), "-a", "127.0.0.1", "-p",
-                                   std::to_string(port), "--configure-bucket", kBucket},
-                                  &s3_));
-    ASSERT_TRUE(WaitForFileContains(File(name + ".out"), "listening on 127.0.0.1:", kStartTimeout))
-        << s3_->Describe() << ReadFileToString(File(name + ".out"));
-    std::smatch m;
-    const std::string out = ReadFileToString(File(name + ".out"));
-    ASSERT_TRUE(std::regex_search(out, m, std::regex(R"(listening on 127\.0\.0\.1:(\d+))"))) << out;
-    s3_port_ = static_cast<uint16_t>(std::stoi(m[1].str()));
-  }
-  void StopS3() {
-    s3_->Signal(SIGKILL);
-    ASSERT_TRUE(s3_->WaitFor(kExitTimeout).has_value());
-  }
-  std::string Endpoint() const { return "http://127.0.0.1:" + std::to_string(s3_port_); }
-
-  // `aws ARGS... --endpoint-url ENDPOINT` in the agent's namespace.
-  CommandResult Aws(std::vector<std::string> args) {
-    args.insert(args.begin(), "aws");
-    args.push_back("--endpoint-url");
-    args.push_back(Endpoint());
-    return RunCommand(args, network().agent_ns());
-  }
-
-  // The bucket's keys, sorted.
-  std::vector<std::string> Keys() {
-    const CommandResult r = Aws({"s3api", "list-objects-v2", "--bucket", kBucket, "--query",
-                                 "Contents[].Key", "--output", "text"});
-    EXPECT_TRUE(r.status.Exited(0)) << r.output;
-    std::vector<std::string> keys;
-    std::istringstream in(r.output);
-    for (std::string key; in >> key;) {
-      if (key != "None") keys.push_back(key);
-    }
-    std::sort(keys.begin(), keys.end());
-    return keys;
-  }
-
-  std::map<std::string, std::string> Metadata(const std::string& key) {
-    const CommandResult r = Aws({"s3api", "head-object", "--bucket", kBucket, "--key", key,
-                                 "--query", "Metadata", "--output", "json"});
-    EXPECT_TRUE(r.status.Exited(0)) << r.output;
-    std::map<std::string, std::string> meta;
-    const std::regex pair(R"re("([a-z-]+)":\s*"([^"]*)")re");
-    for (auto it = std::sregex_iterator(r.output.begin(), r.output.end(), pair);
-         it != std::sregex_iterator(); ++it) {
-      meta[(*it)[1].str()] = (*it)[2].str();
-    }
-    EXPECT_EQ(meta.size(), 6u) << r.output;
-    return meta;
   }
 
   // Downloads every object, checks each against its key's form and its metadata, and returns
@@ -179,9 +100,6 @@ class UploadTest : public AgentTest {
     ASSERT_NO_FATAL_FAILURE(StartStream("capctl", all, out));
   }
 
-  std::unique_ptr<Subprocess> s3_;
-  uint16_t s3_port_ = 0;
-  int s3_starts_ = 0;
   UniqueFd sink_;
 };
 
@@ -222,7 +140,7 @@ TEST_F(UploadTest, AServerThatIsAwayIsRetriedAndNothingIsDeletedMeanwhile) {
       StartCapctl({"-w", (Ring() / "cap.pcapng").string(), "-c", std::to_string(kCount),
                    "--rotate-size", "20k", "--rotate-files", "2", "--handoff-attempts", "8"},
                   &capctl));
-  const uint16_t port = s3_port_;
+  const uint16_t port = s3_port();
   ASSERT_NO_FATAL_FAILURE(StopS3());
   const auto payloads = MakePayloads(kCount, "away");
   const UniqueFd peer = PeerSocket();
