@@ -12,7 +12,10 @@ namespace {
 
 std::string JoinVnis(const std::vector<uint32_t>& vnis) {
   std::string text;
-  for (uint32_t vni : vnis) text += (text.empty() ? "" : ",") + std::to_string(vni);
+  for (uint32_t vni : vnis) {
+    if (!text.empty()) text += ',';
+    text += std::to_string(vni);
+  }
   return text;
 }
 

@@ -617,7 +617,9 @@ class ExtcapFailureTest : public ExtcapTest {
   void ExpectGivesUpWith(Subprocess& tshark, const std::string& reason, bool started = false) {
     const auto status = tshark.WaitFor(kGiveUpBound);
     ASSERT_TRUE(status.has_value()) << "tshark still waits: " << tshark.Describe();
-    if (!started) EXPECT_FALSE(status->Exited(0)) << tshark.Describe();
+    if (!started) {
+      EXPECT_FALSE(status->Exited(0)) << tshark.Describe();
+    }
     // One line from capctl: the reason, not what came before it.
     const std::string said = tshark.Stderr();
     const size_t at = said.find("Error by extcap pipe: ");

@@ -263,7 +263,9 @@ class ToolbarTest : public AgentTest {
     EXPECT_NE(refusal.find("the old filter is kept"), std::string::npos) << refusal;
     EXPECT_NE(refusal.find("syntax error"), std::string::npos) << "the agent's reason: " << refusal;
     EXPECT_FALSE(out.drops_values.empty()) << "capd's drop counters in the toolbar";
-    if (!out.drops_values.empty()) EXPECT_EQ(out.drops_values.back().rfind("0 (kernel 0", 0), 0u);
+    if (!out.drops_values.empty()) {
+      EXPECT_EQ(out.drops_values.back().rfind("0 (kernel 0", 0), 0u);
+    }
 
     const std::filesystem::path file = File("gui.pcapng");
     std::ofstream(file, std::ios::binary) << pcapng_;

@@ -827,7 +827,9 @@ TEST(PeerHelperAskTest, AsksAServingHelper) {
     EXPECT_EQ(helper.Describe(), "pid 0, CAP_SYS_PTRACE");
     const auto answer = helper.Ask(connection.Query());
     EXPECT_TRUE(answer.ok()) << answer.status().message();
-    if (answer.ok()) EXPECT_EQ(answer.value().outcome, RelayOutcome::kOwnerUnknown);
+    if (answer.ok()) {
+      EXPECT_EQ(answer.value().outcome, RelayOutcome::kOwnerUnknown);
+    }
   }  // closes its end: the loop ends
   serving.join();
 }

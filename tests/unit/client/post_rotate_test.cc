@@ -72,7 +72,9 @@ void WritePackets(CaptureWriter& writer, int count, uint64_t first_ts) {
                     .WritePacket(0, first_ts + static_cast<uint64_t>(i),
                                  static_cast<uint32_t>(data.size()), data)
                     .ok());
-    if (i % 10 == 9) EXPECT_TRUE(writer.Flush().ok());
+    if (i % 10 == 9) {
+      EXPECT_TRUE(writer.Flush().ok());
+    }
   }
 }
 
