@@ -131,6 +131,15 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
       std::_Exit(0);
     }
   });
+  // Every return from here on: the run's code, kept through the teardown that follows (tunnels
+  // of agents already connected, the session's feeds).
+  const auto ended = [&](int code) {
+    std::lock_guard lock(mu);
+    active = nullptr;
+    stop_waiting = nullptr;
+    ended_with = code;
+    return code;
+  };
 
   v1::StreamRequest request;
   request.set_filter(options.filter);
@@ -157,7 +166,7 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   // anything is opened: a selection that matches nothing, or more than --max-agents, opens
   // nothing.
   auto expanded = ExpandFleetAgents(options.agents, options.max_agents, RunAwsCli);
-  if (!expanded.ok()) return Fail(observer, expanded.status());
+  if (!expanded.ok()) return ended(Fail(observer, expanded.status()));
   const std::vector<AgentAddress>& agents = expanded->agents;
 
   // Connect first: an unreachable agent should not leave an empty file behind. With several
@@ -189,12 +198,12 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
   }
   if (connections.empty() && !failures.empty()) {
     observer.OnMessage("none of the selected instances could be captured");
-    return ExitCodeFor(first_failure.code());
+    return ended(ExitCodeFor(first_failure.code()));
   }
-  if (connections.empty()) return Fail(observer, first_failure);
+  if (connections.empty()) return ended(Fail(observer, first_failure));
 
   auto opened = open_output();
-  if (!opened.ok()) return Fail(observer, opened.status());
+  if (!opened.ok()) return ended(Fail(observer, opened.status()));
   StreamSession run(options, *opened->writer, observer, opened->output);
   size_t feed_index = 0;
   std::vector<const Feed*> instances;  // the feeds of selected instances (ssm://tag:, asg:)
@@ -230,11 +239,7 @@ int RunStream(const StreamOptions& options, SessionObserver& observer,
       if (code == 0 && !feed->started) code = 1;
     }
   }
-  std::lock_guard lock(mu);
-  active = nullptr;
-  stop_waiting = nullptr;
-  ended_with = code;
-  return code;
+  return ended(code);
 }
 
 int RunStreamCommand(const StreamOptions& options) {
