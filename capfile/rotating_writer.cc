@@ -295,6 +295,9 @@ class RotatingWriter final : public RingWriter {
   // PcapngWriter::Flush); what it left of a block is cut off and the writer stops.
   Status WritePending() {
     if (pending_.empty() || !file_) return Status::Ok();
+    // Room for these bytes first (a rotation writes up to a file's worth): stopping is decided
+    // at Flush, Tick and OpenFile.
+    if (options_.keep_free_bytes != 0) CAPD_RETURN_IF_ERROR(MakeRoomAboveFloor(false).status());
     const uint64_t size = pending_.size();
     Status status = file_->Write(pending_);
     pending_.clear();
@@ -512,27 +515,29 @@ class RotatingWriter final : public RingWriter {
     return stopped_;
   }
 
-  // keep_free_bytes (capfile/free_space.h). now: statvfs whatever was written since the last
-  // check; otherwise only when the bytes written since, and those pending, could have crossed the
-  // floor.
-  Status KeepFloor(bool now) {
+  // keep_free_bytes (capfile/free_space.h): deletes the files the floor allows and says whether
+  // free space is still below it. now: statvfs whatever was written since the last check;
+  // otherwise only when the bytes written since, and those pending, could have crossed the floor.
+  StatusOr<bool> MakeRoomAboveFloor(bool now) {
     const uint64_t floor = options_.keep_free_bytes;
-    if (floor == 0) return Status::Ok();
+    if (floor == 0) return false;
     if (!now && floor_free_ >= floor && floor_free_ - floor >= floor_written_ + pending_.size()) {
-      return Status::Ok();
+      return false;
     }
     auto free = FreeBytes();
     if (!free.ok()) return free.status();
     floor_free_ = free.value();
     floor_written_ = 0;
-    if (floor_free_ >= floor) return Status::Ok();
+    // What is pending is about to be written: room for it too.
+    const uint64_t needed = floor + pending_.size();
+    if (floor_free_ >= needed) return false;
     std::vector<FloorFile> files;
     for (const RingFile& file : finished_) files.push_back({file.bytes, MayDelete(file.path)});
     // The file open now, or the one about to open (rotation), counts towards max_files.
     const size_t keep = options_.max_files == 0 ? std::numeric_limits<size_t>::max()
                         : closed_               ? options_.max_files
                                                 : options_.max_files - 1;
-    const FloorDecision decision = DecideFloor(floor_free_, floor, files, keep);
+    const FloorDecision decision = DecideFloor(floor_free_, needed, files, keep);
     // The decision's files are the oldest ones: delete from the newest of them down, so the
     // indices stay valid.
     for (auto it = decision.remove.rbegin(); it != decision.remove.rend(); ++it) {
@@ -551,15 +556,22 @@ class RotatingWriter final : public RingWriter {
       if (!free.ok()) return free.status();
       floor_free_ = free.value();
     }
-    if (floor_free_ >= floor) return Status::Ok();
-    // Stopped: the current file is finished whole (its statistics blocks, its note), then nothing
-    // more is written. The ring's files stay.
+    return floor_free_ < floor;
+  }
+
+  // Stops the ring when free space stays below the floor: the current file is finished whole
+  // (its statistics blocks, its note), then nothing more is written. The ring's files stay.
+  Status KeepFloor(bool now) {
+    auto below = MakeRoomAboveFloor(now);
+    if (!below.ok()) return stopped_ = below.status();
+    if (!below.value()) return Status::Ok();
+    const uint64_t left = floor_free_;
     const Status finished = FinishFile();
     if (!finished.ok()) return stopped_ = finished;
-    stopped_ =
-        Status(StatusCode::kResourceExhausted,
-               "stopped: free space on " + dir_ + " below the floor of " + std::to_string(floor) +
-                   " bytes (" + std::to_string(floor_free_) + " left)");
+    stopped_ = Status(StatusCode::kResourceExhausted,
+                      "stopped: free space on " + dir_ + " below the floor of " +
+                          std::to_string(options_.keep_free_bytes) + " bytes (" +
+                          std::to_string(left) + " left)");
     return stopped_;
   }
 
