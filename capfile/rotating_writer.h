@@ -124,8 +124,9 @@ struct RingOptions {
   // deleted, oldest first, only as many as needed (each logged, counted in
   // RingCounts::files_deleted_unhanded); if the ring is down to max_files and still below, the
   // current file is finished (on_file_finished too) and writing stops: kResourceExhausted,
-  // "stopped: free space on DIR below the floor of N bytes (M left)". So the ring writes at most
-  // one Flush's bytes below the floor, plus what others write within a second.
+  // "stopped: free space on DIR below the floor of N bytes (M left)". Before each write the ring
+  // makes room for it the same way, so it goes below the floor by at most one write (a Flush's
+  // batch, or up to a file at rotation) plus what others write within a second.
   uint64_t keep_free_bytes = 0;
 };
 
