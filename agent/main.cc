@@ -275,7 +275,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<capd::agent::RecordingManager> recordings;
   if (!flags.record_dir.empty()) {
     auto opened = capd::agent::RecordingManager::Open(flags.record_dir, recording_identity,
-                                                      flags.max_recordings);
+                                                      flags.max_recordings, flags.record_keep_free);
     if (!opened.ok()) {
       spdlog::error("{}", opened.status().message());
       (*listener)->Stop();

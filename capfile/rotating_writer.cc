@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "capfile/encoding.h"
+#include "capfile/free_space.h"
 #include "capfile/pcapng_scan.h"
 
 namespace capd::capfile {
@@ -32,6 +33,8 @@ constexpr int64_t kSecondsPerDay = 86400;
 constexpr uint16_t kOptComment = 1;
 constexpr uint16_t kOptEndOfOpt = 0;
 constexpr size_t kShbFixedBytes = 24;  // type, length, magic, version, section length
+// keep_free_bytes is checked at least this often (Tick), for what others write to the disk.
+constexpr uint64_t kFloorCheckNs = 1'000'000'000;
 
 // The per-file encoder writes here, so each block's size is known before it reaches the disk.
 class MemorySink final : public ByteSink {
@@ -239,12 +242,17 @@ class RotatingWriter final : public RingWriter {
     CAPD_RETURN_IF_ERROR(Usable());
     if (options_.may_delete) TrimRing();  // files held back may have been handed off since
     CAPD_RETURN_IF_ERROR(KeepFreeSpace());
+    CAPD_RETURN_IF_ERROR(KeepFloor(/*now=*/false));
     return WritePending();
   }
 
   Status Tick(uint64_t now_ns) override {
     CAPD_RETURN_IF_ERROR(Usable());
     if (options_.may_delete) TrimRing();
+    if (options_.keep_free_bytes != 0 && now_ns >= floor_checked_ns_ + kFloorCheckNs) {
+      floor_checked_ns_ = now_ns;
+      CAPD_RETURN_IF_ERROR(KeepFloor(/*now=*/true));
+    }
     if (options_.seconds == 0 || now_ns < kTickGraceNs) return Status::Ok();
     const auto seconds = static_cast<int64_t>((now_ns - kTickGraceNs) / 1'000'000'000ULL);
     const int64_t slot = SlotOf(seconds);
@@ -287,11 +295,15 @@ class RotatingWriter final : public RingWriter {
   // PcapngWriter::Flush); what it left of a block is cut off and the writer stops.
   Status WritePending() {
     if (pending_.empty() || !file_) return Status::Ok();
+    // Room for these bytes first (a rotation writes up to a file's worth): stopping is decided
+    // at Flush, Tick and OpenFile.
+    if (options_.keep_free_bytes != 0) CAPD_RETURN_IF_ERROR(MakeRoomAboveFloor(false).status());
     const uint64_t size = pending_.size();
     Status status = file_->Write(pending_);
     pending_.clear();
     const uint64_t packets = std::exchange(pending_packets_, 0);
     if (status.ok()) {
+      floor_written_ += size;
       file_written_ += size;
       file_disk_packets_ += packets;
       counts_.packets_on_disk += packets;
@@ -321,6 +333,7 @@ class RotatingWriter final : public RingWriter {
 
   Status OpenFile(int64_t name_seconds, int64_t slot) {
     CAPD_RETURN_IF_ERROR(KeepFreeSpace());
+    CAPD_RETURN_IF_ERROR(KeepFloor(/*now=*/true));
     const std::string name = RingFileName(options_.path, next_number_, name_seconds);
     const std::string path = dir_ + "/" + name;
     // The file gets its name only once its header is written (below), so a capctl killed in
@@ -388,7 +401,7 @@ class RotatingWriter final : public RingWriter {
     }
     Status status = WritePending();
     file_.reset();
-    finished_.push_back({file_name_, file_path_, file_disk_packets_});
+    finished_.push_back({file_name_, file_path_, file_disk_packets_, file_written_});
     if (!status.ok()) return status;
     if (options_.on_file_finished) options_.on_file_finished(file_path_);
     if (options_.on_file_details) {
@@ -502,6 +515,66 @@ class RotatingWriter final : public RingWriter {
     return stopped_;
   }
 
+  // keep_free_bytes (capfile/free_space.h): deletes the files the floor allows and says whether
+  // free space is still below it. now: statvfs whatever was written since the last check;
+  // otherwise only when the bytes written since, and those pending, could have crossed the floor.
+  StatusOr<bool> MakeRoomAboveFloor(bool now) {
+    const uint64_t floor = options_.keep_free_bytes;
+    if (floor == 0) return false;
+    if (!now && floor_free_ >= floor && floor_free_ - floor >= floor_written_ + pending_.size()) {
+      return false;
+    }
+    auto free = FreeBytes();
+    if (!free.ok()) return free.status();
+    floor_free_ = free.value();
+    floor_written_ = 0;
+    // What is pending is about to be written: room for it too.
+    const uint64_t needed = floor + pending_.size();
+    if (floor_free_ >= needed) return false;
+    std::vector<FloorFile> files;
+    for (const RingFile& file : finished_) files.push_back({file.bytes, MayDelete(file.path)});
+    // The file open now, or the one about to open (rotation), counts towards max_files.
+    const size_t keep = options_.max_files == 0 ? std::numeric_limits<size_t>::max()
+                        : closed_               ? options_.max_files
+                                                : options_.max_files - 1;
+    const FloorDecision decision = DecideFloor(floor_free_, needed, files, keep);
+    // The decision's files are the oldest ones: delete from the newest of them down, so the
+    // indices stay valid.
+    for (auto it = decision.remove.rbegin(); it != decision.remove.rend(); ++it) {
+      const RingFile& file = finished_[*it];
+      const bool held = !files[*it].handed_off;
+      if (held) ++counts_.files_deleted_unhanded;
+      Log("free space on " + dir_ + " is " + std::to_string(floor_free_) +
+          " bytes, below the floor of " + std::to_string(floor) + ": deleting " + file.path +
+          (held ? ", not uploaded yet (" + std::to_string(counts_.files_deleted_unhanded) +
+                      " such files deleted so far)"
+                : ""));
+      RemoveAt(*it);
+    }
+    if (!decision.remove.empty()) {
+      free = FreeBytes();
+      if (!free.ok()) return free.status();
+      floor_free_ = free.value();
+    }
+    return floor_free_ < floor;
+  }
+
+  // Stops the ring when free space stays below the floor: the current file is finished whole
+  // (its statistics blocks, its note), then nothing more is written. The ring's files stay.
+  Status KeepFloor(bool now) {
+    auto below = MakeRoomAboveFloor(now);
+    if (!below.ok()) return stopped_ = below.status();
+    if (!below.value()) return Status::Ok();
+    const uint64_t left = floor_free_;
+    const Status finished = FinishFile();
+    if (!finished.ok()) return stopped_ = finished;
+    stopped_ = Status(StatusCode::kResourceExhausted,
+                      "stopped: free space on " + dir_ + " below the floor of " +
+                          std::to_string(options_.keep_free_bytes) + " bytes (" +
+                          std::to_string(left) + " left)");
+    return stopped_;
+  }
+
   // The files of this ring's name already in the folder, by number: an earlier run's (capctl run
   // again with the same -w, a recording resumed).
   std::map<uint32_t, std::string> ExistingFiles() const {
@@ -545,7 +618,7 @@ class RotatingWriter final : public RingWriter {
         Log("left " + path + " out of the ring: " + scan.status().message());
         continue;
       }
-      finished_.push_back({name, path, scan->packets});
+      finished_.push_back({name, path, scan->packets, scan->whole_bytes});
       counts_.packets_on_disk += scan->packets;
       if (options_.on_file_adopted) {
         FinishedFile details;
@@ -596,6 +669,7 @@ class RotatingWriter final : public RingWriter {
     std::string name;  // in the folder
     std::string path;  // as on_file_finished had it (dir/name), for may_delete
     uint64_t packets;  // whole on disk
+    uint64_t bytes;    // its size
   };
   int dir_fd_ = -1;  // owned
 
@@ -623,7 +697,11 @@ class RotatingWriter final : public RingWriter {
   bool first_file_ = true;
   bool closed_ = false;
   bool said_held_ = false;  // the ring has said it holds more than max_files
-  Status stopped_;          // not ok: nothing more is written
+  // keep_free_bytes: free space at the last statvfs, bytes written since, and when (Tick's clock).
+  uint64_t floor_free_ = 0;
+  uint64_t floor_written_ = 0;
+  uint64_t floor_checked_ns_ = 0;
+  Status stopped_;  // not ok: nothing more is written
 };
 
 }  // namespace

@@ -117,6 +117,17 @@ struct RingOptions {
   //   writing stops (kResourceExhausted, the reason naming the held files): a file that has not
   //   been handed off is never deleted to make room.
   std::function<bool(const std::string& path)> may_delete;
+  // capd's recordings (capd --record-keep-free; the policy is capfile/free_space.h): free space
+  // the ring leaves on its filesystem, 0: none. Checked (statvfs) when a file opens, at a Tick a
+  // second after the last check, and at a Flush whose bytes since the last check could cross it;
+  // never per packet. Below it, the files kept past max_files because may_delete holds them are
+  // deleted, oldest first, only as many as needed (each logged, counted in
+  // RingCounts::files_deleted_unhanded); if the ring is down to max_files and still below, the
+  // current file is finished (on_file_finished too) and writing stops: kResourceExhausted,
+  // "stopped: free space on DIR below the floor of N bytes (M left)". Before each write the ring
+  // makes room for it the same way, so it goes below the floor by at most one write (a Flush's
+  // batch, or up to a file at rotation) plus what others write within a second.
+  uint64_t keep_free_bytes = 0;
 };
 
 // Packets of the old slot still arriving after its end (batching, network) are given this long
@@ -128,6 +139,8 @@ inline constexpr uint64_t kTickGraceNs = 250'000'000;
 struct RingCounts {
   uint64_t packets_on_disk = 0;  // in the ring's files now, adopted files included
   uint64_t packets_removed = 0;  // in files this writer deleted (max_files, min_free_bytes)
+  // Files deleted for keep_free_bytes although may_delete held them (not uploaded yet).
+  uint64_t files_deleted_unhanded = 0;
 };
 
 class RingWriter : public CaptureWriter {

@@ -77,6 +77,25 @@ StatusOr<AgentCommandLine> ParseAgentCommandLine(int argc, char** argv) {
       ->type_name("DIR")
       ->check(NotEmpty("a folder"));
   service
+      ->add_option_function<std::string>(
+          "--record-keep-free",
+          [&f](const std::string& text) {
+            f.record_keep_free = *capfile::ParseFreeSpaceFloor(text);
+          },
+          "free space recordings leave on --record-dir's filesystem: a size or a percentage "
+          "of the filesystem; below it a ring kept for its upload deletes its oldest files not "
+          "uploaded yet, and a recording stops rather than fill the disk; a start whose ring "
+          "does not fit above it is refused; 0 turns it off (default: the larger of 1GiB and "
+          "5%)")
+      ->type_name("SIZE|PCT%")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            if (capfile::ParseFreeSpaceFloor(text)) return "";
+            return "takes a size (" + std::string(kByteSizeGrammar) +
+                   "), a percentage 0%..100% or 0, not '" + text + "'";
+          },
+          "", "size or percentage"));
+  service
       ->add_option("--tls-keylog-dir", f.tls_keylog_dirs,
                    "let streams follow TLS key logs (SSLKEYLOGFILE, NSS format) in DIR "
                    "(repeatable; capctl stream --tls-keylog): files inside DIR only, no symbolic "

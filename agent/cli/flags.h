@@ -12,6 +12,7 @@
 #include "agent/metadata/instance_metadata.h"
 #include "agent/security/access.h"
 #include "agent/stream/capture_hub.h"
+#include "capfile/free_space.h"
 #include "common/status.h"
 
 namespace capd::agent {
@@ -34,6 +35,8 @@ struct AgentFlags {
   bool carrier_exclusion = true;
   std::string metadata_endpoint = kDefaultMetadataEndpoint;  // empty with --no-metadata
   std::string record_dir;
+  // --record-keep-free: free space recordings leave on --record-dir's filesystem.
+  capfile::FreeSpaceFloor record_keep_free = capfile::kDefaultRecordKeepFree;
   // --tls-keylog-dir, repeatable: folders streams may follow TLS key logs in; empty: none.
   std::vector<std::string> tls_keylog_dirs;
   std::vector<std::string> allow_groups;  // empty: the group capd

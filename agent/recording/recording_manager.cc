@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <ctime>
 #include <deque>
 #include <filesystem>
+#include <limits>
 #include <optional>
 #include <regex>
 #include <sstream>
@@ -72,6 +74,7 @@ struct PersistedState {
   uint64_t packets = 0;          // whole in the files, those the ring deleted included
   uint64_t removed_packets = 0;  // in files the ring deleted (no longer countable)
   uint64_t drops = 0;
+  uint64_t deleted_before_upload = 0;  // files the floor deleted before their upload
   std::vector<std::string> gaps;
   std::string message;
 };
@@ -84,6 +87,9 @@ std::string Serialize(const PersistedState& s) {
       << "packets " << s.packets << "\n"
       << "removed_packets " << s.removed_packets << "\n"
       << "drops " << s.drops << "\n";
+  if (s.deleted_before_upload != 0) {
+    out << "deleted_before_upload " << s.deleted_before_upload << "\n";
+  }
   for (const std::string& gap : s.gaps) out << "gap " << gap << "\n";
   if (!s.message.empty()) out << "message " << s.message << "\n";
   return out.str();
@@ -112,6 +118,8 @@ PersistedState Parse(const std::string& text) {
         s.removed_packets = std::stoull(value);
       } else if (key == "drops") {
         s.drops = std::stoull(value);
+      } else if (key == "deleted_before_upload") {
+        s.deleted_before_upload = std::stoull(value);
       } else if (key == "gap") {
         s.gaps.push_back(value);
       } else if (key == "message") {
@@ -260,12 +268,13 @@ class Recording final : public StreamSink {
   // parent_fd: DIR, open for as long as the recording exists (the manager's); the recording's
   // folder is DIR/<name>, opened again (never through a link) whenever it is written.
   Recording(int parent_fd, fs::path dir, v1::StartRecordingRequest request, PersistedState state,
-            const AgentIdentity& identity, CaptureHub& hub)
+            const AgentIdentity& identity, CaptureHub& hub, capfile::FreeSpaceFloor keep_free)
       : parent_fd_(parent_fd),
         dir_(std::move(dir)),
         request_(std::move(request)),
         identity_(identity),
         hub_(hub),
+        keep_free_(keep_free),
         state_(std::move(state)) {}
 
   ~Recording() override {
@@ -282,8 +291,10 @@ class Recording final : public StreamSink {
     return WriteFileAtomically(folder, dir_, kRequestFile, text);
   }
 
-  // Opens the ring and the capture; returns once the capture runs or failed to open.
-  Status Start(const std::string& gap_note) {
+  // Opens the ring and the capture; returns once the capture runs or failed to open. fresh: a
+  // new recording (capctl record start), refused when its ring does not fit above the floor; a
+  // resumed one is not (the floor stops it if it must).
+  Status Start(const std::string& gap_note, bool fresh) {
     std::lock_guard control(control_mu_);
     // The folder is held open while the recording runs (and only then: a stopped recording
     // holds no descriptor).
@@ -303,6 +314,12 @@ class Recording final : public StreamSink {
     // Adopted files are counted again: after a kill -9 the state file's counters lag them.
     rotation.adopt_existing_files = true;
     rotation.first_file_comment = gap_note;
+    auto floor = FloorFor(rotation, fresh);
+    if (!floor.ok()) {
+      dir_fd_.reset();
+      return floor.status();
+    }
+    rotation.keep_free_bytes = floor.value();
     rotation.dir_fd = dir_fd_.get();
     rotation.file_mode = kFileMode;
     rotation.exact_file_mode = true;
@@ -439,6 +456,7 @@ class Recording final : public StreamSink {
     info.set_upload(request_.upload());
     if (!request_.upload().empty()) info.set_files_awaiting_upload(AwaitingUpload());
     std::lock_guard lock(mu_);
+    info.set_files_deleted_before_upload(DeletedBeforeUploadLocked());
     info.set_state(state_.state);
     info.set_started_ns(state_.started_ns);
     info.set_packets(PacketsLocked());
@@ -515,8 +533,8 @@ class Recording final : public StreamSink {
       setup_done_ = true;
       setup_status_ = ended.ok() ? Status::Ok() : ended.status();
       set_up_.notify_all();
-    } else if (state_.state == v1::RecordingInfo::FAILED) {
-      // The writer failed first and stopped the capture: its reason stands.
+    } else if (state_.state != v1::RecordingInfo::RUNNING) {
+      // The writer failed (or met the floor) first and stopped the capture: its reason stands.
     } else if (!ended.ok()) {
       state_.state = v1::RecordingInfo::FAILED;
       state_.message = ended.status().message();
@@ -689,7 +707,9 @@ class Recording final : public StreamSink {
   }
 
   // A writer failure (disk full, EIO) ends the recording: the capture is stopped, and the state
-  // file says failed, why, and what the files hold, written into the room the reserve kept.
+  // file says failed, why, and what the files hold, written into the room the reserve kept. The
+  // ring's stop at the free-space floor (kResourceExhausted) ends it as stopped: nothing failed,
+  // capd kept the disk from filling.
   bool Check(const Status& status) {
     if (status.ok()) return true;
     writer_ok_ = false;
@@ -698,7 +718,8 @@ class Recording final : public StreamSink {
     ReleaseReserve();
     {
       std::lock_guard lock(mu_);
-      state_.state = v1::RecordingInfo::FAILED;
+      state_.state = status.code() == StatusCode::kResourceExhausted ? v1::RecordingInfo::STOPPED
+                                                                     : v1::RecordingInfo::FAILED;
       state_.message = status.message();
       state_.last_seen_ns = NowNs();
       PersistLocked();
@@ -708,6 +729,42 @@ class Recording final : public StreamSink {
   }
 
   uint64_t RunDropsLocked() const { return run_drops_; }
+
+  uint64_t DeletedBeforeUploadLocked() const {
+    return state_.deleted_before_upload + (run_counts_ ? run_counts_->files_deleted_unhanded : 0);
+  }
+
+  // The floor in bytes on the recording folder's filesystem (0: none), and for a fresh start
+  // whether the ring's full size fits above it.
+  StatusOr<uint64_t> FloorFor(const capfile::RingOptions& rotation, bool fresh) {
+    if (keep_free_.off()) return uint64_t{0};
+    struct statvfs fs {};
+    if (::fstatvfs(dir_fd_.get(), &fs) != 0) {
+      return Internal(Errno("statvfs", dir_.string(), errno));
+    }
+    const uint64_t size = static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize;
+    const uint64_t free = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    const uint64_t floor = capfile::FloorBytes(keep_free_, size);
+    if (!fresh) return floor;
+    const uint64_t max = std::numeric_limits<uint64_t>::max();
+    const uint64_t ring = rotation.max_bytes > max / rotation.max_files
+                              ? max
+                              : rotation.max_bytes * rotation.max_files;
+    uint64_t existing = 0;
+    for (const fs::path& file : Files()) {
+      std::error_code error;
+      existing += fs::file_size(file, error);
+    }
+    if (capfile::RingFits(ring, free, existing, floor)) return floor;
+    return Status(StatusCode::kFailedPrecondition,
+                  "recording " + request_.name() + " does not fit: its ring of " +
+                      std::to_string(rotation.max_files) + " files of " +
+                      std::to_string(rotation.max_bytes) + " bytes needs " + std::to_string(ring) +
+                      " bytes, and " + dir_.parent_path().string() + " has " +
+                      std::to_string(free) + " bytes free, its floor " + std::to_string(floor) +
+                      " bytes (capd --record-keep-free " + capfile::DescribeFloor(keep_free_) +
+                      "); ask for fewer or smaller files (--rotate-files, --rotate-size)");
+  }
 
   // Whole packets in the files (those the ring deleted included): counted by the ring while it
   // runs, from the state file otherwise.
@@ -720,6 +777,7 @@ class Recording final : public StreamSink {
     PersistedState s = state_;
     s.packets = PacketsLocked();
     if (run_counts_) s.removed_packets += run_counts_->packets_removed;
+    s.deleted_before_upload = DeletedBeforeUploadLocked();
     s.drops += run_drops_;
     OwnedFd opened;
     const int folder = Folder(opened);
@@ -738,6 +796,7 @@ class Recording final : public StreamSink {
     active_ = false;
     // This run's counters become the base of the next run.
     state_.packets = PacketsLocked();
+    state_.deleted_before_upload = DeletedBeforeUploadLocked();
     if (run_counts_) state_.removed_packets += run_counts_->packets_removed;
     state_.drops += run_drops_;
     run_counts_.reset();
@@ -752,6 +811,7 @@ class Recording final : public StreamSink {
   const v1::StartRecordingRequest request_;
   const AgentIdentity& identity_;
   CaptureHub& hub_;
+  const capfile::FreeSpaceFloor keep_free_;
   std::unique_ptr<StopSignal> stop_;  // while threads run (set by Start, reset by JoinThreads)
   std::mutex control_mu_;             // one Start or Stop at a time
   std::thread capture_thread_;
@@ -781,8 +841,12 @@ class Recording final : public StreamSink {
 };
 
 RecordingManager::RecordingManager(std::string dir, int dir_fd, const AgentIdentity& identity,
-                                   size_t max_recordings)
-    : dir_(std::move(dir)), dir_fd_(dir_fd), identity_(identity), max_recordings_(max_recordings) {}
+                                   size_t max_recordings, capfile::FreeSpaceFloor keep_free)
+    : dir_(std::move(dir)),
+      dir_fd_(dir_fd),
+      identity_(identity),
+      max_recordings_(max_recordings),
+      keep_free_(keep_free) {}
 
 RecordingManager::~RecordingManager() {
   StopAll();
@@ -790,9 +854,9 @@ RecordingManager::~RecordingManager() {
   ::close(dir_fd_);
 }
 
-StatusOr<std::unique_ptr<RecordingManager>> RecordingManager::Open(const std::string& dir,
-                                                                   const AgentIdentity& identity,
-                                                                   size_t max_recordings) {
+StatusOr<std::unique_ptr<RecordingManager>> RecordingManager::Open(
+    const std::string& dir, const AgentIdentity& identity, size_t max_recordings,
+    capfile::FreeSpaceFloor keep_free) {
   const std::string what = "--record-dir " + dir;
   std::error_code error;
   const fs::path requested(dir);
@@ -832,8 +896,8 @@ StatusOr<std::unique_ptr<RecordingManager>> RecordingManager::Open(const std::st
     ::closedir(entries);
   }
   std::sort(names.begin(), names.end());
-  std::unique_ptr<RecordingManager> manager(
-      new RecordingManager(canonical.string(), dir_fd.release(), identity, max_recordings));
+  std::unique_ptr<RecordingManager> manager(new RecordingManager(
+      canonical.string(), dir_fd.release(), identity, max_recordings, keep_free));
   for (const std::string& name : names) {
     if (!ValidateRecordingName(name).ok()) continue;
     const fs::path path = canonical / name;
@@ -860,10 +924,11 @@ StatusOr<std::unique_ptr<RecordingManager>> RecordingManager::Open(const std::st
       continue;
     }
     PersistedState state = Parse(ReadFileAt(folder->get(), kStateFile).value_or(""));
-    manager->recordings_[name] = std::make_shared<Recording>(manager->dir_fd_, path, request, state,
-                                                             manager->identity_, *manager->hub_);
+    manager->recordings_[name] = std::make_shared<Recording>(
+        manager->dir_fd_, path, request, state, manager->identity_, *manager->hub_, keep_free);
   }
-  spdlog::info("recordings in {}: {} found", canonical.string(), manager->recordings_.size());
+  spdlog::info("recordings in {}: {} found; free-space floor {}", canonical.string(),
+               manager->recordings_.size(), capfile::DescribeFloor(keep_free));
   return manager;
 }
 
@@ -893,7 +958,8 @@ void RecordingManager::ResumeAll() {
       }
     }
     recording->AddGap(gap);
-    if (Status started = recording->Start("recording resumed: " + gap); !started.ok()) {
+    if (Status started = recording->Start("recording resumed: " + gap, /*fresh=*/false);
+        !started.ok()) {
       spdlog::warn("recording {} could not resume: {}", name, started.message());
     } else {
       spdlog::info("recording {} resumed; {}", name, gap);
@@ -932,12 +998,13 @@ StatusOr<v1::RecordingInfo> RecordingManager::Start(const v1::StartRecordingRequ
       return usable;
     }
     PersistedState state;
-    recording = std::make_shared<Recording>(dir_fd_, dir, request, state, identity_, *hub_);
+    recording =
+        std::make_shared<Recording>(dir_fd_, dir, request, state, identity_, *hub_, keep_free_);
     recordings_[request.name()] = recording;  // reserves the name while it starts
     starting_.insert(request.name());         // and a place
   }
   Status status = recording->SaveRequest();
-  if (status.ok()) status = recording->Start("");
+  if (status.ok()) status = recording->Start("", /*fresh=*/true);
   {
     std::lock_guard lock(mu_);
     starting_.erase(request.name());

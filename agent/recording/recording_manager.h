@@ -32,6 +32,15 @@
 // (recording.reserve, 64 KiB, held while the recording runs), so a failed recording does not
 // resume at the next start. The state file is written with fsync before its rename.
 //
+// Free space: a recording never writes DIR's filesystem below its floor (--record-keep-free, by
+// default the larger of 5 % of the filesystem and 1 GiB; capfile/free_space.h). A start whose
+// ring (files x size) does not fit above the floor is refused. A ring kept past its files for
+// capd-upload deletes its oldest files not uploaded yet, down to its normal size, when free space
+// is below the floor (logged, counted in files_deleted_before_upload); below the floor anyway
+// (something else filled the disk), the recording stops, state STOPPED, its message "stopped:
+// free space on DIR below the floor of N bytes (M left)", its files kept and whole. A recording
+// resumed at capd's start is not refused: the floor stops it if it must.
+//
 // Thread-safety: every public method may be called from any thread (gRPC callback threads).
 // Start/Stop block for as long as a capture takes to open or to drain (milliseconds to a second):
 // call them off gRPC's reaction threads.
@@ -47,6 +56,7 @@
 
 #include "agent/recording/recording_request.h"  // ValidateRecordingName, rotation bounds
 #include "agent/stream/capture_hub.h"
+#include "capfile/free_space.h"
 #include "common/status.h"
 #include "proto/capture.pb.h"
 
@@ -66,9 +76,11 @@ class RecordingManager {
   // kInvalidArgument when DIR cannot be used, naming why (see "Files on disk").
   // identity: with the listening port set (own-traffic exclusion). At most max_recordings run
   // at once: Start refuses more with kResourceExhausted.
+  // keep_free: the free-space floor of DIR's filesystem (capd --record-keep-free; "Free space").
   static StatusOr<std::unique_ptr<RecordingManager>> Open(
       const std::string& dir, const AgentIdentity& identity,
-      size_t max_recordings = kDefaultMaxRecordings);
+      size_t max_recordings = kDefaultMaxRecordings,
+      capfile::FreeSpaceFloor keep_free = capfile::kDefaultRecordKeepFree);
   ~RecordingManager();  // StopAll()
 
   // Starts every loaded recording whose state says running, up to max_recordings (the others
@@ -77,7 +89,8 @@ class RecordingManager {
 
   // kInvalidArgument (name, request, rotation outside its bounds), kNotFound (interface),
   // kResourceExhausted (max_recordings running), or the capture's own failure; kAlreadyExists for a
-  // name in use.
+  // name in use; kFailedPrecondition when the ring's full size (files x size) does not fit on
+  // DIR's filesystem above the floor.
   StatusOr<v1::RecordingInfo> Start(const v1::StartRecordingRequest& request);
   // kNotFound for an unknown name. Stopping a stopped recording is not an error.
   StatusOr<v1::RecordingInfo> Stop(const std::string& name);
@@ -112,7 +125,7 @@ class RecordingManager {
 
  private:
   RecordingManager(std::string dir, int dir_fd, const AgentIdentity& identity,
-                   size_t max_recordings);
+                   size_t max_recordings, capfile::FreeSpaceFloor keep_free);
   std::shared_ptr<Recording> Find(const std::string& name);
   // Recordings running or starting, under mu_: what max_recordings bounds.
   size_t RunningLocked();
@@ -127,6 +140,7 @@ class RecordingManager {
   std::map<std::string, std::shared_ptr<Recording>> recordings_;
   bool stopping_ = false;
   const size_t max_recordings_;
+  const capfile::FreeSpaceFloor keep_free_;
   std::set<std::string> starting_;  // names whose Start is under way (guarded by mu_)
   std::set<std::string> deleting_;  // names whose Delete is under way (guarded by mu_)
 };

@@ -65,6 +65,12 @@ void Print(const v1::RecordingInfo& r) {
                            .c_str()
                      : "");
   }
+  if (r.files_deleted_before_upload() != 0) {
+    std::printf(
+        "  %llu files deleted before their upload: free space below capd's floor "
+        "(--record-keep-free)\n",
+        static_cast<unsigned long long>(r.files_deleted_before_upload()));
+  }
   if (!r.message().empty()) std::printf("  %s\n", r.message().c_str());
   for (const std::string& gap : r.gaps()) std::printf("  gap: %s\n", gap.c_str());
 }

@@ -4,15 +4,20 @@
 // refused. A full disk (a 4 MiB tmpfs the test mounts) fails the recording with the reason,
 // every file reads to its end with capinfos, the count equals the packets in the files, and the
 // failed recording does not resume after a restart; after kill -9 and a restart the count
-// equals the packets in the files again.
+// equals the packets in the files again. The free-space floor (--record-keep-free, an 8 MiB
+// tmpfs, as deployed and as root): a ring waiting for its upload deletes its oldest files not
+// uploaded yet and records on; a disk filled by something else stops the recording at the floor
+// with the reason; a ring that cannot fit is refused at start.
 
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -94,8 +99,10 @@ class RecordingFilesTest : public HardenedAgentTest {
     return records;
   }
 
-  void StartRecorder(const fs::path& records, bool as_nobody) {
+  void StartRecorder(const fs::path& records, bool as_nobody,
+                     const std::vector<std::string>& more = {}) {
     std::vector<std::string> flags = {"--no-metadata", "--record-dir", records.string()};
+    flags.insert(flags.end(), more.begin(), more.end());
     if (as_nobody) flags.insert(flags.begin(), {"--user", "nobody"});
     ASSERT_NO_FATAL_FAILURE(StartAgentWith(flags));
   }
@@ -391,9 +398,9 @@ TEST_F(RecordingFilesTest, CapctlWriteOntoALinkToAFileIsRefused) {
   EXPECT_EQ(ReadText(target), "keep\n");
 }
 
-// capd as deployed, its record dir a 4 MiB tmpfs: the recording fills it and fails with the
-// writer's reason; every file reads to its end; the count is what the files hold; the state file
-// says failed and a restarted capd does not resume it.
+// capd as deployed, its record dir a 4 MiB tmpfs and its free-space floor off: the recording
+// fills it and fails with the writer's reason; every file reads to its end; the count is what the
+// files hold; the state file says failed and a restarted capd does not resume it.
 TEST_F(RecordingFilesTest, FullDiskFailsTheRecordingWithWholeFilesAndTrueCounts) {
   fs::permissions(dir_->path(),
                   fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
@@ -401,7 +408,7 @@ TEST_F(RecordingFilesTest, FullDiskFailsTheRecordingWithWholeFilesAndTrueCounts)
   TmpfsMount tmpfs(records, "size=4m,mode=0750,uid=65534,gid=65534");
   ASSERT_TRUE(tmpfs.mounted()) << "mount tmpfs: " << std::strerror(errno);
   const UniqueFd sink = AgentSocket(kDst, kPort);
-  ASSERT_NO_FATAL_FAILURE(StartRecorder(records, true));
+  ASSERT_NO_FATAL_FAILURE(StartRecorder(records, true, {"--record-keep-free", "0"}));
   Record({"start", "--name", "full", "-i", kIface, "-f", kFilter, "--rotate-size", "1M",
           "--rotate-files", "100"});
   Listed listed;
@@ -426,7 +433,7 @@ TEST_F(RecordingFilesTest, FullDiskFailsTheRecordingWithWholeFilesAndTrueCounts)
               static_cast<unsigned long long>(in_files), listed.next.c_str());
 
   ASSERT_NO_FATAL_FAILURE(StopAgent());
-  ASSERT_NO_FATAL_FAILURE(StartRecorder(records, true));
+  ASSERT_NO_FATAL_FAILURE(StartRecorder(records, true, {"--record-keep-free", "0"}));
   const Listed after = List("full");
   EXPECT_EQ(after.state, "failed") << after.line;
   EXPECT_EQ(after.packets, in_files) << after.line;
@@ -479,6 +486,204 @@ TEST_F(RecordingFilesTest, KillNineThenRestartCountsWhatTheFilesHold) {
               static_cast<unsigned long long>(resumed.packets),
               static_cast<unsigned long long>(in_files));
 }
+
+// The lowest free space seen on a filesystem, sampled every few milliseconds on a thread of its
+// own while the test runs traffic (a sample between two writes would miss nothing larger than
+// one batch).
+class FreeSpaceSampler {
+ public:
+  explicit FreeSpaceSampler(const fs::path& where) : where_(where) {
+    thread_ = std::thread([this] {
+      while (!done_.load()) {
+        struct statvfs fs {};
+        if (::statvfs(where_.c_str(), &fs) == 0) {
+          const uint64_t free = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+          uint64_t low = lowest_.load();
+          while (free < low && !lowest_.compare_exchange_weak(low, free)) {
+          }
+          samples_.fetch_add(1);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+    });
+  }
+  ~FreeSpaceSampler() { Stop(); }
+  void Stop() {
+    done_.store(true);
+    if (thread_.joinable()) thread_.join();
+  }
+  uint64_t lowest() const { return lowest_.load(); }
+  uint64_t samples() const { return samples_.load(); }
+
+ private:
+  fs::path where_;
+  std::atomic<bool> done_{false};
+  std::atomic<uint64_t> lowest_{UINT64_MAX};
+  std::atomic<uint64_t> samples_{0};
+  std::thread thread_;
+};
+
+uint64_t FreeBytesOn(const fs::path& where) {
+  struct statvfs fs {};
+  EXPECT_EQ(::statvfs(where.c_str(), &fs), 0) << where;
+  return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+}
+
+// The free-space floor (capd --record-keep-free) on an 8 MiB tmpfs: 3 MiB, files of 500 kB.
+constexpr uint64_t kFloor = 3 << 20;
+constexpr uint64_t kFileBytes = 500'000;
+
+class RecordingFloorTest : public RecordingFilesTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  bool as_nobody() const { return GetParam(); }
+
+  // An 8 MiB tmpfs as --record-dir (capd's user's own) and capd with the floor.
+  void SetUpDisk() {
+    fs::permissions(dir_->path(),
+                    fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+    records_ = File("records");
+    const std::string owner = as_nobody() ? "uid=65534,gid=65534" : "uid=0,gid=0";
+    tmpfs_ = std::make_unique<TmpfsMount>(records_, "size=8m,mode=0750," + owner);
+    ASSERT_TRUE(tmpfs_->mounted()) << "mount tmpfs: " << std::strerror(errno);
+    ASSERT_NO_FATAL_FAILURE(
+        StartRecorder(records_, as_nobody(), {"--record-keep-free", std::to_string(kFloor)}));
+  }
+
+  fs::path records_;
+  std::unique_ptr<TmpfsMount> tmpfs_;
+};
+
+// A recording that uploads, its store away (no capd-upload runs): the ring keeps every file
+// waiting for its upload until free space reaches the floor, then deletes its oldest files not
+// uploaded yet, down to its normal size, counts them, and records on with the newest packets.
+// The filesystem never goes below the floor by more than one file, no write fails, `record list`
+// and capd's log say so, and every file left reads whole with capinfos and libpcap.
+TEST_P(RecordingFloorTest, ARingWaitingForItsUploadDeletesItsOldestFilesAtTheFloor) {
+  ASSERT_NO_FATAL_FAILURE(SetUpDisk());
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  Record({"start", "--name", "up", "-i", kIface, "-f", kFilter, "--rotate-size", "500k",
+          "--rotate-files", "2", "--upload", "s3://caps/away/"});
+  FreeSpaceSampler sampler(records_);
+  std::string last_tag;
+  int deleting_rounds = 0;
+  uint64_t sent = 0;
+  for (int round = 0; round < 60 && deleting_rounds < 4; ++round) {
+    last_tag = "up" + std::to_string(round) + "x";
+    ASSERT_NO_FATAL_FAILURE(Send(1000, last_tag));
+    sent += 1000;
+    const std::string list = Record({"list"});
+    ASSERT_NE(list.find("up: running on "), std::string::npos) << list;
+    if (list.find("files deleted before their upload") != std::string::npos) ++deleting_rounds;
+  }
+  ASSERT_EQ(deleting_rounds, 4) << Record({"list"});
+  // Every packet sent is in the files (those deleted count), the last round's too.
+  WaitForListed("up", [&](const Listed& l) { return l.packets == sent; });
+  sampler.Stop();
+  const std::string list = Record({"list"});
+  std::smatch m;
+  ASSERT_TRUE(
+      std::regex_search(list, m, std::regex(R"(  (\d+) files deleted before their upload)")))
+      << list;
+  const uint64_t deleted = std::stoull(m[1].str());
+  EXPECT_GE(deleted, 2u) << list;
+  EXPECT_NE(list.find("running"), std::string::npos) << list;
+  EXPECT_GE(sampler.lowest() + kFileBytes, kFloor)
+      << "free space went to " << sampler.lowest() << " bytes, the floor is " << kFloor;
+  EXPECT_EQ(agent().Stderr().find("No space left"), std::string::npos) << agent().Stderr();
+  EXPECT_NE(agent().Stderr().find(", not uploaded yet ("), std::string::npos) << agent().Stderr();
+
+  Record({"stop", "up"});
+  const auto files = RingFiles(records_ / "up", "up");
+  ASSERT_GE(files.size(), 2u);
+  // The oldest files went: numbering starts past 00001, and the newest packets are kept.
+  EXPECT_EQ(files.front().filename().string().find("up_00001_"), std::string::npos);
+  EXPECT_GT(PacketsInFiles(files), 0u);
+  bool newest_kept = false;
+  for (const CapturedPacket& p : ReadOrFail(files.back())) {
+    newest_kept = newest_kept || p.bytes.find(last_tag) != std::string::npos;
+  }
+  if (!newest_kept) {  // the last round may end in the file before the last one
+    for (const CapturedPacket& p : ReadOrFail(files[files.size() - 2])) {
+      newest_kept = newest_kept || p.bytes.find(last_tag) != std::string::npos;
+    }
+  }
+  EXPECT_TRUE(newest_kept) << "no packet of the last round " << last_tag << " in the files";
+  EXPECT_NE(ReadText(records_ / "up" / "recording.state")
+                .find("deleted_before_upload " + std::to_string(deleted)),
+            std::string::npos)
+      << ReadText(records_ / "up" / "recording.state");
+  std::printf(
+      "floor %llu: lowest free %llu bytes over %llu samples; %llu files deleted before "
+      "upload, %zu left\n",
+      static_cast<unsigned long long>(kFloor), static_cast<unsigned long long>(sampler.lowest()),
+      static_cast<unsigned long long>(sampler.samples()), static_cast<unsigned long long>(deleted),
+      files.size());
+  ASSERT_NO_FATAL_FAILURE(StopAgent());
+}
+
+// The disk filled by something else: the recording (no upload, within its ring) stops at the
+// floor with the reason, before any write fails; its files are kept and read whole; a restarted
+// capd does not resume it. A start whose ring cannot fit above the floor is refused, saying so.
+TEST_P(RecordingFloorTest, SomethingElseFillingTheDiskStopsTheRecordingAtTheFloor) {
+  ASSERT_NO_FATAL_FAILURE(SetUpDisk());
+  const std::string refused =
+      RunCapctl("too-big",
+                {"record", "start", "--name", "big", "-i", kIface, "--rotate-size", "1M",
+                 "--rotate-files", "100", "--agent", kAgentTarget},
+                2);
+  EXPECT_NE(refused.find("recording big does not fit: its ring of 100 files of 1000000 bytes"),
+            std::string::npos)
+      << refused;
+  EXPECT_EQ(List("big").line, "");
+
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  Record({"start", "--name", "fill", "-i", kIface, "-f", kFilter, "--rotate-size", "500k",
+          "--rotate-files", "4"});
+  // Another writer leaves 1 MiB above the floor: less than the ring's 2 MB.
+  const uint64_t free = FreeBytesOn(records_);
+  ASSERT_GT(free, kFloor + (1 << 20));
+  WriteText(records_ / "other-service.log", std::string(free - kFloor - (1 << 20), 'x'), 0600);
+  FreeSpaceSampler sampler(records_);
+  Listed listed;
+  for (int round = 0; round < 40; ++round) {
+    ASSERT_NO_FATAL_FAILURE(Send(1000, "fill" + std::to_string(round) + "x"));
+    listed = List("fill");
+    if (listed.state != "running") break;
+  }
+  listed = WaitForListed("fill", [](const Listed& l) { return l.state == "stopped"; });
+  sampler.Stop();
+  const std::string reason = "stopped: free space on " + (records_ / "fill").string() +
+                             " below the floor of " + std::to_string(kFloor) + " bytes (";
+  EXPECT_NE(listed.next.find(reason), std::string::npos) << listed.line << "\n" << listed.next;
+  EXPECT_GE(sampler.lowest() + kFileBytes, kFloor)
+      << "free space went to " << sampler.lowest() << " bytes, the floor is " << kFloor;
+  EXPECT_EQ(agent().Stderr().find("No space left"), std::string::npos) << agent().Stderr();
+  const auto files = RingFiles(records_ / "fill", "fill");
+  ASSERT_GE(files.size(), 1u);
+  const uint64_t in_files = PacketsInFiles(files);
+  EXPECT_GT(in_files, 0u);
+  EXPECT_EQ(listed.packets, in_files) << listed.line;
+  EXPECT_NE(ReadText(records_ / "fill" / "recording.state").find("state STOPPED"),
+            std::string::npos);
+  std::printf(
+      "stopped at the floor %llu: lowest free %llu bytes over %llu samples; %zu files, "
+      "%llu packets; %s\n",
+      static_cast<unsigned long long>(kFloor), static_cast<unsigned long long>(sampler.lowest()),
+      static_cast<unsigned long long>(sampler.samples()), files.size(),
+      static_cast<unsigned long long>(in_files), listed.next.c_str());
+
+  ASSERT_NO_FATAL_FAILURE(StopAgent());
+  ASSERT_NO_FATAL_FAILURE(
+      StartRecorder(records_, as_nobody(), {"--record-keep-free", std::to_string(kFloor)}));
+  EXPECT_EQ(List("fill").state, "stopped");
+  EXPECT_EQ(agent().Stderr().find("recording fill resumed"), std::string::npos) << agent().Stderr();
+  ASSERT_NO_FATAL_FAILURE(StopAgent());
+}
+
+INSTANTIATE_TEST_SUITE_P(AsDeployedAndAsRoot, RecordingFloorTest, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Nobody" : "Root";
+                         });
 
 }  // namespace
 }  // namespace capd::test

@@ -145,6 +145,8 @@ TEST(AgentFlagsTest, MistakesAreOneLine) {
       {{"--max-queue-bytes", "lots"}, "--max-queue-bytes takes"},
       {{"--log-level", "loud"}, "--log-level takes trace, debug"},
       {{"--record-dir", ""}, "--record-dir takes a folder"},
+      {{"--record-keep-free", "150%"}, "--record-keep-free takes a size ("},
+      {{"--record-keep-free", "lots"}, "a percentage 0%..100% or 0, not 'lots'"},
       {{"--allow-user", ""}, "--allow-user takes a user name or id"},
       {{"--listen", "127.0.0.1"}, "--listen takes ADDRESS:PORT"},
       {{"--listen", "::1:50051"}, "--listen takes ADDRESS:PORT"},
@@ -162,6 +164,25 @@ TEST(AgentFlagsTest, MistakesAreOneLine) {
     EXPECT_EQ(message.find('\n'), std::string::npos) << message;
     EXPECT_NE(message.find("see `capd --help`"), std::string::npos) << message;
   }
+}
+
+// --record-keep-free: the larger of 1 GiB and 5 % unless given; a size, a percentage, or 0 (off).
+TEST(AgentFlagsTest, RecordKeepFreeTakesASizeAPercentageOrZero) {
+  auto line = Parse({});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(line->flags.record_keep_free.bytes, uint64_t{1} << 30);
+  EXPECT_EQ(line->flags.record_keep_free.percent, 5u);
+  line = Parse({"--record-keep-free", "2GiB"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(line->flags.record_keep_free.bytes, uint64_t{2} << 30);
+  EXPECT_EQ(line->flags.record_keep_free.percent, 0u);
+  line = Parse({"--record-keep-free", "10%"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(line->flags.record_keep_free.bytes, 0u);
+  EXPECT_EQ(line->flags.record_keep_free.percent, 10u);
+  line = Parse({"--record-keep-free", "0"});
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_TRUE(line->flags.record_keep_free.off());
 }
 
 // --tls-keylog-dir: absent is off (the unit and the package set none); repeatable.

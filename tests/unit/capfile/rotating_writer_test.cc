@@ -562,6 +562,23 @@ TEST(RotatingWriterTest, MinFreeStopsWritingWhenNothingIsLeftToDelete) {
   EXPECT_NE(writer.status().message().find("--min-free"), std::string::npos);
 }
 
+// keep_free_bytes (capd --record-keep-free): a floor no filesystem can keep stops the ring as it
+// opens, saying where and how much was left.
+TEST(RotatingWriterTest, AFloorAboveTheFreeSpaceStopsTheRingWithItsReason) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  RingOptions options = Ring(dir.File("f.pcapng"));
+  options.keep_free_bytes = uint64_t{1} << 62;
+  auto writer = MakeRing(options, kApplication);
+  ASSERT_FALSE(writer.ok());
+  EXPECT_EQ(writer.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(writer.status().message().find("stopped: free space on "), std::string::npos)
+      << writer.status().message();
+  EXPECT_NE(writer.status().message().find(" below the floor of 4611686018427387904 bytes ("),
+            std::string::npos)
+      << writer.status().message();
+}
+
 TEST(RotatingWriterTest, KillNineLeavesFinishedFilesValidAndTheCurrentOneReadable) {
   TempDir dir;
   ASSERT_TRUE(dir.ok());
