@@ -75,5 +75,39 @@ TEST(HoldPolicyTest, RingCheckStaysWithinOneMillisecondAndTheHold) {
             milliseconds(1));
 }
 
+TEST(HoldPolicyTest, AHeldBatchLeavesAtItsAgeAndTheNextIsHeldWhileTheBurstGoesOn) {
+  const Drain busy = DrainAt(2000, 64, 50'000);
+  const auto young = HoldPolicy::Decide(busy, false, true, milliseconds(5));
+  EXPECT_TRUE(young.hold);
+  EXPECT_FALSE(young.carry);
+  // Old enough: the batch leaves, and the next one is held without a busy drain first (at
+  // 50k packets/s a ring block brings fewer than kMinPackets).
+  const auto aged = HoldPolicy::Decide(busy, true, true, HoldPolicy::kMaxHold);
+  EXPECT_FALSE(aged.hold);
+  EXPECT_TRUE(aged.carry);
+  // A carried hold goes on with any packet and ends with the burst.
+  EXPECT_TRUE(HoldPolicy::Decide(DrainAt(10, 64, 1'000), true, true, milliseconds(10)).hold);
+  const auto ended =
+      HoldPolicy::Decide(Drain{0, 0, milliseconds(100)}, true, true, HoldPolicy::kMaxHold);
+  EXPECT_FALSE(ended.hold);
+  EXPECT_FALSE(ended.carry);
+}
+
+TEST(HoldPolicyTest, QuietDrainsAndEmptyBatchesAreNeitherHeldNorCarried) {
+  // A lone packet after a burst has ended leaves at once.
+  const auto lone =
+      HoldPolicy::Decide(Drain{1, 64, milliseconds(20)}, false, true, milliseconds(0));
+  EXPECT_FALSE(lone.hold);
+  EXPECT_FALSE(lone.carry);
+  // Nothing in the batch (a savefile's end, or every packet dropped on the way): nothing waits.
+  const auto empty = HoldPolicy::Decide(DrainAt(2000, 64, 50'000), true, false, milliseconds(5));
+  EXPECT_FALSE(empty.hold);
+  EXPECT_FALSE(empty.carry);
+  // Large packets at full rate fill batches by themselves.
+  const auto large = HoldPolicy::Decide(DrainAt(800, 1500, 270'000), false, true, milliseconds(0));
+  EXPECT_FALSE(large.hold);
+  EXPECT_FALSE(large.carry);
+}
+
 }  // namespace
 }  // namespace capd::agent
