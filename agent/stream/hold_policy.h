@@ -57,21 +57,21 @@ struct HoldPolicy {
   }
 
   // What the loop does after a drain. `hold`: the batch waits to fill (the ring unwatched until
-  // the next check). `carry`: the batch leaves because of its age while the burst goes on, and
-  // the next one is held from now on without first watching the ring for a busy drain again:
-  // that would cost the capture thread a wake-up per ring block, and a message per block when
-  // the blocks are small (a 3 ms block at 50k packets/s holds fewer than kMinPackets).
-  // `held_for`: since the held batch's packets could first have arrived (its first packet's
-  // drain, or the previous batch's departure when it was carried).
+  // the next check). `carry`: the batch leaves because of its age while the link is still busy
+  // (this drain alone was), and the next one is held from now on, without first watching the
+  // ring for a busy drain again: that would cost the capture thread a wake-up per ring block, and
+  // a message per block when blocks are small (a 3 ms block at 50k packets/s holds fewer than
+  // kMinPackets). A trickle after a burst is not busy, so it ends the carrying: a lone packet
+  // waits at most one ring check. `held_for`: the batch's age (PacketPath::batch_started).
   struct Decision {
     bool hold = false;
     bool carry = false;
   };
   static Decision Decide(const Drain& d, bool holding, bool batch_has_packets,
                          std::chrono::microseconds held_for) {
-    const bool busy = batch_has_packets && WorthHolding(d, holding);
-    const bool hold = busy && held_for < kMaxHold;
-    return {hold, busy && !hold};
+    if (!batch_has_packets || !WorthHolding(d, holding)) return {};
+    if (held_for < kMaxHold) return {true, false};
+    return {false, WorthHolding(d, /*holding=*/false)};
   }
 
   // How long the ring may go unread while a batch is held: 1 ms .. kMaxHold.

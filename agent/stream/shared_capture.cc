@@ -180,8 +180,9 @@ void SharedCapture::Loop() {
   std::vector<pollfd> fds;
   // Whether a busy link's batch is waiting to fill, and when the loop last slept.
   bool holding = false;
-  // Whether the last batch left because of its age while its burst went on (HoldPolicy::Decide):
-  // the next one is held from then on, its age counted from that moment.
+  // Whether the last batch left because of its age while the link was busy (HoldPolicy::Decide):
+  // the ring is read at the next check instead of at each retired block, and the next batch's
+  // age counts from that departure.
   bool carried = false;
   PacketPath::ReadMark slept = path_->Mark(Clock::now());
   while (true) {
@@ -257,10 +258,10 @@ void SharedCapture::Loop() {
       Clock::time_point wake = next_statistics;
       const Clock::time_point drained_at = Clock::now();
       const Drain drain = path_->DrainSince(slept, drained_at);
-      const HoldPolicy::Decision decision = HoldPolicy::Decide(
-          drain, holding || carried, !source_ended_ && path_->batch_packets() > 0,
-          std::chrono::duration_cast<std::chrono::microseconds>(drained_at -
-                                                                path_->batch_started()));
+      const HoldPolicy::Decision decision =
+          HoldPolicy::Decide(drain, holding, !source_ended_ && path_->batch_packets() > 0,
+                             std::chrono::duration_cast<std::chrono::microseconds>(
+                                 drained_at - path_->batch_started()));
       holding = decision.hold;
       carried = decision.carry;
       const auto ring_check =

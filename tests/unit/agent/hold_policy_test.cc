@@ -85,12 +85,27 @@ TEST(HoldPolicyTest, AHeldBatchLeavesAtItsAgeAndTheNextIsHeldWhileTheBurstGoesOn
   const auto aged = HoldPolicy::Decide(busy, true, true, HoldPolicy::kMaxHold);
   EXPECT_FALSE(aged.hold);
   EXPECT_TRUE(aged.carry);
-  // A carried hold goes on with any packet and ends with the burst.
+  // The first check after that judges its drain on its own: busy, the new batch is held.
+  EXPECT_TRUE(HoldPolicy::Decide(busy, false, true, milliseconds(40)).hold);
+  // A hold goes on with any packet; the burst's end ends it.
   EXPECT_TRUE(HoldPolicy::Decide(DrainAt(10, 64, 1'000), true, true, milliseconds(10)).hold);
   const auto ended =
       HoldPolicy::Decide(Drain{0, 0, milliseconds(100)}, true, true, HoldPolicy::kMaxHold);
   EXPECT_FALSE(ended.hold);
   EXPECT_FALSE(ended.carry);
+}
+
+TEST(HoldPolicyTest, ATrickleAfterABurstIsNotCarried) {
+  // 5 packets in 100 ms kept the aged batch waiting to its end, but they are not a busy link:
+  // the next packet is not held.
+  const auto trickle =
+      HoldPolicy::Decide(DrainAt(5, 64, 50), /*holding=*/true, true, HoldPolicy::kMaxHold);
+  EXPECT_FALSE(trickle.hold);
+  EXPECT_FALSE(trickle.carry);
+  // After a carried batch, a quiet drain leaves at once and the ring is watched again.
+  const auto quiet = HoldPolicy::Decide(DrainAt(5, 64, 50), false, true, milliseconds(100));
+  EXPECT_FALSE(quiet.hold);
+  EXPECT_FALSE(quiet.carry);
 }
 
 TEST(HoldPolicyTest, QuietDrainsAndEmptyBatchesAreNeitherHeldNorCarried) {
