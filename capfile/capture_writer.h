@@ -25,6 +25,15 @@ class ByteSink {
  public:
   virtual ~ByteSink() = default;
   virtual Status Write(std::string_view bytes) = 0;
+  // The pieces one after the other, as one Write of their concatenation would write them (same
+  // contract). FdSink hands them to the kernel as they are (writev), with no copy in between;
+  // other sinks take this default, which joins them and writes once.
+  virtual Status WriteGather(std::span<const std::string_view> pieces) {
+    if (pieces.size() == 1) return Write(pieces.front());
+    std::string joined;
+    for (const std::string_view piece : pieces) joined.append(piece);
+    return Write(joined);
+  }
 };
 
 // Writes to a file descriptor it owns (or borrows, for stdout). Raises a pipe's buffer to 1 MiB.
@@ -67,6 +76,7 @@ class FdSink : public ByteSink {
   FdSink& operator=(const FdSink&) = delete;
   ~FdSink() override;
   Status Write(std::string_view bytes) override;
+  Status WriteGather(std::span<const std::string_view> pieces) override;
 
  private:
   FdSink(int fd, bool owned, std::string name);
@@ -107,13 +117,18 @@ enum class FileFormat { kPcapng, kPcap };
 inline constexpr uint32_t kTlsKeyLogSecrets = 0x544c534b;
 
 // Packets of one interface without comments, as a PacketBatch carries them: per-packet arrays
-// and one blob holding their captured bytes back to back. Borrowed for one WritePackets call.
+// and one blob holding their captured bytes back to back. Borrowed for one WritePackets call,
+// except `data` when `data_owner` is set.
 struct PacketRun {
   const uint64_t* timestamp_ns = nullptr;
   const uint32_t* original_length = nullptr;
   const uint32_t* captured_length = nullptr;
   const uint8_t* data = nullptr;  // packet k's bytes follow packet k-1's
   size_t count = 0;
+  // Keeps `data` alive and unchanged as long as it is held. A writer may hold it until its next
+  // Flush (or Close) and hand large packets' bytes to the sink from `data` itself instead of
+  // copying them into its buffer (pcapng: a packet over 1 KiB). Null: `data` is copied.
+  std::shared_ptr<const void> data_owner;
 };
 
 class CaptureWriter {

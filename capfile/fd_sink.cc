@@ -1,9 +1,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -11,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "capfile/capture_writer.h"
 
@@ -279,6 +283,44 @@ Status FdSink::Write(std::string_view bytes) {
     // SIGPIPE is ignored by the process, so a reader that closed its end shows up as EPIPE.
     if (err == EPIPE) return Unavailable("reader of " + name_ + " went away");
     return Internal("write(" + name_ + "): " + std::strerror(err));
+  }
+  return Status::Ok();
+}
+
+Status FdSink::WriteGather(std::span<const std::string_view> pieces) {
+  if (pieces.size() == 1) return Write(pieces.front());
+  if (deferred_) CAPD_RETURN_IF_ERROR(OpenDeferred());
+  std::vector<iovec> iov;
+  iov.reserve(pieces.size());
+  for (const std::string_view piece : pieces) {
+    if (!piece.empty()) iov.push_back({const_cast<char*>(piece.data()), piece.size()});
+  }
+  size_t next = 0;  // the first iovec not yet written in full
+  while (next < iov.size()) {
+    // The kernel takes at most IOV_MAX (1024 on Linux) at once.
+    const int count = static_cast<int>(std::min<size_t>(iov.size() - next, IOV_MAX));
+    const ssize_t n = ::writev(fd_, iov.data() + next, count);
+    if (n > 0) {
+      // A partial write: skip what was taken, and go on from inside the first iovec it cut.
+      auto left = static_cast<size_t>(n);
+      while (next < iov.size() && left >= iov[next].iov_len) left -= iov[next++].iov_len;
+      if (left > 0) {
+        iov[next].iov_base = static_cast<char*>(iov[next].iov_base) + left;
+        iov[next].iov_len -= left;
+      }
+      continue;
+    }
+    if (n == 0) return Internal("writev(" + name_ + "): wrote nothing");
+    const int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      if (const int poll_err = WaitWritable(fd_); poll_err != 0) {
+        return Internal("poll(" + name_ + "): " + std::strerror(poll_err));
+      }
+      continue;
+    }
+    if (err == EPIPE) return Unavailable("reader of " + name_ + " went away");
+    return Internal("writev(" + name_ + "): " + std::strerror(err));
   }
   return Status::Ok();
 }

@@ -129,12 +129,20 @@ class PcapngWriter final : public CaptureWriter {
     }
     const uint8_t* data = run.data;
     if (!small) {
+      bool referred = false;
       for (size_t k = 0; k < run.count; ++k) {
         const uint32_t captured = internal::CapturedLength(run.captured_length[k], snaplen);
-        AppendBareEnhancedPacket(interface_index, run.timestamp_ns[k], run.original_length[k],
-                                 {data, captured});
+        if (run.data_owner != nullptr && captured > kOneResizeMaxBytes) {
+          AppendReferredEnhancedPacket(interface_index, run.timestamp_ns[k], run.original_length[k],
+                                       {data, captured});
+          referred = true;
+        } else {
+          AppendBareEnhancedPacket(interface_index, run.timestamp_ns[k], run.original_length[k],
+                                   {data, captured});
+        }
         data += run.captured_length[k];
       }
+      if (referred) owners_.push_back(run.data_owner);
       return Status::Ok();
     }
     const size_t start = buffer_.size();
@@ -199,10 +207,26 @@ class PcapngWriter final : public CaptureWriter {
 
   Status Flush() override {
     if (buffer_.empty()) return Status::Ok();
-    Status status = sink_->Write(buffer_);
+    Status status;
+    if (referred_.empty()) {
+      status = sink_->Write(buffer_);
+    } else {
+      // The buffer up to each referred packet, the packet's own bytes, ..., the buffer's rest.
+      pieces_.clear();
+      size_t from = 0;
+      for (const Referred& r : referred_) {
+        pieces_.emplace_back(buffer_.data() + from, r.buffer_offset - from);
+        pieces_.emplace_back(reinterpret_cast<const char*>(r.data.data()), r.data.size());
+        from = r.buffer_offset;
+      }
+      pieces_.emplace_back(buffer_.data() + from, buffer_.size() - from);
+      status = sink_->WriteGather(pieces_);
+    }
     // Cleared even on failure: the sink may have taken part of the bytes, so writing them again
     // would corrupt the file; after a failed Flush the output is incomplete either way.
     buffer_.clear();
+    referred_.clear();
+    owners_.clear();
     return status;
   }
 
@@ -268,6 +292,28 @@ class PcapngWriter final : public CaptureWriter {
     std::memcpy(block + total - sizeof(total), &total, sizeof(total));
   }
 
+  // The same block as AppendBareEnhancedPacket, but the packet's bytes stay where they are
+  // (PacketRun::data_owner keeps them) and go to the sink from there at Flush: one copy less
+  // per byte of a large packet (the kernel's copy into the page cache reads them directly).
+  void AppendReferredEnhancedPacket(uint32_t interface_index, uint64_t timestamp_ns,
+                                    uint32_t original_length, std::span<const uint8_t> data) {
+    const auto captured = static_cast<uint32_t>(data.size());
+    const size_t padding = internal::PaddingTo4(captured);
+    const auto total = static_cast<uint32_t>(kEnhancedPacketOverhead + captured + padding);
+    const uint32_t header[7] = {kEnhancedPacketBlock,
+                                total,
+                                interface_index,
+                                static_cast<uint32_t>(timestamp_ns >> 32),
+                                static_cast<uint32_t>(timestamp_ns),
+                                captured,
+                                original_length};
+    buffer_.append(reinterpret_cast<const char*>(header), sizeof(header));
+    referred_.push_back({buffer_.size(), data});
+    char trailer[3 + sizeof(uint32_t)] = {};
+    std::memcpy(trailer + padding, &total, sizeof(total));
+    buffer_.append(trailer, padding + sizeof(total));
+  }
+
   // A block is type, total length, body, total length. The length is patched in by EndBlock,
   // so a body can be appended piece by piece without being measured first.
   size_t BeginBlock(uint32_t type) {
@@ -322,6 +368,15 @@ class PcapngWriter final : public CaptureWriter {
 
   std::unique_ptr<ByteSink> sink_;
   std::string buffer_;
+  // Packets written by reference since the last Flush: their bytes belong in the output at
+  // `buffer_offset` (between their EPB's header and trailer), in order.
+  struct Referred {
+    size_t buffer_offset;
+    std::span<const uint8_t> data;
+  };
+  std::vector<Referred> referred_;
+  std::vector<std::shared_ptr<const void>> owners_;  // keep referred_'s bytes alive until Flush
+  std::vector<std::string_view> pieces_;             // Flush's, kept for its capacity
   std::vector<uint32_t> snaplens_;  // by interface index; its size is the interface count
 };
 

@@ -209,6 +209,7 @@ Status StreamToFile::WriteUntil(FeedId feed, const BatchView& view, BatchCursor&
     run.captured_length = batch.captured_length().data() + i;
     run.data = blob + cursor.data_offset;
     run.count = static_cast<size_t>(k - i);
+    run.data_owner = limits.data_owner;
     status = writer_.WritePackets(interface->file_index, run);
     if (!status.ok()) break;
     interface->delivered += run.count;

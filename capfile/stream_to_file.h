@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -137,6 +138,9 @@ class StreamToFile {
     uint64_t until_ns = std::numeric_limits<uint64_t>::max();
     uint64_t max_packets = std::numeric_limits<uint64_t>::max();
     size_t max_bytes = std::numeric_limits<size_t>::max();
+    // The batch's owner, when the caller can lend it: the writer may then keep it until its
+    // next Flush and write large packets from the batch itself (PacketRun::data_owner).
+    std::shared_ptr<const void> data_owner;
   };
   Status WriteUntil(FeedId feed, const BatchView& view, BatchCursor& cursor,
                     const RunLimits& limits, uint64_t* packets = nullptr, size_t* bytes = nullptr);

@@ -34,7 +34,9 @@ struct FeedHub {
 };
 
 struct Arrival {
-  std::unique_ptr<v1::StreamResponse> message;
+  // Shared: the merger lends it to the writer, which may write a batch's large packets from it
+  // at its next Flush, after the merger has moved on (capfile::PacketRun::data_owner).
+  std::shared_ptr<v1::StreamResponse> message;
   std::chrono::steady_clock::time_point arrived;
   // A PacketBatch, once the merger has checked it (at the head of the queue), and how far the
   // merger has written it.

@@ -240,6 +240,7 @@ Status Merger::WriteRun(Feed& feed, Arrival& arrival, uint64_t until_ns, uint64_
   limits.until_ns = until_ns;
   limits.max_packets = budget;
   limits.max_bytes = unflushed_bytes_ < kRoundBytes ? kRoundBytes - unflushed_bytes_ : 0;
+  limits.data_owner = arrival.message;
   const int first = arrival.cursor.next_packet;
   uint64_t written = 0;
   size_t bytes = 0;

@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "capfile/capture_writer.h"
 #include "tests/unit/capfile/capture_file_test_util.h"
@@ -165,7 +167,7 @@ TEST_F(FdSinkTest, RaisesPipeBufferToOneMebibyte) {
 
 // Writes far more than the pipe holds, so write() returns partial counts (and, for a
 // non-blocking fd, EAGAIN) that the sink must continue after.
-void ExpectLargeWriteArrivesWhole(bool non_blocking) {
+void ExpectLargeWriteArrivesWhole(bool non_blocking, bool gather = false) {
   Pipe pipe = MakePipe();
   ASSERT_GE(pipe.write_end.get(), 0);
   if (non_blocking) {
@@ -179,7 +181,21 @@ void ExpectLargeWriteArrivesWhole(bool non_blocking) {
   std::thread reader(DrainInto, pipe.read_end.get(), &received);
   {
     auto sink = FdSink::Adopt(pipe.write_end.Release(), "pipe");
-    const Status status = sink->Write(sent);
+    Status status;
+    if (gather) {
+      // More pieces than writev takes at once (IOV_MAX), of uneven sizes, some empty, so that
+      // partial writes end inside pieces and between them.
+      std::vector<std::string_view> pieces;
+      for (size_t at = 0, k = 0; at < sent.size(); ++k) {
+        const size_t size = std::min(sent.size() - at, k % 5 == 0 ? size_t{0} : k * 37 % 4099);
+        pieces.emplace_back(sent.data() + at, size);
+        at += size;
+      }
+      EXPECT_GT(pieces.size(), 2048u);
+      status = sink->WriteGather(pieces);
+    } else {
+      status = sink->Write(sent);
+    }
     EXPECT_TRUE(status.ok()) << status.message();
   }  // closes the write end: the reader sees EOF
   reader.join();
@@ -191,6 +207,25 @@ TEST_F(FdSinkTest, LargeWriteThroughPipeArrivesWhole) { ExpectLargeWriteArrivesW
 
 TEST_F(FdSinkTest, LargeWriteThroughNonBlockingPipeArrivesWhole) {
   ExpectLargeWriteArrivesWhole(true);
+}
+
+TEST_F(FdSinkTest, LargeGatherWriteThroughPipeArrivesWhole) {
+  ExpectLargeWriteArrivesWhole(false, /*gather=*/true);
+}
+
+TEST_F(FdSinkTest, LargeGatherWriteThroughNonBlockingPipeArrivesWhole) {
+  ExpectLargeWriteArrivesWhole(true, /*gather=*/true);
+}
+
+TEST_F(FdSinkTest, GatherWriteToAClosedReaderIsUnavailable) {
+  Pipe pipe = MakePipe();
+  ASSERT_GE(pipe.write_end.get(), 0);
+  pipe.read_end.Reset();
+  auto sink = FdSink::Adopt(pipe.write_end.Release(), "test-fifo");
+  const std::string_view pieces[] = {"nobody ", "reads ", "this"};
+  const Status status = sink->WriteGather(pieces);
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(status.message(), "reader of test-fifo went away");
 }
 
 TEST_F(FdSinkTest, AdoptClosesTheFd) {

@@ -412,6 +412,52 @@ TEST(StreamToFileTest, RunsWriteTheSameBytesAsPacketByPacket) {
   StreamToFile::RunLimits one_at_a_time;
   one_at_a_time.until_ns = 0;
   EXPECT_EQ(WrittenInRuns(b, one_at_a_time), expected);
+  // Lent (capctl's merger): packets over 1 KiB go to the sink from the batch itself.
+  auto owned = std::make_shared<const v1::PacketBatch>(b);
+  StreamToFile::RunLimits lent;
+  lent.data_owner = owned;
+  EXPECT_EQ(WrittenInRuns(*owned, lent), expected);
+  lent.max_bytes = 2000;
+  EXPECT_EQ(WrittenInRuns(*owned, lent), expected);
+}
+
+// The merger's path to a file: a lent batch's large packets are handed to the kernel from the
+// batch (FdSink::WriteGather), and the file holds the same bytes as when every packet is copied;
+// the writer lets go of the batch at its Flush.
+TEST(StreamToFileTest, ALentBatchReachesTheFileByteForByteAndIsReleasedAtFlush) {
+  v1::PacketBatch b;
+  uint64_t ts = 1'700'000'000'000'000'000ULL;
+  const size_t sizes[] = {1514, 64, 1025, 1024, 9000, 1, 1400, 1401, 1402, 1403};
+  for (int n = 0; n < 300; ++n) {
+    AddPacket(b, n % 7 == 0 ? 7 : 0, ts += 13, sizes[n % 10], static_cast<char>('A' + n % 50));
+  }
+  const std::string expected = WrittenPacketByPacket(b);
+
+  TempDir dir;
+  const std::string path = dir.File("lent.pcapng");
+  auto sink = FdSink::OpenFile(path);
+  ASSERT_TRUE(sink.ok()) << sink.status().message();
+  auto writer = MakePcapngWriter(std::move(sink).value(), "runs");
+  StreamToFile to_file(*writer);
+  auto narrow = Description(0, "eth0");
+  narrow.set_snaplen(1200);
+  ASSERT_TRUE(to_file.AddInterface(0, narrow).ok());
+  ASSERT_TRUE(to_file.AddInterface(0, Description(7, "eth1")).ok());
+  auto owned = std::make_shared<const v1::PacketBatch>(b);
+  auto view = to_file.View(0, *owned);
+  ASSERT_TRUE(view.ok()) << view.status().message();
+  StreamToFile::RunLimits limits;
+  limits.data_owner = owned;
+  limits.max_bytes = 64 * 1024;  // several flushes, as the merger's rounds
+  BatchCursor cursor;
+  while (!view->AtEnd(cursor)) {
+    ASSERT_TRUE(to_file.WriteUntil(0, *view, cursor, limits).ok());
+    EXPECT_GT(owned.use_count(), 2);  // the test's, the limits', and the writer's
+    ASSERT_TRUE(writer->Flush().ok());
+    EXPECT_EQ(owned.use_count(), 2);
+  }
+  ASSERT_TRUE(writer->Close().ok());
+  EXPECT_EQ(testing::ReadFileBytes(path), expected);
 }
 
 }  // namespace
