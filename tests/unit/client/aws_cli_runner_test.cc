@@ -56,7 +56,10 @@ TEST(FleetAttackTest, EndlessOutputIsStoppedAtTheBound) {
 TEST(FleetAttackTest, EndlessErrorOutputIsStoppedAtTheBoundWithWhatTheCliStarted) {
   ScriptFolder folder;
   const std::string pid_file = folder.Path("writer.pid");
-  const std::string aws = folder.Write("aws", "yes 1>&2 &\necho $! > " + pid_file + "\nwait");
+  // The child writes its own pid before it writes anything else, so the bound cannot stop the
+  // CLI before the test knows which process to look for.
+  const std::string aws = folder.Write(
+      "aws", "sh -c 'echo $$ > " + pid_file + "; exec yes 1>&2' &\nwait");
   auto output =
       RunForOutput({aws, "ec2", "describe-instances"}, std::chrono::seconds(120), size_t{1} << 20);
   ASSERT_FALSE(output.ok());
