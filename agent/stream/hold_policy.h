@@ -34,10 +34,8 @@ struct HoldPolicy {
   static constexpr std::chrono::microseconds kFillsFast{2000};
   // A held batch leaves when it is full or this old. Wireshark redraws its packet list every
   // 100 ms, so nobody watching sees the wait (1M x 64 B, 10 -> 40 ms with 512 KiB batches:
-  // 1.8x -> 1.4x tcpdump's CPU). At 64 B and 50k-100k packets/s a batch fills by count or
-  // bytes only after 80-160 ms, so this is what sets the message rate there (docs/performance.md,
-  // session 12).
-  static constexpr std::chrono::milliseconds kMaxHold{100};
+  // 1.8x -> 1.4x tcpdump's CPU).
+  static constexpr std::chrono::milliseconds kMaxHold{40};
   // While a batch is held the ring is read again when, at the drain's rate, a batch could have
   // filled or this share of the ring could have. Each packet takes its captured bytes plus about
   // kRingBytesPerPacket of TPACKET_V3 header and alignment in the ring. Reading later than a
@@ -54,24 +52,6 @@ struct HoldPolicy {
     const bool fills_fast = d.bytes * static_cast<uint64_t>(kFillsFast.count()) >=
                             BatchBuilder::kMaxBytes * static_cast<uint64_t>(d.elapsed.count());
     return busy && !fills_fast;
-  }
-
-  // What the loop does after a drain. `hold`: the batch waits to fill (the ring unwatched until
-  // the next check). `carry`: the batch leaves because of its age while the link is still busy
-  // (this drain alone was), and the next one is held from now on, without first watching the
-  // ring for a busy drain again: that would cost the capture thread a wake-up per ring block, and
-  // a message per block when blocks are small (a 3 ms block at 50k packets/s holds fewer than
-  // kMinPackets). A trickle after a burst is not busy, so it ends the carrying: a lone packet
-  // waits at most one ring check. `held_for`: the batch's age (PacketPath::batch_started).
-  struct Decision {
-    bool hold = false;
-    bool carry = false;
-  };
-  static Decision Decide(const Drain& d, bool holding, bool batch_has_packets,
-                         std::chrono::microseconds held_for) {
-    if (!batch_has_packets || !WorthHolding(d, holding)) return {};
-    if (held_for < kMaxHold) return {true, false};
-    return {false, WorthHolding(d, /*holding=*/false)};
   }
 
   // How long the ring may go unread while a batch is held: 1 ms .. kMaxHold.

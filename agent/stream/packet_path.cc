@@ -40,8 +40,7 @@ void PacketPath::Append(uint32_t interface_index, uint64_t ts, uint32_t original
                         const uint8_t* data, uint32_t captured_length, std::string_view comment) {
   if (!batch_.started()) {
     batch_.Start(new_message_());
-    batch_started_ = next_batch_since_.value_or(Clock::now());  // once per batch
-    next_batch_since_.reset();
+    batch_started_ = Clock::now();  // once per batch
   }
   batch_.Append(interface_index, ts, original_length, data, captured_length);
   batch_.CommentLast(comment);

@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string_view>
 
 #include "agent/stream/batch_builder.h"
@@ -61,12 +60,7 @@ class PacketPath {
             std::chrono::duration_cast<std::chrono::microseconds>(now - mark.at)};
   }
   size_t batch_packets() const { return batch_.started() ? batch_.packet_count() : 0; }
-  // When the batch's age started: its first packet's arrival here, or the time given to
-  // AgeNextBatchFrom before it.
   Clock::time_point batch_started() const { return batch_started_; }
-  // The next batch to start counts its age from `since` (a held batch carried on: its packets
-  // may have waited in the ring since the previous batch left); nullopt: from its first packet.
-  void AgeNextBatchFrom(std::optional<Clock::time_point> since) { next_batch_since_ = since; }
 
  private:
   void Handle(const pcap_pkthdr& header, const uint8_t* data);
@@ -80,7 +74,6 @@ class PacketPath {
   FlushFn flush_;
   BatchBuilder batch_;
   Clock::time_point batch_started_;
-  std::optional<Clock::time_point> next_batch_since_;
   uint64_t captured_ = 0;
   uint64_t captured_bytes_ = 0;
 };

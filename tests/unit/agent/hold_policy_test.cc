@@ -75,54 +75,5 @@ TEST(HoldPolicyTest, RingCheckStaysWithinOneMillisecondAndTheHold) {
             milliseconds(1));
 }
 
-TEST(HoldPolicyTest, AHeldBatchLeavesAtItsAgeAndTheNextIsHeldWhileTheBurstGoesOn) {
-  const Drain busy = DrainAt(2000, 64, 50'000);
-  const auto young = HoldPolicy::Decide(busy, false, true, milliseconds(5));
-  EXPECT_TRUE(young.hold);
-  EXPECT_FALSE(young.carry);
-  // Old enough: the batch leaves, and the next one is held without a busy drain first (at
-  // 50k packets/s a ring block brings fewer than kMinPackets).
-  const auto aged = HoldPolicy::Decide(busy, true, true, HoldPolicy::kMaxHold);
-  EXPECT_FALSE(aged.hold);
-  EXPECT_TRUE(aged.carry);
-  // The first check after that judges its drain on its own: busy, the new batch is held.
-  EXPECT_TRUE(HoldPolicy::Decide(busy, false, true, milliseconds(40)).hold);
-  // A hold goes on with any packet; the burst's end ends it.
-  EXPECT_TRUE(HoldPolicy::Decide(DrainAt(10, 64, 1'000), true, true, milliseconds(10)).hold);
-  const auto ended =
-      HoldPolicy::Decide(Drain{0, 0, milliseconds(100)}, true, true, HoldPolicy::kMaxHold);
-  EXPECT_FALSE(ended.hold);
-  EXPECT_FALSE(ended.carry);
-}
-
-TEST(HoldPolicyTest, ATrickleAfterABurstIsNotCarried) {
-  // 5 packets in 100 ms kept the aged batch waiting to its end, but they are not a busy link:
-  // the next packet is not held.
-  const auto trickle =
-      HoldPolicy::Decide(DrainAt(5, 64, 50), /*holding=*/true, true, HoldPolicy::kMaxHold);
-  EXPECT_FALSE(trickle.hold);
-  EXPECT_FALSE(trickle.carry);
-  // After a carried batch, a quiet drain leaves at once and the ring is watched again.
-  const auto quiet = HoldPolicy::Decide(DrainAt(5, 64, 50), false, true, milliseconds(100));
-  EXPECT_FALSE(quiet.hold);
-  EXPECT_FALSE(quiet.carry);
-}
-
-TEST(HoldPolicyTest, QuietDrainsAndEmptyBatchesAreNeitherHeldNorCarried) {
-  // A lone packet after a burst has ended leaves at once.
-  const auto lone =
-      HoldPolicy::Decide(Drain{1, 64, milliseconds(20)}, false, true, milliseconds(0));
-  EXPECT_FALSE(lone.hold);
-  EXPECT_FALSE(lone.carry);
-  // Nothing in the batch (a savefile's end, or every packet dropped on the way): nothing waits.
-  const auto empty = HoldPolicy::Decide(DrainAt(2000, 64, 50'000), true, false, milliseconds(5));
-  EXPECT_FALSE(empty.hold);
-  EXPECT_FALSE(empty.carry);
-  // Large packets at full rate fill batches by themselves.
-  const auto large = HoldPolicy::Decide(DrainAt(800, 1500, 270'000), false, true, milliseconds(0));
-  EXPECT_FALSE(large.hold);
-  EXPECT_FALSE(large.carry);
-}
-
 }  // namespace
 }  // namespace capd::agent
