@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -127,6 +128,21 @@ int WaitWritable(int fd) {
     if (errno != EINTR) return errno;
   }
   return 0;
+}
+
+// A write(v) that returned -1 with `err`, in a loop whose contract is "writes everything or
+// fails": nullopt to try again (EINTR; EAGAIN once the fd is writable), else the failure.
+std::optional<Status> RetryOrFail(int fd, int err, const std::string& name, const char* call) {
+  if (err == EINTR) return std::nullopt;
+  if (err == EAGAIN || err == EWOULDBLOCK) {
+    if (const int poll_err = WaitWritable(fd); poll_err != 0) {
+      return Internal("poll(" + name + "): " + std::strerror(poll_err));
+    }
+    return std::nullopt;
+  }
+  // SIGPIPE is ignored by the process, so a reader that closed its end shows up as EPIPE.
+  if (err == EPIPE) return Unavailable("reader of " + name + " went away");
+  return Internal(std::string(call) + "(" + name + "): " + std::strerror(err));
 }
 
 }  // namespace
@@ -271,18 +287,7 @@ Status FdSink::Write(std::string_view bytes) {
       // write() of a non-zero count returning 0 would make this loop spin forever.
       return Internal("write(" + name_ + "): wrote nothing");
     }
-    const int err = errno;
-    if (err == EINTR) continue;
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-      // The contract is "writes everything or fails", so a non-blocking fd is waited on.
-      if (const int poll_err = WaitWritable(fd_); poll_err != 0) {
-        return Internal("poll(" + name_ + "): " + std::strerror(poll_err));
-      }
-      continue;
-    }
-    // SIGPIPE is ignored by the process, so a reader that closed its end shows up as EPIPE.
-    if (err == EPIPE) return Unavailable("reader of " + name_ + " went away");
-    return Internal("write(" + name_ + "): " + std::strerror(err));
+    if (auto failed = RetryOrFail(fd_, errno, name_, "write")) return *std::move(failed);
   }
   return Status::Ok();
 }
@@ -311,16 +316,7 @@ Status FdSink::WriteGather(std::span<const std::string_view> pieces) {
       continue;
     }
     if (n == 0) return Internal("writev(" + name_ + "): wrote nothing");
-    const int err = errno;
-    if (err == EINTR) continue;
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-      if (const int poll_err = WaitWritable(fd_); poll_err != 0) {
-        return Internal("poll(" + name_ + "): " + std::strerror(poll_err));
-      }
-      continue;
-    }
-    if (err == EPIPE) return Unavailable("reader of " + name_ + " went away");
-    return Internal("writev(" + name_ + "): " + std::strerror(err));
+    if (auto failed = RetryOrFail(fd_, errno, name_, "writev")) return *std::move(failed);
   }
   return Status::Ok();
 }

@@ -4,6 +4,7 @@
 
 #include <sys/utsname.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -27,6 +28,21 @@ constexpr uint32_t kInterfaceStatisticsBlock = 5;
 constexpr uint32_t kEnhancedPacketBlock = 6;
 constexpr uint32_t kDecryptionSecretsBlock = 0x0000000A;
 constexpr uint32_t kByteOrderMagic = 0x1A2B3C4D;
+
+// The 28 bytes before an option-less EPB's packet bytes: type, total length, interface,
+// timestamp (high, low), captured and original length.
+using EnhancedPacketHeader = std::array<uint32_t, 7>;
+EnhancedPacketHeader MakeEnhancedPacketHeader(uint32_t total, uint32_t interface_index,
+                                              uint64_t timestamp_ns, uint32_t captured,
+                                              uint32_t original_length) {
+  return {kEnhancedPacketBlock,
+          total,
+          interface_index,
+          static_cast<uint32_t>(timestamp_ns >> 32),
+          static_cast<uint32_t>(timestamp_ns),
+          captured,
+          original_length};
+}
 
 constexpr uint16_t kOptEndOfOpt = 0;
 constexpr uint16_t kOptComment = 1;
@@ -153,14 +169,9 @@ class PcapngWriter final : public CaptureWriter {
       const auto length = static_cast<uint32_t>(kEnhancedPacketOverhead + captured +
                                                 internal::PaddingTo4(captured));
       const uint64_t timestamp_ns = run.timestamp_ns[k];
-      const uint32_t header[7] = {kEnhancedPacketBlock,
-                                  length,
-                                  interface_index,
-                                  static_cast<uint32_t>(timestamp_ns >> 32),
-                                  static_cast<uint32_t>(timestamp_ns),
-                                  captured,
-                                  run.original_length[k]};
-      std::memcpy(block, header, sizeof(header));
+      const EnhancedPacketHeader header = MakeEnhancedPacketHeader(
+          length, interface_index, timestamp_ns, captured, run.original_length[k]);
+      std::memcpy(block, header.data(), sizeof(header));
       if (captured != 0) std::memcpy(block + sizeof(header), data, captured);
       std::memcpy(block + length - sizeof(length), &length, sizeof(length));
       block += length;
@@ -269,15 +280,10 @@ class PcapngWriter final : public CaptureWriter {
     const auto captured = static_cast<uint32_t>(data.size());
     const size_t padding = internal::PaddingTo4(captured);
     const auto total = static_cast<uint32_t>(32 + captured + padding);
-    const uint32_t header[7] = {kEnhancedPacketBlock,
-                                total,
-                                interface_index,
-                                static_cast<uint32_t>(timestamp_ns >> 32),
-                                static_cast<uint32_t>(timestamp_ns),
-                                captured,
-                                original_length};
+    const EnhancedPacketHeader header =
+        MakeEnhancedPacketHeader(total, interface_index, timestamp_ns, captured, original_length);
     if (captured > kOneResizeMaxBytes) {
-      buffer_.append(reinterpret_cast<const char*>(header), sizeof(header));
+      buffer_.append(reinterpret_cast<const char*>(header.data()), sizeof(header));
       internal::AppendBytes(buffer_, data);
       char trailer[3 + sizeof(uint32_t)] = {};
       std::memcpy(trailer + padding, &total, sizeof(total));
@@ -287,7 +293,7 @@ class PcapngWriter final : public CaptureWriter {
     const size_t start = buffer_.size();
     buffer_.resize(start + total);
     char* block = buffer_.data() + start;
-    std::memcpy(block, header, sizeof(header));
+    std::memcpy(block, header.data(), sizeof(header));
     if (captured != 0) std::memcpy(block + sizeof(header), data.data(), captured);
     std::memcpy(block + total - sizeof(total), &total, sizeof(total));
   }
@@ -300,14 +306,9 @@ class PcapngWriter final : public CaptureWriter {
     const auto captured = static_cast<uint32_t>(data.size());
     const size_t padding = internal::PaddingTo4(captured);
     const auto total = static_cast<uint32_t>(kEnhancedPacketOverhead + captured + padding);
-    const uint32_t header[7] = {kEnhancedPacketBlock,
-                                total,
-                                interface_index,
-                                static_cast<uint32_t>(timestamp_ns >> 32),
-                                static_cast<uint32_t>(timestamp_ns),
-                                captured,
-                                original_length};
-    buffer_.append(reinterpret_cast<const char*>(header), sizeof(header));
+    const EnhancedPacketHeader header =
+        MakeEnhancedPacketHeader(total, interface_index, timestamp_ns, captured, original_length);
+    buffer_.append(reinterpret_cast<const char*>(header.data()), sizeof(header));
     referred_.push_back({buffer_.size(), data});
     char trailer[3 + sizeof(uint32_t)] = {};
     std::memcpy(trailer + padding, &total, sizeof(total));
