@@ -68,7 +68,7 @@ class CallInterrupter {
       std::_Exit(1);
     }
     interrupted_ = true;
-    if (context_ != nullptr) context_->TryCancel();
+    context_->TryCancel();
   }
 
   mutable std::mutex mu_;
