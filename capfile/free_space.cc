@@ -39,12 +39,14 @@ uint64_t FloorBytes(const FreeSpaceFloor& floor, uint64_t filesystem_bytes) {
 }
 
 FloorDecision DecideFloor(uint64_t free_bytes, uint64_t floor_bytes,
-                          std::span<const FloorFile> files, size_t keep) {
+                          std::span<const FloorFile> files, size_t keep, FloorPolicy policy) {
   FloorDecision decision;
   decision.free_after = free_bytes;
   if (floor_bytes == 0 || free_bytes >= floor_bytes) return decision;
+  const size_t lowest = policy.below_ring_size ? 0 : keep;
   size_t left = files.size();
-  for (size_t i = 0; i < files.size() && left > keep && decision.free_after < floor_bytes; ++i) {
+  for (size_t i = 0; i < files.size() && left > lowest && decision.free_after < floor_bytes; ++i) {
+    if (!files[i].handed_off && !policy.held_files_may_go) continue;
     decision.remove.push_back(i);
     decision.free_after += files[i].bytes;
     --left;

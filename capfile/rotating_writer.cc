@@ -33,7 +33,7 @@ constexpr int64_t kSecondsPerDay = 86400;
 constexpr uint16_t kOptComment = 1;
 constexpr uint16_t kOptEndOfOpt = 0;
 constexpr size_t kShbFixedBytes = 24;  // type, length, magic, version, section length
-// keep_free_bytes is checked at least this often (Tick), for what others write to the disk.
+// The free-space floor is checked at least this often (Tick), for what others write to the disk.
 constexpr uint64_t kFloorCheckNs = 1'000'000'000;
 
 // The per-file encoder writes here, so each block's size is known before it reaches the disk.
@@ -123,7 +123,11 @@ int64_t RingNameSeconds(const std::string& name) {
 class RotatingWriter final : public RingWriter {
  public:
   RotatingWriter(RingOptions options, std::string application)
-      : options_(std::move(options)), application_(std::move(application)) {
+      : options_(std::move(options)),
+        application_(std::move(application)),
+        min_free_(options_.keep_free_bytes == 0 && options_.min_free_bytes != 0),
+        floor_bytes_(min_free_ ? options_.min_free_bytes : options_.keep_free_bytes),
+        floor_policy_(min_free_ ? kMinFreeFloorPolicy : kRecordingFloorPolicy) {
     const PathParts parts = SplitPath(options_.path);
     dir_ = parts.dir;
     stem_ = parts.stem;
@@ -241,7 +245,6 @@ class RotatingWriter final : public RingWriter {
   Status Flush() override {
     CAPD_RETURN_IF_ERROR(Usable());
     if (options_.may_delete) TrimRing();  // files held back may have been handed off since
-    CAPD_RETURN_IF_ERROR(KeepFreeSpace());
     CAPD_RETURN_IF_ERROR(KeepFloor(/*now=*/false));
     return WritePending();
   }
@@ -249,7 +252,7 @@ class RotatingWriter final : public RingWriter {
   Status Tick(uint64_t now_ns) override {
     CAPD_RETURN_IF_ERROR(Usable());
     if (options_.may_delete) TrimRing();
-    if (options_.keep_free_bytes != 0 && now_ns >= floor_checked_ns_ + kFloorCheckNs) {
+    if (floor_bytes_ != 0 && now_ns >= floor_checked_ns_ + kFloorCheckNs) {
       floor_checked_ns_ = now_ns;
       CAPD_RETURN_IF_ERROR(KeepFloor(/*now=*/true));
     }
@@ -297,7 +300,7 @@ class RotatingWriter final : public RingWriter {
     if (pending_.empty() || !file_) return Status::Ok();
     // Room for these bytes first (a rotation writes up to a file's worth): stopping is decided
     // at Flush, Tick and OpenFile.
-    if (options_.keep_free_bytes != 0) CAPD_RETURN_IF_ERROR(MakeRoomAboveFloor(false).status());
+    if (floor_bytes_ != 0) CAPD_RETURN_IF_ERROR(MakeRoomAboveFloor(false).status());
     const uint64_t size = pending_.size();
     Status status = file_->Write(pending_);
     pending_.clear();
@@ -332,7 +335,6 @@ class RotatingWriter final : public RingWriter {
   }
 
   Status OpenFile(int64_t name_seconds, int64_t slot) {
-    CAPD_RETURN_IF_ERROR(KeepFreeSpace());
     CAPD_RETURN_IF_ERROR(KeepFloor(/*now=*/true));
     const std::string name = RingFileName(options_.path, next_number_, name_seconds);
     const std::string path = dir_ + "/" + name;
@@ -456,13 +458,6 @@ class RotatingWriter final : public RingWriter {
     return !options_.may_delete || options_.may_delete(path);
   }
 
-  // The oldest finished file that may be deleted; finished_.size() when none may.
-  size_t OldestDeletable() const {
-    size_t i = 0;
-    while (i < finished_.size() && !MayDelete(finished_[i].path)) ++i;
-    return i;
-  }
-
   void RemoveAt(size_t index) {
     const RingFile file = finished_[index];
     finished_.erase(finished_.begin() + static_cast<std::ptrdiff_t>(index));
@@ -482,44 +477,11 @@ class RotatingWriter final : public RingWriter {
     return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
   }
 
-  // --min-free: delete the oldest finished files while the folder has less free space than
-  // asked; with none left, stop writing (the current file is closed as it is).
-  Status KeepFreeSpace() {
-    if (options_.min_free_bytes == 0) return Status::Ok();
-    auto free = FreeBytes();
-    if (!free.ok()) return free.status();
-    size_t oldest = 0;
-    while (free.value() < options_.min_free_bytes &&
-           (oldest = OldestDeletable()) < finished_.size()) {
-      Log("free space in " + dir_ + " is " + std::to_string(free.value()) +
-          " bytes, below --min-free " + std::to_string(options_.min_free_bytes) + ": deleting " +
-          dir_ + "/" + finished_[oldest].name);
-      RemoveAt(oldest);
-      free = FreeBytes();
-      if (!free.ok()) return free.status();
-    }
-    if (free.value() >= options_.min_free_bytes) return Status::Ok();
-    (void)WritePending();
-    file_.reset();
-    // Files not handed off yet are never deleted to make room: writing stops instead.
-    std::string held;
-    for (const RingFile& file : finished_) held += (held.empty() ? "" : ", ") + file.path;
-    stopped_ = Status(
-        StatusCode::kResourceExhausted,
-        "free space in " + dir_ + " is " + std::to_string(free.value()) +
-            " bytes, below --min-free " + std::to_string(options_.min_free_bytes) +
-            (finished_.empty() ? ", and no older file of the ring is left to delete"
-                               : ", and the older files of the ring are not handed off yet (" +
-                                     held + "), so none is deleted") +
-            ": stopped writing" + (file_path_.empty() ? "" : " (last file " + file_path_ + ")"));
-    return stopped_;
-  }
-
-  // keep_free_bytes (capfile/free_space.h): deletes the files the floor allows and says whether
-  // free space is still below it. now: statvfs whatever was written since the last check;
-  // otherwise only when the bytes written since, and those pending, could have crossed the floor.
+  // The floor (capfile/free_space.h): deletes the files its policy allows and says whether free
+  // space is still below it. now: statvfs whatever was written since the last check; otherwise
+  // only when the bytes written since, and those pending, could have crossed the floor.
   StatusOr<bool> MakeRoomAboveFloor(bool now) {
-    const uint64_t floor = options_.keep_free_bytes;
+    const uint64_t floor = floor_bytes_;
     if (floor == 0) return false;
     if (!now && floor_free_ >= floor && floor_free_ - floor >= floor_written_ + pending_.size()) {
       return false;
@@ -537,19 +499,15 @@ class RotatingWriter final : public RingWriter {
     const size_t keep = options_.max_files == 0 ? std::numeric_limits<size_t>::max()
                         : closed_               ? options_.max_files
                                                 : options_.max_files - 1;
-    const FloorDecision decision = DecideFloor(floor_free_, needed, files, keep);
-    // The decision's files are the oldest ones: delete from the newest of them down, so the
-    // indices stay valid.
-    for (auto it = decision.remove.rbegin(); it != decision.remove.rend(); ++it) {
-      const RingFile& file = finished_[*it];
-      const bool held = !files[*it].handed_off;
+    const FloorDecision decision = DecideFloor(floor_free_, needed, files, keep, floor_policy_);
+    // Oldest first; each deletion shifts the later indices down by one.
+    size_t deleted = 0;
+    for (const size_t index : decision.remove) {
+      const size_t at = index - deleted++;
+      const bool held = !files[index].handed_off;
       if (held) ++counts_.files_deleted_unhanded;
-      Log("free space on " + dir_ + " is " + std::to_string(floor_free_) +
-          " bytes, below the floor of " + std::to_string(floor) + ": deleting " + file.path +
-          (held ? ", not uploaded yet (" + std::to_string(counts_.files_deleted_unhanded) +
-                      " such files deleted so far)"
-                : ""));
-      RemoveAt(*it);
+      Log(DeletingLine(finished_[at].path, held));
+      RemoveAt(at);
     }
     if (!decision.remove.empty()) {
       free = FreeBytes();
@@ -559,20 +517,51 @@ class RotatingWriter final : public RingWriter {
     return floor_free_ < floor;
   }
 
-  // Stops the ring when free space stays below the floor: the current file is finished whole
-  // (its statistics blocks, its note), then nothing more is written. The ring's files stay.
+  // Stops the ring when free space stays below the floor. The ring's files stay. capd's
+  // recordings finish the current file whole (its statistics blocks, its note); capctl closes it
+  // as it is, with what was pending.
   Status KeepFloor(bool now) {
     auto below = MakeRoomAboveFloor(now);
     if (!below.ok()) return stopped_ = below.status();
     if (!below.value()) return Status::Ok();
     const uint64_t left = floor_free_;
-    const Status finished = FinishFile();
-    if (!finished.ok()) return stopped_ = finished;
-    stopped_ = Status(StatusCode::kResourceExhausted,
-                      "stopped: free space on " + dir_ + " below the floor of " +
-                          std::to_string(options_.keep_free_bytes) + " bytes (" +
-                          std::to_string(left) + " left)");
+    if (!min_free_) {
+      const Status finished = FinishFile();
+      if (!finished.ok()) return stopped_ = finished;
+      stopped_ = Status(StatusCode::kResourceExhausted,
+                        "stopped: free space on " + dir_ + " below the floor of " +
+                            std::to_string(floor_bytes_) + " bytes (" + std::to_string(left) +
+                            " left)");
+      return stopped_;
+    }
+    (void)WritePending();
+    file_.reset();
+    // Only files not handed off yet are left: they are never deleted to make room.
+    std::string held;
+    for (const RingFile& file : finished_) held += (held.empty() ? "" : ", ") + file.path;
+    stopped_ = Status(
+        StatusCode::kResourceExhausted,
+        "free space in " + dir_ + " is " + std::to_string(left) + " bytes, below --min-free " +
+            std::to_string(floor_bytes_) +
+            (finished_.empty() ? ", and no older file of the ring is left to delete"
+                               : ", and the older files of the ring are not handed off yet (" +
+                                     held + "), so none is deleted") +
+            ": stopped writing" + (file_path_.empty() ? "" : " (last file " + file_path_ + ")"));
     return stopped_;
+  }
+
+  // The line the ring logs for each file it deletes for the floor, in the words of its option.
+  std::string DeletingLine(const std::string& path, bool held) const {
+    const std::string free = std::to_string(floor_free_);
+    if (min_free_) {
+      return "free space in " + dir_ + " is " + free + " bytes, below --min-free " +
+             std::to_string(floor_bytes_) + ": deleting " + path;
+    }
+    return "free space on " + dir_ + " is " + free + " bytes, below the floor of " +
+           std::to_string(floor_bytes_) + ": deleting " + path +
+           (held ? ", not uploaded yet (" + std::to_string(counts_.files_deleted_unhanded) +
+                       " such files deleted so far)"
+                 : "");
   }
 
   // The files of this ring's name already in the folder, by number: an earlier run's (capctl run
@@ -652,6 +641,11 @@ class RotatingWriter final : public RingWriter {
 
   const RingOptions options_;
   const std::string application_;
+  // The free-space floor: capd's keep_free_bytes, or capctl's min_free_bytes (min_free_), the
+  // same floor with the policy and the words of each.
+  const bool min_free_;
+  const uint64_t floor_bytes_;  // 0: none
+  const FloorPolicy floor_policy_;
   std::string dir_;
   std::string stem_;
 
@@ -697,7 +691,7 @@ class RotatingWriter final : public RingWriter {
   bool first_file_ = true;
   bool closed_ = false;
   bool said_held_ = false;  // the ring has said it holds more than max_files
-  // keep_free_bytes: free space at the last statvfs, bytes written since, and when (Tick's clock).
+  // The floor: free space at the last statvfs, bytes written since, and when (Tick's clock).
   uint64_t floor_free_ = 0;
   uint64_t floor_written_ = 0;
   uint64_t floor_checked_ns_ = 0;
@@ -732,6 +726,9 @@ StatusOr<std::unique_ptr<RingWriter>> MakeRing(const RingOptions& options,
   if (options.seconds > kSecondsPerDay) {
     return InvalidArgument("rotation every " + std::to_string(options.seconds) +
                            " s: at most 86400 (a day)");
+  }
+  if (options.min_free_bytes != 0 && options.keep_free_bytes != 0) {
+    return InvalidArgument("min_free_bytes and keep_free_bytes are one floor: set one of them");
   }
   if (SplitPath(options.path).stem.empty()) {
     return InvalidArgument("-w " + options.path + " names a folder, not a file");

@@ -76,7 +76,14 @@ struct RingOptions {
   uint64_t max_bytes = 0;       // 0: no size rotation
   uint32_t seconds = 0;         // 0: no time rotation
   uint32_t max_files = 0;       // keep the newest N files (the current one included); 0: all
-  uint64_t min_free_bytes = 0;  // keep this much free in the folder (statvfs); 0: no check
+  // capctl --min-free: the free-space floor with kMinFreeFloorPolicy (capfile/free_space.h); 0:
+  // none. Checked as keep_free_bytes is. Below it, the oldest files that may go (may_delete)
+  // are deleted, even below max_files, each named in a log line with the free space that made it
+  // necessary; when only held files are left and space is still short, writing stops: the
+  // current file is closed as it is and the status is kResourceExhausted, its reason naming the
+  // limit and the held files (a file that has not been handed off is never deleted to make
+  // room). At most one of min_free_bytes and keep_free_bytes.
+  uint64_t min_free_bytes = 0;
   // Resuming a ring (agent recordings): files PREFIX_NNNNN_*.pcapng already in the folder join
   // the ring, oldest first, and numbering continues after the highest.
   bool adopt_existing_files = false;
@@ -112,13 +119,10 @@ struct RingOptions {
   // - max_files: held files stay, so the ring may hold more than max_files for a while; the
   //   oldest files that may go are deleted instead, and the held ones once they may. The first
   //   time the ring exceeds max_files this way it says so once through `log`.
-  // - min_free_bytes: only files that may go are deleted (each named in a log line, with the free
-  //   space that made it necessary); when only held files are left and space is still short,
-  //   writing stops (kResourceExhausted, the reason naming the held files): a file that has not
-  //   been handed off is never deleted to make room.
+  // - min_free_bytes: only files that may go are deleted (see there).
   std::function<bool(const std::string& path)> may_delete;
-  // capd's recordings (capd --record-keep-free; the policy is capfile/free_space.h): free space
-  // the ring leaves on its filesystem, 0: none. Checked (statvfs) when a file opens, at a Tick a
+  // capd's recordings (capd --record-keep-free): the free-space floor with kRecordingFloorPolicy
+  // (capfile/free_space.h), free space the ring leaves on its filesystem, 0: none. Checked (statvfs) when a file opens, at a Tick a
   // second after the last check, and at a Flush whose bytes since the last check could cross it;
   // never per packet. Below it, the files kept past max_files because may_delete holds them are
   // deleted, oldest first, only as many as needed (each logged, counted in
@@ -153,7 +157,7 @@ class RingWriter : public CaptureWriter {
 
 // Opens the first file at once, so a bad path is reported before any capture starts:
 // kInvalidArgument for the path (missing folder, no permission) or for options that cannot work
-// (empty path, "-"). The writer's statuses after that: kResourceExhausted when --min-free cannot
+// (empty path, "-"). The writer's statuses after that: kResourceExhausted when the floor cannot
 // be kept (writing stopped: nothing more is written), kInternal for I/O errors.
 // The returned writer's Close() (or its destructor) writes the kept statistics into the last file
 // and reports it to on_file_finished too.

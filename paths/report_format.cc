@@ -57,8 +57,14 @@ std::string DirectionSummary(const DirectionStats& d) {
   std::string flags;
   auto flag = [&flags](uint64_t n, const char* name) {
     if (n == 0) return;
-    flags +=
-        (flags.empty() ? "" : " ") + std::string(name) + (n > 1 ? "x" + std::to_string(n) : "");
+    // Appended piece by piece: GCC 12 at -O3 warns (-Wrestrict, a known false positive in
+    // char_traits' memcpy) about inlined `"literal" + std::string` temporaries.
+    if (!flags.empty()) flags += ' ';
+    flags += name;
+    if (n > 1) {
+      flags += 'x';
+      flags += std::to_string(n);
+    }
   };
   flag(d.syn, "SYN");
   flag(d.synack, "SYN-ACK");
@@ -191,9 +197,15 @@ std::string FormatText(const Report& r) {
   std::string out = FormatSummary(r);
   for (const FlowReport& f : r.flows) {
     const Endpoints& e = f.client_to_server;
-    out += "\n" + ProtocolName(e.protocol) + " " + FormatEndpoint(e.src, e.protocol, e.src_port) +
-           " -> " + FormatEndpoint(e.dst, e.protocol, e.dst_port) + (f.problem ? "  PROBLEM" : "") +
-           "\n";
+    // Appended piece by piece, as in DirectionSummary (GCC 12's false -Wrestrict).
+    out += '\n';
+    out += ProtocolName(e.protocol);
+    out += ' ';
+    out += FormatEndpoint(e.src, e.protocol, e.src_port);
+    out += " -> ";
+    out += FormatEndpoint(e.dst, e.protocol, e.dst_port);
+    if (f.problem) out += "  PROBLEM";
+    out += '\n';
     for (const Verdict& v : f.verdicts) out += "  " + v.text + "\n";
     for (const PointStats& p : f.points) {
       if (!p.Seen()) {

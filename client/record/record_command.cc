@@ -5,11 +5,15 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <mutex>
 #include <string>
+#include <utility>
 
 #include "client/stream/agent_channel.h"
+#include "client/stream/signal_watcher.h"
 #include "client/stream/trigger_fields.h"
 #include "proto/capture.grpc.pb.h"
 #include "upload/s3_upload.h"
@@ -19,7 +23,71 @@ namespace {
 
 constexpr auto kCallTimeout = std::chrono::seconds(30);
 
-int Refused(const RecordOptions& options, const char* what, const grpc::Status& status) {
+// Ctrl-C and SIGTERM cancel the agent call in flight: main() blocks both in every thread, so
+// without this a fetch (no deadline) or a delete (300 s) would hold the terminal until it ended.
+// The first signal cancels the call (the command then says what is left and exits 1); with no
+// call in flight (connecting, or between calls), or at a second signal (a call that does not end
+// on its cancel), capctl leaves at once with 1.
+// Thread-safety: Watch and interrupted on the command's thread; the signal on the watcher's.
+class CallInterrupter {
+ public:
+  CallInterrupter() : watcher_([this](int) { Interrupt(); }) {}
+
+  // While the returned guard lives, a signal cancels the call made with `context`; a signal that
+  // came before cancels it at once (gRPC cancels a call whose context was cancelled before it).
+  class Watching {
+   public:
+    Watching(CallInterrupter& owner, grpc::ClientContext& context) : owner_(owner) {
+      std::lock_guard lock(owner_.mu_);
+      outer_ = std::exchange(owner_.context_, &context);
+      if (owner_.interrupted_) context.TryCancel();
+    }
+    ~Watching() {
+      std::lock_guard lock(owner_.mu_);
+      owner_.context_ = outer_;
+    }
+    Watching(const Watching&) = delete;
+    Watching& operator=(const Watching&) = delete;
+
+   private:
+    CallInterrupter& owner_;
+    grpc::ClientContext* outer_;  // watched again when this guard goes (a call within a call)
+  };
+  Watching Watch(grpc::ClientContext& context) { return Watching(*this, context); }
+
+  bool interrupted() const {
+    std::lock_guard lock(mu_);
+    return interrupted_;
+  }
+
+ private:
+  void Interrupt() {
+    std::lock_guard lock(mu_);
+    if (interrupted_ || context_ == nullptr) {
+      std::fputs("capctl: interrupted\n", stderr);
+      std::_Exit(1);
+    }
+    interrupted_ = true;
+    context_->TryCancel();
+  }
+
+  mutable std::mutex mu_;
+  grpc::ClientContext* context_ = nullptr;  // the call in flight, if any
+  bool interrupted_ = false;
+  SignalWatcher watcher_;  // last: its thread starts once the rest is set up, and stops first
+};
+
+// A call that failed: refused by the agent, or cancelled by a signal (then the agent may or may
+// not have done what was asked).
+int Refused(const RecordOptions& options, const char* what, const grpc::Status& status,
+            const CallInterrupter& interrupter) {
+  if (interrupter.interrupted()) {
+    std::fprintf(stderr,
+                 "capctl: interrupted before agent %s answered (capctl record list shows what it "
+                 "did)\n",
+                 options.agent.target.c_str());
+    return 1;
+  }
   std::fprintf(stderr, "capctl: agent %s refused %s: %s\n", options.agent.target.c_str(), what,
                DescribeRefusal(status).c_str());
   return ExitCodeFor(FromGrpcStatus(status).code());
@@ -95,15 +163,14 @@ void SetDecap(const DecapOptions& d, v1::Decapsulation& out) {
   out.set_inner_filter(d.inner_filter);
 }
 
-// Streams the files into DIR: each written as NAME.part and renamed when its last chunk came, so
-// an interrupted fetch never leaves a truncated file under the real name.
 // The file a running recording is still writing ("" when it is not running): the agent leaves it
 // out of a fetch, because it is incomplete, and the user should hear so.
 std::string OpenFileOf(const RecordOptions& options, v1::Capture::Stub& stub,
-                       const AgentConnection& connection) {
+                       const AgentConnection& connection, CallInterrupter& interrupter) {
   grpc::ClientContext context;
   connection.Prepare(context);
   context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  const auto watching = interrupter.Watch(context);
   v1::ListRecordingsResponse response;
   if (!stub.ListRecordings(&context, {}, &response).ok()) return "";
   for (const v1::RecordingInfo& r : response.recordings()) {
@@ -114,9 +181,18 @@ std::string OpenFileOf(const RecordOptions& options, v1::Capture::Stub& stub,
   return "";
 }
 
+// Streams the files into DIR: each written as NAME.part and renamed when its last chunk came, so
+// a fetch that ends early never leaves a truncated file under the real name; the .part of the
+// file it was in is removed then (a fetch does not resume: a new one fetches that file again),
+// and the files completed before it stay.
 int Fetch(const RecordOptions& options, v1::Capture::Stub& stub, grpc::ClientContext& context,
-          const AgentConnection& connection) {
-  const std::string open_file = OpenFileOf(options, stub, connection);
+          const AgentConnection& connection, CallInterrupter& interrupter) {
+  const std::string open_file = OpenFileOf(options, stub, connection, interrupter);
+  if (interrupter.interrupted()) {
+    std::fprintf(stderr, "capctl: fetch of recording %s interrupted: nothing fetched\n",
+                 options.name.c_str());
+    return 1;
+  }
   std::error_code error;
   std::filesystem::create_directories(options.out_dir, error);
   if (error) {
@@ -126,6 +202,7 @@ int Fetch(const RecordOptions& options, v1::Capture::Stub& stub, grpc::ClientCon
   }
   v1::FetchRecordingRequest request;
   request.set_name(options.name);
+  const auto watching = interrupter.Watch(context);
   auto reader = stub.FetchRecording(&context, request);
   v1::RecordingChunk chunk;
   int fd = -1;
@@ -157,6 +234,9 @@ int Fetch(const RecordOptions& options, v1::Capture::Stub& stub, grpc::ClientCon
       if (n <= 0) {
         std::perror(("capctl: write(" + part + ")").c_str());
         ::close(fd);
+        std::filesystem::remove(part, error);
+        context.TryCancel();
+        (void)reader->Finish();
         return 1;
       }
       done += static_cast<size_t>(n);
@@ -169,9 +249,19 @@ int Fetch(const RecordOptions& options, v1::Capture::Stub& stub, grpc::ClientCon
       ++files;
     }
   }
-  if (fd >= 0) ::close(fd);
+  if (fd >= 0) {
+    ::close(fd);
+    std::filesystem::remove(part, error);
+  }
   const grpc::Status status = reader->Finish();
-  if (!status.ok()) return Refused(options, "the fetch", status);
+  if (!status.ok() && interrupter.interrupted()) {
+    std::fprintf(stderr,
+                 "capctl: fetch of recording %s interrupted: %d whole files in %s, the one it was "
+                 "fetching left out\n",
+                 options.name.c_str(), files, options.out_dir.c_str());
+    return 1;
+  }
+  if (!status.ok()) return Refused(options, "the fetch", status, interrupter);
   std::fprintf(stderr, "capctl: fetched %d files (%llu bytes) of recording %s into %s\n", files,
                static_cast<unsigned long long>(bytes), options.name.c_str(),
                options.out_dir.c_str());
@@ -184,9 +274,22 @@ int Fetch(const RecordOptions& options, v1::Capture::Stub& stub, grpc::ClientCon
   return 0;
 }
 
+// Stops the recording just started on an agent too old for what was asked; whether it stopped.
+bool StopAtOnce(const RecordOptions& options, v1::Capture::Stub& stub,
+                const AgentConnection& connection) {
+  grpc::ClientContext context;
+  connection.Prepare(context);
+  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  v1::StopRecordingRequest request;
+  request.set_name(options.name);
+  v1::RecordingInfo stopped;
+  return stub.StopRecording(&context, request, &stopped).ok();
+}
+
 }  // namespace
 
 int RunRecordCommand(const RecordOptions& options) {
+  CallInterrupter interrupter;
   auto connection = AgentConnection::Connect(options.agent, options.connection);
   if (!connection.ok()) {
     std::fprintf(stderr, "capctl: %s\n", connection.status().message().c_str());
@@ -195,6 +298,7 @@ int RunRecordCommand(const RecordOptions& options) {
   auto stub = v1::Capture::NewStub(connection->channel());
   grpc::ClientContext context;
   connection->Prepare(context);
+  const auto watching = interrupter.Watch(context);
   switch (options.action) {
     case RecordOptions::Action::kStart: {
       if (!options.upload.empty()) {
@@ -218,16 +322,10 @@ int RunRecordCommand(const RecordOptions& options) {
       SetTriggerFields(options, request);
       v1::RecordingInfo info;
       const grpc::Status status = stub->StartRecording(&context, request, &info);
-      if (!status.ok()) return Refused(options, "the recording", status);
+      if (!status.ok()) return Refused(options, "the recording", status, interrupter);
       if (triggers && context.GetServerInitialMetadata().count("capd-trigger") == 0) {
         // An agent that predates triggers records everything: the recording is stopped at once.
-        grpc::ClientContext stop_context;
-        connection->Prepare(stop_context);
-        stop_context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
-        v1::StopRecordingRequest stop;
-        stop.set_name(options.name);
-        v1::RecordingInfo stopped;
-        const bool was_stopped = stub->StopRecording(&stop_context, stop, &stopped).ok();
+        const bool was_stopped = StopAtOnce(options, *stub, *connection);
         std::fprintf(stderr,
                      "capctl: agent %s does not support --start-on/--stop-on (a capd that "
                      "predates them): recording %s %s\n",
@@ -239,13 +337,7 @@ int RunRecordCommand(const RecordOptions& options) {
       if (!options.upload.empty() && info.upload().empty()) {
         // An agent older than the upload field ignores it: a recording that was meant to be
         // uploaded would run and delete files that never left the host.
-        grpc::ClientContext stop_context;
-        connection->Prepare(stop_context);
-        stop_context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
-        v1::StopRecordingRequest stop;
-        stop.set_name(options.name);
-        v1::RecordingInfo stopped;
-        (void)stub->StopRecording(&stop_context, stop, &stopped);
+        (void)StopAtOnce(options, *stub, *connection);
         std::fprintf(stderr,
                      "capctl: agent %s does not know --upload (capd older than capctl): "
                      "recording %s stopped\n",
@@ -262,7 +354,7 @@ int RunRecordCommand(const RecordOptions& options) {
       request.set_name(options.name);
       v1::RecordingInfo info;
       const grpc::Status status = stub->StopRecording(&context, request, &info);
-      if (!status.ok()) return Refused(options, "to stop the recording", status);
+      if (!status.ok()) return Refused(options, "to stop the recording", status, interrupter);
       std::fprintf(stderr, "capctl: recording %s stopped\n", options.name.c_str());
       Print(info);
       return 0;
@@ -274,7 +366,7 @@ int RunRecordCommand(const RecordOptions& options) {
       request.set_name(options.name);
       v1::RecordingInfo info;
       const grpc::Status status = stub->DeleteRecording(&context, request, &info);
-      if (!status.ok()) return Refused(options, "to delete the recording", status);
+      if (!status.ok()) return Refused(options, "to delete the recording", status, interrupter);
       std::fprintf(stderr, "capctl: recording %s deleted (%d files, %llu bytes)\n",
                    options.name.c_str(), info.files_size(),
                    static_cast<unsigned long long>(info.bytes()));
@@ -284,13 +376,13 @@ int RunRecordCommand(const RecordOptions& options) {
       context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
       v1::ListRecordingsResponse response;
       const grpc::Status status = stub->ListRecordings(&context, {}, &response);
-      if (!status.ok()) return Refused(options, "to list recordings", status);
+      if (!status.ok()) return Refused(options, "to list recordings", status, interrupter);
       if (response.recordings().empty()) std::printf("no recordings\n");
       for (const v1::RecordingInfo& r : response.recordings()) Print(r);
       return 0;
     }
     case RecordOptions::Action::kFetch:
-      return Fetch(options, *stub, context, *connection);
+      return Fetch(options, *stub, context, *connection, interrupter);
   }
   return 1;
 }

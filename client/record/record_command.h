@@ -8,7 +8,9 @@ namespace capd::client {
 
 // Returns the exit code: 0 done, 2 bad arguments or a request the agent refused as invalid
 // (bad name, a name in use, an unknown recording or interface, recordings not enabled), 1
-// anything else; one clear line on stderr when it is not 0.
+// anything else; one clear line on stderr when it is not 0. Ctrl-C or SIGTERM cancels the call in
+// flight (1, "interrupted"); an interrupted fetch keeps the files it completed and removes the
+// .part of the one it was in.
 int RunRecordCommand(const RecordOptions& options);
 
 }  // namespace capd::client

@@ -9,12 +9,17 @@
 #include <gtest/gtest.h>
 #include <pcap/pcap.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <memory>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -403,6 +408,52 @@ TEST_F(ClientRotationTest, MinFreeWithNothingToDeleteStopsWithAClearMessage) {
             std::string::npos)
       << err;
   EXPECT_TRUE(Files().empty());
+}
+
+// --min-free on a 1 MiB tmpfs, with --rotate-files far above what fits: the ring deletes its
+// oldest files (none is held: no hand-off) as it goes, each named in a line, even though it is
+// within --rotate-files; the capture runs to its count; the files left are the newest,
+// consecutive, holding the tail of what was sent with the last packet; free space stays near the
+// floor (at most about a file and a batch below it).
+TEST_F(ClientRotationTest, MinFreeDeletesTheOldestFilesWithinTheRingAndRecordsOn) {
+  constexpr int kCount = 1000;
+  constexpr uint64_t kMinFree = 600 * 1024;
+  constexpr uint64_t kRotate = 50 * 1000;
+  ASSERT_EQ(::mount("tmpfs", Ring().c_str(), "tmpfs", 0, "size=1m,mode=0755"), 0)
+      << std::strerror(errno);
+  const std::shared_ptr<void> unmount(nullptr, [ring = Ring()](void*) {
+    ::umount2(ring.c_str(), MNT_DETACH);
+  });
+  std::unique_ptr<Subprocess> capctl;
+  ASSERT_NO_FATAL_FAILURE(StartRing({"-c", std::to_string(kCount), "--rotate-size", "50k",
+                                     "--rotate-files", "1000", "--min-free",
+                                     std::to_string(kMinFree)},
+                                    &capctl));
+  const auto payloads = MakePayloads(kCount, "free");
+  const UniqueFd peer = PeerSocket();
+  ASSERT_NO_FATAL_FAILURE(SendAll(peer.get(), kDst, kPort, payloads));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));
+
+  const std::string err = capctl->Stderr();
+  const auto files = Files();
+  ASSERT_FALSE(files.empty());
+  EXPECT_GT(Number(files.front()), 1) << err;
+  EXPECT_NE(err.find(" bytes, below --min-free " + std::to_string(kMinFree) + ": deleting " +
+                     Ring().string() + "/cap_00001_"),
+            std::string::npos)
+      << err;
+  for (size_t i = 1; i < files.size(); ++i) {
+    EXPECT_EQ(Number(files[i]), Number(files[0]) + static_cast<int>(i)) << files[i];
+  }
+  const auto kept = ReadAllOrFail(files);
+  ASSERT_FALSE(kept.empty());
+  const std::vector<std::string> tail(payloads.end() - static_cast<long>(kept.size()),
+                                      payloads.end());
+  ASSERT_NO_FATAL_FAILURE(ExpectUdpPayloads(kept, tail, kPort));
+  struct statvfs fs {};
+  ASSERT_EQ(::statvfs(Ring().c_str(), &fs), 0);
+  const uint64_t free = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  EXPECT_GE(free + 2 * kRotate, kMinFree) << "free space went to " << free << " bytes; " << err;
 }
 
 }  // namespace

@@ -29,6 +29,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "tests/integration/hardened_agent_fixture.h"
@@ -684,6 +685,89 @@ INSTANTIATE_TEST_SUITE_P(AsDeployedAndAsRoot, RecordingFloorTest, ::testing::Val
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return info.param ? "Nobody" : "Root";
                          });
+
+// capd paused (SIGSTOP) for one test, resumed when the test ends (whatever happened), so that
+// the fixture can still stop it.
+class PausedAgent {
+ public:
+  explicit PausedAgent(pid_t pid) : pid_(pid), paused_(::kill(pid, SIGSTOP) == 0) {}
+  ~PausedAgent() {
+    if (paused_) ::kill(pid_, SIGCONT);
+  }
+  bool paused() const { return paused_; }
+
+ private:
+  pid_t pid_;
+  bool paused_;
+};
+
+// capctl record fetch, then Ctrl-C (or kill's SIGTERM) while the agent is sending: the call is
+// cancelled, capctl exits 1 saying so, and the file it was fetching is left out (neither its .part
+// nor a file under its real name). capd is paused after the first chunk came, so the fetch cannot
+// end on its own: a capctl that did not cancel would wait for ever (it waited for the call).
+class RecordFetchSignalTest : public RecordingFilesTest,
+                              public ::testing::WithParamInterface<std::tuple<int, bool>> {};
+
+TEST_P(RecordFetchSignalTest, ASignalCancelsTheFetchAndLeavesNoPartialFile) {
+  const auto [signal_number, as_nobody] = GetParam();
+  const fs::path records = RecordDir(as_nobody);
+  // A stopped recording as capd leaves one, of two sparse 1 GiB files: no disk here, and far more
+  // than reaches capctl before capd is paused (a fetch sends files as they are).
+  const fs::path recording = records / "big";
+  fs::create_directories(recording);
+  WriteText(recording / "request.txtpb", "name: \"big\"\ninterface: \"" + std::string(kIface) +
+                                             "\"\n",
+            0640);
+  WriteText(recording / "recording.state", "state STOPPED\nstarted_ns 1\n", 0640);
+  const std::string first = "big_00001_20260101000000.pcapng";
+  for (const std::string& name : {first, std::string("big_00002_20260101000100.pcapng")}) {
+    WriteText(recording / name, "", 0640);
+    fs::resize_file(recording / name, uint64_t{1} << 30);
+  }
+  if (as_nobody) {
+    for (const auto& entry : fs::recursive_directory_iterator(records)) {
+      ASSERT_EQ(::chown(entry.path().c_str(), kNobody, kNobody), 0) << entry.path();
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(StartRecorder(records, as_nobody));
+
+  const fs::path out = File("fetched");
+  std::unique_ptr<Subprocess> capctl;
+  ASSERT_NO_FATAL_FAILURE(Spawn("fetch",
+                                {kCapctlPath, "record", "fetch", "big", "--out", out.string(),
+                                 "--agent", kAgentTarget},
+                                &capctl));
+  // capctl opens the .part with the first chunk.
+  const fs::path part = out / (first + ".part");
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (!fs::exists(part) && capctl->Running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(fs::exists(part)) << capctl->Describe();
+  const PausedAgent paused(AgentPid());
+  ASSERT_TRUE(paused.paused());
+  ASSERT_TRUE(capctl->Running()) << "the fetch ended before capd was paused; "
+                                 << capctl->Describe();
+
+  ASSERT_TRUE(capctl->Signal(signal_number));
+  const auto exited = capctl->WaitFor(kExitTimeout);
+  ASSERT_TRUE(exited.has_value()) << "capctl did not end after the signal; " << capctl->Describe();
+  EXPECT_TRUE(exited->Exited(1)) << exited->ToString() << "\n" << capctl->Describe();
+  EXPECT_NE(capctl->Stderr().find("capctl: fetch of recording big interrupted: 0 whole files in " +
+                                  out.string() + ", the one it was fetching left out"),
+            std::string::npos)
+      << capctl->Stderr();
+  EXPECT_FALSE(fs::exists(part));
+  EXPECT_FALSE(fs::exists(out / first));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    SignalsAsDeployedAndAsRoot, RecordFetchSignalTest,
+    ::testing::Combine(::testing::Values(SIGINT, SIGTERM), ::testing::Bool()),
+    [](const ::testing::TestParamInfo<std::tuple<int, bool>>& info) {
+      return std::string(std::get<0>(info.param) == SIGINT ? "Sigint" : "Sigterm") +
+             (std::get<1>(info.param) ? "Nobody" : "Root");
+    });
 
 }  // namespace
 }  // namespace capd::test

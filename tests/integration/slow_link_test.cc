@@ -202,7 +202,7 @@ uint64_t QueuedOnAgentPort(pid_t pid) {
         5) {
       continue;
     }
-    const std::string port = ":" + std::string("C383");  // 50051
+    const std::string port = ":C383";  // 50051
     const auto ends_with = [&](const char* text) {
       const std::string t(text);
       return t.size() >= port.size() && t.compare(t.size() - port.size(), port.size(), port) == 0;

@@ -82,6 +82,24 @@ TEST(FreeSpaceFloorTest, ARingWithinItsSizeStopsAtOnce) {
   EXPECT_TRUE(d.stop);
 }
 
+// capctl --min-free: files already handed off go, oldest first and even within the ring's size;
+// a file whose hand-off has not succeeded is passed over, never deleted.
+TEST(FreeSpaceFloorTest, MinFreeDeletesHandedOffFilesWithinTheRingAndPassesOverHeldOnes) {
+  const std::vector<FloorFile> files = {{kMiB, false}, {kMiB, true}, {kMiB, false}, {kMiB, true}};
+  const FloorDecision d = DecideFloor(kMiB, 3 * kMiB, files, 3, kMinFreeFloorPolicy);
+  EXPECT_EQ(d.remove, (std::vector<size_t>{1, 3}));
+  EXPECT_FALSE(d.stop);
+  EXPECT_EQ(d.free_after, 3 * kMiB);
+}
+
+TEST(FreeSpaceFloorTest, MinFreeWithOnlyHeldFilesLeftStops) {
+  const std::vector<FloorFile> files = {{kMiB, false}, {kMiB, true}};
+  const FloorDecision d = DecideFloor(0, 4 * kMiB, files, 0, kMinFreeFloorPolicy);
+  EXPECT_EQ(d.remove, (std::vector<size_t>{1}));
+  EXPECT_TRUE(d.stop);
+  EXPECT_EQ(d.free_after, kMiB);
+}
+
 TEST(FreeSpaceFloorTest, ARingFitsWhenItsFullSizeStaysAboveTheFloor) {
   EXPECT_TRUE(RingFits(10 * kMiB, 14 * kMiB, 0, 4 * kMiB));
   EXPECT_FALSE(RingFits(10 * kMiB, 13 * kMiB, 0, 4 * kMiB));

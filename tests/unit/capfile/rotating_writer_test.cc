@@ -551,33 +551,45 @@ TEST(RotatingWriterTest, MayDeleteHoldsFilesBackAndDetailsDescribeEachFile) {
   EXPECT_EQ(total, 140u);
 }
 
-TEST(RotatingWriterTest, MinFreeStopsWritingWhenNothingIsLeftToDelete) {
-  TempDir dir;
-  ASSERT_TRUE(dir.ok());
-  RingOptions options = Ring(dir.File("m.pcapng"));
-  options.min_free_bytes = uint64_t{1} << 62;
-  auto writer = MakeRotatingWriter(options, kApplication);
-  ASSERT_FALSE(writer.ok());
-  EXPECT_EQ(writer.status().code(), StatusCode::kResourceExhausted);
-  EXPECT_NE(writer.status().message().find("--min-free"), std::string::npos);
-}
+// The free-space floor, in either policy, with a floor no filesystem can keep: the ring stops as
+// it opens, with nothing to delete, saying so in the words of the option that set it.
+struct UnkeepableFloor {
+  const char* name;
+  uint64_t RingOptions::*floor;
+  std::vector<std::string> reason;  // each is in the status's message
+};
 
-// keep_free_bytes (capd --record-keep-free): a floor no filesystem can keep stops the ring as it
-// opens, saying where and how much was left.
-TEST(RotatingWriterTest, AFloorAboveTheFreeSpaceStopsTheRingWithItsReason) {
+class UnkeepableFloorTest : public ::testing::TestWithParam<UnkeepableFloor> {};
+
+TEST_P(UnkeepableFloorTest, StopsTheRingAsItOpensWithItsReason) {
   TempDir dir;
   ASSERT_TRUE(dir.ok());
   RingOptions options = Ring(dir.File("f.pcapng"));
-  options.keep_free_bytes = uint64_t{1} << 62;
+  options.*GetParam().floor = uint64_t{1} << 62;
   auto writer = MakeRing(options, kApplication);
   ASSERT_FALSE(writer.ok());
   EXPECT_EQ(writer.status().code(), StatusCode::kResourceExhausted);
-  EXPECT_NE(writer.status().message().find("stopped: free space on "), std::string::npos)
-      << writer.status().message();
-  EXPECT_NE(writer.status().message().find(" below the floor of 4611686018427387904 bytes ("),
-            std::string::npos)
-      << writer.status().message();
+  for (const std::string& words : GetParam().reason) {
+    EXPECT_NE(writer.status().message().find(words), std::string::npos)
+        << writer.status().message();
+  }
+  EXPECT_TRUE(RingFiles(dir.File(""), "f").empty());
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    BothPolicies, UnkeepableFloorTest,
+    ::testing::Values(
+        // capctl --min-free
+        UnkeepableFloor{"MinFree",
+                        &RingOptions::min_free_bytes,
+                        {" bytes, below --min-free 4611686018427387904",
+                         ", and no older file of the ring is left to delete: stopped writing"}},
+        // capd --record-keep-free
+        UnkeepableFloor{"KeepFree",
+                        &RingOptions::keep_free_bytes,
+                        {"stopped: free space on ",
+                         " below the floor of 4611686018427387904 bytes ("}}),
+    [](const ::testing::TestParamInfo<UnkeepableFloor>& info) { return info.param.name; });
 
 TEST(RotatingWriterTest, KillNineLeavesFinishedFilesValidAndTheCurrentOneReadable) {
   TempDir dir;
