@@ -564,6 +564,12 @@ void RunSync(grpc::ServerBuilder& builder, Stream& stream, long messages,
 int RunClient(int port, long messages) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 * 1024 * 1024);
+  // CLIENT_WINDOW (bytes): the HTTP/2 window the client asks for (stream lookahead), without
+  // BDP probing; unset, gRPC's default (BDP probing sizes it).
+  if (const char* window = std::getenv("CLIENT_WINDOW")) {
+    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, std::atoi(window));
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  }
   auto channel = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
                                            grpc::InsecureChannelCredentials(), args);
   grpc::GenericStub stub(channel);
