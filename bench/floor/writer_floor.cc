@@ -565,10 +565,11 @@ int RunClient(int port, long messages) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 * 1024 * 1024);
   // CLIENT_WINDOW (bytes): the HTTP/2 window the client asks for (stream lookahead), without
-  // BDP probing; unset, gRPC's default (BDP probing sizes it).
+  // BDP probing unless CLIENT_BDP=1; unset, gRPC's default (BDP probing sizes it).
   if (const char* window = std::getenv("CLIENT_WINDOW")) {
     args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, std::atoi(window));
-    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    const char* bdp = std::getenv("CLIENT_BDP");
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, bdp != nullptr && std::string(bdp) == "1" ? 1 : 0);
   }
   auto channel = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
                                            grpc::InsecureChannelCredentials(), args);
