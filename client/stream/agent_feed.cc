@@ -71,20 +71,7 @@ void AgentFeed::ReadLoop() {
         break;
       }
     }
-    const size_t bytes = message->has_packets() ? message->packets().data().size() : 0;
-    std::unique_lock lock(hub_.mu);
-    received_bytes += wire_bytes;
-    const auto room = [&] { return queued_bytes < kMaxQueuedBytes || done; };
-    if (!room()) {
-      const auto waited_from = std::chrono::steady_clock::now();
-      hub_.changed.wait(lock, room);
-      output_wait += std::chrono::steady_clock::now() - waited_from;
-    }
-    queued_bytes += bytes;
-    queue.push_back({std::move(message), std::chrono::steady_clock::now(), std::nullopt, {}});
-    ++hub_.arrivals;
-    lock.unlock();
-    hub_.changed.notify_all();
+    QueueFromReader(hub_, std::move(message), wire_bytes, kMaxQueuedBytes);
   }
   grpc::Status finished = reader->Finish();
   if (!undecodable.ok())
