@@ -1,5 +1,7 @@
 #include "client/stream/agent_feed.h"
 
+#include <pthread.h>
+
 #include <utility>
 
 #include "client/stream/batch_decompression.h"
@@ -30,6 +32,9 @@ AgentFeed::~AgentFeed() {
 void AgentFeed::Start() { thread_ = std::thread(&AgentFeed::ReadLoop, this); }
 
 void AgentFeed::ReadLoop() {
+  // Named apart from the merger's thread: it also writes the file (stream_session.h), and
+  // per-thread CPU (bench/threads.sh, top -H) should say which of the two did.
+  pthread_setname_np(pthread_self(), "capctl-reader");
   auto stub = v1::Capture::NewStub(connection_.channel());
   auto reader = stub->Stream(&context_, request_);
   BatchDecompression decompression(address());
