@@ -79,16 +79,16 @@ class StreamSession {
   SessionObserver& observer_;
   SessionOutput output_;
   FeedHub hub_;
-  std::vector<std::unique_ptr<Feed>> feeds_;
-  std::atomic<bool> interrupted_{false};
-
-  // Guarded by hub_.mu (set up by Run before the feeds start):
+  // Guarded by hub_.mu (set up by Run before the feeds start). Declared before feeds_: a reader
+  // still running while the feeds are destroyed may look at reader_may_write_.
   Merger* merger_ = nullptr;             // Run's, while it runs
   bool reader_may_write_ = false;        // FeedHub::write_on_reader may write (see above)
   bool round_running_ = false;           // a thread is in WriteRound (maybe with the lock released)
   bool merger_waits_for_round_ = false;  // the merger's thread waits for that round to end
   Status local_error_;
   bool reader_gone_ = false;
+  std::vector<std::unique_ptr<Feed>> feeds_;
+  std::atomic<bool> interrupted_{false};
 };
 
 }  // namespace capd::client
