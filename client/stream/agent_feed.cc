@@ -1,5 +1,7 @@
 #include "client/stream/agent_feed.h"
 
+#include <pthread.h>
+
 #include <utility>
 
 #include "client/stream/batch_decompression.h"
@@ -30,6 +32,9 @@ AgentFeed::~AgentFeed() {
 void AgentFeed::Start() { thread_ = std::thread(&AgentFeed::ReadLoop, this); }
 
 void AgentFeed::ReadLoop() {
+  // Named apart from the merger's thread: it also writes the file (stream_session.h), and
+  // per-thread CPU (bench/threads.sh, top -H) should say which of the two did.
+  pthread_setname_np(pthread_self(), "capctl-reader");
   auto stub = v1::Capture::NewStub(connection_.channel());
   auto reader = stub->Stream(&context_, request_);
   BatchDecompression decompression(address());
@@ -71,20 +76,7 @@ void AgentFeed::ReadLoop() {
         break;
       }
     }
-    const size_t bytes = message->has_packets() ? message->packets().data().size() : 0;
-    std::unique_lock lock(hub_.mu);
-    received_bytes += wire_bytes;
-    const auto room = [&] { return queued_bytes < kMaxQueuedBytes || done; };
-    if (!room()) {
-      const auto waited_from = std::chrono::steady_clock::now();
-      hub_.changed.wait(lock, room);
-      output_wait += std::chrono::steady_clock::now() - waited_from;
-    }
-    queued_bytes += bytes;
-    queue.push_back({std::move(message), std::chrono::steady_clock::now(), std::nullopt, {}});
-    ++hub_.arrivals;
-    lock.unlock();
-    hub_.changed.notify_all();
+    QueueFromReader(hub_, std::move(message), wire_bytes, kMaxQueuedBytes);
   }
   grpc::Status finished = reader->Finish();
   if (!undecodable.ok())

@@ -5,6 +5,9 @@
 //
 // How data flows: reader -> Feed::queue (guarded by the shared FeedHub mutex; the reader bumps
 // FeedHub::arrivals and notifies `changed` for every message and when its call ends) -> Merger.
+// Or, when the session allows it (FeedHub::write_on_reader), the reader writes the batch it just
+// queued itself, on its own thread, while its bytes are still in this CPU's cache; the merger is
+// then not woken for it.
 
 #include <grpcpp/support/status.h>
 
@@ -13,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,6 +27,8 @@
 
 namespace capd::client {
 
+class Feed;
+
 // The lock and wake-up shared by every feed and the merger.
 struct FeedHub {
   std::mutex mu;
@@ -31,6 +37,11 @@ struct FeedHub {
   // the merger can tell that something arrived while it was not waiting (a notification then
   // reaches nobody) and must not wait at all.
   uint64_t arrivals = 0;
+  // Set before the feeds start, then only read; may be empty. Called by a reader right after it
+  // queued a message, with `mu` held through `lock` (it may release and retake it): writes what
+  // the feed has queued on the reader's thread and returns true, or returns false having done
+  // nothing, and the reader announces the message as usual (arrivals, `changed`).
+  std::function<bool(Feed&, std::unique_lock<std::mutex>& lock)> write_on_reader;
 };
 
 struct Arrival {
@@ -82,9 +93,34 @@ class Feed {
   // How long the reader waited for queue space (the merger, so the output, being behind).
   std::chrono::steady_clock::duration output_wait{0};
 
+  // For a reader: queues `message` (waiting while `max_queued_bytes` of packet data are queued,
+  // unless the feed is done), then lets the hub's write_on_reader write it or announces it to
+  // the merger. `wire_bytes`: its size as it arrived. Takes the hub's lock itself.
+  void QueueFromReader(FeedHub& hub, std::shared_ptr<v1::StreamResponse> message, size_t wire_bytes,
+                       size_t max_queued_bytes);
+
  private:
   const size_t index_;
   const std::string address_;
 };
+
+inline void Feed::QueueFromReader(FeedHub& hub, std::shared_ptr<v1::StreamResponse> message,
+                                  size_t wire_bytes, size_t max_queued_bytes) {
+  const size_t bytes = message->has_packets() ? message->packets().data().size() : 0;
+  std::unique_lock lock(hub.mu);
+  received_bytes += wire_bytes;
+  const auto room = [&] { return queued_bytes < max_queued_bytes || done; };
+  if (!room()) {
+    const auto waited_from = std::chrono::steady_clock::now();
+    hub.changed.wait(lock, room);
+    output_wait += std::chrono::steady_clock::now() - waited_from;
+  }
+  queued_bytes += bytes;
+  queue.push_back({std::move(message), std::chrono::steady_clock::now(), std::nullopt, {}});
+  if (hub.write_on_reader && hub.write_on_reader(*this, lock)) return;
+  ++hub.arrivals;
+  lock.unlock();
+  hub.changed.notify_all();
+}
 
 }  // namespace capd::client

@@ -13,7 +13,8 @@
 // Non-packet messages at a feed's head are handled as they come: interface descriptions and
 // carriers and warnings also go to the observer, a StreamEnd is kept for OutcomeOf.
 //
-// Thread-safety: every call with the feeds' FeedHub mutex held, from one thread (the session's).
+// Thread-safety: every call with the feeds' FeedHub mutex held, from one thread at a time (the
+// session's, or a reader's while it runs the session's round: see stream_session.h).
 
 #include <chrono>
 #include <cstdint>

@@ -17,6 +17,10 @@ using Clock = std::chrono::steady_clock;
 
 // How long the merger waits for a reader before it looks at the output and the clock itself.
 constexpr std::chrono::milliseconds kQuietLook{1000};
+// A reader's own write that takes this long hands writing back to the merger's thread for the
+// rest of the session: a 256 KiB round into the page cache takes well under a millisecond, so
+// this is a stalled disk (or a host so loaded that the merger's thread is the better bet).
+constexpr std::chrono::milliseconds kSlowReaderWrite{50};
 
 uint64_t WallClockNs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -39,6 +43,73 @@ void StreamSession::Interrupt() {
   for (auto& feed : feeds_) feed->Cancel();
 }
 
+Merger::Round StreamSession::WriteRound(std::unique_lock<std::mutex>& lock, bool end_done_feeds) {
+  round_running_ = true;
+  Merger::Round round;
+  if (auto ran = merger_->RunRound(Clock::now()); ran.ok()) {
+    round = *ran;
+  } else {
+    local_error_ = ran.status();
+  }
+  if (end_done_feeds) {
+    for (auto& feed : feeds_) {
+      if (feed->done && feed->queue.empty()) merger_->EndFeed(*feed, interrupted_.load());
+    }
+  }
+  // One write per round, outside the lock: the readers keep filling their queues meanwhile.
+  // local_error_ and the writer are this round's alone until round_running_ is cleared.
+  Status status = local_error_;
+  const bool any_started = merger_->AnyFeedStarted();
+  lock.unlock();
+  // A ring of files also turns over on wall-clock boundaries when the link is quiet.
+  if (status.ok()) status = writer_.Tick(WallClockNs());
+  Status flushed = status.ok() && any_started ? writer_.Flush() : Status::Ok();
+  lock.lock();
+  local_error_ = status;
+  if (flushed.ok()) {
+    merger_->CommitFlushed();
+  } else if (flushed.code() == StatusCode::kUnavailable && output_.is_stream) {
+    reader_gone_ = true;  // Wireshark closed, `head` had enough: a normal way to stop
+    merger_->DiscardUnflushed();
+  } else {
+    local_error_ = flushed;
+    merger_->DiscardUnflushed();
+  }
+  round_running_ = false;
+  return round;
+}
+
+bool StreamSession::WriteOnReader(Feed& feed, std::unique_lock<std::mutex>& lock) {
+  // Only a packet batch into an empty queue while no round runs: a backlog, control messages
+  // (which the observer hears of) and anything after an error stay with the merger's thread.
+  if (!reader_may_write_ || round_running_ || feed.queue.size() != 1 ||
+      !feed.queue.front().message->has_packets()) {
+    return false;
+  }
+  const Clock::time_point began = Clock::now();
+  bool more = true;
+  while (more) {
+    more = WriteRound(lock, false).full && local_error_.ok() && !reader_gone_;
+  }
+  if (const Clock::duration took = Clock::now() - began; took >= kSlowReaderWrite) {
+    // The file is slow (the disk, the page cache's writeback): the merger's thread writes from
+    // now on, and the reader queues up to its limit meanwhile, as it did before it wrote. The
+    // time it was held counts as waiting for the output (the link monitor blames the output).
+    feed.output_wait += took;
+    reader_may_write_ = false;
+  }
+  if (!local_error_.ok() || reader_gone_) {
+    reader_may_write_ = false;
+    return false;  // announced: the merger's thread stops the session
+  }
+  if (merger_waits_for_round_) {
+    lock.unlock();
+    hub_.changed.notify_all();
+    lock.lock();
+  }
+  return true;
+}
+
 int StreamSession::Run() {
   std::vector<Feed*> feeds;
   for (auto& feed : feeds_) feeds.push_back(feed.get());
@@ -52,9 +123,15 @@ int StreamSession::Run() {
   settings.hold_for_keys = !options_.tls_keylog.empty();
   settings.start_on = !options_.start_on.empty();
   Merger merger(feeds, file, writer_, observer_, settings);
+  {
+    std::lock_guard lock(hub_.mu);
+    merger_ = &merger;
+    reader_may_write_ = feeds.size() == 1 && !settings.hold_for_keys && !output_.is_stream;
+  }
+  hub_.write_on_reader = [this](Feed& feed, std::unique_lock<std::mutex>& lock) {
+    return WriteOnReader(feed, lock);
+  };
   for (Feed* feed : feeds) feed->Start();
-  Status local_error;
-  bool reader_gone = false;
   const auto stop_all = [&] {
     for (Feed* feed : feeds) feed->Cancel();
   };
@@ -83,47 +160,32 @@ int StreamSession::Run() {
 
   std::unique_lock lock(hub_.mu);
   while (true) {
+    // A reader may be in a round of its own: the merger's waits for it.
+    merger_waits_for_round_ = true;
+    hub_.changed.wait(lock, [&] { return !round_running_; });
+    merger_waits_for_round_ = false;
+    if (!local_error_.ok() || reader_gone_) {  // a reader's round failed
+      stop_all();
+      break;
+    }
     // What the readers had queued when this round began: the round takes all of it.
     const uint64_t arrivals_seen = hub_.arrivals;
-    Merger::Round round;
-    if (auto ran = merger.RunRound(Clock::now()); ran.ok()) {
-      round = *ran;
-    } else {
-      local_error = ran.status();
-    }
-    for (Feed* feed : feeds) {
-      if (feed->done && feed->queue.empty()) merger.EndFeed(*feed, interrupted_.load());
-    }
-    // One write per round, outside the lock: the readers keep filling their queues meanwhile.
-    lock.unlock();
-    // A ring of files also turns over on wall-clock boundaries when the link is quiet.
-    if (local_error.ok()) local_error = writer_.Tick(WallClockNs());
-    Status flushed = local_error.ok() && merger.AnyFeedStarted() ? writer_.Flush() : Status::Ok();
-    lock.lock();
-    if (flushed.ok()) {
-      merger.CommitFlushed();
-    } else if (flushed.code() == StatusCode::kUnavailable && output_.is_stream) {
-      reader_gone = true;  // Wireshark closed, `head` had enough: a normal way to stop
-      merger.DiscardUnflushed();
-    } else {
-      local_error = flushed;
-      merger.DiscardUnflushed();
-    }
+    const Merger::Round round = WriteRound(lock, true);
     hub_.changed.notify_all();  // readers waiting for queue space
-    if (!local_error.ok() || reader_gone) {
+    if (!local_error_.ok() || reader_gone_) {
       stop_all();
       break;
     }
     std::vector<AgentDropping> began;
     for (const auto& b : measure_links(false)) began.push_back(dropping_of(b));
-    lock.unlock();
-    for (const AgentDropping& d : began) observer_.OnAgentDropping(d);
     Progress progress{merger.written(), merger.drops()};
     progress.received_bytes = links.received_bytes();
     progress.received_bytes_per_second = links.bytes_per_second();
     progress.rate_updated = links.rate_updated();
     progress.dropping = links.dropping();
     progress.trigger = merger.trigger_progress();
+    lock.unlock();
+    for (const AgentDropping& d : began) observer_.OnAgentDropping(d);
     observer_.OnProgress(progress);
     lock.lock();
     // Once the count is reached the packets still queued are not wanted: done means the calls
@@ -138,19 +200,28 @@ int StreamSession::Run() {
     if (output_.watch_fd >= 0) {
       pollfd watch{output_.watch_fd, 0, 0};
       if (poll(&watch, 1, 0) == 1 && (watch.revents & (POLLERR | POLLHUP)) != 0) {
-        reader_gone = true;
+        reader_gone_ = true;
         stop_all();
         break;
       }
     }
     if (round.full) continue;  // more is queued: write on at once
-    // Readers notify on every message (the agent's statistics come once a second) and at their
-    // end; what they queued while the lock was released for the write is not waited for. The
-    // merger looks on its own only for what no reader announces: the output's reader leaving, a
-    // ring's time boundary, the end of a reorder wait.
+    // Readers notify on every message they leave to the merger (the agent's statistics come
+    // once a second) and at their end; what they queued while the lock was released for the
+    // write is not waited for. The merger looks on its own only for what no reader announces:
+    // the output's reader leaving, a ring's time boundary, the end of a reorder wait, and the
+    // progress of the batches a reader wrote itself.
     hub_.changed.wait_until(lock, std::min(round.reorder_deadline, Clock::now() + kQuietLook),
                             [&] { return hub_.arrivals != arrivals_seen; });
   }
+  // From here on only this thread writes: a reader's round that began meanwhile ends first.
+  reader_may_write_ = false;
+  merger_waits_for_round_ = true;
+  hub_.changed.wait(lock, [&] { return !round_running_; });
+  merger_waits_for_round_ = false;
+  merger_ = nullptr;
+  const Status local_error = local_error_;
+  const bool reader_gone = reader_gone_;
   // Wait for the readers to finish (cancelled ones finish promptly).
   hub_.changed.wait_for(lock, std::chrono::seconds(5), [&] {
     for (Feed* feed : feeds) {

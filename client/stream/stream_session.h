@@ -7,6 +7,15 @@
 // one Flush per round, outside the feeds' lock, so the readers keep queueing meanwhile. Events
 // (interfaces, carriers, warnings, an agent's end, progress, the summary) go to the observer.
 //
+// Writing on the reader's thread: with one agent, no --tls-keylog hold and a regular file, the
+// reader that has just queued a packet batch into an otherwise empty queue runs the round itself
+// while no round runs (FeedHub::write_on_reader): the bytes go to the file while still in its
+// CPU's cache, and the merger is not woken per message. Everything else (control messages, a
+// backlog, the end, errors, progress, timeouts) stays with the merger's thread. A stream output
+// (a FIFO, stdout, clients) keeps the merger's path: a reader that stops reading must not stall
+// the gRPC read loop before the feed's queue is full. A file whose write stalls the reader once
+// (kSlowReaderWrite) gets the merger's path from then on, for the same reason.
+//
 // Nothing reaches the writer's output before an agent has accepted the stream (its first
 // interface): a refused stream must not create or truncate -w FILE.
 //
@@ -14,13 +23,16 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "client/cli/options.h"
 #include "client/output/capture_files.h"
 #include "client/stream/feed.h"
+#include "client/stream/merger.h"
 #include "client/stream/session_observer.h"
+#include "common/status.h"
 
 namespace capd::client {
 
@@ -54,11 +66,27 @@ class StreamSession {
   void Interrupt();
 
  private:
+  // One round: what is queued into the writer, then one flush outside the lock (held through
+  // `lock` on entry and on return). Takes the round (round_running_); records a local error or
+  // the reader leaving in local_error_ / reader_gone_. `end_done_feeds`: the merger's thread's
+  // rounds also end the feeds that are over.
+  Merger::Round WriteRound(std::unique_lock<std::mutex>& lock, bool end_done_feeds);
+  // FeedHub::write_on_reader: rounds on the reader's thread for the batch it just queued.
+  bool WriteOnReader(Feed& feed, std::unique_lock<std::mutex>& lock);
+
   const StreamOptions& options_;
   CaptureWriter& writer_;
   SessionObserver& observer_;
   SessionOutput output_;
   FeedHub hub_;
+  // Guarded by hub_.mu (set up by Run before the feeds start). Declared before feeds_: a reader
+  // still running while the feeds are destroyed may look at reader_may_write_.
+  Merger* merger_ = nullptr;             // Run's, while it runs
+  bool reader_may_write_ = false;        // FeedHub::write_on_reader may write (see above)
+  bool round_running_ = false;           // a thread is in WriteRound (maybe with the lock released)
+  bool merger_waits_for_round_ = false;  // the merger's thread waits for that round to end
+  Status local_error_;
+  bool reader_gone_ = false;
   std::vector<std::unique_ptr<Feed>> feeds_;
   std::atomic<bool> interrupted_{false};
 };

@@ -158,12 +158,14 @@ class PipeDrain {
 
 // Threads of `pid` named "capctl": its main thread and the unnamed ones it started itself (a
 // stream's reader, the signal watcher; gRPC names its own threads).
-size_t CapctlThreads(pid_t pid) {
+// Whether capctl's process has a thread of that name.
+bool HasThreadNamed(pid_t pid, const std::string& name) {
   auto threads = ThreadIds(pid);
-  if (!threads.ok()) return 0;
-  size_t count = 0;
-  for (pid_t tid : *threads) count += ThreadName(pid, tid) == "capctl" ? 1 : 0;
-  return count;
+  if (!threads.ok()) return false;
+  for (pid_t tid : *threads) {
+    if (ThreadName(pid, tid) == name) return true;
+  }
+  return false;
 }
 
 class SlowClientTest : public HardenedAgentTest {};
@@ -354,14 +356,11 @@ TEST_F(SlowClientTest, StatisticsBlockCountsEveryPacketWritten) {
                    std::to_string(first_burst + kSecondBurst), "-w", "-"},
                   &capctl, write_end.get()));
   write_end.Reset();
-  // The stream's reader is among them. Read until two readings 20 ms apart agree: a thread gRPC
-  // has just started carries the process's name until it names itself.
-  size_t capctl_threads = CapctlThreads(capctl->pid());
-  while (true) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    const size_t again = CapctlThreads(capctl->pid());
-    if (again == capctl_threads) break;
-    capctl_threads = again;
+  // The stream's reader thread names itself when it starts reading.
+  const auto started_deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (!HasThreadNamed(capctl->pid(), "capctl-reader")) {
+    ASSERT_LT(std::chrono::steady_clock::now(), started_deadline) << "no capctl-reader thread";
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   const int pipe_bytes = ::fcntl(read_end.get(), F_GETPIPE_SZ);
   ASSERT_GT(pipe_bytes, 0) << std::strerror(errno);
@@ -387,11 +386,10 @@ TEST_F(SlowClientTest, StatisticsBlockCountsEveryPacketWritten) {
     ASSERT_TRUE(SendUdp(peer.get(), kDst, kStalledPort, payload).ok());
   }
   ASSERT_TRUE(agent().WaitForStderr("ended (COUNT_REACHED)", kStartTimeout)) << agent().Describe();
-  // capctl's reader thread (unnamed, so called "capctl" like its main and signal threads) ends
-  // once it has read the stream's end and status; only then read, so that the stream's last
-  // packets and its end are handled in the same round.
+  // capctl's reader thread ends once it has read the stream's end and status; only then read,
+  // so that the stream's last packets and its end are handled in the same round.
   const auto reader_deadline = std::chrono::steady_clock::now() + kStartTimeout;
-  while (CapctlThreads(capctl->pid()) >= capctl_threads) {
+  while (HasThreadNamed(capctl->pid(), "capctl-reader")) {
     ASSERT_LT(std::chrono::steady_clock::now(), reader_deadline) << "capctl's reader never ended";
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }

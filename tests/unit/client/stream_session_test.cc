@@ -10,10 +10,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "capfile/stream_to_file.h"
@@ -53,6 +55,60 @@ class FakeFeed final : public Feed {
 
   bool started_reading = false;
   bool cancelled = false;
+};
+
+// A feed with a reader thread of its own that queues its messages as AgentFeed's does
+// (Feed::QueueFromReader), each one once the merger has taken everything before it, so that a
+// batch finds the queue empty (as on a link that is not backlogged). Then the call ends OK.
+class ThreadedFeed final : public Feed {
+ public:
+  ThreadedFeed(size_t index, std::string address, FeedHub& hub,
+               std::vector<v1::StreamResponse> messages)
+      : Feed(index, std::move(address)), hub_(hub), messages_(std::move(messages)) {}
+  ~ThreadedFeed() override {
+    Cancel();
+    {
+      std::lock_guard lock(hub_.mu);  // a reader between its check and its wait is waiting now
+    }
+    hub_.changed.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  void Start() override {
+    thread_ = std::thread([this] { Read(); });
+    reader_id = thread_.get_id();
+  }
+  // Called with the hub's lock held (the merger's) or without (the destructor).
+  void Cancel() override {
+    cancelled_ = true;
+    hub_.changed.notify_all();
+  }
+
+  std::thread::id reader_id;  // set by Start
+
+ private:
+  void Read() {
+    for (v1::StreamResponse& message : messages_) {
+      {
+        std::unique_lock lock(hub_.mu);
+        hub_.changed.wait(lock, [&] { return queue.empty() || cancelled_; });
+        if (cancelled_) break;
+      }
+      const size_t wire_bytes = message.ByteSizeLong();
+      QueueFromReader(hub_, std::make_shared<v1::StreamResponse>(std::move(message)), wire_bytes,
+                      SIZE_MAX);
+    }
+    {
+      std::lock_guard lock(hub_.mu);
+      done = true;
+      ++hub_.arrivals;
+    }
+    hub_.changed.notify_all();
+  }
+
+  FeedHub& hub_;
+  std::vector<v1::StreamResponse> messages_;
+  std::thread thread_;
+  std::atomic<bool> cancelled_{false};
 };
 
 v1::StreamResponse Interface(uint32_t index, const std::string& name, const std::string& agent,
@@ -132,6 +188,7 @@ class RecordingWriter final : public CaptureWriter {
     packets.push_back({interface_index, timestamp_ns,
                        std::string(reinterpret_cast<const char*>(data.data()), data.size()),
                        std::string(comment)});
+    packet_threads.push_back(std::this_thread::get_id());
     return Status::Ok();
   }
   Status WriteStatistics(uint32_t interface_index, const InterfaceCounters& counters) override {
@@ -140,6 +197,11 @@ class RecordingWriter final : public CaptureWriter {
   }
   Status Flush() override {
     ++flushes;
+    if (flushes == slow_flush) std::this_thread::sleep_for(std::chrono::milliseconds(80));
+    if (flushes == fail_flush) {
+      failed_flush_thread = std::this_thread::get_id();
+      return Internal("write(out.pcapng): No space left on device");
+    }
     return Status::Ok();
   }
   Status Close() override {
@@ -149,8 +211,12 @@ class RecordingWriter final : public CaptureWriter {
 
   std::vector<InterfaceInfo> interfaces;
   std::vector<Packet> packets;
+  std::vector<std::thread::id> packet_threads;  // the thread that wrote each packet
   std::vector<std::pair<uint32_t, InterfaceCounters>> statistics;
   int flushes = 0;
+  int fail_flush = 0;  // this flush (counted from 1) fails; 0: none
+  int slow_flush = 0;  // this flush takes 80 ms (a stalled disk); 0: none
+  std::thread::id failed_flush_thread;
   bool closed = false;
 };
 
@@ -619,6 +685,167 @@ TEST(StreamSessionTest, SummaryCarriesTheBytesReceivedAndWhoDroppedWhy) {
   EXPECT_TRUE(observer.dropping_before_summary);
   EXPECT_EQ(observer.dropping[0].cause, Bottleneck::kLink);
   EXPECT_EQ(observer.dropping[1].cause, Bottleneck::kOutput);
+}
+
+}  // namespace
+}  // namespace capd::client
+
+namespace capd::client {
+namespace {
+
+// One agent's messages as a reader thread queues them: an interface, `batches` batches of
+// `per_batch` packets (every third one of 1500 bytes, which the pcapng writer writes from the
+// lent batch, the others of 60), and the agent's end.
+std::vector<v1::StreamResponse> OneAgentsMessages(int batches, int per_batch) {
+  std::vector<v1::StreamResponse> messages;
+  messages.push_back(Interface(0, "eth0", "alpha"));
+  uint64_t ts = 1'000'000'000;
+  for (int b = 0; b < batches; ++b) {
+    std::vector<TestPacket> packets;
+    for (int p = 0; p < per_batch; ++p, ++ts) {
+      const size_t size = ts % 3 == 0 ? 1500 : 60;
+      packets.push_back({0, ts, std::string(size, static_cast<char>('a' + ts % 26)), ""});
+    }
+    messages.push_back(Batch(packets));
+  }
+  messages.push_back(End(v1::StreamEnd::COUNT_REACHED));
+  return messages;
+}
+
+// One agent into a regular file: its reader writes the batches itself, on its own thread (the
+// merger's thread is not woken for them), in order and counted.
+TEST(StreamSessionReaderWritesTest, OneAgentIntoAFileWritesItsBatchesOnTheReadersThread) {
+  StreamOptions options = DefaultOptions();
+  RecordingWriter writer;
+  RecordingObserver observer;
+  StreamSession session(options, writer, observer, {"out.pcapng", false, -1});
+  auto feed = std::make_unique<ThreadedFeed>(0, "agent-0", session.hub(), OneAgentsMessages(4, 5));
+  ThreadedFeed* reader = feed.get();
+  session.AddFeed(std::move(feed));
+
+  ASSERT_EQ(session.Run(), 0);
+  ASSERT_EQ(writer.packets.size(), 20u);
+  for (size_t i = 0; i < writer.packets.size(); ++i) {
+    EXPECT_EQ(writer.packets[i].timestamp_ns, 1'000'000'000 + i);
+    EXPECT_EQ(writer.packet_threads[i], reader->reader_id) << "packet " << i;
+  }
+  EXPECT_NE(reader->reader_id, std::this_thread::get_id());
+  EXPECT_EQ(observer.summary.written, 20u);
+  EXPECT_EQ(observer.summary.ending, "packet count reached");
+  EXPECT_TRUE(writer.closed);
+}
+
+// Where the merger's order or hold matters, or where a reader that stops reading must not stall
+// the gRPC read loop (a FIFO, stdout, clients), the merger's thread writes, as before.
+TEST(StreamSessionReaderWritesTest, StreamsSeveralAgentsAndTheKeyHoldWriteOnTheMergersThread) {
+  struct Case {
+    const char* what;
+    bool is_stream;
+    int agents;
+    bool tls_keylog;
+  };
+  for (const Case& c : {Case{"a FIFO", true, 1, false}, Case{"two agents", false, 2, false},
+                        Case{"--tls-keylog", false, 1, true}}) {
+    StreamOptions options = DefaultOptions();
+    if (c.tls_keylog) options.tls_keylog = "keys.log";
+    RecordingWriter writer;
+    RecordingObserver observer;
+    StreamSession session(options, writer, observer, {"out.pcapng", c.is_stream, -1});
+    for (int i = 0; i < c.agents; ++i) {
+      std::vector<v1::StreamResponse> messages = OneAgentsMessages(2, 3);
+      session.AddFeed(std::make_unique<ThreadedFeed>(i, "agent-" + std::to_string(i), session.hub(),
+                                                     std::move(messages)));
+    }
+    ASSERT_EQ(session.Run(), 0) << c.what;
+    ASSERT_EQ(writer.packets.size(), 6u * c.agents) << c.what;
+    for (const std::thread::id& id : writer.packet_threads) {
+      EXPECT_EQ(id, std::this_thread::get_id()) << c.what;
+    }
+  }
+}
+
+// A flush that fails on the reader's thread stops the session as one on the merger's does.
+TEST(StreamSessionReaderWritesTest, AFailedWriteOnTheReadersThreadStopsTheSession) {
+  StreamOptions options = DefaultOptions();
+  RecordingWriter writer;
+  writer.fail_flush = 4;  // the interface (twice), the first batch, then the second batch
+  RecordingObserver observer;
+  StreamSession session(options, writer, observer, {"out.pcapng", false, -1});
+  auto feed = std::make_unique<ThreadedFeed>(0, "agent-0", session.hub(), OneAgentsMessages(4, 2));
+  ThreadedFeed* reader = feed.get();
+  session.AddFeed(std::move(feed));
+
+  EXPECT_EQ(session.Run(), 1);
+  EXPECT_EQ(writer.failed_flush_thread, reader->reader_id);
+  EXPECT_EQ(observer.summary.ending, "stopped: write(out.pcapng): No space left on device");
+  EXPECT_EQ(observer.summary.written, 2u) << "the first batch only";
+}
+
+// A file whose write held the reader once for longer than a stalled disk's bound: the merger's
+// thread writes from then on (the reader only queues, as before), and the time counts as waiting
+// for the output.
+TEST(StreamSessionReaderWritesTest, AStalledWriteHandsWritingBackToTheMergersThread) {
+  StreamOptions options = DefaultOptions();
+  RecordingWriter writer;
+  writer.slow_flush = 3;  // the interface (twice), then the first batch
+  RecordingObserver observer;
+  StreamSession session(options, writer, observer, {"out.pcapng", false, -1});
+  auto feed = std::make_unique<ThreadedFeed>(0, "agent-0", session.hub(), OneAgentsMessages(4, 2));
+  ThreadedFeed* reader = feed.get();
+  session.AddFeed(std::move(feed));
+
+  ASSERT_EQ(session.Run(), 0);
+  ASSERT_EQ(writer.packets.size(), 8u);
+  EXPECT_EQ(writer.packet_threads[0], reader->reader_id);
+  EXPECT_EQ(writer.packet_threads[1], reader->reader_id);
+  for (size_t i = 2; i < 8; ++i) EXPECT_EQ(writer.packet_threads[i], std::this_thread::get_id());
+  EXPECT_GE(reader->output_wait, std::chrono::milliseconds(80));
+  EXPECT_EQ(observer.summary.written, 8u);
+}
+
+// Through the real pcapng writer into a real file: what the reader's thread writes is byte for
+// byte what the merger's thread writes for the same messages (large packets from the lent batch
+// included), and libpcap reads every packet back with its bytes.
+TEST(StreamSessionReaderWritesTest, TheReadersFileIsByteForByteTheMergersFile) {
+  TempDir dir;
+  ASSERT_TRUE(dir.ok());
+  const auto write_file = [&](const std::string& name, bool on_reader) {
+    const std::string path = dir.File(name);
+    auto sink = FdSink::OpenFile(path);
+    EXPECT_TRUE(sink.ok()) << sink.status().message();
+    std::unique_ptr<CaptureWriter> writer = MakePcapngWriter(std::move(sink.value()), "test");
+    StreamOptions options = DefaultOptions();
+    RecordingObserver observer;
+    StreamSession session(options, *writer, observer, {path, false, -1});
+    std::vector<v1::StreamResponse> messages = OneAgentsMessages(40, 50);
+    if (on_reader) {
+      session.AddFeed(
+          std::make_unique<ThreadedFeed>(0, "agent-0", session.hub(), std::move(messages)));
+    } else {
+      auto feed = std::make_unique<FakeFeed>(0, "agent-0");
+      for (v1::StreamResponse& m : messages) feed->Push(std::move(m));
+      feed->Finish();
+      session.AddFeed(std::move(feed));
+    }
+    EXPECT_EQ(session.Run(), 0);
+    EXPECT_EQ(observer.summary.written, 2000u);
+    return path;
+  };
+  const std::string merger_file = write_file("merger.pcapng", false);
+  const std::string reader_file = write_file("reader.pcapng", true);
+  const std::string merger_bytes = capfile::testing::ReadFileBytes(merger_file);
+  ASSERT_GT(merger_bytes.size(), 1'000'000u);
+  EXPECT_TRUE(capfile::testing::ReadFileBytes(reader_file) == merger_bytes);
+
+  const capfile::testing::PcapContents contents = ReadWithLibpcap(reader_file);
+  ASSERT_EQ(contents.error, "");
+  ASSERT_EQ(contents.records.size(), 2000u);
+  for (size_t i = 0; i < contents.records.size(); ++i) {
+    const uint64_t ts = 1'000'000'000 + i;
+    ASSERT_EQ(contents.records[i].timestamp_ns, ts);
+    ASSERT_EQ(contents.records[i].data,
+              std::vector<uint8_t>(ts % 3 == 0 ? 1500 : 60, static_cast<uint8_t>('a' + ts % 26)));
+  }
 }
 
 }  // namespace
