@@ -12,9 +12,9 @@
 
 namespace capd::agent {
 namespace {
-// Recycled messages kept per stream: enough to cover the queue in steady state, at most 2 MiB
-// (BatchBuilder::kMaxBytes each).
-constexpr size_t kMaxFreeMessages = 4;
+// Recycled messages kept per stream: enough for the steady state (one being filled while one is
+// written), at most 4 MiB (BatchBuilder::kMaxBytes each).
+constexpr size_t kMaxFreeMessages = 2;
 }  // namespace
 
 StreamReactor::StreamReactor(CaptureHub& hub, const v1::StreamRequest& request,

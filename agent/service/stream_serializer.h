@@ -29,7 +29,7 @@ namespace capd::agent {
 class BlobPool {
  public:
   // Blobs kept: the free messages plus the one in flight of a stream (StreamReactor).
-  static constexpr size_t kMaxBlobs = 5;
+  static constexpr size_t kMaxBlobs = 3;
 
   // Puts a blob into `data` (an empty string): a returned one with its capacity, or else a new
   // one reserved to the largest blob seen, so the batch does not grow it by doubling.

@@ -92,7 +92,7 @@ StatusOr<AgentConnection> AgentConnection::Connect(const AgentAddress& agent,
   }
 
   grpc::ChannelArguments args;
-  // Batches are at most ~512 KiB (agent/stream/batch_builder.h); leave ample headroom.
+  // Batches are at most ~2 MiB (agent/stream/batch_builder.h); leave ample headroom.
   args.SetMaxReceiveMessageSize(64 * 1024 * 1024);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);

@@ -25,7 +25,7 @@ namespace capd::client {
 
 class BatchDecompression {
  public:
-  // The agent's batches are at most 512 KiB (BatchBuilder); anything above this is refused
+  // The agent's batches are at most ~2 MiB (BatchBuilder); anything above this is refused
   // before decoding, so a hostile agent cannot make capctl allocate without bound.
   static constexpr size_t kMaxUncompressedLength = 64 * 1024 * 1024;
 

@@ -36,8 +36,11 @@ TEST(HoldPolicyTest, SmallPacketsAtHighRateAreHeld) {
 }
 
 TEST(HoldPolicyTest, LargePacketsAtFullRateAreNotHeld) {
-  // 1500 B at 270k packets/s (~400 MB/s) fills a batch in ~1.3 ms: no point waiting.
-  EXPECT_FALSE(HoldPolicy::WorthHolding(DrainAt(800, 1500, 270'000), false));
+  // 9000 B jumbo frames at 150k packets/s (~1.35 GB/s, a 25 Gbit/s link) fill a 2 MiB batch in
+  // ~1.6 ms: no point waiting.
+  EXPECT_FALSE(HoldPolicy::WorthHolding(DrainAt(450, 9000, 150'000), false));
+  // 1500 B at 270k packets/s (~400 MB/s) needs ~5 ms: held, so its messages are full.
+  EXPECT_TRUE(HoldPolicy::WorthHolding(DrainAt(800, 1500, 270'000), false));
 }
 
 TEST(HoldPolicyTest, AHoldGoesOnWhileTheBurstDoesAndEndsWithIt) {
@@ -47,14 +50,17 @@ TEST(HoldPolicyTest, AHoldGoesOnWhileTheBurstDoesAndEndsWithIt) {
 }
 
 TEST(HoldPolicyTest, RingIsReadByTheTimeABatchCouldHaveFilled) {
-  // 64 B at 300k/s: 19.2 MB/s fills 512 KiB in ~27 ms, before a quarter of the ring (~190 ms).
-  const auto at_300k = HoldPolicy::RingCheckAfter(DrainAt(900, 64, 300'000), kRing);
-  EXPECT_GE(at_300k, milliseconds(25));
-  EXPECT_LE(at_300k, milliseconds(28));
-  // 512 B at 290k/s: a batch's worth in ~3.5 ms.
+  // 512 B at 290k/s (~148 MB/s): a 2 MiB batch's worth in ~14 ms, long before a quarter of
+  // the ring (~55 ms).
   const auto at_512 = HoldPolicy::RingCheckAfter(DrainAt(870, 512, 290'000), kRing);
-  EXPECT_GE(at_512, milliseconds(3));
-  EXPECT_LE(at_512, milliseconds(4));
+  EXPECT_GE(at_512, milliseconds(13));
+  EXPECT_LE(at_512, milliseconds(15));
+  // 1500 B at 100k/s (150 MB/s): ~14 ms too.
+  const auto at_1500 = HoldPolicy::RingCheckAfter(DrainAt(300, 1500, 100'000), kRing);
+  EXPECT_GE(at_1500, milliseconds(13));
+  EXPECT_LE(at_1500, milliseconds(15));
+  // 64 B at 300k/s (19.2 MB/s) would take ~109 ms to fill 2 MiB: the hold's end comes first.
+  EXPECT_EQ(HoldPolicy::RingCheckAfter(DrainAt(900, 64, 300'000), kRing), HoldPolicy::kMaxHold);
 }
 
 TEST(HoldPolicyTest, ASmallRingIsReadBeforeAQuarterOfItFills) {

@@ -180,7 +180,7 @@ TEST(StreamTriggerTest, PassesBatchesThroughTheGateWithRealFilters) {
   };
   std::vector<StreamTrigger::Out> out;
   const auto new_message = [] { return std::make_unique<v1::StreamResponse>(); };
-  // 3000 packets of 1000 bytes: 3 MB held, more than one batch's 512 KiB.
+  // 3000 packets of 1000 bytes: 3 MB held, more than one batch's 2 MiB.
   for (int b = 0; b < 10; ++b) {
     auto batch = batch_of(std::vector<std::string>(300, frame(7000, 958)), 1000 + b * 300);
     trigger.Pass(batch->packets(), new_message, out);
