@@ -185,6 +185,8 @@ void SharedCapture::Loop() {
   // age counts from that departure.
   bool carried = false;
   PacketPath::ReadMark slept = path_->Mark(Clock::now());
+  // The last ring check's wait during a busy spell (HoldPolicy::NextRingCheck).
+  std::chrono::milliseconds ring_wait = HoldPolicy::kMaxHold;
   const RingGeometry ring{static_cast<uint64_t>(identity_.ring.buffer_bytes),
                           std::chrono::milliseconds(identity_.ring.block_timeout_ms)};
   while (true) {
@@ -266,7 +268,8 @@ void SharedCapture::Loop() {
                                  drained_at - path_->batch_started()));
       holding = decision.hold;
       carried = decision.carry;
-      const auto ring_check = drained_at + HoldPolicy::RingCheckAfter(drain, ring);
+      ring_wait = HoldPolicy::NextRingCheck(drain, ring, ring_wait);
+      const auto ring_check = drained_at + ring_wait;
       if (holding) {
         wake = std::min({wake, path_->batch_started() + HoldPolicy::kMaxHold, ring_check});
       } else {
@@ -275,6 +278,8 @@ void SharedCapture::Loop() {
         if (carried) {
           next_since = Clock::now();
           wake = std::min({wake, *next_since + HoldPolicy::kMaxHold, ring_check});
+        } else {
+          ring_wait = HoldPolicy::kMaxHold;  // the ring is watched again: the busy spell is over
         }
         path_->AgeNextBatchFrom(next_since);
       }

@@ -139,6 +139,28 @@ TEST(HoldPolicyTest, TheRingIsReadBeforeHalfOfItFillsAtAnyRateItCanAbsorb) {
   }
 }
 
+TEST(HoldPolicyTest, APauseInABurstLengthensTheChecksOnlyStepByStep) {
+  // 1500 B at 100k/s read every ~3 ms; then the sender pauses and a check finds one packet.
+  const Drain busy = DrainAt(350, 1500, 100'000);
+  const auto during = HoldPolicy::NextRingCheck(busy, kRing, HoldPolicy::kMaxHold);
+  EXPECT_LE(during, milliseconds(4));
+  const Drain pause{1, 1500, milliseconds(3)};
+  EXPECT_EQ(HoldPolicy::RingCheckAfter(pause, kRing), HoldPolicy::kMaxHold);  // alone: 100 ms
+  auto wait = HoldPolicy::NextRingCheck(pause, kRing, during);
+  EXPECT_EQ(wait, 2 * during);
+  // A pause of 20 ms (trafgen's chunks) lets the wait grow to at most ~30 ms: the next chunk,
+  // even at 200k/s, fills under a third of the ring by then.
+  milliseconds paused{0};
+  while (paused + wait < milliseconds(20)) {  // `wait`: the one during which the chunk comes
+    paused += wait;
+    wait = HoldPolicy::NextRingCheck(pause, kRing, wait);
+  }
+  EXPECT_LE(wait, milliseconds(32));
+  // At 64 B and 50k/s the carried hold keeps its 100 ms checks.
+  EXPECT_EQ(HoldPolicy::NextRingCheck(DrainAt(5000, 64, 50'000), kRing, HoldPolicy::kMaxHold),
+            HoldPolicy::kMaxHold);
+}
+
 TEST(HoldPolicyTest, RingCheckStaysWithinOneMillisecondAndTheHold) {
   // A slow trickle would allow seconds: the hold's end comes first.
   EXPECT_EQ(HoldPolicy::RingCheckAfter(DrainAt(300, 64, 5'000), kRing), HoldPolicy::kMaxHold);
