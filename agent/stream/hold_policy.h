@@ -49,6 +49,12 @@ struct HoldPolicy {
   // bytes only after 80-160 ms, so this is what sets the message rate there (docs/performance.md,
   // session 12).
   static constexpr std::chrono::milliseconds kMaxHold{100};
+  // While a batch is held the ring goes unread for at most this long, whatever the rates say: a
+  // drain's rate does not bound the next one's (trafgen catching up after a stall sends 1500 B
+  // at 200k/s and more, which fills the 32 MiB ring in well under 100 ms). 40 ms is the wait
+  // that never lost a packet in the quiet grids (sessions 11-12, when it was kMaxHold); a held
+  // batch still leaves only at kMaxHold, so the messages saved stay saved.
+  static constexpr std::chrono::milliseconds kMaxRingWait{40};
   // While a batch is held the ring is read again when, at the drain's rate, a batch could have
   // filled (reading later would bring several batches at once, out of the CPU's cache and
   // queued together: capd's VmHWM went past 64 MiB at 512 B), and before the ring could have
@@ -111,22 +117,22 @@ struct HoldPolicy {
         static_cast<int64_t>(static_cast<double>(blocks) / blocks_per_second * 1e6));
   }
 
-  // How long the ring may go unread while a batch is held: 1 ms .. kMaxHold, and never more
-  // than RingFillTime / kRingFillSafety.
+  // How long the ring may go unread while a batch is held: 1 ms .. kMaxRingWait, and never
+  // more than RingFillTime / kRingFillSafety.
   static std::chrono::milliseconds RingCheckAfter(const Drain& d, const RingGeometry& ring) {
     const uint64_t us = std::max<int64_t>(1, d.elapsed.count());
     const uint64_t batch_us = BatchBuilder::kMaxBytes * us / std::max<uint64_t>(1, d.bytes);
     const uint64_t ring_us = static_cast<uint64_t>(RingFillTime(d, ring).count()) / kRingFillSafety;
     const uint64_t ms = std::min(ring_us, batch_us) / 1000;
     return std::chrono::milliseconds(
-        std::clamp<uint64_t>(ms, 1, static_cast<uint64_t>(kMaxHold.count())));
+        std::clamp<uint64_t>(ms, 1, static_cast<uint64_t>(kMaxRingWait.count())));
   }
 
   // The next check while a busy spell goes on: RingCheckAfter, but at most twice the previous
   // check's wait. A drain that brought little (a sender's pause: trafgen sends in chunks 10-20 ms
   // apart) says nothing about the chunk that follows; without this a pause's trickle set a
   // 100 ms wait and the next chunk at 200k/s overflowed the ring (1500 B at 100k/s, 2,436
-  // kernel drops). `previous`: kMaxHold at the start of a spell.
+  // kernel drops). `previous`: kMaxRingWait at the start of a spell.
   static std::chrono::milliseconds NextRingCheck(const Drain& d, const RingGeometry& ring,
                                                  std::chrono::milliseconds previous) {
     return std::min(RingCheckAfter(d, ring), std::max(std::chrono::milliseconds(1), 2 * previous));

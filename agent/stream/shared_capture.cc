@@ -186,7 +186,7 @@ void SharedCapture::Loop() {
   bool carried = false;
   PacketPath::ReadMark slept = path_->Mark(Clock::now());
   // The last ring check's wait during a busy spell (HoldPolicy::NextRingCheck).
-  std::chrono::milliseconds ring_wait = HoldPolicy::kMaxHold;
+  std::chrono::milliseconds ring_wait = HoldPolicy::kMaxRingWait;
   const RingGeometry ring{static_cast<uint64_t>(identity_.ring.buffer_bytes),
                           std::chrono::milliseconds(identity_.ring.block_timeout_ms)};
   while (true) {
@@ -279,7 +279,8 @@ void SharedCapture::Loop() {
           next_since = Clock::now();
           wake = std::min({wake, *next_since + HoldPolicy::kMaxHold, ring_check});
         } else {
-          ring_wait = HoldPolicy::kMaxHold;  // the ring is watched again: the busy spell is over
+          ring_wait =
+              HoldPolicy::kMaxRingWait;  // the ring is watched again: the busy spell is over
         }
         path_->AgeNextBatchFrom(next_since);
       }

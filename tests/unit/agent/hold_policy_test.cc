@@ -87,7 +87,7 @@ TEST(HoldPolicyTest, RingFillTimeIsNoLongerThanMeasured) {
 TEST(HoldPolicyTest, ABurstAfterAQuietSpellIsMeasuredOverItsOwnSpan) {
   // The case that lost packets (tests/integration/sustained_rate_test.cc): 300 ms quiet, then
   // one block of 179 x 1500 B that arrived within 0.9 ms (~200k packets/s). Over the loop's sleep
-  // it looks like 0.9 MB/s and the ring went unread for kMaxHold (the next drain found 19,551
+  // it looks like 0.9 MB/s and the ring went unread for 100 ms (the next drain found 19,551
   // packets: the ring was full). Over its span it is ~300 MB/s: the ring fills in ~80 ms.
   const Drain burst{179, 179 * 1500, milliseconds(306), microseconds(900)};
   const auto fill = HoldPolicy::RingFillTime(burst, kRing);
@@ -96,7 +96,7 @@ TEST(HoldPolicyTest, ABurstAfterAQuietSpellIsMeasuredOverItsOwnSpan) {
   // Without the span nothing tells the burst from a trickle.
   Drain spanless = burst;
   spanless.span = microseconds(0);
-  EXPECT_EQ(HoldPolicy::RingCheckAfter(spanless, kRing), HoldPolicy::kMaxHold);
+  EXPECT_EQ(HoldPolicy::RingCheckAfter(spanless, kRing), HoldPolicy::kMaxRingWait);
   // A span longer than the sleep (packets that waited in a block before it) does not slow the
   // rate down: the shorter of the two counts.
   Drain old_block = DrainAt(900, 64, 300'000);
@@ -142,10 +142,10 @@ TEST(HoldPolicyTest, TheRingIsReadBeforeHalfOfItFillsAtAnyRateItCanAbsorb) {
 TEST(HoldPolicyTest, APauseInABurstLengthensTheChecksOnlyStepByStep) {
   // 1500 B at 100k/s read every ~3 ms; then the sender pauses and a check finds one packet.
   const Drain busy = DrainAt(350, 1500, 100'000);
-  const auto during = HoldPolicy::NextRingCheck(busy, kRing, HoldPolicy::kMaxHold);
+  const auto during = HoldPolicy::NextRingCheck(busy, kRing, HoldPolicy::kMaxRingWait);
   EXPECT_LE(during, milliseconds(4));
   const Drain pause{1, 1500, milliseconds(3)};
-  EXPECT_EQ(HoldPolicy::RingCheckAfter(pause, kRing), HoldPolicy::kMaxHold);  // alone: 100 ms
+  EXPECT_EQ(HoldPolicy::RingCheckAfter(pause, kRing), HoldPolicy::kMaxRingWait);  // alone: 40 ms
   auto wait = HoldPolicy::NextRingCheck(pause, kRing, during);
   EXPECT_EQ(wait, 2 * during);
   // A pause of 20 ms (trafgen's chunks) lets the wait grow to at most ~30 ms: the next chunk,
@@ -156,16 +156,17 @@ TEST(HoldPolicyTest, APauseInABurstLengthensTheChecksOnlyStepByStep) {
     wait = HoldPolicy::NextRingCheck(pause, kRing, wait);
   }
   EXPECT_LE(wait, milliseconds(32));
-  // At 64 B and 50k/s the carried hold keeps its 100 ms checks.
-  EXPECT_EQ(HoldPolicy::NextRingCheck(DrainAt(5000, 64, 50'000), kRing, HoldPolicy::kMaxHold),
-            HoldPolicy::kMaxHold);
+  // At 64 B and 50k/s the ring is read every kMaxRingWait (the batch leaves at kMaxHold).
+  EXPECT_EQ(HoldPolicy::NextRingCheck(DrainAt(5000, 64, 50'000), kRing, HoldPolicy::kMaxRingWait),
+            HoldPolicy::kMaxRingWait);
 }
 
 TEST(HoldPolicyTest, RingCheckStaysWithinOneMillisecondAndTheHold) {
-  // A slow trickle would allow seconds: the hold's end comes first.
-  EXPECT_EQ(HoldPolicy::RingCheckAfter(DrainAt(300, 64, 5'000), kRing), HoldPolicy::kMaxHold);
-  // An empty drain (no rate known) waits for the hold's end too.
-  EXPECT_EQ(HoldPolicy::RingCheckAfter(Drain{0, 0, milliseconds(10)}, kRing), HoldPolicy::kMaxHold);
+  // A slow trickle would allow seconds: kMaxRingWait comes first.
+  EXPECT_EQ(HoldPolicy::RingCheckAfter(DrainAt(300, 64, 5'000), kRing), HoldPolicy::kMaxRingWait);
+  // An empty drain (no rate known) waits kMaxRingWait too.
+  EXPECT_EQ(HoldPolicy::RingCheckAfter(Drain{0, 0, milliseconds(10)}, kRing),
+            HoldPolicy::kMaxRingWait);
   // A flood would allow microseconds: poll's resolution is 1 ms.
   EXPECT_EQ(HoldPolicy::RingCheckAfter(Drain{100000, 150'000'000, milliseconds(1)}, kRing),
             milliseconds(1));
