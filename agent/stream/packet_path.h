@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "agent/stream/batch_builder.h"
@@ -48,19 +49,26 @@ class PacketPath {
   uint64_t captured() const { return captured_; }  // packets read from the source
 
   // What had been read from the source at a moment; the capture loop takes one each time it
-  // sleeps, and what the next drain brought (HoldPolicy's input) is measured from it.
+  // sleeps, and what the next drain brought (HoldPolicy's input) is measured from the latest.
   struct ReadMark {
     Clock::time_point at;
     uint64_t packets = 0;
     uint64_t bytes = 0;  // their captured lengths
   };
-  ReadMark Mark(Clock::time_point now) const { return {now, captured_, captured_bytes_}; }
-  Drain DrainSince(const ReadMark& mark, Clock::time_point now) const {
-    return {captured_ - mark.packets, captured_bytes_ - mark.bytes,
-            std::chrono::duration_cast<std::chrono::microseconds>(now - mark.at)};
+  // Also starts watching the span of the packets read from now on (Drain::span).
+  ReadMark Mark(Clock::time_point now) {
+    span_from_packet_ = captured_;
+    return {now, captured_, captured_bytes_};
   }
+  // `mark`: the latest Mark.
+  Drain DrainSince(const ReadMark& mark, Clock::time_point now) const;
   size_t batch_packets() const { return batch_.started() ? batch_.packet_count() : 0; }
+  // When the batch's age started: its first packet's arrival here, or the time given to
+  // AgeNextBatchFrom before it.
   Clock::time_point batch_started() const { return batch_started_; }
+  // The next batch to start counts its age from `since` (a held batch carried on: its packets
+  // may have waited in the ring since the previous batch left); nullopt: from its first packet.
+  void AgeNextBatchFrom(std::optional<Clock::time_point> since) { next_batch_since_ = since; }
 
  private:
   void Handle(const pcap_pkthdr& header, const uint8_t* data);
@@ -74,6 +82,12 @@ class PacketPath {
   FlushFn flush_;
   BatchBuilder batch_;
   Clock::time_point batch_started_;
+  // Kernel timestamps (ns) of the first packet read since the latest Mark (packet number
+  // span_from_packet_) and of the latest packet.
+  uint64_t span_from_packet_ = 0;
+  uint64_t span_first_ts_ = 0;
+  uint64_t last_ts_ = 0;
+  std::optional<Clock::time_point> next_batch_since_;
   uint64_t captured_ = 0;
   uint64_t captured_bytes_ = 0;
 };

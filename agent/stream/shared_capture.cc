@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "agent/capture/live_capture.h"
@@ -179,7 +180,15 @@ void SharedCapture::Loop() {
   std::vector<pollfd> fds;
   // Whether a busy link's batch is waiting to fill, and when the loop last slept.
   bool holding = false;
+  // Whether the last batch left because of its age while the link was busy (HoldPolicy::Decide):
+  // the ring is read at the next check instead of at each retired block, and the next batch's
+  // age counts from that departure.
+  bool carried = false;
   PacketPath::ReadMark slept = path_->Mark(Clock::now());
+  // The last ring check's wait during a busy spell (HoldPolicy::NextRingCheck).
+  std::chrono::milliseconds ring_wait = HoldPolicy::kMaxRingWait;
+  const RingGeometry ring{static_cast<uint64_t>(identity_.ring.buffer_bytes),
+                          std::chrono::milliseconds(identity_.ring.block_timeout_ms)};
   while (true) {
     // Joins and leaves happen between batches: those leaving get everything captured up to now,
     // those joining (AdmitPending) nothing from before.
@@ -248,20 +257,32 @@ void SharedCapture::Loop() {
     if (status == RecvStatus::kWouldBlock || status == RecvStatus::kEndOfFile) {
       // The ring is drained. On a quiet link the batch leaves now: a lone packet's latency is
       // the block timeout. On a busy one it waits to fill for up to kMaxHold, and the ring is
-      // read only when a batch or a share of it could have filled instead of at each retired
+      // read only when a batch could have filled or the ring half-filled instead of at each retired
       // block (agent/stream/hold_policy.h).
       Clock::time_point wake = next_statistics;
       const Clock::time_point drained_at = Clock::now();
       const Drain drain = path_->DrainSince(slept, drained_at);
-      holding = !source_ended_ && HoldPolicy::WorthHolding(drain, holding) &&
-                path_->batch_packets() > 0 &&
-                drained_at - path_->batch_started() < HoldPolicy::kMaxHold;
+      const HoldPolicy::Decision decision =
+          HoldPolicy::Decide(drain, holding, !source_ended_ && path_->batch_packets() > 0,
+                             std::chrono::duration_cast<std::chrono::microseconds>(
+                                 drained_at - path_->batch_started()));
+      holding = decision.hold;
+      carried = decision.carry;
+      ring_wait = HoldPolicy::NextRingCheck(drain, ring, ring_wait);
+      const auto ring_check = drained_at + ring_wait;
       if (holding) {
-        wake =
-            std::min({wake, path_->batch_started() + HoldPolicy::kMaxHold,
-                      drained_at + HoldPolicy::RingCheckAfter(drain, identity_.ring.buffer_bytes)});
+        wake = std::min({wake, path_->batch_started() + HoldPolicy::kMaxHold, ring_check});
       } else {
         path_->FlushBatch();
+        std::optional<Clock::time_point> next_since;
+        if (carried) {
+          next_since = Clock::now();
+          wake = std::min({wake, *next_since + HoldPolicy::kMaxHold, ring_check});
+        } else {
+          ring_wait =
+              HoldPolicy::kMaxRingWait;  // the ring is watched again: the busy spell is over
+        }
+        path_->AgeNextBatchFrom(next_since);
       }
       for (auto& s : active_) wake = std::min(wake, s->end ? now : s->deadline);
       slept = path_->Mark(Clock::now());  // after the flush: its time is not the ring's
@@ -273,8 +294,8 @@ void SharedCapture::Loop() {
       // While a batch is held the ring is not watched: the blocks that retire meanwhile are
       // read together at the next check (one wake-up instead of one per block; see
       // HoldPolicy::RingCheckAfter). POLLERR (the interface went away) still wakes.
-      fds.push_back(
-          {source_ended_ ? -1 : capture.fd(), static_cast<short>(holding ? 0 : POLLIN), 0});
+      fds.push_back({source_ended_ ? -1 : capture.fd(),
+                     static_cast<short>(holding || carried ? 0 : POLLIN), 0});
       fds.push_back({wake_fd_, POLLIN, 0});
       fds.push_back({shutdown_.fd(), POLLIN, 0});
       for (auto& s : active_) fds.push_back({s->stop->fd(), POLLIN, 0});
