@@ -53,8 +53,8 @@ TEST(HoldPolicyTest, AHoldGoesOnWhileTheBurstDoesAndEndsWithIt) {
 }
 
 TEST(HoldPolicyTest, RingIsReadByTheTimeABatchCouldHaveFilled) {
-  // 512 B at 290k/s (~148 MB/s): a 2 MiB batch's worth in ~14 ms, long before a quarter of
-  // the ring (~55 ms).
+  // 512 B at 290k/s (~148 MB/s): a 2 MiB batch's worth in ~14 ms, long before half the ring
+  // could fill (~60 ms).
   const auto at_512 = HoldPolicy::RingCheckAfter(DrainAt(870, 512, 290'000), kRing);
   EXPECT_GE(at_512, milliseconds(13));
   EXPECT_LE(at_512, milliseconds(15));
@@ -62,8 +62,9 @@ TEST(HoldPolicyTest, RingIsReadByTheTimeABatchCouldHaveFilled) {
   const auto at_1500 = HoldPolicy::RingCheckAfter(DrainAt(300, 1500, 100'000), kRing);
   EXPECT_GE(at_1500, milliseconds(13));
   EXPECT_LE(at_1500, milliseconds(15));
-  // 64 B at 300k/s (19.2 MB/s) would take ~109 ms to fill 2 MiB: the hold's end comes first.
-  EXPECT_EQ(HoldPolicy::RingCheckAfter(DrainAt(900, 64, 300'000), kRing), HoldPolicy::kMaxHold);
+  // 64 B at 300k/s (19.2 MB/s) would take ~109 ms to fill 2 MiB: the cap on an unread ring
+  // comes first.
+  EXPECT_EQ(HoldPolicy::RingCheckAfter(DrainAt(900, 64, 300'000), kRing), HoldPolicy::kMaxRingWait);
 }
 
 TEST(HoldPolicyTest, ASmallRingIsReadBeforeHalfOfItCouldFill) {
@@ -86,8 +87,8 @@ TEST(HoldPolicyTest, RingFillTimeIsNoLongerThanMeasured) {
   const auto small = HoldPolicy::RingFillTime(DrainAt(5000, 64, 50'000), kRing);
   EXPECT_GE(small, milliseconds(340));
   EXPECT_LE(small, milliseconds(1350));
-  // At 1500 B / 50k the check is set by the batch (512 KiB in ~7 ms), not the ring.
-  EXPECT_EQ(HoldPolicy::RingCheckAfter(DrainAt(5000, 1500, 50'000), kRing), milliseconds(6));
+  // At 1500 B / 50k the check is set by the batch (2 MiB in ~28 ms), not the ring.
+  EXPECT_EQ(HoldPolicy::RingCheckAfter(DrainAt(5000, 1500, 50'000), kRing), milliseconds(27));
 }
 
 TEST(HoldPolicyTest, ABurstAfterAQuietSpellIsMeasuredOverItsOwnSpan) {
@@ -146,10 +147,11 @@ TEST(HoldPolicyTest, TheRingIsReadBeforeHalfOfItFillsAtAnyRateItCanAbsorb) {
 }
 
 TEST(HoldPolicyTest, APauseInABurstLengthensTheChecksOnlyStepByStep) {
-  // 1500 B at 100k/s read every ~3 ms; then the sender pauses and a check finds one packet.
-  const Drain busy = DrainAt(350, 1500, 100'000);
+  // 1500 B at 300k/s (450 MB/s) read every ~4 ms, when a 2 MiB batch could have filled; then
+  // the sender pauses and a check finds one packet.
+  const Drain busy = DrainAt(900, 1500, 300'000);
   const auto during = HoldPolicy::NextRingCheck(busy, kRing, HoldPolicy::kMaxRingWait);
-  EXPECT_LE(during, milliseconds(4));
+  EXPECT_LE(during, milliseconds(5));
   const Drain pause{1, 1500, milliseconds(3)};
   EXPECT_EQ(HoldPolicy::RingCheckAfter(pause, kRing), HoldPolicy::kMaxRingWait);  // alone: 40 ms
   auto wait = HoldPolicy::NextRingCheck(pause, kRing, during);
@@ -221,8 +223,8 @@ TEST(HoldPolicyTest, QuietDrainsAndEmptyBatchesAreNeitherHeldNorCarried) {
   const auto empty = HoldPolicy::Decide(DrainAt(2000, 64, 50'000), true, false, milliseconds(5));
   EXPECT_FALSE(empty.hold);
   EXPECT_FALSE(empty.carry);
-  // Large packets at full rate fill batches by themselves.
-  const auto large = HoldPolicy::Decide(DrainAt(800, 1500, 270'000), false, true, milliseconds(0));
+  // Jumbo frames on a fast link (~1.35 GB/s) fill batches by themselves.
+  const auto large = HoldPolicy::Decide(DrainAt(450, 9000, 150'000), false, true, milliseconds(0));
   EXPECT_FALSE(large.hold);
   EXPECT_FALSE(large.carry);
 }
