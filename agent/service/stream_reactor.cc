@@ -110,7 +110,10 @@ bool StreamReactor::Send(std::unique_ptr<v1::StreamResponse> message, bool dropp
     context_->TryCancel();  // OnCancel and OnWriteDone(false) follow and finish the call
     return false;
   }
-  if (droppable && queued_bytes_ + size > max_queue_bytes_) {
+  // An empty queue takes a batch whatever its size, as Offer does: --max-queue-bytes may be as
+  // small as 1M while a batch reaches 2 MiB (BatchBuilder::kMaxBytes), and a bound below one
+  // batch must slow the stream down, not stop it.
+  if (droppable && !queue_.empty() && queued_bytes_ + size > max_queue_bytes_) {
     if (free_.size() < kMaxFreeMessages) free_.push_back(std::move(message));
     return false;
   }
