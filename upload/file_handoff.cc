@@ -25,7 +25,10 @@ std::string Seconds(std::chrono::milliseconds d) {
   return std::to_string(ms / 1000) + "." + std::to_string(ms % 1000 / 100) + " s";
 }
 
-std::string Names(const std::vector<std::string>& names) {
+// In file order, as a user lists them: commands run side by side finish in any order, and ring
+// files' names sort by their zero-padded sequence numbers.
+std::string Names(std::vector<std::string> names) {
+  std::sort(names.begin(), names.end());
   std::string text;
   for (const std::string& name : names) text += (text.empty() ? "" : ", ") + name;
   return text;
