@@ -179,6 +179,25 @@ void WaitForEnd(Stream& stream) {
   stream.threads_end = Threads();
 }
 
+// The producer of the modes with a queue of their own (async, owned): `messages` at `rate` a
+// second, a message dropped when kQueueLimit wait (capd's tail drop); `queued` runs after each
+// message is queued, with the queue's lock held, to wake the writer as the mode does.
+template <typename Queued>
+void ProduceIntoQueue(Stream& stream, long messages, const std::vector<char>& bytes, long rate,
+                      Queued queued) {
+  Pacer pacer(rate);
+  for (long i = 0; i < messages; ++i) {
+    pacer.Wait();
+    std::lock_guard lock(stream.mu);
+    if (stream.queue.size() >= kQueueLimit) {
+      ++stream.dropped;
+      continue;
+    }
+    stream.queue.push_back(MakeMessage(bytes));
+    queued();
+  }
+}
+
 // ---- callback: capd's StreamReactor, reduced to its writes ----
 class CallbackWriter : public grpc::ServerGenericBidiReactor {
  public:
@@ -341,17 +360,7 @@ void RunAsync(grpc::ServerBuilder& builder, Stream& stream, long messages,
   };
   Usage start;
   MarkStart(stream, start);
-  Pacer pacer(rate);
-  for (long i = 0; i < messages; ++i) {
-    pacer.Wait();
-    std::lock_guard lock(stream.mu);
-    if (stream.queue.size() >= kQueueLimit) {
-      ++stream.dropped;
-      continue;
-    }
-    stream.queue.push_back(MakeMessage(bytes));
-    wake_if_idle();
-  }
+  ProduceIntoQueue(stream, messages, bytes, rate, wake_if_idle);
   {
     std::lock_guard lock(stream.mu);
     stream.produced_all = true;
@@ -418,17 +427,9 @@ void RunOwned(grpc::ServerBuilder& builder, Stream& stream, long messages,
   }
   Usage start;
   MarkStart(stream, start);
-  Pacer pacer(rate);
-  for (long i = 0; i < messages; ++i) {
-    pacer.Wait();
-    std::lock_guard lock(stream.mu);
-    if (stream.queue.size() >= kQueueLimit) {
-      ++stream.dropped;
-      continue;
-    }
-    stream.queue.push_back(MakeMessage(bytes));
+  ProduceIntoQueue(stream, messages, bytes, rate, [&] {
     if (writer_waiting) stream.changed.notify_all();
-  }
+  });
   {
     std::lock_guard lock(stream.mu);
     stream.produced_all = true;
