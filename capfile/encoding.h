@@ -20,22 +20,24 @@ namespace capd::capfile::internal {
 // buffer FdSink asks for, so one flush usually fits a FIFO without blocking.
 inline constexpr size_t kInitialBufferBytes = 1 << 20;
 
-template <typename T>
+// `Out`: std::string or EncodeBuffer (encode_buffer.h).
+template <typename T, typename Out>
 requires std::is_integral_v<T>
-void AppendHost(std::string& out, T value) {
+void AppendHost(Out& out, T value) {
   char bytes[sizeof(T)];
   std::memcpy(bytes, &value, sizeof(T));
   out.append(bytes, sizeof(T));
 }
 
 // Overwrites a value appended earlier (a block length only known once the block is complete).
-template <typename T>
+template <typename T, typename Out>
 requires std::is_integral_v<T>
-void PutHost(std::string& out, size_t offset, T value) {
+void PutHost(Out& out, size_t offset, T value) {
   std::memcpy(out.data() + offset, &value, sizeof(T));
 }
 
-inline void AppendBytes(std::string& out, std::span<const uint8_t> data) {
+template <typename Out>
+void AppendBytes(Out& out, std::span<const uint8_t> data) {
   out.append(reinterpret_cast<const char*>(data.data()), data.size());
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "capfile/capture_writer.h"
+#include "capfile/encode_buffer.h"
 #include "capfile/encoding.h"
 
 namespace capd::capfile {
@@ -128,9 +129,9 @@ class PcapngWriter final : public CaptureWriter {
     return Status::Ok();
   }
 
-  // One check pass, then, when every packet is small, one buffer growth for the whole run and
-  // the blocks copied in; larger packets take AppendBareEnhancedPacket's appends (zeroing them
-  // first would cost more than it saves, as for one packet). BM_BatchToPcapng measures this.
+  // One check pass, then one buffer growth for the whole run and the blocks copied in; unless
+  // the run is lent (data_owner) and has packets over kReferredMinBytes, which are then written
+  // by reference, block by block. BM_BatchToPcapng measures this.
   Status WritePackets(uint32_t interface_index, const PacketRun& run) override {
     CAPD_RETURN_IF_ERROR(CheckInterface(interface_index));
     const uint32_t snaplen = snaplens_[interface_index];
@@ -141,14 +142,14 @@ class PcapngWriter final : public CaptureWriter {
           internal::CheckPacketLengths(run.original_length[k], run.captured_length[k]));
       const uint32_t captured = internal::CapturedLength(run.captured_length[k], snaplen);
       total += kEnhancedPacketOverhead + captured + internal::PaddingTo4(captured);
-      small = small && captured <= kOneResizeMaxBytes;
+      small = small && captured <= kReferredMinBytes;
     }
     const uint8_t* data = run.data;
-    if (!small) {
+    if (!small && run.data_owner != nullptr) {
       bool referred = false;
       for (size_t k = 0; k < run.count; ++k) {
         const uint32_t captured = internal::CapturedLength(run.captured_length[k], snaplen);
-        if (run.data_owner != nullptr && captured > kOneResizeMaxBytes) {
+        if (captured > kReferredMinBytes) {
           AppendReferredEnhancedPacket(interface_index, run.timestamp_ns[k], run.original_length[k],
                                        {data, captured});
           referred = true;
@@ -161,9 +162,7 @@ class PcapngWriter final : public CaptureWriter {
       if (referred) owners_.push_back(run.data_owner);
       return Status::Ok();
     }
-    const size_t start = buffer_.size();
-    buffer_.resize(start + total);  // zeroed: the padding
-    char* block = buffer_.data() + start;
+    char* block = buffer_.GrowUninitialized(total);
     for (size_t k = 0; k < run.count; ++k) {
       const uint32_t captured = internal::CapturedLength(run.captured_length[k], snaplen);
       const auto length = static_cast<uint32_t>(kEnhancedPacketOverhead + captured +
@@ -171,9 +170,7 @@ class PcapngWriter final : public CaptureWriter {
       const uint64_t timestamp_ns = run.timestamp_ns[k];
       const EnhancedPacketHeader header = MakeEnhancedPacketHeader(
           length, interface_index, timestamp_ns, captured, run.original_length[k]);
-      std::memcpy(block, header.data(), sizeof(header));
-      if (captured != 0) std::memcpy(block + sizeof(header), data, captured);
-      std::memcpy(block + length - sizeof(length), &length, sizeof(length));
+      WriteEnhancedPacket(block, header, {data, captured});
       block += length;
       data += run.captured_length[k];
     }
@@ -266,12 +263,10 @@ class PcapngWriter final : public CaptureWriter {
                            std::to_string(snaplens_.size()) + " interfaces added)");
   }
 
-  // The common EPB, without options. capctl writes one per packet, so this is its hottest code.
-  // Up to ~1 KiB the buffer grows once (zeroed, which gives the padding) and the pieces are
-  // copied in; beyond, zeroing costs more than two more appends do. BM_PcapngWrite, ns per
-  // packet, three appends -> this: 64 B 19.4 -> 12.1, 512 B 24.7 -> 22.4, 1500 B 40.9 -> 35.3
-  // (one resize at 1500 B: 46).
-  static constexpr uint32_t kOneResizeMaxBytes = 1024;
+  // A lent packet longer than this is written by reference (AppendReferredEnhancedPacket):
+  // below it, copying it into the buffer costs less than a piece of its own in the sink's
+  // gather write.
+  static constexpr uint32_t kReferredMinBytes = 1024;
   // An EPB without options: a 28-byte header (type, length, interface, timestamp, lengths) and
   // the 4-byte trailing length around the padded packet bytes.
   static constexpr size_t kEnhancedPacketOverhead = 32;
@@ -282,19 +277,24 @@ class PcapngWriter final : public CaptureWriter {
     const auto total = static_cast<uint32_t>(32 + captured + padding);
     const EnhancedPacketHeader header =
         MakeEnhancedPacketHeader(total, interface_index, timestamp_ns, captured, original_length);
-    if (captured > kOneResizeMaxBytes) {
-      buffer_.append(reinterpret_cast<const char*>(header.data()), sizeof(header));
-      internal::AppendBytes(buffer_, data);
-      char trailer[3 + sizeof(uint32_t)] = {};
-      std::memcpy(trailer + padding, &total, sizeof(total));
-      buffer_.append(trailer, padding + sizeof(total));
-      return;
-    }
-    const size_t start = buffer_.size();
-    buffer_.resize(start + total);
-    char* block = buffer_.data() + start;
+    // The common EPB, without options: the buffer grows once, uninitialized, and the pieces
+    // are copied in. BM_PcapngWrite, ns per packet, three appends -> a zero-filled growth
+    // (session 10): 64 B 19.4 -> 12.1, 512 B 24.7 -> 22.4, 1500 B 40.9 -> 46.
+    WriteEnhancedPacket(buffer_.GrowUninitialized(total), header, data);
+  }
+
+  // Fills an option-less EPB's `header[1]` bytes at `block`, which may hold anything: the
+  // header, the packet's bytes, zeros for the padding, the trailing length. Every byte is
+  // written once but the padding's (a zero word first, which the rest partly overwrites).
+  static void WriteEnhancedPacket(char* block, const EnhancedPacketHeader& header,
+                                  std::span<const uint8_t> data) {
+    const uint32_t total = header[1];
+    const uint32_t zero = 0;
+    // The last 4 bytes before the trailer hold the padding (and the packet's last bytes, or
+    // for an empty packet the header's, both written after it).
+    std::memcpy(block + total - 2 * sizeof(uint32_t), &zero, sizeof(zero));
     std::memcpy(block, header.data(), sizeof(header));
-    if (captured != 0) std::memcpy(block + sizeof(header), data.data(), captured);
+    if (!data.empty()) std::memcpy(block + sizeof(header), data.data(), data.size());
     std::memcpy(block + total - sizeof(total), &total, sizeof(total));
   }
 
@@ -368,7 +368,7 @@ class PcapngWriter final : public CaptureWriter {
   }
 
   std::unique_ptr<ByteSink> sink_;
-  std::string buffer_;
+  internal::EncodeBuffer buffer_;
   // Packets written by reference since the last Flush: their bytes belong in the output at
   // `buffer_offset` (between their EPB's header and trailer), in order.
   struct Referred {

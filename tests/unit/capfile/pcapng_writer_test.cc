@@ -373,6 +373,64 @@ TEST(PcapngWriterTest, InterfaceAndPacketBlocksAreExactBytes) {
                               40,   0x00, 0x00, 0x00}));
 }
 
+// The writer grows its buffer without zeroing it (capfile/encode_buffer.h) and reuses it after
+// every Flush, so a block's padding is whatever the previous round left there unless the writer
+// writes the zeros itself. A first round fills the buffer with 0xff; the second round's packets
+// of every length modulo 4, written one by one and as runs (small and over 1 KiB, not lent),
+// must carry zero padding and their own bytes exactly.
+TEST(PcapngWriterTest, PaddingIsZeroInABufferReusedAfterFlush) {
+  std::vector<std::string> writes;
+  auto writer = MakePcapngWriter(std::make_unique<RecordingSink>(&writes), kApplication);
+  CAPD_ASSERT_OK(writer->AddInterface(Ethernet("eth0")));
+  CAPD_ASSERT_OK(writer->Flush());
+  const std::vector<uint8_t> ones(2000, 0xff);
+  for (int k = 0; k < 200; ++k) CAPD_ASSERT_OK(writer->WritePacket(0, kTs, 2000, ones));
+  CAPD_ASSERT_OK(writer->Flush());
+
+  std::vector<std::vector<uint8_t>> packets;
+  for (uint32_t length : {0u, 1u, 2u, 3u, 4u, 61u, 62u, 63u, 1025u, 1026u, 1027u, 1501u}) {
+    packets.push_back(Pattern(length, static_cast<uint8_t>(length)));
+  }
+  for (const auto& packet : packets) {
+    CAPD_ASSERT_OK(writer->WritePacket(0, kTs, static_cast<uint32_t>(packet.size()), packet));
+  }
+  // As two runs: the small packets (one buffer growth for the run), then all of them.
+  for (size_t count : {size_t{8}, packets.size()}) {
+    std::vector<uint64_t> timestamps(count, kTs);
+    std::vector<uint32_t> lengths;
+    std::vector<uint8_t> data;
+    for (size_t k = 0; k < count; ++k) {
+      lengths.push_back(static_cast<uint32_t>(packets[k].size()));
+      data.insert(data.end(), packets[k].begin(), packets[k].end());
+    }
+    PacketRun run;
+    run.timestamp_ns = timestamps.data();
+    run.original_length = lengths.data();
+    run.captured_length = lengths.data();
+    run.data = data.data();
+    run.count = count;
+    CAPD_ASSERT_OK(writer->WritePackets(0, run));
+  }
+  CAPD_ASSERT_OK(writer->Flush());
+
+  ASSERT_EQ(writes.size(), 3u);
+  const std::vector<Block> epbs = BlocksOfType(ParseBlocks(writes[2]), kEpb);
+  ASSERT_EQ(epbs.size(), 2 * packets.size() + 8);
+  for (size_t b = 0; b < epbs.size(); ++b) {
+    const auto& packet = b < packets.size()       ? packets[b]
+                         : b < packets.size() + 8 ? packets[b - packets.size()]
+                                                  : packets[b - packets.size() - 8];
+    const std::string& body = epbs[b].body;
+    const size_t padded = (packet.size() + 3) & ~size_t{3};
+    ASSERT_EQ(body.size(), 20 + padded) << "block " << b;
+    EXPECT_EQ(Get<uint32_t>(body, 12), packet.size()) << "block " << b;
+    EXPECT_EQ(body.substr(20, packet.size()), std::string(packet.begin(), packet.end()))
+        << "block " << b;
+    EXPECT_EQ(body.substr(20 + packet.size()), std::string(padded - packet.size(), '\0'))
+        << "padding of block " << b << " (" << packet.size() << " bytes)";
+  }
+}
+
 TEST(PcapngWriterTest, WritesOnceAndOnlyOnFlush) {
   std::vector<std::string> writes;
   auto writer = MakePcapngWriter(std::make_unique<RecordingSink>(&writes), kApplication);
