@@ -1,10 +1,15 @@
 #include "client/stream/agent_feed.h"
 
+#include <grpcpp/impl/rpc_method.h>
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/sync_stream.h>
 #include <pthread.h>
 
+#include <string>
 #include <utility>
 
 #include "client/stream/batch_decompression.h"
+#include "client/stream/batch_recycler.h"
 
 namespace capd::client {
 
@@ -35,16 +40,32 @@ void AgentFeed::ReadLoop() {
   // Named apart from the merger's thread: it also writes the file (stream_session.h), and
   // per-thread CPU (bench/threads.sh, top -H) should say which of the two did.
   pthread_setname_np(pthread_self(), "capctl-reader");
-  auto stub = v1::Capture::NewStub(connection_.channel());
-  auto reader = stub->Stream(&context_, request_);
+  // The Stream call as the generated stub makes it, but reading each message's bytes as they
+  // came (a ByteBuffer), which BatchRecycler parses into the memory of a batch already written.
+  // (grpc 1.51: ClientReaderFactory is the generated stub's own way to open the call.)
+  const std::string method_name = std::string("/") + v1::Capture::service_full_name() + "/Stream";
+  const grpc::internal::RpcMethod method(
+      method_name.c_str(), grpc::internal::RpcMethod::SERVER_STREAMING, connection_.channel());
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
+      grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(connection_.channel().get(),
+                                                                    method, &context_, request_));
+  // The messages the writer still holds (until its next Flush) and a few more.
+  BatchRecycler recycler(kSpareBatches);
   BatchDecompression decompression(address());
   Status undecodable;
   bool first = true;
   bool since_ignored = false;
   while (true) {
-    auto message = std::make_unique<v1::StreamResponse>();
-    if (!reader->Read(message.get())) break;
+    grpc::ByteBuffer wire;
+    if (!reader->Read(&wire)) break;
     NoteHandle();
+    StatusOr<std::shared_ptr<v1::StreamResponse>> parsed = recycler.Parse(wire);
+    if (!parsed.ok()) {
+      undecodable = Status(parsed.status().code(), address() + ": " + parsed.status().message());
+      context_.TryCancel();
+      break;
+    }
+    std::shared_ptr<v1::StreamResponse> message = std::move(parsed).value();
     // An agent that honours --since answers with a Rewind first; one that predates the field
     // would stream live packets only, which is not what the user asked for.
     if (first && request_.since_ns() != 0 && !message->has_rewind()) {
@@ -66,7 +87,7 @@ void AgentFeed::ReadLoop() {
         break;
       }
     }
-    const size_t wire_bytes = message->ByteSizeLong();
+    const size_t wire_bytes = wire.Length();
     // Decoded after anything that counts what came over the wire, before anything that reads
     // the packets.
     if (message->has_packets()) {

@@ -42,6 +42,8 @@ class AgentFeed final : public Feed {
 
   // Enough for a second of a fast capture; beyond it the reader waits for the merger.
   static constexpr size_t kMaxQueuedBytes = 64 * 1024 * 1024;
+  // Batches kept for reuse once written (BatchRecycler): up to ~2.5 MiB each.
+  static constexpr size_t kSpareBatches = 4;
 
   AgentConnection connection_;
   v1::StreamRequest request_;
