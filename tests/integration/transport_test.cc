@@ -276,6 +276,74 @@ TEST_F(TransportTest, WrongRemotePortOverSshNamesTheInstancesPort) {
   EXPECT_EQ(err.find("ipv4:127.0.0.1"), std::string::npos) << "names the tunnel's end: " << err;
 }
 
+// capctl on the agent's own host does not probe the path's bandwidth (gRPC's BDP PINGs after
+// received data): on loopback there is no delay to cover, and every probe wakes a thread in
+// capctl and one in capd (docs/performance.md, session 14). tshark reads the HTTP/2 frames from
+// a capture of the agent namespace's loopback; capd runs as deployed (--user nobody).
+//
+// Fails without IsLoopback in AgentConnection::Connect: capctl sends a PING after the response's
+// headers, and after the first batches.
+TEST_F(TransportTest, LoopbackStreamSendsNoBandwidthProbes) {
+  if (!HaveProgram("tshark")) GTEST_SKIP() << "needs tshark (apt-get install tshark)";
+  ASSERT_NO_FATAL_FAILURE(StartAgentWith({"--no-metadata", "--user", "nobody"}));
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  std::unique_ptr<Subprocess> witness;
+  ASSERT_NO_FATAL_FAILURE(StartTcpdump("witness", "lo", File("lo.pcap"),
+                                       {"tcp port " + std::to_string(kAgentPort)}, &witness));
+  std::unique_ptr<Subprocess> capctl;
+  ASSERT_NO_FATAL_FAILURE(StartStream(
+      "capctl", {"-i", kIface, "-f", kUdpFilter, "-w", File("stream.pcapng").string()}, &capctl));
+  // Several rounds, so that several batches (and the statistics between them) reach capctl.
+  std::vector<std::string> all;
+  for (int round = 0; round < 5; ++round) {
+    std::vector<std::string> payloads;
+    ASSERT_NO_FATAL_FAILURE(SendPayloads(200, "probe" + std::to_string(round), &payloads));
+    all.insert(all.end(), payloads.begin(), payloads.end());
+    ASSERT_NO_FATAL_FAILURE(WaitForPacketsInFile(File("stream.pcapng"), all.size(), *capctl));
+  }
+  ASSERT_TRUE(capctl->Signal(SIGINT));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*capctl, 0));
+  ExpectUdpPayloads(ReadOrFail(File("stream.pcapng")), all, kPort);
+  ASSERT_TRUE(witness->Signal(SIGTERM));
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*witness, 0));
+
+  const CommandResult frames = RunCommand({"tshark", "-n", "-r", File("lo.pcap").string(), "-d",
+                                           "tcp.port==" + std::to_string(kAgentPort) + ",http2",
+                                           "-T", "fields", "-e", "frame.time_relative", "-e",
+                                           "tcp.dstport", "-e", "http2.type", "-e", "http2.flags"});
+  ASSERT_TRUE(frames.status.Exited(0)) << frames.output;
+  // Frames capctl sent, by type: HEADERS (1) opens the call, WINDOW_UPDATE (8) returns the
+  // window, PING (6) without ACK is a probe or a keepalive (every 20 s,
+  // GRPC_ARG_KEEPALIVE_TIME_MS).
+  size_t headers = 0, window_updates = 0, pings = 0;
+  double span_s = 0;
+  std::istringstream lines(frames.output);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream fields(line);
+    std::string time, port, types, flags;
+    // A frame with no HTTP/2, or tshark's own notice (its stderr is in the output too).
+    if (!(fields >> time >> port >> types >> flags) ||
+        time.find_first_not_of("0123456789.") != std::string::npos) {
+      continue;
+    }
+    span_s = std::max(span_s, std::stod(time));
+    if (port != std::to_string(kAgentPort)) continue;
+    std::istringstream type_list(types), flag_list(flags);
+    for (std::string type, flag;
+         std::getline(type_list, type, ',') && std::getline(flag_list, flag, ',');) {
+      const unsigned long flag_bits = std::stoul(flag, nullptr, 16);
+      if (type == "1") ++headers;
+      if (type == "8") ++window_updates;
+      if (type == "6" && (flag_bits & 0x1) == 0) ++pings;
+    }
+  }
+  // The dissection worked: the call and the batches' flow control are there.
+  EXPECT_EQ(headers, 1u) << frames.output;
+  EXPECT_GE(window_updates, 1u) << frames.output;
+  EXPECT_LE(pings, static_cast<size_t>(span_s / 20.0)) << "over " << span_s << " s\n"
+                                                       << frames.output;
+}
+
 // ---------------------------------------------------------------------------------------------
 // tshark as the reader of capctl's FIFO and of its stdout.
 
