@@ -620,8 +620,8 @@ void SharedCapture::SendToAll(const v1::StreamResponse& message) {
 }
 
 void SharedCapture::SendCopy(Subscriber& subscriber, const v1::StreamResponse& message) {
-  // A fresh message, not the sink's NewMessage(): see SendStatistics.
-  auto copy = std::make_unique<v1::StreamResponse>(message);
+  auto copy = subscriber.sink->NewMessage();
+  *copy = message;  // reuses the recycled message's capacity
   OffsetIndices(subscriber, *copy);
   subscriber.sink->Send(std::move(copy), /*droppable=*/false);
 }
@@ -686,10 +686,7 @@ v1::StreamEnd SharedCapture::CaptureError(const std::string& message) {
 }
 
 void SharedCapture::SendStatistics(Subscriber& sub) {
-  // A fresh message of a few hundred bytes, not the sink's NewMessage(): a recycled message
-  // carries a batch's blob and arrays (up to 2 MiB), which setting another payload would free,
-  // and the next batch would take that memory fresh from the kernel again, page by page.
-  auto message = std::make_unique<v1::StreamResponse>();
+  auto message = sub.sink->NewMessage();
   v1::Statistics* s = message->mutable_statistics();
   sub.FillStatistics(capture_->Stats(), path_->captured(), mirror_.get(), carriers_.get(), NowNs(),
                      *s);

@@ -297,34 +297,6 @@ TEST_F(CaptureHubTest, StatisticsCarryTheSourceDropsAndTheClientsOwn) {
   EXPECT_EQ(full_queue.sink.packets(), 0u);
 }
 
-// A sink's NewMessage hands out a recycled batch message, its blob and arrays (up to 2 MiB) kept
-// for the next batch. Descriptions and statistics go out in messages of their own: filling a
-// recycled one with them would free that memory, and the next batch would fault it in anew.
-TEST_F(CaptureHubTest, RecycledMessagesAreSpentOnPacketBatchesOnly) {
-  testing::WriteUdpCapture(File("a.pcap"), 600, 53, 32);
-  auto files = std::make_shared<SavefileSourceFactory>(
-      std::map<std::string, std::string>{{"eth0", File("a.pcap")}});
-  Client a, b;  // b joins late: it is sent the descriptions so far
-  CaptureHub hub;
-  Subscribe(hub, Request("eth0"), Identity(files), a);
-  ASSERT_TRUE(a.sink.WaitForPackets(600));
-  Subscribe(hub, Request("eth0"), Identity(files), b);
-  ASSERT_TRUE(b.sink.WaitForDescriptions(1));
-  StopAndWait(b);
-  StopAndWait(a);
-  for (const RecordingSink* sink : {&a.sink, &b.sink}) {
-    const std::vector<v1::StreamResponse> messages = sink->messages();
-    size_t batches = 0, statistics = 0;
-    for (const auto& m : messages) {
-      batches += m.has_packets() ? 1 : 0;
-      statistics += m.has_statistics() ? 1 : 0;
-    }
-    EXPECT_GE(statistics, 1u) << "each stream's last statistics";
-    EXPECT_EQ(sink->new_messages(), batches)
-        << messages.size() << " messages, " << batches << " of them batches";
-  }
-}
-
 TEST_F(CaptureHubTest, SourceFailureEndsEveryClientWithItsError) {
   testing::WriteUdpCapture(File("a.pcap"), 20, 53, 32);
   auto files = std::make_shared<SavefileSourceFactory>(

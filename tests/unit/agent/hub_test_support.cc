@@ -72,14 +72,7 @@ bool RecordingSink::Send(std::unique_ptr<v1::StreamResponse> message, bool dropp
 }
 
 std::unique_ptr<v1::StreamResponse> RecordingSink::NewMessage() {
-  std::lock_guard lock(mu_);
-  ++new_messages_;
   return std::make_unique<v1::StreamResponse>();
-}
-
-size_t RecordingSink::new_messages() const {
-  std::lock_guard lock(mu_);
-  return new_messages_;
 }
 
 void RecordingSink::set_refuse_batches(bool refuse) {

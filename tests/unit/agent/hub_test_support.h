@@ -54,8 +54,6 @@ class RecordingSink : public StreamSink {
   std::unique_ptr<v1::StreamResponse> NewMessage() override;
 
   void set_refuse_batches(bool refuse);
-  // Calls of NewMessage so far (in capd, each takes one of the stream's recycled batch messages).
-  size_t new_messages() const;
   // Packets in the batches accepted so far.
   uint64_t packets() const;
   std::vector<v1::StreamResponse> messages() const;
@@ -73,7 +71,6 @@ class RecordingSink : public StreamSink {
   mutable std::condition_variable changed_;
   std::vector<v1::StreamResponse> messages_;
   uint64_t packets_ = 0;
-  size_t new_messages_ = 0;
   bool refuse_batches_ = false;
 };
 
