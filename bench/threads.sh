@@ -5,7 +5,8 @@
 # One capd + one `capctl stream -w FILE` (as bench/run.sh runs them) on a veth in a namespace of
 # its own; trafgen sends COUNT frames of SIZE bytes at RATE. Before and after the burst (until
 # the file stops growing) every thread's schedstat is read; the table sums on-CPU time and
-# wake-ups (times put on a CPU) per thread name, per million packets. With PERF=1 `perf record -g`
+# wake-ups (times put on a CPU) per thread name, per million packets, and each process's minor page
+# faults (memory taken fresh from the kernel: churn in the allocator) and its peak RSS (VmHWM). With PERF=1 `perf record -g`
 # samples capd and capctl during the burst and `perf report` (by symbol, no children) is printed.
 #
 # Usage: sudo bench/threads.sh [BUILD_DIR]
@@ -15,6 +16,7 @@
 #           PERF=0 PERF_FREQ=4000 PERF_CALLGRAPH=-g ("--call-graph dwarf,8192" through libraries
 #           without frame pointers) PERF_SORT=comm,dso,symbol PERF_REPORT_ARGS= PERF_LINES=60
 #           PERF_OUT= (a path: perf.data of capd + capctl is kept there)
+#           PERF_EVENTS="-F \$PERF_FREQ" (e.g. "-e page-faults -c 1": where each minor fault comes from)
 set -euo pipefail
 
 BUILD_DIR=${1:-./build}
@@ -84,6 +86,14 @@ by_name() {
           printf "%-8s %-18s %9.1f ms %9d wake-ups  %7.3f s/Mpkt %8.0f wake-ups/Mpkt\n",
                  tool, "(all)", tc / 1e6, tr, tc / 1e3 / n, tr * 1e6 / n }' "$1" "$2" | sort -k2
 }
+# minor_faults PID: field 10 of /proc/PID/stat (counted after the ")" that ends the name).
+minor_faults() { sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f8; }
+# faults_line TOOL BEFORE AFTER PID
+faults_line() {
+  printf '%-8s %-18s %9d faults %14s  %7.0f faults/Mpkt   VmHWM %s\n' "$1" "(minor faults)" \
+    $(($3 - $2)) "" "$(awk -v d=$(($3 - $2)) -v n="$SENT" 'BEGIN { print d * 1e6 / n }')" \
+    "$(awk '/VmHWM/ { print $2 " " $3 }' "/proc/$4/status")"
+}
 rx() { ip netns exec "$CAP_NS" cat "/sys/class/net/$CAP_IF/statistics/rx_packets"; }
 burst() {
   local args=(--dev "$SND_IF" --conf "$TMP/t.cfg" --num "$COUNT" --cpus 1 --no-sock-mem
@@ -93,9 +103,10 @@ burst() {
 }
 
 start_perf() {  # start_perf FILE PIDS
-  local callgraph=()
+  local callgraph=() events=()
   read -r -a callgraph <<<"${PERF_CALLGRAPH:--g}"
-  perf record -F "${PERF_FREQ:-4000}" "${callgraph[@]}" -o "$1" -p "$2" 2>"$TMP/perf.err" \
+  read -r -a events <<<"${PERF_EVENTS:--F ${PERF_FREQ:-4000}}"
+  perf record "${events[@]}" "${callgraph[@]}" -o "$1" -p "$2" 2>"$TMP/perf.err" \
     >/dev/null &
   PERF_PID=$!
   PIDS+=("$PERF_PID")
@@ -152,16 +163,22 @@ wait_for "$TMP/capctl.err" "capturing on" "$CTL"
 sleep 0.5
 thread_snapshot "$CAPD_PID" >"$TMP/capd.0"
 thread_snapshot "$CTL" >"$TMP/ctl.0"
+capd_faults0=$(minor_faults "$CAPD_PID")
+ctl_faults0=$(minor_faults "$CTL")
 rx0=$(rx)
 [[ $PERF != 1 ]] || start_perf "$TMP/perf.data" "$CAPD_PID,$CTL"
 burst
 wait_quiet "$TMP/t.pcapng" || true
 thread_snapshot "$CAPD_PID" >"$TMP/capd.1"
 thread_snapshot "$CTL" >"$TMP/ctl.1"
+capd_faults1=$(minor_faults "$CAPD_PID")
+ctl_faults1=$(minor_faults "$CTL")
 SENT=$(($(rx) - rx0))
 [[ $PERF != 1 ]] || stop_perf
 by_name "$TMP/capd.0" "$TMP/capd.1" capd
 by_name "$TMP/ctl.0" "$TMP/ctl.1" capctl
+faults_line capd "$capd_faults0" "$capd_faults1" "$CAPD_PID"
+faults_line capctl "$ctl_faults0" "$ctl_faults1" "$CTL"
 kill -INT "$CTL"
 wait "$CTL" 2>/dev/null || true
 forget "$CTL"

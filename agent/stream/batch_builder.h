@@ -5,7 +5,8 @@
 //
 // Messages are recycled: Start() takes a message that may have carried an earlier batch and
 // clears it without giving back the capacity of its blob and arrays, so a warmed-up stream
-// allocates nothing per packet.
+// allocates nothing per packet. A message without that capacity is sized once, to the last
+// batch's size, instead of growing step by step; the arrays are never zero-filled ahead.
 
 #include <cstddef>
 #include <cstdint>
@@ -72,6 +73,9 @@ class BatchBuilder {
   uint32_t* original_length_ = nullptr;
   uint32_t* captured_length_ = nullptr;
   size_t sized_ = 0;  // the arrays' current size: packets_ <= sized_
+  // The last finished batch's packets and blob bytes: how large a new batch is sized ahead.
+  size_t last_packets_ = 0;
+  size_t last_bytes_ = 0;
   size_t packets_ = 0;
   size_t bytes_ = 0;
 };

@@ -133,6 +133,60 @@ TEST(BatchBuilderTest, RecycledMessageStartsEmptyAndKeepsCapacity) {
   EXPECT_TRUE(builder.Finish()->has_packets());
 }
 
+// A recycled message's blob and arrays are the same memory again (no allocation per batch), and
+// the bytes of the new batch are its own.
+TEST(BatchBuilderTest, RecycledMessageReusesItsBlobAndArrays) {
+  BatchBuilder builder;
+  builder.Start(std::make_unique<v1::StreamResponse>());
+  const std::vector<uint8_t> old_bytes(1000, 1);
+  for (int i = 0; i < 300; ++i) builder.Append(0, i, 1000, old_bytes.data(), 1000);
+  std::unique_ptr<v1::StreamResponse> used = builder.Finish();
+  const char* blob = used->packets().data().data();
+  const uint64_t* timestamps = used->packets().timestamp_ns().data();
+  const uint32_t* lengths = used->packets().captured_length().data();
+
+  builder.Start(std::move(used));
+  const std::string frame = "new frame";
+  for (int i = 0; i < 200; ++i) {
+    builder.Append(1, 5000 + i, 60, reinterpret_cast<const uint8_t*>(frame.data()),
+                   static_cast<uint32_t>(frame.size()));
+  }
+  std::unique_ptr<v1::StreamResponse> again = builder.Finish();
+  const v1::PacketBatch& batch = again->packets();
+  EXPECT_EQ(batch.data().data(), blob);
+  EXPECT_EQ(batch.timestamp_ns().data(), timestamps);
+  EXPECT_EQ(batch.captured_length().data(), lengths);
+  ASSERT_EQ(batch.timestamp_ns_size(), 200);
+  ASSERT_EQ(batch.data().size(), 200 * frame.size());
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_EQ(batch.data().substr(i * frame.size(), frame.size()), frame) << i;
+    EXPECT_EQ(batch.timestamp_ns(i), 5000u + i) << i;
+    EXPECT_EQ(batch.interface_index(i), 1u) << i;
+    EXPECT_EQ(batch.original_length(i), 60u) << i;
+    EXPECT_EQ(batch.captured_length(i), frame.size()) << i;
+  }
+}
+
+// A message new to the stream (the sink had none free) is sized like the last batch at once: its
+// blob and arrays are not grown step by step, each step fresh memory and a copy.
+TEST(BatchBuilderTest, FreshMessageIsSizedLikeTheLastBatch) {
+  BatchBuilder builder;
+  builder.Start(std::make_unique<v1::StreamResponse>());
+  const std::vector<uint8_t> bytes(1000, 1);
+  for (int i = 0; i < 1000; ++i) builder.Append(0, i, 1000, bytes.data(), 1000);
+  builder.Finish();
+
+  builder.Start(std::make_unique<v1::StreamResponse>());
+  builder.Append(0, 1, 1000, bytes.data(), 1000);
+  std::unique_ptr<v1::StreamResponse> fresh = builder.Finish();
+  const v1::PacketBatch& batch = fresh->packets();
+  EXPECT_GE(batch.data().capacity(), 1000u * 1000u);
+  EXPECT_GE(batch.timestamp_ns().Capacity(), 1000);
+  EXPECT_GE(batch.captured_length().Capacity(), 1000);
+  EXPECT_EQ(batch.data().size(), 1000u);
+  EXPECT_EQ(batch.timestamp_ns_size(), 1);
+}
+
 // The arrays are sized ahead in steps and cut at Finish: the message on the wire is the one the
 // packets make, whatever the step, and a recycled message with longer arrays is cut too.
 TEST(BatchBuilderTest, TheWireHoldsExactlyThePacketsAcrossGrowthSteps) {
