@@ -243,7 +243,9 @@ int main(int argc, char** argv) {
       builder.experimental().AddExternalConnectionAcceptor(
           grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
           credentials.value()());
-  builder.RegisterService(&service);
+  builder.RegisterService(service.grpc_service());
+  // Every method is async: the service's accepting thread waits in this queue for new calls.
+  std::unique_ptr<grpc::ServerCompletionQueue> accept_queue = builder.AddCompletionQueue();
   // Dead peers are noticed by keepalive (a live client that stops reading is the queue's job).
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
@@ -258,8 +260,10 @@ int main(int argc, char** argv) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) {
     spdlog::error("cannot start the gRPC server on {}", flags.access.listen);
+    accept_queue->Shutdown();
     return 1;
   }
+  service.Serve(std::move(accept_queue));
   const uint16_t bound_port = (*listener)->port();
   service.SetListeningPort(bound_port);
   (*listener)->Start([&acceptor](int listener_fd, int connection_fd) {
@@ -280,6 +284,7 @@ int main(int argc, char** argv) {
       spdlog::error("{}", opened.status().message());
       (*listener)->Stop();
       server->Shutdown();
+      service.StopServing();
       return 2;
     }
     recordings = std::move(opened).value();
@@ -341,9 +346,10 @@ int main(int argc, char** argv) {
   // Recordings finish their files and keep their state "running", to resume at the next start.
   if (recordings) recordings->StopAll();
   // gRPC writes what the streams have queued to clients that read, for up to 3 s, then cancels
-  // the rest; every reactor is then done and goes.
+  // the rest; every stream's and fetch's writer then finishes its call and goes.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));
   service.WaitForStreams();
+  service.StopServing();
   spdlog::info("capd stopped");
   return helper_lost.load() ? 1 : 0;
 }

@@ -162,7 +162,7 @@ StatusOr<TokenCheck> TokenCheck::FromFile(const std::string& path) {
   return TokenCheck(std::move(token));
 }
 
-grpc::Status TokenCheck::Check(const grpc::CallbackServerContext& context) const {
+grpc::Status TokenCheck::Check(const grpc::ServerContextBase& context) const {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {

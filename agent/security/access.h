@@ -44,7 +44,7 @@ class TokenCheck {
   // Reads the token (surrounding whitespace removed; must not be empty).
   static StatusOr<TokenCheck> FromFile(const std::string& path);
   // OK, UNAUTHENTICATED (no token sent) or PERMISSION_DENIED (a wrong one).
-  grpc::Status Check(const grpc::CallbackServerContext& context) const;
+  grpc::Status Check(const grpc::ServerContextBase& context) const;
 
  private:
   explicit TokenCheck(std::string token) : token_(std::move(token)) {}

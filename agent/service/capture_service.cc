@@ -21,75 +21,127 @@
 #include "filters/bpf_filter.h"
 
 namespace capd::agent {
-namespace {
 
-// A reactor that only finishes with an error, for calls refused before any capture starts.
-class RefusedStream : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+// A tag in the server's completion queue: a call requested from gRPC, then (unary) its finish.
+class AcceptedCall {
  public:
-  explicit RefusedStream(grpc::Status status) { Finish(std::move(status)); }
-  void OnDone() override { delete this; }
+  virtual ~AcceptedCall() = default;
+  // The tag's completion (accepting thread); may delete the object.
+  virtual void Proceed(bool ok) = 0;
 };
 
-// A write reactor that only finishes with an error.
-class RefusedFetch : public grpc::ServerWriteReactor<v1::RecordingChunk> {
+namespace {
+
+// How long a refused call's client may take to take its status before it is cancelled.
+constexpr std::chrono::milliseconds kRefusalLimit{5000};
+
+// A Stream or FetchRecording call requested from gRPC: handed to `accepted` when it comes.
+template <class Call>
+class StreamingSlot final : public AcceptedCall {
  public:
-  explicit RefusedFetch(grpc::Status status) { Finish(std::move(status)); }
-  void OnDone() override { delete this; }
+  explicit StreamingSlot(std::function<void(std::unique_ptr<Call>)> accepted)
+      : accepted_(std::move(accepted)) {}
+  Call& call() { return *call_; }
+  void Proceed(bool ok) override {
+    std::unique_ptr<StreamingSlot> self(this);
+    if (!ok) return;  // the server is shutting down: the call never started
+    call_->MarkStarted();
+    accepted_(std::move(call_));
+  }
+
+ private:
+  std::unique_ptr<Call> call_ = std::make_unique<Call>();
+  std::function<void(std::unique_ptr<Call>)> accepted_;
 };
 
 }  // namespace
 
-// Sends a recording's files in chunks, one write in flight; each chunk is read from disk in
-// OnWriteDone (256 KiB from the page cache or a local disk, well under a millisecond). Memory per
-// fetch: one chunk plus what gRPC buffers for the client, never a whole file. A client that
-// reads nothing for the stall timeout is cancelled by CaptureService's watchdog.
-class FetchReactor : public grpc::ServerWriteReactor<v1::RecordingChunk> {
+// One unary call, from its request to its finish. The handler runs on the accepting thread and
+// finishes the call, at once or later from another thread (Finish is called exactly once).
+template <class Request, class Response>
+class UnaryCall final : public AcceptedCall {
  public:
-  using OnDoneFn = std::function<void(FetchReactor*)>;
-  FetchReactor(std::string name, std::vector<std::string> paths,
-               grpc::CallbackServerContext* context, OnDoneFn on_done)
-      : name_(std::move(name)),
-        paths_(std::move(paths)),
-        context_(context),
-        peer_(context->peer()),
-        on_done_(std::move(on_done)) {
-    Next();
-  }
-  void OnWriteDone(bool ok) override {
-    writing_since_ns_.store(0, std::memory_order_relaxed);
-    if (!ok) {
-      Finish(grpc::Status::CANCELLED);
-      return;
+  UnaryCall(std::function<void()> request_next, std::function<void(UnaryCall&)> handle)
+      : request_next_(std::move(request_next)), handle_(std::move(handle)) {}
+
+  grpc::ServerContext context;
+  Request request;
+  Response response;
+  grpc::ServerAsyncResponseWriter<Response>& responder() { return responder_; }
+
+  // Sends `response` if `status` is OK, else only the status. Once; from any thread.
+  void Finish(const grpc::Status& status) {
+    if (status.ok()) {
+      responder_.Finish(response, status, this);
+    } else {
+      responder_.FinishWithError(status, this);
     }
-    Next();
-  }
-  void OnDone() override {
-    on_done_(this);  // unregisters: the watchdog no longer sees it
-    delete this;
   }
 
-  // The watchdog's check (under CaptureService::fetch_mu_, so before OnDone's unregistering).
-  void CancelIfStalled(std::chrono::steady_clock::time_point now,
-                       std::chrono::milliseconds timeout) {
-    const int64_t since = writing_since_ns_.load(std::memory_order_relaxed);
-    if (since == 0 || cancelled_) return;
-    if (now.time_since_epoch() - std::chrono::nanoseconds(since) <= timeout) return;
-    cancelled_ = true;
-    spdlog::warn("fetch of recording {} to {}: the client has read nothing for {} s; ending it",
-                 name_, peer_, timeout.count() / 1000.0);
-    context_->TryCancel();  // OnWriteDone(false) follows and finishes the call
+  void Proceed(bool ok) override {
+    if (!ok || finishing_) {  // the server is shutting down, or the call is finished
+      delete this;
+      return;
+    }
+    finishing_ = true;
+    request_next_();
+    handle_(*this);
+  }
+
+ private:
+  grpc::ServerAsyncResponseWriter<Response> responder_{&context};
+  std::function<void()> request_next_;
+  std::function<void(UnaryCall&)> handle_;
+  bool finishing_ = false;
+};
+
+// Sends a recording's files in chunks, one write in flight, on a thread of its own; each chunk
+// is read from disk between writes (256 KiB from the page cache or a local disk, well under a
+// millisecond). Memory per fetch: one chunk plus what gRPC buffers for the client, never a
+// whole file. A write the client has not taken within the stall timeout cancels the call.
+class FetchWriter {
+ public:
+  using FetchCall = ServerStreamCall<v1::FetchRecordingRequest, v1::RecordingChunk>;
+  FetchWriter(std::vector<std::string> paths, std::unique_ptr<FetchCall> call,
+              std::chrono::milliseconds stall_timeout)
+      : name_(call->request().name()),
+        paths_(std::move(paths)),
+        call_(std::move(call)),
+        peer_(call_->context().peer()),
+        stall_timeout_(stall_timeout) {}
+
+  // Writes every file, then finishes the call. Writer thread.
+  void Run() {
+    grpc::Status status = grpc::Status::OK;
+    while (Next()) {
+      std::optional<bool> written =
+          call_->Write(chunk_, std::chrono::system_clock::now() + stall_timeout_);
+      if (!written) {
+        spdlog::warn("fetch of recording {} to {}: the client has read nothing for {} s; ending it",
+                     name_, peer_, stall_timeout_.count() / 1000.0);
+        call_->context().TryCancel();
+        written = call_->WaitForWrite();
+      }
+      if (!*written) {
+        status = grpc::Status::CANCELLED;
+        break;
+      }
+    }
+    call_->FinishAndWait(status, stall_timeout_);
+  }
+  // When no writer thread could start (capd is shutting down).
+  void FinishUnavailable() {
+    call_->FinishAndWait({grpc::StatusCode::UNAVAILABLE, "capd is shutting down"}, stall_timeout_);
   }
 
  private:
   static constexpr size_t kChunkBytes = 256 * 1024;
 
-  void Next() {
+  // Reads the next chunk into chunk_; false when every file has been sent.
+  bool Next() {
     while (true) {
       if (!file_.is_open()) {
-        if (index_ >= paths_.size()) {
-          Finish(grpc::Status::OK);
-          return;
-        }
+        if (index_ >= paths_.size()) return false;
         file_.open(paths_[index_], std::ios::binary);
         offset_ = 0;
         if (!file_) {  // deleted by the ring since it was listed: skip it
@@ -112,25 +164,19 @@ class FetchReactor : public grpc::ServerWriteReactor<v1::RecordingChunk> {
         file_ = std::ifstream();
         ++index_;
       }
-      writing_since_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
-                              std::memory_order_relaxed);
-      StartWrite(&chunk_);
-      return;
+      return true;
     }
   }
 
   const std::string name_;
   std::vector<std::string> paths_;
-  grpc::CallbackServerContext* const context_;  // valid until OnDone
+  const std::unique_ptr<FetchCall> call_;
   const std::string peer_;
-  OnDoneFn on_done_;
+  const std::chrono::milliseconds stall_timeout_;
   size_t index_ = 0;
   std::ifstream file_;
   uint64_t offset_ = 0;
   v1::RecordingChunk chunk_;
-  // steady_clock ns when the write in flight started; 0: none in flight.
-  std::atomic<int64_t> writing_since_ns_{0};
-  bool cancelled_ = false;  // watchdog only
 };
 
 StatusOr<std::unique_ptr<rewind::Rewind>> CaptureService::PrepareRewind(
@@ -175,7 +221,7 @@ StatusOr<std::unique_ptr<rewind::Rewind>> CaptureService::PrepareRewind(
                                           options_.identity.filter_sandbox);
 }
 
-RecordingManager* CaptureService::Recordings(const grpc::CallbackServerContext& context,
+RecordingManager* CaptureService::Recordings(const grpc::ServerContextBase& context,
                                              grpc::Status* refused) {
   if (grpc::Status allowed = Authorize(context); !allowed.ok()) {
     *refused = allowed;
@@ -189,144 +235,199 @@ RecordingManager* CaptureService::Recordings(const grpc::CallbackServerContext& 
   return recordings;
 }
 
-grpc::ServerUnaryReactor* CaptureService::RecordingCall(
-    grpc::CallbackServerContext* context, std::function<grpc::Status(RecordingManager&)> work) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+template <class Call>
+void CaptureService::RecordingCall(Call& call,
+                                   std::function<grpc::Status(RecordingManager&)> work) {
   grpc::Status refused;
-  RecordingManager* recordings = Recordings(*context, &refused);
+  RecordingManager* recordings = Recordings(call.context, &refused);
   if (recordings == nullptr) {
-    reactor->Finish(refused);
-    return reactor;
+    call.Finish(refused);
+    return;
   }
   {
     std::lock_guard lock(mu_);
     if (shutting_down_) {
-      reactor->Finish({grpc::StatusCode::UNAVAILABLE, "capd is shutting down"});
-      return reactor;
+      call.Finish({grpc::StatusCode::UNAVAILABLE, "capd is shutting down"});
+      return;
     }
   }
-  // Starting or stopping a recording opens or joins its capture: off gRPC's threads, on one the
-  // service joins at shutdown.
+  // Starting or stopping a recording opens or joins its capture: off the accepting thread, on
+  // one the service joins at shutdown.
   const bool started = recording_calls_.Start(
       "capd-record-rpc",
-      [recordings, reactor, work = std::move(work)] { reactor->Finish(work(*recordings)); });
-  if (!started) reactor->Finish({grpc::StatusCode::UNAVAILABLE, "capd is shutting down"});
-  return reactor;
+      [recordings, &call, work = std::move(work)] { call.Finish(work(*recordings)); });
+  if (!started) call.Finish({grpc::StatusCode::UNAVAILABLE, "capd is shutting down"});
 }
 
-grpc::ServerUnaryReactor* CaptureService::StartRecording(grpc::CallbackServerContext* context,
-                                                         const v1::StartRecordingRequest* request,
-                                                         v1::RecordingInfo* response) {
+void CaptureService::StartRecording(StartRecordingCall& call) {
   // Tells the client its triggers apply (an older capd ignores them and records everything).
-  if (!request->start_on().empty() || !request->stop_on().empty()) {
-    context->AddInitialMetadata("capd-trigger", "armed");
+  if (!call.request.start_on().empty() || !call.request.stop_on().empty()) {
+    call.context.AddInitialMetadata("capd-trigger", "armed");
   }
-  return RecordingCall(context, [request, response](RecordingManager& recordings) {
-    auto started = recordings.Start(*request);
+  RecordingCall(call, [&call](RecordingManager& recordings) {
+    auto started = recordings.Start(call.request);
     if (!started.ok()) return ToGrpcStatus(started.status());
-    *response = std::move(started).value();
+    call.response = std::move(started).value();
     return grpc::Status::OK;
   });
 }
 
-grpc::ServerUnaryReactor* CaptureService::StopRecording(grpc::CallbackServerContext* context,
-                                                        const v1::StopRecordingRequest* request,
-                                                        v1::RecordingInfo* response) {
-  return RecordingCall(context, [request, response](RecordingManager& recordings) {
-    auto stopped = recordings.Stop(request->name());
+void CaptureService::StopRecording(StopRecordingCall& call) {
+  RecordingCall(call, [&call](RecordingManager& recordings) {
+    auto stopped = recordings.Stop(call.request.name());
     if (!stopped.ok()) return ToGrpcStatus(stopped.status());
-    *response = std::move(stopped).value();
+    call.response = std::move(stopped).value();
     return grpc::Status::OK;
   });
 }
 
-grpc::ServerUnaryReactor* CaptureService::DeleteRecording(grpc::CallbackServerContext* context,
-                                                          const v1::DeleteRecordingRequest* request,
-                                                          v1::RecordingInfo* response) {
-  // Removing a ring of up to 100,000 files takes a while: off gRPC's threads too.
-  return RecordingCall(context, [request, response](RecordingManager& recordings) {
-    auto deleted = recordings.Delete(request->name());
+void CaptureService::DeleteRecording(DeleteRecordingCall& call) {
+  // Removing a ring of up to 100,000 files takes a while: off the accepting thread too.
+  RecordingCall(call, [&call](RecordingManager& recordings) {
+    auto deleted = recordings.Delete(call.request.name());
     if (!deleted.ok()) return ToGrpcStatus(deleted.status());
-    *response = std::move(deleted).value();
+    call.response = std::move(deleted).value();
     return grpc::Status::OK;
   });
 }
 
-grpc::ServerUnaryReactor* CaptureService::ListRecordings(grpc::CallbackServerContext* context,
-                                                         const v1::ListRecordingsRequest*,
-                                                         v1::ListRecordingsResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+void CaptureService::ListRecordings(ListRecordingsCall& call) {
   grpc::Status refused;
-  RecordingManager* recordings = Recordings(*context, &refused);
+  RecordingManager* recordings = Recordings(call.context, &refused);
   if (recordings == nullptr) {
-    reactor->Finish(refused);
-    return reactor;
+    call.Finish(refused);
+    return;
   }
-  for (v1::RecordingInfo& info : recordings->List()) *response->add_recordings() = std::move(info);
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  for (v1::RecordingInfo& info : recordings->List()) {
+    *call.response.add_recordings() = std::move(info);
+  }
+  call.Finish(grpc::Status::OK);
 }
 
-grpc::ServerWriteReactor<v1::RecordingChunk>* CaptureService::FetchRecording(
-    grpc::CallbackServerContext* context, const v1::FetchRecordingRequest* request) {
+template <class Call>
+void CaptureService::Refuse(std::unique_ptr<Call> call, const grpc::Status& status) {
+  call->FinishAndWait(status, kRefusalLimit);
+}
+
+void CaptureService::FetchRecording(std::unique_ptr<FetchCall> call) {
   grpc::Status refused;
-  RecordingManager* recordings = Recordings(*context, &refused);
-  if (recordings == nullptr) return new RefusedFetch(refused);
-  auto files = recordings->FetchableFiles(request->name());
-  if (!files.ok()) return new RefusedFetch(ToGrpcStatus(files.status()));
-  std::lock_guard lock(fetch_mu_);
-  if (fetches_.size() >= options_.max_fetches) {
-    return new RefusedFetch({grpc::StatusCode::RESOURCE_EXHAUSTED,
-                             "capd already serves " + std::to_string(fetches_.size()) +
-                                 " fetches, its limit (--max-fetches)"});
-  }
-  // gRPC runs no reaction before this returns, so OnDone cannot unregister before this registers.
-  auto* reactor =
-      new FetchReactor(request->name(), std::move(files).value(), context, [this](FetchReactor* f) {
-        std::lock_guard done_lock(fetch_mu_);
-        fetches_.erase(f);
-      });
-  fetches_.insert(reactor);
-  return reactor;
-}
-
-CaptureService::CaptureService(ServiceOptions options)
-    : options_(std::move(options)), watchdog_([this] { FetchWatchdog(); }) {}
-
-CaptureService::~CaptureService() {
+  RecordingManager* recordings = Recordings(call->context(), &refused);
+  if (recordings == nullptr) return Refuse(std::move(call), refused);
+  auto files = recordings->FetchableFiles(call->request().name());
+  if (!files.ok()) return Refuse(std::move(call), ToGrpcStatus(files.status()));
+  FetchWriter* fetch = nullptr;
   {
-    std::lock_guard lock(fetch_mu_);
-    stop_watchdog_ = true;
+    std::lock_guard lock(mu_);
+    if (fetches_.size() >= options_.max_fetches) {
+      refused = {grpc::StatusCode::RESOURCE_EXHAUSTED, "capd already serves " +
+                                                           std::to_string(fetches_.size()) +
+                                                           " fetches, its limit (--max-fetches)"};
+    } else {
+      fetch = new FetchWriter(std::move(files).value(), std::move(call), options_.stall_timeout);
+      fetches_.insert(fetch);
+    }
   }
-  fetch_cv_.notify_all();
-  watchdog_.join();
+  if (fetch == nullptr) return Refuse(std::move(call), refused);
+  const bool started = writers_.Start("capd-fetch", [this, fetch] {
+    fetch->Run();
+    ForgetFetch(fetch);
+  });
+  if (!started) {
+    fetch->FinishUnavailable();
+    ForgetFetch(fetch);
+  }
 }
 
-void CaptureService::FetchWatchdog() {
-  // Checked four times per timeout (at most once a second): a stalled fetch ends within
-  // 1.25 timeouts.
-  const auto period =
-      std::min<std::chrono::milliseconds>(std::chrono::seconds(1), options_.stall_timeout / 4);
-  std::unique_lock lock(fetch_mu_);
-  while (!fetch_cv_.wait_for(lock, period, [this] { return stop_watchdog_; })) {
-    const auto now = std::chrono::steady_clock::now();
-    for (FetchReactor* fetch : fetches_) fetch->CancelIfStalled(now, options_.stall_timeout);
-  }
+void CaptureService::ForgetFetch(FetchWriter* fetch) {
+  delete fetch;
+  std::lock_guard lock(mu_);
+  fetches_.erase(fetch);
+  if (streams_.empty() && fetches_.empty()) all_gone_.notify_all();
 }
 
-grpc::ServerUnaryReactor* CaptureService::ListInterfaces(grpc::CallbackServerContext* context,
-                                                         const v1::ListInterfacesRequest*,
-                                                         v1::ListInterfacesResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (grpc::Status allowed = Authorize(*context); !allowed.ok()) {
-    reactor->Finish(allowed);
-    return reactor;
+CaptureService::CaptureService(ServiceOptions options) : options_(std::move(options)) {}
+
+CaptureService::~CaptureService() { StopServing(); }
+
+void CaptureService::Serve(std::unique_ptr<grpc::ServerCompletionQueue> queue) {
+  queue_ = std::move(queue);
+  RequestUnary(&AsyncCaptureService::RequestListInterfaces, &CaptureService::ListInterfaces);
+  RequestStream();
+  RequestUnary(&AsyncCaptureService::RequestChangeStream, &CaptureService::ChangeStream);
+  RequestUnary(&AsyncCaptureService::RequestStartRecording, &CaptureService::StartRecording);
+  RequestUnary(&AsyncCaptureService::RequestStopRecording, &CaptureService::StopRecording);
+  RequestUnary(&AsyncCaptureService::RequestDeleteRecording, &CaptureService::DeleteRecording);
+  RequestUnary(&AsyncCaptureService::RequestListRecordings, &CaptureService::ListRecordings);
+  RequestFetch();
+  acceptor_ = std::thread([this] { AcceptLoop(); });
+}
+
+void CaptureService::AcceptLoop() {
+  pthread_setname_np(pthread_self(), "capd-accept");
+  void* tag = nullptr;
+  bool ok = false;
+  while (queue_->Next(&tag, &ok)) static_cast<AcceptedCall*>(tag)->Proceed(ok);
+}
+
+void CaptureService::StopServing() {
+  {
+    std::lock_guard lock(accept_mu_);
+    if (stop_requesting_) return;
+    stop_requesting_ = true;
+  }
+  if (queue_) queue_->Shutdown();
+  if (acceptor_.joinable()) acceptor_.join();
+  writers_.JoinAll();
+}
+
+template <class Call, class RequestFn>
+bool CaptureService::RequestUnary(RequestFn request, void (CaptureService::*handle)(Call&)) {
+  std::lock_guard lock(accept_mu_);
+  if (stop_requesting_) return false;
+  auto* call = new Call([this, request, handle] { RequestUnary(request, handle); },
+                        [this, handle](Call& accepted) { (this->*handle)(accepted); });
+  (async_service_.*request)(&call->context, &call->request, &call->responder(), queue_.get(),
+                            queue_.get(), call);
+  return true;
+}
+
+bool CaptureService::RequestStream() {
+  std::lock_guard lock(accept_mu_);
+  if (stop_requesting_) return false;
+  auto* slot = new StreamingSlot<AsyncStreamCall>([this](std::unique_ptr<AsyncStreamCall> call) {
+    RequestStream();
+    Stream(std::move(call));
+  });
+  AsyncStreamCall& call = slot->call();
+  async_service_.RequestStream(&call.context(), &call.request(), &call.writer(), &call.queue(),
+                               queue_.get(), slot);
+  return true;
+}
+
+bool CaptureService::RequestFetch() {
+  std::lock_guard lock(accept_mu_);
+  if (stop_requesting_) return false;
+  auto* slot = new StreamingSlot<FetchCall>([this](std::unique_ptr<FetchCall> call) {
+    RequestFetch();
+    FetchRecording(std::move(call));
+  });
+  FetchCall& call = slot->call();
+  async_service_.RequestFetchRecording(&call.context(), &call.request(), &call.writer(),
+                                       &call.queue(), queue_.get(), slot);
+  return true;
+}
+
+void CaptureService::ListInterfaces(ListInterfacesCall& call) {
+  if (grpc::Status allowed = Authorize(call.context); !allowed.ok()) {
+    call.Finish(allowed);
+    return;
   }
   auto interfaces = ListCaptureInterfaces();
   if (!interfaces.ok()) {
-    reactor->Finish(ToGrpcStatus(interfaces.status()));
-    return reactor;
+    call.Finish(ToGrpcStatus(interfaces.status()));
+    return;
   }
+  v1::ListInterfacesResponse* response = &call.response;
   {
     std::lock_guard lock(mu_);
     response->set_agent_name(options_.identity.name);
@@ -344,54 +445,52 @@ grpc::ServerUnaryReactor* CaptureService::ListInterfaces(grpc::CallbackServerCon
     out->set_running(summary.running);
     out->set_loopback(summary.loopback);
   }
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  call.Finish(grpc::Status::OK);
 }
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* CaptureService::Stream(
-    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+void CaptureService::Stream(std::unique_ptr<AsyncStreamCall> call) {
   // What the generated handler does for a typed method (Deserialize consumes its buffer).
-  grpc::ByteBuffer bytes(*request);
   v1::StreamRequest parsed;
   if (grpc::Status status =
-          grpc::SerializationTraits<v1::StreamRequest>::Deserialize(&bytes, &parsed);
+          grpc::SerializationTraits<v1::StreamRequest>::Deserialize(&call->request(), &parsed);
       !status.ok()) {
-    return new RefusedStream(status);
+    return Refuse(std::move(call), status);
   }
-  return OpenStream(context, &parsed);
+  OpenStream(std::move(call), parsed);
 }
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* CaptureService::OpenStream(
-    grpc::CallbackServerContext* context, const v1::StreamRequest* request) {
+void CaptureService::OpenStream(std::unique_ptr<AsyncStreamCall> call,
+                                const v1::StreamRequest& request) {
+  grpc::ServerContext& context = call->context();
   std::string principal;
-  if (grpc::Status allowed = Authorize(*context, &principal); !allowed.ok()) {
+  if (grpc::Status allowed = Authorize(context, &principal); !allowed.ok()) {
     if (auto held_back = RefusalLogThrottle().Admit()) {
-      spdlog::warn("refused a stream from {}: {}{}", context->peer(), allowed.error_message(),
+      spdlog::warn("refused a stream from {}: {}{}", context.peer(), allowed.error_message(),
                    HeldBackNote(*held_back));
     }
-    return new RefusedStream(allowed);
+    return Refuse(std::move(call), allowed);
   }
-  if (Status valid = ValidateStreamRequest(*request); !valid.ok()) {
-    return new RefusedStream(ToGrpcStatus(valid));
+  if (Status valid = ValidateStreamRequest(request); !valid.ok()) {
+    return Refuse(std::move(call), ToGrpcStatus(valid));
   }
   // The key log is opened before the capture: a refused path costs no capture.
   std::unique_ptr<keylog::KeyLogFollower> keylog;
-  if (!request->tls_keylog().empty()) {
-    auto opened = OpenKeyLog(request->tls_keylog());
+  if (!request.tls_keylog().empty()) {
+    auto opened = OpenKeyLog(request.tls_keylog());
     if (!opened.ok()) {
       if (auto held_back = RefusalLogThrottle().Admit()) {
-        spdlog::info("stream from {} refused: {}{}", context->peer(), opened.status().message(),
+        spdlog::info("stream from {} refused: {}{}", context.peer(), opened.status().message(),
                      HeldBackNote(*held_back));
       }
-      return new RefusedStream(ToGrpcStatus(opened.status()));
+      return Refuse(std::move(call), ToGrpcStatus(opened.status()));
     }
     keylog = std::move(opened).value();
   }
   // The recording is found before the capture: a stream that cannot rewind costs no capture.
   std::unique_ptr<rewind::Rewind> rewind;
-  if (request->since_ns() != 0) {
-    auto prepared = PrepareRewind(*request);
-    if (!prepared.ok()) return new RefusedStream(ToGrpcStatus(prepared.status()));
+  if (request.since_ns() != 0) {
+    auto prepared = PrepareRewind(request);
+    if (!prepared.ok()) return Refuse(std::move(call), ToGrpcStatus(prepared.status()));
     rewind = std::move(prepared).value();
   }
   // Checked before and after asking who relays the stream: a refused stream costs no query.
@@ -407,34 +506,47 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* CaptureService::OpenStream(
     }
     return std::nullopt;
   };
+  std::optional<grpc::Status> refused;
   {
     std::lock_guard lock(mu_);
-    if (auto refused = refusal()) return new RefusedStream(*refused);
+    refused = refusal();
   }
-  StreamRelay relay = IdentifyRelay(context->peer());
-  std::lock_guard lock(mu_);
-  if (auto refused = refusal()) return new RefusedStream(*refused);
-  spdlog::info("stream from {}: interface '{}', filter {}, count {}, duration {} ms",
-               context->peer(), request->interface(), filters::QuoteFilter(request->filter()),
-               request->max_packets(), request->duration_ms());
-  // The handle goes out with the call's first message (initial metadata), to this client only.
-  auto handle = NewStreamHandle();
-  if (handle.ok()) context->AddInitialMetadata(StreamHandles::kMetadataKey, handle.value());
-  // Tells the client its key log is followed (an older capd ignores the field and says nothing).
-  if (keylog) context->AddInitialMetadata("capd-tls-keylog", "following");
-  // Tells the client its triggers apply (an older capd ignores them and streams everything).
-  if (trigger::HasTriggers(*request)) context->AddInitialMetadata("capd-trigger", "armed");
-  auto* reactor = new StreamReactor(
-      *hub_, *request, options_.identity, std::move(relay), options_.max_queue_bytes,
-      options_.stall_timeout, context, [this](StreamReactor* gone) { Forget(gone); },
-      std::move(rewind));
-  streams_.insert(reactor);
-  if (handle.ok()) handles_.Add(handle.value(), principal, reactor->subscription(), reactor);
-  if (keylog) {
-    spdlog::info("stream from {}: following TLS key log {}", context->peer(), keylog->path());
-    reactor->FollowKeyLog(std::move(keylog));
+  if (refused) return Refuse(std::move(call), *refused);
+  StreamRelay relay = IdentifyRelay(context.peer());
+  StreamReactor* reactor = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    refused = refusal();
+    if (!refused) {
+      spdlog::info("stream from {}: interface '{}', filter {}, count {}, duration {} ms",
+                   context.peer(), request.interface(), filters::QuoteFilter(request.filter()),
+                   request.max_packets(), request.duration_ms());
+      // The handle goes out with the call's first message (initial metadata), to this client
+      // only.
+      auto handle = NewStreamHandle();
+      if (handle.ok()) context.AddInitialMetadata(StreamHandles::kMetadataKey, handle.value());
+      // Tells the client its key log is followed (an older capd ignores the field).
+      if (keylog) context.AddInitialMetadata("capd-tls-keylog", "following");
+      // Tells the client its triggers apply (an older capd ignores them and streams everything).
+      if (trigger::HasTriggers(request)) context.AddInitialMetadata("capd-trigger", "armed");
+      const std::string peer = context.peer();
+      reactor = new StreamReactor(
+          *hub_, request, options_.identity, std::move(relay), options_.max_queue_bytes,
+          options_.stall_timeout, std::move(call), [this](StreamReactor* gone) { Forget(gone); },
+          std::move(rewind));
+      streams_.insert(reactor);
+      if (handle.ok()) handles_.Add(handle.value(), principal, reactor->subscription(), reactor);
+      if (keylog) {
+        spdlog::info("stream from {}: following TLS key log {}", peer, keylog->path());
+        reactor->FollowKeyLog(std::move(keylog));
+      }
+    }
   }
-  return reactor;
+  if (refused) return Refuse(std::move(call), *refused);
+  // Outside mu_: a writer that cannot start finishes here, and the reactor may go at once.
+  reactor->Start([this](std::function<void()> work) {
+    return writers_.Start("capd-stream", std::move(work));
+  });
 }
 
 StatusOr<std::unique_ptr<keylog::KeyLogFollower>> CaptureService::OpenKeyLog(
@@ -448,56 +560,52 @@ StatusOr<std::unique_ptr<keylog::KeyLogFollower>> CaptureService::OpenKeyLog(
   return keylog::KeyLogFollower::Open(options_.keylog_folders, requested);
 }
 
-grpc::ServerUnaryReactor* CaptureService::ChangeStream(grpc::CallbackServerContext* context,
-                                                       const v1::ChangeStreamRequest* request,
-                                                       v1::ChangeStreamResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+void CaptureService::ChangeStream(ChangeStreamCall& call) {
   std::string principal;
-  if (grpc::Status allowed = Authorize(*context, &principal); !allowed.ok()) {
-    reactor->Finish(allowed);
-    return reactor;
+  if (grpc::Status allowed = Authorize(call.context, &principal); !allowed.ok()) {
+    call.Finish(allowed);
+    return;
   }
-  const std::string handle = request->stream_handle();
+  const std::string handle = call.request.stream_handle();
   auto begun = handles_.BeginChange(handle, principal);
   if (!begun.ok()) {
     if (auto held_back = RefusalLogThrottle().Admit()) {
-      spdlog::info("filter change from {} refused: {}{}", context->peer(), begun.status().message(),
-                   HeldBackNote(*held_back));
+      spdlog::info("filter change from {} refused: {}{}", call.context.peer(),
+                   begun.status().message(), HeldBackNote(*held_back));
     }
-    reactor->Finish(ToGrpcStatus(begun.status()));
-    return reactor;
+    call.Finish(ToGrpcStatus(begun.status()));
+    return;
   }
   {
     std::lock_guard lock(mu_);
     if (shutting_down_) {
       handles_.EndChange(handle);
-      reactor->Finish({grpc::StatusCode::UNAVAILABLE, "capd is shutting down"});
-      return reactor;
+      call.Finish({grpc::StatusCode::UNAVAILABLE, "capd is shutting down"});
+      return;
     }
   }
   // The compile (capd-filters, up to its budget) and the move wait for a capture thread: not
-  // on gRPC's threads.
+  // on the accepting thread.
   const uint64_t subscription = begun.value();
-  const std::string peer = context->peer();
-  const bool started = change_calls_.Start(
-      "capd-change", [this, reactor, request, response, handle, subscription, peer] {
-        auto changed = hub_->Change(subscription, *request);
+  const std::string peer = call.context.peer();
+  const bool started =
+      change_calls_.Start("capd-change", [this, &call, handle, subscription, peer] {
+        auto changed = hub_->Change(subscription, call.request);
         handles_.EndChange(handle);
         if (!changed.ok()) {
           spdlog::info("filter change from {} refused: {}", peer, changed.status().message());
-          reactor->Finish(ToGrpcStatus(changed.status()));
+          call.Finish(ToGrpcStatus(changed.status()));
           return;
         }
-        *response = std::move(changed).value();
+        call.response = std::move(changed).value();
         spdlog::info("stream from {}: filter changed; kernel filter now {}", peer,
-                     filters::QuoteFilter(response->filter()));
-        reactor->Finish(grpc::Status::OK);
+                     filters::QuoteFilter(call.response.filter()));
+        call.Finish(grpc::Status::OK);
       });
   if (!started) {
     handles_.EndChange(handle);
-    reactor->Finish({grpc::StatusCode::UNAVAILABLE, "capd is shutting down"});
+    call.Finish({grpc::StatusCode::UNAVAILABLE, "capd is shutting down"});
   }
-  return reactor;
 }
 
 namespace {
@@ -515,7 +623,7 @@ LocalPeer LocatePeer(const TcpEndpoint& peer, uint16_t port) {
 
 }  // namespace
 
-grpc::Status CaptureService::Authorize(const grpc::CallbackServerContext& context,
+grpc::Status CaptureService::Authorize(const grpc::ServerContextBase& context,
                                        std::string* principal) const {
   std::string ignored;
   std::string& who = principal != nullptr ? *principal : ignored;
@@ -589,7 +697,7 @@ void CaptureService::Forget(StreamReactor* reactor) {
   handles_.RemoveOwner(reactor);
   std::lock_guard lock(mu_);
   streams_.erase(reactor);
-  if (streams_.empty()) all_gone_.notify_all();
+  if (streams_.empty() && fetches_.empty()) all_gone_.notify_all();
 }
 
 void CaptureService::SetListeningPort(uint16_t port) {
@@ -620,7 +728,7 @@ void CaptureService::JoinWork() {
 
 void CaptureService::WaitForStreams() {
   std::unique_lock lock(mu_);
-  all_gone_.wait(lock, [this] { return streams_.empty(); });
+  all_gone_.wait(lock, [this] { return streams_.empty() && fetches_.empty(); });
 }
 
 }  // namespace capd::agent

@@ -1,5 +1,12 @@
 #pragma once
-// The capd.v1.Capture gRPC service (callback API).
+// The capd.v1.Capture gRPC service (async API, async_call.h says why).
+//
+// How calls flow: one accepting thread (Serve) keeps one request outstanding for each method in
+// the server's completion queue, and runs the short unary methods (ListInterfaces,
+// ListRecordings, refusals) itself; the longer ones (ChangeStream, Start/Stop/DeleteRecording)
+// run on threads the service owns and finish from there. A Stream or FetchRecording call gets a
+// thread of its own (bounded by --max-streams and --max-fetches) that waits in the call's own
+// completion queue. A call costs no thread until gRPC has it whole (a connect flood costs none).
 //
 // Every Stream call becomes a StreamReactor subscribed to a capture of the service's CaptureHub
 // (streams of the same packets share one); the service keeps a registry of the reactors so that
@@ -26,6 +33,7 @@
 #include "agent/peers/peer_helper.h"
 #include "agent/recording/recording_manager.h"
 #include "agent/security/access.h"
+#include "agent/service/async_call.h"
 #include "agent/service/stream_handles.h"
 #include "agent/service/stream_reactor.h"
 #include "agent/stream/capture_hub.h"
@@ -67,43 +75,30 @@ struct ServiceOptions {
   std::shared_ptr<const keylog::KeyLogFolders> keylog_folders;
 };
 
-class FetchReactor;
+class FetchWriter;
+template <class Request, class Response>
+class UnaryCall;
 
-class CaptureService final
-    : public v1::Capture::WithRawCallbackMethod_Stream<v1::Capture::CallbackService> {
+// Every method async; Stream raw (StreamReactor serializes its own messages).
+using AsyncCaptureService =
+    v1::Capture::WithAsyncMethod_ListInterfaces<v1::Capture::WithRawMethod_Stream<
+        v1::Capture::WithAsyncMethod_ChangeStream<v1::Capture::WithAsyncMethod_StartRecording<
+            v1::Capture::WithAsyncMethod_StopRecording<v1::Capture::WithAsyncMethod_DeleteRecording<
+                v1::Capture::WithAsyncMethod_ListRecordings<
+                    v1::Capture::WithAsyncMethod_FetchRecording<v1::Capture::Service>>>>>>>>;
+
+class CaptureService final {
  public:
   explicit CaptureService(ServiceOptions options);
-  ~CaptureService() override;  // stops the fetch watchdog
+  ~CaptureService();  // after StopServing
 
-  grpc::ServerUnaryReactor* ListInterfaces(grpc::CallbackServerContext* context,
-                                           const v1::ListInterfacesRequest* request,
-                                           v1::ListInterfacesResponse* response) override;
-  // A raw method: the reactor serializes its own responses (stream_serializer.h: a batch's packet
-  // bytes are not copied into gRPC's buffer); the request is parsed here, then OpenStream.
-  grpc::ServerWriteReactor<grpc::ByteBuffer>* Stream(grpc::CallbackServerContext* context,
-                                                     const grpc::ByteBuffer* request) override;
-  // A running stream's new filter (CaptureHub::Change), from the principal that opened it
-  // (StreamHandles). The compile and the move run on a thread the service owns.
-  grpc::ServerUnaryReactor* ChangeStream(grpc::CallbackServerContext* context,
-                                         const v1::ChangeStreamRequest* request,
-                                         v1::ChangeStreamResponse* response) override;
+  // To register with the server builder.
+  grpc::Service* grpc_service() { return &async_service_; }
+  // Starts the accepting thread on `queue` (the builder's, after BuildAndStart).
+  void Serve(std::unique_ptr<grpc::ServerCompletionQueue> queue);
+  // After Server::Shutdown: stops the accepting thread, joins it and the writer threads.
+  void StopServing();
 
-  // Recordings (capd --record-dir). Start and Stop run on a thread of their own, owned by the
-  // service (a capture takes a moment to open and to drain); the reactor finishes from there.
-  grpc::ServerUnaryReactor* StartRecording(grpc::CallbackServerContext* context,
-                                           const v1::StartRecordingRequest* request,
-                                           v1::RecordingInfo* response) override;
-  grpc::ServerUnaryReactor* StopRecording(grpc::CallbackServerContext* context,
-                                          const v1::StopRecordingRequest* request,
-                                          v1::RecordingInfo* response) override;
-  grpc::ServerUnaryReactor* DeleteRecording(grpc::CallbackServerContext* context,
-                                            const v1::DeleteRecordingRequest* request,
-                                            v1::RecordingInfo* response) override;
-  grpc::ServerUnaryReactor* ListRecordings(grpc::CallbackServerContext* context,
-                                           const v1::ListRecordingsRequest* request,
-                                           v1::ListRecordingsResponse* response) override;
-  grpc::ServerWriteReactor<v1::RecordingChunk>* FetchRecording(
-      grpc::CallbackServerContext* context, const v1::FetchRecordingRequest* request) override;
   // Enables the recording RPCs (null: FAILED_PRECONDITION). The manager outlives the server.
   void SetRecordings(RecordingManager* recordings) { recordings_ = recordings; }
 
@@ -120,23 +115,50 @@ class CaptureService final
   // After BeginShutdown: ends every capture of the service's hub and joins their threads (each
   // stream has then been handed its last statistics and its end), and joins the recording calls
   // in progress (each finishes its call). Blocks for as long as a capture takes to open or a
-  // recording call to return; not to be called from a gRPC reaction.
+  // recording call to return.
   void JoinWork();
-  // Blocks until every stream's reactor is gone: gRPC is done with each (after Server::Shutdown
-  // every call is) and its capture has ended (JoinWork).
+  // Blocks until every stream and fetch is gone: its writer has finished the call (after
+  // Server::Shutdown every call is over) and its capture has ended (JoinWork).
   void WaitForStreams();
 
  private:
-  grpc::ServerWriteReactor<grpc::ByteBuffer>* OpenStream(grpc::CallbackServerContext* context,
-                                                         const v1::StreamRequest* request);
+  using ListInterfacesCall = UnaryCall<v1::ListInterfacesRequest, v1::ListInterfacesResponse>;
+  using ChangeStreamCall = UnaryCall<v1::ChangeStreamRequest, v1::ChangeStreamResponse>;
+  using StartRecordingCall = UnaryCall<v1::StartRecordingRequest, v1::RecordingInfo>;
+  using StopRecordingCall = UnaryCall<v1::StopRecordingRequest, v1::RecordingInfo>;
+  using DeleteRecordingCall = UnaryCall<v1::DeleteRecordingRequest, v1::RecordingInfo>;
+  using ListRecordingsCall = UnaryCall<v1::ListRecordingsRequest, v1::ListRecordingsResponse>;
+  using FetchCall = ServerStreamCall<v1::FetchRecordingRequest, v1::RecordingChunk>;
+
+  // The accepting thread.
+  void AcceptLoop();
+  // Requests the next call of each kind (accepting thread, or Serve before it starts); false
+  // once StopServing has begun.
+  bool RequestStream();
+  bool RequestFetch();
+  template <class Call, class RequestFn>
+  bool RequestUnary(RequestFn request, void (CaptureService::*handle)(Call&));
+  // What each call does once gRPC has it (accepting thread). A unary handler finishes its call,
+  // at once or from a thread of its own.
+  void ListInterfaces(ListInterfacesCall& call);
+  void ChangeStream(ChangeStreamCall& call);
+  void StartRecording(StartRecordingCall& call);
+  void StopRecording(StopRecordingCall& call);
+  void DeleteRecording(DeleteRecordingCall& call);
+  void ListRecordings(ListRecordingsCall& call);
+  void Stream(std::unique_ptr<AsyncStreamCall> call);
+  void FetchRecording(std::unique_ptr<FetchCall> call);
+  // Finishes a refused Stream or FetchRecording call (accepting thread).
+  template <class Call>
+  void Refuse(std::unique_ptr<Call> call, const grpc::Status& status);
+
+  void OpenStream(std::unique_ptr<AsyncStreamCall> call, const v1::StreamRequest& request);
   void Forget(StreamReactor* reactor);
-  // Ends fetches whose client has read nothing for stall_timeout (streams check on each send;
-  // a fetch has no other thread to notice).
-  void FetchWatchdog();
+  void ForgetFetch(FetchWriter* fetch);
   // Token, client certificate, or a local peer's uid (LocalAccessPolicy); see the README.
   // `principal`, if given, names who was let in: "token:<token>", "cert:<PEM>", "uid:<uid>",
   // or "anyone" when the service checks no one (unit tests).
-  grpc::Status Authorize(const grpc::CallbackServerContext& context,
+  grpc::Status Authorize(const grpc::ServerContextBase& context,
                          std::string* principal = nullptr) const;
   // Asks the peer helper who relays the stream from `peer` and registers the relay's
   // connections for exclusion; may block for the helper's answer (a few ms, at most 2 s).
@@ -151,11 +173,17 @@ class CaptureService final
   uint16_t listening_port() const { return listening_port_.load(std::memory_order_acquire); }
 
   // The recording manager, or FAILED_PRECONDITION with the reason for `context`.
-  RecordingManager* Recordings(const grpc::CallbackServerContext& context, grpc::Status* refused);
+  RecordingManager* Recordings(const grpc::ServerContextBase& context, grpc::Status* refused);
   // A recording call that may block: refused at once when recordings are off, otherwise `work`
   // runs on a thread of its own and its status finishes the call.
-  grpc::ServerUnaryReactor* RecordingCall(grpc::CallbackServerContext* context,
-                                          std::function<grpc::Status(RecordingManager&)> work);
+  template <class Call>
+  void RecordingCall(Call& call, std::function<grpc::Status(RecordingManager&)> work);
+
+  AsyncCaptureService async_service_;
+  std::unique_ptr<grpc::ServerCompletionQueue> queue_;
+  std::mutex accept_mu_;          // requests against the queue's shutdown
+  bool stop_requesting_ = false;  // guarded by accept_mu_
+  std::thread acceptor_;
 
   std::atomic<RecordingManager*> recordings_{nullptr};
   const std::shared_ptr<CaptureHub> hub_ = std::make_shared<CaptureHub>();
@@ -164,15 +192,12 @@ class CaptureService final
   std::mutex mu_;
   std::condition_variable all_gone_;
   std::set<StreamReactor*> streams_;
+  std::set<FetchWriter*> fetches_;  // guarded by mu_; registered until their call is over
   StreamHandles handles_;
   bool ready_ = false;
   bool shutting_down_ = false;
 
-  std::mutex fetch_mu_;
-  std::condition_variable fetch_cv_;
-  std::set<FetchReactor*> fetches_;  // registered until their OnDone
-  bool stop_watchdog_ = false;
-  std::thread watchdog_;          // started once everything it uses exists
+  OwnedThreads writers_;          // the streams' and fetches' writers
   OwnedThreads change_calls_;     // ChangeStream's compiles and moves
   OwnedThreads recording_calls_;  // last: joined (destructor) before anything they use goes
 };

@@ -20,42 +20,37 @@ constexpr size_t kMaxFreeMessages = 2;
 StreamReactor::StreamReactor(CaptureHub& hub, const v1::StreamRequest& request,
                              const AgentIdentity& identity, StreamRelay relay,
                              size_t max_queue_bytes, std::chrono::milliseconds stall_timeout,
-                             grpc::CallbackServerContext* context, OnDestroyed on_destroyed,
+                             std::unique_ptr<AsyncStreamCall> call, OnDestroyed on_destroyed,
                              std::unique_ptr<rewind::Rewind> rewind)
     : identity_(identity),
       relay_(std::move(relay)),
       max_queue_bytes_(max_queue_bytes),
       stall_timeout_(stall_timeout),
-      context_(context),
-      peer_(context->peer()),
+      call_(std::move(call)),
+      peer_(call_->context().peer()),
       on_destroyed_(std::move(on_destroyed)),
       rewind_(std::move(rewind)) {
-  // Before the flag below: reactions read compressor_.
   if (request.compression() == v1::COMPRESSION_ZSTD) {
     auto compressor = compress::BatchCompressor::Create();
     if (compressor.ok()) {
       compressor_ = std::move(*compressor);
       references_.fetch_add(1);
       // Detached: it holds a reference, so the last one to let go deletes the reactor and no
-      // reaction ever waits to join it.
+      // thread ever waits to join it.
       std::thread(&StreamReactor::CompressLoop, this).detach();
     } else {
       // The stream goes out plain, which the client decodes as well.
       spdlog::warn("stream to {}: no compression: {}", peer_, compressor.status().message());
     }
   }
-  // gRPC runs the reactions on other threads, ordered after this constructor by synchronisation
-  // inside libgrpc that ThreadSanitizer cannot see; each reaction starts with an acquire of this
-  // flag, which makes the order visible to it (tests/sanitizers/tsan.supp).
-  constructed_.store(true, std::memory_order_release);
   // The capture holds a reference until its done call; the last reference deletes the reactor,
-  // so nothing ever has to block in a reaction to wait for the capture.
+  // so nothing ever has to wait for the capture.
   StreamSink* sink = this;
   if (rewind_) {
     rewind_->SetDownstream(this);
     sink = rewind_.get();
     references_.fetch_add(1);
-    // Detached, holding a reference, as the compression thread: reads files, never a reaction.
+    // Detached, holding a reference, as the compression thread: reads files.
     std::thread([this] {
       auto end = rewind_->Run(
           [this](std::unique_ptr<v1::StreamResponse>& message) { return Offer(message); });
@@ -69,6 +64,13 @@ StreamReactor::StreamReactor(CaptureHub& hub, const v1::StreamRequest& request,
   subscription_ =
       hub.Subscribe(request, identity_, *sink, stop_,
                     [this](StatusOr<v1::StreamEnd> ended) { OnCaptureDone(std::move(ended)); });
+}
+
+void StreamReactor::Start(const StartThread& start_thread) {
+  if (start_thread([this] { DriveCall(); })) return;
+  stop_.Request(v1::StreamEnd::AGENT_SHUTDOWN);
+  call_->context().TryCancel();
+  DriveCall();  // the cancel comes at once: the call finishes here
 }
 
 StreamReactor::~StreamReactor() {
@@ -103,13 +105,7 @@ bool StreamReactor::Send(std::unique_ptr<v1::StreamResponse> message, bool dropp
   const size_t size = message->ByteSizeLong();
   std::lock_guard lock(mu_);
   if (cancelled_ || finish_called_) return true;  // nobody to count drops for any more
-  if (in_flight_ && std::chrono::steady_clock::now() - in_flight_since_ > stall_timeout_) {
-    spdlog::warn("stream to {}: the client has read nothing for {} s; ending it", peer_,
-                 stall_timeout_.count() / 1000.0);
-    stop_.Request(v1::StreamEnd::CLIENT_STALLED);
-    context_->TryCancel();  // OnCancel and OnWriteDone(false) follow and finish the call
-    return false;
-  }
+  if (StalledLocked()) return false;
   // An empty queue takes a batch whatever its size, as Offer does: --max-queue-bytes may be as
   // small as 1M while a batch reaches 2 MiB (BatchBuilder::kMaxBytes), and a bound below one
   // batch must slow the stream down, not stop it.
@@ -131,13 +127,7 @@ bool StreamReactor::Offer(std::unique_ptr<v1::StreamResponse>& message) {
   std::lock_guard lock(mu_);
   if (cancelled_ || finish_called_) return true;
   // The capture's sends are held meanwhile, so the stall watchdog is here as well.
-  if (in_flight_ && std::chrono::steady_clock::now() - in_flight_since_ > stall_timeout_) {
-    spdlog::warn("stream to {}: the client has read nothing for {} s; ending it", peer_,
-                 stall_timeout_.count() / 1000.0);
-    stop_.Request(v1::StreamEnd::CLIENT_STALLED);
-    context_->TryCancel();
-    return true;
-  }
+  if (StalledLocked()) return true;
   if (!queue_.empty() && queued_bytes_ + size > max_queue_bytes_) return false;
   queued_bytes_ += size;
   queue_.push_back({std::move(message), size});
@@ -205,11 +195,65 @@ void StreamReactor::StartNextWriteLocked() {
 
 void StreamReactor::WriteInFlightLocked() {
   SerializeForWrite(*in_flight_, blobs_, in_flight_bytes_);
-  StartWrite(&in_flight_bytes_);
+  call_->StartWrite(in_flight_bytes_);
+}
+
+bool StreamReactor::StalledLocked() {
+  if (!in_flight_ || std::chrono::steady_clock::now() - in_flight_since_ <= stall_timeout_) {
+    return false;
+  }
+  if (!stalled_) {
+    stalled_ = true;
+    spdlog::warn("stream to {}: the client has read nothing for {} s; ending it", peer_,
+                 stall_timeout_.count() / 1000.0);
+    stop_.Request(v1::StreamEnd::CLIENT_STALLED);
+    call_->context().TryCancel();  // the cancel and the failed write follow and finish the call
+  }
+  return true;
+}
+
+void StreamReactor::DriveCall() {
+  bool finished = false;
+  bool done = false;
+  while (!finished || !done) {
+    // While a write is in flight, wake when it has been for the stall timeout (a write started
+    // while this waits is watched by Send's check instead).
+    auto deadline = std::chrono::system_clock::time_point::max();
+    {
+      std::lock_guard lock(mu_);
+      if (in_flight_ && !stalled_) {
+        deadline = std::chrono::system_clock::now() + stall_timeout_ -
+                   (std::chrono::steady_clock::now() - in_flight_since_);
+      }
+    }
+    bool ok = false;
+    switch (call_->Next(deadline, ok)) {
+      case AsyncStreamCall::Event::kWritten:
+        OnWriteDone(ok);
+        break;
+      case AsyncStreamCall::Event::kDone:
+        done = true;
+        if (call_->context().IsCancelled()) OnCancel();
+        break;
+      case AsyncStreamCall::Event::kFinished:
+        finished = true;
+        break;
+      case AsyncStreamCall::Event::kDeadline: {
+        std::lock_guard lock(mu_);
+        StalledLocked();
+        break;
+      }
+      case AsyncStreamCall::Event::kShutdown:
+        finished = done = true;
+        break;
+    }
+  }
+  // Everything done under mu_ (the writes, the queue) happened before the reference goes.
+  { std::lock_guard lock(mu_); }
+  ReleaseReference();
 }
 
 void StreamReactor::OnWriteDone(bool ok) {
-  SeeConstruction();
   std::lock_guard lock(mu_);
   if (in_flight_ && in_flight_->has_packets() && free_.size() < kMaxFreeMessages) {
     free_.push_back(std::move(in_flight_));
@@ -229,7 +273,6 @@ void StreamReactor::OnWriteDone(bool ok) {
 }
 
 void StreamReactor::OnCancel() {
-  SeeConstruction();
   std::lock_guard lock(mu_);
   stop_.Request(v1::StreamEnd::CLIENT_CANCELLED);
   cancelled_ = true;
@@ -248,10 +291,10 @@ void StreamReactor::MaybeFinishLocked() {
   if (finish_called_ || in_flight_) return;
   if (cancelled_) {
     finish_called_ = true;
-    Finish(grpc::Status::CANCELLED);
+    call_->StartFinish(grpc::Status::CANCELLED);
   } else if (finish_status_ && queue_.empty()) {
     finish_called_ = true;
-    Finish(*finish_status_);
+    call_->StartFinish(*finish_status_);
   }
   if (finish_called_ && compressor_) compress_wake_.notify_one();
   if (finish_called_ && keylog_) keylog_->Stop();
@@ -259,7 +302,6 @@ void StreamReactor::MaybeFinishLocked() {
 }
 
 void StreamReactor::CompressLoop() {
-  SeeConstruction();
   std::unique_lock lock(mu_);
   while (true) {
     compress_wake_.wait(
@@ -278,7 +320,7 @@ void StreamReactor::CompressLoop() {
         spdlog::error("stream to {}: compression failed: {}; ending it", peer_,
                       compressed.message());
         stop_.Request(v1::StreamEnd::CAPTURE_ERROR);
-        context_->TryCancel();
+        call_->context().TryCancel();
         cancelled_ = true;
       }
     } else if (in_flight_->has_statistics()) {
@@ -315,14 +357,6 @@ Status StreamReactor::CompressBatch(v1::PacketBatch& batch) {
 void StreamReactor::CountCompressionLocked(v1::Statistics& statistics) const {
   statistics.set_uncompressed_bytes(uncompressed_bytes_);
   statistics.set_compressed_bytes(compressed_bytes_);
-}
-
-void StreamReactor::OnDone() {
-  SeeConstruction();
-  // gRPC orders OnDone after every other reaction (see the constructor): taking mu_ once makes
-  // everything done under it (StartWrite, the queue) visibly happen before the delete.
-  { std::lock_guard lock(mu_); }
-  ReleaseReference();
 }
 
 void StreamReactor::ReleaseReference() {

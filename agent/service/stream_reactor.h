@@ -1,12 +1,14 @@
 #pragma once
-// One Stream call: a gRPC write reactor fed by a capture (CaptureHub: its own, or one shared with
-// other streams of the same packets).
+// One Stream call (gRPC's async API, async_call.h) fed by a capture (CaptureHub: its own, or one
+// shared with other streams of the same packets).
 //
 // How data flows: the capture thread calls Send(); messages wait in a queue
 // bounded in bytes; one write is in flight at a time, the next started from OnWriteDone or, when
 // the writer is idle, from Send. A full queue drops the incoming packet batch whole (tail drop)
 // and the loop counts it: a client that stops reading costs at most the bound in memory and
-// never slows the capture. Nothing here blocks inside a reaction (grpc/grpc#36609).
+// never slows the capture. A thread of the stream's own (DriveCall) waits in the call's
+// completion queue for what gRPC reports: a write done (OnWriteDone), the client's cancel
+// (OnCancel, at once), the finish. Nobody has to wake it: it only ever waits for gRPC.
 //
 // Each message is serialized on the thread that starts its write (stream_serializer.h): a batch's
 // blob becomes a slice of the gRPC buffer instead of being copied into it, and comes back
@@ -15,18 +17,18 @@
 // Compression, when the request asks for it (StreamRequest.compression): a thread of the
 // stream's own takes each message off the queue, compresses a packet batch (compress/), and
 // starts its write; without it the write starts on the thread that found the writer idle. So
-// the capture thread never pays for compression, and no gRPC reaction waits for it. Batches
+// the capture thread never pays for compression, and the call's thread never waits for it. Batches
 // are dropped on the way INTO the queue, before compression, so every compressed batch sent is
 // part of the one zstd stream the client decodes in order. The queue's bound counts batches as
 // captured (uncompressed).
 //
 // A client that is alive but reads nothing (keepalive does not notice it) would keep a capture
 // running for nobody: a write in flight for longer than the stall timeout (capd --stall-timeout,
-// default 60 s) cancels the call.
+// default 60 s) cancels the call (CLIENT_STALLED).
 //
-// Lifetime: the object deletes itself once both gRPC is done with it (OnDone) and the capture
-// has said the subscription ended. The registry in CaptureService sees it from construction to
-// deletion.
+// Lifetime: the object deletes itself once both gRPC is done with the call (DriveCall returns)
+// and the capture has said the subscription ended. The registry in CaptureService sees it from
+// construction to deletion.
 
 #include <grpcpp/grpcpp.h>
 
@@ -42,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/service/async_call.h"
 #include "agent/service/stream_serializer.h"
 #include "agent/stream/capture_hub.h"
 #include "agent/stream/stop_signal.h"
@@ -69,21 +72,32 @@ struct StreamRelay {
   std::string warning;
 };
 
+// The gRPC side of a Stream call: raw, so that the stream serializes its own messages.
+using AsyncStreamCall = ServerStreamCall<grpc::ByteBuffer, grpc::ByteBuffer>;
+
 // Writes serialized StreamResponse messages (CaptureService registers Stream as a raw method).
-class StreamReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public StreamSink {
+class StreamReactor : public StreamSink {
  public:
   // Called from the destructor, so the registry can forget the stream.
   using OnDestroyed = std::function<void(StreamReactor*)>;
+  // Starts `work` on a thread the caller owns (and joins); false if it cannot any more.
+  using StartThread = std::function<bool(std::function<void()> work)>;
 
   // Subscribes to a capture in `hub`. max_queue_bytes bounds the messages waiting for the client;
   // a write in flight for longer than stall_timeout ends the stream (CLIENT_STALLED).
   // `rewind` (StreamRequest.since_ns): the capture's messages go through it, and a thread of the
   // stream's own (holding a reference, like the compression thread) runs it (rewind.h).
+  // gRPC's events are handled once Start() has been called.
   StreamReactor(CaptureHub& hub, const v1::StreamRequest& request, const AgentIdentity& identity,
                 StreamRelay relay, size_t max_queue_bytes, std::chrono::milliseconds stall_timeout,
-                grpc::CallbackServerContext* context, OnDestroyed on_destroyed,
+                std::unique_ptr<AsyncStreamCall> call, OnDestroyed on_destroyed,
                 std::unique_ptr<rewind::Rewind> rewind = nullptr);
   ~StreamReactor() override;
+
+  // Runs DriveCall on a thread from `start_thread`; when none can start (capd is shutting
+  // down) cancels the call and drives it to its end on this thread. Called once, after
+  // FollowKeyLog if any; the object may be gone when it returns.
+  void Start(const StartThread& start_thread);
 
   // Ends the stream with `reason` (e.g. agent shutdown): the capture thread sends what it has,
   // the statistics and the end, then the call finishes. Thread-safe.
@@ -109,12 +123,16 @@ class StreamReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public 
   bool Send(std::unique_ptr<v1::StreamResponse> message, bool droppable) override;
   std::unique_ptr<v1::StreamResponse> NewMessage() override;
 
-  // grpc::ServerWriteReactor (gRPC's callback threads)
-  void OnWriteDone(bool ok) override;
-  void OnCancel() override;
-  void OnDone() override;
-
  private:
+  // The call's thread: waits in the call's completion queue and hands each event on, until
+  // the call is finished and over; then releases its reference.
+  void DriveCall();
+  // What gRPC reports (DriveCall's thread).
+  void OnWriteDone(bool ok);
+  void OnCancel();
+  // True when the write in flight has waited longer than the stall timeout; the first time,
+  // ends the stream (CLIENT_STALLED) and cancels the call. Requires mu_ held.
+  bool StalledLocked();
   // The capture's word that this subscription ended (CaptureHub::DoneFn).
   void OnCaptureDone(StatusOr<v1::StreamEnd> ended);
   // Finishes the call with `status` once everything queued before it has been written.
@@ -138,7 +156,7 @@ class StreamReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public 
   const StreamRelay relay_;
   const size_t max_queue_bytes_;
   const std::chrono::milliseconds stall_timeout_;
-  grpc::CallbackServerContext* const context_;  // valid until OnDone
+  const std::unique_ptr<AsyncStreamCall> call_;  // operations started under mu_
   const std::string peer_;
   OnDestroyed on_destroyed_;
   StopSignal stop_;
@@ -160,6 +178,7 @@ class StreamReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public 
   std::optional<grpc::Status> finish_status_;
   bool cancelled_ = false;
   bool finish_called_ = false;
+  bool stalled_ = false;
 
   // Set when the client asked for compression; then compress_wake_ (with mu_) wakes the
   // compression thread when the writer is idle and a message waits, or the call finished.
@@ -174,12 +193,9 @@ class StreamReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer>, public 
   uint64_t uncompressed_bytes_ = 0;  // guarded by mu_: batches compressed so far, before
   uint64_t compressed_bytes_ = 0;    // and after
 
-  // One reference for gRPC (released in OnDone), one for the capture (released when it is done),
-  // and one for the compression thread when there is one.
+  // One reference for DriveCall (released when gRPC is done with the call), one for the capture
+  // (released when it is done), and one for the compression thread when there is one.
   std::atomic<int> references_{2};
-  // Set at the end of the constructor; read first by every reaction (see the constructor).
-  std::atomic<bool> constructed_{false};
-  void SeeConstruction() const { (void)constructed_.load(std::memory_order_acquire); }
 };
 
 }  // namespace capd::agent

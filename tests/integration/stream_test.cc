@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tests/integration/agent_fixture.h"
+#include "tests/support/proc_status.h"
 
 namespace capd::test {
 namespace {
@@ -145,6 +146,37 @@ TEST_F(StreamTest, ConcurrentStreamsKeepTheirOwnPackets) {
   ASSERT_NO_FATAL_FAILURE(ExpectExit(*s2, 0));
   ExpectUdpPayloads(ReadOrFail(File("7001.pcapng")), p1, 7001);
   ExpectUdpPayloads(ReadOrFail(File("7002.pcapng")), p2, 7002);
+}
+
+// capd serves every method with gRPC's async API, so while a stream runs the threads waiting in
+// gRPC are capd's own (its accepting thread, the stream's): gRPC's callback threads
+// ("nexting_thread"), which woke for every message of a stream (docs/performance.md, sessions 13
+// and 14), are not started at all.
+TEST_F(StreamTest, AStreamRunsWithoutGrpcCallbackThreads) {
+  constexpr int kCount = 20;
+  ASSERT_NO_FATAL_FAILURE(StartAgent());
+  const UniqueFd sink = AgentSocket(kDst, kPort);
+  std::unique_ptr<Subprocess> stream;
+  ASSERT_NO_FATAL_FAILURE(StartStream("s",
+                                      {"-i", kIface, "-f", "udp port 7000", "-c",
+                                       std::to_string(kCount), "-w", File("s.pcapng").string()},
+                                      &stream));
+  auto threads = ThreadIds(agent().pid());
+  ASSERT_TRUE(threads.ok()) << threads.status().message();
+  std::multiset<std::string> names;
+  for (const pid_t tid : *threads) names.insert(ThreadName(agent().pid(), tid));
+  std::string listed;
+  for (const std::string& name : names) listed += " " + name;
+  EXPECT_EQ(names.count("nexting_thread"), 0u) << "capd's threads:" << listed;
+  EXPECT_EQ(names.count("capd-accept"), 1u) << "capd's threads:" << listed;
+  // And the stream works: every packet arrives.
+  const auto payloads = MakePayloads(kCount, "async");
+  const UniqueFd peer = PeerSocket();
+  for (const std::string& payload : payloads) {
+    ASSERT_TRUE(SendUdp(peer.get(), kDst, kPort, payload).ok());
+  }
+  ASSERT_NO_FATAL_FAILURE(ExpectExit(*stream, 0));
+  ExpectUdpPayloads(ReadOrFail(File("s.pcapng")), payloads, kPort);
 }
 
 // -s 100: each packet keeps its first 100 bytes (all of a shorter one) and its original length.
