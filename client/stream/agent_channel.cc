@@ -99,6 +99,11 @@ StatusOr<AgentConnection> AgentConnection::Connect(const AgentAddress& agent,
   // Fail fast when the agent is down instead of gRPC's default reconnect backoff.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // gRPC's BDP probe (a PING after received data) stays on for every address, loopback too: it is
+  // what grows HTTP/2's window past 64 KiB, and a loopback address may be a hand-made ssh -L or
+  // SSM forward to an agent across a distant link, which that window would cap (a fixed window
+  // through GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES does not grow the connection's; gRPC 1.51;
+  // docs/performance.md, session 14, hand-made tunnels and BDP probing).
   if (!options.tls_server_name.empty()) {
     args.SetSslTargetNameOverride(options.tls_server_name);
   }
