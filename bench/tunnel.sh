@@ -8,6 +8,9 @@
 #   (c) capctl stream --agent ssh://root@AGENT/CAP --fifo FIFO, without compression
 #       (--no-compress when this capctl has the flag)
 #   (d) the same with --compress; skipped when `capctl stream --help` does not list --compress
+#   (e) a hand-made forward, `ssh -N -L 127.0.0.1:50151:127.0.0.1:50051 root@AGENT`, and
+#       capctl stream --agent 127.0.0.1:50151/CAP --no-compress --fifo FIFO: loopback to capctl
+#   (f) the same with CAPCTL_ALT's capctl (an A/B of two capctl builds in one set-up)
 # each read by tshark -i FIFO -w FILE. Run by hand, as root; not a CI job, not a ctest test.
 #
 # How it works: three network namespaces of its own.
@@ -40,12 +43,16 @@
 #   RATE=20mbit            the tunnel: tc rate of the agent's egress towards the client
 #   DELAY_MS=0             netem delay on each end of the tunnel veth (round trip 2x); 0: none
 #                          (needs sch_netem, which some kernels, this VM's among them, lack)
+#   DELAY_PROXY_MS=0       without sch_netem: ssh's ProxyCommand is bench/delayline.py, holding
+#                          every chunk this long in each direction (round trip 2x); its CPU
+#                          counts as ssh's
+#   CAPCTL_ALT=            workflow (f)'s capctl (default: BUILD_DIR's)
 #   TRAFFIC_RATE=60mbit    tc rate of the TCP bulk on the capture veth (3x RATE)
 #   PAYLOAD=random         the bulk's bytes: random (TLS-like, incompressible) or text
 #   SMALL_PPS=2000 SMALL_SIZE=120   the small UDP packets (frame length without FCS)
 #   DURATION=20            seconds of traffic per workflow
 #   ROUNDS=1               rounds (each: every workflow); medians reported
-#   WORKFLOWS="a b c d"    which workflows
+#   WORKFLOWS="a b c d"    which workflows (also e, f)
 #   SETTLE_S=3             a capture file unchanged this long is finished
 #   CAPD_USER=nobody       capd --user
 #   RESULTS=bench/RESULTS.md   section "Through a thin tunnel" replaced (or added); empty: not
@@ -85,6 +92,9 @@ source "$BENCH_DIR/sched.sh"  # wait_quiet, update_results, alive, forget, make_
 [[ -x $BUILD_DIR/client/capctl ]] || die "$BUILD_DIR/client/capctl not found (build the capctl target)"
 CAPD=$(realpath "$BUILD_DIR/agent/capd")
 CAPCTL=$(realpath "$BUILD_DIR/client/capctl")
+CAPCTL_ALT=$(realpath "${CAPCTL_ALT:-$CAPCTL}")
+DELAY_PROXY_MS=${DELAY_PROXY_MS:-0}
+LOCAL_FWD_PORT=50151  # (e), (f): the hand-made forward's port in the client namespace
 SSHD=/usr/sbin/sshd
 [[ -x $SSHD ]] || die "$SSHD not found (apt-get install openssh-server)"
 for tool in ip tc ssh ssh-keygen tshark capinfos trafgen socat timeout awk; do
@@ -92,10 +102,11 @@ for tool in ip tc ssh ssh-keygen tshark capinfos trafgen socat timeout awk; do
 done
 id "$CAPD_USER" >/dev/null 2>&1 || die "no user $CAPD_USER (CAPD_USER)"
 [[ $DURATION =~ ^[1-9][0-9]*$ && $ROUNDS =~ ^[1-9][0-9]*$ && $SMALL_PPS =~ ^[0-9]+$ &&
-  $DELAY_MS =~ ^[0-9]+$ ]] || die "DURATION, ROUNDS, SMALL_PPS and DELAY_MS are whole numbers"
+  $DELAY_MS =~ ^[0-9]+$ && $DELAY_PROXY_MS =~ ^[0-9]+$ ]] ||
+  die "DURATION, ROUNDS, SMALL_PPS, DELAY_MS and DELAY_PROXY_MS are whole numbers"
 ((SMALL_SIZE >= 60 && SMALL_SIZE <= 1514)) || die "SMALL_SIZE must be 60..1514"
 [[ $PAYLOAD == random || $PAYLOAD == text ]] || die "PAYLOAD is random or text"
-for wf in $WORKFLOWS; do [[ $wf =~ ^[abcd]$ ]] || die "WORKFLOWS: a, b, c or d, not '$wf'"; done
+for wf in $WORKFLOWS; do [[ $wf =~ ^[abcdef]$ ]] || die "WORKFLOWS: a, b, c, d, e or f, not '$wf'"; done
 
 # What this capctl can do about compression (another change adds the flags).
 HAS_COMPRESS=0
@@ -302,6 +313,9 @@ Host $AG_IP
   StrictHostKeyChecking yes
   BatchMode yes
 EOF
+  if ((DELAY_PROXY_MS > 0)); then
+    echo "  ProxyCommand python3 $BENCH_DIR/delayline.py %h %p $DELAY_PROXY_MS" >>"$SSH_CONFIG"
+  fi
   if [[ ! -d /run/sshd ]]; then
     mkdir -m 755 /run/sshd
     MADE_RUN_SSHD=1
@@ -411,6 +425,23 @@ start_pipeline() {
     done
     [[ -n $TCPDUMP_PID ]] || die "$RUN: the remote tcpdump was not found among sshd's processes"
     cg_add tcpdump "$TCPDUMP_PID"
+  elif [[ $wf == e || $wf == f ]]; then
+    # A hand-made forward: ssh -L, then capctl at 127.0.0.1:LOCAL_FWD_PORT.
+    spawn ssh "$OUT_DIR/logs/$RUN.fwd.log" ip netns exec "$CL_NS" ssh -F "$SSH_CONFIG" -N \
+      -o ExitOnForwardFailure=yes -L "127.0.0.1:$LOCAL_FWD_PORT:127.0.0.1:$PORT" "root@$AG_IP"
+    FWD_PID=$SPAWNED
+    local i
+    for ((i = 0; i < 100; i++)); do
+      ip netns exec "$CL_NS" ss -Hltn "sport = :$LOCAL_FWD_PORT" | grep -q LISTEN && break
+      sleep 0.1
+    done
+    sleep 0.3
+    local bin=$CAPCTL
+    [[ $wf == e ]] || bin=$CAPCTL_ALT
+    spawn capctl "$WRITER_ERR" ip netns exec "$CL_NS" "$bin" stream \
+      --agent "127.0.0.1:$LOCAL_FWD_PORT/$CAP_AG" --no-compress --fifo "$fifo"
+    WRITER_PID=$SPAWNED
+    wait_ready "$WRITER_ERR" "capturing on" "$WRITER_PID" capctl
   else
     local args=(stream --agent "ssh://root@$AG_IP/$CAP_AG" --fifo "$fifo")
     if ((HAS_COMPRESS)); then
@@ -436,6 +467,10 @@ stop_pipeline() {
     kill -TERM "$WRITER_PID" 2>/dev/null || true
     reap "$WRITER_PID" capctl 60
     ((REAP_RC == 0)) || NOTES+=("$RUN: capctl exited with status $REAP_RC: $(tail -1 "$WRITER_ERR")")
+    if [[ $wf == e || $wf == f ]]; then
+      kill -TERM "$FWD_PID" 2>/dev/null || true
+      reap "$FWD_PID" ssh 10
+    fi
   fi
   reap "$READER_PID" tshark 30
   for ((i = 0; i < 20; i++)); do
@@ -562,10 +597,11 @@ table_md() {
     END {
       name["a"] = "(a) ssh + tcpdump -U -w -"; name["b"] = "(b) ssh -C + tcpdump -U -w -"
       name["c"] = "(c) capctl ssh://, no compression"; name["d"] = "(d) capctl ssh://, --compress"
+      name["e"] = "(e) ssh -L by hand, capctl 127.0.0.1"; name["f"] = "(f) as (e), CAPCTL_ALT"
       print "| workflow | sent on CAP | offered Mbit/s | delivered | completeness | delivered pkt/s | tunnel Mbit/s used | capturer drops | CPU us / delivered pkt | sshd / ssh / tcpdump or capd / capctl |"
       print "|---|---|---|---|---|---|---|---|---|---|"
-      for (k = 1; k <= 4; k++) {
-        wf = substr("abcd", k, 1)
+      for (k = 1; k <= 6; k++) {
+        wf = substr("abcdef", k, 1)
         if (!(wf in seen)) { if (wf == "d") print "| " name[wf] " | skipped: this capctl has no --compress | | | | | | | | |"; continue }
         printf "| %s | %.0f | %.1f | %.0f | %.1f %% | %.0f | %.1f | %s | %.2f | %.2f / %.2f / %.2f / %s |\n", name[wf],
           median(sent[wf]), median(offered[wf]), median(got[wf]), median(compl[wf]), median(pps[wf]),
@@ -617,6 +653,8 @@ section_md() {
   echo "from the start of the traffic to the file's last growth. CPU: sshd + ssh + tcpdump or capd +"
   echo "capctl per delivered packet (cgroups); tshark apart. Capturer drops: tcpdump kernel/interface,"
   echo "capctl kernel/interface/agent. Rounds: $ROUNDS (medians)."
+  ((DELAY_PROXY_MS == 0)) ||
+    echo "ssh's ProxyCommand: bench/delayline.py, ${DELAY_PROXY_MS} ms each way (its CPU is ssh's)."
   echo
   table_md
   if ((${#NOTES[@]} > 0)); then
@@ -629,6 +667,7 @@ section_md() {
 main() {
   COMMAND="RATE=$RATE DELAY_MS=$DELAY_MS TRAFFIC_RATE=$TRAFFIC_RATE PAYLOAD=$PAYLOAD SMALL_PPS=$SMALL_PPS"
   COMMAND+=" SMALL_SIZE=$SMALL_SIZE DURATION=$DURATION ROUNDS=$ROUNDS WORKFLOWS=\"$WORKFLOWS\""
+  ((DELAY_PROXY_MS == 0)) || COMMAND+=" DELAY_PROXY_MS=$DELAY_PROXY_MS"
   COMMAND+=" bench/tunnel.sh $BUILD_DIR"
   # One section of RESULTS.md per payload: "tunnel.sh" (random, as before) and "tunnel.sh text".
   MARKER=tunnel.sh

@@ -99,12 +99,11 @@ StatusOr<AgentConnection> AgentConnection::Connect(const AgentAddress& agent,
   // Fail fast when the agent is down instead of gRPC's default reconnect backoff.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  // gRPC's BDP probe sends a PING after received data (every 100 ms to 10 s) and times the
-  // agent's answer, to grow HTTP/2's window to the path's bandwidth-delay product: what a tunnel
-  // or a remote agent needs (docs/performance.md, issue 19's thin tunnel). On loopback there is
-  // no delay to cover, and the probes cost wake-ups of gRPC's timer thread here and of a poller
-  // in capd, per second rather than per packet (gRPC 1.51; docs/performance.md, session 14).
-  if (IsLoopback(agent)) args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  // gRPC's BDP probe (a PING after received data) stays on for every address, loopback too: it is
+  // what grows HTTP/2's window past 64 KiB, and a loopback address may be a hand-made ssh -L or
+  // SSM forward to an agent across a distant link, which that window would cap (a fixed window
+  // through GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES does not grow the connection's; gRPC 1.51;
+  // docs/performance.md, session 14, hand-made tunnels and BDP probing).
   if (!options.tls_server_name.empty()) {
     args.SetSslTargetNameOverride(options.tls_server_name);
   }

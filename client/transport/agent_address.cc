@@ -1,8 +1,5 @@
 #include "client/transport/agent_address.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <charconv>
 
 namespace capd::client {
@@ -62,19 +59,6 @@ StatusOr<AgentAddress> ParseAgentAddress(std::string_view text) {
   }
   if (!ValidPort(rest.substr(colon + 1))) return bad("port must be 1..65535");
   return address;
-}
-
-bool IsLoopback(const AgentAddress& agent) {
-  if (agent.transport != AgentAddress::Transport::kDirect) return false;
-  std::string host = agent.target.substr(0, agent.target.rfind(':'));
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  if (host == "localhost") return true;
-  in_addr v4{};
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  in6_addr v6{};
-  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
 SshDestination ParseSshTarget(std::string_view target) {

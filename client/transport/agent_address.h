@@ -26,11 +26,6 @@ constexpr std::string_view kDefaultAgent = "127.0.0.1:50051";
 // kInvalidArgument with a message naming the address when it cannot be parsed.
 StatusOr<AgentAddress> ParseAgentAddress(std::string_view text);
 
-// Whether capctl reaches the agent directly at a loopback address (127.0.0.0/8, [::1],
-// localhost): capctl on the agent's own host. A tunnel (ssh://, ssm://) is not, although gRPC
-// connects to the tunnel's local end: the agent is across a network.
-bool IsLoopback(const AgentAddress& agent);
-
 // An ssh:// target, "[user@]host[:port]", as ssh takes it: the destination "[user@]host" with an
 // IPv6 host unbracketed ("[::1]:2222" -> "::1", port "2222"; a bare "::1" has no port), and
 // ssh's port ("" for ssh's own default).

@@ -32,23 +32,6 @@ TEST(AgentAddressTest, Transports) {
   EXPECT_EQ(ssm->transport, AgentAddress::Transport::kSsm);
 }
 
-TEST(AgentAddressTest, LoopbackIsADirectAgentOnThisHost) {
-  for (const char* local :
-       {"127.0.0.1:50051", "127.1.2.3:50051/eth0", "[::1]:50051/lo", "localhost:50051"}) {
-    auto a = ParseAgentAddress(local);
-    ASSERT_TRUE(a.ok()) << local;
-    EXPECT_TRUE(IsLoopback(*a)) << local;
-  }
-  // Tunnels connect to a local forward, but the agent is across a network.
-  for (const char* remote :
-       {"10.0.0.5:50051", "[fe80::1]:50051", "agent.example:50051", "128.0.0.1:50051",
-        "ssh://root@127.0.0.1/eth0", "ssh://localhost", "ssm://i-0123456789abcdef0"}) {
-    auto a = ParseAgentAddress(remote);
-    ASSERT_TRUE(a.ok()) << remote;
-    EXPECT_FALSE(IsLoopback(*a)) << remote;
-  }
-}
-
 TEST(AgentAddressTest, RefusesWithMessageNamingTheAddress) {
   for (const char* bad :
        {"", "host", "host:", "host:0", "host:70000", ":50051", "host:1/", "host:port"}) {
