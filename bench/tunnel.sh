@@ -110,7 +110,10 @@ for wf in $WORKFLOWS; do [[ $wf =~ ^[abcdef]$ ]] || die "WORKFLOWS: a, b, c, d, 
 
 # What this capctl can do about compression (another change adds the flags).
 HAS_COMPRESS=0
-if "$CAPCTL" stream --help 2>/dev/null | grep -q -- '--compress'; then HAS_COMPRESS=1; fi
+# The help is read whole first: under pipefail, grep -q leaving early would make capctl's
+# SIGPIPE the pipeline's status, and a capctl with the flag would look as if it had none.
+CAPCTL_STREAM_HELP=$("$CAPCTL" stream --help 2>/dev/null || true)
+if grep -q -- '--compress' <<<"$CAPCTL_STREAM_HELP"; then HAS_COMPRESS=1; fi
 
 ID=$$
 AG_NS=capdb-tun-$ID-agent
