@@ -34,6 +34,9 @@ namespace {
 
 // How long a refused call's client may take to take its status before it is cancelled.
 constexpr std::chrono::milliseconds kRefusalLimit{5000};
+// Refused calls waiting for the refusing thread; beyond, a refusal is a cancel (the client sees
+// CANCELLED instead of the reason), which never waits for the client.
+constexpr size_t kMaxWaitingRefusals = 64;
 
 // A Stream or FetchRecording call requested from gRPC: handed to `accepted` when it comes.
 template <class Call>
@@ -306,7 +309,31 @@ void CaptureService::ListRecordings(ListRecordingsCall& call) {
 
 template <class Call>
 void CaptureService::Refuse(std::unique_ptr<Call> call, const grpc::Status& status) {
-  call->FinishAndWait(status, kRefusalLimit);
+  std::shared_ptr<Call> refused = std::move(call);
+  {
+    std::lock_guard lock(refusals_mu_);
+    if (!refusals_closed_ && refusals_.size() < kMaxWaitingRefusals) {
+      refusals_.push_back([refused, status] { refused->FinishAndWait(status, kRefusalLimit); });
+      refusals_wake_.notify_one();
+      return;
+    }
+  }
+  refused->context().TryCancel();
+  refused->FinishAndWait(status, kRefusalLimit);
+}
+
+void CaptureService::RefuseLoop() {
+  pthread_setname_np(pthread_self(), "capd-refuse");
+  std::unique_lock lock(refusals_mu_);
+  while (true) {
+    refusals_wake_.wait(lock, [this] { return refusals_closed_ || !refusals_.empty(); });
+    if (refusals_.empty()) return;  // closed, and every refusal finished
+    std::function<void()> finish = std::move(refusals_.front());
+    refusals_.pop_front();
+    lock.unlock();
+    finish();
+    lock.lock();
+  }
 }
 
 void CaptureService::FetchRecording(std::unique_ptr<FetchCall> call) {
@@ -359,6 +386,7 @@ void CaptureService::Serve(std::unique_ptr<grpc::ServerCompletionQueue> queue) {
   RequestUnary(&AsyncCaptureService::RequestDeleteRecording, &CaptureService::DeleteRecording);
   RequestUnary(&AsyncCaptureService::RequestListRecordings, &CaptureService::ListRecordings);
   RequestFetch();
+  refuser_ = std::thread([this] { RefuseLoop(); });
   acceptor_ = std::thread([this] { AcceptLoop(); });
 }
 
@@ -377,6 +405,13 @@ void CaptureService::StopServing() {
   }
   if (queue_) queue_->Shutdown();
   if (acceptor_.joinable()) acceptor_.join();
+  {
+    // After Server::Shutdown every refused call is cancelled: the rest finish at once.
+    std::lock_guard lock(refusals_mu_);
+    refusals_closed_ = true;
+  }
+  refusals_wake_.notify_all();
+  if (refuser_.joinable()) refuser_.join();
   writers_.JoinAll();
 }
 

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -148,9 +149,14 @@ class CaptureService final {
   void ListRecordings(ListRecordingsCall& call);
   void Stream(std::unique_ptr<AsyncStreamCall> call);
   void FetchRecording(std::unique_ptr<FetchCall> call);
-  // Finishes a refused Stream or FetchRecording call (accepting thread).
+  // Finishes a refused Stream or FetchRecording call (accepting thread): hands it to the
+  // refusing thread, or cancels it at once when kMaxWaitingRefusals already wait there.
   template <class Call>
   void Refuse(std::unique_ptr<Call> call, const grpc::Status& status);
+  // The refusing thread: finishes the refused calls in turn. A refused client may take up to
+  // kRefusalLimit to take its status (one that reads nothing fills its socket, and the finish
+  // waits for room), so this never runs on the accepting thread, which serves everyone.
+  void RefuseLoop();
 
   void OpenStream(std::unique_ptr<AsyncStreamCall> call, const v1::StreamRequest& request);
   void Forget(StreamReactor* reactor);
@@ -184,6 +190,12 @@ class CaptureService final {
   std::mutex accept_mu_;          // requests against the queue's shutdown
   bool stop_requesting_ = false;  // guarded by accept_mu_
   std::thread acceptor_;
+
+  std::mutex refusals_mu_;
+  std::condition_variable refusals_wake_;
+  std::deque<std::function<void()>> refusals_;  // guarded by refusals_mu_
+  bool refusals_closed_ = false;                // guarded by refusals_mu_
+  std::thread refuser_;
 
   std::atomic<RecordingManager*> recordings_{nullptr};
   const std::shared_ptr<CaptureHub> hub_ = std::make_shared<CaptureHub>();

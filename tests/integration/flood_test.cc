@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <iterator>
 #include <functional>
 #include <memory>
 #include <string>
@@ -65,6 +67,32 @@ for i in range(count):
         batch = []
 s.sendall(b"".join(batch))
 sys.stderr.write("reset: %d streams\n" % count)
+sys.stderr.flush()
+time.sleep(3600)
+)";
+
+// Refused calls whose client reads nothing: on one connection, SETTINGS frames that capd answers
+// (a SETTINGS ACK each) fill capd's socket while COUNT calls to PATH (no credentials; at most
+// gRPC's 32 streams at once) come between them, so their refusals wait for room that never comes.
+constexpr char kUnreadRefusals[] = R"(
+import socket, struct, sys, time
+port, count, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+def literal(name, value):
+    n, v = name.encode(), value.encode()
+    return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+block = b"".join(literal(k, v) for k, v in [(":method", "POST"), (":scheme", "http"),
+    (":path", path), (":authority", "capd"), ("content-type", "application/grpc"), ("te", "trailers")])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", port))
+s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0) + frame(4, 1, 0))
+for i in range(count):
+    stream = 2 * i + 1
+    s.sendall(frame(4, 0, 0) * 20000 + frame(1, 4, stream, block) +
+              frame(0, 1, stream, b"\x00\x00\x00\x00\x00"))
+sys.stderr.write("unread: %d streams\n" % count)
 sys.stderr.flush()
 time.sleep(3600)
 )";
@@ -226,6 +254,39 @@ TEST_F(ConnectFloodTest, RapidResetMemoryIsBoundedAndHandedBack) {
     EXPECT_LT(peak - *rss_before, kRapidResetPeakBound);
     EXPECT_LT(after, *rss_before + kReturnedWithin) << "the memory was not handed back";
   }
+  ExpectAgentAlive();
+}
+
+// A stranger's refused Streams on a connection it never reads. Before, capd's accepting thread
+// finished each refusal itself and waited up to 5 s for the client to take it: with 30 such
+// calls every other client, root included, waited (capctl interfaces: 10 s deadline exceeded,
+// six times in a row). Now the refusals wait on a thread of their own: root is served within
+// 5 s during the attack, and capd's threads stay as they were.
+TEST_F(ConnectFloodTest, UnreadRefusalsDoNotDelayOtherClients) {
+  ASSERT_NO_FATAL_FAILURE(
+      StartAgentWith({"--user", "nobody", "--no-metadata"}, kAgentTarget, kSystemdFileLimit));
+  const auto threads = [this] {
+    const std::filesystem::path tasks = "/proc/" + std::to_string(AgentPid()) + "/task";
+    return std::distance(std::filesystem::directory_iterator(tasks),
+                         std::filesystem::directory_iterator());
+  };
+  const auto threads_before = threads();
+  std::unique_ptr<Subprocess> attack;
+  ASSERT_NO_FATAL_FAILURE(
+      Spawn("unread",
+            AsUser(kNobody, kNobody,
+                   {"/usr/bin/python3", "-c", kUnreadRefusals, std::to_string(kAgentPort), "30",
+                    "/capd.v1.Capture/Stream"}),
+            &attack));
+  ASSERT_TRUE(attack->WaitForStderr("unread: ", kStartTimeout)) << attack->Describe();
+  for (int i = 0; i < 3; ++i) {
+    RunCapctl("during-" + std::to_string(i), {"interfaces", "--agent", kAgentTarget}, 0, "",
+              std::chrono::seconds(5));
+  }
+  EXPECT_LE(threads(), threads_before + 2);
+  attack->Signal(SIGKILL);
+  attack->WaitFor(std::chrono::seconds(5));
+  RunCapctl("after", {"interfaces", "--agent", kAgentTarget}, 0, "", std::chrono::seconds(5));
   ExpectAgentAlive();
 }
 
